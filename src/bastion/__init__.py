@@ -1,0 +1,1 @@
+"""Bastion: a self-hosted privileged remote access appliance."""

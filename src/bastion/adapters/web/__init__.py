@@ -1,0 +1,1 @@
+"""adapters.web layer of Bastion."""
