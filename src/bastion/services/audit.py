@@ -1,0 +1,62 @@
+"""The audit log: who did what, to what, when and from where."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bastion.adapters.db.models import AuditEntry
+from bastion.domain.accounts import Principal
+from bastion.services.ports import utc_now
+from bastion.services.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The principal behind a request and the address it came from."""
+
+    principal: Principal | None
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.principal.name if self.principal else "anonymous"
+
+
+def record(uow: UnitOfWork, actor: Actor, action: str, target: str, **details: Any) -> None:
+    """Add an entry in the caller's transaction: it commits or rolls back with the change."""
+    uow.audit.add(
+        AuditEntry(
+            at=utc_now(),
+            actor=actor.name,
+            action=action,
+            target=target,
+            details=json.dumps(details, sort_keys=True, default=str),
+            source=actor.source,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AuditView:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    source: str
+
+
+def page(
+    uow: UnitOfWork, limit: int = 50, offset: int = 0, action: str | None = None
+) -> tuple[list[AuditView], int]:
+    limit = max(1, min(limit, 500))
+    entries = uow.audit.page(limit, max(0, offset), action)
+    views = [
+        AuditView(e.id, e.at, e.actor, e.action, e.target, json.loads(e.details), e.source)
+        for e in entries
+    ]
+    return views, uow.audit.count(action)

@@ -1,0 +1,41 @@
+"""The service layer's exception family. Messages are for administrators: what, and what to do."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A use case was refused. Web and CLI adapters map subclasses to status codes."""
+
+
+class InvalidInputError(ServiceError):
+    pass
+
+
+class NotFoundError(ServiceError):
+    pass
+
+
+class ConflictError(ServiceError):
+    pass
+
+
+class PermissionDeniedError(ServiceError):
+    pass
+
+
+class AuthenticationError(ServiceError):
+    pass
+
+
+class ThrottledError(ServiceError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SessionEndedError(AuthenticationError):
+    pass
+
+
+class UnavailableError(ServiceError):
+    pass

@@ -1,0 +1,36 @@
+"""What the services need from the world, as protocols the adapters implement."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bastion.domain.network import ListenAddress
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Hasher(Protocol):
+    def hash(self, secret: str) -> str: ...
+
+    def verify(self, hashed: str, secret: str) -> bool: ...
+
+
+class Listeners(Protocol):
+    """Opens and closes the sockets the appliance serves on, while it runs."""
+
+    async def open(self, address: ListenAddress) -> None:
+        """Start serving on `address`; raise `ListenError` if it cannot be bound."""
+
+    async def close(self, address: ListenAddress) -> None: ...
+
+    def active(self) -> list[ListenAddress]: ...
+
+
+class ListenError(Exception):
+    """An address could not be bound; the message says why in an administrator's words."""

@@ -1,0 +1,53 @@
+"""The appliance's typed settings, read once from the command line and `BASTION_*`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApplianceSettings(BaseSettings):
+    """Everything the appliance process needs to start; passed in, never read globally."""
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    data_dir: Path = Path("var/appliance")
+    listen: list[str] = Field(default_factory=lambda: ["127.0.0.1:8443"])
+    hostname: str = "localhost"
+    database_url: SecretStr | None = None
+
+    ntp_server_default: str = "pool.ntp.org"
+    ntp_poll_seconds: float = 300.0
+    ntp_timeout_seconds: float = 2.0
+
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    api_token_ttl_seconds: int = 3600
+
+    lockout_free_attempts: int = 3
+    lockout_base_delay_seconds: float = 1.0
+    lockout_max_delay_seconds: float = 30.0
+    lockout_lock_after: int = 10
+    lockout_lock_seconds: float = 900.0
+
+    password_hash_fast: bool = False
+    """Cheaper argon2 parameters; only for test suites that sign in hundreds of times."""
+
+    @property
+    def db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.db_dir / 'bastion.sqlite').resolve()}"
