@@ -1,0 +1,3 @@
+from bastion.entrypoints.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""Jinja2 rendering with what every page needs: the signed-in user, CSRF token, version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from bastion import release
+from bastion.adapters.web.deps import CSRF_COOKIE, new_csrf_token
+from bastion.services.auth import CurrentSession
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def render(
+    request: Request,
+    template: str,
+    current: CurrentSession | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a page; without a session, a pre-session CSRF cookie protects its forms."""
+    csrf = current.csrf_token if current else request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "current": current,
+            "principal": current.principal if current else None,
+            "csrf_token": csrf,
+            "product_version": release.site_version(),
+            **context,
+        },
+        status_code=status_code,
+    )
+    if current is None:
+        response.set_cookie(
+            CSRF_COOKIE, csrf, secure=True, httponly=True, samesite="strict", path="/"
+        )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,57 @@
+"""The same appliance code against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import skip_or_fail
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support.appliance import start_appliance
+from tests.support.postgres import PostgresServer, find_binaries, postgres_server
+
+from bastion.adapters.db.engine import make_engine, migrate, schema_revision, session_factory
+from bastion.adapters.passwords import Argon2Hasher
+from bastion.domain.accounts import Principal, Role
+from bastion.services import accounts
+from bastion.services.audit import Actor
+from bastion.services.unit_of_work import UnitOfWork
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    bindir = find_binaries()
+    if bindir is None:
+        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    with postgres_server(bindir) as running:  # type: ignore[arg-type]
+        yield running
+
+
+def test_migrations_and_services_run_on_postgresql(server: PostgresServer) -> None:
+    engine = make_engine(server.url())
+    migrate(engine)
+    assert schema_revision(engine) is not None
+    actor = Actor(Principal("test", Role.ADMINISTRATOR), "127.0.0.1")
+    with UnitOfWork(session_factory(engine)) as uow:
+        created = accounts.create_account(
+            uow, Argon2Hasher(fast=True), actor, "pg.user", "a long pass phrase", "representative"
+        )
+        uow.commit()
+    with UnitOfWork(session_factory(engine)) as uow:
+        assert accounts.get_account(uow, created.id).username == "pg.user"
+        assert uow.audit.count("account.create") == 1
+    engine.dispose()
+
+
+def test_an_appliance_serves_from_postgresql(server: PostgresServer, tmp_path: Path) -> None:
+    url = server.url()
+    with start_appliance(tmp_path, host="127.0.0.44", extra_args=["--database-url", url]) as app:
+        creds = create_client(app, "pg-reader", "--database-url", url)
+        token = get_token(app, creds).json()["access_token"]
+        with app.client(headers=bearer(token)) as client:
+            users = client.get("/api/v1/accounts").json()
+    assert [u["username"] for u in users] == ["admin", "pg.user"]
+    assert not (app.data_dir / "db" / "bastion.sqlite").exists()

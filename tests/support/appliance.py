@@ -1,0 +1,133 @@
+"""Start a real appliance process on a loopback address for integration and browser tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+START_TIMEOUT = 60.0
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningAppliance:
+    host: str
+    port: int
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "certs" / "internal-ca.pem"
+
+    def tls(self) -> ssl.SSLContext:
+        """A client TLS context that trusts this appliance's internal CA."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.tls(), timeout=15, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def appliance_command(
+    data_dir: Path, listen: Sequence[str], extra: Sequence[str] = ()
+) -> list[str]:
+    command = [sys.executable, "-m", "bastion", "appliance", "serve", "--data", str(data_dir)]
+    for address in listen:
+        command += ["--listen", address]
+    return [*command, *extra]
+
+
+def test_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BASTION_PASSWORD_HASH_FAST": "1",
+            "BASTION_NTP_SERVER_DEFAULT": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def wait_healthy(appliance: RunningAppliance, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if appliance.process.poll() is not None:
+            raise RuntimeError(
+                f"appliance exited with {appliance.process.returncode}:\n{appliance.log()}"
+            )
+        if appliance.ca_file.exists():
+            try:
+                with appliance.client() as client:
+                    if client.get("/check_health").status_code == 200:
+                        return
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    appliance.stop(signal.SIGKILL)
+    raise RuntimeError(f"appliance did not become healthy in {timeout}s:\n{appliance.log()}")
+
+
+@contextmanager
+def start_appliance(
+    tmp_path: Path,
+    host: str = "127.0.0.21",
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    port: int | None = None,
+) -> Iterator[RunningAppliance]:
+    """A running appliance with a fresh (or given) data directory, stopped on exit."""
+    data_dir = data_dir or tmp_path / f"appliance-{host}"
+    port = port or free_port(host)
+    log_path = tmp_path / f"appliance-{host}-{port}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            appliance_command(data_dir, [f"{host}:{port}"], extra_args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=test_environment(env),
+        )
+    appliance = RunningAppliance(host, port, data_dir, log_path, process, env or {})
+    try:
+        wait_healthy(appliance)
+        yield appliance
+    finally:
+        appliance.stop()
