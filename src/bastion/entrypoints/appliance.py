@@ -23,7 +23,7 @@ from bastion.adapters.passwords import Argon2Hasher
 from bastion.adapters.web.app import create_app
 from bastion.adapters.web.runtime import Runtime
 from bastion.domain.accounts import FIRST_LOGIN_PASSWORD, FIRST_LOGIN_USERNAME, Role
-from bastion.domain.network import ListenAddress
+from bastion.domain.network import ListenAddress, parse_listen_address
 from bastion.services import network
 from bastion.services.ports import ListenError, Listeners, utc_now
 from bastion.services.unit_of_work import UnitOfWork
@@ -63,7 +63,7 @@ def initialise(settings: ApplianceSettings, engine: Engine, hasher: Argon2Hasher
 
 
 def _listen_hosts(settings: ApplianceSettings) -> list[str]:
-    return [network.parse_listen_address(text).host for text in settings.listen]
+    return [parse_listen_address(text).host for text in settings.listen]
 
 
 def _create_first_login(engine: Engine, hasher: Argon2Hasher) -> None:
@@ -121,7 +121,7 @@ async def _open_listeners(
     runtime: Runtime, listeners: UvicornListeners, settings: ApplianceSettings
 ) -> list[ListenAddress]:
     """Open every enabled address; those given on the command line must open."""
-    required = {network.parse_listen_address(text) for text in settings.listen}
+    required = {parse_listen_address(text) for text in settings.listen}
     with runtime.uow() as uow:
         addresses = network.ensure_startup_addresses(uow, settings.listen)
         uow.commit()

@@ -1,0 +1,161 @@
+"""The machine interface under `/appliance`: Status > Basics and Networking > IP Configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
+
+from bastion import release
+from bastion.adapters.web.deps import AdministratorDep, CsrfDep, RuntimeDep, UowDep, page_actor
+from bastion.adapters.web.pages_login import form_error, redirect
+from bastion.adapters.web.runtime import Runtime
+from bastion.adapters.web.templating import render
+from bastion.services import network, status
+from bastion.services.auth import CurrentSession
+from bastion.services.errors import ServiceError
+from bastion.services.ports import utc_now
+from bastion.services.unit_of_work import UnitOfWork
+
+router = APIRouter(include_in_schema=False)
+
+BASICS = "/appliance/status/basics"
+IP_CONFIGURATION = "/appliance/networking/ip-configuration"
+LISTEN_ADDRESSES = "/appliance/networking/listen-addresses"
+
+FormText = Annotated[str, Form()]
+
+
+@router.get("/appliance")
+def appliance_home() -> Response:
+    return redirect(BASICS)
+
+
+# Status > Basics.
+
+
+@router.get(BASICS)
+def basics(request: Request, runtime: RuntimeDep, current: AdministratorDep) -> Response:
+    shown = status.basics(
+        release.site_version(),
+        release.build_id(),
+        release.base_description(),
+        runtime.started_at,
+        utc_now(),
+        runtime.clock.reading,
+    )
+    return render(request, "status_basics.html", current, basics=shown)
+
+
+@router.post(f"{BASICS}/measure", dependencies=[CsrfDep])
+async def measure_clock(runtime: RuntimeDep, current: AdministratorDep) -> Response:
+    """Ask the NTP server now instead of waiting for the next poll."""
+    await runtime.clock.measure()
+    return redirect(BASICS)
+
+
+# Networking > IP Configuration.
+
+
+def _ip_configuration(
+    request: Request,
+    runtime: Runtime,
+    uow: UnitOfWork,
+    current: CurrentSession,
+    error: ServiceError | None = None,
+    **form: str,
+) -> Response:
+    addresses = network.list_addresses(uow, runtime.listeners)
+    ntp_server = network.ntp_server(uow, runtime.settings.ntp_server_default)
+    template = "ip_configuration.html"
+    if error is not None:
+        return form_error(
+            request, template, current, error, addresses=addresses, ntp_server=ntp_server, form=form
+        )
+    return render(request, template, current, addresses=addresses, ntp_server=ntp_server, form=form)
+
+
+@router.get(IP_CONFIGURATION)
+def ip_configuration(
+    request: Request, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    return _ip_configuration(request, runtime, uow, current)
+
+
+@router.post(LISTEN_ADDRESSES, dependencies=[CsrfDep])
+async def add_listen_address(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    address: FormText = "",
+) -> Response:
+    """The address is bound before it is saved: only an address that serves is kept."""
+    actor = page_actor(request, current)
+    try:
+        await network.add_address(uow, runtime.listeners, actor, address)
+    except ServiceError as error:
+        return _ip_configuration(request, runtime, uow, current, error, address=address)
+    uow.commit()
+    return redirect(IP_CONFIGURATION)
+
+
+async def _set_enabled(
+    request: Request,
+    runtime: Runtime,
+    uow: UnitOfWork,
+    current: CurrentSession,
+    row_id: int,
+    enabled: bool,
+) -> Response:
+    actor = page_actor(request, current)
+    try:
+        await network.set_enabled(uow, runtime.listeners, actor, row_id, enabled)
+    except ServiceError as error:
+        return _ip_configuration(request, runtime, uow, current, error)
+    uow.commit()
+    return redirect(IP_CONFIGURATION)
+
+
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/enable", dependencies=[CsrfDep])
+async def enable_listen_address(
+    request: Request, row_id: int, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    return await _set_enabled(request, runtime, uow, current, row_id, enabled=True)
+
+
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/disable", dependencies=[CsrfDep])
+async def disable_listen_address(
+    request: Request, row_id: int, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    return await _set_enabled(request, runtime, uow, current, row_id, enabled=False)
+
+
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/remove", dependencies=[CsrfDep])
+def remove_listen_address(
+    request: Request, row_id: int, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    try:
+        network.remove_address(uow, page_actor(request, current), row_id)
+    except ServiceError as error:
+        return _ip_configuration(request, runtime, uow, current, error)
+    uow.commit()
+    return redirect(IP_CONFIGURATION)
+
+
+@router.post("/appliance/networking/ntp", dependencies=[CsrfDep])
+async def set_ntp_server(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    server: FormText = "",
+) -> Response:
+    """Save the NTP server, then measure against it so Status > Basics shows the result."""
+    try:
+        network.set_ntp_server(uow, page_actor(request, current), server)
+    except ServiceError as error:
+        return _ip_configuration(request, runtime, uow, current, error, server=server)
+    uow.commit()
+    await runtime.clock.measure()
+    return redirect(IP_CONFIGURATION)
