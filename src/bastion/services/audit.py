@@ -25,18 +25,20 @@ class Actor:
         return self.principal.name if self.principal else "anonymous"
 
 
+def new_entry(actor: Actor, action: str, target: str, **details: Any) -> AuditEntry:
+    return AuditEntry(
+        at=utc_now(),
+        actor=actor.name,
+        action=action,
+        target=target,
+        details=json.dumps(details, sort_keys=True, default=str),
+        source=actor.source,
+    )
+
+
 def record(uow: UnitOfWork, actor: Actor, action: str, target: str, **details: Any) -> None:
     """Add an entry in the caller's transaction: it commits or rolls back with the change."""
-    uow.audit.add(
-        AuditEntry(
-            at=utc_now(),
-            actor=actor.name,
-            action=action,
-            target=target,
-            details=json.dumps(details, sort_keys=True, default=str),
-            source=actor.source,
-        )
-    )
+    uow.audit.add(new_entry(actor, action, target, **details))
 
 
 @dataclass(frozen=True)

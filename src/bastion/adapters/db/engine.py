@@ -46,9 +46,22 @@ def alembic_config(engine: Engine) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision this build knows."""
+    migrate_to(engine, "head")
+
+
+def migrate_to(engine: Engine, revision: str) -> None:
+    """Bring the schema to `revision` ("head" for the newest)."""
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), revision)
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this build can migrate from."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS))
+    return {revision.revision for revision in script.walk_revisions()}
 
 
 def schema_revision(engine: Engine) -> str | None:
