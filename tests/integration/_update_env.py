@@ -1,0 +1,135 @@
+"""A real vendor repository and a real update-service process for update tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from bastion.update_service.cli import release_app
+from bastion.update_service.download_key import generate_appliance_key
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file and link under ``root`` (links as their target), to compare before/after."""
+    if not root.exists():
+        return {}
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = os.readlink(path).encode()
+        elif path.is_file():
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+@dataclass
+class Vendor:
+    root: Path
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    def run(self, *args: str, ok: bool = True) -> str:
+        result = self.runner.invoke(release_app, list(args))
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"release {args[0]} failed: {result.output}")
+        return result.output
+
+    def admin(self, command: str, *args: str, ok: bool = True) -> str:
+        return self.run(command, "--data", str(self.data), "--keys", str(self.keys), *args, ok=ok)
+
+    def init(self, *expiry: str) -> None:
+        self.run("keygen", "--keys", str(self.keys), "--root-keys", "2")
+        options = [item for e in expiry for item in ("--expiry", e)]
+        self.admin("init-repo", "--root-threshold", "2", *options)
+
+    def build(self, kind: str, version: str, *extra: str, payload: bytes = b"") -> Path:
+        src = self.root / "src" / f"{kind}-{version}"
+        src.mkdir(parents=True, exist_ok=True)
+        (src / "content.txt").write_bytes(payload or f"{kind} {version}\n".encode())
+        out = self.root / "packages"
+        args = ["build", "--kind", kind, "--version", version, "--out", str(out), *extra, str(src)]
+        return Path(self.run(*args).strip().splitlines()[-1])
+
+    def release(self, kind: str, version: str, *extra: str, payload: bytes = b"") -> Path:
+        package = self.build(kind, version, *extra, payload=payload)
+        self.admin("publish", str(package))
+        return package
+
+    def customer(self, name: str, contract_end: str = "2099-12-31") -> None:
+        self.admin(
+            "add-customer", name, "--email", f"ops@{name}.example", "--contract-end", contract_end
+        )
+
+    def site(self, name: str, customer: str, wave: int = 1) -> None:
+        self.admin("add-site", name, "--customer", customer, "--wave", str(wave))
+
+    def appliance(self, site: str, appliance_id: str, key_file: Path) -> Path:
+        public = generate_appliance_key(key_file)
+        args = ["--site", site, "--appliance-id", appliance_id, "--public-key", public]
+        self.admin("enroll-appliance", *args)
+        return key_file
+
+    def site_dir(self, site: str) -> Path:
+        return self.data / "sites" / site
+
+    def trusted_root(self) -> bytes:
+        return (self.data / "root" / "1.root.json").read_bytes()
+
+
+@contextmanager
+def service(vendor: Vendor, host: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``update-service serve`` as its own process; yield its base URL."""
+    port = free_port(host)
+    command = [sys.executable, "-m", "bastion.update_service.cli", "update-service", "serve"]
+    command += [
+        "--data",
+        str(vendor.data),
+        "--keys",
+        str(vendor.keys),
+        "--listen",
+        f"{host}:{port}",
+    ]
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE)
+    url = f"http://{host}:{port}"
+    try:
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"update service exited: {process.communicate()[1].decode()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("update service did not start in 20 s")
