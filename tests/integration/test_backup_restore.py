@@ -123,3 +123,18 @@ def test_live_sessions_end_and_the_machines_own_addresses_stay(tmp_path: Path) -
         assert [(r.host, r.port) for r in uow.listen_addresses.all()] == [("127.0.0.12", 8443)]
         limits = SessionLimits(timedelta(minutes=5), timedelta(hours=1))
         assert auth.active_session_count(uow, limits) == 0
+
+
+def test_a_backup_of_an_older_schema_is_migrated_forward(tmp_path: Path) -> None:
+    from bastion.adapters.db.engine import migrate_to
+
+    (tmp_path / "old" / "db").mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{tmp_path / 'old' / 'db' / 'bastion.sqlite'}")
+    migrate_to(engine, "0001")
+    old = backups.BackupSite(engine, Base.metadata, tmp_path / "old", "site.example", "1.0.0")
+    add_account(old, "veteran")
+    data = backup_bytes(old)
+    site = make_site(tmp_path / "new")
+    report = backups.restore(site, ACTOR, io.BytesIO(data), PASSPHRASE)
+    assert report.migrated_from == "0001"
+    assert usernames(site) == ["veteran"]

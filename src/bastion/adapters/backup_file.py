@@ -314,7 +314,11 @@ def _read_preamble(stream: BinaryIO) -> _Preamble:
 def read_header(path: Path | str) -> BackupHeader:
     """Read a backup's header without the passphrase (what it is, from which site and version)."""
     with open(path, "rb") as stream:
-        return _read_preamble(stream).header
+        return read_header_from(stream)
+
+
+def read_header_from(stream: BinaryIO) -> BackupHeader:
+    return _read_preamble(stream).header
 
 
 class _ChunkOpener:

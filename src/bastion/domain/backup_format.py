@@ -284,3 +284,19 @@ def header_from_json(data: bytes) -> BackupHeader:
         sealing=_sealing_from(document),
         format_version=format_version,
     )
+
+
+MIN_PASSPHRASE_LENGTH = 12
+
+
+def passphrase_problems(passphrase: str, confirmation: str | None = None) -> list[str]:
+    """Why a passphrase chosen for a new backup is refused; empty when it is accepted."""
+    problems: list[str] = []
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        problems.append(
+            f"Use a passphrase of at least {MIN_PASSPHRASE_LENGTH} characters: "
+            "the backup holds passwords and private keys."
+        )
+    if confirmation is not None and confirmation != passphrase:
+        problems.append("The two passphrases differ; type the same passphrase twice.")
+    return problems

@@ -9,30 +9,42 @@ scratch database, and replaces the site tables in one transaction.
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import Engine, MetaData, delete
+import zstandard
+from sqlalchemy import Connection, Engine, MetaData, delete
 from sqlalchemy.orm import Session
 
 from bastion.adapters import backup_file
 from bastion.adapters.db import snapshot
-from bastion.adapters.db.engine import known_revisions, make_engine, migrate_to, schema_revision
+from bastion.adapters.db.engine import known_revisions, migrate_to, schema_revision
 from bastion.adapters.db.models import ApiToken, WebSession
-from bastion.domain.backup_format import BackupError, BackupHeader, BackupMetadata
+from bastion.domain.backup_format import (
+    BackupError,
+    BackupHeader,
+    BackupMetadata,
+    passphrase_problems,
+)
 from bastion.services import audit
 from bastion.services.audit import Actor
 from bastion.services.errors import InvalidInputError
 from bastion.services.ports import utc_now
+from bastion.services.unit_of_work import UnitOfWork
 
-DATABASE_MEMBER = "database.jsonl"
+DATABASE_MEMBER = "site.sqlite.zst"
 AUTOMATIC_DIR = "backups/automatic"
+
+
+def _keep(key: bytes, _bound_to: str) -> bytes:
+    """Keys as they are: for a site whose keys are not sealed by a vault of this machine."""
+    return key
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,8 @@ class BackupSite:
     data_dir: Path
     site_name: str
     software_version: str
-    export_filter: snapshot.RowFilter | None = None
-    import_filter: snapshot.RowFilter | None = None
+    unseal_key: snapshot.KeyTransform = _keep
+    seal_key: snapshot.KeyTransform = _keep
     after_restore: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -64,6 +76,19 @@ class RestoreReport:
     sessions_ended: int
 
 
+def check_new_passphrase(passphrase: str, confirmation: str | None = None) -> None:
+    problems = passphrase_problems(passphrase, confirmation)
+    if problems:
+        raise InvalidInputError(" ".join(problems))
+
+
+def record_created(uow: UnitOfWork, actor: Actor, header: BackupHeader, where: str) -> None:
+    meta = header.metadata
+    audit.record(
+        uow, actor, "backup.create", meta.site_name, schema_revision=meta.schema_revision, to=where
+    )
+
+
 def _metadata(site: BackupSite) -> BackupMetadata:
     return BackupMetadata(
         software_version=site.software_version,
@@ -74,17 +99,36 @@ def _metadata(site: BackupSite) -> BackupMetadata:
     )
 
 
-def _members(site: BackupSite) -> list[backup_file.Member]:
-    lines = snapshot.dump(site.engine, site.metadata, site.export_filter)
-    return [(DATABASE_MEMBER, io.BufferedReader(snapshot.LineStream(lines), 1 << 20))]
+@contextmanager
+def _workdir(site: BackupSite, prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(dir=site.scratch_dir, prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sealed(
+    site: BackupSite, write: Callable[[list[backup_file.Member]], BackupHeader]
+) -> BackupHeader:
+    """Snapshot the site, compress it and hand it to `write` as the backup's one member."""
+    with _workdir(site, "backup-") as work:
+        database = work / "site.sqlite"
+        snapshot.take(site.engine, site.metadata, database, site.unseal_key)
+        with database.open("rb") as raw:
+            compressed = zstandard.ZstdCompressor(level=3).stream_reader(raw)
+            try:
+                return write([(DATABASE_MEMBER, compressed)])
+            except BackupError as error:
+                raise InvalidInputError(str(error)) from None
 
 
 def write(site: BackupSite, out: BinaryIO, passphrase: str) -> BackupHeader:
-    """Stream an encrypted backup of the site into `out` while the appliance keeps serving."""
-    try:
-        return backup_file.write_backup(out, _metadata(site), _members(site), passphrase)
-    except BackupError as error:
-        raise InvalidInputError(str(error)) from None
+    """Write an encrypted backup of the site into `out` while the appliance keeps serving."""
+    metadata = _metadata(site)
+    return _sealed(
+        site, lambda members: backup_file.write_backup(out, metadata, members, passphrase)
+    )
 
 
 def write_file(site: BackupSite, directory: Path, passphrase: str, label: str) -> Path:
@@ -92,10 +136,10 @@ def write_file(site: BackupSite, directory: Path, passphrase: str, label: str) -
     directory.mkdir(parents=True, exist_ok=True)
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     path = directory / f"{site.site_name}-{label}-{stamp}.bastion"
-    try:
-        backup_file.write_backup_file(path, _metadata(site), _members(site), passphrase)
-    except BackupError as error:
-        raise InvalidInputError(str(error)) from None
+    metadata = _metadata(site)
+    _sealed(
+        site, lambda members: backup_file.write_backup_file(path, metadata, members, passphrase)
+    )
     return path
 
 
@@ -104,18 +148,25 @@ def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -
     verified = _open(site, upload, passphrase)
     migrate_from = _migration_start(site, verified.header)
     automatic = write_file(site, site.data_dir / AUTOMATIC_DIR, passphrase, "before-restore")
-    workdir = Path(tempfile.mkdtemp(dir=site.scratch_dir, prefix="restore-"))
-    try:
-        verified.extract_to(workdir / "members")
-        database = workdir / "members" / DATABASE_MEMBER
+    with _workdir(site, "restore-") as work:
+        verified.extract_to(work / "members")
+        database = work / "site.sqlite"
+        with (work / "members" / DATABASE_MEMBER).open("rb") as packed, database.open("wb") as out:
+            zstandard.ZstdDecompressor().copy_stream(packed, out)
         if migrate_from is not None:
-            database = _migrate_forward(site, database, migrate_from, workdir)
-        rows, ended = _replace_site(site, actor, database, verified.header)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+            _migrate(database)
+        ended: list[int] = []
+        rows = snapshot.load(
+            site.engine,
+            site.metadata,
+            database,
+            site.seal_key,
+            lambda connection: ended.append(_end_sessions(connection)),
+        )
+        _record_restore(site, actor, verified.header, rows, ended[0])
     for hook in site.after_restore:
         hook()
-    return RestoreReport(verified.header, migrate_from, rows, automatic, ended)
+    return RestoreReport(verified.header, migrate_from, rows, automatic, ended[0])
 
 
 def _open(site: BackupSite, upload: BinaryIO, passphrase: str) -> backup_file.VerifiedBackup:
@@ -144,47 +195,38 @@ def _migration_start(site: BackupSite, header: BackupHeader) -> str | None:
     return revision
 
 
-def _migrate_forward(site: BackupSite, database: Path, revision: str, workdir: Path) -> Path:
-    """Load the old rows into a scratch database at their revision, migrate it, dump it again."""
-    scratch = make_engine(f"sqlite:///{workdir / 'scratch.sqlite'}")
+def _migrate(database: Path) -> None:
+    scratch = snapshot.sqlite_engine(database)
     try:
-        migrate_to(scratch, revision)
-        old = MetaData()
-        old.reflect(scratch)
-        with scratch.begin() as connection, database.open("rb") as stream:
-            snapshot.load(connection, old, stream)
         migrate_to(scratch, "head")
-        migrated = workdir / "migrated.jsonl"
-        with migrated.open("wb") as out:
-            for line in snapshot.dump(scratch, site.metadata):
-                out.write(line)
     finally:
         scratch.dispose()
-    return migrated
 
 
-def _replace_site(
-    site: BackupSite, actor: Actor, database: Path, header: BackupHeader
-) -> tuple[dict[str, int], int]:
-    with site.engine.begin() as connection, database.open("rb") as stream:
-        ended = connection.execute(delete(WebSession)).rowcount
-        connection.execute(delete(ApiToken))
-        counts = snapshot.load(connection, site.metadata, stream, site.import_filter)
-        meta = header.metadata
-        entry = audit.new_entry(
-            actor,
-            "backup.restore",
-            meta.site_name,
-            software_version=meta.software_version,
-            schema_revision=meta.schema_revision,
-            created_at=meta.created_at.isoformat(),
-            rows=counts.total,
-            sessions_ended=ended,
+def _end_sessions(connection: Connection) -> int:
+    ended = connection.execute(delete(WebSession)).rowcount
+    connection.execute(delete(ApiToken))
+    return int(ended or 0)
+
+
+def _record_restore(
+    site: BackupSite, actor: Actor, header: BackupHeader, rows: dict[str, int], ended: int
+) -> None:
+    meta = header.metadata
+    with Session(site.engine) as session:
+        session.add(
+            audit.new_entry(
+                actor,
+                "backup.restore",
+                meta.site_name,
+                software_version=meta.software_version,
+                schema_revision=meta.schema_revision,
+                created_at=meta.created_at.isoformat(),
+                rows=sum(rows.values()),
+                sessions_ended=ended,
+            )
         )
-        with Session(bind=connection) as session:
-            session.add(entry)
-            session.flush()
-    return counts.rows, int(ended or 0)
+        session.commit()
 
 
 def describe(header: BackupHeader) -> dict[str, str]:

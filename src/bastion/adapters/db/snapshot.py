@@ -1,180 +1,194 @@
-"""Site data as a stream of JSON lines, and back: the database part of a backup.
+"""Site data as a SQLite file, and back: the database part of a backup.
 
-A snapshot is taken in one read transaction (a consistent view on SQLite in WAL
-mode and on PostgreSQL with REPEATABLE READ) while the appliance keeps serving.
-It is written table by table, row by row, so memory does not grow with the
-site. Loading replaces the site tables inside the caller's transaction, so a
-restore is all-or-nothing.
+The snapshot is a SQLite database holding the site tables at the schema revision
+they were taken at (its `alembic_version` travels with it), so an older snapshot
+is brought forward by the same migrations as the appliance itself.
 
-Line format: ``{"table": NAME, "columns": [...]}`` starts a table; each
-following line is one row as a JSON array in that column order.
+- From SQLite, the snapshot is SQLite's online backup of the live database (one
+  consistent copy while the appliance keeps serving), with machine state removed.
+- From PostgreSQL, the site tables are copied row by row in one REPEATABLE READ
+  transaction into a new SQLite file migrated to the same revision.
+
+Loading replaces the site tables of the live database in one transaction, so a
+restore is all-or-nothing. Private keys travel unsealed inside the (encrypted)
+backup and are sealed again with the receiving appliance's own key vault.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import IO, Any
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, delete, insert, select
-from sqlalchemy.types import DateTime, TypeDecorator
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    inspect,
+    select,
+    update,
+)
+
+from bastion.adapters.db.engine import make_engine, migrate_to, schema_revision
 
 # Machine state and short-lived secrets stay with the machine; everything else is the site.
-MACHINE_TABLES = frozenset(
-    {"alembic_version", "web_sessions", "sign_in_failures", "api_tokens", "listen_addresses"}
-)
-BATCH = 1000
+MACHINE_TABLES = frozenset({"web_sessions", "sign_in_failures", "api_tokens", "listen_addresses"})
+NOT_SITE = MACHINE_TABLES | {"alembic_version"}
+BATCH = 2000
 
-Row = dict[str, Any]
-RowFilter = Callable[[str, Row], Row | None]
-"""Applied to each row on the way out or in: return it (changed or not), or None to skip it."""
+KeyTransform = Callable[[bytes, str], bytes]
 
 
-@dataclass
-class SnapshotCounts:
-    rows: dict[str, int] = field(default_factory=dict)
+@dataclass(frozen=True)
+class SealedColumn:
+    """A column sealed per row by the key vault, with the column the seal is bound to."""
 
-    @property
-    def total(self) -> int:
-        return sum(self.rows.values())
+    table: str
+    column: str
+    bound_to: str
+
+
+SEALED = (SealedColumn("certificates", "private_key", "fingerprint"),)
 
 
 def site_tables(metadata: MetaData) -> list[Table]:
     """Tables in dependency order (parents first)."""
-    return [t for t in metadata.sorted_tables if t.name not in MACHINE_TABLES]
+    return [t for t in metadata.sorted_tables if t.name not in NOT_SITE]
 
 
-def _is_datetime(table: Table, column: str) -> bool:
-    kind = table.c[column].type
-    impl = kind.impl if isinstance(kind, TypeDecorator) else kind
-    return isinstance(impl, DateTime)
+def sqlite_engine(path: Path) -> Engine:
+    return make_engine(f"sqlite:///{path}")
 
 
-def _is_binary(table: Table, column: str) -> bool:
-    return isinstance(table.c[column].type, LargeBinary)
+# -- taking a snapshot -----------------------------------------------------------
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat()
-    if isinstance(value, bytes | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    return value
+def take(engine: Engine, metadata: MetaData, target: Path, unseal: KeyTransform) -> dict[str, int]:
+    """Write the site's snapshot to `target` (a new file); returns rows per table."""
+    if engine.dialect.name == "sqlite":
+        _copy_sqlite_file(engine, target)
+        scratch = sqlite_engine(target)
+        with scratch.begin() as connection:
+            for name in MACHINE_TABLES:
+                connection.exec_driver_sql(f"DELETE FROM {name}")
+    else:
+        scratch = sqlite_engine(target)
+        migrate_to(scratch, schema_revision(engine) or "head")
+        _copy_rows(engine, scratch, site_tables(metadata))
+    try:
+        with scratch.begin() as connection:
+            _transform_sealed(connection, metadata, unseal)
+            return _counts(connection, metadata)
+    finally:
+        scratch.dispose()
 
 
-def _decode(table: Table, column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if _is_datetime(table, column):
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    if _is_binary(table, column):
-        return base64.b64decode(value)
-    return value
+def _copy_sqlite_file(engine: Engine, target: Path) -> None:
+    """SQLite's online backup: one consistent copy, taken while others keep writing."""
+    source = engine.url.database or ""
+    with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
+        live.backup(copy)
 
 
-def dump(
-    engine: Engine, metadata: MetaData, row_filter: RowFilter | None = None
-) -> Iterator[bytes]:
-    """Lines of every site table from one consistent snapshot, read as they are consumed."""
-    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name != "sqlite" else {}
-    with engine.connect().execution_options(**options) as connection, connection.begin():
-        for table in site_tables(metadata):
-            yield from _dump_table(connection, table, row_filter)
+def _copy_rows(source: Engine, target: Engine, tables: list[Table]) -> None:
+    options = {"isolation_level": "REPEATABLE READ"}
+    reading = source.connect().execution_options(**options)
+    with reading as reader, reader.begin(), target.begin() as writer:
+        for table in tables:
+            _copy_table(reader, writer, table)
 
 
-def _dump_table(
-    connection: Connection, table: Table, row_filter: RowFilter | None
-) -> Iterator[bytes]:
-    columns = [c.name for c in table.columns]
-    yield json.dumps({"table": table.name, "columns": columns}).encode() + b"\n"
-    order = list(table.primary_key.columns) or list(table.columns)[:1]
-    result = connection.execution_options(yield_per=BATCH).execute(select(table).order_by(*order))
-    for record in result.mappings():
-        row = row_filter(table.name, dict(record)) if row_filter else dict(record)
-        if row is not None:
-            yield json.dumps([_encode(row[c]) for c in columns]).encode() + b"\n"
+def _copy_table(reader: Connection, writer: Connection, table: Table) -> None:
+    result = reader.execution_options(yield_per=BATCH).execute(select(table))
+    for rows in result.mappings().partitions(BATCH):
+        writer.execute(insert(table), [dict(row) for row in rows])
 
 
-class LineStream(io.RawIOBase):
-    """A readable binary stream over an iterator of byte strings."""
-
-    def __init__(self, lines: Iterator[bytes]) -> None:
-        self._lines = lines
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            chunk = next(self._lines, None)
-            if chunk is None:
-                return 0
-            self._buffer = chunk
-        size = min(len(target), len(self._buffer))
-        target[:size], self._buffer = self._buffer[:size], self._buffer[size:]
-        return size
+def _transform_sealed(connection: Connection, metadata: MetaData, transform: KeyTransform) -> None:
+    present = set(inspect(connection).get_table_names())
+    for sealed in SEALED:
+        if sealed.table not in present:
+            continue  # a snapshot from before the table existed
+        table = metadata.tables[sealed.table]
+        key, bound = table.c[sealed.column], table.c[sealed.bound_to]
+        rows = connection.execute(select(table.c.id, key, bound).where(key.is_not(None))).all()
+        changed = [{"row_id": r.id, "value": transform(r[1], r[2])} for r in rows]
+        if changed:
+            statement = update(table).where(table.c.id == bindparam("row_id"))
+            connection.execute(statement.values({sealed.column: bindparam("value")}), changed)
 
 
-def read_lines(stream: IO[bytes]) -> Iterator[tuple[str, list[str], list[Any]]]:
-    """(table, columns, values) for each row; a table with no rows yields nothing."""
-    table, columns = "", []
-    for line in stream:
-        item = json.loads(line)
-        if isinstance(item, dict):
-            table, columns = item["table"], item["columns"]
-        else:
-            yield table, columns, item
+def _counts(connection: Connection, metadata: MetaData) -> dict[str, int]:
+    present = set(inspect(connection).get_table_names())
+    return {
+        t.name: int(connection.exec_driver_sql(f"SELECT COUNT(*) FROM {t.name}").scalar_one())
+        for t in site_tables(metadata)
+        if t.name in present
+    }
+
+
+# -- loading a snapshot -----------------------------------------------------------
 
 
 def load(
-    connection: Connection,
+    engine: Engine,
     metadata: MetaData,
-    stream: IO[bytes],
-    row_filter: RowFilter | None = None,
-) -> SnapshotCounts:
-    """Replace the site tables with the snapshot in `stream`, in the caller's transaction."""
-    tables = {t.name: t for t in site_tables(metadata)}
-    for table in reversed(list(tables.values())):
-        connection.execute(delete(table))
-    counts, batch, current = SnapshotCounts(), [], None
-    for name, columns, values in read_lines(stream):
-        table = tables.get(name)
-        if table is None:
-            continue  # a table this schema no longer has
-        if current is not None and (table is not current or len(batch) >= BATCH):
-            connection.execute(insert(current), batch)
-            batch = []
-        current = table
-        row = {
-            c: _decode(table, c, v) for c, v in zip(columns, values, strict=True) if c in table.c
-        }
-        kept = row_filter(name, row) if row_filter else row
-        if kept is not None:
-            batch.append(kept)
-            counts.rows[name] = counts.rows.get(name, 0) + 1
-    if current is not None and batch:
-        connection.execute(insert(current), batch)
-    _reset_sequences(connection, list(tables.values()))
+    snapshot: Path,
+    seal: KeyTransform,
+    in_same_transaction: Callable[[Connection], Any],
+) -> dict[str, int]:
+    """Replace the live site tables with the snapshot's (already at the live revision)."""
+    tables = site_tables(metadata)
+    with engine.connect() as connection:
+        attached = engine.dialect.name == "sqlite"
+        if attached:  # outside any transaction: SQLite refuses ATTACH inside one
+            connection.exec_driver_sql("ATTACH DATABASE ? AS snapshot", (str(snapshot),))
+        try:
+            in_same_transaction(connection)
+            for table in reversed(tables):
+                connection.execute(delete(table))
+            _fill(connection, tables, snapshot, attached)
+            _transform_sealed(connection, metadata, seal)
+            counts = _counts(connection, metadata)
+            connection.commit()
+        finally:
+            connection.rollback()
+            if attached:
+                connection.exec_driver_sql("DETACH DATABASE snapshot")
     return counts
+
+
+def _fill(connection: Connection, tables: list[Table], snapshot: Path, attached: bool) -> None:
+    if attached:
+        for table in tables:
+            columns = ", ".join(c.name for c in table.columns)
+            connection.exec_driver_sql(
+                f"INSERT INTO main.{table.name} ({columns}) "
+                f"SELECT {columns} FROM snapshot.{table.name}"
+            )
+        return
+    source = sqlite_engine(snapshot)
+    try:
+        with source.connect() as reader:
+            for table in tables:
+                _copy_table(reader, connection, table)
+        _reset_sequences(connection, tables)
+    finally:
+        source.dispose()
 
 
 def _reset_sequences(connection: Connection, tables: list[Table]) -> None:
     """PostgreSQL keeps serial counters apart from the rows; move them past the restored ids."""
-    if connection.dialect.name != "postgresql":
-        return
     for table in tables:
-        for column in table.primary_key.columns:
-            if column.autoincrement is True or (
-                column.autoincrement == "auto" and column.type.python_type is int
-            ):
-                connection.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
-                    f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
-                )
+        if "id" in table.c and table.c.id.primary_key:
+            connection.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"
+            )

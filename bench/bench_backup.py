@@ -1,0 +1,179 @@
+"""Backup and restore of a large synthetic site, against sqlite3 .backup | zstd | openssl enc.
+
+The site: 10,000 accounts and 1,000,000 audit entries (several hundred MB of SQLite).
+Each side runs in a child process so that its peak resident memory is its own.
+
+    uv run python bench/bench_backup.py [--audit 1000000] [--accounts 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PASSPHRASE = "benchmark-passphrase"
+
+
+def build_site(data_dir: Path, accounts: int, audit: int) -> Path:
+    from bastion.adapters.db.engine import make_engine, migrate
+
+    (data_dir / "db").mkdir(parents=True)
+    database = data_dir / "db" / "bastion.sqlite"
+    engine = make_engine(f"sqlite:///{database}")
+    migrate(engine)
+    engine.dispose()
+    connection = sqlite3.connect(database)
+    hashed = "$argon2id$v=19$m=65536,t=3,p=4$" + "x" * 70
+    connection.executemany(
+        "INSERT INTO accounts (username, display_name, role, password_hash, must_change_password,"
+        " disabled, created_at) VALUES (?, ?, 'representative', ?, 0, 0, '2026-01-01 00:00:00')",
+        ((f"user{i:05d}", f"User number {i}", hashed) for i in range(accounts)),
+    )
+    details = json.dumps({"note": "x" * 200, "count": 3})
+    rows = (
+        (
+            f"2026-01-01 00:{i % 60:02d}:00",
+            f"user{i % accounts:05d}",
+            "account.update",
+            f"user{(i * 7) % accounts:05d}",
+            details,
+            "192.0.2.10",
+        )
+        for i in range(audit)
+    )
+    connection.executemany(
+        "INSERT INTO audit_log (at, actor, action, target, details, source) VALUES (?,?,?,?,?,?)",
+        rows,
+    )
+    connection.commit()
+    connection.close()
+    return database
+
+
+def child(role: str, data_dir: Path, target: Path) -> None:
+    """Run one side in this (child) process and print seconds and peak memory as JSON."""
+    from bastion.adapters.db.engine import make_engine
+    from bastion.adapters.db.models import Base
+    from bastion.domain.accounts import Principal, Role
+    from bastion.services import backups
+    from bastion.services.audit import Actor
+
+    engine = make_engine(f"sqlite:///{data_dir / 'db' / 'bastion.sqlite'}")
+    site = backups.BackupSite(engine, Base.metadata, data_dir, "bench.example", "1.0.0")
+    started = time.perf_counter()
+    if role == "backup":
+        backups.write_file(site, target.parent, PASSPHRASE, "bench").rename(target)
+    else:
+        actor = Actor(Principal("bench", Role.ADMINISTRATOR), "127.0.0.1")
+        with target.open("rb") as upload:
+            backups.restore(site, actor, upload, PASSPHRASE)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_kib": peak}))
+
+
+def run_child(role: str, data_dir: Path, target: Path) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", role, str(data_dir), str(target)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def pipeline(command: str) -> dict[str, float]:
+    """A shell pipeline's time and the largest resident size of its processes."""
+    script = (
+        "import resource, subprocess, sys, time, json;"
+        "t=time.perf_counter(); subprocess.run(sys.argv[1], shell=True, check=True);"
+        "print(json.dumps({'seconds': time.perf_counter()-t,"
+        " 'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, command], capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(result.stdout))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--audit", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=3)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return
+    for tool in ("sqlite3", "zstd", "openssl"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed for the comparison; install it (Debian package {tool}).")
+    with tempfile.TemporaryDirectory(dir=ROOT / "var" if (ROOT / "var").exists() else None) as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        database = build_site(work / "site", args.accounts, args.audit)
+        size = sum(p.stat().st_size for p in database.parent.iterdir())
+        print(
+            f"site: {args.accounts:,} accounts, {args.audit:,} audit entries, "
+            f"{size / 2**20:.0f} MiB of SQLite (built in {time.perf_counter() - started:.0f} s)"
+        )
+        ours_backup = run_child("backup", work / "site", work / "ours.bastion")
+        shutil.copytree(work / "site", work / "restore-into")
+        ours_restore = run_child("restore", work / "restore-into", work / "ours.bastion")
+        theirs_backup = pipeline(
+            f"sqlite3 {database} '.backup {work}/copy.sqlite' && zstd -q -c {work}/copy.sqlite"
+            f" | openssl enc -aes-256-cbc -pbkdf2 -pass pass:{PASSPHRASE} -out {work}/theirs.enc"
+        )
+        theirs_restore = pipeline(
+            f"openssl enc -d -aes-256-cbc -pbkdf2 -pass pass:{PASSPHRASE} -in {work}/theirs.enc"
+            f" | zstd -q -d -o {work}/restored.sqlite"
+        )
+        report(
+            size,
+            ours_backup,
+            ours_restore,
+            theirs_backup,
+            theirs_restore,
+            (work / "ours.bastion").stat().st_size,
+            (work / "theirs.enc").stat().st_size,
+        )
+
+
+def report(
+    size: int,
+    ob: dict[str, float],
+    orr: dict[str, float],
+    tb: dict[str, float],
+    tr: dict[str, float],
+    ours_bytes: int,
+    theirs_bytes: int,
+) -> None:
+    mib = size / 2**20
+    print(f"{'':<34}{'seconds':>9}{'MiB/s':>9}{'peak MiB':>10}{'file MiB':>10}")
+    for name, m, out in (
+        ("bastion backup", ob, ours_bytes),
+        ("sqlite3 .backup | zstd | openssl", tb, theirs_bytes),
+        ("bastion restore", orr, ours_bytes),
+        ("openssl -d | zstd -d", tr, theirs_bytes),
+    ):
+        print(
+            f"{name:<34}{m['seconds']:>9.1f}{mib / m['seconds']:>9.0f}"
+            f"{m['peak_kib'] / 1024:>10.0f}{out / 2**20:>10.0f}"
+        )
+    print(f"ratio backup  (bastion / pipeline): {ob['seconds'] / tb['seconds']:.1f}x")
+    print(f"ratio restore (bastion / pipeline): {orr['seconds'] / tr['seconds']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
