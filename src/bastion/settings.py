@@ -32,6 +32,13 @@ class ApplianceSettings(BaseSettings):
     lockout_lock_after: int = 10
     lockout_lock_seconds: float = 900.0
 
+    trust_anchors_file: Path | None = None
+    """PEM file of private CAs whose certificates the store counts as trusted (beside the OS's)."""
+
+    backup_schedule_poll_seconds: float = 60.0
+    backup_upload_limit_bytes: int = 8 * 1024**3
+    """Uploads larger than this are refused before they reach the disk."""
+
     password_hash_fast: bool = False
     """Cheaper argon2 parameters; only for test suites that sign in hundreds of times."""
 

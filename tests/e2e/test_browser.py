@@ -16,10 +16,10 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
-from tests.conftest import skip_or_fail
-from tests.support.appliance import start_appliance
 
 from bastion import release
+from tests.conftest import skip_or_fail
+from tests.support.appliance import start_appliance
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.support.appliance import RunningAppliance, free_port, start_appliance
 
 HOST = "127.0.0.41"

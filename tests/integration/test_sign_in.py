@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.web import change_password, csrf_of, sign_in, submit
 

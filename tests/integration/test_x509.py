@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
-from tests.conftest import skip_or_fail
 
 from bastion.adapters.x509 import (
     CertificateBundle,
@@ -52,6 +51,7 @@ from bastion.domain.certificates import (
     choose_default,
     warning_kinds,
 )
+from tests.conftest import skip_or_fail
 
 NOW = datetime.now(UTC)
 SITE = "support.example.com"

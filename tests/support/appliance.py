@@ -34,6 +34,9 @@ class RunningAppliance:
     log_path: Path
     process: subprocess.Popen[bytes]
     env: dict[str, str] = field(default_factory=dict)
+    trust: list[Path] = field(default_factory=list)
+    """More CA files to trust, for a site that serves a certificate of its own CA."""
+    verify_hostname: bool = True
 
     @property
     def url(self) -> str:
@@ -44,11 +47,16 @@ class RunningAppliance:
         return self.data_dir / "certs" / "internal-ca.pem"
 
     def tls(self) -> ssl.SSLContext:
-        """A client TLS context that trusts this appliance's internal CA."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
+        """A client TLS context that trusts this appliance's internal CA (and `trust`)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        for extra in self.trust:
+            context.load_verify_locations(cafile=str(extra))
+        context.check_hostname = self.verify_hostname
+        return context
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=self.tls(), timeout=15, **kwargs)
+        kwargs.setdefault("timeout", 15)
+        return httpx.Client(base_url=self.url, verify=self.tls(), **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

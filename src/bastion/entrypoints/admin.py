@@ -7,11 +7,14 @@ import socket
 
 import typer
 
+from bastion import release
 from bastion.adapters.db.engine import make_engine, migrate, session_factory
+from bastion.adapters.db.models import Base
 from bastion.adapters.passwords import Argon2Hasher
 from bastion.domain.accounts import Principal, Role
 from bastion.services import api_clients
 from bastion.services.audit import Actor
+from bastion.services.backups import BackupSite
 from bastion.services.errors import ServiceError
 from bastion.services.unit_of_work import UnitOfWork
 from bastion.settings import ApplianceSettings
@@ -54,3 +57,15 @@ def revoke_api_client(settings: ApplianceSettings, name: str) -> None:
             raise typer.BadParameter(f"There is no API client named {name!r}.", param_hint="NAME")
         api_clients.revoke_client(uow, console_actor(), client.id)
         uow.commit()
+
+
+def backup_site(settings: ApplianceSettings) -> BackupSite:
+    """The site in the data directory, as `bastion backup` sees it."""
+    _uow(settings)  # refuses a directory that holds no appliance
+    return BackupSite(
+        engine=make_engine(settings.sqlalchemy_url()),
+        metadata=Base.metadata,
+        data_dir=settings.data_dir,
+        site_name=settings.hostname,
+        software_version=release.site_version(),
+    )

@@ -9,6 +9,7 @@ import os
 import signal
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -16,15 +17,17 @@ from sqlalchemy import Engine
 
 from bastion.adapters import tls
 from bastion.adapters.db.engine import make_engine, migrate, session_factory
-from bastion.adapters.db.models import Account
+from bastion.adapters.db.models import Base
 from bastion.adapters.listeners import UvicornListeners
 from bastion.adapters.ntp import ClockMonitor
 from bastion.adapters.passwords import Argon2Hasher
 from bastion.adapters.web.app import create_app
 from bastion.adapters.web.runtime import Runtime
-from bastion.domain.accounts import FIRST_LOGIN_PASSWORD, FIRST_LOGIN_USERNAME, Role
+from bastion.domain.accounts import FIRST_LOGIN_PASSWORD, FIRST_LOGIN_USERNAME, Principal, Role
 from bastion.domain.network import ListenAddress, parse_listen_address
-from bastion.services import network
+from bastion.entrypoints import site_certificate
+from bastion.services import backup_schedule, factory, network
+from bastion.services.audit import Actor
 from bastion.services.ports import ListenError, Listeners, utc_now
 from bastion.services.unit_of_work import UnitOfWork
 from bastion.settings import ApplianceSettings
@@ -49,11 +52,11 @@ def initialise(settings: ApplianceSettings, engine: Engine, hasher: Argon2Hasher
     for directory in (settings.data_dir, settings.db_dir, settings.certs_dir, settings.state_dir):
         directory.mkdir(parents=True, exist_ok=True)
     migrate(engine)
+    site_certificate.prepare(settings, engine, _listen_hosts(settings))
     identity_path = settings.state_dir / IDENTITY_FILE
     if identity_path.exists():
         stored = json.loads(identity_path.read_text())
         return Identity(stored["appliance_id"], stored["created_at"], first_start=False)
-    tls.create_site_certificates(settings.certs_dir, settings.hostname, _listen_hosts(settings))
     _create_first_login(engine, hasher)
     identity = {"appliance_id": str(uuid.uuid4()), "created_at": utc_now().isoformat()}
     tmp = identity_path.with_suffix(".tmp")
@@ -69,18 +72,17 @@ def _listen_hosts(settings: ApplianceSettings) -> list[str]:
 def _create_first_login(engine: Engine, hasher: Argon2Hasher) -> None:
     with UnitOfWork(session_factory(engine)) as uow:
         if uow.accounts.by_username(FIRST_LOGIN_USERNAME) is None:
-            uow.accounts.add(
-                Account(
-                    username=FIRST_LOGIN_USERNAME,
-                    display_name="Administrator",
-                    role=Role.ADMINISTRATOR.value,
-                    password_hash=hasher.hash(FIRST_LOGIN_PASSWORD),
-                    must_change_password=True,
-                    disabled=False,
-                    created_at=utc_now(),
-                )
-            )
+            uow.accounts.add(factory.first_login_account(hasher))
         uow.commit()
+
+
+def reset_to_factory(runtime: Runtime, actor: Actor) -> None:
+    """Erase the site and serve a new internal certificate, as on the first start (R40)."""
+    settings = runtime.settings
+    factory.erase_site(runtime.engine, Base.metadata, runtime.hasher, actor)
+    site_certificate.prepare(settings, runtime.engine, _listen_hosts(settings))
+    runtime.serve_default_certificate()
+    log.warning("reset to factory defaults by %s from %s", actor.name, actor.source)
 
 
 def build_runtime(settings: ApplianceSettings, listeners: Listeners, engine: Engine) -> Runtime:
@@ -102,16 +104,28 @@ async def serve(settings: ApplianceSettings, console: Console) -> None:
     engine = make_engine(settings.sqlalchemy_url())
     hasher = Argon2Hasher(fast=settings.password_hash_fast)
     identity = initialise(settings, engine, hasher)
-    listeners = UvicornListeners(tls.server_context(settings.certs_dir))
+    ssl_context = tls.server_context(settings.certs_dir)
+    listeners = UvicornListeners(ssl_context)
     runtime = build_runtime(settings, listeners, engine)
+    runtime.ssl_context = ssl_context
     listeners.attach(create_app(runtime))
     addresses = await _open_listeners(runtime, listeners, settings)
     clock_task = asyncio.create_task(runtime.clock.run(), name="clock monitor")
+    backup_task = asyncio.create_task(_scheduled_backups(runtime), name="scheduled backups")
     runtime.serving = True
     _announce(console, settings, identity, addresses)
-    await _until_stopped()
+    stop = _stop_event()
+    loop = asyncio.get_running_loop()
+
+    def request_shutdown() -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    runtime.request_shutdown = request_shutdown
+    runtime.factory_reset = partial(reset_to_factory, runtime)
+    await stop.wait()
     runtime.serving, runtime.stopping = False, True
     clock_task.cancel()
+    backup_task.cancel()
     await listeners.close_all()
     engine.dispose()
     console.print("Bastion appliance stopped.")
@@ -136,12 +150,35 @@ async def _open_listeners(
     return listeners.active()
 
 
-async def _until_stopped() -> None:
+SCHEDULER = Actor(Principal("appliance:scheduler", Role.ADMINISTRATOR), "appliance")
+
+
+def _run_scheduled_backup(runtime: Runtime) -> None:
+    with runtime.uow() as uow:
+        outcome = backup_schedule.run_if_due(
+            uow, runtime.backup_site(), runtime.backup_sealer(), SCHEDULER
+        )
+        uow.commit()
+    if outcome is not None and not outcome.ok:
+        log.error("scheduled backup failed: %s", outcome.message)
+
+
+async def _scheduled_backups(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(runtime.settings.backup_schedule_poll_seconds)
+        try:
+            await asyncio.to_thread(_run_scheduled_backup, runtime)
+        except Exception:  # the loop must outlive one bad run; the run records its own failure
+            log.exception("scheduled backup run failed")
+
+
+def _stop_event() -> asyncio.Event:
+    """Set by SIGTERM, SIGINT or Shut Down This Appliance."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
 
 
 def _announce(

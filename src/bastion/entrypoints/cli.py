@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -94,6 +95,95 @@ def api_client_revoke(
     console.print(f"API client {name!r} revoked.")
 
 
+backup_app = typer.Typer(help="Encrypted backups of a site.", no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+PassphraseOption = Annotated[
+    str,
+    typer.Option(
+        prompt=True,
+        hide_input=True,
+        envvar="BASTION_BACKUP_PASSPHRASE",
+        help="The backup's passphrase (asked for when not given; or BASTION_BACKUP_PASSPHRASE).",
+    ),
+]
+
+
+@backup_app.command("create")
+def backup_create(
+    out: Annotated[Path, typer.Argument(help="Directory to write the backup file into.")],
+    passphrase: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="BASTION_BACKUP_PASSPHRASE",
+            help="Passphrase of at least 12 characters; needed to restore.",
+        ),
+    ],
+    data: DataOption = Path("var/appliance"),
+    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")] = None,
+) -> None:
+    """Write an encrypted backup of the site while the appliance keeps serving."""
+    from bastion.entrypoints import admin
+    from bastion.services import backups
+    from bastion.services.errors import ServiceError
+
+    try:
+        backups.check_new_passphrase(passphrase)
+        with console.status("Writing the backup..."):
+            path = backups.write_file(
+                admin.backup_site(_settings(data, database_url)), out, passphrase, "backup"
+            )
+    except ServiceError as error:
+        console.print(f"[red]No backup written:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(f"Backup written to {path} ({path.stat().st_size:,} bytes).")
+
+
+@backup_app.command("inspect")
+def backup_inspect(
+    path: Annotated[Path, typer.Argument(help="A backup file.", exists=True, dir_okay=False)],
+) -> None:
+    """Show what a backup is (its header); needs no passphrase."""
+    from bastion.adapters.backup_file import read_header
+    from bastion.domain.backup_format import BackupError
+    from bastion.services import backups
+
+    try:
+        header = read_header(path)
+    except BackupError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+    for name, value in backups.describe(header).items():
+        console.print(f"{name:>17}: {value}")
+
+
+@backup_app.command("restore")
+def backup_restore(
+    path: Annotated[Path, typer.Argument(help="A backup file.", exists=True, dir_okay=False)],
+    passphrase: PassphraseOption,
+    data: DataOption = Path("var/appliance"),
+    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")] = None,
+) -> None:
+    """Replace the site in DATA with the backup (verified first; all-or-nothing)."""
+    from bastion.entrypoints import admin
+    from bastion.services import backups
+    from bastion.services.errors import ServiceError
+
+    site = admin.backup_site(_settings(data, database_url))
+    try:
+        with console.status("Verifying and restoring..."), path.open("rb") as upload:
+            report = backups.restore(site, admin.console_actor(), upload, passphrase)
+    except ServiceError as error:
+        console.print(f"[red]Not restored:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"Restored {sum(report.rows.values()):,} rows of site {report.header.metadata.site_name}; "
+        f"the previous site is kept in {report.automatic_backup}."
+    )
+
+
 def _settings(data: Path, database_url: str | None) -> ApplianceSettings:
     overrides: dict[str, object] = {"data_dir": data}
     if database_url:
@@ -101,5 +191,19 @@ def _settings(data: Path, database_url: str | None) -> ApplianceSettings:
     return ApplianceSettings(**overrides)  # type: ignore[arg-type]
 
 
+VENDOR_COMMANDS = ("update-service", "release")
+
+
+def _add_vendor_commands() -> None:
+    from bastion.update_service.cli import release_app, update_service_app
+
+    app.add_typer(update_service_app, name="update-service")
+    app.add_typer(release_app, name="release")
+
+
 def main() -> None:
+    # The vendor's commands import the TUF stack; appliance commands start faster without it.
+    wanted = sys.argv[1] if len(sys.argv) > 1 else "--help"
+    if wanted in VENDOR_COMMANDS or wanted.startswith("-"):
+        _add_vendor_commands()
     app()

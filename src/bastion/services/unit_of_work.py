@@ -7,6 +7,7 @@ from types import TracebackType
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.adapters.db import repositories as repo
+from bastion.adapters.db.certificate_repository import CertificateRepository
 
 
 class UnitOfWork:
@@ -25,6 +26,7 @@ class UnitOfWork:
         self.audit = repo.AuditRepository(self.session)
         self.settings = repo.SettingsRepository(self.session)
         self.listen_addresses = repo.ListenAddressRepository(self.session)
+        self.certificates = CertificateRepository(self.session)
         return self
 
     def __exit__(

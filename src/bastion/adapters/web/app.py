@@ -11,7 +11,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion import release
-from bastion.adapters.web import api, health, pages_appliance, pages_login
+from bastion.adapters.web import (
+    api,
+    api_backups,
+    api_certificates,
+    health,
+    pages_appliance,
+    pages_certificates,
+    pages_login,
+    pages_management,
+)
 from bastion.adapters.web.deps import CsrfError, PasswordChangeRequiredError, SignInRequiredError
 from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.runtime import Runtime
@@ -39,7 +48,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.metrics = health.Metrics(runtime)
     app.middleware("http")(app.state.metrics.middleware)
     app.middleware("http")(_security_headers)
-    for router in (health.router, api.router, pages_login.router, pages_appliance.router):
+    routers = (
+        health.router,
+        api.router,
+        api_backups.router,
+        api_certificates.router,
+        pages_login.router,
+        pages_management.router,
+        pages_appliance.router,
+        pages_certificates.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(pages_login.STATIC_DIR)), name="static")
     _install_error_handlers(app)

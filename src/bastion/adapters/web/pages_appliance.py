@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from starlette.background import BackgroundTask
 
 from bastion import release
 from bastion.adapters.web.deps import AdministratorDep, CsrfDep, RuntimeDep, UowDep, page_actor
+from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.pages_login import form_error, redirect
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.templating import render
-from bastion.services import network, status
+from bastion.services import audit, backup_schedule, factory, network, status
 from bastion.services.auth import CurrentSession
-from bastion.services.errors import ServiceError
+from bastion.services.errors import ServiceError, UnavailableError
 from bastion.services.ports import utc_now
 from bastion.services.unit_of_work import UnitOfWork
 
@@ -36,6 +39,15 @@ def appliance_home() -> Response:
 
 @router.get(BASICS)
 def basics(request: Request, runtime: RuntimeDep, current: AdministratorDep) -> Response:
+    return _basics(request, runtime, current)
+
+
+def _basics(
+    request: Request,
+    runtime: Runtime,
+    current: CurrentSession,
+    error: ServiceError | None = None,
+) -> Response:
     shown = status.basics(
         release.site_version(),
         release.build_id(),
@@ -44,7 +56,19 @@ def basics(request: Request, runtime: RuntimeDep, current: AdministratorDep) -> 
         utc_now(),
         runtime.clock.reading,
     )
-    return render(request, "status_basics.html", current, basics=shown)
+    with runtime.uow() as uow:
+        last_backup = backup_schedule.last_run(uow)
+    code = status_of(error) if error else 200
+    message = str(error) if error else None
+    return render(
+        request,
+        "status_basics.html",
+        current,
+        code,
+        basics=shown,
+        error=message,
+        last_backup=last_backup,
+    )
 
 
 @router.post(f"{BASICS}/measure", dependencies=[CsrfDep])
@@ -52,6 +76,39 @@ async def measure_clock(runtime: RuntimeDep, current: AdministratorDep) -> Respo
     """Ask the NTP server now instead of waiting for the next poll."""
     await runtime.clock.measure()
     return redirect(BASICS)
+
+
+@router.post(f"{BASICS}/factory-reset", dependencies=[CsrfDep])
+async def factory_reset(
+    request: Request,
+    runtime: RuntimeDep,
+    current: AdministratorDep,
+    confirmation: FormText = "",
+) -> Response:
+    """Erase the site; the next sign-in is the factory one (R40). Typed confirmation first."""
+    try:
+        factory.check_confirmation(confirmation)
+        if runtime.factory_reset is None:
+            raise UnavailableError("This appliance was not started by `bastion appliance serve`.")
+        await run_in_threadpool(runtime.factory_reset, page_actor(request, current))
+    except ServiceError as error:
+        return _basics(request, runtime, current, error)
+    return render(request, "factory_reset.html", None)
+
+
+@router.post(f"{BASICS}/shut-down", dependencies=[CsrfDep])
+def shut_down(
+    request: Request, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    """Stop serving cleanly once this answer has gone out."""
+    if runtime.request_shutdown is None:
+        error = UnavailableError("This appliance was not started by `bastion appliance serve`.")
+        return _basics(request, runtime, current, error)
+    audit.record(uow, page_actor(request, current), "appliance.shut_down", "appliance")
+    uow.commit()
+    response = render(request, "shut_down.html", None)
+    response.background = BackgroundTask(runtime.request_shutdown)
+    return response
 
 
 # Networking > IP Configuration.

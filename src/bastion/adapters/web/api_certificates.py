@@ -1,0 +1,269 @@
+"""The certificate store over the JSON API: the same services as the Certificates page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from bastion.adapters.web.api_schemas import Strict
+from bastion.adapters.web.deps import ApiActorDep, RuntimeDep, UowDep
+from bastion.adapters.web.pages_certificates import MAX_UPLOAD_BYTES
+from bastion.adapters.x509 import ExportSelection
+from bastion.services import certificates
+from bastion.services.errors import InvalidInputError
+
+router = APIRouter(prefix="/api/v1", tags=["certificates"])
+
+KeyKindName = Literal["ec-p256", "rsa-3072"]
+
+
+class WarningOut(BaseModel):
+    kind: str
+    message: str
+
+
+class CertificateOut(BaseModel):
+    id: int
+    fingerprint: str
+    subject: str
+    names: list[str]
+    issuer: str
+    not_before: datetime | None
+    not_after: datetime | None
+    key_type: str
+    key_size: int
+    has_private_key: bool
+    pending_request: bool
+    is_default: bool
+    source: str
+    created_at: datetime
+    request_pem: str | None
+    warnings: list[WarningOut]
+
+
+class SelfSignedCreate(Strict):
+    names: list[str] = Field(min_length=1, max_length=100)
+    key_kind: KeyKindName = "ec-p256"
+    validity_days: int = Field(default=365, ge=1, le=3650)
+
+
+class RequestCreate(Strict):
+    names: list[str] = Field(min_length=1, max_length=100)
+    key_kind: KeyKindName = "ec-p256"
+
+
+class CertificateImport(Strict):
+    """File contents in base64: a PKCS#12 file, or a certificate (PEM/DER), key and chain."""
+
+    pkcs12: str | None = None
+    passphrase: str = ""
+    certificate: str | None = None
+    private_key: str | None = None
+    key_passphrase: str | None = None
+    chain: str | None = None
+
+
+class CertificateExport(Strict):
+    certificate: bool = True
+    private_key: bool = False
+    chain: bool = False
+    format: Literal["pkcs12", "pem"] = "pkcs12"
+    passphrase: str | None = None
+    allow_unprotected_key: bool = False
+
+
+class DefaultChoice(Strict):
+    accept_expired: bool = False
+
+
+def _out(view: certificates.CertificateView) -> CertificateOut:
+    warnings = [WarningOut(kind=w.kind.value, message=w.message) for w in view.warnings]
+    fields = {k: v for k, v in vars(view).items() if k not in ("names", "warnings")}
+    return CertificateOut(**fields, names=list(view.names), warnings=warnings)
+
+
+def _decoded(field: str, text: str | None) -> bytes:
+    if not text:
+        return b""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(f"{field} is not valid base64; encode the file's bytes.") from None
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidInputError(f"{field} is larger than 1 MiB; check that it is the right file.")
+    return data
+
+
+@router.get("/certificates", response_model=list[CertificateOut])
+def list_certificates(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> list[CertificateOut]:
+    listed = certificates.list_certificates(uow, runtime.key_vault, runtime.certificate_context())
+    return [_out(view) for view in listed]
+
+
+@router.get("/certificates/{certificate_id}", response_model=CertificateOut)
+def get_certificate(
+    certificate_id: int, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    context = runtime.certificate_context()
+    return _out(certificates.get_certificate(uow, runtime.key_vault, context, certificate_id))
+
+
+@router.post("/certificates/self-signed", response_model=CertificateOut, status_code=201)
+def create_self_signed(
+    body: SelfSignedCreate, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    created = certificates.create_self_signed(
+        uow,
+        runtime.key_vault,
+        actor,
+        runtime.certificate_context(),
+        body.names,
+        body.key_kind,
+        body.validity_days,
+    )
+    uow.commit()
+    return _out(created)
+
+
+@router.post("/certificates/requests", response_model=CertificateOut, status_code=201)
+def create_request(
+    body: RequestCreate, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    """A key kept on the appliance and its CSR (``request_pem``), to send to a CA."""
+    context = runtime.certificate_context()
+    created = certificates.create_request(
+        uow, runtime.key_vault, actor, context, body.names, body.key_kind
+    )
+    uow.commit()
+    return _out(created)
+
+
+def _import(
+    runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep, body: CertificateImport
+) -> certificates.CertificateView:
+    vault, context = runtime.key_vault, runtime.certificate_context()
+    if body.pkcs12:
+        data = _decoded("pkcs12", body.pkcs12)
+        return certificates.import_pkcs12(uow, vault, actor, context, data, body.passphrase)
+    if not body.certificate:
+        raise InvalidInputError("Send pkcs12 (with passphrase), or certificate (base64).")
+    return certificates.import_pem(
+        uow,
+        vault,
+        actor,
+        context,
+        _decoded("certificate", body.certificate),
+        _decoded("private_key", body.private_key) or None,
+        body.key_passphrase,
+        _decoded("chain", body.chain),
+    )
+
+
+@router.post("/certificates/import", response_model=CertificateOut, status_code=201)
+def import_certificate(
+    body: CertificateImport, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    """Import from JSON; file contents are base64. A bare certificate completes its request."""
+    imported = _import(runtime, uow, actor, body)
+    uow.commit()
+    return _out(imported)
+
+
+async def _read(upload: UploadFile | None, field: str) -> str | None:
+    if upload is None:
+        return None
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidInputError(f"The {field} file is larger than 1 MiB; check the file.")
+    return base64.b64encode(data).decode("ascii")
+
+
+@router.post(
+    "/certificates/upload",
+    response_model=CertificateOut,
+    status_code=201,
+)
+async def upload_certificate(
+    runtime: RuntimeDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+    pkcs12: Annotated[UploadFile | None, File()] = None,
+    passphrase: Annotated[str, Form()] = "",
+    certificate: Annotated[UploadFile | None, File()] = None,
+    private_key: Annotated[UploadFile | None, File()] = None,
+    key_passphrase: Annotated[str | None, Form()] = None,
+    chain: Annotated[UploadFile | None, File()] = None,
+) -> CertificateOut:
+    """Import from multipart form data: the same fields as ``/certificates/import``, as files."""
+    body = CertificateImport(
+        pkcs12=await _read(pkcs12, "pkcs12"),
+        passphrase=passphrase,
+        certificate=await _read(certificate, "certificate"),
+        private_key=await _read(private_key, "private_key"),
+        key_passphrase=key_passphrase,
+        chain=await _read(chain, "chain"),
+    )
+    imported = _import(runtime, uow, actor, body)
+    uow.commit()
+    return _out(imported)
+
+
+@router.post(
+    "/certificates/{certificate_id}/export",
+    responses={200: {"content": {"application/x-pkcs12": {}, "application/x-pem-file": {}}}},
+)
+def export_certificate(
+    certificate_id: int,
+    body: CertificateExport,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    actor: ApiActorDep,
+) -> Response:
+    """The selected parts as a PKCS#12 or PEM file; keys need a passphrase or an explicit flag."""
+    selection = ExportSelection(body.certificate, body.private_key, body.chain)
+    exported = certificates.export(
+        uow,
+        runtime.key_vault,
+        actor,
+        certificate_id,
+        selection,
+        body.format,
+        body.passphrase,
+        body.allow_unprotected_key,
+    )
+    uow.commit()
+    disposition = f'attachment; filename="{exported.filename}"'
+    return Response(
+        exported.data,
+        media_type=exported.content_type,
+        headers={"Content-Disposition": disposition},
+    )
+
+
+@router.put("/certificates/{certificate_id}/default", response_model=CertificateOut)
+def set_default(
+    certificate_id: int, body: DefaultChoice, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    """Serve this certificate from now on (new connections); its remaining warnings are listed."""
+    chosen = certificates.set_default(
+        uow,
+        runtime.key_vault,
+        actor,
+        runtime.certificate_context(),
+        certificate_id,
+        body.accept_expired,
+    )
+    uow.commit()
+    runtime.serve_default_certificate()
+    return _out(chosen)
+
+
+@router.delete("/certificates/{certificate_id}", status_code=204)
+def delete_certificate(certificate_id: int, uow: UowDep, actor: ApiActorDep) -> None:
+    certificates.delete(uow, actor, certificate_id)
+    uow.commit()
