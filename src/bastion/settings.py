@@ -42,6 +42,15 @@ class ApplianceSettings(BaseSettings):
     password_hash_fast: bool = False
     """Cheaper argon2 parameters; only for test suites that sign in hundreds of times."""
 
+    update_service_url: str = ""
+    """The vendor's update service; empty: not configured (Manual Installation only)."""
+    update_site: str = ""
+    """The site name the vendor built this site for; empty: the site hostname."""
+    update_trusted_root: Path | None = None
+    """The update repository's root.json shipped with the site build; None: the package's own."""
+    update_upload_limit_bytes: int = 4 * 1024**3
+    """Offline update bundles larger than this are refused before they reach the disk."""
+
     @property
     def db_dir(self) -> Path:
         return self.data_dir / "db"

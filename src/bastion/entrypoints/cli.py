@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from bastion import release
+from bastion.entrypoints.cli_updates import appliance_updates_app
 from bastion.settings import ApplianceSettings
 
 app = typer.Typer(
@@ -64,6 +65,7 @@ api_client_app = typer.Typer(
     help="API clients, from the appliance's own console.", no_args_is_help=True
 )
 appliance_app.add_typer(api_client_app, name="api-client")
+appliance_app.add_typer(appliance_updates_app)
 DataOption = Annotated[Path, typer.Option("--data", help="The appliance's data directory.")]
 
 

@@ -15,11 +15,13 @@ from bastion.adapters.web import (
     api,
     api_backups,
     api_certificates,
+    api_updates,
     health,
     pages_appliance,
     pages_certificates,
     pages_login,
     pages_management,
+    pages_updates,
 )
 from bastion.adapters.web.deps import CsrfError, PasswordChangeRequiredError, SignInRequiredError
 from bastion.adapters.web.errors import status_of
@@ -57,6 +59,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         pages_management.router,
         pages_appliance.router,
         pages_certificates.router,
+        pages_updates.router,
+        api_updates.router,
     )
     for router in routers:
         app.include_router(router)

@@ -14,7 +14,7 @@ from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.pages_login import form_error, redirect
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.templating import render
-from bastion.services import audit, backup_schedule, factory, network, status
+from bastion.services import audit, backup_schedule, factory, network, status, updates
 from bastion.services.auth import CurrentSession
 from bastion.services.errors import ServiceError, UnavailableError
 from bastion.services.ports import utc_now
@@ -58,6 +58,7 @@ def _basics(
     )
     with runtime.uow() as uow:
         last_backup = backup_schedule.last_run(uow)
+        licensed = updates.license_of(uow)
     code = status_of(error) if error else 200
     message = str(error) if error else None
     return render(
@@ -68,6 +69,7 @@ def _basics(
         basics=shown,
         error=message,
         last_backup=last_backup,
+        license=licensed,
     )
 
 

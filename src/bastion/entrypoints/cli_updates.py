@@ -1,0 +1,182 @@
+"""`bastion appliance update-key` and `bastion appliance updates ...`, against a data directory.
+
+The update service address, site and trusted root come from the same
+``BASTION_UPDATE_*`` settings the appliance reads. Heavy imports (the TUF
+stack) happen inside the commands, so the rest of the `bastion` command
+starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from bastion.settings import ApplianceSettings
+
+if TYPE_CHECKING:
+    from bastion.services.audit import Actor
+    from bastion.services.unit_of_work import UnitOfWork
+    from bastion.services.updates import ReleaseRow, UpdateSetup
+
+appliance_updates_app = typer.Typer(no_args_is_help=True)
+"""Holds `update-key`; add it to `bastion appliance` without a name."""
+updates_app = typer.Typer(
+    help="Check, download and import updates (see /appliance > Updates).", no_args_is_help=True
+)
+appliance_updates_app.add_typer(updates_app, name="updates")
+console = Console()
+T = TypeVar("T")
+
+DataOption = Annotated[Path, typer.Option("--data", help="The appliance's data directory.")]
+DEFAULT_DATA = Path("var/appliance")
+
+
+def _settings(data: Path) -> ApplianceSettings:
+    return ApplianceSettings(data_dir=data)
+
+
+def _setup(data: Path) -> UpdateSetup:
+    from bastion.services.updates import UpdateSetup
+
+    return UpdateSetup.from_settings(_settings(data))
+
+
+@contextmanager
+def _uow(data: Path) -> Iterator[UnitOfWork]:
+    from bastion.adapters.db.engine import make_engine, session_factory
+    from bastion.services.unit_of_work import UnitOfWork
+
+    settings = _settings(data)
+    if settings.database_url is None and not (settings.db_dir / "bastion.sqlite").exists():
+        raise typer.BadParameter(
+            f"{data} holds no appliance; start one with `bastion appliance serve` first.",
+            param_hint="--data",
+        )
+    engine = make_engine(settings.sqlalchemy_url())
+    try:
+        with UnitOfWork(session_factory(engine)) as uow:
+            yield uow
+    finally:
+        engine.dispose()
+
+
+def _run(data: Path, step: Callable[[UnitOfWork, UpdateSetup], T], failed: str) -> T:
+    """Run one service step in a unit of work, commit it, or print why it failed."""
+    from bastion.services.errors import ServiceError
+
+    with _uow(data) as uow:
+        try:
+            result = step(uow, _setup(data))
+        except ServiceError as error:
+            console.print(f"[red]{failed}:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    return result
+
+
+def _actor() -> Actor:
+    from bastion.entrypoints.admin import console_actor
+
+    return console_actor()
+
+
+def _table(rows: list[ReleaseRow]) -> Table:
+    table = Table("Release", "State", "Bytes", "Storage")
+    for row in rows:
+        stored = "downloaded, verified" if row.downloaded else ""
+        table.add_row(row.name, row.reason, f"{row.length:,}", stored)
+    return table
+
+
+@appliance_updates_app.command("update-key")
+def update_key(
+    data: DataOption = DEFAULT_DATA,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print site, appliance id and public key as JSON.")
+    ] = False,
+) -> None:
+    """Print this appliance's update public key (created at first use) for enrolment."""
+    from bastion.services import updates
+    from bastion.services.errors import ServiceError
+
+    try:
+        found = updates.enrollment(_setup(data))
+    except ServiceError as error:
+        console.print(f"[red]No update key:[/] {error}")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    typer.echo(found["public_key"])
+
+
+@updates_app.command("check")
+def check(data: DataOption = DEFAULT_DATA) -> None:
+    """Ask the update service which releases this appliance may install."""
+    from bastion.services import updates
+
+    actor = _actor()
+    rows = _run(data, lambda uow, setup: updates.check(uow, setup, actor), "Check failed")
+    console.print(_table(rows) if rows else "No releases are available for this appliance.")
+
+
+@updates_app.command("download")
+def download(
+    release: Annotated[str, typer.Argument(help='The release as listed, e.g. "base 1.1".')],
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Download and verify one release; it waits in storage until it is installed."""
+    from bastion.services import updates
+
+    actor = _actor()
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(release, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        done = _run(
+            data,
+            lambda uow, setup: updates.download(uow, setup, actor, release, progress),
+            "Download failed",
+        )
+    console.print(
+        f"{done.row.name} downloaded and verified: {done.row.length:,} bytes in "
+        f"{done.seconds:.1f} s, stored as {done.path}."
+    )
+
+
+@updates_app.command("import-bundle")
+def import_bundle(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The bundle.")],
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Verify an offline bundle exactly like a download and store its releases."""
+    from bastion.services import updates
+
+    actor = _actor()
+    rows = _run(
+        data,
+        lambda uow, setup: updates.import_bundle(uow, setup, actor, bundle, bundle.name),
+        "Bundle refused",
+    )
+    console.print(_table(rows))
+
+
+@updates_app.command("download-key")
+def download_key(data: DataOption = DEFAULT_DATA) -> None:
+    """Print a new Appliance Download Key, for Manual Installation."""
+    from bastion.services import updates
+
+    actor = _actor()
+    key = _run(data, lambda uow, setup: updates.download_key(uow, setup, actor), "No download key")
+    typer.echo(key.text)

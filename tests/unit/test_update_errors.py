@@ -1,0 +1,35 @@
+"""Each update client failure becomes a service error that names its kind and what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.adapters import update_client as uc
+from bastion.adapters.web.errors import status_of
+from bastion.services.update_errors import failure_of
+
+CASES = [
+    (uc.UpdateServiceUnreachableError("no route"), 503, "The update service cannot be reached"),
+    (uc.VerificationError("bad hash"), 400, "A signature or hash does not verify"),
+    (uc.RollbackError("old copy"), 400, "A signature or hash does not verify"),
+    (uc.MetadataExpiredError("expired"), 409, "The update metadata expired or the clock is wrong"),
+    (uc.DependencyMissingError("site 1.1 needs base>=1.1"), 409, "A required release is missing"),
+    (uc.NotEnoughDiskError("2 MiB free"), 503, "Not enough disk space"),
+    (uc.CorruptBundleError("cut off"), 400, "The bundle is incomplete or damaged"),
+    (uc.WrongApplianceError("another site"), 400, "The files are not for this appliance"),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "heading"), CASES)
+def test_online_failures_name_their_kind_and_manual_installation(
+    error: uc.UpdateClientError, status: int, heading: str
+) -> None:
+    found = failure_of(error, online=True)
+    assert status_of(found) == status
+    assert str(found).startswith(f"{heading}: {error}")
+    assert "Manual Installation" in str(found)
+
+
+def test_a_refused_bundle_does_not_point_to_itself() -> None:
+    found = str(failure_of(uc.CorruptBundleError("cut off"), online=False))
+    assert found == "The bundle is incomplete or damaged: cut off"
