@@ -10,6 +10,7 @@ import typer
 from bastion import release
 from bastion.adapters.db.engine import make_engine, migrate, session_factory
 from bastion.adapters.db.models import Base
+from bastion.adapters.identity import stored_hostname
 from bastion.adapters.passwords import Argon2Hasher
 from bastion.domain.accounts import Principal, Role
 from bastion.services import api_clients
@@ -66,6 +67,6 @@ def backup_site(settings: ApplianceSettings) -> BackupSite:
         engine=make_engine(settings.sqlalchemy_url()),
         metadata=Base.metadata,
         data_dir=settings.data_dir,
-        site_name=settings.hostname,
+        site_name=stored_hostname(settings.state_dir) or settings.hostname,
         software_version=release.site_version(),
     )

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import signal
 import uuid
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import Engine
 
-from bastion.adapters import tls
+from bastion.adapters import identity, tls
 from bastion.adapters.db.engine import make_engine, migrate, session_factory
 from bastion.adapters.db.models import Base
 from bastion.adapters.listeners import UvicornListeners
@@ -33,7 +31,6 @@ from bastion.services.unit_of_work import UnitOfWork
 from bastion.settings import ApplianceSettings
 
 log = logging.getLogger("bastion.appliance")
-IDENTITY_FILE = "appliance.json"
 
 
 class StartupError(Exception):
@@ -53,16 +50,17 @@ def initialise(settings: ApplianceSettings, engine: Engine, hasher: Argon2Hasher
         directory.mkdir(parents=True, exist_ok=True)
     migrate(engine)
     site_certificate.prepare(settings, engine, _listen_hosts(settings))
-    identity_path = settings.state_dir / IDENTITY_FILE
-    if identity_path.exists():
-        stored = json.loads(identity_path.read_text())
-        return Identity(stored["appliance_id"], stored["created_at"], first_start=False)
-    _create_first_login(engine, hasher)
-    identity = {"appliance_id": str(uuid.uuid4()), "created_at": utc_now().isoformat()}
-    tmp = identity_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(identity, indent=2))
-    os.replace(tmp, identity_path)  # written last: an interrupted first start starts over
-    return Identity(identity["appliance_id"], identity["created_at"], first_start=True)
+    stored = identity.read(settings.state_dir)
+    first_start = stored is None
+    if stored is None:
+        _create_first_login(engine, hasher)
+        stored = {"appliance_id": str(uuid.uuid4()), "created_at": utc_now().isoformat()}
+    # The hostname is kept so that console commands (`bastion backup`) name the same site.
+    stored["hostname"] = settings.hostname
+    identity.write(
+        settings.state_dir, stored
+    )  # written last: an interrupted first start starts over
+    return Identity(stored["appliance_id"], stored["created_at"], first_start)
 
 
 def _listen_hosts(settings: ApplianceSettings) -> list[str]:
@@ -103,7 +101,7 @@ def build_runtime(settings: ApplianceSettings, listeners: Listeners, engine: Eng
 async def serve(settings: ApplianceSettings, console: Console) -> None:
     engine = make_engine(settings.sqlalchemy_url())
     hasher = Argon2Hasher(fast=settings.password_hash_fast)
-    identity = initialise(settings, engine, hasher)
+    me = initialise(settings, engine, hasher)
     ssl_context = tls.server_context(settings.certs_dir)
     listeners = UvicornListeners(ssl_context)
     runtime = build_runtime(settings, listeners, engine)
@@ -113,7 +111,7 @@ async def serve(settings: ApplianceSettings, console: Console) -> None:
     clock_task = asyncio.create_task(runtime.clock.run(), name="clock monitor")
     backup_task = asyncio.create_task(_scheduled_backups(runtime), name="scheduled backups")
     runtime.serving = True
-    _announce(console, settings, identity, addresses)
+    _announce(console, settings, me, addresses)
     stop = _stop_event()
     loop = asyncio.get_running_loop()
 

@@ -12,7 +12,6 @@ a license add-on changes the licensed counts at once.
 from __future__ import annotations
 
 import fcntl
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from bastion import release as build
+from bastion.adapters import identity
 from bastion.adapters import update_client as uc
 from bastion.adapters.appliance_key import ensure_appliance_key, public_key_of
 from bastion.domain.versions import ReleaseKind, ReleaseState, Version, VersionError, parse_version
@@ -77,9 +77,8 @@ class UpdateSetup:
 
 
 def appliance_id(setup: UpdateSetup) -> str:
-    path = setup.data_dir / "state" / "appliance.json"
     try:
-        return str(json.loads(path.read_text())["appliance_id"])
+        return str((identity.read(setup.data_dir / "state") or {})["appliance_id"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UnavailableError(
             f"{setup.data_dir} holds no appliance identity yet: start the appliance once "

@@ -1,0 +1,30 @@
+"""`state/appliance.json`: the appliance's id, when it was created and the site it serves."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+IDENTITY_FILE = "appliance.json"
+
+
+def read(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / IDENTITY_FILE
+    return dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def write(state_dir: Path, identity: dict[str, Any]) -> None:
+    """Replace the file atomically: a reader sees the old or the new identity, never half."""
+    path = state_dir / IDENTITY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(identity, indent=2))
+    os.replace(tmp, path)
+
+
+def stored_hostname(state_dir: Path) -> str | None:
+    """The site hostname the appliance last served, if it ever ran."""
+    stored = read(state_dir) or {}
+    hostname = stored.get("hostname")
+    return str(hostname) if hostname else None
