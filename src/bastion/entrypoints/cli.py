@@ -54,6 +54,7 @@ def serve(
     from bastion.entrypoints import appliance as appliance_entry  # the server's imports, only here
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
     try:
         asyncio.run(appliance_entry.serve(settings, console))
     except appliance_entry.StartupError as error:

@@ -7,6 +7,7 @@ call the API and the command line make, with its own unit of work and audit.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from bastion.services.audit import Actor
 from bastion.services.errors import ServiceError
 
 KEEP_FINISHED = 20
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +87,10 @@ def _run(runtime: Runtime, actor: Actor, job: DownloadJob) -> None:
             uow.commit()
     except ServiceError as error:
         job.finish("failed", str(error))
+        return
+    except Exception:  # a job must never look as if it were still running
+        log.exception("download of %s failed", job.release)
+        job.finish("failed", "The download failed unexpectedly; the appliance log has the cause.")
         return
     job.progress(done.row.length, done.row.length)
     job.finish(
