@@ -13,20 +13,18 @@ from pathlib import Path
 import pytest
 
 from bastion.adapters import backup_file
+from bastion.adapters.backup_archive import BackupCorruptError
 from bastion.adapters.backup_file import (
     MAGIC,
-    BackupCorruptError,
-    BackupTooLargeError,
     BackupTruncatedError,
-    SizeCappedReader,
     VerifiedBackup,
     WrongPassphraseError,
-    copy_capped,
     open_backup,
     read_header,
     write_backup,
     write_backup_file,
 )
+from bastion.adapters.backup_upload import BackupTooLargeError, SizeCappedReader, copy_capped
 from bastion.domain.backup_format import (
     BackupError,
     BackupFormatTooNewError,

@@ -15,7 +15,9 @@ from sqlalchemy import Engine
 
 from bastion.adapters import tls
 from bastion.adapters.db.engine import make_engine, migrate, session_factory
-from bastion.adapters.x509 import CertificateBundle, ExportSelection, KeyVault
+from bastion.adapters.key_vault import KeyVault
+from bastion.adapters.x509 import CertificateBundle
+from bastion.adapters.x509_io import ExportSelection
 from bastion.domain.accounts import Principal, Role
 from bastion.entrypoints import site_certificate
 from bastion.services import audit, certificates

@@ -16,32 +16,33 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from bastion.adapters.key_vault import KeyVault, KeyVaultError
 from bastion.adapters.x509 import (
     CertificateBundle,
     CertificatePassphraseError,
-    ExportFormat,
-    ExportSelection,
-    KeyKind,
     KeyMismatchError,
-    KeyVault,
-    KeyVaultError,
     NotACertificateError,
     NotAPrivateKeyError,
-    UnprotectedKeyError,
-    create_csr,
-    create_self_signed,
     describe,
-    export_bundle,
-    export_pem,
-    export_pkcs12,
     fingerprint,
-    generate_private_key,
-    import_pem,
-    import_pkcs12,
     load_certificate,
     load_private_key,
     load_system_trust_roots,
     parse_certificate,
+)
+from bastion.adapters.x509_io import (
+    ExportFormat,
+    ExportSelection,
+    KeyKind,
+    UnprotectedKeyError,
+    create_csr,
+    create_self_signed,
+    export_bundle,
+    export_pem,
+    export_pkcs12,
+    generate_private_key,
+    import_pem,
+    import_pkcs12,
 )
 from bastion.domain.certificates import (
     CertificateError,

@@ -17,7 +17,8 @@ The key comes from the passphrase with scrypt (salt and cost in the header), the
 HKDF splits it into the body key and a key-check key whose HMAC of a constant is
 stored in the header: a wrong passphrase is told apart from a damaged file.
 
-The decrypted body is an archive of named members::
+The decrypted body is an archive of named members
+(:mod:`bastion.adapters.backup_archive`)::
 
     b"M" + u16 name length + UTF-8 name    a member starts
     b"B" + u32 length + bytes              member data (1 .. BLOCK_SIZE bytes)
@@ -37,8 +38,8 @@ import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal
+from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -46,6 +47,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from bastion.adapters.backup_archive import (
+    BackupCorruptError,
+    Member,
+    MemberInfo,
+    _archive_events,
+    _Event,
+    _fsync_directory,
+    _PlainReader,
+    _write_events,
+    _write_members,
+)
 from bastion.domain.backup_format import (
     MAX_HEADER_BYTES,
     BackupError,
@@ -64,12 +76,9 @@ from bastion.domain.backup_format import (
 
 MAGIC = b"\x89BASTION\r\n\x1a\n"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
-BLOCK_SIZE = 256 * 1024
 TAG_BYTES = 16
 _DIGEST_BYTES = 32
 _CHECK_CONSTANT = b"bastion-backup/1 passphrase check"
-
-Member = tuple[str, bytes | BinaryIO]
 
 
 class WrongPassphraseError(BackupError):
@@ -78,20 +87,6 @@ class WrongPassphraseError(BackupError):
 
 class BackupTruncatedError(BackupError):
     """The file ends before the end of the backup."""
-
-
-class BackupCorruptError(BackupError):
-    """Some bytes of the file were changed."""
-
-
-class BackupTooLargeError(BackupError):
-    """The upload is longer than the accepted size."""
-
-
-@dataclass(frozen=True)
-class MemberInfo:
-    name: str
-    size: int
 
 
 # -- helpers -------------------------------------------------------------------
@@ -107,36 +102,6 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
         parts.append(part)
         remaining -= len(part)
     return b"".join(parts)
-
-
-def _is_safe_member_name(name: str) -> bool:
-    return not (
-        not name
-        or PurePosixPath(name).is_absolute()
-        or any(part in ("", ".", "..") for part in name.split("/"))
-        or "\\" in name
-        or "\0" in name
-        or len(name.encode("utf-8")) > 1024
-    )
-
-
-class _MemberNames:
-    """Member names seen so far: each safe, unique, and never both a file and a directory."""
-
-    def __init__(self) -> None:
-        self._files: set[str] = set()
-        self._directories: set[str] = set()
-
-    def admit(self, name: str) -> str | None:
-        """Record ``name``; say why it is refused, if it is."""
-        if not _is_safe_member_name(name):
-            return f"The member name {name!r} is not a safe relative path."
-        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
-        if name in self._files or name in self._directories or parents & self._files:
-            return f"The member name {name!r} is given twice or clashes with another member."
-        self._files.add(name)
-        self._directories |= parents
-        return None
 
 
 @dataclass(frozen=True)
@@ -200,30 +165,6 @@ class _ChunkSealer:
         self._out.write(kind if length is None else kind + struct.pack(">I", length))
         self._out.write(sealed)
         self._index += 1
-
-
-def _member_blocks(content: bytes | BinaryIO) -> Iterator[bytes | memoryview]:
-    if isinstance(content, bytes | bytearray | memoryview):
-        view = memoryview(content)
-        for start in range(0, len(view), BLOCK_SIZE):
-            yield view[start : start + BLOCK_SIZE]
-        return
-    while block := content.read(BLOCK_SIZE):
-        yield block
-
-
-def _write_members(sealer: _ChunkSealer, members: Iterable[Member]) -> None:
-    names = _MemberNames()
-    for name, content in members:
-        if problem := names.admit(name):
-            raise ValueError(problem)
-        encoded = name.encode("utf-8")
-        sealer.write(b"M" + struct.pack(">H", len(encoded)) + encoded)
-        for block in _member_blocks(content):
-            sealer.write(b"B" + struct.pack(">I", len(block)))
-            sealer.write(block)
-        sealer.write(b"E")
-    sealer.write(b"Z")
 
 
 def _new_header(
@@ -381,66 +322,6 @@ class _ChunkOpener:
         )
 
 
-class _PlainReader:
-    """Exact reads over the authenticated plaintext chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks, self._buffer, self._position = chunks, b"", 0
-
-    def read(self, size: int) -> bytes:
-        while len(self._buffer) - self._position < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                raise BackupCorruptError("The backup's contents end early; the file is damaged.")
-            self._buffer = self._buffer[self._position :] + chunk
-            self._position = 0
-        data = self._buffer[self._position : self._position + size]
-        self._position += size
-        return data
-
-    def expect_end(self) -> None:
-        if self._position < len(self._buffer) or next(self._chunks, None) is not None:
-            raise BackupCorruptError("The backup has unexpected data after its contents.")
-
-
-@dataclass(frozen=True)
-class _Event:
-    kind: Literal["start", "data", "end"]
-    name: str
-    data: bytes = b""
-
-
-def _archive_events(plain: _PlainReader) -> Iterator[_Event]:
-    """The members of the decrypted archive, checked for structure."""
-    current: str | None = None
-    names = _MemberNames()
-    while (tag := plain.read(1)) != b"Z" or current is not None:
-        if tag == b"M" and current is None:
-            (length,) = struct.unpack(">H", plain.read(2))
-            current = _decode_name(plain.read(length))
-            if problem := names.admit(current):
-                raise BackupCorruptError(problem)
-            yield _Event("start", current)
-        elif tag == b"B" and current is not None:
-            (length,) = struct.unpack(">I", plain.read(4))
-            if not 0 < length <= BLOCK_SIZE:
-                raise BackupCorruptError("The backup's contents are damaged (block length).")
-            yield _Event("data", current, plain.read(length))
-        elif tag == b"E" and current is not None:
-            yield _Event("end", current)
-            current = None
-        else:
-            raise BackupCorruptError("The backup's contents are damaged (unknown record).")
-    plain.expect_end()
-
-
-def _decode_name(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BackupCorruptError("A member name in the backup is not valid UTF-8.") from exc
-
-
 class VerifiedBackup:
     """A backup whose passphrase and whole content have been checked.
 
@@ -484,33 +365,6 @@ class VerifiedBackup:
         return members
 
 
-def _write_member(root: Path, name: str, events: Iterator[_Event]) -> MemberInfo:
-    path = root / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = 0
-    with open(path, "xb") as out:
-        for event in events:
-            if event.kind == "end":
-                break
-            size += out.write(event.data)
-        out.flush()
-        os.fsync(out.fileno())
-    return MemberInfo(name, size)
-
-
-def _write_events(events: Iterator[_Event], root: Path) -> tuple[MemberInfo, ...]:
-    """Write each member; the event stream guarantees start, data..., end for each."""
-    return tuple(_write_member(root, event.name, events) for event in events)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def open_backup(
     stream: BinaryIO,
     passphrase: str,
@@ -521,7 +375,8 @@ def open_backup(
     """Check the passphrase and the integrity of the whole backup before returning it.
 
     With ``running_version``, a backup from newer software is refused first, before
-    any key derivation. ``stream`` must be seekable (spool uploads with :func:`copy_capped`).
+    any key derivation. ``stream`` must be seekable (spool uploads with
+    :func:`~bastion.adapters.backup_upload.copy_capped`).
     """
     if not stream.seekable():
         raise ValueError("open_backup needs a seekable stream")
@@ -539,32 +394,3 @@ def open_backup(
     backup = VerifiedBackup(stream, preamble, keys)
     backup.verify()
     return backup
-
-
-# -- upload size cap -------------------------------------------------------------
-
-
-class SizeCappedReader:
-    """Wraps a stream; raises :class:`BackupTooLargeError` once more than ``limit`` bytes come."""
-
-    def __init__(self, stream: BinaryIO, limit: int):
-        self._stream, self._limit, self.consumed = stream, limit, 0
-
-    def read(self, size: int = -1) -> bytes:
-        allowed = self._limit - self.consumed + 1
-        data = self._stream.read(allowed if size is None or size < 0 else min(size, allowed))
-        self.consumed += len(data)
-        if self.consumed > self._limit:
-            raise BackupTooLargeError(
-                f"The upload is larger than the limit of {self._limit} bytes; it was refused."
-                " Check that this is a Bastion backup, or raise the upload limit."
-            )
-        return data
-
-
-def copy_capped(source: BinaryIO, target: BinaryIO, limit: int) -> int:
-    """Copy at most ``limit`` bytes in blocks; refuse (without reading further) beyond that."""
-    capped = SizeCappedReader(source, limit)
-    while block := capped.read(DEFAULT_CHUNK_SIZE):
-        target.write(block)
-    return capped.consumed

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bastion.adapters.x509 import CertificateBundle, KeyVault, load_private_key
+from bastion.adapters.key_vault import KeyVault
+from bastion.adapters.x509 import CertificateBundle, load_private_key
 
 MASTER_KEY_FILE = "master.key"
 _SERVING_INFO = b"bastion/served-site-key/1"

@@ -8,6 +8,9 @@ directory; only when everything verified are the changed files moved back
 and the stored packages exactly as they were. An offline bundle is read
 through ``BundleFetcher``, so it is verified like a download, and a bundle
 older than what the appliance already trusts is refused as a rollback.
+
+The fetchers are in :mod:`bastion.adapters.update_fetchers`, the trusted
+metadata directory in :mod:`bastion.adapters.update_store`.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile, Targets  # type: ignore[attr-defined]
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig  # type: ignore[attr-defined]
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
+from bastion.adapters.update_fetchers import BundleFetcher, GuardFetcher, _ForeignSiteError
+from bastion.adapters.update_store import TrustedStore
 from bastion.domain.versions import (
     Assessment,
     DependencyError,
@@ -42,8 +46,6 @@ from bastion.update_service import download_key as dk
 from bastion.update_service.errors import PackageError
 from bastion.update_service.packages import PackageInfo
 
-SITE_FIELD = "x-bastion-site"
-METADATA_CAP = 8_000_000
 Progress = Callable[[int, int], None]
 
 
@@ -83,12 +85,6 @@ class CorruptBundleError(UpdateClientError):
     pass
 
 
-class _ForeignSiteError(Exception):
-    def __init__(self, found: object) -> None:
-        super().__init__(f"signed for site {found!r}")
-        self.found = found
-
-
 MANUAL = "Use Manual Installation with an Appliance Download Key if this persists."
 
 
@@ -103,61 +99,6 @@ class ReleaseStatus:
     @property
     def release(self) -> Release:
         return self.info.release
-
-
-class GuardFetcher(FetcherInterface):
-    """Wraps a fetcher: refuses metadata signed for another site, reports target progress."""
-
-    def __init__(self, inner: FetcherInterface, site: str, metadata_prefix: str) -> None:
-        self.inner, self.site, self.metadata_prefix = inner, site, metadata_prefix
-        self.progress: Callable[[int], None] | None = None
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        if not url.startswith(self.metadata_prefix):
-            return self._counted(self.inner.fetch(url))
-        data = bytearray()
-        for chunk in self.inner.fetch(url):
-            data += chunk
-            if len(data) > METADATA_CAP:
-                break
-        self._check_site(bytes(data))
-        return iter([bytes(data)])
-
-    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        done = 0
-        for chunk in chunks:
-            done += len(chunk)
-            if self.progress is not None:
-                self.progress(done)
-            yield chunk
-
-    def _check_site(self, data: bytes) -> None:
-        try:
-            signed = json.loads(data)["signed"]
-        except (ValueError, KeyError, TypeError):
-            return  # not metadata at all: TUF refuses it with its own reason
-        if not isinstance(signed, dict):
-            return
-        if signed.get("_type") != "root" and signed.get(SITE_FIELD) != self.site:
-            raise _ForeignSiteError(signed.get(SITE_FIELD))
-
-
-class BundleFetcher(FetcherInterface):
-    """Reads ``file://`` URLs from an unpacked offline bundle, never outside it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        path = Path(unquote(urlparse(url).path)).resolve()
-        if not path.is_relative_to(self.root) or not path.is_file():
-            raise tuf_errors.DownloadHTTPError(f"{path.name} is not in the bundle", 404)
-        return self._chunks(path)
-
-    @staticmethod
-    def _chunks(path: Path) -> Iterator[bytes]:
-        with path.open("rb") as data:
-            yield from iter(lambda: data.read(1 << 20), b"")
 
 
 def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -217,48 +158,6 @@ def translate(exc: Exception, source: str, offline: bool) -> UpdateClientError:
         f"cannot reach the update service at {source} ({exc}): check the network, DNS and "
         f"proxy settings. {MANUAL}"
     )
-
-
-class TrustedStore:
-    """The trusted metadata directory, changed only by committing a verified staging copy."""
-
-    def __init__(self, tuf_dir: Path) -> None:
-        self.dir = tuf_dir
-
-    @contextmanager
-    def staged(self) -> Iterator[Path]:
-        """A copy to run the Updater over; committed only if the block succeeds."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.dir.parent, prefix=".tuf-stage-") as tmp:
-            stage = Path(tmp) / "tuf"
-            shutil.copytree(self.dir, stage, symlinks=True)
-            yield stage
-            self._commit(stage)
-
-    def _commit(self, stage: Path) -> None:
-        files = sorted(p for p in stage.rglob("*") if p.is_file() and not p.is_symlink())
-        # root history first and timestamp last, so a crash leaves a usable directory
-        for path in sorted(files, key=lambda p: (p.name == "timestamp.json", str(p))):
-            live = self.dir / path.relative_to(stage)
-            if not live.exists() or live.read_bytes() != path.read_bytes():
-                _atomic_copy(path, live)
-        for link in (p for p in stage.rglob("*") if p.is_symlink()):
-            live = self.dir / link.relative_to(stage)
-            if not live.is_symlink() or os.readlink(live) != os.readlink(link):
-                tmp = live.with_name(f".{live.name}.link")
-                tmp.unlink(missing_ok=True)
-                os.symlink(os.readlink(link), tmp)
-                os.replace(tmp, live)
-
-
-def _atomic_copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as out, source.open("rb") as data:
-        shutil.copyfileobj(data, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, dest)
 
 
 def read_targets(tuf_dir: Path) -> dict[str, TargetFile]:

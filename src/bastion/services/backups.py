@@ -22,7 +22,7 @@ import zstandard
 from sqlalchemy import Connection, Engine, MetaData, delete
 from sqlalchemy.orm import Session
 
-from bastion.adapters import backup_file
+from bastion.adapters import backup_archive, backup_file
 from bastion.adapters.db import snapshot
 from bastion.adapters.db.engine import known_revisions, migrate_to, schema_revision
 from bastion.adapters.db.models import ApiToken, WebSession
@@ -109,7 +109,7 @@ def _workdir(site: BackupSite, prefix: str) -> Iterator[Path]:
 
 
 def _sealed(
-    site: BackupSite, write: Callable[[list[backup_file.Member]], BackupHeader]
+    site: BackupSite, write: Callable[[list[backup_archive.Member]], BackupHeader]
 ) -> BackupHeader:
     """Snapshot the site, compress it and hand it to `write` as the backup's one member."""
     with _workdir(site, "backup-") as work:

@@ -20,7 +20,7 @@ NAME_LENGTH = 1000
 
 
 class KeySealer(Protocol):
-    """Seals private keys at rest; implemented by ``bastion.adapters.x509.KeyVault``."""
+    """Seals private keys at rest; implemented by ``bastion.adapters.key_vault.KeyVault``."""
 
     def seal_key(self, key: PrivateKeyTypes, fingerprint: str) -> bytes: ...
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from cryptography import x509 as cx509
 
-from bastion.adapters import x509
+from bastion.adapters import key_vault, x509, x509_io
 from bastion.adapters.db.models import CertificateRow
 from bastion.domain import certificates as rules
 from bastion.domain.certificates import CertificateError, CertificateWarning
@@ -36,8 +36,8 @@ MAX_NAMES = 100
 MAX_VALIDITY_DAYS = 3650
 AUDIT_TARGET_LENGTH = 200
 CONTENT_TYPES = {
-    x509.ExportFormat.PKCS12: "application/x-pkcs12",
-    x509.ExportFormat.PEM: "application/x-pem-file",
+    x509_io.ExportFormat.PKCS12: "application/x-pkcs12",
+    x509_io.ExportFormat.PEM: "application/x-pem-file",
 }
 
 
@@ -84,7 +84,7 @@ def _translated() -> Iterator[None]:
         yield
     except rules.CertificateInUseError as error:
         raise ConflictError(str(error)) from error
-    except x509.KeyVaultError as error:
+    except key_vault.KeyVaultError as error:
         raise UnavailableError(str(error)) from error
     except CertificateError as error:
         raise InvalidInputError(str(error)) from error
@@ -208,11 +208,11 @@ def _names(names: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def _key_kind(text: str) -> x509.KeyKind:
+def _key_kind(text: str) -> x509_io.KeyKind:
     try:
-        return x509.KeyKind(text)
+        return x509_io.KeyKind(text)
     except ValueError:
-        kinds = ", ".join(k.value for k in x509.KeyKind)
+        kinds = ", ".join(k.value for k in x509_io.KeyKind)
         raise InvalidInputError(f"Unknown key type {text!r}; choose one of {kinds}.") from None
 
 
@@ -222,13 +222,13 @@ def create_self_signed(
     actor: Actor,
     context: StoreContext,
     names: Sequence[str],
-    key_kind: str = x509.KeyKind.EC_P256.value,
+    key_kind: str = x509_io.KeyKind.EC_P256.value,
     validity_days: int = 365,
 ) -> CertificateView:
     if not 1 <= validity_days <= MAX_VALIDITY_DAYS:
         raise InvalidInputError(f"Choose a validity of 1 to {MAX_VALIDITY_DAYS} days.")
     with _translated():
-        bundle = x509.create_self_signed(
+        bundle = x509_io.create_self_signed(
             _names(names), key_kind=_key_kind(key_kind), validity_days=validity_days
         )
         return _add(uow, sealer, actor, bundle, "self-signed", context)
@@ -240,13 +240,13 @@ def create_request(
     actor: Actor,
     context: StoreContext,
     names: Sequence[str],
-    key_kind: str = x509.KeyKind.EC_P256.value,
+    key_kind: str = x509_io.KeyKind.EC_P256.value,
 ) -> CertificateView:
     """A new key (kept sealed) and a CSR to send to a CA; importing its answer completes it."""
     with _translated():
         cleaned = _names(names)
-        key = x509.generate_private_key(_key_kind(key_kind))
-        request = x509.create_csr(cleaned, key)
+        key = x509_io.generate_private_key(_key_kind(key_kind))
+        request = x509_io.create_csr(cleaned, key)
         row = uow.certificates.add(records.request_row(request, key, sealer))
         _audit(uow, actor, "certificate.request", row, names=cleaned)
         return _view(row, sealer, context)
@@ -280,7 +280,7 @@ def import_pkcs12(
     passphrase: str,
 ) -> CertificateView:
     with _translated():
-        bundle = x509.import_pkcs12(data, passphrase)
+        bundle = x509_io.import_pkcs12(data, passphrase)
         return _add(uow, sealer, actor, bundle, "pkcs12", context)
 
 
@@ -295,7 +295,7 @@ def import_pem(
     chain: bytes = b"",
 ) -> CertificateView:
     with _translated():
-        bundle = x509.import_pem(
+        bundle = x509_io.import_pem(
             certificate, private_key or None, key_passphrase=key_passphrase or None, chain=chain
         )
         return _add(uow, sealer, actor, bundle, "pem", context)
@@ -309,20 +309,20 @@ def export(
     sealer: KeySealer,
     actor: Actor,
     certificate_id: int,
-    selection: x509.ExportSelection,
+    selection: x509_io.ExportSelection,
     export_format: str,
     passphrase: str | None,
     allow_unprotected_key: bool = False,
 ) -> ExportedFile:
     """The selected parts as a file; a key leaves unprotected only when explicitly allowed."""
     try:
-        kind = x509.ExportFormat(export_format)
+        kind = x509_io.ExportFormat(export_format)
     except ValueError:
         raise InvalidInputError("Choose the export format: pkcs12 or pem.") from None
     row = _row(uow, certificate_id)
     with _translated():
         bundle = records.bundle_of(row, sealer)
-        data = x509.export_bundle(
+        data = x509_io.export_bundle(
             bundle, selection, kind, passphrase, allow_unprotected_key=allow_unprotected_key
         )
     parts = [p for p in ("certificate", "private_key", "chain") if getattr(selection, p)]
@@ -335,7 +335,7 @@ def export(
         format=kind.value,
         protected=bool(passphrase),
     )
-    suffix = "p12" if kind is x509.ExportFormat.PKCS12 else "pem"
+    suffix = "p12" if kind is x509_io.ExportFormat.PKCS12 else "pem"
     return ExportedFile(f"certificate-{row.fingerprint[:16]}.{suffix}", CONTENT_TYPES[kind], data)
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from bastion.adapters.web.api_schemas import Strict
 from bastion.adapters.web.deps import ApiActorDep, RuntimeDep, UowDep
 from bastion.adapters.web.pages_certificates import MAX_UPLOAD_BYTES
-from bastion.adapters.x509 import ExportSelection
+from bastion.adapters.x509_io import ExportSelection
 from bastion.services import certificates
 from bastion.services.errors import InvalidInputError
 

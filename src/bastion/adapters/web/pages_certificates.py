@@ -15,7 +15,7 @@ from bastion.adapters.web.deps import AdministratorDep, CsrfDep, RuntimeDep, Uow
 from bastion.adapters.web.pages_login import form_error, redirect
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.templating import render
-from bastion.adapters.x509 import ExportSelection, KeyKind
+from bastion.adapters.x509_io import ExportSelection, KeyKind
 from bastion.services import certificates
 from bastion.services.audit import Actor
 from bastion.services.auth import CurrentSession

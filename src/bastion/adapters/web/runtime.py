@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bastion import release
 from bastion.adapters import tls
 from bastion.adapters.db.models import Base
+from bastion.adapters.key_vault import KeyVault
 from bastion.adapters.ntp import ClockMonitor
 from bastion.adapters.passwords import Argon2Hasher
-from bastion.adapters.x509 import KeyVault, load_certificates, load_system_trust_roots
+from bastion.adapters.x509 import load_certificates, load_system_trust_roots
 from bastion.domain.lockout import LockoutPolicy
 from bastion.services import certificates, network
 from bastion.services.audit import Actor
