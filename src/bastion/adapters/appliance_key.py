@@ -8,12 +8,12 @@ create it at the same time end up sharing one complete key.
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bastion.files import create_once
 
 
 class ApplianceKeyError(Exception):
@@ -24,21 +24,10 @@ def ensure_appliance_key(path: Path) -> Path:
     """The key file, created (0600) if there is none yet."""
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".update-key-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
+    create_once(path, pem)
     return path
 
 

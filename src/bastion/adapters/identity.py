@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from bastion.files import write_atomically
 
 IDENTITY_FILE = "appliance.json"
 
@@ -17,10 +18,7 @@ def read(state_dir: Path) -> dict[str, Any] | None:
 
 def write(state_dir: Path, identity: dict[str, Any]) -> None:
     """Replace the file atomically: a reader sees the old or the new identity, never half."""
-    path = state_dir / IDENTITY_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(identity, indent=2))
-    os.replace(tmp, path)
+    write_atomically(state_dir / IDENTITY_FILE, json.dumps(identity, indent=2).encode())
 
 
 def stored_hostname(state_dir: Path) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from bastion.adapters.x509 import load_private_key
 from bastion.adapters.x509_io import _key_pem
 from bastion.domain.certificates import CertificateError
+from bastion.files import create_once
 
 
 class KeyVaultError(CertificateError):
@@ -80,16 +80,4 @@ class KeyVault:
 
 def _create_master_key(path: Path) -> None:
     """Write a new random master key (0600, fsynced); never overwrite an existing one."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        pass
-    finally:
-        temp.unlink()
+    create_once(path, secrets.token_bytes(32))

@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bastion.adapters.key_vault import KeyVault
 from bastion.adapters.x509 import CertificateBundle, load_private_key
+from bastion.files import write_atomically
 
 MASTER_KEY_FILE = "master.key"
 _SERVING_INFO = b"bastion/served-site-key/1"
@@ -54,18 +55,6 @@ def open_vault(certs_dir: Path) -> KeyVault:
     """The key vault sealing the store's private keys (its master key is made on first use)."""
     certs_dir.mkdir(parents=True, exist_ok=True)
     return KeyVault.open(paths(certs_dir).master_key, create=True)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` (0600, fsynced) and put it in place atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 # -- the internal certificate authority ----------------------------------------
@@ -135,7 +124,7 @@ def create_site_certificate(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(paths(certs_dir).ca_cert, ca.public_bytes(serialization.Encoding.PEM))
+    write_atomically(paths(certs_dir).ca_cert, ca.public_bytes(serialization.Encoding.PEM))
     return CertificateBundle(cert, key, (ca,))
 
 
@@ -180,7 +169,7 @@ def _served_file(bundle: CertificateBundle, password: bytes) -> bytes:
 
 def write_served(certs_dir: Path, bundle: CertificateBundle) -> None:
     """Put ``bundle`` in ``certs/active/``, where the next start loads it from."""
-    _write_private(paths(certs_dir).served, _served_file(bundle, _serving_password(certs_dir)))
+    write_atomically(paths(certs_dir).served, _served_file(bundle, _serving_password(certs_dir)))
 
 
 def serve(context: ssl.SSLContext, certs_dir: Path, bundle: CertificateBundle) -> None:
@@ -193,7 +182,7 @@ def serve(context: ssl.SSLContext, certs_dir: Path, bundle: CertificateBundle) -
     served = paths(certs_dir).served
     staging = served.with_name(f".staging-{secrets.token_hex(4)}.pem")
     with _reload_lock:
-        _write_private(staging, _served_file(bundle, password))
+        write_atomically(staging, _served_file(bundle, password))
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(staging, password=password)
             os.replace(staging, served)

@@ -8,7 +8,6 @@ import signal
 import uuid
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from rich.console import Console
 from sqlalchemy import Engine
@@ -197,7 +196,3 @@ def _announce(
             f"[bold]{FIRST_LOGIN_PASSWORD}[/] (you will choose a new password at once)."
         )
     console.print("Stop with Ctrl+C.", highlight=False)
-
-
-def data_dir_path(text: str) -> Path:
-    return Path(text).expanduser()

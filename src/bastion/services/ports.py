@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
 from bastion.domain.network import ListenAddress
-
-Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:

@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
     Timestamp,
 )
 
+from bastion.files import write_atomically
 from bastion.update_service.errors import RepositoryStateError
 from bastion.update_service.keys import ALL_ROLES, KeyRing
 
@@ -51,18 +51,8 @@ def utcnow() -> dt.datetime:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same directory, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Repository files are public: readable by the web server as well as the vendor."""
+    write_atomically(path, data, mode=0o644)
 
 
 @dataclass
