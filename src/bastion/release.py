@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from functools import cache
 from importlib import metadata
@@ -33,5 +34,10 @@ def build_id() -> str:
     return digest.hexdigest()[:12]
 
 
+def base_version() -> str:
+    """The base this process runs on: the supervisor says which; else the installed one."""
+    return os.environ.get("BASTION_BASE_VERSION") or BASE_VERSION
+
+
 def base_description() -> str:
-    return f"{BASE_VERSION} (Python {platform.python_version()})"
+    return f"{base_version()} (Python {platform.python_version()})"

@@ -51,6 +51,16 @@ class ApplianceSettings(BaseSettings):
     update_upload_limit_bytes: int = 4 * 1024**3
     """Offline update bundles larger than this are refused before they reach the disk."""
 
+    install_health_deadline_seconds: float = 60.0
+    """A new worker (or base) that is not healthy within this time is rolled back."""
+    install_probation_seconds: float = 60.0
+    """A new version that exits within this time after the switch is rolled back."""
+    install_drain_seconds: float = 15.0
+    """How long the old worker may take to finish its requests after the switch."""
+    install_migration_timeout_seconds: float = 3600.0
+    install_pause_after: str = ""
+    """Fault injection for crash-safety tests: stop an install after this step is recorded."""
+
     @property
     def db_dir(self) -> Path:
         return self.data_dir / "db"

@@ -7,57 +7,36 @@ The app's lifespan is run by the appliance itself, once, not per address.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
+from bastion.adapters.sockets import bind
 from bastion.domain.network import ListenAddress
 from bastion.services.ports import ListenError
 
 log = logging.getLogger(__name__)
 
 
-def bind(address: ListenAddress) -> socket.socket:
-    """A listening TCP socket on `address`, or a `ListenError` that says what to do."""
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    # Naming the protocol lets asyncio turn Nagle off on accepted connections; without it a
-    # response written as headers then body waits for the client's delayed ACK (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((address.host, address.port))
-        sock.listen(2048)
-    except OSError as error:
-        sock.close()
-        raise ListenError(_explain(address, error)) from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _explain(address: ListenAddress, error: OSError) -> str:
-    if error.errno == errno.EADDRNOTAVAIL:
-        return (
-            f"This machine has no network address {address.host}; "
-            "add it to a network interface first, or choose one of its addresses."
-        )
-    if error.errno == errno.EADDRINUSE:
-        return f"Another program already listens on {address}; stop it or choose another port."
-    if error.errno == errno.EACCES:
-        return f"Port {address.port} needs privileges this process lacks; choose a port above 1023."
-    return f"Cannot listen on {address}: {error.strerror or error}."
-
-
 class UvicornListeners:
     """The appliance's listeners; implements `bastion.services.ports.Listeners`."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        binder: Callable[[ListenAddress], socket.socket] = bind,
+        releaser: Callable[[ListenAddress], None] | None = None,
+    ) -> None:
+        """`binder` gives the socket for an address (bound here, or handed over by the
+        supervisor); `releaser` is told when an administrator closes an address for good."""
         self._app: Any = None
         self._ssl = ssl_context
+        self._bind = binder
+        self._release = releaser
         self._servers: dict[ListenAddress, tuple[uvicorn.Server, asyncio.Task[None]]] = {}
 
     def attach(self, app: Any) -> None:
@@ -70,7 +49,7 @@ class UvicornListeners:
     async def open(self, address: ListenAddress) -> None:
         if address in self._servers:
             return
-        sock = bind(address)
+        sock = await asyncio.to_thread(self._bind, address)
         server = uvicorn.Server(self._config())
         task = asyncio.create_task(self._run(server, sock), name=f"listener {address}")
         self._servers[address] = (server, task)
@@ -82,6 +61,16 @@ class UvicornListeners:
         log.info("serving on %s", address)
 
     async def close(self, address: ListenAddress) -> None:
+        """Stop serving on `address` for good (an administrator disabled it)."""
+        await self._stop(address)
+        if self._release is not None:
+            await asyncio.to_thread(self._release, address)
+
+    async def close_all(self) -> None:
+        """Stop serving everywhere (the process ends); the addresses stay enabled."""
+        await asyncio.gather(*(self._stop(a) for a in list(self._servers)))
+
+    async def _stop(self, address: ListenAddress) -> None:
         entry = self._servers.pop(address, None)
         if entry is None:
             return
@@ -89,9 +78,6 @@ class UvicornListeners:
         server.should_exit = True
         await task
         log.info("stopped serving on %s", address)
-
-    async def close_all(self) -> None:
-        await asyncio.gather(*(self.close(a) for a in list(self._servers)))
 
     def _config(self) -> uvicorn.Config:
         context = self._ssl
@@ -115,3 +101,18 @@ class UvicornListeners:
             await server._serve(sockets=[sock])
         finally:
             sock.close()
+
+
+async def serve_private(app: Any, name: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Serve `app` without TLS on the abstract Unix socket `name` (the supervisor's line)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(b"\0" + name.encode())  # the abstract namespace: no file, no path limit
+    sock.listen(16)
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, server_header=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(UvicornListeners._run(server, sock), name="worker control")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    return server, task

@@ -8,6 +8,7 @@ import signal
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from rich.console import Console
 from sqlalchemy import Engine
@@ -15,15 +16,17 @@ from sqlalchemy import Engine
 from bastion.adapters import identity, tls
 from bastion.adapters.db.engine import make_engine, migrate, session_factory
 from bastion.adapters.db.models import Base
-from bastion.adapters.listeners import UvicornListeners
+from bastion.adapters.listeners import UvicornListeners, serve_private
 from bastion.adapters.ntp import ClockMonitor
 from bastion.adapters.passwords import Argon2Hasher
+from bastion.adapters.supervisor_client import SupervisorClient
 from bastion.adapters.web.app import create_app
 from bastion.adapters.web.runtime import Runtime
+from bastion.adapters.web.worker_control import WorkerControl
 from bastion.domain.accounts import FIRST_LOGIN_PASSWORD, FIRST_LOGIN_USERNAME, Principal, Role
 from bastion.domain.network import ListenAddress, parse_listen_address
 from bastion.entrypoints import site_certificate
-from bastion.services import backup_schedule, factory, network
+from bastion.services import backup_schedule, factory, installs, network
 from bastion.services.audit import Actor
 from bastion.services.ports import ListenError, Listeners, utc_now
 from bastion.services.unit_of_work import UnitOfWork
@@ -97,35 +100,91 @@ def build_runtime(settings: ApplianceSettings, listeners: Listeners, engine: Eng
     return runtime
 
 
-async def serve(settings: ApplianceSettings, console: Console) -> None:
+@dataclass(frozen=True)
+class Supervised:
+    """A worker run by the supervisor: its sockets come from it, its orders on `socket`."""
+
+    client: SupervisorClient
+    socket: str
+    token: str
+    standby: bool
+
+
+async def serve(
+    settings: ApplianceSettings, console: Console, supervised: Supervised | None = None
+) -> None:
+    """Serve until stopped. A standby worker serves nothing until the supervisor says go."""
     engine = make_engine(settings.sqlalchemy_url())
     hasher = Argon2Hasher(fast=settings.password_hash_fast)
     me = initialise(settings, engine, hasher)
     ssl_context = tls.server_context(settings.certs_dir)
-    listeners = UvicornListeners(ssl_context)
+    if supervised is None:
+        listeners = UvicornListeners(ssl_context)
+    else:
+        client = supervised.client
+        listeners = UvicornListeners(ssl_context, client.listen, client.unlisten)
     runtime = build_runtime(settings, listeners, engine)
     runtime.ssl_context = ssl_context
-    listeners.attach(create_app(runtime))
-    addresses = await _open_listeners(runtime, listeners, settings)
-    clock_task = asyncio.create_task(runtime.clock.run(), name="clock monitor")
-    backup_task = asyncio.create_task(_scheduled_backups(runtime), name="scheduled backups")
+    app = create_app(runtime)
+    listeners.attach(app)
     runtime.serving = True
-    _announce(console, settings, me, addresses)
+    background: list[asyncio.Task[None]] = []
+
+    async def go_live(order: dict[str, Any]) -> dict[str, Any]:
+        """Open the listeners; at an install's switch, end every signed-in session."""
+        if background:
+            return {"opened": [str(a) for a in listeners.active()], "sessions_ended": 0}
+        addresses = await _open_listeners(runtime, listeners, settings)
+        background.append(asyncio.create_task(runtime.clock.run(), name="clock monitor"))
+        background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
+        ended = 0
+        if order.get("release"):
+            ended = await asyncio.to_thread(_end_sessions, runtime, str(order["release"]))
+        _announce(console, settings, me, addresses)
+        return {"opened": [str(a) for a in addresses], "sessions_ended": ended}
+
     stop = _stop_event()
     loop = asyncio.get_running_loop()
+    private = None
+    if supervised is not None:
+        control = WorkerControl(app, runtime, supervised.token, go_live)
+        private = await serve_private(control, supervised.socket)
+        await asyncio.to_thread(_audit_install_outcomes, runtime)
 
     def request_shutdown() -> None:
-        loop.call_soon_threadsafe(stop.set)
+        if supervised is not None:
+            supervised.client.shutdown()  # the supervisor stops this worker, then itself
+        else:
+            loop.call_soon_threadsafe(stop.set)
 
     runtime.request_shutdown = request_shutdown
     runtime.factory_reset = partial(reset_to_factory, runtime)
+    if supervised is None or not supervised.standby:
+        await go_live({})
     await stop.wait()
     runtime.serving, runtime.stopping = False, True
-    clock_task.cancel()
-    backup_task.cancel()
+    for task in background:
+        task.cancel()
     await listeners.close_all()
+    if private is not None:
+        private[0].should_exit = True
+        await private[1]
     engine.dispose()
     console.print("Bastion appliance stopped.")
+
+
+def _end_sessions(runtime: Runtime, release_name: str) -> int:
+    with runtime.uow() as uow:
+        ended = installs.end_sessions_at_switch(uow, release_name)
+        uow.commit()
+    log.warning("%s is live; %d signed-in session(s) ended", release_name, ended)
+    return ended
+
+
+def _audit_install_outcomes(runtime: Runtime) -> None:
+    with runtime.uow() as uow:
+        installs.audit_outcomes(uow, installs.history(runtime.settings.data_dir))
+        uow.commit()
 
 
 async def _open_listeners(

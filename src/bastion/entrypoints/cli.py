@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -51,15 +51,12 @@ def serve(
     settings = _settings(data, database_url).model_copy(update={"hostname": hostname})
     if listen:
         settings = settings.model_copy(update={"listen": listen})
-    from bastion.entrypoints import appliance as appliance_entry  # the server's imports, only here
+    from bastion.supervisor import launch  # the server's imports, only here
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
-    try:
-        asyncio.run(appliance_entry.serve(settings, console))
-    except appliance_entry.StartupError as error:
-        console.print(f"[red]Cannot start:[/] {error}")
-        raise typer.Exit(2) from None
+    code = launch.main(settings)
+    if code:
+        raise typer.Exit(code)
 
 
 api_client_app = typer.Typer(
@@ -204,7 +201,37 @@ def _add_vendor_commands() -> None:
     app.add_typer(release_app, name="release")
 
 
+CONSOLE_SLOT_ENV = "BASTION_CONSOLE_SLOT"
+
+
+def _run_from_current_slot(argv: list[str]) -> None:
+    """Console commands use the installed site release's code, as the worker does.
+
+    After an install, the database holds the new release's schema; a console
+    command run by the code installed with the appliance would not know it.
+    """
+    if not argv or argv[0] not in ("appliance", "backup") or argv[:2] == ["appliance", "serve"]:
+        return
+    data = Path("var/appliance")
+    for index, arg in enumerate(argv):
+        if arg == "--data" and index + 1 < len(argv):
+            data = Path(argv[index + 1])
+        elif arg.startswith("--data="):
+            data = Path(arg.split("=", 1)[1])
+    from bastion.adapters.slots import CURRENT, Releases
+
+    releases = Releases(data)
+    slot = releases.target(CURRENT)
+    if slot is None or os.environ.get(CONSOLE_SLOT_ENV) == slot:
+        return
+    if releases.manifest(slot).get("factory", True):
+        return
+    env = {**os.environ, CONSOLE_SLOT_ENV: slot, "PYTHONPATH": str(releases.lib(slot))}
+    os.execve(sys.executable, [sys.executable, "-m", "bastion", *argv], env)
+
+
 def main() -> None:
+    _run_from_current_slot(sys.argv[1:])
     # The vendor's commands import the TUF stack; appliance commands start faster without it.
     wanted = sys.argv[1] if len(sys.argv) > 1 else "--help"
     if wanted in VENDOR_COMMANDS or wanted.startswith("-"):

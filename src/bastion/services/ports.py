@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from bastion.domain.network import ListenAddress
 
@@ -31,3 +31,13 @@ class Listeners(Protocol):
 
 class ListenError(Exception):
     """An address could not be bound; the message says why in an administrator's words."""
+
+
+class Supervisor(Protocol):
+    """The base layer that runs the application and installs releases into slots."""
+
+    def install(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+    def cancel(self) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...

@@ -158,7 +158,7 @@ def installed_versions(uow: UnitOfWork) -> dict[ReleaseKind, Version]:
     found: dict[ReleaseKind, Version] = {}
     lic = license_of(uow)
     texts = {
-        ReleaseKind.BASE: build.BASE_VERSION,
+        ReleaseKind.BASE: build.base_version(),
         ReleaseKind.SITE: build.site_version(),
         ReleaseKind.LICENSE: lic.version if lic else "",
     }
@@ -216,6 +216,10 @@ def _known(setup: UpdateSetup, uow: UnitOfWork) -> list[uc.ReleaseStatus]:
         return uc.statuses(uc.read_targets(setup.tuf_dir), installed_versions(uow), setup.site)
     except uc.UpdateClientError as error:
         raise failure_of(error, online=False) from None
+
+
+def known_statuses(uow: UnitOfWork, setup: UpdateSetup) -> list[uc.ReleaseStatus]:
+    return _known(setup, uow)
 
 
 def known_releases(uow: UnitOfWork, setup: UpdateSetup) -> list[ReleaseRow]:

@@ -88,6 +88,14 @@ class WebSessionRepository:
         )
         return int(self._session.execute(query).rowcount)  # type: ignore[attr-defined]
 
+    def end_all(self, now: datetime, reason: str) -> int:
+        query = (
+            update(WebSession)
+            .where(WebSession.ended_at.is_(None))
+            .values(ended_at=now, ended_reason=reason)
+        )
+        return int(self._session.execute(query).rowcount)  # type: ignore[attr-defined]
+
     def count_active(self, seen_after: datetime) -> int:
         query = select(func.count()).where(
             WebSession.ended_at.is_(None), WebSession.last_seen_at >= seen_after

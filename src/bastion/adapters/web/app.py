@@ -49,6 +49,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.state.metrics = health.Metrics(runtime)
     app.middleware("http")(app.state.metrics.middleware)
+    app.middleware("http")(_refuse_changes_while_frozen)
     app.middleware("http")(_security_headers)
     routers = (
         health.router,
@@ -74,6 +75,28 @@ async def _security_headers(
 ) -> Response:
     response = await call_next(request)
     response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _refuse_changes_while_frozen(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """During an install's snapshot and migration, reads go on and changes wait."""
+    frozen = request.app.state.runtime.frozen
+    if frozen is None or request.method in SAFE_METHODS:
+        return await call_next(request)
+    message = (
+        f"Changes are paused for a moment because {frozen}. Nothing was changed; "
+        "try again in a minute."
+    )
+    headers = {"Retry-After": "30"}
+    if _is_api(request):
+        return error_json(503, "UnavailableError", message, headers)
+    response = render(request, "error.html", status_code=503, message=message)
+    response.headers.update(headers)
     return response
 
 

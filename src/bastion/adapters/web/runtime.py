@@ -43,6 +43,8 @@ class Runtime:
     serving: bool = False
     """True between the first listener opening and the start of shutdown."""
     stopping: bool = False
+    frozen: str | None = None
+    """While an install snapshots and migrates the database: why changes are refused."""
     factory_reset: Callable[[Actor], None] | None = None
     request_shutdown: Callable[[], None] | None = None
     """Set by `bastion appliance serve`; absent when the app runs inside a test."""

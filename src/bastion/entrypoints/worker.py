@@ -1,0 +1,71 @@
+"""`python -m bastion.entrypoints.worker`: what the supervisor runs from a site slot.
+
+- `serve`: the application, on sockets the supervisor hands over;
+- `migrate`: bring the database to this release's schema (an install step).
+
+A worker ends with its supervisor: the kernel kills it when the supervisor
+dies (PR_SET_PDEATHSIG), so a restarted appliance finds its ports free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+from rich.console import Console
+
+from bastion.settings import ApplianceSettings
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_supervisor() -> None:
+    supervisor = int(os.environ.get("BASTION_SUPERVISOR_PID", "0") or 0)
+    if not supervisor:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before the line above took effect
+        sys.exit(3)
+
+
+def main() -> int:
+    _die_with_supervisor()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = ApplianceSettings()
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if command == "migrate":
+        from bastion.adapters.db.engine import make_engine, migrate
+
+        engine = make_engine(settings.sqlalchemy_url())
+        migrate(engine)
+        engine.dispose()
+        print("database migrated")
+        return 0
+    if command != "serve":
+        print(f"unknown worker command {command!r}: expected serve or migrate", file=sys.stderr)
+        return 2
+    from bastion.adapters.supervisor_client import SupervisorClient
+    from bastion.entrypoints import appliance
+
+    supervised = appliance.Supervised(
+        SupervisorClient(settings.data_dir),
+        os.environ["BASTION_WORKER_SOCKET"],
+        os.environ["BASTION_WORKER_TOKEN"],
+        standby=bool(os.environ.get("BASTION_WORKER_STANDBY")),
+    )
+    try:
+        asyncio.run(appliance.serve(settings, Console(), supervised))
+    except appliance.StartupError as error:
+        Console().print(f"[red]Cannot start:[/] {error}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

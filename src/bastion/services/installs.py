@@ -1,0 +1,264 @@
+"""Installing base and site releases (R4, R5, R21, R22): plan, licence, submit, follow.
+
+The supervisor (the base layer) carries installs out; this module decides what
+may be installed and in which order, asks for the licence agreement of a new
+major version, estimates how long it will take from what is stored, hands the
+plan to the supervisor, and writes what happened to the audit log: the request,
+the acceptance, the sessions ended at the switch, and each outcome.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bastion.adapters import update_client as uc
+from bastion.adapters.install_state import InstallState
+from bastion.domain.accounts import Principal, Role
+from bastion.domain.install import (
+    Estimate,
+    HistoryEntry,
+    PlannedRelease,
+    estimate,
+    needs_licence,
+    rolled_back,
+)
+from bastion.domain.versions import (
+    DependencyError,
+    ReleaseKind,
+    ReleaseState,
+    Version,
+    install_order,
+)
+from bastion.services import audit, updates
+from bastion.services.audit import Actor
+from bastion.services.errors import ConflictError, InvalidInputError, NotFoundError
+from bastion.services.ports import Supervisor, utc_now
+from bastion.services.unit_of_work import UnitOfWork
+from bastion.services.update_errors import UpdateDependencyError
+
+SUPERVISOR = Actor(Principal("appliance:supervisor", Role.ADMINISTRATOR), "appliance")
+AUDITED_SETTING = "updates.audited_installs"
+SWITCH_SETTING = "updates.last_switch"
+SLOT_KINDS = (ReleaseKind.BASE, ReleaseKind.SITE)
+
+
+class LicenceRequiredError(ConflictError):
+    """A new major version's licence agreement must be accepted first."""
+
+    def __init__(self, release: str, text: str) -> None:
+        super().__init__(
+            f"{release} is a new major version: read and accept its licence agreement "
+            "to install it."
+        )
+        self.release = release
+        self.text = text
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    releases: tuple[PlannedRelease, ...]
+    estimate: Estimate
+    licences: Mapping[str, str]
+    """Release name -> licence text, for each new major version in the plan."""
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.releases]
+
+
+def plan(
+    uow: UnitOfWork,
+    setup: updates.UpdateSetup,
+    names: Iterable[str],
+    database_bytes: int,
+    history: list[HistoryEntry],
+    retry: bool = False,
+) -> InstallPlan:
+    """The releases to install, in dependency order, with the estimate and any licence."""
+    known = updates.known_statuses(uow, setup)
+    installed = updates.installed_versions(uow)
+    chosen = [_choose(known, name, setup, retry, history) for name in names]
+    if not chosen:
+        raise InvalidInputError("Choose at least one base or site release to install.")
+    try:
+        order = install_order(installed, [s.release for s in chosen])
+    except DependencyError as error:
+        raise UpdateDependencyError(f"{error}") from None
+    by_release = {s.release: s for s in chosen}
+    planned, licences, seconds = [], {}, 0.0
+    for item in order:
+        status = by_release[item]
+        package = setup.packages_dir / status.target.hashes["sha256"]
+        planned.append(
+            PlannedRelease(
+                item.kind, item.version, str(package), tuple(str(r) for r in item.requires)
+            )
+        )
+        seconds += estimate(item.kind, database_bytes, status.target.length).seconds
+        if item.kind is ReleaseKind.SITE and needs_licence(installed.get(item.kind), item.version):
+            licences[item.name] = licence_text(package, item.version)
+    size = sum(s.target.length for s in chosen)
+    total = Estimate(round(seconds, 1), database_bytes, size)
+    return InstallPlan(tuple(planned), total, licences)
+
+
+def _choose(
+    known: list[uc.ReleaseStatus],
+    name: str,
+    setup: updates.UpdateSetup,
+    retry: bool,
+    history: list[HistoryEntry],
+) -> uc.ReleaseStatus:
+    wanted = " ".join(name.split())
+    status = next((s for s in known if s.release.name == wanted), None)
+    if status is None:
+        raise NotFoundError(
+            f"{name!r} is not among the releases this appliance knows; check for updates."
+        )
+    release = status.release
+    if release.kind not in SLOT_KINDS:
+        raise InvalidInputError(f"{release.name} is a license add-on: install it from its row.")
+    if status.assessment.state not in (ReleaseState.INSTALLABLE, ReleaseState.BLOCKED):
+        raise ConflictError(f"{release.name} is {status.assessment.reason}.")
+    if not (setup.packages_dir / status.target.hashes["sha256"]).is_file():
+        raise ConflictError(
+            f"{release.name} is not downloaded yet: download it (or upload a bundle holding "
+            "it) first; it is verified on the way in."
+        )
+    if release.name in rolled_back(history) and not retry:
+        reason = next(e.reason for e in reversed(history) if e.release == release.name)
+        raise ConflictError(
+            f"{release.name} was rolled back ({reason}); it is not installed again unless "
+            "you ask for it explicitly (retry)."
+        )
+    return status
+
+
+def licence_text(package: Path, version: Version) -> str:
+    """The licence agreement a release carries: a LICENSE file, else its wheel's licence."""
+    try:
+        with tarfile.open(package, "r:*") as tar:
+            for member in tar.getmembers():
+                if member.isfile() and re.fullmatch(r"payload/LICEN[CS]E[^/]*", member.name):
+                    extracted = tar.extractfile(member)
+                    if extracted is not None:
+                        return extracted.read().decode(errors="replace")
+            for member in tar.getmembers():
+                if member.isfile() and member.name.endswith(".whl"):
+                    extracted = tar.extractfile(member)
+                    if extracted is not None:
+                        return _wheel_licence(extracted, version)
+    except (OSError, tarfile.TarError):
+        pass
+    return f"Bastion {version}: the package carries no licence text."
+
+
+def _wheel_licence(data: Any, version: Version) -> str:
+    with zipfile.ZipFile(data) as wheel:
+        names = wheel.namelist()
+        for name in names:
+            if ".dist-info/licenses/" in name:
+                return wheel.read(name).decode(errors="replace")
+        metadata = next((n for n in names if n.endswith(".dist-info/METADATA")), None)
+        if metadata is not None:
+            for line in wheel.read(metadata).decode(errors="replace").splitlines():
+                if line.startswith(("License-Expression:", "License:")):
+                    licence = line.split(":", 1)[1].strip()
+                    return f"Bastion {version} is licensed under {licence}."
+    return f"Bastion {version}: the package carries no licence text."
+
+
+def submit(
+    uow: UnitOfWork,
+    supervisor: Supervisor,
+    actor: Actor,
+    chosen: InstallPlan,
+    accepted_licence: bool,
+    not_before: datetime | None = None,
+) -> dict[str, Any]:
+    """Hand the plan to the supervisor; it starts at `not_before` (now if None)."""
+    if chosen.licences and not accepted_licence:
+        name, text = next(iter(chosen.licences.items()))
+        raise LicenceRequiredError(name, text)
+    if not_before is not None and not_before.tzinfo is None:
+        raise InvalidInputError("Give the install time with its time zone (UTC).")
+    answer = supervisor.install(
+        {
+            "releases": [r.to_dict() for r in chosen.releases],
+            "not_before": not_before.isoformat(timespec="seconds") if not_before else None,
+            "requested_by": actor.name,
+            "estimate_seconds": chosen.estimate.seconds,
+        }
+    )
+    for name in chosen.licences:
+        audit.record(uow, actor, "updates.licence_accepted", name)
+    audit.record(
+        uow,
+        actor,
+        "updates.install.requested",
+        ", ".join(chosen.names),
+        not_before=answer.get("not_before"),
+        estimate_seconds=chosen.estimate.seconds,
+    )
+    return answer
+
+
+def cancel(uow: UnitOfWork, supervisor: Supervisor, actor: Actor) -> None:
+    if not supervisor.cancel():
+        raise ConflictError("No install is scheduled.")
+    audit.record(uow, actor, "updates.install.cancelled", "scheduled install")
+
+
+def end_sessions_at_switch(uow: UnitOfWork, release: str) -> int:
+    """At the switch every signed-in user is signed out, told why on the next request (R5)."""
+    now = utc_now()
+    ended = uow.web_sessions.end_all(now, f"the appliance was updated to {release}")
+    uow.settings.set(SWITCH_SETTING, {"release": release, "at": now.isoformat()})
+    audit.record(uow, SUPERVISOR, "updates.install.sessions_ended", release, sessions_ended=ended)
+    return ended
+
+
+def recent_switch(uow: UnitOfWork, within: timedelta) -> str | None:
+    """ "site 1.1 at 12:00 UTC" if an install switched versions within `within`."""
+    stored = uow.settings.get(SWITCH_SETTING)
+    if not isinstance(stored, dict):
+        return None
+    at = datetime.fromisoformat(str(stored["at"]))
+    if utc_now() - at > within:
+        return None
+    return f"{stored['release']} at {at:%H:%M} UTC"
+
+
+def audit_outcomes(uow: UnitOfWork, history: list[HistoryEntry]) -> int:
+    """Write each install outcome the supervisor recorded to the audit log, once."""
+    stored = uow.settings.get(AUDITED_SETTING)
+    done = set(stored) if isinstance(stored, list) else set()
+    fresh = [e for e in history if e.install_id not in done]
+    for entry in fresh:
+        action = "updates.install." + entry.outcome.value.replace(" ", "_")
+        audit.record(uow, SUPERVISOR, action, entry.release, reason=entry.reason, **entry.details)
+    if fresh:
+        kept = [e.install_id for e in history]
+        uow.settings.set(AUDITED_SETTING, kept)
+    return len(fresh)
+
+
+def last_rollback(history: list[HistoryEntry]) -> HistoryEntry | None:
+    """The last install that was rolled back, for Status > Basics."""
+    return next((e for e in reversed(history) if e.outcome.value == "rolled back"), None)
+
+
+def history(data_dir: Path) -> list[HistoryEntry]:
+    return InstallState(data_dir).history()
+
+
+def pending(data_dir: Path) -> dict[str, Any] | None:
+    """The install requested but not begun yet, for the banner users see (R5)."""
+    return InstallState(data_dir).pending()

@@ -1,0 +1,29 @@
+"""`python -m bastion.supervisor`: the supervisor re-executed from a base slot.
+
+`--probe` only checks that this base's code imports and runs, for an install
+that tries a new base before switching to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from bastion import release
+from bastion.settings import ApplianceSettings
+
+
+def run() -> int:
+    if "--probe" in sys.argv[1:]:
+        from bastion.supervisor import core, installer, launch  # noqa: F401  (they must import)
+
+        print(f"bastion base {release.base_version()} supervisor ok")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from bastion.supervisor import launch
+
+    return launch.main(ApplianceSettings())
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,341 @@
+"""Installing base and site releases, rolling back, and recovering after a crash.
+
+Every step is recorded in the install journal once done (see
+`bastion.domain.install`). A site install:
+
+1. unpack the package and install its wheels into a new slot;
+2. pause changes on the running worker (writes are refused, reads go on);
+3. snapshot the database; 4. run the new release's migrations;
+5. start the new worker in standby and wait for its health check;
+6. let it go live on the same sockets, switch `current`; 7. drain the old worker;
+8. watch the new worker for its probation period; a crash rolls back.
+
+A base install unpacks and tries the new base, switches the `base` link and
+re-executes the supervisor from it, keeping the sockets and the worker; the
+new image confirms it reaches the worker, or switches back and re-executes the
+old base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bastion.adapters.install_state import InstallState
+from bastion.adapters.slots import BASE, BASE_PREVIOUS, CURRENT, PREVIOUS, Releases, SlotError
+from bastion.domain.install import (
+    STEP_TEXT,
+    HistoryEntry,
+    InstallError,
+    Journal,
+    Outcome,
+    PlannedRelease,
+    Step,
+    recovery,
+)
+from bastion.domain.versions import ReleaseKind
+from bastion.settings import ApplianceSettings
+from bastion.supervisor import database
+from bastion.supervisor.core import INHERIT_ENV, Supervisor, now, settings_env
+from bastion.supervisor.workers import Worker, WorkerError, run_tool
+
+log = logging.getLogger("bastion.supervisor.install")
+
+
+class InstallFailed(Exception):
+    """The install cannot go on; the message is the reason recorded for the rollback."""
+
+
+FAILURES = (InstallFailed, InstallError, SlotError, WorkerError, database.SnapshotError, OSError)
+
+
+async def record(sup: Supervisor, journal: Journal, step: Step | None = None) -> Journal:
+    """Record a step as done; with `install_pause_after` set to it, wait here to be killed."""
+    if step is not None:
+        journal = journal.done(step)
+    sup.state.save_journal(journal)
+    sup.activity = STEP_TEXT[journal.step]
+    log.info("install %s: %s done", journal.release.name, journal.step)
+    if sup.settings.install_pause_after == journal.step.value:
+        log.warning("install paused after step %s (install_pause_after)", journal.step)
+        await asyncio.Event().wait()
+    return journal
+
+
+def finish(
+    sup: Supervisor, journal: Journal, outcome: Outcome, reason: str, **details: Any
+) -> None:
+    finish_with(sup.state, sup.releases, journal, outcome, reason, **details)
+    sup.activity = ""
+
+
+def finish_with(
+    state: InstallState,
+    releases: Releases,
+    journal: Journal,
+    outcome: Outcome,
+    reason: str,
+    **details: Any,
+) -> None:
+    if journal.queue and outcome is Outcome.ROLLED_BACK:
+        skipped = ", ".join(r.name for r in journal.queue)
+        reason += f"; not installed either: {skipped}"
+    entry = HistoryEntry(journal.install_id, journal.release.name, outcome, reason, now(), details)
+    state.record(entry)
+    state.clear_journal(journal)
+    releases.prune()
+    log.warning("install of %s: %s (%s)", journal.release.name, outcome.value, reason)
+
+
+async def run_pending(sup: Supervisor, pending: dict[str, Any]) -> None:
+    releases = [PlannedRelease.from_dict(r) for r in pending["releases"]]
+    await install(sup, str(pending["install_id"]), releases[0], tuple(releases[1:]))
+
+
+async def install(
+    sup: Supervisor, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
+) -> None:
+    install_id = f"{install_id.split('+')[0]}+{planned.slot}"
+    if planned.kind is ReleaseKind.BASE:
+        await _install_base(sup, install_id, planned, queue)
+        return
+    if planned.kind is not ReleaseKind.SITE:
+        raise InstallError(f"{planned.name} is not installed into a slot")
+    if await _install_site(sup, install_id, planned, queue) and queue:
+        await install(sup, install_id, queue[0], queue[1:])
+
+
+# Site releases.
+
+
+async def _install_site(
+    sup: Supervisor, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
+) -> bool:
+    started = time.monotonic()
+    journal = Journal(
+        install_id,
+        planned,
+        from_slot=sup.releases.target(CURRENT) or "",
+        previous_before=sup.releases.target(PREVIOUS),
+        started_at=now(),
+        queue=queue,
+    )
+    journal = await record(sup, journal)
+    sup.state.save_pending(None)
+    settings = sup.settings
+    try:
+        await asyncio.to_thread(sup.releases.unpack, planned)
+        journal = await record(sup, journal, Step.UNPACKED)
+        await _ask(sup.worker, "/worker/freeze", {"reason": f"{planned.name} is being installed"})
+        journal = await record(sup, journal, Step.FROZEN)
+        work = sup.state.work_dir(install_id)
+        snapshot = await asyncio.to_thread(database.snapshot, settings, work)
+        journal = replace(journal, snapshot=str(snapshot))
+        journal = await record(sup, journal, Step.SNAPSHOT)
+        env = sup.child_env()
+        lib = sup.lib_of(planned.slot)
+        timeout = settings.install_migration_timeout_seconds
+        await run_tool(lib, env, "migrate", timeout=timeout)
+        journal = await record(sup, journal, Step.MIGRATED)
+        sup.candidate = sup.start_worker(planned.slot, standby=True)
+        journal = await record(sup, journal, Step.STARTED)
+        await wait_healthy(sup.candidate, settings.install_health_deadline_seconds)
+        journal = await record(sup, journal, Step.HEALTHY)
+        live = await _ask(sup.candidate, "/worker/go-live", {"release": planned.name})
+        sup.releases.point(PREVIOUS, journal.from_slot)
+        sup.releases.point(CURRENT, planned.slot)
+        old, sup.worker, sup.candidate = sup.worker, sup.candidate, None
+        journal = await record(sup, journal, Step.SWITCHED)
+        if old is not None:
+            await old.stop(settings.install_drain_seconds)
+        journal = await record(sup, journal, Step.DRAINED)
+        sup.activity = "watching the new version through its first minute"
+        await _probation(sup, settings.install_probation_seconds)
+    except FAILURES as error:
+        await roll_back(sup, journal, str(error) or type(error).__name__)
+        return False
+    seconds = round(time.monotonic() - started, 1)
+    ended = int(live.get("sessions_ended", 0))
+    finish(sup, journal, Outcome.INSTALLED, "installed", seconds=seconds, sessions_ended=ended)
+    return True
+
+
+async def _ask(worker: Worker | None, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    if worker is None:
+        raise InstallFailed("no worker is running")
+    status, answer = await worker.request("POST", path, body)
+    if status != 200:
+        raise InstallFailed(f"the worker refused {path}: {answer.get('detail', answer)}")
+    return answer
+
+
+async def wait_healthy(worker: Worker, deadline: float) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if worker.poll() is not None:
+            raise InstallFailed(
+                f"the new version exited (code {worker.exit_code}) before it was healthy"
+            )
+        if await worker.healthy():
+            return
+        await asyncio.sleep(0.1)
+    raise InstallFailed(f"the new version did not pass its health check within {deadline:.0f} s")
+
+
+async def _probation(sup: Supervisor, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        worker = sup.worker
+        if worker is not None and worker.poll() is not None:
+            raise InstallFailed(
+                f"the new version exited (code {worker.exit_code}) within its first {seconds:.0f} s"
+            )
+        await asyncio.sleep(0.2)
+
+
+async def roll_back(sup: Supervisor, journal: Journal, reason: str) -> None:
+    """Return to the old slot and the database snapshot; the old worker serves on."""
+    log.error("install of %s failed: %s; rolling back", journal.release.name, reason)
+    journal = journal.rolling_back(reason)
+    sup.state.save_journal(journal)
+    sup.activity = "rolling back"
+    if sup.candidate is not None:
+        sup.candidate.kill()
+        await sup.candidate.wait()
+        sup.candidate = None
+    new_worker = sup.worker is not None and sup.worker.slot == journal.release.slot
+    if new_worker and sup.worker is not None:
+        sup.worker.kill()
+        await sup.worker.wait()
+    if journal.reached(Step.SNAPSHOT) and journal.snapshot:
+        await asyncio.to_thread(database.restore, sup.settings, Path(journal.snapshot))
+    sup.releases.point(PREVIOUS, journal.previous_before)
+    sup.releases.point(CURRENT, journal.from_slot)
+    worker = sup.worker
+    if worker is None or worker.poll() is not None or worker.slot != journal.from_slot:
+        sup.worker = sup.start_worker(journal.from_slot, standby=False)
+    else:
+        try:
+            await worker.request("POST", "/worker/thaw", {})
+        except WorkerError as error:
+            log.error("the old worker did not resume changes: %s", error)
+    finish(sup, journal, Outcome.ROLLED_BACK, reason)
+
+
+# Base releases.
+
+
+async def _install_base(
+    sup: Supervisor, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
+) -> None:
+    journal = Journal(
+        install_id,
+        planned,
+        from_slot=sup.base_slot,
+        previous_before=sup.releases.target(BASE_PREVIOUS),
+        started_at=now(),
+        queue=queue,
+    )
+    journal = await record(sup, journal)
+    sup.state.save_pending(None)
+    try:
+        await asyncio.to_thread(sup.releases.unpack, planned)
+        journal = await record(sup, journal, Step.UNPACKED)
+        env = {**os.environ, **settings_env(sup.settings)}
+        env.pop(INHERIT_ENV, None)
+        deadline = sup.settings.install_health_deadline_seconds
+        lib = sup.lib_of(planned.slot)
+        await run_tool(lib, env, "--probe", timeout=deadline, module="bastion.supervisor")
+        journal = await record(sup, journal, Step.PROBED)
+    except FAILURES as error:
+        finish(sup, journal, Outcome.ROLLED_BACK, str(error) or type(error).__name__)
+        return
+    sup.releases.point(BASE_PREVIOUS, journal.from_slot)
+    sup.releases.point(BASE, planned.slot)
+    await record(sup, journal, Step.SWITCHED)
+    reexec(sup, planned.slot)
+
+
+def reexec(sup: Supervisor, slot: str) -> NoReturn:
+    """Replace this process with the supervisor of `slot`, keeping sockets and worker."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    lib = sup.lib_of(slot)
+    if lib is not None:
+        env["PYTHONPATH"] = str(lib)
+    env.update(settings_env(sup.settings))
+    env["BASTION_BASE_SLOT"] = slot
+    for sock in sup.sockets.values():
+        sock.set_inheritable(True)
+    inherit = {
+        "sockets": {address: sock.fileno() for address, sock in sup.sockets.items()},
+        "worker": sup.worker.describe() if sup.worker is not None else None,
+    }
+    env[INHERIT_ENV] = json.dumps(inherit)
+    log.warning("re-executing the supervisor from %s", slot)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "bastion.supervisor"], env)
+
+
+async def resume_after_exec(sup: Supervisor) -> None:
+    """In a re-executed supervisor: confirm a base install, or finish its rollback."""
+    journal = sup.state.journal()
+    if journal is None or journal.release.kind is not ReleaseKind.BASE:
+        return
+    if journal.rollback is not None:
+        finish(sup, journal, Outcome.ROLLED_BACK, journal.rollback)
+        return
+    try:
+        if sup.worker is None:
+            raise InstallFailed("the new base has no worker to supervise")
+        await wait_healthy(sup.worker, sup.settings.install_health_deadline_seconds)
+    except InstallFailed as error:
+        reason = f"the new base could not confirm the appliance serves: {error}"
+        sup.state.save_journal(journal.rolling_back(reason))
+        sup.releases.point(BASE, journal.from_slot)
+        sup.releases.point(BASE_PREVIOUS, journal.previous_before)
+        reexec(sup, journal.from_slot)
+    journal = await record(sup, journal, Step.CONFIRMED)
+    finish(sup, journal, Outcome.INSTALLED, "installed")
+    if journal.queue:
+        queued = journal.queue
+        sup.installing = asyncio.create_task(
+            install(sup, journal.install_id, queued[0], queued[1:])
+        )
+
+
+# A start after a crash.
+
+
+def recover(settings: ApplianceSettings) -> str | None:
+    """Finish or undo an install the appliance stopped in; no worker runs yet."""
+    data_dir = settings.data_dir.resolve()
+    state, releases = InstallState(data_dir), Releases(data_dir)
+    journal = state.journal()
+    if journal is None:
+        return None
+    pending = state.pending()
+    if pending is not None and journal.install_id.startswith(str(pending.get("install_id"))):
+        state.save_pending(None)
+    decision = recovery(journal)
+    site = journal.release.kind is ReleaseKind.SITE
+    link, previous = (CURRENT, PREVIOUS) if site else (BASE, BASE_PREVIOUS)
+    if decision.rolls_back:
+        if decision.restore_database and journal.snapshot:
+            database.restore(settings, Path(journal.snapshot))
+        releases.point(previous, journal.previous_before)
+        releases.point(link, journal.from_slot)
+    else:
+        releases.point(previous, journal.from_slot)
+        releases.point(link, journal.release.slot)
+    finish_with(state, releases, journal, decision.outcome, decision.reason)
+    return decision.reason
