@@ -1,0 +1,71 @@
+"""Put release packages where a downloaded one waits, and follow installs on the supervisor."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bastion.adapters.supervisor_client import SupervisorClient
+from bastion.domain.versions import ReleaseKind, parse_requirement, parse_version
+from bastion.update_service.packages import PackageInfo, build_package
+
+
+def store_release(
+    data_dir: Path,
+    kind: str,
+    version: str,
+    wheel: Path,
+    requires: Sequence[str] = (),
+    site: str = "localhost",
+) -> dict[str, Any]:
+    """A package as the update client leaves it once downloaded and verified."""
+    info = PackageInfo(
+        ReleaseKind(kind),
+        parse_version(version),
+        tuple(parse_requirement(r) for r in requires),
+        site if kind != "base" else None,
+    )
+    built = build_package(info, [wheel], data_dir.parent / "packages" / kind / version)
+    digest = hashlib.sha256(built.read_bytes()).hexdigest()
+    stored = data_dir / "blobs" / "sha256" / digest
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(built, stored)
+    return {"kind": kind, "version": version, "package": str(stored), "requires": list(requires)}
+
+
+def request_install(data_dir: Path, *releases: dict[str, Any]) -> dict[str, Any]:
+    return SupervisorClient(data_dir).install({"releases": list(releases), "requested_by": "test"})
+
+
+def wait_idle(data_dir: Path, timeout: float = 120) -> dict[str, Any]:
+    """The supervisor's status once no install is scheduled or running."""
+    client = SupervisorClient(data_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = client.status()
+        except Exception:  # re-executing from a new base: the socket is back in a moment
+            time.sleep(0.2)
+            continue
+        if status["state"] == "idle":
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"the install did not finish within {timeout} s")
+
+
+def wait_step(data_dir: Path, step: str, timeout: float = 120) -> None:
+    """Wait until the install journal records `step` (an install paused after it)."""
+    journal = data_dir / "state" / "install" / "journal.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if f'"step": "{step}"' in journal.read_text():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the install never recorded step {step!r}")

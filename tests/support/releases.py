@@ -1,0 +1,169 @@
+"""Build Bastion release wheels from this checkout's own source, at any version we like."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT = 600.0
+BROKEN_DIR = "broken-health"
+"""Subdirectory of `out_dir` for broken variants: they share the healthy wheel's file name."""
+
+_HEALTH_FILE = Path("src/bastion/adapters/web/health.py")
+_HEALTH_DEF = "def check_health(runtime: RuntimeDep) -> JSONResponse:\n"
+_HEALTH_BROKEN = (
+    '    body = {"version": release.site_version(), "failover_role": "none",'
+    ' "status": "broken on purpose"}\n'
+    "    return JSONResponse(body, status_code=503)\n"
+)
+_VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
+
+_built: dict[tuple[str, bool, Path], Path] = {}
+
+
+class ReleaseBuildError(RuntimeError):
+    """A release wheel could not be built or is not what was asked for."""
+
+
+def project_wheel(
+    version: str, out_dir: Path, *, broken_health: bool = False, new_table: str = ""
+) -> Path:
+    """A wheel of this project's own source with `version` in place of pyproject's version.
+
+    `new_table`: the release adds a migration creating that table, so that an install
+    that is undone must also undo its schema change.
+    """
+    key = (version, broken_health, new_table, out_dir.resolve())
+    cached = _built.get(key)
+    if cached is not None and cached.is_file():
+        return cached
+    target = out_dir / BROKEN_DIR if broken_health else out_dir
+    if new_table:
+        target = target / f"with-{new_table}"
+    target.mkdir(parents=True, exist_ok=True)
+    wheel = target / f"bastion-{version}-py3-none-any.whl"
+    wheel.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bastion-release-") as tmp:
+        source = Path(tmp) / "bastion"
+        _copy_source(source)
+        _set_version(source / "pyproject.toml", version)
+        if broken_health:
+            _break_health(source / _HEALTH_FILE)
+        if new_table:
+            _add_migration(source / _MIGRATIONS, new_table)
+        _build(source, target)
+    _check_wheel(wheel, version)
+    _built[key] = wheel
+    return wheel
+
+
+_MIGRATIONS = "src/bastion/adapters/db/migrations/versions"
+
+
+def _add_migration(versions: Path, table: str) -> None:
+    """A migration after the current head that creates `table`."""
+    revisions, downs = set(), set()
+    for path in versions.glob("*.py"):
+        text = path.read_text()
+        revisions |= set(re.findall(r'^revision = "([^"]+)"', text, re.M))
+        downs |= set(re.findall(r'^down_revision = "([^"]+)"', text, re.M))
+    heads = revisions - downs
+    if len(heads) != 1:
+        raise ReleaseBuildError(f"cannot add a migration: the heads are {sorted(heads)}")
+    (versions / f"9001_{table}.py").write_text(
+        f'''"""Test release: add the {table} table."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9001"
+down_revision = "{heads.pop()}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("{table}")
+'''
+    )
+
+
+def _copy_source(dest: Path) -> None:
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (REPO_ROOT / name).is_file():
+            shutil.copy2(REPO_ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO_ROOT / "src", dest / "src", ignore=ignore)
+
+
+def _set_version(pyproject: Path, version: str) -> None:
+    text = pyproject.read_text(encoding="utf-8")
+    start = text.find("[project]\n")
+    if start < 0:
+        raise ReleaseBuildError(f"no [project] table in {pyproject}")
+    following = text.find("\n[", start + 1)
+    end = len(text) if following < 0 else following
+    section, count = _VERSION_LINE.subn(f'version = "{version}"', text[start:end], count=1)
+    if count != 1:
+        raise ReleaseBuildError(f"no version line in the [project] table of {pyproject}")
+    pyproject.write_text(text[:start] + section + text[end:], encoding="utf-8")
+    written = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+    if written != version:
+        raise ReleaseBuildError(f"pyproject says version {written!r}, wanted {version!r}")
+
+
+def _break_health(health: Path) -> None:
+    text = health.read_text(encoding="utf-8")
+    if text.count(_HEALTH_DEF) != 1:
+        raise ReleaseBuildError(
+            f"cannot make a broken-health variant: {health.name} no longer has exactly one "
+            f"{_HEALTH_DEF.strip()!r}; update tests/support/releases.py"
+        )
+    health.write_text(text.replace(_HEALTH_DEF, _HEALTH_DEF + _HEALTH_BROKEN), encoding="utf-8")
+
+
+def _uv() -> list[str]:
+    found = shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
+
+
+def _build(source: Path, out_dir: Path) -> None:
+    """Build offline from uv's cache first; fetch the build backend only if it is not cached."""
+    command = [*_uv(), "build", "--wheel", "--python", sys.executable]
+    command += ["--out-dir", str(out_dir), str(source)]
+    offline = subprocess.run(
+        [*command, "--offline"], capture_output=True, text=True, timeout=BUILD_TIMEOUT
+    )
+    if offline.returncode == 0:
+        return
+    online = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    if online.returncode != 0:
+        raise ReleaseBuildError(
+            f"uv build failed offline:\n{offline.stderr}\nand online:\n{online.stderr}"
+        )
+
+
+def _check_wheel(wheel: Path, version: str) -> None:
+    if not wheel.is_file():
+        found = sorted(p.name for p in wheel.parent.glob("*.whl"))
+        raise ReleaseBuildError(f"expected {wheel.name} after the build, found {found}")
+    member = f"bastion-{version}.dist-info/METADATA"
+    with zipfile.ZipFile(wheel) as archive:
+        try:
+            metadata = archive.read(member).decode("utf-8")
+        except KeyError:
+            raise ReleaseBuildError(f"{wheel.name} has no {member}") from None
+    if f"\nVersion: {version}\n" not in metadata:
+        raise ReleaseBuildError(f"{wheel.name}'s METADATA does not say Version: {version}")
