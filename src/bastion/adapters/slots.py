@@ -89,7 +89,9 @@ class Releases:
     def slots(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+        return sorted(
+            p.name for p in self.root.iterdir() if not p.is_symlink() and (p / MANIFEST).is_file()
+        )
 
     def remove(self, slot: str) -> None:
         """Delete a slot that no link names."""

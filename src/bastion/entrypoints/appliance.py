@@ -162,10 +162,12 @@ async def serve(
     if supervised is None or not supervised.standby:
         await go_live({})
     await stop.wait()
-    runtime.serving, runtime.stopping = False, True
     for task in background:
         task.cancel()
+    # Stop accepting first and answer what was accepted normally: after an install's
+    # switch the new worker serves the same sockets, so this worker is not "stopping".
     await listeners.close_all()
+    runtime.serving, runtime.stopping = False, True
     if private is not None:
         private[0].should_exit = True
         await private[1]

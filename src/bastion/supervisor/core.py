@@ -189,6 +189,11 @@ class Supervisor:
             "base_version": self.base_version,
             "history": [e.to_dict() for e in history[-10:]],
             "rolled_back": sorted(rolled_back(history)),
+            "workers": {
+                role: {"pid": worker.pid, "slot": worker.slot}
+                for role, worker in (("live", self.worker), ("candidate", self.candidate))
+                if worker is not None and worker.poll() is None
+            },
         }
         if body["pending"] is not None:
             body["state"] = "scheduled"

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,11 +84,14 @@ class Worker:
             f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n"
             "connection: close\r\n\r\n"
         )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(abstract(self.socket)), timeout
-            )
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.sock_connect(sock, abstract(self.socket)), timeout)
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
         except (OSError, TimeoutError) as error:
+            sock.close()
             raise WorkerError(f"worker {self.pid} does not answer: {error}") from None
         try:
             writer.write(head.encode() + payload)
