@@ -4,7 +4,7 @@ SQLite: SQLite's online backup API, both ways. A copy taken while the old
 version keeps reading is consistent; putting it back writes the live file in
 one transaction, so a crash during the restore leaves the migrated database,
 and the restart restores again. PostgreSQL: `pg_dump` in custom format, and
-`pg_restore --clean` in a single transaction.
+its script run by `psql` in a single transaction after the schema's tables are dropped.
 """
 
 from __future__ import annotations
@@ -52,17 +52,7 @@ def restore(settings: ApplianceSettings, snapshot_file: Path) -> None:
         raise SnapshotError(f"the database snapshot {snapshot_file} is missing")
     path = _sqlite_path(settings)
     if path is None:
-        _run(
-            [
-                _tool("pg_restore"),
-                "--clean",
-                "--if-exists",
-                "--single-transaction",
-                "--no-owner",
-                f"--dbname={_pg_url(settings)}",
-                str(snapshot_file),
-            ]
-        )
+        _restore_postgresql(settings, snapshot_file)
         return
     try:
         with (
@@ -72,6 +62,35 @@ def restore(settings: ApplianceSettings, snapshot_file: Path) -> None:
             copy.backup(live)
     except sqlite3.Error as error:
         raise SnapshotError(f"putting the database snapshot back failed: {error}") from None
+
+
+# Tables the new release's migrations created are not in the dump, so --clean would keep
+# them: drop every table of the schema first, in the same transaction as the restore.
+_DROP_TABLES = """
+DO $$ DECLARE t record; BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+    EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', t.tablename);
+  END LOOP;
+END $$;
+"""
+
+
+def _restore_postgresql(settings: ApplianceSettings, dump: Path) -> None:
+    script = dump.with_suffix(".sql")
+    _run(
+        [_tool("pg_restore"), "--no-owner", "--clean", "--if-exists", f"--file={script}", str(dump)]
+    )
+    _run(
+        [
+            _tool("psql"),
+            "--single-transaction",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            f"--dbname={_pg_url(settings)}",
+            f"--command={_DROP_TABLES}",
+            f"--file={script}",
+        ]
+    )
 
 
 def _sqlite_path(settings: ApplianceSettings) -> Path | None:
