@@ -19,6 +19,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bastion import release
@@ -51,6 +52,19 @@ def settings_env(settings: ApplianceSettings) -> dict[str, str]:
     if settings.database_url is not None:
         env["BASTION_DATABASE_URL"] = settings.database_url.get_secret_value()
     return env
+
+
+def _utc(text: Any) -> str | None:
+    """An ISO time as UTC text, so that scheduled times compare as strings."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise InstallError(f"{text!r} is not an ISO date and time") from None
+    if moment.tzinfo is None:
+        raise InstallError(f"{text!r} has no time zone; give it in UTC")
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,7 @@ class Supervisor:
     def child_env(self) -> dict[str, str]:
         return {**settings_env(self.settings), "BASTION_BASE_VERSION": self.base_version}
 
-    def lib_of(self, slot: str) -> Any:
+    def lib_of(self, slot: str) -> Path | None:
         """The slot's import path, or None for a factory slot (the installed code)."""
         if self.releases.manifest(slot).get("factory", False):
             return None
@@ -163,7 +177,7 @@ class Supervisor:
         pending = {
             "install_id": install_id,
             "releases": [r.to_dict() for r in releases],
-            "not_before": message.get("not_before") or now(),
+            "not_before": _utc(message.get("not_before")) or now(),
             "requested_by": str(message.get("requested_by", "")),
             "requested_at": now(),
             "estimate_seconds": float(message.get("estimate_seconds", 0)),

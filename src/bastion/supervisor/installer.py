@@ -158,7 +158,9 @@ async def _install_site(
         journal = await record(sup, journal, Step.DRAINED)
         sup.activity = "watching the new version through its first minute"
         await _probation(sup, settings.install_probation_seconds)
-    except FAILURES as error:
+    except Exception as error:  # whatever went wrong, the old version must serve on
+        if not isinstance(error, FAILURES):
+            log.exception("unexpected failure while installing %s", planned.name)
         await roll_back(sup, journal, str(error) or type(error).__name__)
         return False
     seconds = round(time.monotonic() - started, 1)
