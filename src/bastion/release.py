@@ -39,5 +39,5 @@ def base_version() -> str:
     return os.environ.get("BASTION_BASE_VERSION") or BASE_VERSION
 
 
-def base_description() -> str:
-    return f"{base_version()} (Python {platform.python_version()})"
+def base_description(version: str | None = None) -> str:
+    return f"{version or base_version()} (Python {platform.python_version()})"

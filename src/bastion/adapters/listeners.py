@@ -76,7 +76,7 @@ class UvicornListeners:
             return
         server, task = entry
         server.should_exit = True
-        await task
+        await _cut_idle_connections(server, task)
         log.info("stopped serving on %s", address)
 
     def _config(self) -> uvicorn.Config:
@@ -101,6 +101,24 @@ class UvicornListeners:
             await server._serve(sockets=[sock])
         finally:
             sock.close()
+
+
+async def _cut_idle_connections(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Wait for the server to stop, cutting keep-alive connections it closes while idle.
+
+    uvicorn closes idle connections politely; on TLS, asyncio then waits up to 30 s for
+    the client's close_notify, which an idle pooled client never sends, and the worker
+    would wait out its whole graceful shutdown. Requests in progress keep their grace.
+    """
+    while not task.done():
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            cycle = getattr(connection, "cycle", None)
+            idle = cycle is None or cycle.response_complete
+            if transport is not None and transport.is_closing() and idle:
+                transport.abort()
+        await asyncio.wait({task}, timeout=0.05)
+    await task
 
 
 async def serve_private(app: Any, name: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:

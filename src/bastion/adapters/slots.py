@@ -142,6 +142,19 @@ class Releases:
         return self.path(release.slot)
 
 
+def installed_version(data_dir: Path, link: str) -> str | None:
+    """The version of the slot a link names (`current`: site, `base`: base), if any."""
+    releases = Releases(data_dir)
+    slot = releases.target(link)
+    version = releases.manifest(slot).get("version") if slot else None
+    return str(version) if version else None
+
+
+def base_version(data_dir: Path) -> str | None:
+    """The version of the base the appliance runs, None before the first start."""
+    return installed_version(data_dir, BASE)
+
+
 def _extract_payload(package: Path, out: Path) -> list[Path]:
     """The package's payload wheels, extracted to `out`."""
     out.mkdir(parents=True)

@@ -140,14 +140,17 @@ async def serve(
         ended = 0
         if order.get("release"):
             ended = await asyncio.to_thread(_end_sessions, runtime, str(order["release"]))
-        _announce(console, settings, me, addresses)
+        if not order.get("release"):  # at an install's switch, `_end_sessions` logs it
+            _announce(console, settings, me, addresses)
         return {"opened": [str(a) for a in addresses], "sessions_ended": ended}
 
     stop = _stop_event()
     loop = asyncio.get_running_loop()
     private = None
     if supervised is not None:
-        control = WorkerControl(app, runtime, supervised.token, go_live)
+        control = WorkerControl(
+            app, runtime, supervised.token, go_live, partial(_audit_install_outcomes, runtime)
+        )
         private = await serve_private(control, supervised.socket)
         await asyncio.to_thread(_audit_install_outcomes, runtime)
 
@@ -183,10 +186,11 @@ def _end_sessions(runtime: Runtime, release_name: str) -> int:
     return ended
 
 
-def _audit_install_outcomes(runtime: Runtime) -> None:
+def _audit_install_outcomes(runtime: Runtime) -> int:
     with runtime.uow() as uow:
-        installs.audit_outcomes(uow, installs.history(runtime.settings.data_dir))
+        audited = installs.audit_outcomes(uow, installs.history(runtime.settings.data_dir))
         uow.commit()
+    return audited
 
 
 async def _open_listeners(

@@ -1,5 +1,7 @@
 """`bastion appliance update-key` and `bastion appliance updates ...`, against a data directory.
 
+Installing (`bastion appliance install`, `install-status`) is in `cli_install`.
+
 The update service address, site and trusted root come from the same
 ``BASTION_UPDATE_*`` settings the appliance reads. Heavy imports (the TUF
 stack) happen inside the commands, so the rest of the `bastion` command
@@ -9,83 +11,45 @@ starts fast.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from bastion.settings import ApplianceSettings
+from bastion.entrypoints.cli_install import install_app
+from bastion.entrypoints.cli_support import DEFAULT_DATA, DataOption, console, open_uow, setup_of
+from bastion.entrypoints.cli_support import actor as _actor
 
 if TYPE_CHECKING:
-    from bastion.services.audit import Actor
     from bastion.services.unit_of_work import UnitOfWork
     from bastion.services.updates import ReleaseRow, UpdateSetup
 
 appliance_updates_app = typer.Typer(no_args_is_help=True)
-"""Holds `update-key`; add it to `bastion appliance` without a name."""
+"""Holds `update-key`, `install` and `install-status`; add it to `bastion appliance` without
+a name."""
 updates_app = typer.Typer(
     help="Check, download and import updates (see /appliance > Updates).", no_args_is_help=True
 )
 appliance_updates_app.add_typer(updates_app, name="updates")
-console = Console()
+appliance_updates_app.add_typer(install_app)
 T = TypeVar("T")
-
-DataOption = Annotated[Path, typer.Option("--data", help="The appliance's data directory.")]
-DEFAULT_DATA = Path("var/appliance")
-
-
-def _settings(data: Path) -> ApplianceSettings:
-    return ApplianceSettings(data_dir=data)
-
-
-def _setup(data: Path) -> UpdateSetup:
-    from bastion.services.updates import UpdateSetup
-
-    return UpdateSetup.from_settings(_settings(data))
-
-
-@contextmanager
-def _uow(data: Path) -> Iterator[UnitOfWork]:
-    from bastion.adapters.db.engine import make_engine, session_factory
-    from bastion.services.unit_of_work import UnitOfWork
-
-    settings = _settings(data)
-    if settings.database_url is None and not (settings.db_dir / "bastion.sqlite").exists():
-        raise typer.BadParameter(
-            f"{data} holds no appliance; start one with `bastion appliance serve` first.",
-            param_hint="--data",
-        )
-    engine = make_engine(settings.sqlalchemy_url())
-    try:
-        with UnitOfWork(session_factory(engine)) as uow:
-            yield uow
-    finally:
-        engine.dispose()
 
 
 def _run(data: Path, step: Callable[[UnitOfWork, UpdateSetup], T], failed: str) -> T:
     """Run one service step in a unit of work, commit it, or print why it failed."""
     from bastion.services.errors import ServiceError
 
-    with _uow(data) as uow:
+    with open_uow(data) as uow:
         try:
-            result = step(uow, _setup(data))
+            result = step(uow, setup_of(data))
         except ServiceError as error:
             console.print(f"[red]{failed}:[/] {error}")
             raise typer.Exit(2) from None
         uow.commit()
     return result
-
-
-def _actor() -> Actor:
-    from bastion.entrypoints.admin import console_actor
-
-    return console_actor()
 
 
 def _table(rows: list[ReleaseRow]) -> Table:
@@ -108,7 +72,7 @@ def update_key(
     from bastion.services.errors import ServiceError
 
     try:
-        found = updates.enrollment(_setup(data))
+        found = updates.enrollment(setup_of(data))
     except ServiceError as error:
         console.print(f"[red]No update key:[/] {error}")
         raise typer.Exit(2) from None

@@ -47,6 +47,8 @@ SUPERVISOR = Actor(Principal("appliance:supervisor", Role.ADMINISTRATOR), "appli
 AUDITED_SETTING = "updates.audited_installs"
 SWITCH_SETTING = "updates.last_switch"
 SLOT_KINDS = (ReleaseKind.BASE, ReleaseKind.SITE)
+SWITCH_REASON = "the appliance was updated to"
+"""How sessions ended at an install's switch are marked, so the sign-in page can say so."""
 
 
 class LicenceRequiredError(ConflictError):
@@ -83,7 +85,7 @@ def plan(
 ) -> InstallPlan:
     """The releases to install, in dependency order, with the estimate and any licence."""
     known = updates.known_statuses(uow, setup)
-    installed = updates.installed_versions(uow)
+    installed = updates.installed_versions(uow, setup.data_dir)
     chosen = [_choose(known, name, setup, retry, history) for name in names]
     if not chosen:
         raise InvalidInputError("Choose at least one base or site release to install.")
@@ -139,6 +141,16 @@ def _choose(
             "you ask for it explicitly (retry)."
         )
     return status
+
+
+def installable(uow: UnitOfWork, setup: updates.UpdateSetup) -> dict[str, list[str]]:
+    """Base and site releases that can be installed now or together with the releases
+    they wait for: release name -> those releases (installed first, in the same action)."""
+    found = {}
+    for status in updates.known_statuses(uow, setup):
+        if status.release.kind in SLOT_KINDS and status.assessment.resolvable:
+            found[status.release.name] = [r.name for r in status.assessment.blocked_by]
+    return found
 
 
 def licence_text(package: Path, version: Version) -> str:
@@ -219,7 +231,7 @@ def cancel(uow: UnitOfWork, supervisor: Supervisor, actor: Actor) -> None:
 def end_sessions_at_switch(uow: UnitOfWork, release: str) -> int:
     """At the switch every signed-in user is signed out, told why on the next request (R5)."""
     now = utc_now()
-    ended = uow.web_sessions.end_all(now, f"the appliance was updated to {release}")
+    ended = uow.web_sessions.end_all(now, f"{SWITCH_REASON} {release}")
     uow.settings.set(SWITCH_SETTING, {"release": release, "at": now.isoformat()})
     audit.record(uow, SUPERVISOR, "updates.install.sessions_ended", release, sessions_ended=ended)
     return ended

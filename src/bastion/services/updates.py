@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from bastion import release as build
-from bastion.adapters import identity
+from bastion.adapters import identity, slots
 from bastion.adapters import update_client as uc
 from bastion.adapters.appliance_key import ensure_appliance_key, public_key_of
 from bastion.domain.versions import ReleaseKind, ReleaseState, Version, VersionError, parse_version
@@ -154,12 +154,15 @@ def license_of(uow: UnitOfWork) -> License | None:
     )
 
 
-def installed_versions(uow: UnitOfWork) -> dict[ReleaseKind, Version]:
+def installed_versions(uow: UnitOfWork, data_dir: Path) -> dict[ReleaseKind, Version]:
+    """What is installed: base and site from the slot links (a base install does not
+    restart the worker; a console command may run other code), the license from the
+    database."""
     found: dict[ReleaseKind, Version] = {}
     lic = license_of(uow)
     texts = {
-        ReleaseKind.BASE: build.base_version(),
-        ReleaseKind.SITE: build.site_version(),
+        ReleaseKind.BASE: slots.base_version(data_dir) or build.base_version(),
+        ReleaseKind.SITE: slots.installed_version(data_dir, slots.CURRENT) or build.site_version(),
         ReleaseKind.LICENSE: lic.version if lic else "",
     }
     for kind, text in texts.items():
@@ -213,7 +216,9 @@ def _known(setup: UpdateSetup, uow: UnitOfWork) -> list[uc.ReleaseStatus]:
     if not (setup.tuf_dir / "targets.json").is_file():
         return []
     try:
-        return uc.statuses(uc.read_targets(setup.tuf_dir), installed_versions(uow), setup.site)
+        return uc.statuses(
+            uc.read_targets(setup.tuf_dir), installed_versions(uow, setup.data_dir), setup.site
+        )
     except uc.UpdateClientError as error:
         raise failure_of(error, online=False) from None
 
@@ -277,7 +282,7 @@ def check(uow: UnitOfWork, setup: UpdateSetup, actor: Actor) -> list[ReleaseRow]
         _step(uow, actor, "updates.check", setup.service_url or setup.site, online=True),
         _exclusive(setup),
     ):
-        found = client(setup).check(installed_versions(uow))
+        found = client(setup).check(installed_versions(uow, setup.data_dir))
     rows = [_row(setup, s) for s in found if _listed(s)]
     audit.record(
         uow, actor, "updates.check", setup.service_url, offered={r.name: r.state for r in rows}
@@ -309,7 +314,7 @@ def download(
     started = time.monotonic()
     with _step(uow, actor, "updates.download", name, online=True), _exclusive(setup):
         updater = client(setup)
-        status = _find(updater.check(installed_versions(uow)), name)
+        status = _find(updater.check(installed_versions(uow, setup.data_dir)), name)
         if status.assessment.state not in (ReleaseState.INSTALLABLE, ReleaseState.BLOCKED):
             raise ConflictError(f"{status.release.name} is {status.assessment.reason}.")
         path = updater.download(status, progress)
@@ -332,7 +337,9 @@ def import_bundle(
 ) -> list[ReleaseRow]:
     """Verify an offline bundle exactly as a download and store its releases (R24)."""
     with _step(uow, actor, "updates.import_bundle", label, online=False), _exclusive(setup):
-        found = client(setup, online=False).import_bundle(bundle, installed_versions(uow))
+        found = client(setup, online=False).import_bundle(
+            bundle, installed_versions(uow, setup.data_dir)
+        )
     rows = [_row(setup, s) for s in found if _listed(s)]
     stored = [r.name for r in rows if r.downloaded]
     audit.record(
@@ -350,7 +357,7 @@ class DownloadKey:
 
 def download_key(uow: UnitOfWork, setup: UpdateSetup, actor: Actor) -> DownloadKey:
     """A new Appliance Download Key: site, appliance, installed versions, clock; signed."""
-    installed, now = installed_versions(uow), utc_now()
+    installed, now = installed_versions(uow, setup.data_dir), utc_now()
     text = client(setup, online=False).make_download_key(installed, now)
     versions = {k.value: str(v) for k, v in installed.items()}
     audit.record(uow, actor, "updates.download_key", setup.site, installed=versions)

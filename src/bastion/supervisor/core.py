@@ -211,6 +211,8 @@ class Supervisor:
         }
         if body["pending"] is not None:
             body["state"] = "scheduled"
+        if self.installing is not None and not self.installing.done():
+            body["state"] = "installing"
         if journal is not None:
             done, total = progress(journal)
             body["state"] = "rolling back" if journal.rollback else "installing"

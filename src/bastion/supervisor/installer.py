@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -69,11 +70,18 @@ async def record(sup: Supervisor, journal: Journal, step: Step | None = None) ->
     return journal
 
 
-def finish(
+async def finish(
     sup: Supervisor, journal: Journal, outcome: Outcome, reason: str, **details: Any
 ) -> None:
+    """Record the outcome, then have the serving worker write it to the audit log."""
     finish_with(sup.state, sup.releases, journal, outcome, reason, **details)
     sup.activity = ""
+    worker = sup.worker
+    if worker is not None and worker.poll() is None:
+        try:
+            await worker.request("POST", "/worker/outcomes", {})
+        except WorkerError as error:  # it audits them when it next starts
+            log.warning("the worker did not audit the install outcome: %s", error)
 
 
 def finish_with(
@@ -165,7 +173,9 @@ async def _install_site(
         return False
     seconds = round(time.monotonic() - started, 1)
     ended = int(live.get("sessions_ended", 0))
-    finish(sup, journal, Outcome.INSTALLED, "installed", seconds=seconds, sessions_ended=ended)
+    await finish(
+        sup, journal, Outcome.INSTALLED, "installed", seconds=seconds, sessions_ended=ended
+    )
     return True
 
 
@@ -228,7 +238,7 @@ async def roll_back(sup: Supervisor, journal: Journal, reason: str) -> None:
             await worker.request("POST", "/worker/thaw", {})
         except WorkerError as error:
             log.error("the old worker did not resume changes: %s", error)
-    finish(sup, journal, Outcome.ROLLED_BACK, reason)
+    await finish(sup, journal, Outcome.ROLLED_BACK, reason)
 
 
 # Base releases.
@@ -257,7 +267,7 @@ async def _install_base(
         await run_tool(lib, env, "--probe", timeout=deadline, module="bastion.supervisor")
         journal = await record(sup, journal, Step.PROBED)
     except FAILURES as error:
-        finish(sup, journal, Outcome.ROLLED_BACK, str(error) or type(error).__name__)
+        await finish(sup, journal, Outcome.ROLLED_BACK, str(error) or type(error).__name__)
         return
     sup.releases.point(BASE_PREVIOUS, journal.from_slot)
     sup.releases.point(BASE, planned.slot)
@@ -294,7 +304,7 @@ async def resume_after_exec(sup: Supervisor) -> None:
     if journal is None or journal.release.kind is not ReleaseKind.BASE:
         return
     if journal.rollback is not None:
-        finish(sup, journal, Outcome.ROLLED_BACK, journal.rollback)
+        await finish(sup, journal, Outcome.ROLLED_BACK, journal.rollback)
         return
     try:
         if sup.worker is None:
@@ -307,7 +317,9 @@ async def resume_after_exec(sup: Supervisor) -> None:
         sup.releases.point(BASE_PREVIOUS, journal.previous_before)
         reexec(sup, journal.from_slot)
     journal = await record(sup, journal, Step.CONFIRMED)
-    finish(sup, journal, Outcome.INSTALLED, "installed")
+    started = datetime.fromisoformat(journal.started_at)
+    seconds = round((datetime.now(UTC) - started).total_seconds(), 1)
+    await finish(sup, journal, Outcome.INSTALLED, "installed", seconds=seconds)
     if journal.queue:
         queued = journal.queue
         sup.installing = asyncio.create_task(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.security import HTTPBasic
 
 from bastion import release
+from bastion.adapters import slots
 from bastion.adapters.web import api_schemas as s
 from bastion.adapters.web.deps import ApiActorDep, RuntimeDep, UowDep, source_of
 from bastion.services import accounts, api_clients, audit, network, status
@@ -48,7 +49,7 @@ def get_status(runtime: RuntimeDep, actor: ApiActorDep) -> s.StatusOut:
     b = status.basics(
         release.site_version(),
         release.build_id(),
-        release.base_description(),
+        release.base_description(slots.base_version(runtime.settings.data_dir)),
         runtime.started_at,
         now,
         runtime.clock.reading,

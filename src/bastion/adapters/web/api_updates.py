@@ -1,14 +1,19 @@
-"""Updates through the API: check, list, download, offline bundles, download key, license."""
+"""Updates through the API: check, list, download, offline bundles, download key, license.
+
+Installing base and site releases is in `api_installs`, whose routes this router includes.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
+from bastion.adapters.web import api_installs
 from bastion.adapters.web.deps import ApiActorDep, RuntimeDep, UowDep
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.update_uploads import bundle_file, check_bundle_length, copy_stream
@@ -89,8 +94,9 @@ def _license(lic: updates.License | None) -> LicenseOut | None:
     return LicenseOut(**lic.__dict__) if lic else None
 
 
-def _updates(uow: UnitOfWork, rows: list[updates.ReleaseRow]) -> UpdatesOut:
-    installed = {k.value: str(v) for k, v in updates.installed_versions(uow).items()}
+def _updates(uow: UnitOfWork, rows: list[updates.ReleaseRow], data_dir: Path) -> UpdatesOut:
+    versions = updates.installed_versions(uow, data_dir)
+    installed = {k.value: str(v) for k, v in versions.items()}
     return UpdatesOut(
         installed=installed,
         license=_license(updates.license_of(uow)),
@@ -101,7 +107,7 @@ def _updates(uow: UnitOfWork, rows: list[updates.ReleaseRow]) -> UpdatesOut:
 @router.get("", response_model=UpdatesOut)
 def list_updates(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> UpdatesOut:
     """Releases as of the last check, download or bundle (no network)."""
-    return _updates(uow, updates.known_releases(uow, _setup(runtime)))
+    return _updates(uow, updates.known_releases(uow, _setup(runtime)), runtime.settings.data_dir)
 
 
 @router.post("/check", response_model=UpdatesOut)
@@ -109,7 +115,7 @@ async def check(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Updates
     """Ask the update service what this appliance may install (R21, R22)."""
     rows = await run_in_threadpool(updates.check, uow, _setup(runtime), actor)
     uow.commit()
-    return _updates(uow, rows)
+    return _updates(uow, rows, runtime.settings.data_dir)
 
 
 def _download(runtime: Runtime, uow: UnitOfWork, actor: Actor, name: str) -> DownloadOut:
@@ -140,7 +146,7 @@ async def upload_bundle(
             updates.import_bundle, uow, setup, actor, path, "uploaded bundle"
         )
     uow.commit()
-    return _updates(uow, rows)
+    return _updates(uow, rows, runtime.settings.data_dir)
 
 
 @router.post("/download-key", response_model=DownloadKeyOut)
@@ -165,3 +171,6 @@ def install_license(
     lic = updates.install_license(uow, _setup(runtime), actor, body.release)
     uow.commit()
     return LicenseOut(**lic.__dict__)
+
+
+router.include_router(api_installs.router)

@@ -27,7 +27,7 @@ from bastion.adapters.web.deps import CsrfError, PasswordChangeRequiredError, Si
 from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.templating import render
-from bastion.services import errors
+from bastion.services import errors, installs
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -126,6 +126,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SignInRequiredError)
     async def sign_in_required(request: Request, error: SignInRequiredError) -> Response:
         reason = "&ended=1" if error.message else ""
+        if installs.SWITCH_REASON in error.message:
+            reason = "&ended=update"
         return RedirectResponse(f"/login?next={error.next_url}{reason}", status_code=303)
 
     @app.exception_handler(PasswordChangeRequiredError)

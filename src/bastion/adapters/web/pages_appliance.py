@@ -9,12 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
 from bastion import release
+from bastion.adapters import slots
 from bastion.adapters.web.deps import AdministratorDep, CsrfDep, RuntimeDep, UowDep, page_actor
 from bastion.adapters.web.errors import status_of
+from bastion.adapters.web.install_views import last_outcomes
 from bastion.adapters.web.pages_login import form_error, redirect
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.templating import render
-from bastion.services import audit, backup_schedule, factory, network, status, updates
+from bastion.services import audit, backup_schedule, factory, installs, network, status, updates
 from bastion.services.auth import CurrentSession
 from bastion.services.errors import ServiceError, UnavailableError
 from bastion.services.ports import utc_now
@@ -51,7 +53,7 @@ def _basics(
     shown = status.basics(
         release.site_version(),
         release.build_id(),
-        release.base_description(),
+        release.base_description(slots.base_version(runtime.settings.data_dir)),
         runtime.started_at,
         utc_now(),
         runtime.clock.reading,
@@ -70,6 +72,7 @@ def _basics(
         error=message,
         last_backup=last_backup,
         license=licensed,
+        **last_outcomes(installs.history(runtime.settings.data_dir)),
     )
 
 

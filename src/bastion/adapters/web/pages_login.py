@@ -6,6 +6,7 @@ the form with the service's message and the matching status code.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from math import ceil
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +29,7 @@ from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.runtime import Runtime
 from bastion.adapters.web.templating import render
 from bastion.domain.accounts import FIRST_LOGIN_USERNAME, Role
-from bastion.services import accounts, api_clients, audit, auth
+from bastion.services import accounts, api_clients, audit, auth, installs
 from bastion.services.auth import CurrentSession
 from bastion.services.errors import (
     AuthenticationError,
@@ -119,11 +120,24 @@ def login_form(
 ) -> Response:
     if _has_session(request, runtime, uow):
         return redirect(HOME)
-    notice = SESSION_ENDED if ended == "1" else None
+    notice = _ended_notice(runtime, uow) if ended == "update" else None
+    notice = SESSION_ENDED if ended == "1" else notice
     response = render(request, "login.html", next=local_path(next_url) or "", notice=notice)
     if request.cookies.get(SESSION_COOKIE):
         _forget_session(response)
     return response
+
+
+def _ended_notice(runtime: Runtime, uow: UnitOfWork) -> str:
+    """Why the session ended: an install's switch signs everyone out (R5)."""
+    within = timedelta(hours=runtime.settings.session_max_hours)
+    switched = installs.recent_switch(uow, within)
+    if switched is None:
+        return SESSION_ENDED
+    return (
+        f"You were signed out because the appliance was updated to {switched}. "
+        "Please sign in again."
+    )
 
 
 @router.post("/login", dependencies=[CsrfDep])

@@ -1,4 +1,7 @@
-"""`/appliance > Updates`: check, download with progress, license add-ons, Manual Installation."""
+"""`/appliance > Updates`: check, download with progress, license add-ons, Manual Installation.
+
+Installing base and site releases is in `pages_installs`, whose routes this router includes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from bastion.adapters.web import pages_installs
 from bastion.adapters.web.deps import (
     AdministratorDep,
     CsrfDep,
@@ -17,19 +21,17 @@ from bastion.adapters.web.deps import (
     csrf_protect,
     page_actor,
 )
-from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.pages_login import redirect
 from bastion.adapters.web.runtime import Runtime
-from bastion.adapters.web.templating import render
 from bastion.adapters.web.update_jobs import DownloadJob, DownloadJobs
 from bastion.adapters.web.update_uploads import bundle_file, check_bundle_length, copy_file
+from bastion.adapters.web.updates_page import UPDATES, update_setup, updates_page
 from bastion.services import updates
 from bastion.services.auth import CurrentSession
 from bastion.services.errors import InvalidInputError, NotFoundError, ServiceError
 from bastion.services.unit_of_work import UnitOfWork
 
 router = APIRouter(include_in_schema=False)
-UPDATES = "/appliance/updates"
 FormText = Annotated[str, Form()]
 
 
@@ -41,52 +43,6 @@ def _jobs(request: Request) -> DownloadJobs:
     return jobs
 
 
-def _setup(runtime: Runtime) -> updates.UpdateSetup:
-    return updates.UpdateSetup.from_settings(runtime.settings)
-
-
-def _appliance_facts(uow: UnitOfWork, setup: updates.UpdateSetup) -> dict[str, Any]:
-    """Installed versions, license and enrolment data; a missing piece is said, not hidden."""
-    facts: dict[str, Any] = {
-        "installed": {k.value: str(v) for k, v in updates.installed_versions(uow).items()},
-        "license": updates.license_of(uow),
-        "setup": setup,
-    }
-    try:
-        facts["enrollment"] = updates.enrollment(setup)
-        facts["rows"] = updates.known_releases(uow, setup)
-    except ServiceError as error:
-        facts["setup_error"] = str(error)
-    return facts
-
-
-def _download_key(
-    uow: UnitOfWork, setup: updates.UpdateSetup, request: Request, current: CurrentSession
-) -> dict[str, Any]:
-    """A fresh key on every view, time-stamped and audited."""
-    try:
-        key = updates.download_key(uow, setup, page_actor(request, current))
-    except ServiceError as error:
-        return {"key_error": str(error)}
-    uow.commit()
-    return {"download_key": key}
-
-
-def _page(
-    request: Request,
-    runtime: Runtime,
-    uow: UnitOfWork,
-    current: CurrentSession,
-    error: ServiceError | None = None,
-    **shown: Any,
-) -> Response:
-    setup = _setup(runtime)
-    context = _appliance_facts(uow, setup) | _download_key(uow, setup, request, current)
-    code = status_of(error) if error else 200
-    message = str(error) if error else None
-    return render(request, "updates.html", current, code, error=message, **(context | shown))
-
-
 def _finished_job(job: DownloadJob | None) -> dict[str, Any]:
     if job is None or job.state == "running":
         return {"job": job}
@@ -95,11 +51,11 @@ def _finished_job(job: DownloadJob | None) -> dict[str, Any]:
 
 
 @router.get(UPDATES)
-def updates_page(
+def show_updates(
     request: Request, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep, job: str = ""
 ) -> Response:
     found = _jobs(request).get(job) if job else None
-    return _page(request, runtime, uow, current, **_finished_job(found))
+    return updates_page(request, runtime, uow, current, **_finished_job(found))
 
 
 @router.post(f"{UPDATES}/check", dependencies=[CsrfDep])
@@ -108,13 +64,13 @@ async def check_for_updates(
 ) -> Response:
     actor = page_actor(request, current)
     try:
-        rows = await run_in_threadpool(updates.check, uow, _setup(runtime), actor)
+        rows = await run_in_threadpool(updates.check, uow, update_setup(runtime), actor)
     except ServiceError as error:
-        return _page(request, runtime, uow, current, error)
+        return updates_page(request, runtime, uow, current, error)
     uow.commit()
     offered = sum(1 for r in rows if r.can_download)
     notice = f"Checked the update service: {offered} release(s) available."
-    return _page(request, runtime, uow, current, notice=notice)
+    return updates_page(request, runtime, uow, current, notice=notice)
 
 
 @router.post(f"{UPDATES}/download", dependencies=[CsrfDep])
@@ -144,15 +100,15 @@ def install_license(
 ) -> Response:
     actor = page_actor(request, current)
     try:
-        lic = updates.install_license(uow, _setup(runtime), actor, release)
+        lic = updates.install_license(uow, update_setup(runtime), actor, release)
     except ServiceError as error:
-        return _page(request, runtime, uow, current, error)
+        return updates_page(request, runtime, uow, current, error)
     uow.commit()
     notice = (
         f"License {lic.version} installed: {lic.representatives} representatives, "
         f"{lic.endpoints} endpoints, in effect now."
     )
-    return _page(request, runtime, uow, current, notice=notice)
+    return updates_page(request, runtime, uow, current, notice=notice)
 
 
 @router.post(f"{UPDATES}/bundle")
@@ -169,10 +125,10 @@ async def upload_bundle(
             raise InvalidInputError("Choose the update bundle file to upload.")
         rows = await run_in_threadpool(_import, runtime, uow, current, request, upload, limit)
     except ServiceError as error:
-        return _page(request, runtime, uow, current, error)
+        return updates_page(request, runtime, uow, current, error)
     stored = ", ".join(r.name for r in rows if r.downloaded) or "nothing new"
     notice = f"Bundle {upload.filename} verified; stored: {stored}."
-    return _page(request, runtime, uow, current, notice=notice)
+    return updates_page(request, runtime, uow, current, notice=notice)
 
 
 def _import(
@@ -183,10 +139,13 @@ def _import(
     upload: UploadFile,
     limit: int,
 ) -> list[updates.ReleaseRow]:
-    setup = _setup(runtime)
+    setup = update_setup(runtime)
     with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
         copy_file(upload.file, out, limit)
         label = upload.filename or path.name
         rows = updates.import_bundle(uow, setup, page_actor(request, current), path, label)
     uow.commit()
     return rows
+
+
+router.include_router(pages_installs.router)

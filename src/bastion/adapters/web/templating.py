@@ -1,4 +1,5 @@
-"""Jinja2 rendering with what every page needs: the signed-in user, CSRF token, version."""
+"""Jinja2 rendering with what every page needs: the signed-in user, CSRF token, version,
+and the banner announcing a scheduled install (R5)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from fastapi.templating import Jinja2Templates
 
 from bastion import release
 from bastion.adapters.web.deps import CSRF_COOKIE, new_csrf_token
+from bastion.adapters.web.install_views import banner, when
+from bastion.services import installs
 from bastion.services.auth import CurrentSession
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.filters["utc"] = when
 
 
 def render(
@@ -33,6 +37,7 @@ def render(
             "principal": current.principal if current else None,
             "csrf_token": csrf,
             "product_version": release.site_version(),
+            "install_banner": _install_banner(request) if current else None,
             **context,
         },
         status_code=status_code,
@@ -43,3 +48,11 @@ def render(
         )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _install_banner(request: Request) -> str | None:
+    """A small file read per page: what the supervisor has scheduled, if anything."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return None
+    return banner(installs.pending(runtime.settings.data_dir))

@@ -3,13 +3,15 @@
 `POST /worker/go-live` opens the listeners (a worker started in standby serves
 nothing until then) and ends every signed-in session (R5); `/worker/freeze`
 and `/worker/thaw` pause and resume changes while an install snapshots and
-migrates the database. Every other path goes to the application itself, so the
+migrates the database; `/worker/outcomes` writes finished installs to the
+audit log. Every other path goes to the application itself, so the
 supervisor's health check is the real `/check_health`. Each request must carry
 the token the supervisor gave this worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -26,11 +28,19 @@ GoLive = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 class WorkerControl:
     """An ASGI app: the control paths, else the application."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, token: str, go_live: GoLive) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        runtime: Runtime,
+        token: str,
+        go_live: GoLive,
+        audit_outcomes: Callable[[], int],
+    ) -> None:
         self.app = app
         self.runtime = runtime
         self.token = token.encode()
         self.go_live = go_live
+        self.audit_outcomes = audit_outcomes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,6 +63,9 @@ class WorkerControl:
         elif path == "/worker/thaw":
             self.runtime.frozen = None
             await _answer(send, 200, {"frozen": None})
+        elif path == "/worker/outcomes":
+            audited = await asyncio.to_thread(self.audit_outcomes)
+            await _answer(send, 200, {"audited": audited})
         else:
             await _answer(send, 404, {"detail": f"no control path {path}"})
 
