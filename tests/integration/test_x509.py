@@ -177,7 +177,7 @@ def test_missing_intermediate_is_reported(pki: Pki) -> None:
 
 
 def test_self_signed_is_complete_but_not_trusted() -> None:
-    bundle = create_self_signed([SITE, "10.0.0.5"], validity_days=90)
+    bundle = create_self_signed([SITE, "10.0.0.5"], validity_days=90, now=NOW)
     info = describe(bundle, trust_roots=[], now=NOW)
     assert info.chain_complete and not info.chain_trusted
     assert info.san_names == (SITE, "10.0.0.5")
