@@ -373,8 +373,7 @@ def run_scenario(
     if with_base:
         base_name = f"base {VERSION}"
         base_end = install.logged(f"install of {base_name}:") or install.ended
-        base_start_logged = install.logged(f"install {base_name}: planned done")
-        base_seconds = f"{base_end - base_start_logged:.1f}" if base_start_logged else "-"
+        base_seconds = str(install.entry(base_name).get("details", {}).get("seconds", "-"))
         site_start = install.logged(f"install {site_name}: planned done") or base_end
         windows.append(
             Window(
@@ -383,7 +382,7 @@ def run_scenario(
                 base_end,
                 samples,
                 base_end - install.requested,
-                base_seconds + "*",
+                base_seconds,
             )
         )
         windows.append(
@@ -493,7 +492,7 @@ def main() -> None:
         "gap: longest time without a successful answer (h: /check_health, api: "
         "GET /api/v1/accounts, all: either); install: install request to supervisor idle "
         "(base: to its history entry, site after base: from its first step); super: the "
-        "supervisor's details.seconds (* base: none recorded, from its log lines)"
+        "supervisor's details.seconds (base: first step to the new supervisor's confirmation)"
     )
     print()
     for round_no, scenario in results:
