@@ -48,10 +48,16 @@ class Result:
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """Resident memory of `pid` and its children: the supervisor and its worker."""
+    total = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(rss_kib(int(child)) for child in children)
 
 
 class PeakMemory(threading.Thread):
@@ -110,7 +116,7 @@ def main() -> None:
     for result in results:
         print(result.row())
     print(
-        f"appliance resident memory: idle {idle / 1024:.1f} MiB, "
+        f"appliance resident memory (supervisor and worker): idle {idle / 1024:.1f} MiB, "
         f"peak under load {monitor.peak / 1024:.1f} MiB"
     )
     print("load generator: httpx (async, keep-alive TLS) in this process, on the same 2 cores")
