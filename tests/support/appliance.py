@@ -94,6 +94,9 @@ def test_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+test_environment.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 def wait_healthy(appliance: RunningAppliance, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

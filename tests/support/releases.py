@@ -25,7 +25,8 @@ _HEALTH_BROKEN = (
 )
 _VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
 
-_built: dict[tuple[str, bool, Path], Path] = {}
+_SUPERVISOR_MAIN = Path("src/bastion/supervisor/__main__.py")
+_built: dict[tuple[str, bool, str, bool, Path], Path] = {}
 
 
 class ReleaseBuildError(RuntimeError):
@@ -33,20 +34,28 @@ class ReleaseBuildError(RuntimeError):
 
 
 def project_wheel(
-    version: str, out_dir: Path, *, broken_health: bool = False, new_table: str = ""
+    version: str,
+    out_dir: Path,
+    *,
+    broken_health: bool = False,
+    new_table: str = "",
+    broken_supervisor: bool = False,
 ) -> Path:
     """A wheel of this project's own source with `version` in place of pyproject's version.
 
     `new_table`: the release adds a migration creating that table, so that an install
-    that is undone must also undo its schema change.
+    that is undone must also undo its schema change. `broken_supervisor`: as a base
+    release, its supervisor exits at once.
     """
-    key = (version, broken_health, new_table, out_dir.resolve())
+    key = (version, broken_health, new_table, broken_supervisor, out_dir.resolve())
     cached = _built.get(key)
     if cached is not None and cached.is_file():
         return cached
     target = out_dir / BROKEN_DIR if broken_health else out_dir
     if new_table:
         target = target / f"with-{new_table}"
+    if broken_supervisor:
+        target = target / "broken-supervisor"
     target.mkdir(parents=True, exist_ok=True)
     wheel = target / f"bastion-{version}-py3-none-any.whl"
     wheel.unlink(missing_ok=True)
@@ -58,6 +67,9 @@ def project_wheel(
             _break_health(source / _HEALTH_FILE)
         if new_table:
             _add_migration(source / _MIGRATIONS, new_table)
+        if broken_supervisor:
+            main = source / _SUPERVISOR_MAIN
+            main.write_text('raise SystemExit("this supervisor is broken on purpose")\n')
         _build(source, target)
     _check_wheel(wheel, version)
     _built[key] = wheel

@@ -9,6 +9,7 @@ itself from that slot's code when it is not the installed one.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sys
@@ -32,12 +33,42 @@ def prepare(settings: ApplianceSettings) -> Releases:
     return releases
 
 
+_held: list[int] = []
+LOCK_ENV = "BASTION_SUPERVISOR_LOCK_FD"
+
+
+def _lock(settings: ApplianceSettings) -> bool:
+    """One appliance per data directory, held until the process ends (across re-execs).
+
+    Taken before anything else: a second start must not "recover" an install that the
+    running appliance is in the middle of.
+    """
+    if os.environ.get(LOCK_ENV):  # this process took it before re-executing itself
+        return True
+    path = settings.data_dir / "state" / "supervisor.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    os.set_inheritable(fd, True)  # a base install re-executes this process: keep the lock
+    _held.append(fd)
+    return True
+
+
 def main(settings: ApplianceSettings) -> int:
     inherited = Inherited.from_env()
     if inherited is None:
         from bastion.supervisor.installer import recover
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not _lock(settings):
+            log.error(
+                "another appliance already runs on %s; stop it first, or give another --data",
+                settings.data_dir.resolve(),
+            )
+            return 2
         releases = prepare(settings)
         reason = recover(settings)
         if reason is not None:
@@ -55,6 +86,7 @@ def _exec_base(settings: ApplianceSettings, releases: Releases, slot: str) -> No
         env["PYTHONPATH"] = str(releases.lib(slot))
     env.update(settings_env(settings))
     env["BASTION_BASE_SLOT"] = slot
+    env[LOCK_ENV] = str(_held[0])
     log.info("starting the supervisor from %s", slot)
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "bastion.supervisor"], env)
