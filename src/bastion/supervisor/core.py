@@ -253,7 +253,11 @@ class Supervisor:
 
     async def _tick(self, installer: Any) -> None:
         if self.installing is not None and self.installing.done():
-            self.installing = None
+            task, self.installing = self.installing, None
+            if not task.cancelled() and task.exception() is not None:
+                # Never retried in a loop: a journal left behind is recovered at the next start.
+                log.error("the install stopped unexpectedly", exc_info=task.exception())
+                self.state.save_pending(None)
         if self.installing is None:
             pending = self.state.pending()
             if pending is not None and pending.get("not_before", "") <= now():

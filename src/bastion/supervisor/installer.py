@@ -266,7 +266,9 @@ async def _install_base(
         lib = sup.lib_of(planned.slot)
         await run_tool(lib, env, "--probe", timeout=deadline, module="bastion.supervisor")
         journal = await record(sup, journal, Step.PROBED)
-    except FAILURES as error:
+    except Exception as error:  # nothing was switched yet: the running base serves on
+        if not isinstance(error, FAILURES):
+            log.exception("unexpected failure while installing %s", planned.name)
         await finish(sup, journal, Outcome.ROLLED_BACK, str(error) or type(error).__name__)
         return
     sup.releases.point(BASE_PREVIOUS, journal.from_slot)
