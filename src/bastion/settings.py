@@ -59,7 +59,8 @@ class ApplianceSettings(BaseSettings):
     """How long the old worker may take to finish its requests after the switch."""
     install_migration_timeout_seconds: float = 3600.0
     install_pause_after: str = ""
-    """Fault injection for crash-safety tests: stop an install after this step is recorded."""
+    """Fault injection for crash-safety tests: stop an install after this step is recorded
+    (or "rolling-back": once a rollback is recorded, before it is carried out)."""
 
     @property
     def db_dir(self) -> Path:

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "site": project_wheel("1.1.0", out, new_table="install_probe"),
         "base": project_wheel("1.1.0", out),
     }
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("broken")
+    return project_wheel("1.1.0", out, broken_health=True, new_table="install_probe")
 
 
 def api_client(data_dir: Path) -> str:
@@ -87,6 +94,31 @@ def test_a_site_install_killed_after_each_step(
             text=True,
         )
         assert listed.returncode == 0, listed.stdout + listed.stderr
+
+
+def test_a_rollback_killed_half_way_is_finished_by_the_next_start(
+    tmp_path: Path, wheels: dict[str, Path], broken: Path
+) -> None:
+    data, port = tmp_path / "data", free_port(HOST)
+    paused = {**FAST, "BASTION_INSTALL_PAUSE_AFTER": "rolling-back"}
+    paused["BASTION_INSTALL_HEALTH_DEADLINE_SECONDS"] = "6"
+    with start_appliance(tmp_path, host=HOST, data_dir=data, port=port, env=paused) as first:
+        request_install(data, store_release(data, "site", "1.1.0", broken))
+        wait_step(data, "started")
+        deadline = time.monotonic() + 60
+        journal = data / "state" / "install" / "journal.json"
+        while '"rollback": null' in journal.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert schema(data) == ("9001", True)  # migrated, not yet put back
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
+    with start_appliance(tmp_path, host=HOST, data_dir=data, port=port, env=FAST) as again:
+        status = wait_idle(data)
+        with again.client() as client:
+            assert client.get("/check_health").json()["version"] == "1.0.0"
+        assert schema(data) == ("0002", False)
+        last = status["history"][-1]
+        assert last["outcome"] == "rolled back" and "health check within 6 s" in last["reason"]
 
 
 @pytest.mark.parametrize("step", [s.value for s in BASE_STEPS])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -73,3 +74,22 @@ def test_a_base_whose_supervisor_does_not_run_is_never_switched_to(tmp_path: Pat
         assert status["base_version"] == "1.0.0"
         with appliance.client() as client:
             assert client.get("/check_health").status_code == 200
+
+
+def test_a_scheduled_install_waits_for_its_time(tmp_path: Path) -> None:
+    wheel = project_wheel("1.1.0", tmp_path / "wheels")
+    env = {"BASTION_INSTALL_PROBATION_SECONDS": "1"}
+    with start_appliance(tmp_path, host=HOST, env=env) as appliance:
+        data = appliance.data_dir
+        supervisor = SupervisorClient(data)
+        at = datetime.now(UTC) + timedelta(seconds=4)
+        release = store_release(data, "site", "1.1.0", wheel)
+        supervisor.install({"releases": [release], "not_before": at.isoformat()})
+        time.sleep(2)
+        assert supervisor.status()["state"] == "scheduled"
+        status = wait_idle(data)
+        last = status["history"][-1]
+        assert last["outcome"] == "installed"
+        assert datetime.fromisoformat(last["at"]) >= at.replace(microsecond=0)
+        with appliance.client() as client:
+            assert client.get("/check_health").json()["version"] == "1.1.0"

@@ -64,10 +64,18 @@ async def record(sup: Supervisor, journal: Journal, step: Step | None = None) ->
     sup.state.save_journal(journal)
     sup.activity = STEP_TEXT[journal.step]
     log.info("install %s: %s done", journal.release.name, journal.step)
-    if sup.settings.install_pause_after == journal.step.value:
-        log.warning("install paused after step %s (install_pause_after)", journal.step)
-        await asyncio.Event().wait()
+    await _pause_if_asked(sup, journal.step.value)
     return journal
+
+
+ROLLING_BACK = "rolling-back"
+"""`install_pause_after` value: stop once a rollback is recorded, before it is carried out."""
+
+
+async def _pause_if_asked(sup: Supervisor, step: str) -> None:
+    if sup.settings.install_pause_after == step:
+        log.warning("install paused after step %s (install_pause_after)", step)
+        await asyncio.Event().wait()
 
 
 async def finish(
@@ -218,6 +226,7 @@ async def roll_back(sup: Supervisor, journal: Journal, reason: str) -> None:
     journal = journal.rolling_back(reason)
     sup.state.save_journal(journal)
     sup.activity = "rolling back"
+    await _pause_if_asked(sup, ROLLING_BACK)
     if sup.candidate is not None:
         sup.candidate.kill()
         await sup.candidate.wait()
