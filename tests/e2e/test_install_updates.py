@@ -8,17 +8,14 @@ says so, and the old slot is kept as `previous`.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from bastion.adapters.slots import Releases
-from bastion.entrypoints.cli_updates import appliance_updates_app
 from tests.integration._update_env import Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
@@ -32,21 +29,10 @@ S = "support.acme.example"
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppliance]:
     root = tmp_path_factory.mktemp("install-e2e")
-    vendor = Vendor(root / "vendor")
-    vendor.init()
-    vendor.customer("acme")
-    vendor.site(S, "acme")
+    vendor = Vendor.for_site(root / "vendor", S)
     wheel = project_wheel("1.1.0", root / "wheels", new_table="install_probe")
-    out = str(root / "packages")
-    base = vendor.run("build", "--kind", "base", "--version", "1.1.0", "--out", out, str(wheel))
-    site = vendor.run(
-        "build", "--kind", "site", "--version", "1.1.0", "--site", S,
-        "--requires", "base>=1.1", "--out", out, str(wheel),
-    )  # fmt: skip
-    for package in (base, site):
-        vendor.admin("publish", package.strip().splitlines()[-1])
-    for spec in ("base:1.1.0", f"site:1.1.0@{S}"):
-        vendor.admin("open-wave", spec, "--wave", "1")
+    vendor.publish_wheel("base", "1.1.0", wheel)
+    vendor.publish_wheel("site", "1.1.0", wheel, "--site", S, "--requires", "base>=1.1")
     root_file = root / "root.json"
     root_file.write_bytes(vendor.trusted_root())
     with service(vendor, SERVICE_HOST) as url:
@@ -57,15 +43,7 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppli
             "BASTION_INSTALL_PROBATION_SECONDS": "2",
         }
         with start_appliance(root, host=HOST, env=env) as running:
-            result = CliRunner().invoke(
-                appliance_updates_app, ["update-key", "--json", "--data", str(running.data_dir)]
-            )
-            found = json.loads(result.output)
-            vendor.admin(
-                "enroll-appliance",
-                *("--site", S, "--appliance-id", found["appliance_id"]),
-                *("--public-key", found["public_key"]),
-            )
+            vendor.enrol(S, running.data_dir)
             yield running
 
 

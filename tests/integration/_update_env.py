@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -77,6 +78,37 @@ class Vendor:
         package = self.build(kind, version, *extra, payload=payload)
         self.admin("publish", str(package))
         return package
+
+    @classmethod
+    def for_site(cls, root: Path, site: str, customer: str = "acme") -> Vendor:
+        """A new repository (root threshold 2) with one customer and its site."""
+        vendor = cls(root)
+        vendor.init()
+        vendor.customer(customer)
+        vendor.site(site, customer)
+        return vendor
+
+    def publish_wheel(self, kind: str, version: str, wheel: Path, *extra: str) -> None:
+        """Build a release whose payload is `wheel`, publish it and open wave 1 for it."""
+        args = ["--kind", kind, "--version", version, *extra]
+        built = self.run("build", *args, "--out", str(self.root / "packages"), str(wheel))
+        self.admin("publish", built.strip().splitlines()[-1])
+        site = extra[extra.index("--site") + 1] if "--site" in extra else None
+        self.admin("open-wave", f"{kind}:{version}" + (f"@{site}" if site else ""), "--wave", "1")
+
+    def enrol(self, site: str, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        """`bastion appliance update-key --json` on the appliance, then enroll-appliance."""
+        from bastion.entrypoints.cli_updates import appliance_updates_app
+
+        args = ["update-key", "--json", "--data", str(data_dir)]
+        result = self.runner.invoke(appliance_updates_app, args, env=env)
+        assert result.exit_code == 0, result.output
+        found = json.loads(result.output)
+        self.admin(
+            "enroll-appliance",
+            *("--site", site, "--appliance-id", found["appliance_id"]),
+            *("--public-key", found["public_key"]),
+        )
 
     def customer(self, name: str, contract_end: str = "2099-12-31") -> None:
         self.admin(

@@ -7,7 +7,6 @@ and gets its releases through an Appliance Download Key and an offline bundle
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -47,30 +46,14 @@ class World:
             "BASTION_UPDATE_UPLOAD_LIMIT_BYTES": str(1024 * 1024),
         }
 
-    def enrol(self, appliance: RunningAppliance) -> dict[str, str]:
-        """`bastion appliance update-key --json`, then the vendor's enroll-appliance."""
-        result = CliRunner().invoke(
-            appliance_updates_app,
-            ["update-key", "--json", "--data", str(appliance.data_dir)],
-            env=appliance.env,
-        )
-        assert result.exit_code == 0, result.output
-        found: dict[str, str] = json.loads(result.output)
-        self.vendor.admin(
-            "enroll-appliance",
-            *("--site", S, "--appliance-id", found["appliance_id"]),
-            *("--public-key", found["public_key"]),
-        )
-        return found
+    def enrol(self, appliance: RunningAppliance) -> None:
+        self.vendor.enrol(S, appliance.data_dir, appliance.env)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("appliance-updates")
-    vendor = Vendor(root / "vendor")
-    vendor.init()
-    vendor.customer("acme")
-    vendor.site(S, "acme")
+    vendor = Vendor.for_site(root / "vendor", S)
     vendor.release("base", "1.1", payload=os.urandom(600_000))
     vendor.release("site", "1.1", "--site", S, "--requires", "base>=1.1")
     vendor.release("license", "2", "--site", S, "--representatives", "25", "--endpoints", "500")

@@ -64,16 +64,10 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("install-ui")
-    vendor = Vendor(root / "vendor")
-    vendor.init()
-    vendor.customer("acme")
-    vendor.site(S, "acme")
+    vendor = Vendor.for_site(root / "vendor", S)
     for version in ("1.1.0", "2.0.0", "2.1.0"):
         wheel = project_wheel(version, root / "wheels", broken_health=version == BROKEN)
-        args = ["--kind", "site", "--version", version, "--site", S]
-        built = vendor.run("build", *args, "--out", str(root / "packages"), str(wheel))
-        vendor.admin("publish", built.strip().splitlines()[-1])
-        vendor.admin("open-wave", f"site:{version}@{S}", "--wave", "1")
+        vendor.publish_wheel("site", version, wheel, "--site", S)
     root_file = root / "root.json"
     root_file.write_bytes(vendor.trusted_root())
     with service(vendor, SERVICE_HOST) as url:
@@ -93,12 +87,7 @@ def cli(world: World, appliance: RunningAppliance, *args: str, answer: str = "")
 def appliance(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppliance]:
     tmp = tmp_path_factory.mktemp("appliance")
     with start_appliance(tmp, host=APPLIANCE_HOST, env=world.env()) as running:
-        found = json.loads(cli(world, running, "update-key", "--json").output)
-        world.vendor.admin(
-            "enroll-appliance",
-            *("--site", S, "--appliance-id", found["appliance_id"]),
-            *("--public-key", found["public_key"]),
-        )
+        world.vendor.enrol(S, running.data_dir, world.env())
         with browser(running, first=True):
             pass
         yield running
