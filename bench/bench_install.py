@@ -81,10 +81,11 @@ class Load(threading.Thread):
         path: str,
         headers: dict[str, str],
         interval: float,
+        change: bool = False,
     ) -> None:
         super().__init__(daemon=True, name=f"load {target}")
         self.app, self.target, self.path, self.headers = app, target, path, headers
-        self.interval = interval
+        self.interval, self.change = interval, change
         self.samples: list[Sample] = []
         self.stopping = threading.Event()
 
@@ -111,7 +112,11 @@ class Load(threading.Thread):
     def one(self, client: httpx.Client) -> Sample:
         started, error, trace = time.time(), None, Connects()
         try:
-            response = client.get(self.path, extensions={"trace": trace})
+            if not self.change:
+                response = client.get(self.path, extensions={"trace": trace})
+            else:
+                change = {"display_name": f"bench {time.time():.3f}"}
+                response = client.patch(self.path, json=change, extensions={"trace": trace})
             if response.status_code != 200:
                 error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
@@ -266,6 +271,15 @@ def log_lines(app: RunningAppliance, start: float, end: float) -> list[tuple[flo
 # Figures.
 
 
+READS = ("health", "api")
+WRITE = "write"
+WRITE_INTERVAL = 0.1
+
+
+def _matches(sample: Sample, target: str | None) -> bool:
+    return sample.target in READS if target is None else sample.target == target
+
+
 @dataclass
 class Window:
     name: str
@@ -276,10 +290,9 @@ class Window:
     supervisor_seconds: str
 
     def inside(self, target: str | None = None) -> list[Sample]:
+        """Requests sent in the window: of `target`, or reads (health and API) if None."""
         return [
-            s
-            for s in self.samples
-            if self.start <= s.started <= self.end and target in (None, s.target)
+            s for s in self.samples if self.start <= s.started <= self.end and _matches(s, target)
         ]
 
     def failures(self, target: str | None = None) -> list[Sample]:
@@ -287,13 +300,25 @@ class Window:
 
     def gap(self, target: str | None = None) -> tuple[float, float, float]:
         """The longest time without a successful answer: (seconds, from, to)."""
-        ok = sorted(s.ended for s in self.samples if s.error is None and target in (None, s.target))
+        ok = sorted(s.ended for s in self.samples if s.error is None and _matches(s, target))
         before = [t for t in ok if t < self.start][-1:]
         after = [t for t in ok if t > self.end][:1]
         times = before + [t for t in ok if self.start <= t <= self.end] + after
         if len(times) < 2:
             return float("inf"), self.start, self.end
         return max((b - a, a, b) for a, b in pairwise(times))
+
+    def changes(self) -> str:
+        """How long changes were refused: they are paused from the snapshot to the switch."""
+        sent = self.inside(WRITE)
+        refused = sum(s.error == "HTTP 503" for s in sent)
+        other = sum(s.error not in (None, "HTTP 503") for s in sent)
+        gap = self.gap(WRITE)[0] * 1000
+        return (
+            f"changes (PATCH /api/v1/accounts/1 every {WRITE_INTERVAL * 1000:.0f} ms): "
+            f"{len(sent)} sent, {refused} refused with 503 while paused, {other} other failures; "
+            f"longest time without an accepted change {gap:.0f} ms"
+        )
 
     def row(self, round_no: int) -> str:
         health, api = self.inside("health"), self.inside("api")
@@ -351,6 +376,7 @@ def run_scenario(
         loads = [
             Load(app, "health", "/check_health", {}, interval),
             Load(app, "api", "/api/v1/accounts", auth, interval),
+            Load(app, WRITE, "/api/v1/accounts/1", auth, WRITE_INTERVAL, change=True),
         ]
         load_started = time.time()
         for load in loads:
@@ -499,6 +525,8 @@ def main() -> None:
         kinds = Counter(f"{s.target} {s.error}" for w in scenario.windows for s in w.failures())
         by_kind = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
         print(f"round {round_no}, {scenario.name}: failed requests by kind: {by_kind}")
+        for window in scenario.windows:
+            print(f"  {window.name}: {window.changes()}")
         idle = scenario.idle
         closed = (
             f"the server closed it {idle.closed_at - idle.used_at:.1f} s after its last request, "

@@ -20,6 +20,8 @@ from bastion.domain.network import ListenAddress
 from bastion.services.ports import ListenError
 
 log = logging.getLogger(__name__)
+FIRST_REQUEST_GRACE = 0.5
+"""Seconds a connection accepted just before a listener closes has to send its request."""
 
 
 class UvicornListeners:
@@ -75,6 +77,12 @@ class UvicornListeners:
         if entry is None:
             return
         server, task = entry
+        # Stop accepting first, and give connections accepted a moment ago the time to send
+        # their request: closed at once, they would fail, though another worker (after an
+        # install's switch) serves the same socket.
+        for listening in getattr(server, "servers", []):
+            listening.close()
+        await asyncio.sleep(FIRST_REQUEST_GRACE)
         server.should_exit = True
         await _cut_idle_connections(server, task)
         log.info("stopped serving on %s", address)

@@ -27,10 +27,10 @@ class Step(StrEnum):
     PLANNED = "planned"
     UNPACKED = "unpacked"
     # site releases
+    STARTED = "started"
     FROZEN = "frozen"
     SNAPSHOT = "snapshot"
     MIGRATED = "migrated"
-    STARTED = "started"
     HEALTHY = "healthy"
     # both kinds
     SWITCHED = "switched"
@@ -43,10 +43,10 @@ class Step(StrEnum):
 SITE_STEPS = (
     Step.PLANNED,
     Step.UNPACKED,
+    Step.STARTED,
     Step.FROZEN,
     Step.SNAPSHOT,
     Step.MIGRATED,
-    Step.STARTED,
     Step.HEALTHY,
     Step.SWITCHED,
     Step.DRAINED,
@@ -59,7 +59,7 @@ STEP_TEXT = {
     Step.FROZEN: "pausing changes on the running version",
     Step.SNAPSHOT: "taking a database snapshot",
     Step.MIGRATED: "migrating the database",
-    Step.STARTED: "starting the new version",
+    Step.STARTED: "starting the new version (it waits to be told to begin)",
     Step.HEALTHY: "waiting for the new version's health check",
     Step.SWITCHED: "switching to the new version",
     Step.DRAINED: "letting the old version finish its requests",

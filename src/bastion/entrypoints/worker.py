@@ -19,6 +19,7 @@ import sys
 from rich.console import Console
 
 from bastion.settings import ApplianceSettings
+from bastion.supervisor.workers import BEGIN_ENV
 
 PR_SET_PDEATHSIG = 1
 
@@ -33,6 +34,21 @@ def _die_with_supervisor() -> None:
         sys.exit(3)
 
 
+def _wait_for_begin() -> None:
+    """Started early by an install: imported and ready, wait until told to touch the data.
+
+    The supervisor starts the new release's processes before it pauses changes on the
+    running one, so the pause lasts the snapshot and the migrations, not Python's imports.
+    """
+    ready = os.environ.get(BEGIN_ENV)
+    if not ready:
+        return
+    os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    os.close(int(ready))
+    if sys.stdin.readline().strip() != "begin":
+        sys.exit(3)  # the install was called off
+
+
 def main() -> int:
     _die_with_supervisor()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -40,8 +56,11 @@ def main() -> int:
     settings = ApplianceSettings()
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     if command == "migrate":
+        from alembic import command as _alembic  # noqa: F401  (imported before the wait)
+
         from bastion.adapters.db.engine import make_engine, migrate
 
+        _wait_for_begin()
         engine = make_engine(settings.sqlalchemy_url())
         migrate(engine)
         engine.dispose()
@@ -52,6 +71,8 @@ def main() -> int:
         return 2
     from bastion.adapters.supervisor_client import SupervisorClient
     from bastion.entrypoints import appliance
+
+    _wait_for_begin()
 
     supervised = appliance.Supervised(
         SupervisorClient(settings.data_dir),

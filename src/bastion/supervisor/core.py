@@ -122,8 +122,16 @@ class Supervisor:
             return None
         return self.releases.lib(slot)
 
-    def start_worker(self, slot: str, standby: bool) -> Worker:
-        worker = spawn(self.data_dir, slot, self.lib_of(slot), self.child_env(), standby=standby)
+    def start_worker(self, slot: str, standby: bool, wait_for_begin: bool = False) -> Worker:
+        env = self.child_env()
+        worker = spawn(
+            self.data_dir,
+            slot,
+            self.lib_of(slot),
+            env,
+            standby=standby,
+            wait_for_begin=wait_for_begin,
+        )
         log.info("started worker %s from slot %s%s", worker.pid, slot, " (standby)" * standby)
         return worker
 

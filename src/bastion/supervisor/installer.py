@@ -4,11 +4,12 @@ Every step is recorded in the install journal once done (see
 `bastion.domain.install`). A site install:
 
 1. unpack the package and install its wheels into a new slot;
-2. pause changes on the running worker (writes are refused, reads go on);
-3. snapshot the database; 4. run the new release's migrations;
-5. start the new worker in standby and wait for its health check;
-6. let it go live on the same sockets, switch `current`; 7. drain the old worker;
-8. watch the new worker for its probation period; a crash rolls back.
+2. start the new worker and its migration tool; both import their code and wait;
+3. pause changes on the running worker (writes are refused, reads go on);
+4. snapshot the database; 5. run the new release's migrations;
+6. let the new worker begin (in standby) and wait for its health check;
+7. let it go live on the same sockets, switch `current`; 8. drain the old worker;
+9. watch the new worker for its probation period; a crash rolls back.
 
 A base install unpacks and tries the new base, switches the `base` link and
 re-executes the supervisor from it, keeping the sockets and the worker; the
@@ -45,7 +46,7 @@ from bastion.domain.versions import ReleaseKind
 from bastion.settings import ApplianceSettings
 from bastion.supervisor import database
 from bastion.supervisor.core import INHERIT_ENV, Supervisor, now, settings_env
-from bastion.supervisor.workers import Worker, WorkerError, run_tool
+from bastion.supervisor.workers import Tool, Worker, WorkerError, run_tool, start_tool
 
 log = logging.getLogger("bastion.supervisor.install")
 
@@ -146,22 +147,27 @@ async def _install_site(
     journal = await record(sup, journal)
     sup.state.save_pending(None)
     settings = sup.settings
+    migrator: Tool | None = None
     try:
         await asyncio.to_thread(sup.releases.unpack, planned)
         journal = await record(sup, journal, Step.UNPACKED)
+        # Both start now and wait, imported, so changes are paused only for the data work.
+        lib = sup.lib_of(planned.slot)
+        migrator = await start_tool(lib, sup.child_env(), "migrate", wait_for_begin=True)
+        sup.candidate = sup.start_worker(planned.slot, standby=True, wait_for_begin=True)
+        deadline = settings.install_health_deadline_seconds
+        await asyncio.gather(migrator.ready(deadline), sup.candidate.ready(deadline))
+        journal = await record(sup, journal, Step.STARTED)
         await _ask(sup.worker, "/worker/freeze", {"reason": f"{planned.name} is being installed"})
         journal = await record(sup, journal, Step.FROZEN)
         work = sup.state.work_dir(install_id)
         snapshot = await asyncio.to_thread(database.snapshot, settings, work)
         journal = replace(journal, snapshot=str(snapshot))
         journal = await record(sup, journal, Step.SNAPSHOT)
-        env = sup.child_env()
-        lib = sup.lib_of(planned.slot)
-        timeout = settings.install_migration_timeout_seconds
-        await run_tool(lib, env, "migrate", timeout=timeout)
+        migrator.begin()
+        await migrator.result(settings.install_migration_timeout_seconds)
         journal = await record(sup, journal, Step.MIGRATED)
-        sup.candidate = sup.start_worker(planned.slot, standby=True)
-        journal = await record(sup, journal, Step.STARTED)
+        sup.candidate.begin()
         await wait_healthy(sup.candidate, settings.install_health_deadline_seconds)
         journal = await record(sup, journal, Step.HEALTHY)
         live = await _ask(sup.candidate, "/worker/go-live", {"release": planned.name})
@@ -175,6 +181,8 @@ async def _install_site(
         sup.activity = "watching the new version through its first minute"
         await _probation(sup, settings.install_probation_seconds)
     except Exception as error:  # whatever went wrong, the old version must serve on
+        if migrator is not None:
+            migrator.kill()
         if not isinstance(error, FAILURES):
             log.exception("unexpected failure while installing %s", planned.name)
         await roll_back(sup, journal, str(error) or type(error).__name__)

@@ -25,6 +25,8 @@ from typing import Any
 
 from bastion.adapters.control_socket import abstract, socket_name
 
+BEGIN_ENV = "BASTION_WORKER_WAIT_FOR_BEGIN"
+
 TOKEN_HEADER = "x-bastion-worker-token"
 
 
@@ -43,6 +45,8 @@ class Worker:
     process: subprocess.Popen[bytes] | None = None
     started: float = field(default_factory=time.monotonic)
     exit_code: int | None = None
+    ready_pipe: int | None = None
+    """Read end of the pipe a worker started with `wait_for_begin` says "ready" on."""
 
     def describe(self) -> dict[str, Any]:
         return {"slot": self.slot, "pid": self.pid, "socket": self.socket, "token": self.token}
@@ -121,7 +125,27 @@ class Worker:
             self.kill()
             return await self.wait()
 
+    async def ready(self, timeout: float) -> None:
+        await _ready(self.ready_pipe, f"worker {self.pid}", timeout)
+        self.ready_pipe = None
+
+    def begin(self) -> None:
+        """Let a worker started with `wait_for_begin` open the database and serve."""
+        if self.process is None or self.process.stdin is None:
+            raise WorkerError(f"worker {self.pid} was not started to wait for a go")
+        try:
+            self.process.stdin.write(b"begin\n")
+            self.process.stdin.close()
+        except OSError as error:
+            raise WorkerError(f"worker {self.pid} cannot be told to begin: {error}") from None
+
     def kill(self) -> None:
+        if self.ready_pipe is not None:
+            os.close(self.ready_pipe)
+            self.ready_pipe = None
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -147,15 +171,17 @@ def spawn(
     env: dict[str, str],
     *,
     standby: bool,
-    args: tuple[str, ...] = ("serve",),
+    wait_for_begin: bool = False,
 ) -> Worker:
-    """Start a worker from `slot` (`lib` None: the code installed with the appliance)."""
+    """Start a worker from `slot` (`lib` None: the code installed with the appliance).
+
+    `wait_for_begin`: it imports its code, then waits for `Worker.begin` before it opens
+    the database, so that an install can start it before pausing changes.
+    """
     token = secrets.token_urlsafe(24)
     private = socket_name(data_dir, f"worker-{secrets.token_hex(6)}")
-    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    child_env.update(env)
-    if lib is not None:
-        child_env["PYTHONPATH"] = str(lib)
+    ready_read, ready_write = os.pipe() if wait_for_begin else (None, None)
+    child_env = _environment(lib, env, ready_write)
     child_env.update(
         {
             "BASTION_SUPERVISOR_PID": str(os.getpid()),
@@ -165,10 +191,120 @@ def spawn(
             "BASTION_WORKER_SLOT": slot,
         }
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bastion.entrypoints.worker", *args], env=child_env
-    )
-    return Worker(slot, process.pid, private, token, process)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bastion.entrypoints.worker", "serve"],
+            env=child_env,
+            stdin=subprocess.PIPE if wait_for_begin else subprocess.DEVNULL,
+            pass_fds=() if ready_write is None else (ready_write,),
+        )
+    finally:
+        if ready_write is not None:
+            os.close(ready_write)
+    return Worker(slot, process.pid, private, token, process, ready_pipe=ready_read)
+
+
+async def _ready(pipe: int | None, what: str, timeout: float) -> None:
+    """Wait for a process started with `wait_for_begin` to say it is ready."""
+    if pipe is None:
+        raise WorkerError(f"{what} was not started to wait for a go")
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+    os.set_blocking(pipe, False)
+
+    def said_something() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(pipe, said_something)
+    try:
+        await asyncio.wait_for(readable, timeout)
+        said = os.read(pipe, 16)
+    except TimeoutError:
+        raise WorkerError(f"{what} was not ready within {timeout:.0f} s") from None
+    finally:
+        loop.remove_reader(pipe)
+        os.close(pipe)
+    if not said.startswith(b"ready"):
+        raise WorkerError(f"{what} exited before it was ready")
+
+
+def _environment(lib: Path | None, env: dict[str, str], ready: int | None) -> dict[str, str]:
+    child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", BEGIN_ENV)}
+    child_env.update(env)
+    child_env["BASTION_SUPERVISOR_PID"] = str(os.getpid())
+    if lib is not None:
+        child_env["PYTHONPATH"] = str(lib)
+    if ready is not None:
+        child_env[BEGIN_ENV] = str(ready)
+    return child_env
+
+
+class Tool:
+    """A console tool run from a slot (`python -m <module> <args>`)."""
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, args: tuple[str, ...], ready_pipe: int | None
+    ) -> None:
+        self.process, self.args, self.ready_pipe = process, args, ready_pipe
+
+    async def ready(self, timeout: float) -> None:
+        pipe, self.ready_pipe = self.ready_pipe, None
+        await _ready(pipe, f"`{' '.join(self.args)}`", timeout)
+
+    def begin(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"begin\n")
+        self.process.stdin.close()
+
+    async def result(self, timeout: float) -> str:
+        """Its output once it succeeded; a `WorkerError` with its last lines otherwise."""
+        what = " ".join(self.args)
+        try:
+            output, _ = await asyncio.wait_for(self.process.communicate(), timeout)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+            raise WorkerError(f"`{what}` did not finish within {timeout:.0f} s") from None
+        text = output.decode(errors="replace")
+        if self.process.returncode != 0:
+            tail = "\n".join(text.strip().splitlines()[-5:])
+            raise WorkerError(f"`{what}` failed (exit {self.process.returncode}): {tail}")
+        return text
+
+    def kill(self) -> None:
+        if self.ready_pipe is not None:
+            os.close(self.ready_pipe)
+            self.ready_pipe = None
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+
+async def start_tool(
+    lib: Path | None,
+    env: dict[str, str],
+    *args: str,
+    module: str = "bastion.entrypoints.worker",
+    wait_for_begin: bool = False,
+) -> Tool:
+    ready_read, ready_write = os.pipe() if wait_for_begin else (None, None)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            env=_environment(lib, env, ready_write),
+            stdin=asyncio.subprocess.PIPE if wait_for_begin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            pass_fds=() if ready_write is None else (ready_write,),
+        )
+    finally:
+        if ready_write is not None:
+            os.close(ready_write)
+    return Tool(process, args, ready_read)
 
 
 async def run_tool(
@@ -179,28 +315,5 @@ async def run_tool(
     module: str = "bastion.entrypoints.worker",
 ) -> str:
     """Run `python -m <module> <args>` from a slot and return its output."""
-    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    child_env.update(env)
-    child_env["BASTION_SUPERVISOR_PID"] = str(os.getpid())
-    if lib is not None:
-        child_env["PYTHONPATH"] = str(lib)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        *args,
-        env=child_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise WorkerError(f"`{' '.join(args)}` did not finish within {timeout:.0f} s") from None
-    text = output.decode(errors="replace")
-    if process.returncode != 0:
-        tail = "\n".join(text.strip().splitlines()[-5:])
-        raise WorkerError(f"`{' '.join(args)}` failed (exit {process.returncode}): {tail}")
-    return text
+    tool = await start_tool(lib, env, *args, module=module)
+    return await tool.result(timeout)
