@@ -165,6 +165,7 @@ async def serve(
     if supervised is None or not supervised.standby:
         await go_live({})
     await stop.wait()
+    runtime.draining = True
     for task in background:
         task.cancel()
     # Stop accepting first and answer what was accepted normally: after an install's

@@ -84,8 +84,21 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 async def _refuse_changes_while_frozen(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    """During an install's snapshot and migration, reads go on and changes wait."""
-    frozen = request.app.state.runtime.frozen
+    """During an install's snapshot and migration, reads go on and changes wait.
+
+    Once the new version serves (this worker drains), a browser's change on a kept-open
+    connection is sent back to be repeated on a new connection, which the new version
+    accepts; every answer of a draining worker closes its connection.
+    """
+    runtime = request.app.state.runtime
+    frozen = runtime.frozen
+    if runtime.draining:
+        if frozen is not None and request.method not in SAFE_METHODS and not _is_api(request):
+            response: Response = RedirectResponse(str(request.url), status_code=307)
+        else:
+            response = await call_next(request)
+        response.headers["Connection"] = "close"
+        return response
     if frozen is None or request.method in SAFE_METHODS:
         return await call_next(request)
     message = (

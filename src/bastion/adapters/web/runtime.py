@@ -45,6 +45,8 @@ class Runtime:
     stopping: bool = False
     frozen: str | None = None
     """While an install snapshots and migrates the database: why changes are refused."""
+    draining: bool = False
+    """Stopping: no new connections, and each answer closes its connection."""
     factory_reset: Callable[[Actor], None] | None = None
     request_shutdown: Callable[[], None] | None = None
     """Set by `bastion appliance serve`; absent when the app runs inside a test."""
