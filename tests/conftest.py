@@ -4,8 +4,14 @@ unless BASTION_REQUIRE_ALL_TESTS=1 (set by CI), where such a skip is a failure."
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 REQUIRE_ALL = os.environ.get("BASTION_REQUIRE_ALL_TESTS") == "1"
 
@@ -14,3 +20,31 @@ def skip_or_fail(reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"{reason} (BASTION_REQUIRE_ALL_TESTS=1: this environment must provide it)")
     pytest.skip(reason)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    """Headless Debian Chromium driven by Playwright, for the browser tests."""
+    if not CHROMIUM.exists():
+        skip_or_fail(
+            f"Chromium is not installed at {CHROMIUM}; install the Debian 'chromium' package "
+            "to run the browser tests."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -22,11 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, expect
 from typer.testing import CliRunner
 
 from bastion.entrypoints.cli_updates import appliance_updates_app
-from tests.conftest import skip_or_fail
 from tests.integration._update_env import Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
@@ -36,8 +35,6 @@ from tests.support.web import change_password, csrf_of, sign_in
 SERVICE_HOST, APPLIANCE_HOST = "127.0.0.81", "127.0.0.82"
 S = "support.acme.example"
 NEW_PASSWORD = "a brand new secret phrase"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 INSTALL = "/api/v1/updates/install"
 SIGNED_OUT = "You were signed out because the appliance was updated to site {}"
 BROKEN = "2.1.0"
@@ -266,16 +263,6 @@ def test_the_console_schedules_and_reports_the_status(
         assert status["pending"]["requested_by"].startswith("console:")
     finally:
         assert api.delete(INSTALL).status_code == 200
-
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        skip_or_fail(f"Chromium is not installed at {CHROMIUM}; install the Debian 'chromium'.")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.browser

@@ -11,11 +11,10 @@ from starlette.background import BackgroundTask
 from bastion import release
 from bastion.adapters import slots
 from bastion.adapters.web.deps import AdministratorDep, CsrfDep, RuntimeDep, UowDep, page_actor
-from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.install_views import last_outcomes
-from bastion.adapters.web.pages_login import form_error, redirect
+from bastion.adapters.web.pages_login import redirect
 from bastion.adapters.web.runtime import Runtime
-from bastion.adapters.web.templating import render
+from bastion.adapters.web.templating import render, render_form
 from bastion.services import audit, backup_schedule, factory, installs, network, status, updates
 from bastion.services.auth import CurrentSession
 from bastion.services.errors import ServiceError, UnavailableError
@@ -61,15 +60,12 @@ def _basics(
     with runtime.uow() as uow:
         last_backup = backup_schedule.last_run(uow)
         licensed = updates.license_of(uow)
-    code = status_of(error) if error else 200
-    message = str(error) if error else None
-    return render(
+    return render_form(
         request,
         "status_basics.html",
         current,
-        code,
+        error,
         basics=shown,
-        error=message,
         last_backup=last_backup,
         license=licensed,
         **last_outcomes(installs.history(runtime.settings.data_dir)),
@@ -129,12 +125,15 @@ def _ip_configuration(
 ) -> Response:
     addresses = network.list_addresses(uow, runtime.listeners)
     ntp_server = network.ntp_server(uow, runtime.settings.ntp_server_default)
-    template = "ip_configuration.html"
-    if error is not None:
-        return form_error(
-            request, template, current, error, addresses=addresses, ntp_server=ntp_server, form=form
-        )
-    return render(request, template, current, addresses=addresses, ntp_server=ntp_server, form=form)
+    return render_form(
+        request,
+        "ip_configuration.html",
+        current,
+        error,
+        addresses=addresses,
+        ntp_server=ntp_server,
+        form=form,
+    )
 
 
 @router.get(IP_CONFIGURATION)

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from starlette.datastructures import FormData, UploadFile
 
 from bastion.adapters.web.deps import AdministratorDep, CsrfDep, RuntimeDep, UowDep, page_actor
-from bastion.adapters.web.pages_login import form_error, redirect
+from bastion.adapters.web.pages_login import redirect
 from bastion.adapters.web.runtime import Runtime
-from bastion.adapters.web.templating import render
+from bastion.adapters.web.templating import render_form
 from bastion.adapters.x509_io import ExportSelection, KeyKind
 from bastion.services import certificates
 from bastion.services.audit import Actor
@@ -56,9 +56,7 @@ def _page(
         "max_upload_mib": MAX_UPLOAD_BYTES // (1024 * 1024),
         **context,
     }
-    if error is not None:
-        return form_error(request, "certificates.html", current, error, **shown)
-    return render(request, "certificates.html", current, **shown)
+    return render_form(request, "certificates.html", current, error, **shown)
 
 
 def _names(text: str) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 
 from bastion.adapters.web.deps import (
     SESSION_COOKIE,
@@ -25,9 +25,8 @@ from bastion.adapters.web.deps import (
     session_allowing_password_change,
     source_of,
 )
-from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.runtime import Runtime
-from bastion.adapters.web.templating import render
+from bastion.adapters.web.templating import render, render_form
 from bastion.domain.accounts import FIRST_LOGIN_USERNAME, Role
 from bastion.services import accounts, api_clients, audit, auth, installs
 from bastion.services.auth import CurrentSession
@@ -36,7 +35,6 @@ from bastion.services.errors import (
     InvalidInputError,
     PermissionDeniedError,
     ServiceError,
-    ThrottledError,
 )
 from bastion.services.unit_of_work import UnitOfWork
 
@@ -64,20 +62,6 @@ FormText = Annotated[str, Form()]
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
-
-
-def form_error(
-    request: Request,
-    template: str,
-    current: CurrentSession | None,
-    error: ServiceError,
-    **context: object,
-) -> HTMLResponse:
-    """Re-render a form with the service's message and status; nothing was committed."""
-    response = render(request, template, current, status_of(error), error=str(error), **context)
-    if isinstance(error, ThrottledError):
-        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    return response
 
 
 def local_path(target: str | None) -> str | None:
@@ -155,7 +139,7 @@ def sign_in(
             uow, runtime.hasher, runtime.lockout, username, password, source_of(request)
         )
     except ServiceError as error:
-        return form_error(request, "login.html", None, error, username=username, next=target or "")
+        return render_form(request, "login.html", None, error, username=username, next=target or "")
     uow.commit()
     response = redirect(CHANGE_PASSWORD if signed_in.must_change_password else target or HOME)
     response.set_cookie(
@@ -216,7 +200,7 @@ def change_password(
             new_password,
         )
     except ServiceError as error:
-        return form_error(request, "change_password.html", current, error, forced=forced)
+        return render_form(request, "change_password.html", current, error, forced=forced)
     uow.commit()
     return redirect(f"{HOME}?password_changed=1")
 
@@ -265,7 +249,7 @@ def create_user(
     except ServiceError as error:
         form = {"username": username, "display_name": display_name, "role": role}
         listed = accounts.list_accounts(uow)
-        return form_error(
+        return render_form(
             request, "users.html", current, error, accounts=listed, roles=ROLES, form=form
         )
     uow.commit()
@@ -308,12 +292,12 @@ def update_user(
             new_password=new_password or None,
         )
     except ServiceError as error:
-        return _user_form_error(request, runtime, current, account_id, error)
+        return _user_render_form(request, runtime, current, account_id, error)
     uow.commit()
     return redirect(f"/login/users/{account_id}?saved=1")
 
 
-def _user_form_error(
+def _user_render_form(
     request: Request,
     runtime: Runtime,
     current: CurrentSession,
@@ -323,7 +307,7 @@ def _user_form_error(
     """Show the account as stored: the refused request's partial changes are never read back."""
     with runtime.uow() as fresh:
         account = accounts.get_account(fresh, account_id)
-    return form_error(request, "user.html", current, error, account=account, roles=ROLES)
+    return render_form(request, "user.html", current, error, account=account, roles=ROLES)
 
 
 # API clients.
@@ -348,7 +332,7 @@ def create_api_client(
         created = api_clients.create_client(uow, runtime.hasher, page_actor(request, current), name)
     except ServiceError as error:
         clients = api_clients.list_clients(uow)
-        return form_error(request, "api_clients.html", current, error, clients=clients, name=name)
+        return render_form(request, "api_clients.html", current, error, clients=clients, name=name)
     uow.commit()
     clients = api_clients.list_clients(uow)
     return render(request, "api_clients.html", current, clients=clients, created=created)

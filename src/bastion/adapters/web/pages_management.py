@@ -18,8 +18,7 @@ from bastion.adapters.web.deps import (
     csrf_protect,
     page_actor,
 )
-from bastion.adapters.web.errors import status_of
-from bastion.adapters.web.templating import render
+from bastion.adapters.web.templating import render, render_form
 from bastion.adapters.web.uploads import check_declared_length
 from bastion.domain.backup_format import BackupError
 from bastion.services import backup_schedule, backups
@@ -38,13 +37,11 @@ def _page(
     error: ServiceError | None = None,
     notice: str | None = None,
 ) -> Response:
-    status = status_of(error) if error else 200
-    return render(
+    return render_form(
         request,
         "software.html",
         current,
-        status,
-        error=str(error) if error else None,
+        error,
         notice=notice,
         schedule=backup_schedule.get(uow),
         last_run=backup_schedule.last_run(uow),

@@ -12,12 +12,31 @@ from fastapi.templating import Jinja2Templates
 
 from bastion import release
 from bastion.adapters.web.deps import CSRF_COOKIE, new_csrf_token
+from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.install_views import banner, when
 from bastion.services import installs
 from bastion.services.auth import CurrentSession
+from bastion.services.errors import ServiceError, ThrottledError
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["utc"] = when
+
+
+def render_form(
+    request: Request,
+    template: str,
+    current: CurrentSession | None,
+    error: ServiceError | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A page, or the same page again with the service's message and status (nothing was
+    committed); a throttled attempt says when to retry."""
+    if error is None:
+        return render(request, template, current, **context)
+    response = render(request, template, current, status_of(error), error=str(error), **context)
+    if isinstance(error, ThrottledError):
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return response
 
 
 def render(

@@ -7,10 +7,9 @@ from typing import Any
 from fastapi import Request, Response
 
 from bastion.adapters.web.deps import page_actor
-from bastion.adapters.web.errors import status_of
 from bastion.adapters.web.install_views import progress, supervisor_of
 from bastion.adapters.web.runtime import Runtime
-from bastion.adapters.web.templating import render
+from bastion.adapters.web.templating import render_form
 from bastion.services import installs, updates
 from bastion.services.auth import CurrentSession
 from bastion.services.errors import ServiceError
@@ -75,6 +74,4 @@ def updates_page(
     setup = update_setup(runtime)
     context = _appliance_facts(uow, setup) | _install_facts(runtime)
     context |= _download_key(uow, setup, request, current)
-    code = status_of(error) if error else 200
-    message = str(error) if error else None
-    return render(request, "updates.html", current, code, error=message, **(context | shown))
+    return render_form(request, "updates.html", current, error, **(context | shown))
