@@ -67,6 +67,10 @@ class Releases:
             os.replace(temp, path)
         _sync_directory(self.root)
 
+    def import_path(self, slot: str) -> Path | None:
+        """What goes first on the import path to run `slot`; None: the installed code."""
+        return None if self.manifest(slot).get("factory", False) else self.lib(slot)
+
     def manifest(self, slot: str) -> dict[str, Any]:
         try:
             found = json.loads((self.path(slot) / MANIFEST).read_text())
@@ -92,12 +96,6 @@ class Releases:
         return sorted(
             p.name for p in self.root.iterdir() if not p.is_symlink() and (p / MANIFEST).is_file()
         )
-
-    def remove(self, slot: str) -> None:
-        """Delete a slot that no link names."""
-        if slot in {self.target(link) for link in LINKS}:
-            raise SlotError(f"slot {slot} is in use and cannot be removed")
-        shutil.rmtree(self.path(slot), ignore_errors=True)
 
     def prune(self) -> list[str]:
         """Delete slots no link names, and half-unpacked ones; what was removed."""

@@ -64,8 +64,7 @@ def install(
         try:
             start = install_schedule.start_time(delay * 60, install_schedule.parse_utc(at))
             size = database_size_bytes(engine)
-            history = installs.history(data)
-            chosen = installs.plan(uow, setup_of(data), names, size, history, retry)
+            chosen = installs.plan(uow, setup_of(data), names, size, retry)
             _show_plan(chosen, start)
             accepted = accept_licence or _accept_licences(chosen)
             answer = installs.submit(uow, supervisor, actor(), chosen, accepted, start)

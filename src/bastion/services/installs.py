@@ -80,13 +80,16 @@ def plan(
     setup: updates.UpdateSetup,
     names: Iterable[str],
     database_bytes: int,
-    history: list[HistoryEntry],
     retry: bool = False,
 ) -> InstallPlan:
-    """The releases to install, in dependency order, with the estimate and any licence."""
+    """The releases to install, in dependency order, with the estimate and any licence.
+
+    A release rolled back last time is refused unless `retry` says to install it again.
+    """
+    past = history(setup.data_dir)
     known = updates.known_statuses(uow, setup)
     installed = updates.installed_versions(uow, setup.data_dir)
-    chosen = [_choose(known, name, setup, retry, history) for name in names]
+    chosen = [_choose(known, name, setup, retry, past) for name in names]
     if not chosen:
         raise InvalidInputError("Choose at least one base or site release to install.")
     try:

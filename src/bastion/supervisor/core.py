@@ -16,11 +16,12 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bastion import release
 from bastion.adapters import control_socket as control
@@ -52,6 +53,25 @@ def settings_env(settings: ApplianceSettings) -> dict[str, str]:
     if settings.database_url is not None:
         env["BASTION_DATABASE_URL"] = settings.database_url.get_secret_value()
     return env
+
+
+def exec_supervisor(
+    settings: ApplianceSettings, releases: Releases, slot: str, extra: dict[str, str]
+) -> NoReturn:
+    """Replace this process with the supervisor of base slot `slot` (same pid, same fds)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    lib = releases.import_path(slot)
+    if lib is not None:
+        env["PYTHONPATH"] = str(lib)
+    env.update(settings_env(settings))
+    env["BASTION_BASE_SLOT"] = slot
+    env.update(extra)
+    log.warning("running the supervisor of %s", slot)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "bastion.supervisor"], env)
 
 
 def _utc(text: Any) -> str | None:
@@ -117,10 +137,7 @@ class Supervisor:
         return {**settings_env(self.settings), "BASTION_BASE_VERSION": self.base_version}
 
     def lib_of(self, slot: str) -> Path | None:
-        """The slot's import path, or None for a factory slot (the installed code)."""
-        if self.releases.manifest(slot).get("factory", False):
-            return None
-        return self.releases.lib(slot)
+        return self.releases.import_path(slot)
 
     def start_worker(self, slot: str, standby: bool, wait_for_begin: bool = False) -> Worker:
         env = self.child_env()

@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -45,7 +44,7 @@ from bastion.domain.install import (
 from bastion.domain.versions import ReleaseKind
 from bastion.settings import ApplianceSettings
 from bastion.supervisor import database
-from bastion.supervisor.core import INHERIT_ENV, Supervisor, now, settings_env
+from bastion.supervisor.core import INHERIT_ENV, Supervisor, exec_supervisor, now, settings_env
 from bastion.supervisor.workers import Tool, Worker, WorkerError, run_tool, start_tool
 
 log = logging.getLogger("bastion.supervisor.install")
@@ -296,25 +295,13 @@ async def _install_base(
 
 def reexec(sup: Supervisor, slot: str) -> NoReturn:
     """Replace this process with the supervisor of `slot`, keeping sockets and worker."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    lib = sup.lib_of(slot)
-    if lib is not None:
-        env["PYTHONPATH"] = str(lib)
-    env.update(settings_env(sup.settings))
-    env["BASTION_BASE_SLOT"] = slot
     for sock in sup.sockets.values():
         sock.set_inheritable(True)
     inherit = {
         "sockets": {address: sock.fileno() for address, sock in sup.sockets.items()},
         "worker": sup.worker.describe() if sup.worker is not None else None,
     }
-    env[INHERIT_ENV] = json.dumps(inherit)
-    log.warning("re-executing the supervisor from %s", slot)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "bastion.supervisor"], env)
+    exec_supervisor(sup.settings, sup.releases, slot, {INHERIT_ENV: json.dumps(inherit)})
 
 
 async def resume_after_exec(sup: Supervisor) -> None:

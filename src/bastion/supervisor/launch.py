@@ -12,12 +12,11 @@ import asyncio
 import fcntl
 import logging
 import os
-import sys
 
 from bastion import release
 from bastion.adapters.slots import BASE, CURRENT, Releases
 from bastion.settings import ApplianceSettings
-from bastion.supervisor.core import Inherited, Supervisor, settings_env
+from bastion.supervisor.core import Inherited, Supervisor, exec_supervisor
 
 log = logging.getLogger("bastion.supervisor")
 FACTORY_BASE = f"base-{release.BASE_VERSION}"
@@ -76,17 +75,5 @@ def main(settings: ApplianceSettings) -> int:
         wanted = releases.target(BASE) or FACTORY_BASE
         running = os.environ.get("BASTION_BASE_SLOT", FACTORY_BASE)
         if wanted != running:
-            _exec_base(settings, releases, wanted)
+            exec_supervisor(settings, releases, wanted, {LOCK_ENV: str(_held[0])})
     return asyncio.run(Supervisor(settings, inherited).run())
-
-
-def _exec_base(settings: ApplianceSettings, releases: Releases, slot: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if not releases.manifest(slot).get("factory", False):
-        env["PYTHONPATH"] = str(releases.lib(slot))
-    env.update(settings_env(settings))
-    env["BASTION_BASE_SLOT"] = slot
-    env[LOCK_ENV] = str(_held[0])
-    log.info("starting the supervisor from %s", slot)
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "bastion.supervisor"], env)

@@ -49,15 +49,9 @@ def _licence_required(error: installs.LicenceRequiredError) -> JSONResponse:
 def install(body: InstallIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Any:
     """Install downloaded releases in dependency order, now, after a delay or at a time."""
     start = install_schedule.start_time(body.delay_seconds, body.not_before)
-    data_dir = runtime.settings.data_dir
-    chosen = installs.plan(
-        uow,
-        updates.UpdateSetup.from_settings(runtime.settings),
-        body.releases,
-        database_size_bytes(runtime.engine),
-        installs.history(data_dir),
-        body.retry,
-    )
+    setup = updates.UpdateSetup.from_settings(runtime.settings)
+    size = database_size_bytes(runtime.engine)
+    chosen = installs.plan(uow, setup, body.releases, size, body.retry)
     try:
         answer = installs.submit(
             uow, supervisor_of(runtime), actor, chosen, body.accept_licence, start

@@ -59,15 +59,8 @@ def _form(
 
 
 def _plan(runtime: Runtime, uow: UnitOfWork, form: InstallForm) -> installs.InstallPlan:
-    data_dir = runtime.settings.data_dir
-    return installs.plan(
-        uow,
-        update_setup(runtime),
-        form.releases,
-        database_size_bytes(runtime.engine),
-        installs.history(data_dir),
-        form.retry,
-    )
+    size = database_size_bytes(runtime.engine)
+    return installs.plan(uow, update_setup(runtime), form.releases, size, form.retry)
 
 
 @router.post(f"{INSTALLS}/plan", dependencies=[CsrfDep])
