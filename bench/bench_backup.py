@@ -26,7 +26,7 @@ PASSPHRASE = "benchmark-passphrase"
 
 
 def build_site(data_dir: Path, accounts: int, audit: int) -> Path:
-    from bastion.adapters.db.engine import make_engine, migrate
+    from bastion.platform.db.engine import make_engine, migrate
 
     (data_dir / "db").mkdir(parents=True)
     database = data_dir / "db" / "bastion.sqlite"
@@ -63,11 +63,10 @@ def build_site(data_dir: Path, accounts: int, audit: int) -> Path:
 
 def child(role: str, data_dir: Path, target: Path) -> None:
     """Run one side in this (child) process and print seconds and peak memory as JSON."""
-    from bastion.adapters.db.engine import make_engine
-    from bastion.adapters.db.models import Base
-    from bastion.domain.accounts import Principal, Role
-    from bastion.services import backups
-    from bastion.services.audit import Actor
+    from bastion.backups import service as backups
+    from bastion.platform.db.engine import make_engine
+    from bastion.platform.db.models import Base
+    from bastion.platform.principals import Actor, Principal, Role
 
     engine = make_engine(f"sqlite:///{data_dir / 'db' / 'bastion.sqlite'}")
     site = backups.BackupSite(engine, Base.metadata, data_dir, "bench.example", "1.0.0")

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bastion.adapters.backup_file import open_backup, write_backup
-from bastion.domain.backup_format import BackupMetadata
+from bastion.backups.container import open_backup, write_backup
+from bastion.backups.rules import BackupMetadata
 
 PASSPHRASE = "bench passphrase"
 BLOCK = 1024 * 1024

@@ -43,9 +43,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bastion.adapters.supervisor_client import SupervisorClient
-from bastion.domain.versions import ReleaseKind, parse_requirement, parse_version
-from bastion.update_service.packages import PackageInfo, build_package
+from bastion.releases.packages import PackageInfo, build_package
+from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
+from bastion.supervisor.client import SupervisorClient
 from tests.integration.test_api import create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.releases import project_wheel

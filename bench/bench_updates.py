@@ -23,13 +23,13 @@ from pathlib import Path
 
 import httpx
 
-from bastion.adapters.update_client import UpdateClient
-from bastion.domain.versions import ReleaseKind, parse_version
+from bastion.releases.packages import PackageInfo
+from bastion.releases.versions import ReleaseKind, parse_version
 from bastion.update_service.keys import generate_keys
-from bastion.update_service.packages import PackageInfo
 from bastion.update_service.store import ReleaseRow, WaveOpeningRow
 from bastion.update_service.tuf_repo import RepoConfig, utcnow
 from bastion.update_service.vendor import Vendor, init_repository
+from bastion.updates.client import UpdateClient
 
 HOST = "127.0.0.52"
 SITE = "bench.example"

@@ -15,7 +15,7 @@ from playwright.sync_api import (
     expect,
 )
 
-from bastion import release
+from bastion.platform import build as release
 from tests.support.appliance import start_appliance
 
 NEW_PASSWORD = "a long and private passphrase"

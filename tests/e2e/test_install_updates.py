@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bastion.adapters.slots import Releases
+from bastion.supervisor.slots import Releases
 from tests.integration._update_env import Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
+from bastion.releases.download_key import generate_appliance_key
 from bastion.update_service.cli import release_app
-from bastion.update_service.download_key import generate_appliance_key
 
 
 def free_port(host: str) -> int:
@@ -98,10 +98,10 @@ class Vendor:
 
     def enrol(self, site: str, data_dir: Path, env: dict[str, str] | None = None) -> None:
         """`bastion appliance update-key --json` on the appliance, then enroll-appliance."""
-        from bastion.entrypoints.cli_updates import appliance_updates_app
+        from bastion.entrypoints.cli import app as bastion_command
 
         args = ["update-key", "--json", "--data", str(data_dir)]
-        result = self.runner.invoke(appliance_updates_app, args, env=env)
+        result = self.runner.invoke(bastion_command, ["appliance", *args], env=env)
         assert result.exit_code == 0, result.output
         found = json.loads(result.output)
         self.admin(

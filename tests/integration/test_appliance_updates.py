@@ -20,7 +20,7 @@ import pytest
 from _update_env import Vendor, free_port, service, tree_bytes
 from typer.testing import CliRunner
 
-from bastion.entrypoints.cli_updates import appliance_updates_app
+from bastion.entrypoints.cli import app as bastion_command
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.web import change_password, csrf_of, sign_in
@@ -267,25 +267,33 @@ def test_command_line_checks_and_prints_a_download_key(
     world: World, online: RunningAppliance
 ) -> None:
     runner, data = CliRunner(), ["--data", str(online.data_dir)]
-    checked = runner.invoke(appliance_updates_app, ["updates", "check", *data], env=online.env)
+    checked = runner.invoke(
+        bastion_command, ["appliance", "updates", "check", *data], env=online.env
+    )
     assert checked.exit_code == 0, checked.output
     assert "base 1.1" in checked.output and "downloaded, verified" in checked.output
     got = runner.invoke(
-        appliance_updates_app, ["updates", "download", "site 1.1", *data], env=online.env
+        bastion_command, ["appliance", "updates", "download", "site 1.1", *data], env=online.env
     )
     assert got.exit_code == 0, got.output
     assert "site 1.1 downloaded and verified" in got.output
-    key = runner.invoke(appliance_updates_app, ["updates", "download-key", *data], env=online.env)
+    key = runner.invoke(
+        bastion_command, ["appliance", "updates", "download-key", *data], env=online.env
+    )
     assert key.exit_code == 0 and key.output.startswith("BDK1.")
     assert offers(world, key.output.strip())["base 1.1"] == "installable"
     bundle = online.data_dir.parent / "for-a.tar"
     bundle.write_bytes(bundle_for(world, key.output.strip()))
     imported = runner.invoke(
-        appliance_updates_app, ["updates", "import-bundle", str(bundle), *data], env=online.env
+        bastion_command,
+        ["appliance", "updates", "import-bundle", str(bundle), *data],
+        env=online.env,
     )
     assert imported.exit_code == 0, imported.output
     bundle.write_bytes(bundle.read_bytes()[:1000])
     cut = runner.invoke(
-        appliance_updates_app, ["updates", "import-bundle", str(bundle), *data], env=online.env
+        bastion_command,
+        ["appliance", "updates", "import-bundle", str(bundle), *data],
+        env=online.env,
     )
     assert cut.exit_code == 2 and "incomplete or damaged" in cut.output

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bastion.adapters import backup_file
-from bastion.adapters.backup_archive import BackupCorruptError
-from bastion.adapters.backup_file import (
+from bastion.backups import container as backup_file
+from bastion.backups.archive import BackupCorruptError
+from bastion.backups.container import (
     MAGIC,
     BackupTruncatedError,
     VerifiedBackup,
@@ -24,8 +24,7 @@ from bastion.adapters.backup_file import (
     write_backup,
     write_backup_file,
 )
-from bastion.adapters.backup_upload import BackupTooLargeError, SizeCappedReader, copy_capped
-from bastion.domain.backup_format import (
+from bastion.backups.rules import (
     BackupError,
     BackupFormatTooNewError,
     BackupMetadata,
@@ -37,6 +36,7 @@ from bastion.domain.backup_format import (
     check_compatibility,
     header_to_json,
 )
+from bastion.backups.upload import BackupTooLargeError, SizeCappedReader, copy_capped
 
 FAST = KdfLimits(min_n=2**10)
 PASSPHRASE = "correct horse battery staple"

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bastion.adapters.db.engine import make_engine, migrate, session_factory
-from bastion.adapters.db.models import Base
-from bastion.adapters.passwords import Argon2Hasher
-from bastion.domain.accounts import Principal, Role
-from bastion.domain.lockout import LockoutPolicy
-from bastion.services import accounts, backups
-from bastion.services.audit import Actor
-from bastion.services.errors import InvalidInputError
-from bastion.services.unit_of_work import UnitOfWork
+from bastion.accounts import service as accounts
+from bastion.accounts.passwords import Argon2Hasher
+from bastion.accounts.rules import LockoutPolicy
+from bastion.backups import service as backups
+from bastion.network.repository import ListenAddressRepository
+from bastion.platform.db.engine import make_engine, migrate, session_factory
+from bastion.platform.db.models import Base
+from bastion.platform.errors import InvalidInputError
+from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.unit_of_work import UnitOfWork
 
 ACTOR = Actor(Principal("tester", Role.ADMINISTRATOR), "127.0.0.1")
 HASHER = Argon2Hasher(fast=True)
@@ -105,8 +106,9 @@ def test_a_backup_from_newer_software_is_refused_naming_both_versions(tmp_path: 
 
 
 def test_live_sessions_end_and_the_machines_own_addresses_stay(tmp_path: Path) -> None:
-    from bastion.services import auth, network
-    from bastion.services.auth import SessionLimits
+    from bastion.accounts import sign_in as auth
+    from bastion.accounts.sign_in import SessionLimits
+    from bastion.network import service as network
 
     site = make_site(tmp_path / "a")
     add_account(site, "alice")
@@ -120,13 +122,15 @@ def test_live_sessions_end_and_the_machines_own_addresses_stay(tmp_path: Path) -
     report = backups.restore(other, ACTOR, io.BytesIO(data), PASSPHRASE)
     assert report.sessions_ended == 1
     with UnitOfWork(session_factory(other.engine)) as uow:
-        assert [(r.host, r.port) for r in uow.listen_addresses.all()] == [("127.0.0.12", 8443)]
+        assert [(r.host, r.port) for r in uow.repository(ListenAddressRepository).all()] == [
+            ("127.0.0.12", 8443)
+        ]
         limits = SessionLimits(timedelta(minutes=5), timedelta(hours=1))
         assert auth.active_session_count(uow, limits) == 0
 
 
 def test_a_backup_of_an_older_schema_is_migrated_forward(tmp_path: Path) -> None:
-    from bastion.adapters.db.engine import migrate_to
+    from bastion.platform.db.engine import migrate_to
 
     (tmp_path / "old" / "db").mkdir(parents=True)
     engine = make_engine(f"sqlite:///{tmp_path / 'old' / 'db' / 'bastion.sqlite'}")

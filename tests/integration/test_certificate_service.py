@@ -13,18 +13,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine
 
-from bastion.adapters import tls
-from bastion.adapters.db.engine import make_engine, migrate, session_factory
-from bastion.adapters.key_vault import KeyVault
-from bastion.adapters.x509 import CertificateBundle
-from bastion.adapters.x509_io import ExportSelection
-from bastion.domain.accounts import Principal, Role
-from bastion.entrypoints import site_certificate
-from bastion.services import audit, certificates
-from bastion.services.audit import Actor
-from bastion.services.errors import ConflictError, InvalidInputError
-from bastion.services.unit_of_work import UnitOfWork
-from bastion.settings import ApplianceSettings
+from bastion.certificates import service as certificates
+from bastion.certificates import tls
+from bastion.certificates.formats import ExportSelection
+from bastion.certificates.key_vault import KeyVault
+from bastion.certificates.repository import CertificateRepository
+from bastion.certificates.site import SiteCertificates
+from bastion.certificates.x509 import CertificateBundle
+from bastion.platform import audit
+from bastion.platform.db.engine import make_engine, migrate, session_factory
+from bastion.platform.errors import ConflictError, InvalidInputError
+from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.settings import ApplianceSettings
+from bastion.platform.unit_of_work import UnitOfWork
 from tests.support.pki import TestCa
 
 SITE = "site.example.test"
@@ -55,7 +56,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def fingerprints(uow: UnitOfWork) -> list[str]:
-    return [row.fingerprint for row in uow.certificates.all()]
+    return [row.fingerprint for row in uow.repository(CertificateRepository).all()]
 
 
 def test_a_request_is_completed_by_its_certificate_alone(store: Store) -> None:
@@ -95,7 +96,7 @@ def test_a_certificate_without_its_key_cannot_be_the_default_or_export_one(store
         certificates.export(
             store.uow, store.vault, ACTOR, view.id, ExportSelection(True, True), "pkcs12", "pw"
         )
-    assert store.uow.certificates.default() is None
+    assert store.uow.repository(CertificateRepository).default() is None
 
 
 def test_only_a_certificate_not_in_use_is_deleted(store: Store) -> None:
@@ -105,7 +106,7 @@ def test_only_a_certificate_not_in_use_is_deleted(store: Store) -> None:
         certificates.import_pem(
             store.uow, store.vault, ACTOR, CONTEXT, issued.certificate_pem(), issued.key_pem()
         )
-    rows = store.uow.certificates.all()
+    rows = store.uow.repository(CertificateRepository).all()
     certificates.set_default(store.uow, store.vault, ACTOR, CONTEXT, rows[0].id)
     with pytest.raises(ConflictError, match="in use"):
         certificates.delete(store.uow, ACTOR, rows[0].id)
@@ -156,10 +157,10 @@ def test_a_key_left_in_plain_files_moves_into_the_store(store: Store) -> None:
     (certs_dir / "site.key").write_bytes(issued.key_pem())
     (certs_dir / "internal-ca.key").write_bytes(issued.key_pem())
 
-    site_certificate.prepare(store.settings, store.engine, [])
+    SiteCertificates(certs_dir, SITE, store.fresh).prepare([])
 
     with store.fresh() as uow:
-        default = uow.certificates.default()
+        default = uow.repository(CertificateRepository).default()
         assert default is not None and default.fingerprint == issued.fingerprint
     assert not any(
         (certs_dir / name).exists() for name in ("site.pem", "site.key", "internal-ca.key")

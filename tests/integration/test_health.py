@@ -7,12 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion.adapters.db.engine import make_engine
-from bastion.adapters.listeners import UvicornListeners
-from bastion.adapters.passwords import Argon2Hasher
-from bastion.adapters.web.app import create_app
-from bastion.entrypoints.appliance import build_runtime, initialise
-from bastion.settings import ApplianceSettings
+from bastion.entrypoints import compose
+from bastion.entrypoints.serving import initialise
+from bastion.entrypoints.web import create_app
+from bastion.network.listeners import UvicornListeners
+from bastion.platform.db.engine import make_engine
+from bastion.platform.settings import ApplianceSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -34,9 +34,9 @@ async def health(app: object) -> httpx.Response:
 
 
 async def test_health_is_503_until_the_appliance_serves(settings: ApplianceSettings) -> None:
-    engine = make_engine(settings.sqlalchemy_url())
-    initialise(settings, engine, Argon2Hasher(fast=True))
-    runtime = build_runtime(settings, UvicornListeners(None), engine)
+    runtime = compose.build(settings)
+    initialise(runtime)
+    compose.add_network(runtime, UvicornListeners(None))
     app = create_app(runtime)
     starting = await health(app)
     assert starting.status_code == 503 and starting.json()["status"] == "starting"
@@ -48,10 +48,10 @@ async def test_health_is_503_until_the_appliance_serves(settings: ApplianceSetti
 
 
 async def test_health_is_503_when_the_database_is_gone(settings: ApplianceSettings) -> None:
-    engine = make_engine(settings.sqlalchemy_url())
-    initialise(settings, engine, Argon2Hasher(fast=True))
+    initialise(compose.build(settings))
     broken = make_engine(f"sqlite:///{settings.data_dir}/missing-dir/x.sqlite")
-    runtime = build_runtime(settings, UvicornListeners(None), broken)
+    runtime = compose.build(settings, broken)
+    compose.add_network(runtime, UvicornListeners(None))
     runtime.serving = True
     response = await health(create_app(runtime))
     assert response.status_code == 503 and response.json()["status"] == "database unavailable"

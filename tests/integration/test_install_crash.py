@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bastion.adapters.slots import Releases
-from bastion.domain.install import BASE_STEPS, SITE_STEPS, Step
+from bastion.supervisor.journal import BASE_STEPS, SITE_STEPS, Step
+from bastion.supervisor.slots import Releases
 from tests.support import appliance as support
 from tests.support.appliance import free_port, start_appliance
 from tests.support.installs import request_install, store_release, wait_idle, wait_step

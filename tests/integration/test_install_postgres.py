@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from bastion.adapters.db.engine import make_engine
+from bastion.platform.db.engine import make_engine
 from tests.conftest import skip_or_fail
 from tests.support.appliance import start_appliance
 from tests.support.installs import request_install, store_release, wait_idle

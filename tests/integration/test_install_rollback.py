@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion.adapters.slots import Releases
+from bastion.supervisor.slots import Releases
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.installs import request_install, store_release, wait_idle
 from tests.support.releases import project_wheel
@@ -131,7 +131,7 @@ def test_a_new_version_that_dies_in_its_first_minute_is_rolled_back(
 
 def wait_for_probation(data: Path) -> int:
     """The new worker's pid once the install watches it through its first minute."""
-    from bastion.adapters.supervisor_client import SupervisorClient
+    from bastion.supervisor.client import SupervisorClient
 
     supervisor = SupervisorClient(data)
     deadline = time.monotonic() + 60

@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, expect
 from typer.testing import CliRunner
 
-from bastion.entrypoints.cli_updates import appliance_updates_app
+from bastion.entrypoints.cli import app as bastion_command
 from tests.integration._update_env import Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
@@ -73,8 +73,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def cli(world: World, appliance: RunningAppliance, *args: str, answer: str = "") -> Any:
     return CliRunner().invoke(
-        appliance_updates_app,
-        [*args, "--data", str(appliance.data_dir)],
+        bastion_command,
+        ["appliance", *args, "--data", str(appliance.data_dir)],
         env=world.env(),
         input=answer,
     )

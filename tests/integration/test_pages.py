@@ -11,16 +11,14 @@ import pytest
 from fastapi import FastAPI
 from httpx import Response
 
-from bastion import release
-from bastion.adapters.db.engine import make_engine
-from bastion.adapters.passwords import Argon2Hasher
-from bastion.adapters.web.app import create_app
-from bastion.domain.network import ListenAddress
-from bastion.entrypoints.appliance import build_runtime, initialise
-from bastion.services import audit
-from bastion.services.audit import Actor
-from bastion.services.ports import ListenError
-from bastion.settings import ApplianceSettings
+from bastion.entrypoints import compose
+from bastion.entrypoints.serving import initialise
+from bastion.entrypoints.web import create_app
+from bastion.platform import audit
+from bastion.platform import build as release
+from bastion.platform.principals import Actor
+from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor.sockets import ListenAddress, ListenError
 
 FACTORY_PASSWORD = "password"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -59,12 +57,12 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
         ntp_server_default="",
         ntp_timeout_seconds=0.2,
     )
-    engine = make_engine(settings.sqlalchemy_url())
-    initialise(settings, engine, Argon2Hasher(fast=True))
-    runtime = build_runtime(settings, RecordingListeners(), engine)
+    runtime = compose.build(settings)
+    initialise(runtime)
+    compose.add_network(runtime, RecordingListeners())
     runtime.serving = True
     yield create_app(runtime)
-    engine.dispose()
+    runtime.engine.dispose()
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bastion.adapters.db.engine import make_engine, migrate, schema_revision, session_factory
-from bastion.adapters.passwords import Argon2Hasher
-from bastion.domain.accounts import Principal, Role
-from bastion.services import accounts
-from bastion.services.audit import Actor
-from bastion.services.unit_of_work import UnitOfWork
+from bastion.accounts import service as accounts
+from bastion.accounts.passwords import Argon2Hasher
+from bastion.platform.db.engine import make_engine, migrate, schema_revision, session_factory
+from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.unit_of_work import UnitOfWork
 from tests.conftest import skip_or_fail
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import start_appliance
@@ -60,8 +59,8 @@ def test_an_appliance_serves_from_postgresql(server: PostgresServer, tmp_path: P
 def test_a_postgresql_site_backs_up_and_restores(server: PostgresServer, tmp_path: Path) -> None:
     import io
 
-    from bastion.adapters.db.models import Base
-    from bastion.services import backups
+    from bastion.backups import service as backups
+    from bastion.platform.db.models import Base
 
     engine = make_engine(server.url())
     migrate(engine)

@@ -15,7 +15,7 @@ def test_project_wheel_has_the_package_at_the_given_version(tmp_path: Path) -> N
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read("bastion-9.9.9.dist-info/METADATA").decode()
-        health = archive.read("bastion/adapters/web/health.py").decode()
+        health = archive.read("bastion/appliance/health.py").decode()
     assert "bastion/__init__.py" in names
     assert "Version: 9.9.9" in metadata.splitlines()
     assert "broken on purpose" not in health
@@ -27,7 +27,7 @@ def test_broken_health_variant_answers_503(tmp_path: Path) -> None:
     wheel = project_wheel("9.9.9", tmp_path, broken_health=True)
 
     with zipfile.ZipFile(wheel) as archive:
-        health = archive.read("bastion/adapters/web/health.py").decode()
+        health = archive.read("bastion/appliance/health.py").decode()
     assert "broken on purpose" in health
     assert "status_code=503" in health
     compile(health, "health.py", "exec")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from bastion.adapters.slots import Releases
-from bastion.adapters.supervisor_client import SupervisorClient
+from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.slots import Releases
 from tests.support.appliance import start_appliance, test_environment
 from tests.support.installs import request_install, store_release, wait_idle
 from tests.support.releases import project_wheel

@@ -23,7 +23,9 @@ from _update_env import Vendor, free_port, service, tree_bytes
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Timestamp
 
-from bastion.adapters.update_client import (
+from bastion.releases.versions import ReleaseKind, ReleaseState, parse_version
+from bastion.update_service.keys import load_signer
+from bastion.updates.client import (
     CorruptBundleError,
     DependencyMissingError,
     MetadataExpiredError,
@@ -34,8 +36,6 @@ from bastion.adapters.update_client import (
     VerificationError,
     WrongApplianceError,
 )
-from bastion.domain.versions import ReleaseKind, ReleaseState, parse_version
-from bastion.update_service.keys import load_signer
 
 HOST = "127.0.0.22"
 S, T = "support.acme.example", "help.other.example"

@@ -28,10 +28,10 @@ from cryptography.x509.oid import NameOID
 from tuf.api.metadata import Metadata, Targets
 from typer.testing import CliRunner
 
-from bastion.adapters.update_client import UpdateClient
-from bastion.domain.versions import ReleaseKind, ReleaseState, parse_version
+from bastion.releases.download_key import load_appliance_key, make_download_key
+from bastion.releases.versions import ReleaseKind, ReleaseState, parse_version
 from bastion.update_service.cli import update_service_app
-from bastion.update_service.download_key import load_appliance_key, make_download_key
+from bastion.updates.client import UpdateClient
 
 HOST, SMTP_HOST = "127.0.0.21", "127.0.0.23"
 S, LATE, LAPSED = "support.acme.example", "late.acme.example", "old.lapsed.example"

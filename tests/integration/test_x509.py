@@ -16,21 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
-from bastion.adapters.key_vault import KeyVault, KeyVaultError
-from bastion.adapters.x509 import (
-    CertificateBundle,
-    CertificatePassphraseError,
-    KeyMismatchError,
-    NotACertificateError,
-    NotAPrivateKeyError,
-    describe,
-    fingerprint,
-    load_certificate,
-    load_private_key,
-    load_system_trust_roots,
-    parse_certificate,
-)
-from bastion.adapters.x509_io import (
+from bastion.certificates.formats import (
     ExportFormat,
     ExportSelection,
     KeyKind,
@@ -44,13 +30,27 @@ from bastion.adapters.x509_io import (
     import_pem,
     import_pkcs12,
 )
-from bastion.domain.certificates import (
+from bastion.certificates.key_vault import KeyVault, KeyVaultError
+from bastion.certificates.rules import (
     CertificateError,
     KeyType,
     WarningKind,
     certificate_warnings,
     choose_default,
     warning_kinds,
+)
+from bastion.certificates.x509 import (
+    CertificateBundle,
+    CertificatePassphraseError,
+    KeyMismatchError,
+    NotACertificateError,
+    NotAPrivateKeyError,
+    describe,
+    fingerprint,
+    load_certificate,
+    load_private_key,
+    load_system_trust_roots,
+    parse_certificate,
 )
 from tests.conftest import skip_or_fail
 

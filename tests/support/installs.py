@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bastion.adapters.supervisor_client import SupervisorClient
-from bastion.domain.versions import ReleaseKind, parse_requirement, parse_version
-from bastion.update_service.packages import PackageInfo, build_package
+from bastion.releases.packages import PackageInfo, build_package
+from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
+from bastion.supervisor.client import SupervisorClient
 
 
 def store_release(

@@ -16,7 +16,7 @@ BUILD_TIMEOUT = 600.0
 BROKEN_DIR = "broken-health"
 """Subdirectory of `out_dir` for broken variants: they share the healthy wheel's file name."""
 
-_HEALTH_FILE = Path("src/bastion/adapters/web/health.py")
+_HEALTH_FILE = Path("src/bastion/appliance/health.py")
 _HEALTH_DEF = "def check_health(runtime: RuntimeDep) -> JSONResponse:\n"
 _HEALTH_BROKEN = (
     '    body = {"version": release.site_version(), "failover_role": "none",'
@@ -76,7 +76,7 @@ def project_wheel(
     return wheel
 
 
-_MIGRATIONS = "src/bastion/adapters/db/migrations/versions"
+_MIGRATIONS = "src/bastion/platform/db/migrations/versions"
 
 
 def _add_migration(versions: Path, table: str) -> None:

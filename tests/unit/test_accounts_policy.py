@@ -4,15 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.domain.accounts import (
+from bastion.accounts.rules import (
     AccountError,
     PasswordPolicyError,
-    Principal,
-    Role,
     check_password,
     password_problems,
     validate_username,
 )
+from bastion.platform.principals import Principal, Role
 
 
 def test_a_long_varied_password_is_accepted() -> None:

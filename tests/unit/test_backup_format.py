@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.domain.backup_format import (
+from bastion.backups.rules import (
     FORMAT_VERSION,
     MAX_HEADER_BYTES,
     BackupError,

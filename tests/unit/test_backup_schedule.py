@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bastion.domain.backup_schedule import Schedule, ScheduleError, is_due, to_delete
+from bastion.backups.rules import Schedule, ScheduleError, is_due, to_delete
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAILY = Schedule(24, "/srv/backups", 7)

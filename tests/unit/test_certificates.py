@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.domain.certificates import (
+from bastion.certificates.rules import (
     CertificateError,
     CertificateInfo,
     CertificateInUseError,

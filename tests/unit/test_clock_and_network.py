@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.domain.clock import ClockLevel, assess_offset
-from bastion.domain.network import ListenAddress, ListenAddressError, parse_listen_address
+from bastion.network.rules import ClockLevel, assess_offset
+from bastion.supervisor.sockets import ListenAddress, ListenAddressError, parse_listen_address
 
 
 def test_an_offset_within_five_seconds_is_fine() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from bastion.files import create_once, write_atomically
+from bastion.platform.files import create_once, write_atomically
 
 
 def test_an_atomic_write_replaces_the_whole_file_and_leaves_no_temporary(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.domain.install import (
+from bastion.installs.rules import estimate, needs_licence
+from bastion.releases.versions import ReleaseKind, parse_version
+from bastion.supervisor.journal import (
     BASE_STEPS,
     SITE_STEPS,
     HistoryEntry,
@@ -15,13 +17,10 @@ from bastion.domain.install import (
     Outcome,
     PlannedRelease,
     Step,
-    estimate,
-    needs_licence,
     progress,
     recovery,
     rolled_back,
 )
-from bastion.domain.versions import ReleaseKind, parse_version
 
 
 def journal(kind: ReleaseKind, step: Step, rollback: str | None = None) -> Journal:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.domain.lockout import FailureRecord, LockoutPolicy, assess, record_failure
+from bastion.accounts.rules import FailureRecord, LockoutPolicy, assess, record_failure
 
 POLICY = LockoutPolicy(
     free_attempts=3, base_delay=1.0, max_delay=8.0, lock_after=6, lock_seconds=60

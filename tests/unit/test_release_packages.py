@@ -8,11 +8,16 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bastion.domain.versions import ReleaseKind, parse_requirement, parse_version
-from bastion.update_service import download_key as dk
-from bastion.update_service.errors import PackageError
+from bastion.releases import download_key as dk
+from bastion.releases.packages import (
+    PackageError,
+    PackageInfo,
+    build_package,
+    parse_spec,
+    read_package,
+)
+from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
 from bastion.update_service.exchange import describe_skew
-from bastion.update_service.packages import PackageInfo, build_package, parse_spec, read_package
 
 
 def info(kind: ReleaseKind, site: str | None = None, **licensed: int) -> PackageInfo:

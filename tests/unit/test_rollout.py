@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bastion.domain.rollout import (
+from bastion.update_service.rollout import (
     Customer,
     Schedule,
     SitePlacement,

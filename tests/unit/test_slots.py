@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.adapters.slots import Releases, SlotError, install_wheel
+from bastion.supervisor.slots import Releases, SlotError, install_wheel
 
 
 def digest(data: bytes) -> str:

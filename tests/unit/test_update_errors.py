@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.adapters import update_client as uc
-from bastion.adapters.web.errors import status_of
-from bastion.services.update_errors import failure_of
+from bastion.platform.web.errors import status_of
+from bastion.updates import client as uc
+from bastion.updates.errors import failure_of
 
 CASES = [
     (uc.UpdateServiceUnreachableError("no route"), 503, "The update service cannot be reached"),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bastion.domain.versions import (
+from bastion.releases.versions import (
     DependencyError,
     Release,
     ReleaseKind,

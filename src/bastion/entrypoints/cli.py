@@ -6,17 +6,40 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from bastion import release
-from bastion.entrypoints.cli_updates import appliance_updates_app
-from bastion.settings import ApplianceSettings
+from bastion.accounts.cli import api_client_app
+from bastion.backups.cli import backup_app
+from bastion.installs.cli import install_app
+from bastion.platform import build
+from bastion.platform.cli import ConsoleWiring
+from bastion.platform.settings import ApplianceSettings
+from bastion.updates.cli import appliance_updates_app
+
+if TYPE_CHECKING:
+    from bastion.platform.runtime import Runtime
+
+
+def _settings(data: Path, database_url: str | None) -> ApplianceSettings:
+    overrides: dict[str, object] = {"data_dir": data}
+    if database_url:
+        overrides["database_url"] = database_url
+    return ApplianceSettings(**overrides)  # type: ignore[arg-type]
+
+
+def _open_console_runtime(data: Path, database_url: str | None) -> Runtime:
+    from bastion.entrypoints import compose  # the whole appliance's imports, only here
+
+    return compose.for_console(_settings(data, database_url))
+
 
 app = typer.Typer(
-    help="Bastion: a self-hosted privileged remote access appliance.", no_args_is_help=True
+    help="Bastion: a self-hosted privileged remote access appliance.",
+    no_args_is_help=True,
+    context_settings={"obj": ConsoleWiring(_open_console_runtime)},
 )
 appliance_app = typer.Typer(help="Run and administer an appliance.", no_args_is_help=True)
 app.add_typer(appliance_app, name="appliance")
@@ -27,8 +50,8 @@ console = Console()
 def version() -> None:
     """Print the site version, base version and build."""
     console.print(
-        f"bastion {release.site_version()} (build {release.build_id()}, "
-        f"base {release.base_description()})"
+        f"bastion {build.site_version()} (build {build.build_id()}, "
+        f"base {build.base_description()})"
     )
 
 
@@ -59,136 +82,10 @@ def serve(
         raise typer.Exit(code)
 
 
-api_client_app = typer.Typer(
-    help="API clients, from the appliance's own console.", no_args_is_help=True
-)
 appliance_app.add_typer(api_client_app, name="api-client")
 appliance_app.add_typer(appliance_updates_app)
-DataOption = Annotated[Path, typer.Option("--data", help="The appliance's data directory.")]
-
-
-@api_client_app.command("create")
-def api_client_create(
-    name: Annotated[str, typer.Argument(help="A name that says who uses the client.")],
-    data: DataOption = Path("var/appliance"),
-    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")] = None,
-) -> None:
-    """Create an API client and print its credentials (the secret is shown only now)."""
-    from bastion.entrypoints import admin
-
-    created = admin.create_api_client(_settings(data, database_url), name)
-    console.print_json(
-        data={"client_id": created.client.client_id, "client_secret": created.client_secret}
-    )
-
-
-@api_client_app.command("revoke")
-def api_client_revoke(
-    name: Annotated[str, typer.Argument(help="The API client's name.")],
-    data: DataOption = Path("var/appliance"),
-    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")] = None,
-) -> None:
-    """Revoke an API client: its tokens stop working at once."""
-    from bastion.entrypoints import admin
-
-    admin.revoke_api_client(_settings(data, database_url), name)
-    console.print(f"API client {name!r} revoked.")
-
-
-backup_app = typer.Typer(help="Encrypted backups of a site.", no_args_is_help=True)
+appliance_app.add_typer(install_app)
 app.add_typer(backup_app, name="backup")
-PassphraseOption = Annotated[
-    str,
-    typer.Option(
-        prompt=True,
-        hide_input=True,
-        envvar="BASTION_BACKUP_PASSPHRASE",
-        help="The backup's passphrase (asked for when not given; or BASTION_BACKUP_PASSPHRASE).",
-    ),
-]
-
-
-@backup_app.command("create")
-def backup_create(
-    out: Annotated[Path, typer.Argument(help="Directory to write the backup file into.")],
-    passphrase: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            hide_input=True,
-            confirmation_prompt=True,
-            envvar="BASTION_BACKUP_PASSPHRASE",
-            help="Passphrase of at least 12 characters; needed to restore.",
-        ),
-    ],
-    data: DataOption = Path("var/appliance"),
-    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")] = None,
-) -> None:
-    """Write an encrypted backup of the site while the appliance keeps serving."""
-    from bastion.entrypoints import admin
-    from bastion.services import backups
-    from bastion.services.errors import ServiceError
-
-    try:
-        backups.check_new_passphrase(passphrase)
-        with console.status("Writing the backup..."):
-            path = backups.write_file(
-                admin.backup_site(_settings(data, database_url)), out, passphrase, "backup"
-            )
-    except ServiceError as error:
-        console.print(f"[red]No backup written:[/] {error}")
-        raise typer.Exit(2) from None
-    console.print(f"Backup written to {path} ({path.stat().st_size:,} bytes).")
-
-
-@backup_app.command("inspect")
-def backup_inspect(
-    path: Annotated[Path, typer.Argument(help="A backup file.", exists=True, dir_okay=False)],
-) -> None:
-    """Show what a backup is (its header); needs no passphrase."""
-    from bastion.adapters.backup_file import read_header
-    from bastion.domain.backup_format import BackupError
-    from bastion.services import backups
-
-    try:
-        header = read_header(path)
-    except BackupError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from None
-    for name, value in backups.describe(header).items():
-        console.print(f"{name:>17}: {value}")
-
-
-@backup_app.command("restore")
-def backup_restore(
-    path: Annotated[Path, typer.Argument(help="A backup file.", exists=True, dir_okay=False)],
-    passphrase: PassphraseOption,
-    data: DataOption = Path("var/appliance"),
-    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")] = None,
-) -> None:
-    """Replace the site in DATA with the backup (verified first; all-or-nothing)."""
-    from bastion.entrypoints import admin
-    from bastion.services import backups
-    from bastion.services.errors import ServiceError
-
-    site = admin.backup_site(_settings(data, database_url))
-    try:
-        with console.status("Verifying and restoring..."), path.open("rb") as upload:
-            report = backups.restore(site, admin.console_actor(), upload, passphrase)
-    except ServiceError as error:
-        console.print(f"[red]Not restored:[/] {error}")
-        raise typer.Exit(2) from None
-    console.print(
-        f"Restored {sum(report.rows.values()):,} rows of site {report.header.metadata.site_name}; "
-        f"the previous site is kept in {report.automatic_backup}."
-    )
-
-
-def _settings(data: Path, database_url: str | None) -> ApplianceSettings:
-    overrides: dict[str, object] = {"data_dir": data}
-    if database_url:
-        overrides["database_url"] = database_url
-    return ApplianceSettings(**overrides)  # type: ignore[arg-type]
 
 
 VENDOR_COMMANDS = ("update-service", "release")
@@ -218,7 +115,7 @@ def _run_from_current_slot(argv: list[str]) -> None:
             data = Path(argv[index + 1])
         elif arg.startswith("--data="):
             data = Path(arg.split("=", 1)[1])
-    from bastion.adapters.slots import CURRENT, Releases
+    from bastion.supervisor.slots import CURRENT, Releases
 
     releases = Releases(data)
     slot = releases.target(CURRENT)

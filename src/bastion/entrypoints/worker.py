@@ -18,7 +18,7 @@ import sys
 
 from rich.console import Console
 
-from bastion.settings import ApplianceSettings
+from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.workers import BEGIN_ENV
 
 PR_SET_PDEATHSIG = 1
@@ -58,7 +58,7 @@ def main() -> int:
     if command == "migrate":
         from alembic import command as _alembic  # noqa: F401  (imported before the wait)
 
-        from bastion.adapters.db.engine import make_engine, migrate
+        from bastion.platform.db.engine import make_engine, migrate
 
         _wait_for_begin()
         engine = make_engine(settings.sqlalchemy_url())
@@ -69,8 +69,8 @@ def main() -> int:
     if command != "serve":
         print(f"unknown worker command {command!r}: expected serve or migrate", file=sys.stderr)
         return 2
-    from bastion.adapters.supervisor_client import SupervisorClient
-    from bastion.entrypoints import appliance
+    from bastion.entrypoints import serving as appliance
+    from bastion.supervisor.client import SupervisorClient
 
     _wait_for_begin()
 

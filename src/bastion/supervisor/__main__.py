@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from bastion import release
-from bastion.settings import ApplianceSettings
+from bastion.platform import build as release
+from bastion.platform.settings import ApplianceSettings
 
 
 def run() -> int:

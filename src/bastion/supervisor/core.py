@@ -11,67 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
-import socket
-import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from bastion import release
-from bastion.adapters import control_socket as control
-from bastion.adapters.install_state import InstallState
-from bastion.adapters.slots import BASE, CURRENT, PREVIOUS, Releases
-from bastion.adapters.sockets import bind
-from bastion.domain.install import InstallError, PlannedRelease, progress, rolled_back
-from bastion.domain.network import parse_listen_address
-from bastion.services.ports import ListenError
-from bastion.settings import ApplianceSettings
-from bastion.supervisor.workers import Worker, WorkerError, spawn
+from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor import control_socket as control
+from bastion.supervisor import installer
+from bastion.supervisor.journal import InstallError, PlannedRelease, progress, rolled_back
+from bastion.supervisor.process import Inherited, now
+from bastion.supervisor.serving import Serving
+from bastion.supervisor.slots import BASE, CURRENT, PREVIOUS
+from bastion.supervisor.sockets import ListenError, bind, parse_listen_address
+from bastion.supervisor.workers import WorkerError
 
 log = logging.getLogger("bastion.supervisor")
-INHERIT_ENV = "BASTION_SUPERVISOR_INHERIT"
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def settings_env(settings: ApplianceSettings) -> dict[str, str]:
-    """The settings given on the command line, as the environment of child processes."""
-    env = {
-        "BASTION_DATA_DIR": str(settings.data_dir.resolve()),
-        "BASTION_LISTEN": json.dumps(settings.listen),
-        "BASTION_HOSTNAME": settings.hostname,
-    }
-    if settings.database_url is not None:
-        env["BASTION_DATABASE_URL"] = settings.database_url.get_secret_value()
-    return env
-
-
-def exec_supervisor(
-    settings: ApplianceSettings, releases: Releases, slot: str, extra: dict[str, str]
-) -> NoReturn:
-    """Replace this process with the supervisor of base slot `slot` (same pid, same fds)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    lib = releases.import_path(slot)
-    if lib is not None:
-        env["PYTHONPATH"] = str(lib)
-    env.update(settings_env(settings))
-    env["BASTION_BASE_SLOT"] = slot
-    env.update(extra)
-    log.warning("running the supervisor of %s", slot)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "bastion.supervisor"], env)
 
 
 def _utc(text: Any) -> str | None:
@@ -87,70 +45,16 @@ def _utc(text: Any) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Inherited:
-    """What a supervisor keeps across re-executing itself: sockets and its worker."""
-
-    sockets: dict[str, socket.socket]
-    worker: Worker | None
-
-    @classmethod
-    def from_env(cls) -> Inherited | None:
-        text = os.environ.pop(INHERIT_ENV, "")
-        if not text:
-            return None
-        body = json.loads(text)
-        sockets = {
-            address: socket.socket(fileno=int(fd)) for address, fd in body["sockets"].items()
-        }
-        worker = Worker.adopt(body["worker"]) if body.get("worker") else None
-        return cls(sockets, worker)
-
-
 class Supervisor:
     def __init__(self, settings: ApplianceSettings, inherited: Inherited | None = None) -> None:
         self.settings = settings
-        self.data_dir = settings.data_dir.resolve()
-        self.releases = Releases(self.data_dir)
-        self.state = InstallState(self.data_dir)
+        self.site = Serving(settings, inherited)
+        self.data_dir = self.site.data_dir
         self.inherited = inherited
-        self.sockets: dict[str, socket.socket] = dict(inherited.sockets) if inherited else {}
-        self.worker: Worker | None = inherited.worker if inherited else None
-        self.candidate: Worker | None = None
         self.stopping = asyncio.Event()
         self.exit_code = 0
         self.installing: asyncio.Task[None] | None = None
-        self.activity = ""
         self.restarts = 0
-
-    # What the supervisor runs.
-
-    @property
-    def base_slot(self) -> str:
-        return self.releases.target(BASE) or f"base-{release.BASE_VERSION}"
-
-    @property
-    def base_version(self) -> str:
-        return str(self.releases.manifest(self.base_slot).get("version", release.BASE_VERSION))
-
-    def child_env(self) -> dict[str, str]:
-        return {**settings_env(self.settings), "BASTION_BASE_VERSION": self.base_version}
-
-    def lib_of(self, slot: str) -> Path | None:
-        return self.releases.import_path(slot)
-
-    def start_worker(self, slot: str, standby: bool, wait_for_begin: bool = False) -> Worker:
-        env = self.child_env()
-        worker = spawn(
-            self.data_dir,
-            slot,
-            self.lib_of(slot),
-            env,
-            standby=standby,
-            wait_for_begin=wait_for_begin,
-        )
-        log.info("started worker %s from slot %s%s", worker.pid, slot, " (standby)" * standby)
-        return worker
 
     # The control socket.
 
@@ -159,7 +63,7 @@ class Supervisor:
         if op == "listen":
             return self._listen(str(message["address"]))
         if op == "unlisten":
-            sock = self.sockets.pop(str(parse_listen_address(str(message["address"]))), None)
+            sock = self.site.sockets.pop(str(parse_listen_address(str(message["address"]))), None)
             if sock is not None:
                 sock.close()
             return {"ok": True}, []
@@ -178,17 +82,17 @@ class Supervisor:
     def _listen(self, text: str) -> control.Reply:
         address = parse_listen_address(text)
         key = str(address)
-        if key not in self.sockets:
+        if key not in self.site.sockets:
             try:
-                self.sockets[key] = bind(address)
+                self.site.sockets[key] = bind(address)
             except ListenError as error:
                 return {"ok": False, "error": str(error)}, []
-        return {"ok": True, "address": key}, [self.sockets[key].fileno()]
+        return {"ok": True, "address": key}, [self.site.sockets[key].fileno()]
 
     def _request_install(self, message: dict[str, Any]) -> dict[str, Any]:
-        if self.installing is not None or self.state.journal() is not None:
+        if self.installing is not None or self.site.state.journal() is not None:
             raise InstallError("An install is running; wait for it to finish.")
-        if self.state.pending() is not None:
+        if self.site.state.pending() is not None:
             raise InstallError(
                 "An install is already scheduled; cancel it first to schedule another."
             )
@@ -207,30 +111,30 @@ class Supervisor:
             "requested_at": now(),
             "estimate_seconds": float(message.get("estimate_seconds", 0)),
         }
-        self.state.save_pending(pending)
+        self.site.state.save_pending(pending)
         log.info("install %s scheduled for %s", install_id, pending["not_before"])
         return {"install_id": install_id, "not_before": pending["not_before"]}
 
     def _cancel(self) -> bool:
-        if self.state.pending() is None:
+        if self.site.state.pending() is None:
             return False
-        self.state.save_pending(None)
+        self.site.state.save_pending(None)
         return True
 
     def status(self) -> dict[str, Any]:
-        journal = self.state.journal()
-        history = self.state.history()
+        journal = self.site.state.journal()
+        history = self.site.state.history()
         body: dict[str, Any] = {
             "state": "idle",
-            "pending": self.state.pending(),
-            "activity": self.activity,
-            "links": {link: self.releases.target(link) for link in (CURRENT, PREVIOUS, BASE)},
-            "base_version": self.base_version,
+            "pending": self.site.state.pending(),
+            "activity": self.site.activity,
+            "links": {link: self.site.releases.target(link) for link in (CURRENT, PREVIOUS, BASE)},
+            "base_version": self.site.base_version,
             "history": [e.to_dict() for e in history[-10:]],
             "rolled_back": sorted(rolled_back(history)),
             "workers": {
                 role: {"pid": worker.pid, "slot": worker.slot}
-                for role, worker in (("live", self.worker), ("candidate", self.candidate))
+                for role, worker in (("live", self.site.worker), ("candidate", self.site.candidate))
                 if worker is not None and worker.poll() is None
             },
         }
@@ -258,15 +162,17 @@ class Supervisor:
                 self.data_dir,
             )
             return 2
-        from bastion.supervisor import installer
-
         try:
             if self.inherited is not None:
-                await installer.resume_after_exec(self)
-            if self.worker is None:
-                self.worker = self.start_worker(self.releases.target(CURRENT) or "", False)
+                queued = await installer.resume_after_exec(self.site)
+                if queued is not None:
+                    self.installing = asyncio.create_task(installer.install(self.site, *queued))
+            if self.site.worker is None:
+                self.site.worker = self.site.start_worker(
+                    self.site.releases.target(CURRENT) or "", False
+                )
             while not self.stopping.is_set():
-                await self._tick(installer)
+                await self._tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), 0.2)
         finally:
@@ -276,23 +182,23 @@ class Supervisor:
             await self._stop_workers()
         return self.exit_code
 
-    async def _tick(self, installer: Any) -> None:
+    async def _tick(self) -> None:
         if self.installing is not None and self.installing.done():
             task, self.installing = self.installing, None
             if not task.cancelled() and task.exception() is not None:
                 # Never retried in a loop: a journal left behind is recovered at the next start.
                 log.error("the install stopped unexpectedly", exc_info=task.exception())
-                self.state.save_pending(None)
+                self.site.state.save_pending(None)
         if self.installing is None:
-            pending = self.state.pending()
+            pending = self.site.state.pending()
             if pending is not None and pending.get("not_before", "") <= now():
-                self.installing = asyncio.create_task(installer.run_pending(self, pending))
+                self.installing = asyncio.create_task(installer.run_pending(self.site, pending))
                 return
-            if self.worker is not None and self.worker.poll() is not None:
+            if self.site.worker is not None and self.site.worker.poll() is not None:
                 await self._worker_died()
 
     async def _worker_died(self) -> None:
-        worker = self.worker
+        worker = self.site.worker
         assert worker is not None
         if self.stopping.is_set():
             return
@@ -308,10 +214,12 @@ class Supervisor:
         self.restarts = self.restarts + 1 if time.monotonic() - worker.started < 60 else 0
         await asyncio.sleep(delay)
         if not self.stopping.is_set():
-            self.worker = self.start_worker(self.releases.target(CURRENT) or "", False)
+            self.site.worker = self.site.start_worker(
+                self.site.releases.target(CURRENT) or "", False
+            )
 
     async def _stop_workers(self) -> None:
-        for worker in (self.candidate, self.worker):
+        for worker in (self.site.candidate, self.site.worker):
             if worker is not None:
                 try:
                     await worker.stop()

@@ -1,7 +1,7 @@
 """Installing base and site releases, rolling back, and recovering after a crash.
 
 Every step is recorded in the install journal once done (see
-`bastion.domain.install`). A site install:
+`bastion.supervisor.journal`). A site install:
 
 1. unpack the package and install its wheels into a new slot;
 2. start the new worker and its migration tool; both import their code and wait;
@@ -29,9 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bastion.adapters.install_state import InstallState
-from bastion.adapters.slots import BASE, BASE_PREVIOUS, CURRENT, PREVIOUS, Releases, SlotError
-from bastion.domain.install import (
+from bastion.platform.settings import ApplianceSettings
+from bastion.releases.versions import ReleaseKind
+from bastion.supervisor import install_snapshot as database
+from bastion.supervisor.journal import (
     STEP_TEXT,
     HistoryEntry,
     InstallError,
@@ -41,10 +42,10 @@ from bastion.domain.install import (
     Step,
     recovery,
 )
-from bastion.domain.versions import ReleaseKind
-from bastion.settings import ApplianceSettings
-from bastion.supervisor import database
-from bastion.supervisor.core import INHERIT_ENV, Supervisor, exec_supervisor, now, settings_env
+from bastion.supervisor.process import INHERIT_ENV, exec_supervisor, now, settings_env
+from bastion.supervisor.serving import Serving
+from bastion.supervisor.slots import BASE, BASE_PREVIOUS, CURRENT, PREVIOUS, Releases, SlotError
+from bastion.supervisor.state import InstallState
 from bastion.supervisor.workers import Tool, Worker, WorkerError, run_tool, start_tool
 
 log = logging.getLogger("bastion.supervisor.install")
@@ -57,14 +58,14 @@ class InstallFailed(Exception):
 FAILURES = (InstallFailed, InstallError, SlotError, WorkerError, database.SnapshotError, OSError)
 
 
-async def record(sup: Supervisor, journal: Journal, step: Step | None = None) -> Journal:
+async def record(site: Serving, journal: Journal, step: Step | None = None) -> Journal:
     """Record a step as done; with `install_pause_after` set to it, wait here to be killed."""
     if step is not None:
         journal = journal.done(step)
-    sup.state.save_journal(journal)
-    sup.activity = STEP_TEXT[journal.step]
+    site.state.save_journal(journal)
+    site.activity = STEP_TEXT[journal.step]
     log.info("install %s: %s done", journal.release.name, journal.step)
-    await _pause_if_asked(sup, journal.step.value)
+    await _pause_if_asked(site, journal.step.value)
     return journal
 
 
@@ -72,19 +73,19 @@ ROLLING_BACK = "rolling-back"
 """`install_pause_after` value: stop once a rollback is recorded, before it is carried out."""
 
 
-async def _pause_if_asked(sup: Supervisor, step: str) -> None:
-    if sup.settings.install_pause_after == step:
+async def _pause_if_asked(site: Serving, step: str) -> None:
+    if site.settings.install_pause_after == step:
         log.warning("install paused after step %s (install_pause_after)", step)
         await asyncio.Event().wait()
 
 
 async def finish(
-    sup: Supervisor, journal: Journal, outcome: Outcome, reason: str, **details: Any
+    site: Serving, journal: Journal, outcome: Outcome, reason: str, **details: Any
 ) -> None:
     """Record the outcome, then have the serving worker write it to the audit log."""
-    finish_with(sup.state, sup.releases, journal, outcome, reason, **details)
-    sup.activity = ""
-    worker = sup.worker
+    finish_with(site.state, site.releases, journal, outcome, reason, **details)
+    site.activity = ""
+    worker = site.worker
     if worker is not None and worker.poll() is None:
         try:
             await worker.request("POST", "/worker/outcomes", {})
@@ -110,86 +111,86 @@ def finish_with(
     log.warning("install of %s: %s (%s)", journal.release.name, outcome.value, reason)
 
 
-async def run_pending(sup: Supervisor, pending: dict[str, Any]) -> None:
+async def run_pending(site: Serving, pending: dict[str, Any]) -> None:
     releases = [PlannedRelease.from_dict(r) for r in pending["releases"]]
-    await install(sup, str(pending["install_id"]), releases[0], tuple(releases[1:]))
+    await install(site, str(pending["install_id"]), releases[0], tuple(releases[1:]))
 
 
 async def install(
-    sup: Supervisor, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
+    site: Serving, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
 ) -> None:
     install_id = f"{install_id.split('+')[0]}+{planned.slot}"
     if planned.kind is ReleaseKind.BASE:
-        await _install_base(sup, install_id, planned, queue)
+        await _install_base(site, install_id, planned, queue)
         return
     if planned.kind is not ReleaseKind.SITE:
         raise InstallError(f"{planned.name} is not installed into a slot")
-    if await _install_site(sup, install_id, planned, queue) and queue:
-        await install(sup, install_id, queue[0], queue[1:])
+    if await _install_site(site, install_id, planned, queue) and queue:
+        await install(site, install_id, queue[0], queue[1:])
 
 
 # Site releases.
 
 
 async def _install_site(
-    sup: Supervisor, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
+    site: Serving, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
 ) -> bool:
     started = time.monotonic()
     journal = Journal(
         install_id,
         planned,
-        from_slot=sup.releases.target(CURRENT) or "",
-        previous_before=sup.releases.target(PREVIOUS),
+        from_slot=site.releases.target(CURRENT) or "",
+        previous_before=site.releases.target(PREVIOUS),
         started_at=now(),
         queue=queue,
     )
-    journal = await record(sup, journal)
-    sup.state.save_pending(None)
-    settings = sup.settings
+    journal = await record(site, journal)
+    site.state.save_pending(None)
+    settings = site.settings
     migrator: Tool | None = None
     try:
-        await asyncio.to_thread(sup.releases.unpack, planned)
-        journal = await record(sup, journal, Step.UNPACKED)
+        await asyncio.to_thread(site.releases.unpack, planned)
+        journal = await record(site, journal, Step.UNPACKED)
         # Both start now and wait, imported, so changes are paused only for the data work.
-        lib = sup.lib_of(planned.slot)
-        migrator = await start_tool(lib, sup.child_env(), "migrate", wait_for_begin=True)
-        sup.candidate = sup.start_worker(planned.slot, standby=True, wait_for_begin=True)
+        lib = site.lib_of(planned.slot)
+        migrator = await start_tool(lib, site.child_env(), "migrate", wait_for_begin=True)
+        candidate = site.start_candidate(planned.slot)
         deadline = settings.install_health_deadline_seconds
-        await asyncio.gather(migrator.ready(deadline), sup.candidate.ready(deadline))
-        journal = await record(sup, journal, Step.STARTED)
-        await _ask(sup.worker, "/worker/freeze", {"reason": f"{planned.name} is being installed"})
-        journal = await record(sup, journal, Step.FROZEN)
-        work = sup.state.work_dir(install_id)
+        await asyncio.gather(migrator.ready(deadline), candidate.ready(deadline))
+        journal = await record(site, journal, Step.STARTED)
+        await _ask(site.worker, "/worker/freeze", {"reason": f"{planned.name} is being installed"})
+        journal = await record(site, journal, Step.FROZEN)
+        work = site.state.work_dir(install_id)
         snapshot = await asyncio.to_thread(database.snapshot, settings, work)
         journal = replace(journal, snapshot=str(snapshot))
-        journal = await record(sup, journal, Step.SNAPSHOT)
+        journal = await record(site, journal, Step.SNAPSHOT)
         migrator.begin()
         await migrator.result(settings.install_migration_timeout_seconds)
-        journal = await record(sup, journal, Step.MIGRATED)
-        sup.candidate.begin()
-        await wait_healthy(sup.candidate, settings.install_health_deadline_seconds)
-        journal = await record(sup, journal, Step.HEALTHY)
-        live = await _ask(sup.candidate, "/worker/go-live", {"release": planned.name})
-        sup.releases.point(PREVIOUS, journal.from_slot)
-        sup.releases.point(CURRENT, planned.slot)
-        old, sup.worker, sup.candidate = sup.worker, sup.candidate, None
-        journal = await record(sup, journal, Step.SWITCHED)
+        journal = await record(site, journal, Step.MIGRATED)
+        candidate.begin()
+        await wait_healthy(candidate, settings.install_health_deadline_seconds)
+        journal = await record(site, journal, Step.HEALTHY)
+        live = await _ask(candidate, "/worker/go-live", {"release": planned.name})
+        site.releases.point(PREVIOUS, journal.from_slot)
+        site.releases.point(CURRENT, planned.slot)
+        old = site.promote_candidate()
+        journal = await record(site, journal, Step.SWITCHED)
         if old is not None:
             await old.stop(settings.install_drain_seconds)
-        journal = await record(sup, journal, Step.DRAINED)
-        sup.activity = "watching the new version through its first minute"
-        await _probation(sup, settings.install_probation_seconds)
+        journal = await record(site, journal, Step.DRAINED)
+        site.activity = "watching the new version through its first minute"
+        await _probation(site, settings.install_probation_seconds)
     except Exception as error:  # whatever went wrong, the old version must serve on
         if migrator is not None:
             migrator.kill()
         if not isinstance(error, FAILURES):
             log.exception("unexpected failure while installing %s", planned.name)
-        await roll_back(sup, journal, str(error) or type(error).__name__)
+        await roll_back(site, journal, str(error) or type(error).__name__)
         return False
     seconds = round(time.monotonic() - started, 1)
     ended = int(live.get("sessions_ended", 0))
     await finish(
-        sup, journal, Outcome.INSTALLED, "installed", seconds=seconds, sessions_ended=ended
+        site, journal, Outcome.INSTALLED, "installed", seconds=seconds, sessions_ended=ended
     )
     return True
 
@@ -216,10 +217,10 @@ async def wait_healthy(worker: Worker, deadline: float) -> None:
     raise InstallFailed(f"the new version did not pass its health check within {deadline:.0f} s")
 
 
-async def _probation(sup: Supervisor, seconds: float) -> None:
+async def _probation(site: Serving, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        worker = sup.worker
+        worker = site.worker
         if worker is not None and worker.poll() is not None:
             raise InstallFailed(
                 f"the new version exited (code {worker.exit_code}) within its first {seconds:.0f} s"
@@ -227,110 +228,110 @@ async def _probation(sup: Supervisor, seconds: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def roll_back(sup: Supervisor, journal: Journal, reason: str) -> None:
+async def roll_back(site: Serving, journal: Journal, reason: str) -> None:
     """Return to the old slot and the database snapshot; the old worker serves on."""
     log.error("install of %s failed: %s; rolling back", journal.release.name, reason)
     journal = journal.rolling_back(reason)
-    sup.state.save_journal(journal)
-    sup.activity = "rolling back"
-    await _pause_if_asked(sup, ROLLING_BACK)
-    if sup.candidate is not None:
-        sup.candidate.kill()
-        await sup.candidate.wait()
-        sup.candidate = None
-    new_worker = sup.worker is not None and sup.worker.slot == journal.release.slot
-    if new_worker and sup.worker is not None:
-        sup.worker.kill()
-        await sup.worker.wait()
+    site.state.save_journal(journal)
+    site.activity = "rolling back"
+    await _pause_if_asked(site, ROLLING_BACK)
+    await site.drop_candidate()
+    new_worker = site.worker is not None and site.worker.slot == journal.release.slot
+    if new_worker and site.worker is not None:
+        site.worker.kill()
+        await site.worker.wait()
     if journal.reached(Step.SNAPSHOT) and journal.snapshot:
-        await asyncio.to_thread(database.restore, sup.settings, Path(journal.snapshot))
-    sup.releases.point(PREVIOUS, journal.previous_before)
-    sup.releases.point(CURRENT, journal.from_slot)
-    worker = sup.worker
+        await asyncio.to_thread(database.restore, site.settings, Path(journal.snapshot))
+    site.releases.point(PREVIOUS, journal.previous_before)
+    site.releases.point(CURRENT, journal.from_slot)
+    worker = site.worker
     if worker is None or worker.poll() is not None or worker.slot != journal.from_slot:
-        sup.worker = sup.start_worker(journal.from_slot, standby=False)
+        site.serve_from(journal.from_slot)
     else:
         try:
             await worker.request("POST", "/worker/thaw", {})
         except WorkerError as error:
             log.error("the old worker did not resume changes: %s", error)
-    await finish(sup, journal, Outcome.ROLLED_BACK, reason)
+    await finish(site, journal, Outcome.ROLLED_BACK, reason)
 
 
 # Base releases.
 
 
 async def _install_base(
-    sup: Supervisor, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
+    site: Serving, install_id: str, planned: PlannedRelease, queue: tuple[PlannedRelease, ...]
 ) -> None:
     journal = Journal(
         install_id,
         planned,
-        from_slot=sup.base_slot,
-        previous_before=sup.releases.target(BASE_PREVIOUS),
+        from_slot=site.base_slot,
+        previous_before=site.releases.target(BASE_PREVIOUS),
         started_at=now(),
         queue=queue,
     )
-    journal = await record(sup, journal)
-    sup.state.save_pending(None)
+    journal = await record(site, journal)
+    site.state.save_pending(None)
     try:
-        await asyncio.to_thread(sup.releases.unpack, planned)
-        journal = await record(sup, journal, Step.UNPACKED)
-        env = {**os.environ, **settings_env(sup.settings)}
+        await asyncio.to_thread(site.releases.unpack, planned)
+        journal = await record(site, journal, Step.UNPACKED)
+        env = {**os.environ, **settings_env(site.settings)}
         env.pop(INHERIT_ENV, None)
-        deadline = sup.settings.install_health_deadline_seconds
-        lib = sup.lib_of(planned.slot)
+        deadline = site.settings.install_health_deadline_seconds
+        lib = site.lib_of(planned.slot)
         await run_tool(lib, env, "--probe", timeout=deadline, module="bastion.supervisor")
-        journal = await record(sup, journal, Step.PROBED)
+        journal = await record(site, journal, Step.PROBED)
     except Exception as error:  # nothing was switched yet: the running base serves on
         if not isinstance(error, FAILURES):
             log.exception("unexpected failure while installing %s", planned.name)
-        await finish(sup, journal, Outcome.ROLLED_BACK, str(error) or type(error).__name__)
+        await finish(site, journal, Outcome.ROLLED_BACK, str(error) or type(error).__name__)
         return
-    sup.releases.point(BASE_PREVIOUS, journal.from_slot)
-    sup.releases.point(BASE, planned.slot)
-    await record(sup, journal, Step.SWITCHED)
-    reexec(sup, planned.slot)
+    site.releases.point(BASE_PREVIOUS, journal.from_slot)
+    site.releases.point(BASE, planned.slot)
+    await record(site, journal, Step.SWITCHED)
+    reexec(site, planned.slot)
 
 
-def reexec(sup: Supervisor, slot: str) -> NoReturn:
+def reexec(site: Serving, slot: str) -> NoReturn:
     """Replace this process with the supervisor of `slot`, keeping sockets and worker."""
-    for sock in sup.sockets.values():
+    for sock in site.sockets.values():
         sock.set_inheritable(True)
     inherit = {
-        "sockets": {address: sock.fileno() for address, sock in sup.sockets.items()},
-        "worker": sup.worker.describe() if sup.worker is not None else None,
+        "sockets": {address: sock.fileno() for address, sock in site.sockets.items()},
+        "worker": site.worker.describe() if site.worker is not None else None,
     }
-    exec_supervisor(sup.settings, sup.releases, slot, {INHERIT_ENV: json.dumps(inherit)})
+    exec_supervisor(site.settings, site.releases, slot, {INHERIT_ENV: json.dumps(inherit)})
 
 
-async def resume_after_exec(sup: Supervisor) -> None:
-    """In a re-executed supervisor: confirm a base install, or finish its rollback."""
-    journal = sup.state.journal()
+Queued = tuple[str, PlannedRelease, tuple[PlannedRelease, ...]]
+"""An install that goes on: its id, the next release, and those after it."""
+
+
+async def resume_after_exec(site: Serving) -> Queued | None:
+    """In a re-executed supervisor: confirm a base install, or finish its rollback; returns
+    the releases that were queued behind a confirmed base, to install next."""
+    journal = site.state.journal()
     if journal is None or journal.release.kind is not ReleaseKind.BASE:
-        return
+        return None
     if journal.rollback is not None:
-        await finish(sup, journal, Outcome.ROLLED_BACK, journal.rollback)
-        return
+        await finish(site, journal, Outcome.ROLLED_BACK, journal.rollback)
+        return None
     try:
-        if sup.worker is None:
+        if site.worker is None:
             raise InstallFailed("the new base has no worker to supervise")
-        await wait_healthy(sup.worker, sup.settings.install_health_deadline_seconds)
+        await wait_healthy(site.worker, site.settings.install_health_deadline_seconds)
     except InstallFailed as error:
         reason = f"the new base could not confirm the appliance serves: {error}"
-        sup.state.save_journal(journal.rolling_back(reason))
-        sup.releases.point(BASE, journal.from_slot)
-        sup.releases.point(BASE_PREVIOUS, journal.previous_before)
-        reexec(sup, journal.from_slot)
-    journal = await record(sup, journal, Step.CONFIRMED)
+        site.state.save_journal(journal.rolling_back(reason))
+        site.releases.point(BASE, journal.from_slot)
+        site.releases.point(BASE_PREVIOUS, journal.previous_before)
+        reexec(site, journal.from_slot)
+    journal = await record(site, journal, Step.CONFIRMED)
     started = datetime.fromisoformat(journal.started_at)
     seconds = round((datetime.now(UTC) - started).total_seconds(), 1)
-    await finish(sup, journal, Outcome.INSTALLED, "installed", seconds=seconds)
-    if journal.queue:
-        queued = journal.queue
-        sup.installing = asyncio.create_task(
-            install(sup, journal.install_id, queued[0], queued[1:])
-        )
+    await finish(site, journal, Outcome.INSTALLED, "installed", seconds=seconds)
+    if not journal.queue:
+        return None
+    return journal.install_id, journal.queue[0], journal.queue[1:]
 
 
 # A start after a crash.

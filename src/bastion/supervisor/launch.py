@@ -13,10 +13,11 @@ import fcntl
 import logging
 import os
 
-from bastion import release
-from bastion.adapters.slots import BASE, CURRENT, Releases
-from bastion.settings import ApplianceSettings
-from bastion.supervisor.core import Inherited, Supervisor, exec_supervisor
+from bastion.platform import build as release
+from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor.core import Supervisor
+from bastion.supervisor.process import Inherited, exec_supervisor
+from bastion.supervisor.slots import BASE, CURRENT, Releases
 
 log = logging.getLogger("bastion.supervisor")
 FACTORY_BASE = f"base-{release.BASE_VERSION}"

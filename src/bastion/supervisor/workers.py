@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion.adapters.control_socket import abstract, socket_name
+from bastion.supervisor.control_socket import abstract, socket_name
 
 BEGIN_ENV = "BASTION_WORKER_WAIT_FOR_BEGIN"
 

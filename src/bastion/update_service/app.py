@@ -27,9 +27,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
+from bastion.releases.download_key import peek
 from bastion.update_service import exchange
-from bastion.update_service.download_key import peek
-from bastion.update_service.errors import UpdateServiceError
+from bastion.update_service.errors import VENDOR_ERRORS
 from bastion.update_service.mail import send_due_notices
 from bastion.update_service.settings import UpdateServiceSettings
 from bastion.update_service.tuf_repo import utcnow
@@ -92,14 +92,15 @@ def create_app(settings: UpdateServiceSettings) -> FastAPI:
 
     app = FastAPI(title="Bastion update service", lifespan=lifespan)
     app.state.vendor = vendor
-    app.exception_handler(UpdateServiceError)(_error_json)
+    for kind in VENDOR_ERRORS:
+        app.exception_handler(kind)(_error_json)
     _add_routes(app, vendor, settings)
     app.mount("/sites", StaticFiles(directory=settings.data_dir / "sites"), name="sites")
     return app
 
 
 async def _error_json(_request: Request, exc: Exception) -> JSONResponse:
-    status = exc.status if isinstance(exc, UpdateServiceError) else 500
+    status = exc.status if isinstance(exc, VENDOR_ERRORS) else 500
     return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
 
 
@@ -135,7 +136,7 @@ def _add_routes(app: FastAPI, vendor: Vendor, settings: UpdateServiceSettings) -
     ) -> FileResponse | HTMLResponse:
         try:
             return _bundle_response(vendor, download_key, request, utcnow(), tolerance)
-        except UpdateServiceError as exc:
+        except VENDOR_ERRORS as exc:
             message = f'<p role="alert"><strong>Refused:</strong> {html.escape(str(exc))}</p>'
             return HTMLResponse(PAGE.format(message=message), status_code=exc.status)
 

@@ -13,11 +13,11 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from bastion.domain.versions import parse_kind, parse_requirement, parse_version
-from bastion.update_service.errors import UpdateServiceError
+from bastion.releases.packages import PackageInfo, build_package
+from bastion.releases.versions import parse_kind, parse_requirement, parse_version
+from bastion.update_service.errors import VENDOR_ERRORS
 from bastion.update_service.keys import generate_keys
 from bastion.update_service.mail import send_due_notices
-from bastion.update_service.packages import PackageInfo, build_package
 from bastion.update_service.settings import UpdateServiceSettings
 from bastion.update_service.tuf_repo import DEFAULT_EXPIRY, RepoConfig
 from bastion.update_service.vendor import Vendor, init_repository
@@ -51,13 +51,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 86400}
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn an UpdateServiceError into a one-line message and exit status 1."""
+    """Turn an expected vendor-side failure into a one-line message and exit status 1."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except UpdateServiceError as exc:
+        except VENDOR_ERRORS as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
 

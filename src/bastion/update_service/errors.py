@@ -7,6 +7,8 @@ web layer answers with.
 
 from __future__ import annotations
 
+from bastion.releases.packages import PackageError
+
 
 class UpdateServiceError(Exception):
     """Base of every expected update-service failure."""
@@ -36,10 +38,6 @@ class InvalidRecordError(UpdateServiceError):
     """A value given for a customer, site or appliance is not acceptable."""
 
 
-class PackageError(UpdateServiceError):
-    """A release package is malformed or its description is invalid."""
-
-
 class DownloadKeyError(UpdateServiceError):
     """An appliance download key was refused."""
 
@@ -54,3 +52,7 @@ class NothingToDownloadError(UpdateServiceError):
     """Every release open to the appliance is installed or already handed out."""
 
     status = 409
+
+
+VENDOR_ERRORS = (UpdateServiceError, PackageError)
+"""Every expected failure on the vendor side, each with the HTTP `status` to answer with."""

@@ -27,7 +27,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bastion.domain.versions import (
+from bastion.releases import download_key as dk
+from bastion.releases.packages import PackageInfo
+from bastion.releases.versions import (
     Assessment,
     Release,
     ReleaseKind,
@@ -37,13 +39,11 @@ from bastion.domain.versions import (
     parse_kind,
     parse_version,
 )
-from bastion.update_service import download_key as dk
 from bastion.update_service.errors import (
     ClockSkewError,
     DownloadKeyError,
     NothingToDownloadError,
 )
-from bastion.update_service.packages import PackageInfo
 from bastion.update_service.store import ApplianceRow, HandoutRow, ReleaseRow
 from bastion.update_service.vendor import Vendor, target_file_of
 

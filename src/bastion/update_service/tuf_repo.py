@@ -37,7 +37,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
     Timestamp,
 )
 
-from bastion.files import write_atomically
+from bastion.platform.files import write_atomically
 from bastion.update_service.errors import RepositoryStateError
 from bastion.update_service.keys import ALL_ROLES, KeyRing
 

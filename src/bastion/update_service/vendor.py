@@ -21,17 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, Root, TargetFile  # type: ignore[attr-defined]
 
-from bastion.domain import rollout
-from bastion.domain.versions import parse_version
-from bastion.update_service.download_key import DownloadKeyFormatError, parse_public_key
+from bastion.releases.download_key import DownloadKeyFormatError, parse_public_key
+from bastion.releases.packages import PackageError, PackageInfo, parse_spec, read_package
+from bastion.releases.versions import parse_version
+from bastion.update_service import rollout
 from bastion.update_service.errors import (
     InvalidRecordError,
-    PackageError,
     RepositoryStateError,
     UnknownRecordError,
 )
 from bastion.update_service.keys import ONLINE_ROLES, KeyRing, load_signer, write_new_key
-from bastion.update_service.packages import PackageInfo, parse_spec, read_package
 from bastion.update_service.store import (
     ApplianceRow,
     CustomerRow,

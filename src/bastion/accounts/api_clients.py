@@ -1,0 +1,133 @@
+"""API clients: created and revoked by administrators; exchange credentials for bearer tokens."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bastion.accounts.models import ApiClient, ApiToken
+from bastion.accounts.repository import ApiClientRepository, ApiTokenRepository
+from bastion.accounts.rules import Hasher
+from bastion.accounts.sign_in import token_digest
+from bastion.platform import audit
+from bastion.platform.clock import utc_now
+from bastion.platform.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.unit_of_work import UnitOfWork
+
+BAD_CLIENT = "Unknown API client or wrong secret."
+
+
+@dataclass(frozen=True)
+class ApiClientView:
+    id: int
+    name: str
+    client_id: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewApiClient:
+    client: ApiClientView
+    client_secret: str
+    """Shown once, at creation; only its hash is kept."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+def _view(client: ApiClient) -> ApiClientView:
+    return ApiClientView(
+        client.id,
+        client.name,
+        client.client_id,
+        client.created_at,
+        client.created_by,
+        client.revoked_at,
+    )
+
+
+def list_clients(uow: UnitOfWork) -> list[ApiClientView]:
+    return [_view(c) for c in uow.repository(ApiClientRepository).all()]
+
+
+def create_client(uow: UnitOfWork, hasher: Hasher, actor: Actor, name: str) -> NewApiClient:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInputError("Give the API client a name of 1 to 100 characters.")
+    if uow.repository(ApiClientRepository).by_name(name) is not None:
+        raise ConflictError(f"An API client named {name!r} already exists; choose another name.")
+    secret = secrets.token_urlsafe(32)
+    client = uow.repository(ApiClientRepository).add(
+        ApiClient(
+            name=name,
+            client_id=secrets.token_hex(16),
+            secret_hash=hasher.hash(secret),
+            created_at=utc_now(),
+            created_by=actor.name,
+        )
+    )
+    audit.record(uow, actor, "api_client.create", name, client_id=client.client_id)
+    return NewApiClient(_view(client), secret)
+
+
+def revoke_client(uow: UnitOfWork, actor: Actor, api_client_id: int) -> ApiClientView:
+    client = uow.repository(ApiClientRepository).get(api_client_id)
+    if client is None:
+        raise NotFoundError(f"There is no API client with id {api_client_id}.")
+    if client.revoked_at is None:
+        client.revoked_at = utc_now()
+        audit.record(uow, actor, "api_client.revoke", client.name, client_id=client.client_id)
+    return _view(client)
+
+
+def revoke_client_named(uow: UnitOfWork, actor: Actor, name: str) -> ApiClientView:
+    client = uow.repository(ApiClientRepository).by_name(name)
+    if client is None:
+        raise NotFoundError(f"There is no API client named {name!r}.")
+    return revoke_client(uow, actor, client.id)
+
+
+def issue_token(
+    uow: UnitOfWork, hasher: Hasher, client_id: str, secret: str, ttl: timedelta, source: str
+) -> IssuedToken:
+    """Trade client credentials for a bearer token that expires after `ttl`."""
+    client = uow.repository(ApiClientRepository).by_client_id(client_id)
+    if client is None or client.revoked_at is not None:
+        raise AuthenticationError(BAD_CLIENT if client is None else "This API client was revoked.")
+    if not hasher.verify(client.secret_hash, secret):
+        raise AuthenticationError(BAD_CLIENT)
+    token, now = secrets.token_urlsafe(32), utc_now()
+    uow.repository(ApiTokenRepository).add(
+        ApiToken(
+            token_hash=token_digest(token),
+            api_client_id=client.id,
+            issued_at=now,
+            expires_at=now + ttl,
+        )
+    )
+    return IssuedToken(token, int(ttl.total_seconds()))
+
+
+def resolve_token(uow: UnitOfWork, token: str) -> Principal:
+    """The API client behind a bearer token; expired and revoked tokens are refused."""
+    row = uow.repository(ApiTokenRepository).get(token_digest(token))
+    if row is None:
+        raise AuthenticationError("The bearer token is not valid; request a new one.")
+    if row.expires_at <= utc_now():
+        raise AuthenticationError("The bearer token has expired; request a new one.")
+    client = uow.repository(ApiClientRepository).get(row.api_client_id)
+    if client is None or client.revoked_at is not None:
+        raise AuthenticationError("The API client of this token was revoked.")
+    return Principal(f"api:{client.name}", Role.ADMINISTRATOR, api_client_id=client.id)

@@ -1,0 +1,116 @@
+"""Who is asking: the signed-in person behind a page, the API client behind a bearer
+token, and the CSRF check of every form. Every capability's pages and API use these."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+
+from bastion.accounts import api_clients, sign_in
+from bastion.accounts.service import AccountsSetup
+from bastion.accounts.sign_in import CurrentSession
+from bastion.platform.errors import AuthenticationError, PermissionDeniedError
+from bastion.platform.principals import Actor, Principal
+from bastion.platform.unit_of_work import UnitOfWork
+from bastion.platform.web.csrf import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, CsrfError
+from bastion.platform.web.deps import UowDep, part, source_of
+
+SESSION_COOKIE = "bastion_session"
+AccountsDep = Annotated[AccountsSetup, Depends(part(AccountsSetup))]
+
+
+class SignInRequiredError(Exception):
+    """A page needs a signed-in user; the handler redirects to /login."""
+
+    def __init__(self, next_url: str, message: str = "") -> None:
+        self.next_url = next_url
+        self.message = message
+
+
+class PasswordChangeRequiredError(Exception):
+    """The account must choose a new password before any other page opens (R39)."""
+
+
+def _session(request: Request, setup: AccountsSetup, uow: UnitOfWork) -> CurrentSession:
+    token = request.cookies.get(SESSION_COOKIE)
+    next_url = quote(request.url.path)
+    if not token:
+        raise SignInRequiredError(next_url)
+    try:
+        current = sign_in.resolve_session(uow, token, setup.session_limits)
+    except AuthenticationError as error:
+        uow.keep_record_of(error)
+        raise SignInRequiredError(next_url, str(error)) from None
+    uow.commit()  # when the session was last seen
+    return current
+
+
+def session_allowing_password_change(
+    request: Request, setup: AccountsDep, uow: UowDep
+) -> CurrentSession:
+    return _session(request, setup, uow)
+
+
+def signed_in(request: Request, setup: AccountsDep, uow: UowDep) -> CurrentSession:
+    current = _session(request, setup, uow)
+    if current.must_change_password:
+        raise PasswordChangeRequiredError()
+    return current
+
+
+def administrator(current: Annotated[CurrentSession, Depends(signed_in)]) -> CurrentSession:
+    if not current.principal.is_administrator:
+        raise PermissionDeniedError("This page is for administrators only.")
+    return current
+
+
+SignedInDep = Annotated[CurrentSession, Depends(signed_in)]
+AdministratorDep = Annotated[CurrentSession, Depends(administrator)]
+PasswordChangeSessionDep = Annotated[CurrentSession, Depends(session_allowing_password_change)]
+
+
+def page_actor(request: Request, current: CurrentSession) -> Actor:
+    return Actor(current.principal, source_of(request))
+
+
+def expected_csrf(request: Request, setup: AccountsSetup, uow: UnitOfWork) -> str | None:
+    """The session's token when signed in, otherwise the pre-session cookie's."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        try:
+            return sign_in.resolve_session(uow, token, setup.session_limits).csrf_token
+        except AuthenticationError:
+            pass
+    return request.cookies.get(CSRF_COOKIE)
+
+
+async def csrf_protect(request: Request, setup: AccountsDep, uow: UowDep) -> None:
+    """Every form post carries the token; a missing or wrong one changes nothing."""
+    form = await request.form()
+    sent = str(form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or "")
+    expected = expected_csrf(request, setup, uow)
+    if not sent or not expected or not hmac.compare_digest(sent, expected):
+        raise CsrfError()
+
+
+CsrfDep = Depends(csrf_protect)
+
+
+def api_principal(request: Request, uow: UowDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError(
+            "Send 'Authorization: Bearer <token>'; get a token from POST /api/v1/oauth/token."
+        )
+    return api_clients.resolve_token(uow, token.strip())
+
+
+def api_actor(request: Request, principal: Annotated[Principal, Depends(api_principal)]) -> Actor:
+    return Actor(principal, source_of(request))
+
+
+ApiActorDep = Annotated[Actor, Depends(api_actor)]

@@ -1,0 +1,150 @@
+"""Accounts' rules: usernames, the password policy, and the sign-in lockout.
+
+The lockout: the first `free_attempts` failures cost nothing; each later failure doubles
+the wait before the next attempt (up to `max_delay`); after `lock_after`
+consecutive failures the account is locked for `lock_seconds`. A success
+clears the record. The rules apply per username, known or not, so that the
+answers do not reveal which accounts exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+FIRST_LOGIN_USERNAME = "admin"
+FIRST_LOGIN_PASSWORD = "password"
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 256
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_COMMON = frozenset(
+    {
+        "password",
+        "password123",
+        "passw0rd",
+        "123456789012",
+        "qwertyuiopas",
+        "administrator",
+        "letmein12345",
+        "changeme1234",
+        "bastion12345",
+    }
+)
+
+
+class Hasher(Protocol):
+    """Hashes passwords and secrets and checks them (argon2 on the appliance)."""
+
+    def hash(self, secret: str) -> str: ...
+
+    def verify(self, hashed: str, secret: str) -> bool: ...
+
+
+class AccountError(Exception):
+    """An account operation was refused; the message says why and what to do."""
+
+
+class PasswordPolicyError(AccountError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(" ".join(problems))
+
+
+def validate_username(username: str) -> str:
+    name = username.strip().lower()
+    if not _USERNAME.match(name):
+        raise AccountError(
+            "A username has 2 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def password_problems(password: str, username: str, current: str | None = None) -> list[str]:
+    """Every reason the policy refuses `password`; an empty list means it is accepted."""
+    problems: list[str] = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        problems.append(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+    if password.lower() in _COMMON or password == FIRST_LOGIN_PASSWORD:
+        problems.append("This password is too common; choose another.")
+    if username and username.lower() in password.lower():
+        problems.append("The password must not contain the username.")
+    if len(set(password)) < 5:
+        problems.append("Use at least 5 different characters.")
+    if current is not None and password == current:
+        problems.append("The new password must differ from the current one.")
+    return problems
+
+
+def check_password(password: str, username: str, current: str | None = None) -> None:
+    problems = password_problems(password, username, current)
+    if problems:
+        raise PasswordPolicyError(problems)
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    free_attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    lock_after: int = 10
+    lock_seconds: float = 900.0
+
+    def delay_after(self, failures: int) -> float:
+        """Seconds to wait after `failures` consecutive failures."""
+        extra = failures - self.free_attempts
+        if extra < 0:
+            return 0.0
+        return float(min(self.base_delay * 2**extra, self.max_delay))
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    failures: int = 0
+    last_failure_at: datetime | None = None
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    wait_seconds: float = 0.0
+    locked: bool = False
+
+    def message(self) -> str:
+        if self.allowed:
+            return ""
+        seconds = max(1, round(self.wait_seconds))
+        if self.locked:
+            minutes = max(1, round(self.wait_seconds / 60))
+            return (
+                f"This account is locked after too many failed sign-ins. Try again in about "
+                f"{minutes} minute(s), or ask an administrator to check the audit log."
+            )
+        return f"Too many failed sign-ins. Wait {seconds} second(s) before trying again."
+
+
+def assess(policy: LockoutPolicy, record: FailureRecord, now: datetime) -> Verdict:
+    """May a sign-in be attempted now?"""
+    if record.locked_until is not None and now < record.locked_until:
+        return Verdict(False, (record.locked_until - now).total_seconds(), locked=True)
+    if record.last_failure_at is None:
+        return Verdict(True)
+    ready_at = record.last_failure_at + timedelta(seconds=policy.delay_after(record.failures))
+    if now < ready_at:
+        return Verdict(False, (ready_at - now).total_seconds())
+    return Verdict(True)
+
+
+def record_failure(policy: LockoutPolicy, record: FailureRecord, now: datetime) -> FailureRecord:
+    if record.locked_until is not None and now >= record.locked_until:
+        record = FailureRecord()
+    failures = record.failures + 1
+    locked_until = record.locked_until
+    if failures >= policy.lock_after:
+        locked_until = now + timedelta(seconds=policy.lock_seconds)
+    return replace(record, failures=failures, last_failure_at=now, locked_until=locked_until)

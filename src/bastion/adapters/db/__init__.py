@@ -1,1 +1,0 @@
-"""adapters.db layer of Bastion."""

@@ -1,0 +1,91 @@
+"""`/check_health` for load balancers and the failover peer, and Prometheus `/metrics`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+
+from bastion.accounts import sign_in
+from bastion.accounts.deps import api_principal
+from bastion.accounts.service import AccountsSetup
+from bastion.platform import build
+from bastion.platform.db.engine import database_size_bytes
+from bastion.platform.runtime import Runtime
+from bastion.platform.web.deps import RuntimeDep, UowDep
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/check_health")
+def check_health(runtime: RuntimeDep) -> JSONResponse:
+    body = {"version": build.site_version(), "failover_role": "none", "status": "ok"}
+    if not runtime.serving:
+        body["status"] = "stopping" if runtime.stopping else "starting"
+        return JSONResponse(body, status_code=503)
+    try:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:
+        body["status"] = "database unavailable"
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
+
+
+class Metrics:
+    """The appliance's own registry, so that two apps in one process do not collide."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "bastion_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "bastion_http_request_duration_seconds",
+            "Time to answer",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        signed_in = Gauge("bastion_signed_in_users", "Active web sessions", registry=self.registry)
+        signed_in.set_function(lambda: _signed_in(runtime))
+        size = Gauge("bastion_database_size_bytes", "Stored data", registry=self.registry)
+        size.set_function(lambda: database_size_bytes(runtime.engine))
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        self.latency.labels(request.method, name).observe(time.perf_counter() - started)
+        self.requests.labels(request.method, name, str(response.status_code)).inc()
+        return response
+
+
+def _signed_in(runtime: Runtime) -> float:
+    limits = runtime.part(AccountsSetup).session_limits
+    with runtime.uow() as uow:
+        return float(sign_in.active_session_count(uow, limits))
+
+
+@router.get("/metrics")
+def metrics(request: Request, uow: UowDep) -> Response:
+    """Scraped with an API client's bearer token, like every other read of site data."""
+    api_principal(request, uow)
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,40 @@
+"""The audit log page under `/login/audit`."""
+
+from __future__ import annotations
+
+from math import ceil
+
+from fastapi import APIRouter, Request, Response
+
+from bastion.accounts.deps import AdministratorDep
+from bastion.platform import audit
+from bastion.platform.web.deps import UowDep
+from bastion.platform.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+AUDIT_PAGE_SIZE = 50
+
+
+@router.get("/login/audit")
+def audit_log(
+    request: Request,
+    uow: UowDep,
+    current: AdministratorDep,
+    page: int = 1,
+    action: str | None = None,
+) -> Response:
+    page = max(1, page)
+    action = (action or "").strip() or None
+    offset = (page - 1) * AUDIT_PAGE_SIZE
+    entries, total = audit.page(uow, AUDIT_PAGE_SIZE, offset, action)
+    pages = max(1, ceil(total / AUDIT_PAGE_SIZE))
+    return render(
+        request,
+        "audit.html",
+        current,
+        entries=entries,
+        total=total,
+        page=page,
+        pages=pages,
+        action=action or "",
+    )

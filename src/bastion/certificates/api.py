@@ -1,0 +1,224 @@
+"""The certificate store over the JSON API: the same services as the Certificates page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+
+from bastion.accounts.deps import ApiActorDep
+from bastion.certificates import service as certificates
+from bastion.certificates.formats import ExportSelection
+from bastion.certificates.schemas import (
+    CertificateExport,
+    CertificateImport,
+    CertificateOut,
+    DefaultChoice,
+    RequestCreate,
+    SelfSignedCreate,
+    WarningOut,
+)
+from bastion.certificates.service import MAX_UPLOAD_BYTES
+from bastion.certificates.site import SiteCertificates
+from bastion.platform.errors import InvalidInputError
+from bastion.platform.web.deps import UowDep, part
+
+router = APIRouter(prefix="/api/v1", tags=["certificates"])
+
+SiteCertificatesDep = Annotated[SiteCertificates, Depends(part(SiteCertificates))]
+
+
+def _out(view: certificates.CertificateView) -> CertificateOut:
+    warnings = [WarningOut(kind=w.kind.value, message=w.message) for w in view.warnings]
+    fields = {k: v for k, v in vars(view).items() if k not in ("names", "warnings")}
+    return CertificateOut(**fields, names=list(view.names), warnings=warnings)
+
+
+def _decoded(field: str, text: str | None) -> bytes:
+    if not text:
+        return b""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(f"{field} is not valid base64; encode the file's bytes.") from None
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidInputError(f"{field} is larger than 1 MiB; check that it is the right file.")
+    return data
+
+
+@router.get("/certificates", response_model=list[CertificateOut])
+def list_certificates(
+    site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+) -> list[CertificateOut]:
+    listed = certificates.list_certificates(uow, site.vault, site.context())
+    return [_out(view) for view in listed]
+
+
+@router.get("/certificates/{certificate_id}", response_model=CertificateOut)
+def get_certificate(
+    certificate_id: int, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    context = site.context()
+    return _out(certificates.get_certificate(uow, site.vault, context, certificate_id))
+
+
+@router.post("/certificates/self-signed", response_model=CertificateOut, status_code=201)
+def create_self_signed(
+    body: SelfSignedCreate, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    created = certificates.create_self_signed(
+        uow,
+        site.vault,
+        actor,
+        site.context(),
+        body.names,
+        body.key_kind,
+        body.validity_days,
+    )
+    uow.commit()
+    return _out(created)
+
+
+@router.post("/certificates/requests", response_model=CertificateOut, status_code=201)
+def create_request(
+    body: RequestCreate, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    """A key kept on the appliance and its CSR (``request_pem``), to send to a CA."""
+    context = site.context()
+    created = certificates.create_request(
+        uow, site.vault, actor, context, body.names, body.key_kind
+    )
+    uow.commit()
+    return _out(created)
+
+
+def _import(
+    site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep, body: CertificateImport
+) -> certificates.CertificateView:
+    vault, context = site.vault, site.context()
+    if body.pkcs12:
+        data = _decoded("pkcs12", body.pkcs12)
+        return certificates.import_pkcs12(uow, vault, actor, context, data, body.passphrase)
+    if not body.certificate:
+        raise InvalidInputError("Send pkcs12 (with passphrase), or certificate (base64).")
+    return certificates.import_pem(
+        uow,
+        vault,
+        actor,
+        context,
+        _decoded("certificate", body.certificate),
+        _decoded("private_key", body.private_key) or None,
+        body.key_passphrase,
+        _decoded("chain", body.chain),
+    )
+
+
+@router.post("/certificates/import", response_model=CertificateOut, status_code=201)
+def import_certificate(
+    body: CertificateImport, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+) -> CertificateOut:
+    """Import from JSON; file contents are base64. A bare certificate completes its request."""
+    imported = _import(site, uow, actor, body)
+    uow.commit()
+    return _out(imported)
+
+
+async def _read(upload: UploadFile | None, field: str) -> str | None:
+    if upload is None:
+        return None
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidInputError(f"The {field} file is larger than 1 MiB; check the file.")
+    return base64.b64encode(data).decode("ascii")
+
+
+@router.post(
+    "/certificates/upload",
+    response_model=CertificateOut,
+    status_code=201,
+)
+async def upload_certificate(
+    site: SiteCertificatesDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+    pkcs12: Annotated[UploadFile | None, File()] = None,
+    passphrase: Annotated[str, Form()] = "",
+    certificate: Annotated[UploadFile | None, File()] = None,
+    private_key: Annotated[UploadFile | None, File()] = None,
+    key_passphrase: Annotated[str | None, Form()] = None,
+    chain: Annotated[UploadFile | None, File()] = None,
+) -> CertificateOut:
+    """Import from multipart form data: the same fields as ``/certificates/import``, as files."""
+    body = CertificateImport(
+        pkcs12=await _read(pkcs12, "pkcs12"),
+        passphrase=passphrase,
+        certificate=await _read(certificate, "certificate"),
+        private_key=await _read(private_key, "private_key"),
+        key_passphrase=key_passphrase,
+        chain=await _read(chain, "chain"),
+    )
+    imported = _import(site, uow, actor, body)
+    uow.commit()
+    return _out(imported)
+
+
+@router.post(
+    "/certificates/{certificate_id}/export",
+    responses={200: {"content": {"application/x-pkcs12": {}, "application/x-pem-file": {}}}},
+)
+def export_certificate(
+    certificate_id: int,
+    body: CertificateExport,
+    uow: UowDep,
+    site: SiteCertificatesDep,
+    actor: ApiActorDep,
+) -> Response:
+    """The selected parts as a PKCS#12 or PEM file; keys need a passphrase or an explicit flag."""
+    selection = ExportSelection(body.certificate, body.private_key, body.chain)
+    exported = certificates.export(
+        uow,
+        site.vault,
+        actor,
+        certificate_id,
+        selection,
+        body.format,
+        body.passphrase,
+        body.allow_unprotected_key,
+    )
+    uow.commit()
+    disposition = f'attachment; filename="{exported.filename}"'
+    return Response(
+        exported.data,
+        media_type=exported.content_type,
+        headers={"Content-Disposition": disposition},
+    )
+
+
+@router.put("/certificates/{certificate_id}/default", response_model=CertificateOut)
+def set_default(
+    certificate_id: int,
+    body: DefaultChoice,
+    site: SiteCertificatesDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+) -> CertificateOut:
+    """Serve this certificate from now on (new connections); its remaining warnings are listed."""
+    chosen = certificates.set_default(
+        uow,
+        site.vault,
+        actor,
+        site.context(),
+        certificate_id,
+        body.accept_expired,
+    )
+    uow.commit()
+    site.serve_default()
+    return _out(chosen)
+
+
+@router.delete("/certificates/{certificate_id}", status_code=204)
+def delete_certificate(certificate_id: int, uow: UowDep, actor: ApiActorDep) -> None:
+    certificates.delete(uow, actor, certificate_id)
+    uow.commit()

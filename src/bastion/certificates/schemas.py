@@ -1,0 +1,71 @@
+"""Request and response bodies of the certificates' part of the JSON API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from bastion.platform.web.schemas import Strict
+
+KeyKindName = Literal["ec-p256", "rsa-3072"]
+
+
+class WarningOut(BaseModel):
+    kind: str
+    message: str
+
+
+class CertificateOut(BaseModel):
+    id: int
+    fingerprint: str
+    subject: str
+    names: list[str]
+    issuer: str
+    not_before: datetime | None
+    not_after: datetime | None
+    key_type: str
+    key_size: int
+    has_private_key: bool
+    pending_request: bool
+    is_default: bool
+    source: str
+    created_at: datetime
+    request_pem: str | None
+    warnings: list[WarningOut]
+
+
+class SelfSignedCreate(Strict):
+    names: list[str] = Field(min_length=1, max_length=100)
+    key_kind: KeyKindName = "ec-p256"
+    validity_days: int = Field(default=365, ge=1, le=3650)
+
+
+class RequestCreate(Strict):
+    names: list[str] = Field(min_length=1, max_length=100)
+    key_kind: KeyKindName = "ec-p256"
+
+
+class CertificateImport(Strict):
+    """File contents in base64: a PKCS#12 file, or a certificate (PEM/DER), key and chain."""
+
+    pkcs12: str | None = None
+    passphrase: str = ""
+    certificate: str | None = None
+    private_key: str | None = None
+    key_passphrase: str | None = None
+    chain: str | None = None
+
+
+class CertificateExport(Strict):
+    certificate: bool = True
+    private_key: bool = False
+    chain: bool = False
+    format: Literal["pkcs12", "pem"] = "pkcs12"
+    passphrase: str | None = None
+    allow_unprotected_key: bool = False
+
+
+class DefaultChoice(Strict):
+    accept_expired: bool = False

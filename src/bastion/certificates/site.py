@@ -1,0 +1,79 @@
+"""The site's certificates as the running appliance holds them: the key vault, the
+trusted roots, and the default certificate that every listener serves.
+
+Built once by the composition root and used by the pages, the API, the console and
+the restore of a backup alike.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from cryptography import x509 as cx509
+
+from bastion.certificates import internal_ca, service, tls
+from bastion.certificates.key_vault import KeyVault
+from bastion.certificates.x509 import CertificateBundle, load_certificates, load_system_trust_roots
+from bastion.platform.principals import APPLIANCE, Actor
+from bastion.platform.unit_of_work import UnitOfWork
+
+
+@dataclass
+class SiteCertificates:
+    certs_dir: Path
+    site_hostname: str
+    uow: Callable[[], UnitOfWork]
+    trust_anchors_file: Path | None = None
+    """PEM file of private CAs whose certificates count as trusted (beside the system's)."""
+    ssl_context: ssl.SSLContext | None = None
+    """The listeners' shared context; None in a console command (the next start loads it)."""
+    actor: Actor = field(default=APPLIANCE)
+
+    @cached_property
+    def vault(self) -> KeyVault:
+        """Seals the store's private keys (its master key is made on first use)."""
+        return tls.open_vault(self.certs_dir)
+
+    @cached_property
+    def trust_roots(self) -> list[cx509.Certificate]:
+        """The roots a browser would trust, and the site's private CAs, read once."""
+        extra = self.trust_anchors_file
+        private = load_certificates(extra.read_bytes()) if extra else []
+        return [*load_system_trust_roots(), *private]
+
+    def context(self) -> service.StoreContext:
+        return service.StoreContext(self.site_hostname, self.trust_roots)
+
+    def serve_default(self) -> None:
+        """After a commit that chose a new default: new connections get it, no restart."""
+        with self.uow() as uow:
+            bundle = service.default_bundle(uow, self.vault)
+        if bundle is None:
+            return
+        if self.ssl_context is None:
+            tls.write_served(self.certs_dir, bundle)
+        else:
+            tls.serve(self.ssl_context, self.certs_dir, bundle)
+
+    def prepare(self, listen_hosts: list[str]) -> None:
+        """At every start: the store has a default certificate, written where the listeners
+        load it. On the first start (or after an older release kept the site key in a plain
+        file) the internal site certificate goes into the store, its key sealed."""
+        with self.uow() as uow:
+            bundle = service.default_bundle(uow, self.vault)
+            if bundle is None:
+                bundle = self._first_certificate(listen_hosts)
+                service.add_default(uow, self.vault, self.actor, bundle, "internal")
+                uow.commit()
+        tls.write_served(self.certs_dir, bundle)
+        internal_ca.remove_plain_keys(self.certs_dir)
+
+    def _first_certificate(self, listen_hosts: list[str]) -> CertificateBundle:
+        legacy = internal_ca.legacy_site_certificate(self.certs_dir)
+        if legacy is not None:
+            return legacy
+        return internal_ca.create_site_certificate(self.certs_dir, self.site_hostname, listen_hosts)

@@ -1,1 +1,0 @@
-"""domain layer of Bastion."""

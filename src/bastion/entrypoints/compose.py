@@ -1,0 +1,126 @@
+"""The composition root: every capability is wired here, once, for the worker, the web
+app and every console command alike.
+
+`build` makes a `Runtime` holding each capability's parts (see `Runtime.part`). A page,
+an API route and a console command that do the same thing therefore use the same key
+vault, the same backup site and the same hooks; nothing else builds them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sqlalchemy import Engine, MetaData
+
+# Every capability's tables register on the shared Base when their models are imported.
+from bastion.accounts import models as _accounts_tables  # noqa: F401
+from bastion.accounts.service import AccountsSetup
+from bastion.appliance import service as appliance
+from bastion.appliance.service import ApplianceControl
+from bastion.backups.schedule import Sealer
+from bastion.backups.service import BackupSite
+from bastion.certificates import models as _certificate_tables  # noqa: F401
+from bastion.certificates.site import SiteCertificates
+from bastion.installs.service import InstallsSetup
+from bastion.network import models as _network_tables  # noqa: F401
+from bastion.network import service as network
+from bastion.network.ntp import ClockMonitor
+from bastion.network.service import Listeners, NetworkSetup
+from bastion.platform import build as this_build
+from bastion.platform import identity
+from bastion.platform.db.engine import database_size_bytes, make_engine, migrate, session_factory
+from bastion.platform.db.models import Base
+from bastion.platform.runtime import Runtime
+from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.sockets import parse_listen_address
+from bastion.updates.service import UpdateSetup
+
+METADATA: MetaData = Base.metadata
+"""Every table of the site and the machine."""
+
+
+class NoApplianceError(Exception):
+    """A console command was pointed at a directory that holds no appliance."""
+
+
+def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
+    """The appliance's runtime with every capability wired; listeners are added by
+    `add_network` in the worker, which alone serves."""
+    engine = engine or make_engine(settings.sqlalchemy_url())
+    runtime = Runtime(settings, engine, session_factory(engine))
+    accounts = AccountsSetup.from_settings(settings)
+    certificates = SiteCertificates(
+        settings.certs_dir, settings.hostname, runtime.uow, settings.trust_anchors_file
+    )
+    runtime.add(accounts, certificates, _backup_site(runtime, certificates), _sealer(certificates))
+    updates = UpdateSetup.from_settings(settings)
+    supervisor = SupervisorClient(settings.data_dir)
+    runtime.add(updates, supervisor, InstallsSetup(updates, supervisor, _size_of(engine)))
+    reset = partial(
+        appliance.reset_to_factory,
+        engine,
+        METADATA,
+        accounts.hasher,
+        certificates,
+        listen_hosts(settings),
+    )
+    runtime.add(ApplianceControl(reset, shut_down=None))
+    return runtime
+
+
+def add_network(runtime: Runtime, listeners: Listeners) -> NetworkSetup:
+    """What only a serving worker has: its listeners and the NTP clock monitor."""
+    settings = runtime.settings
+
+    def ntp_server() -> str:
+        with runtime.uow() as uow:
+            return network.ntp_server(uow, settings.ntp_server_default)
+
+    clock = ClockMonitor(ntp_server, settings.ntp_poll_seconds, settings.ntp_timeout_seconds)
+    setup = NetworkSetup(listeners, clock, settings.ntp_server_default)
+    runtime.add(setup)
+    return setup
+
+
+def for_console(settings: ApplianceSettings) -> Runtime:
+    """The runtime of the appliance in `settings.data_dir`, for a console command: the same
+    wiring as the worker's, naming the site as the appliance last served it."""
+    if settings.database_url is None and not (settings.db_dir / "bastion.sqlite").exists():
+        raise NoApplianceError(
+            f"{settings.data_dir} holds no appliance; "
+            "start one with `bastion appliance serve` first."
+        )
+    stored = identity.stored_hostname(settings.state_dir)
+    if stored:
+        settings = settings.model_copy(update={"hostname": stored})
+    runtime = build(settings)
+    migrate(runtime.engine)
+    return runtime
+
+
+def listen_hosts(settings: ApplianceSettings) -> list[str]:
+    return [parse_listen_address(text).host for text in settings.listen]
+
+
+def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite:
+    settings = runtime.settings
+    return BackupSite(
+        engine=runtime.engine,
+        metadata=METADATA,
+        data_dir=settings.data_dir,
+        site_name=settings.hostname,
+        software_version=this_build.site_version(),
+        unseal_key=certificates.vault.unseal,
+        seal_key=certificates.vault.seal,
+        after_restore=[certificates.serve_default],
+        upload_limit_bytes=settings.backup_upload_limit_bytes,
+    )
+
+
+def _sealer(certificates: SiteCertificates) -> Sealer:
+    return Sealer(certificates.vault.seal, certificates.vault.unseal)
+
+
+def _size_of(engine: Engine) -> partial[int]:
+    return partial(database_size_bytes, engine)

@@ -1,0 +1,233 @@
+"""Start an appliance: initialise the data directory once, then serve until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from rich.console import Console
+
+from bastion.accounts import service as accounts
+from bastion.accounts.rules import FIRST_LOGIN_PASSWORD, FIRST_LOGIN_USERNAME
+from bastion.accounts.service import AccountsSetup
+from bastion.appliance.service import ApplianceControl
+from bastion.backups import schedule as backup_schedule
+from bastion.backups.schedule import Sealer
+from bastion.backups.service import BackupSite
+from bastion.certificates import tls
+from bastion.certificates.site import SiteCertificates
+from bastion.entrypoints import compose
+from bastion.entrypoints.web import create_app
+from bastion.entrypoints.worker_control import WorkerControl
+from bastion.installs import service as installs
+from bastion.network import service as network
+from bastion.network.listeners import UvicornListeners, serve_private
+from bastion.platform import identity
+from bastion.platform.clock import utc_now
+from bastion.platform.db.engine import migrate
+from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.runtime import Runtime
+from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.sockets import ListenAddress, ListenError, parse_listen_address
+
+log = logging.getLogger("bastion.appliance")
+
+
+class StartupError(Exception):
+    """The appliance cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    appliance_id: str
+    created_at: str
+    first_start: bool
+
+
+def initialise(runtime: Runtime) -> Identity:
+    """Bring the data directory to a state that serves; the first time, create the site."""
+    settings = runtime.settings
+    for directory in (settings.data_dir, settings.db_dir, settings.certs_dir, settings.state_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    migrate(runtime.engine)
+    runtime.part(SiteCertificates).prepare(compose.listen_hosts(settings))
+    stored = identity.read(settings.state_dir)
+    first_start = stored is None
+    if stored is None:
+        with runtime.uow() as uow:
+            accounts.ensure_first_login(uow, runtime.part(AccountsSetup).hasher)
+            uow.commit()
+        stored = {"appliance_id": str(uuid.uuid4()), "created_at": utc_now().isoformat()}
+    # The hostname is kept so that console commands (`bastion backup`) name the same site.
+    stored["hostname"] = settings.hostname
+    identity.write(settings.state_dir, stored)  # written last: an interrupted start starts over
+    return Identity(stored["appliance_id"], stored["created_at"], first_start)
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """A worker run by the supervisor: its sockets come from it, its orders on `socket`."""
+
+    client: SupervisorClient
+    socket: str
+    token: str
+    standby: bool
+
+
+async def serve(
+    settings: ApplianceSettings, console: Console, supervised: Supervised | None = None
+) -> None:
+    """Serve until stopped. A standby worker serves nothing until the supervisor says go."""
+    runtime = compose.build(settings)
+    me = initialise(runtime)
+    ssl_context = tls.server_context(settings.certs_dir)
+    runtime.part(SiteCertificates).ssl_context = ssl_context
+    if supervised is None:
+        listeners = UvicornListeners(ssl_context)
+    else:
+        client = supervised.client
+        listeners = UvicornListeners(ssl_context, client.listen, client.unlisten)
+    clock = compose.add_network(runtime, listeners).clock
+    app = create_app(runtime)
+    listeners.attach(app)
+    runtime.serving = True
+    background: list[asyncio.Task[None]] = []
+
+    async def go_live(order: dict[str, Any]) -> dict[str, Any]:
+        """Open the listeners; at an install's switch, end every signed-in session."""
+        if background:
+            return {"opened": [str(a) for a in listeners.active()], "sessions_ended": 0}
+        addresses = await _open_listeners(runtime, listeners, settings)
+        background.append(asyncio.create_task(clock.run(), name="clock monitor"))
+        background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
+        ended = 0
+        if order.get("release"):
+            ended = await asyncio.to_thread(_end_sessions, runtime, str(order["release"]))
+        if not order.get("release"):  # at an install's switch, `_end_sessions` logs it
+            _announce(console, settings, me, addresses)
+        return {"opened": [str(a) for a in addresses], "sessions_ended": ended}
+
+    stop = _stop_event()
+    loop = asyncio.get_running_loop()
+    private = None
+    if supervised is not None:
+        control = WorkerControl(
+            app, runtime, supervised.token, go_live, partial(_audit_install_outcomes, runtime)
+        )
+        private = await serve_private(control, supervised.socket)
+        await asyncio.to_thread(_audit_install_outcomes, runtime)
+
+    def request_shutdown() -> None:
+        if supervised is not None:
+            supervised.client.shutdown()  # the supervisor stops this worker, then itself
+        else:
+            loop.call_soon_threadsafe(stop.set)
+
+    runtime.request_shutdown = request_shutdown
+    runtime.add(replace(runtime.part(ApplianceControl), shut_down=request_shutdown))
+    if supervised is None or not supervised.standby:
+        await go_live({})
+    await stop.wait()
+    runtime.draining = True
+    for task in background:
+        task.cancel()
+    # Stop accepting first and answer what was accepted normally: after an install's
+    # switch the new worker serves the same sockets, so this worker is not "stopping".
+    await listeners.close_all()
+    runtime.serving, runtime.stopping = False, True
+    if private is not None:
+        private[0].should_exit = True
+        await private[1]
+    runtime.engine.dispose()
+    console.print("Bastion appliance stopped.")
+
+
+def _end_sessions(runtime: Runtime, release_name: str) -> int:
+    with runtime.uow() as uow:
+        ended = installs.end_sessions_at_switch(uow, release_name)
+        uow.commit()
+    log.warning("%s is live; %d signed-in session(s) ended", release_name, ended)
+    return ended
+
+
+def _audit_install_outcomes(runtime: Runtime) -> int:
+    with runtime.uow() as uow:
+        audited = installs.audit_outcomes(uow, installs.history(runtime.settings.data_dir))
+        uow.commit()
+    return audited
+
+
+async def _open_listeners(
+    runtime: Runtime, listeners: UvicornListeners, settings: ApplianceSettings
+) -> list[ListenAddress]:
+    """Open every enabled address; those given on the command line must open."""
+    required = {parse_listen_address(text) for text in settings.listen}
+    with runtime.uow() as uow:
+        addresses = network.ensure_startup_addresses(uow, settings.listen)
+        uow.commit()
+    for address in addresses:
+        try:
+            await listeners.open(address)
+        except ListenError as error:
+            if address in required:
+                await listeners.close_all()
+                raise StartupError(str(error)) from None
+            log.warning("listen address %s is enabled but cannot open: %s", address, error)
+    return listeners.active()
+
+
+SCHEDULER = Actor(Principal("appliance:scheduler", Role.ADMINISTRATOR), "appliance")
+
+
+def _run_scheduled_backup(runtime: Runtime) -> None:
+    with runtime.uow() as uow:
+        outcome = backup_schedule.run_if_due(
+            uow, runtime.part(BackupSite), runtime.part(Sealer), SCHEDULER
+        )
+        uow.commit()
+    if outcome is not None and not outcome.ok:
+        log.error("scheduled backup failed: %s", outcome.message)
+
+
+async def _scheduled_backups(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(runtime.settings.backup_schedule_poll_seconds)
+        try:
+            await asyncio.to_thread(_run_scheduled_backup, runtime)
+        except Exception:  # the loop must outlive one bad run; the run records its own failure
+            log.exception("scheduled backup run failed")
+
+
+def _stop_event() -> asyncio.Event:
+    """Set by SIGTERM, SIGINT or Shut Down This Appliance."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _announce(
+    console: Console,
+    settings: ApplianceSettings,
+    identity: Identity,
+    addresses: list[ListenAddress],
+) -> None:
+    ca = tls.paths(settings.certs_dir).ca_cert
+    console.print(f"[bold]Bastion appliance[/] {identity.appliance_id} is serving.")
+    for address in addresses:
+        console.print(f"  Site:      https://{address}/login")
+        console.print(f"  Appliance: https://{address}/appliance")
+    console.print(f"  Site certificate for {settings.hostname!r}, issued by the CA in {ca}")
+    if identity.first_start:
+        console.print(
+            f"  First sign-in: user [bold]{FIRST_LOGIN_USERNAME}[/], password "
+            f"[bold]{FIRST_LOGIN_PASSWORD}[/] (you will choose a new password at once)."
+        )
+    console.print("Stop with Ctrl+C.", highlight=False)

@@ -1,0 +1,60 @@
+"""The appliance's web app: every capability's pages and API on the platform's app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bastion.accounts import api as accounts_api
+from bastion.accounts import pages as accounts_pages
+from bastion.appliance import api as appliance_api
+from bastion.appliance import health
+from bastion.appliance import pages as appliance_pages
+from bastion.audit import api as audit_api
+from bastion.audit import pages as audit_pages
+from bastion.backups import api as backups_api
+from bastion.backups import pages as backups_pages
+from bastion.certificates import api as certificates_api
+from bastion.certificates import pages as certificates_pages
+from bastion.installs import api as installs_api
+from bastion.installs import pages as installs_pages
+from bastion.installs.views import banner_context, updates_page_context
+from bastion.network import api as network_api
+from bastion.network import pages as network_pages
+from bastion.platform.runtime import Runtime
+from bastion.platform.web.app import create_app as platform_app
+from bastion.updates import api as updates_api
+from bastion.updates import pages as updates_pages
+
+ROUTERS = (
+    health.router,
+    accounts_api.router,
+    appliance_api.router,
+    audit_api.router,
+    network_api.router,
+    backups_api.router,
+    certificates_api.router,
+    accounts_pages.router,
+    audit_pages.router,
+    backups_pages.router,
+    appliance_pages.router,
+    network_pages.router,
+    certificates_pages.router,
+    updates_pages.router,
+    installs_pages.router,
+    updates_api.router,
+    installs_api.router,
+)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    metrics = health.Metrics(runtime)
+    app = platform_app(
+        runtime,
+        ROUTERS,
+        handlers=accounts_pages.EXCEPTION_HANDLERS,
+        page_context=[banner_context],
+        template_context={"updates.html": [updates_page_context]},
+        middleware=[metrics.middleware],
+    )
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,66 @@
+"""The network part of the JSON API: listen addresses and the NTP server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from bastion.accounts.deps import ApiActorDep
+from bastion.network import schemas as s
+from bastion.network import service as network
+from bastion.network.service import NetworkSetup
+from bastion.platform.web.deps import UowDep, part
+
+router = APIRouter(prefix="/api/v1", tags=["appliance"])
+NetworkDep = Annotated[NetworkSetup, Depends(part(NetworkSetup))]
+
+
+@router.get("/network/listen-addresses", response_model=list[s.ListenAddressOut])
+def list_listen_addresses(
+    setup: NetworkDep, uow: UowDep, actor: ApiActorDep
+) -> list[network.ListenAddressView]:
+    return network.list_addresses(uow, setup.listeners)
+
+
+@router.post("/network/listen-addresses", response_model=s.ListenAddressOut, status_code=201)
+async def add_listen_address(
+    body: s.ListenAddressCreate, setup: NetworkDep, uow: UowDep, actor: ApiActorDep
+) -> network.ListenAddressView:
+    added = await network.add_address(uow, setup.listeners, actor, body.address)
+    uow.commit()
+    return added
+
+
+@router.patch("/network/listen-addresses/{row_id}", response_model=s.ListenAddressOut)
+async def update_listen_address(
+    row_id: int,
+    body: s.ListenAddressUpdate,
+    setup: NetworkDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+) -> network.ListenAddressView:
+    updated = await network.set_enabled(uow, setup.listeners, actor, row_id, body.enabled)
+    uow.commit()
+    return updated
+
+
+@router.delete("/network/listen-addresses/{row_id}", status_code=204)
+def remove_listen_address(row_id: int, uow: UowDep, actor: ApiActorDep) -> None:
+    network.remove_address(uow, actor, row_id)
+    uow.commit()
+
+
+@router.get("/network/ntp", response_model=s.NtpSettings)
+def get_ntp(setup: NetworkDep, uow: UowDep, actor: ApiActorDep) -> s.NtpSettings:
+    return s.NtpSettings(server=network.ntp_server(uow, setup.ntp_server_default))
+
+
+@router.put("/network/ntp", response_model=s.NtpSettings)
+async def set_ntp(
+    body: s.NtpSettings, setup: NetworkDep, uow: UowDep, actor: ApiActorDep
+) -> s.NtpSettings:
+    server = network.set_ntp_server(uow, actor, body.server)
+    uow.commit()
+    await setup.clock.measure()
+    return s.NtpSettings(server=server)

@@ -1,0 +1,142 @@
+"""Serve one ASGI app on any number of addresses, opened and closed while it runs.
+
+Each address gets its own uvicorn server sharing the app and one TLS context.
+The app's lifespan is run by the appliance itself, once, not per address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from bastion.supervisor.sockets import ListenAddress, ListenError, bind
+
+log = logging.getLogger(__name__)
+FIRST_REQUEST_GRACE = 0.5
+"""Seconds a connection accepted just before a listener closes has to send its request."""
+
+
+class UvicornListeners:
+    """The appliance's listeners; implements `bastion.platform.ports.Listeners`."""
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        binder: Callable[[ListenAddress], socket.socket] = bind,
+        releaser: Callable[[ListenAddress], None] | None = None,
+    ) -> None:
+        """`binder` gives the socket for an address (bound here, or handed over by the
+        supervisor); `releaser` is told when an administrator closes an address for good."""
+        self._app: Any = None
+        self._ssl = ssl_context
+        self._bind = binder
+        self._release = releaser
+        self._servers: dict[ListenAddress, tuple[uvicorn.Server, asyncio.Task[None]]] = {}
+
+    def attach(self, app: Any) -> None:
+        """The app to serve; given after construction because the app needs the listeners."""
+        self._app = app
+
+    def active(self) -> list[ListenAddress]:
+        return sorted(self._servers)
+
+    async def open(self, address: ListenAddress) -> None:
+        if address in self._servers:
+            return
+        sock = await asyncio.to_thread(self._bind, address)
+        server = uvicorn.Server(self._config())
+        task = asyncio.create_task(self._run(server, sock), name=f"listener {address}")
+        self._servers[address] = (server, task)
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            self._servers.pop(address, None)
+            raise ListenError(f"Could not start serving on {address}; see the appliance log.")
+        log.info("serving on %s", address)
+
+    async def close(self, address: ListenAddress) -> None:
+        """Stop serving on `address` for good (an administrator disabled it)."""
+        await self._stop(address)
+        if self._release is not None:
+            await asyncio.to_thread(self._release, address)
+
+    async def close_all(self) -> None:
+        """Stop serving everywhere (the process ends); the addresses stay enabled."""
+        await asyncio.gather(*(self._stop(a) for a in list(self._servers)))
+
+    async def _stop(self, address: ListenAddress) -> None:
+        entry = self._servers.pop(address, None)
+        if entry is None:
+            return
+        server, task = entry
+        # Stop accepting first, and give connections accepted a moment ago the time to send
+        # their request: closed at once, they would fail, though another worker (after an
+        # install's switch) serves the same socket.
+        for listening in getattr(server, "servers", []):
+            listening.close()
+        await asyncio.sleep(FIRST_REQUEST_GRACE)
+        server.should_exit = True
+        await _cut_idle_connections(server, task)
+        log.info("stopped serving on %s", address)
+
+    def _config(self) -> uvicorn.Config:
+        context = self._ssl
+        factory = (lambda _config, _default: context) if context is not None else None
+        return uvicorn.Config(
+            self._app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+            ssl_context_factory=factory,
+            server_header=False,
+        )
+
+    @staticmethod
+    async def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            # `_serve` is `serve` without taking over the process's signal handlers,
+            # which the appliance owns.
+            await server._serve(sockets=[sock])
+        finally:
+            sock.close()
+
+
+async def _cut_idle_connections(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Wait for the server to stop, cutting keep-alive connections it closes while idle.
+
+    uvicorn closes idle connections politely; on TLS, asyncio then waits up to 30 s for
+    the client's close_notify, which an idle pooled client never sends, and the worker
+    would wait out its whole graceful shutdown. Requests in progress keep their grace.
+    """
+    while not task.done():
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            cycle = getattr(connection, "cycle", None)
+            idle = cycle is None or cycle.response_complete
+            if transport is not None and transport.is_closing() and idle:
+                transport.abort()
+        await asyncio.wait({task}, timeout=0.05)
+    await task
+
+
+async def serve_private(app: Any, name: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Serve `app` without TLS on the abstract Unix socket `name` (the supervisor's line)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(b"\0" + name.encode())  # the abstract namespace: no file, no path limit
+    sock.listen(16)
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, server_header=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(UvicornListeners._run(server, sock), name="worker control")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    return server, task

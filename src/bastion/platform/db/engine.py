@@ -1,0 +1,92 @@
+"""Database engine: SQLite in WAL mode by default, PostgreSQL by URL, same code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def add_on(connection: Connection, *rows: object) -> None:
+    """Add ORM rows inside a transaction the caller holds on `connection` (a restore, a
+    factory reset); they are committed or rolled back with it."""
+    with Session(bind=connection) as session:
+        session.add_all(rows)
+        session.flush()
+
+
+def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config  # imported late: Alembic is slow to import
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision this build knows."""
+    migrate_to(engine, "head")
+
+
+def migrate_to(engine: Engine, revision: str) -> None:
+    """Bring the schema to `revision` ("head" for the newest)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this build can migrate from."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS))
+    return {revision.revision for revision in script.walk_revisions()}
+
+
+def schema_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        try:
+            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+        except Exception:
+            return None
+    return None if row is None else str(row[0])
+
+
+def database_size_bytes(engine: Engine) -> int:
+    """Size of the stored data: the SQLite files, or what PostgreSQL reports."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ""
+        return sum(p.stat().st_size for p in Path(database).parent.glob(Path(database).name + "*"))
+    with engine.connect() as connection:
+        return int(
+            connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        )

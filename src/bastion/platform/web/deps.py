@@ -1,0 +1,47 @@
+"""FastAPI dependencies every capability's pages and API share: the runtime, a unit of
+work, a wired part, and where a request came from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+
+from bastion.platform.runtime import Runtime
+from bastion.platform.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_uow(request: Request, runtime: RuntimeDep) -> Iterator[UnitOfWork]:
+    """The request's one unit of work; a page that answers a refusal itself finds it on
+    ``request.state.uow`` to keep the refusal's record (see `ServiceError.recorded`)."""
+    with runtime.uow() as uow:
+        request.state.uow = uow
+        yield uow
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def part(kind: type[T]) -> Callable[[Request], T]:
+    """A dependency that gives the runtime's part of type `kind`."""
+
+    def get(request: Request) -> T:
+        return get_runtime(request).part(kind)
+
+    get.__name__ = f"part_{kind.__name__}"
+    return get
+
+
+def source_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

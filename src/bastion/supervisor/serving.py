@@ -1,0 +1,81 @@
+"""What the supervisor serves with: the listening sockets it owns, the live worker, the
+candidate worker an install starts beside it, and what it is doing now.
+
+The supervisor's control loop and its installer both work on this one object; the
+installer changes which worker serves only through its methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+from bastion.platform import build
+from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor.process import Inherited, settings_env
+from bastion.supervisor.slots import BASE, Releases
+from bastion.supervisor.state import InstallState
+from bastion.supervisor.workers import Worker, spawn
+
+log = logging.getLogger("bastion.supervisor")
+
+
+class Serving:
+    def __init__(self, settings: ApplianceSettings, inherited: Inherited | None = None) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.releases = Releases(self.data_dir)
+        self.state = InstallState(self.data_dir)
+        self.sockets: dict[str, socket.socket] = dict(inherited.sockets) if inherited else {}
+        self.worker: Worker | None = inherited.worker if inherited else None
+        self.candidate: Worker | None = None
+        self.activity = ""
+        """What an install is doing now, in words, for the status."""
+
+    @property
+    def base_slot(self) -> str:
+        return self.releases.target(BASE) or f"base-{build.BASE_VERSION}"
+
+    @property
+    def base_version(self) -> str:
+        return str(self.releases.manifest(self.base_slot).get("version", build.BASE_VERSION))
+
+    def child_env(self) -> dict[str, str]:
+        return {**settings_env(self.settings), "BASTION_BASE_VERSION": self.base_version}
+
+    def lib_of(self, slot: str) -> Path | None:
+        return self.releases.import_path(slot)
+
+    def start_worker(self, slot: str, standby: bool, wait_for_begin: bool = False) -> Worker:
+        worker = spawn(
+            self.data_dir,
+            slot,
+            self.lib_of(slot),
+            self.child_env(),
+            standby=standby,
+            wait_for_begin=wait_for_begin,
+        )
+        log.info("started worker %s from slot %s%s", worker.pid, slot, " (standby)" * standby)
+        return worker
+
+    def serve_from(self, slot: str) -> Worker:
+        """Start a worker from `slot` that serves at once, in place of the live one."""
+        self.worker = self.start_worker(slot, standby=False)
+        return self.worker
+
+    def start_candidate(self, slot: str) -> Worker:
+        """An install's new worker: imported, in standby, waiting to be told to begin."""
+        self.candidate = self.start_worker(slot, standby=True, wait_for_begin=True)
+        return self.candidate
+
+    def promote_candidate(self) -> Worker | None:
+        """The candidate becomes the live worker; returns the worker it replaces."""
+        old, self.worker, self.candidate = self.worker, self.candidate, None
+        return old
+
+    async def drop_candidate(self) -> None:
+        if self.candidate is not None:
+            self.candidate.kill()
+            await self.candidate.wait()
+            self.candidate = None

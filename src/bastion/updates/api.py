@@ -1,0 +1,173 @@
+"""Updates through the API: check, list, download, offline bundles, download key, license.
+
+Installing base and site releases is in `bastion.installs.api`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
+
+from bastion.accounts.deps import ApiActorDep
+from bastion.platform.principals import Actor
+from bastion.platform.runtime import Runtime
+from bastion.platform.unit_of_work import UnitOfWork
+from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.updates import service as updates
+from bastion.updates.uploads import bundle_file, check_bundle_length, copy_stream
+
+router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
+BINARY: dict[str, Any] = {"content": {"application/octet-stream": {}}}
+
+
+class ReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    release: str
+    """As listed, e.g. "base 1.1" or "license 2"."""
+
+
+class ReleaseOut(BaseModel):
+    name: str
+    kind: str
+    version: str
+    state: str
+    reason: str
+    bytes: int
+    downloaded: bool
+    licensed: dict[str, int]
+
+
+class LicenseOut(BaseModel):
+    version: str
+    representatives: int
+    endpoints: int
+    installed_at: str
+
+
+class UpdatesOut(BaseModel):
+    installed: dict[str, str]
+    license: LicenseOut | None
+    releases: list[ReleaseOut]
+
+
+class DownloadOut(BaseModel):
+    release: ReleaseOut
+    sha256: str
+    seconds: float
+
+
+class DownloadKeyOut(BaseModel):
+    download_key: str
+    made_at: datetime
+    installed: dict[str, str]
+
+
+class EnrollmentOut(BaseModel):
+    site: str
+    appliance_id: str
+    public_key: str
+
+
+def _setup(runtime: Runtime) -> updates.UpdateSetup:
+    return runtime.part(updates.UpdateSetup)
+
+
+def _release(row: updates.ReleaseRow) -> ReleaseOut:
+    return ReleaseOut(
+        name=row.name,
+        kind=row.kind,
+        version=row.version,
+        state=row.state,
+        reason=row.reason,
+        bytes=row.length,
+        downloaded=row.downloaded,
+        licensed=dict(row.licensed),
+    )
+
+
+def _license(lic: updates.License | None) -> LicenseOut | None:
+    return LicenseOut(**lic.__dict__) if lic else None
+
+
+def _updates(uow: UnitOfWork, rows: list[updates.ReleaseRow], data_dir: Path) -> UpdatesOut:
+    versions = updates.installed_versions(uow, data_dir)
+    installed = {k.value: str(v) for k, v in versions.items()}
+    return UpdatesOut(
+        installed=installed,
+        license=_license(updates.license_of(uow)),
+        releases=[_release(r) for r in rows],
+    )
+
+
+@router.get("", response_model=UpdatesOut)
+def list_updates(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> UpdatesOut:
+    """Releases as of the last check, download or bundle (no network)."""
+    return _updates(uow, updates.known_releases(uow, _setup(runtime)), runtime.settings.data_dir)
+
+
+@router.post("/check", response_model=UpdatesOut)
+async def check(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> UpdatesOut:
+    """Ask the update service what this appliance may install (R21, R22)."""
+    rows = await run_in_threadpool(updates.check, uow, _setup(runtime), actor)
+    uow.commit()
+    return _updates(uow, rows, runtime.settings.data_dir)
+
+
+def _download(runtime: Runtime, uow: UnitOfWork, actor: Actor, name: str) -> DownloadOut:
+    done = updates.download(uow, _setup(runtime), actor, name)
+    uow.commit()
+    return DownloadOut(release=_release(done.row), sha256=done.path.name, seconds=done.seconds)
+
+
+@router.post("/downloads", response_model=DownloadOut)
+async def download(
+    body: ReleaseIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> DownloadOut:
+    """Download and verify one release; it waits in storage until installed."""
+    return await run_in_threadpool(_download, runtime, uow, actor, body.release)
+
+
+@router.post("/bundles", response_model=UpdatesOut, openapi_extra={"requestBody": BINARY})
+async def upload_bundle(
+    request: Request, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> UpdatesOut:
+    """Manual Installation: the body is the bundle the update service gave for a download key."""
+    limit = runtime.settings.update_upload_limit_bytes
+    check_bundle_length(request, limit)
+    with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
+        await copy_stream(request.stream(), out, limit)
+        setup = _setup(runtime)
+        rows = await run_in_threadpool(
+            updates.import_bundle, uow, setup, actor, path, "uploaded bundle"
+        )
+    uow.commit()
+    return _updates(uow, rows, runtime.settings.data_dir)
+
+
+@router.post("/download-key", response_model=DownloadKeyOut)
+def download_key(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> DownloadKeyOut:
+    """A new Appliance Download Key, signed by this appliance and stamped with its clock (R24)."""
+    key = updates.download_key(uow, _setup(runtime), actor)
+    uow.commit()
+    return DownloadKeyOut(download_key=key.text, made_at=key.made_at, installed=key.installed)
+
+
+@router.get("/enrollment", response_model=EnrollmentOut)
+def enrollment(runtime: RuntimeDep, actor: ApiActorDep) -> EnrollmentOut:
+    """What the vendor needs to enrol this appliance for download keys."""
+    return EnrollmentOut(**updates.enrollment(_setup(runtime)))
+
+
+@router.post("/license", response_model=LicenseOut)
+def install_license(
+    body: ReleaseIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> LicenseOut:
+    """Install a downloaded license add-on: the licensed counts change at once."""
+    lic = updates.install_license(uow, _setup(runtime), actor, body.release)
+    uow.commit()
+    return LicenseOut(**lic.__dict__)

@@ -1,0 +1,64 @@
+"""The `/appliance > Updates` page itself, rendered by every handler that ends on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+
+from bastion.accounts.deps import page_actor
+from bastion.accounts.sign_in import CurrentSession
+from bastion.platform.errors import ServiceError
+from bastion.platform.runtime import Runtime
+from bastion.platform.unit_of_work import UnitOfWork
+from bastion.platform.web.templating import render_form
+from bastion.updates import service as updates
+
+UPDATES = "/appliance/updates"
+
+
+def update_setup(runtime: Runtime) -> updates.UpdateSetup:
+    return runtime.part(updates.UpdateSetup)
+
+
+def _appliance_facts(uow: UnitOfWork, setup: updates.UpdateSetup) -> dict[str, Any]:
+    """Installed versions, license and enrolment data; a missing piece is said, not hidden."""
+    facts: dict[str, Any] = {
+        "installed": {
+            k.value: str(v) for k, v in updates.installed_versions(uow, setup.data_dir).items()
+        },
+        "license": updates.license_of(uow),
+        "setup": setup,
+    }
+    try:
+        facts["enrollment"] = updates.enrollment(setup)
+        facts["rows"] = updates.known_releases(uow, setup)
+    except ServiceError as error:
+        facts["setup_error"] = str(error)
+    return facts
+
+
+def _download_key(
+    uow: UnitOfWork, setup: updates.UpdateSetup, request: Request, current: CurrentSession
+) -> dict[str, Any]:
+    """A fresh key on every view, time-stamped and audited."""
+    try:
+        key = updates.download_key(uow, setup, page_actor(request, current))
+    except ServiceError as error:
+        return {"key_error": str(error)}
+    uow.commit()
+    return {"download_key": key}
+
+
+def updates_page(
+    request: Request,
+    runtime: Runtime,
+    uow: UnitOfWork,
+    current: CurrentSession,
+    error: ServiceError | None = None,
+    **shown: Any,
+) -> Response:
+    setup = update_setup(runtime)
+    context = _appliance_facts(uow, setup)
+    context |= _download_key(uow, setup, request, current)
+    return render_form(request, "updates.html", current, error, **(context | shown))
