@@ -249,13 +249,13 @@ def test_the_page_installs_a_license_from_a_bundle(offline: RunningAppliance) ->
         shown = page.get("/appliance/updates")
         assert "downloaded, verified" in shown.text
         installed = page.post(
-            "/appliance/updates/install",
+            "/appliance/updates/license",
             data={"csrf_token": csrf_of(shown), "release": "license 2"},
         )
         assert installed.status_code == 200, installed.text
         assert "License 2 installed: 25 representatives, 500 endpoints" in installed.text
         again = page.post(
-            "/appliance/updates/install",
+            "/appliance/updates/license",
             data={"csrf_token": csrf_of(shown), "release": "license 2"},
         )
         assert again.status_code == 409 and "license 2 is installed" in again.text

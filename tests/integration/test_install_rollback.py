@@ -137,8 +137,9 @@ def wait_for_probation(data: Path) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = supervisor.status()
-        live = status["workers"].get("live", {})
-        if status.get("journal", {}).get("step") == "drained" and live.get("slot") == "site-1.1.0":
+        live = status.workers.get("live", {})
+        step = status.progress.journal.step.value if status.progress else None
+        if step == "drained" and live.get("slot") == "site-1.1.0":
             return int(live["pid"])
         time.sleep(0.1)
     raise AssertionError("the install never reached its probation")

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.journal import PlannedRelease
+from bastion.supervisor.messages import Install
 from bastion.supervisor.slots import Releases
 from tests.support.appliance import start_appliance, test_environment
 from tests.support.installs import request_install, store_release, wait_idle
@@ -24,7 +26,7 @@ SERVE = (sys.executable, "-m", "bastion", "appliance", "serve")
 
 
 def live_worker(data: Path) -> int:
-    return int(SupervisorClient(data).status()["workers"]["live"]["pid"])
+    return int(SupervisorClient(data).status().workers["live"]["pid"])
 
 
 def test_a_worker_that_dies_is_started_again(tmp_path: Path) -> None:
@@ -84,9 +86,10 @@ def test_a_scheduled_install_waits_for_its_time(tmp_path: Path) -> None:
         supervisor = SupervisorClient(data)
         at = datetime.now(UTC) + timedelta(seconds=4)
         release = store_release(data, "site", "1.1.0", wheel)
-        supervisor.install({"releases": [release], "not_before": at.isoformat()})
+        planned = (PlannedRelease.from_dict(release),)
+        supervisor.install(Install(planned, not_before=at.isoformat()))
         time.sleep(2)
-        assert supervisor.status()["state"] == "scheduled"
+        assert supervisor.status().state == "scheduled"
         status = wait_idle(data)
         last = status["history"][-1]
         assert last["outcome"] == "installed"

@@ -12,6 +12,8 @@ from typing import Any
 from bastion.releases.packages import PackageInfo, build_package
 from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
 from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.journal import PlannedRelease
+from bastion.supervisor.messages import Install
 
 
 def store_release(
@@ -38,7 +40,8 @@ def store_release(
 
 
 def request_install(data_dir: Path, *releases: dict[str, Any]) -> dict[str, Any]:
-    return SupervisorClient(data_dir).install({"releases": list(releases), "requested_by": "test"})
+    planned = tuple(PlannedRelease.from_dict(r) for r in releases)
+    return SupervisorClient(data_dir).install(Install(planned, requested_by="test")).to_wire()
 
 
 def wait_idle(data_dir: Path, timeout: float = 120) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def wait_idle(data_dir: Path, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status = client.status()
+            status = client.status().to_wire()
         except Exception:  # re-executing from a new base: the socket is back in a moment
             time.sleep(0.2)
             continue

@@ -1,0 +1,1 @@
+"""The certificate store, the key vault, the internal CA, and the certificate the site serves."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def _internal_ca(
     hostname: str, now: datetime
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(f"Bastion internal CA for {hostname}")
+    # Each appliance's CA has its own name: clients that trust two appliances of one site
+    # (while it moves) must not take one CA for the other.
+    ca_name = _name(f"Bastion internal CA for {hostname} ({secrets.token_hex(4)})")
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -48,6 +51,7 @@ def _internal_ca(
         .not_valid_before(now)
         .not_valid_after(now + timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
         )
@@ -80,6 +84,9 @@ def create_site_certificate(
         .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     write_atomically(paths(certs_dir).ca_cert, ca.public_bytes(serialization.Encoding.PEM))

@@ -32,6 +32,8 @@ class SiteCertificates:
     ssl_context: ssl.SSLContext | None = None
     """The listeners' shared context; None in a console command (the next start loads it)."""
     actor: Actor = field(default=APPLIANCE)
+    tell_live_worker: Callable[[], bool] | None = None
+    """In a console command: asks the running appliance, if any, to serve the new default."""
 
     @cached_property
     def vault(self) -> KeyVault:
@@ -54,10 +56,12 @@ class SiteCertificates:
             bundle = service.default_bundle(uow, self.vault)
         if bundle is None:
             return
-        if self.ssl_context is None:
-            tls.write_served(self.certs_dir, bundle)
-        else:
+        if self.ssl_context is not None:
             tls.serve(self.ssl_context, self.certs_dir, bundle)
+            return
+        tls.write_served(self.certs_dir, bundle)
+        if self.tell_live_worker is not None:
+            self.tell_live_worker()
 
     def prepare(self, listen_hosts: list[str]) -> None:
         """At every start: the store has a default certificate, written where the listeners

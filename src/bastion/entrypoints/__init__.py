@@ -1,1 +1,1 @@
-"""entrypoints layer of Bastion."""
+"""The `bastion` command, the worker process, the web app and the composition root."""

@@ -96,6 +96,8 @@ def for_console(settings: ApplianceSettings) -> Runtime:
         settings = settings.model_copy(update={"hostname": stored})
     runtime = build(settings)
     migrate(runtime.engine)
+    supervisor = runtime.part(SupervisorClient)
+    runtime.part(SiteCertificates).tell_live_worker = supervisor.serve_certificate
     return runtime
 
 

@@ -8,7 +8,6 @@ import signal
 import uuid
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
 
 from rich.console import Console
 
@@ -34,6 +33,7 @@ from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.messages import GoLive, WentLive
 from bastion.supervisor.sockets import ListenAddress, ListenError, parse_listen_address
 
 log = logging.getLogger("bastion.appliance")
@@ -99,19 +99,19 @@ async def serve(
     runtime.serving = True
     background: list[asyncio.Task[None]] = []
 
-    async def go_live(order: dict[str, Any]) -> dict[str, Any]:
+    async def go_live(order: GoLive) -> WentLive:
         """Open the listeners; at an install's switch, end every signed-in session."""
         if background:
-            return {"opened": [str(a) for a in listeners.active()], "sessions_ended": 0}
+            return WentLive(tuple(str(a) for a in listeners.active()))
         addresses = await _open_listeners(runtime, listeners, settings)
         background.append(asyncio.create_task(clock.run(), name="clock monitor"))
         background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
         ended = 0
-        if order.get("release"):
-            ended = await asyncio.to_thread(_end_sessions, runtime, str(order["release"]))
-        if not order.get("release"):  # at an install's switch, `_end_sessions` logs it
+        if order.release:
+            ended = await asyncio.to_thread(_end_sessions, runtime, order.release)
+        else:  # at an install's switch, `_end_sessions` logs it
             _announce(console, settings, me, addresses)
-        return {"opened": [str(a) for a in addresses], "sessions_ended": ended}
+        return WentLive(tuple(str(a) for a in addresses), ended)
 
     stop = _stop_event()
     loop = asyncio.get_running_loop()
@@ -132,7 +132,7 @@ async def serve(
     runtime.request_shutdown = request_shutdown
     runtime.add(replace(runtime.part(ApplianceControl), shut_down=request_shutdown))
     if supervised is None or not supervised.standby:
-        await go_live({})
+        await go_live(GoLive())
     await stop.wait()
     runtime.draining = True
     for task in background:

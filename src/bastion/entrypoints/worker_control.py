@@ -1,12 +1,10 @@
-"""What the supervisor asks of a worker, on the worker's private socket.
-
-`POST /worker/go-live` opens the listeners (a worker started in standby serves
-nothing until then) and ends every signed-in session (R5); `/worker/freeze`
-and `/worker/thaw` pause and resume changes while an install snapshots and
-migrates the database; `/worker/outcomes` writes finished installs to the
-audit log. Every other path goes to the application itself, so the
-supervisor's health check is the real `/check_health`. Each request must carry
-the token the supervisor gave this worker.
+"""The orders the supervisor gives a worker, on the worker's private socket
+(`bastion.supervisor.messages`): go live (a worker started in standby serves
+nothing until then; at an install's switch everyone is signed out, R5), freeze and
+thaw changes while an install snapshots and migrates the database, audit finished
+installs, serve the default certificate a console command chose. Every other path
+goes to the application itself, so the supervisor's health check is the real
+`/check_health`. Each request must carry the token the supervisor gave this worker.
 """
 
 from __future__ import annotations
@@ -19,10 +17,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.certificates.site import SiteCertificates
 from bastion.platform.runtime import Runtime
+from bastion.supervisor import messages
 
 TOKEN_HEADER = b"x-bastion-worker-token"
-GoLive = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+GoLiveHandler = Callable[[messages.GoLive], Awaitable[messages.WentLive]]
 
 
 class WorkerControl:
@@ -33,7 +33,7 @@ class WorkerControl:
         app: ASGIApp,
         runtime: Runtime,
         token: str,
-        go_live: GoLive,
+        go_live: GoLiveHandler,
         audit_outcomes: Callable[[], int],
     ) -> None:
         self.app = app
@@ -50,24 +50,29 @@ class WorkerControl:
         if not hmac.compare_digest(headers.get(TOKEN_HEADER, b""), self.token):
             await _answer(send, 403, {"detail": "missing or wrong worker token"})
             return
-        path = scope["path"]
-        if not path.startswith("/worker/"):
+        if not scope["path"].startswith("/worker/"):
             await self.app(scope, receive, send)
             return
-        body = await _body(receive)
-        if path == "/worker/go-live":
-            await _answer(send, 200, await self.go_live(body))
-        elif path == "/worker/freeze":
-            self.runtime.frozen = str(body.get("reason") or "an update is being installed")
-            await _answer(send, 200, {"frozen": self.runtime.frozen})
-        elif path == "/worker/thaw":
+        try:
+            order = messages.order_from_wire(scope["path"], await _body(receive))
+        except messages.MessageError as error:
+            await _answer(send, 404, {"detail": str(error)})
+            return
+        await _answer(send, 200, await self.carry_out(order))
+
+    async def carry_out(self, order: messages.Order) -> dict[str, Any]:
+        if isinstance(order, messages.GoLive):
+            return (await self.go_live(order)).to_wire()
+        if isinstance(order, messages.Freeze):
+            self.runtime.frozen = order.reason
+            return {"frozen": self.runtime.frozen}
+        if isinstance(order, messages.Thaw):
             self.runtime.frozen = None
-            await _answer(send, 200, {"frozen": None})
-        elif path == "/worker/outcomes":
-            audited = await asyncio.to_thread(self.audit_outcomes)
-            await _answer(send, 200, {"audited": audited})
-        else:
-            await _answer(send, 404, {"detail": f"no control path {path}"})
+            return {"frozen": None}
+        if isinstance(order, messages.AuditOutcomes):
+            return {"audited": await asyncio.to_thread(self.audit_outcomes)}
+        await asyncio.to_thread(self.runtime.part(SiteCertificates).serve_default)
+        return {"served": True}
 
 
 async def _body(receive: Receive) -> dict[str, Any]:

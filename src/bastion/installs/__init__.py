@@ -1,0 +1,1 @@
+"""Installing base and site releases: plan, estimate, licence, schedule and progress."""

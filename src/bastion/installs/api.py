@@ -7,6 +7,7 @@ is sent. `GET` is the supervisor's status; `DELETE` cancels a scheduled install.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -58,16 +59,16 @@ def install(body: InstallIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDe
         return _licence_required(error)
     uow.commit()
     return InstallOut(
-        install_id=answer["install_id"], not_before=answer["not_before"], plan=_plan_out(chosen)
+        install_id=answer.install_id,
+        not_before=datetime.fromisoformat(answer.not_before),
+        plan=_plan_out(chosen),
     )
 
 
 @router.get("")
 def install_status(runtime: RuntimeDep, actor: ApiActorDep) -> dict[str, Any]:
     """The supervisor's status: state, pending, journal (steps done of all), history."""
-    status = supervisor_of(runtime).status()
-    status.pop("ok", None)
-    return status
+    return supervisor_of(runtime).status().to_wire()
 
 
 @router.delete("")

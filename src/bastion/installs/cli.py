@@ -25,11 +25,14 @@ from bastion.platform.cli import (
     console_runtime,
     run_step,
 )
+from bastion.supervisor.journal import Outcome
 
 if TYPE_CHECKING:
     from bastion.installs.service import InstallPlan
     from bastion.platform.unit_of_work import UnitOfWork
     from bastion.supervisor.client import SupervisorClient
+    from bastion.supervisor.journal import HistoryEntry
+    from bastion.supervisor.messages import PendingInstall, SupervisorStatus
 
 install_app = typer.Typer(no_args_is_help=True)
 """Holds `install` and `install-status`; added to `bastion appliance` without a name."""
@@ -62,7 +65,7 @@ def install(
     with console_runtime(ctx, data) as runtime:
         setup = runtime.part(installs.InstallsSetup)
 
-        def request(uow: UnitOfWork) -> tuple[InstallPlan, dict[str, Any]]:
+        def request(uow: UnitOfWork) -> tuple[InstallPlan, PendingInstall]:
             start = install_schedule.start_time(delay * 60, install_schedule.parse_utc(at))
             chosen = installs.plan(uow, setup, names, retry)
             _show_plan(chosen, start)
@@ -71,11 +74,11 @@ def install(
 
         chosen, answer = run_step(runtime, request, "Install refused")
         supervisor = runtime.part(SupervisorClient)
-    console.print(f"Install {answer['install_id']} starts at {answer['not_before']}.")
+    console.print(f"Install {answer.install_id} starts at {answer.not_before}.")
     if no_wait:
         console.print("Follow it with `bastion appliance install-status`.")
         return
-    entries = _follow(supervisor, str(answer["install_id"]), len(chosen.releases))
+    entries = _follow(supervisor, answer.install_id, len(chosen.releases))
     raise typer.Exit(_report(entries))
 
 
@@ -100,7 +103,7 @@ def _accept_licences(chosen: InstallPlan) -> bool:
     return bool(chosen.licences)
 
 
-def _status(supervisor: SupervisorClient) -> dict[str, Any]:
+def _status(supervisor: SupervisorClient) -> SupervisorStatus:
     """The supervisor's status, waiting out a restart (a base install re-executes it)."""
     from bastion.platform.errors import UnavailableError
 
@@ -114,12 +117,11 @@ def _status(supervisor: SupervisorClient) -> dict[str, Any]:
             time.sleep(POLL_SECONDS)
 
 
-def _entries(status: dict[str, Any], install_id: str) -> list[dict[str, Any]]:
-    history = status.get("history") or []
-    return [e for e in history if str(e.get("install_id", "")).split("+")[0] == install_id]
+def _entries(status: SupervisorStatus, install_id: str) -> list[HistoryEntry]:
+    return [e for e in status.history if e.install_id.split("+")[0] == install_id]
 
 
-def _follow(supervisor: SupervisorClient, install_id: str, count: int) -> list[dict[str, Any]]:
+def _follow(supervisor: SupervisorClient, install_id: str, count: int) -> list[HistoryEntry]:
     """Show the steps until the supervisor is idle; the outcomes of this install."""
     columns = (
         TextColumn("{task.description}"),
@@ -133,9 +135,9 @@ def _follow(supervisor: SupervisorClient, install_id: str, count: int) -> list[d
         while True:
             status = _status(supervisor)
             entries = _entries(status, install_id)
-            if status["state"] == "idle":
+            if status.state == "idle":
                 idle += 1
-                rolled_back = any(e["outcome"] == "rolled back" for e in entries)
+                rolled_back = any(e.outcome is Outcome.ROLLED_BACK for e in entries)
                 if len(entries) >= count or rolled_back or idle >= IDLE_POLLS:
                     return entries
             else:
@@ -144,37 +146,34 @@ def _follow(supervisor: SupervisorClient, install_id: str, count: int) -> list[d
             time.sleep(POLL_SECONDS)
 
 
-def _bar(status: dict[str, Any]) -> dict[str, Any]:
-    journal = status.get("journal")
-    pending = status.get("pending")
-    if journal:
-        release = journal["release"]
-        name = f"{release['kind']} {release['version']}"
-        activity = status.get("activity") or journal.get("step", "")
+def _bar(status: SupervisorStatus) -> dict[str, Any]:
+    running, pending = status.progress, status.pending
+    if running is not None:
+        activity = status.activity or running.journal.step.value
         return {
-            "description": f"{name}: {activity}",
-            "completed": journal["done"],
-            "total": journal["total"],
+            "description": f"{running.journal.release.name}: {activity}",
+            "completed": running.done,
+            "total": running.total,
         }
-    if pending:
-        return {"description": f"scheduled for {pending.get('not_before')}", "total": None}
+    if pending is not None:
+        return {"description": f"scheduled for {pending.not_before}", "total": None}
     return {"description": "waiting for the supervisor", "total": None}
 
 
-def _report(entries: list[dict[str, Any]]) -> int:
+def _report(entries: list[HistoryEntry]) -> int:
     """Print each outcome; 1 if anything was rolled back or nothing ran."""
     if not entries:
         console.print("[red]The install did not run:[/] it was cancelled before it began.")
         return 1
     code = 0
     for entry in entries:
-        if entry["outcome"] == "rolled back":
-            console.print(f"[red]{entry['release']} was rolled back:[/] {entry['reason']}")
+        if entry.outcome is Outcome.ROLLED_BACK:
+            console.print(f"[red]{entry.release} was rolled back:[/] {entry.reason}")
             code = 1
         else:
-            seconds = entry.get("details", {}).get("seconds")
+            seconds = entry.details.get("seconds")
             took = f" in {seconds} s" if seconds is not None else ""
-            console.print(f"[green]{entry['release']} installed{took}.[/]")
+            console.print(f"[green]{entry.release} installed{took}.[/]")
     return code
 
 
@@ -192,28 +191,25 @@ def install_status(
     except ServiceError as error:
         console.print(f"[red]No status:[/] {error}")
         raise typer.Exit(2) from None
-    status.pop("ok", None)
     if as_json:
-        typer.echo(json.dumps(status, indent=2))
+        typer.echo(json.dumps(status.to_wire(), indent=2))
         return
     _print_status(status)
 
 
-def _print_status(status: dict[str, Any]) -> None:
-    console.print(f"State: [bold]{status['state']}[/] (base {status.get('base_version')})")
+def _print_status(status: SupervisorStatus) -> None:
+    console.print(f"State: [bold]{status.state}[/] (base {status.base_version})")
     shown = _bar(status)
-    if status.get("journal"):
+    if status.progress is not None:
         console.print(f"  {shown['description']}: step {shown['completed']} of {shown['total']}")
-    pending = status.get("pending")
-    if pending:
-        names = ", ".join(f"{r['kind']} {r['version']}" for r in pending.get("releases", []))
+    pending = status.pending
+    if pending is not None:
         console.print(
-            f"  Scheduled: {names} at {pending.get('not_before')}, "
-            f"requested by {pending.get('requested_by')}"
+            f"  Scheduled: {pending.names} at {pending.not_before}, "
+            f"requested by {pending.requested_by}"
         )
-    history = status.get("history") or []
-    if history:
+    if status.history:
         table = Table("Release", "Outcome", "Reason", "At")
-        for entry in reversed(history):
-            table.add_row(entry["release"], entry["outcome"], entry["reason"], entry["at"])
+        for entry in reversed(status.history):
+            table.add_row(entry.release, entry.outcome.value, entry.reason, entry.at)
         console.print(table)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from bastion.accounts import sign_in
 from bastion.installs.rules import Estimate, estimate, needs_licence
@@ -29,6 +29,7 @@ from bastion.releases.versions import (
     install_order,
 )
 from bastion.supervisor.journal import HistoryEntry, PlannedRelease, rolled_back
+from bastion.supervisor.messages import Install, PendingInstall, SupervisorStatus
 from bastion.supervisor.state import InstallState
 from bastion.updates import service as updates
 from bastion.updates.errors import UpdateDependencyError
@@ -42,11 +43,11 @@ SLOT_KINDS = (ReleaseKind.BASE, ReleaseKind.SITE)
 class Supervisor(Protocol):
     """The base layer that runs the application and installs releases into slots."""
 
-    def install(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    def install(self, request: Install) -> PendingInstall: ...
 
     def cancel(self) -> bool: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> SupervisorStatus: ...
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def submit(
     chosen: InstallPlan,
     accepted_licence: bool,
     not_before: datetime | None = None,
-) -> dict[str, Any]:
+) -> PendingInstall:
     """Hand the plan to the supervisor; it starts at `not_before` (now if None)."""
     if chosen.licences and not accepted_licence:
         name, text = next(iter(chosen.licences.items()))
@@ -175,12 +176,12 @@ def submit(
     if not_before is not None and not_before.tzinfo is None:
         raise InvalidInputError("Give the install time with its time zone (UTC).")
     answer = installing.supervisor.install(
-        {
-            "releases": [r.to_dict() for r in chosen.releases],
-            "not_before": not_before.isoformat(timespec="seconds") if not_before else None,
-            "requested_by": actor.name,
-            "estimate_seconds": chosen.estimate.seconds,
-        }
+        Install(
+            chosen.releases,
+            not_before.isoformat(timespec="seconds") if not_before else None,
+            actor.name,
+            chosen.estimate.seconds,
+        )
     )
     for name in chosen.licences:
         audit.record(uow, actor, "updates.licence_accepted", name)
@@ -189,7 +190,7 @@ def submit(
         actor,
         "updates.install.requested",
         ", ".join(chosen.names),
-        not_before=answer.get("not_before"),
+        not_before=answer.not_before,
         estimate_seconds=chosen.estimate.seconds,
     )
     return answer
@@ -229,6 +230,6 @@ def history(data_dir: Path) -> list[HistoryEntry]:
     return InstallState(data_dir).history()
 
 
-def pending(data_dir: Path) -> dict[str, Any] | None:
+def pending(data_dir: Path) -> PendingInstall | None:
     """The install requested but not begun yet, for the banner users see (R5)."""
     return InstallState(data_dir).pending()

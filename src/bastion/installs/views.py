@@ -6,6 +6,7 @@ values the Updates page, its polling script and Status > Basics show.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,8 @@ from bastion.platform.clock import utc_now
 from bastion.platform.errors import ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.supervisor.client import SupervisorClient
-from bastion.supervisor.journal import HistoryEntry
+from bastion.supervisor.journal import HistoryEntry, PlannedRelease
+from bastion.supervisor.messages import PendingInstall, SupervisorStatus
 from bastion.updates import service as updates
 from bastion.updates.service import UpdateSetup
 
@@ -25,8 +27,8 @@ def supervisor_of(runtime: Runtime) -> SupervisorClient:
     return runtime.part(SupervisorClient)
 
 
-def release_names(releases: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{r.get('kind', '?')} {r.get('version', '?')}" for r in releases)
+def release_names(releases: Iterable[PlannedRelease]) -> str:
+    return ", ".join(r.name for r in releases)
 
 
 def _parse(iso: str) -> datetime | None:
@@ -46,13 +48,12 @@ def utc_text(iso: str, now: datetime | None = None) -> str:
     return f"{at:%H:%M} UTC" + (f" on {at:%Y-%m-%d}" if at.date() != today else "")
 
 
-def banner(pending: dict[str, Any] | None) -> str | None:
+def banner(pending: PendingInstall | None) -> str | None:
     """What every signed-in user reads while an install is scheduled (R5)."""
-    if not pending:
+    if pending is None:
         return None
-    names = release_names(list(pending.get("releases") or []))
-    at = utc_text(str(pending.get("not_before", "")))
-    return f"Bastion will be updated to {names} at {at}; you will be signed out then."
+    at = utc_text(pending.not_before)
+    return f"Bastion will be updated to {pending.names} at {at}; you will be signed out then."
 
 
 def _elapsed(started_at: str, now: datetime) -> float | None:
@@ -60,35 +61,35 @@ def _elapsed(started_at: str, now: datetime) -> float | None:
     return round((now - started).total_seconds(), 1) if started else None
 
 
-def progress(status: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The install box: state, activity, steps done of all, elapsed, what is scheduled."""
-    journal = status.get("journal") or {}
-    release = journal.get("release") or {}
-    pending = status.get("pending")
-    history = list(status.get("history") or [])
+def progress(status: SupervisorStatus, now: datetime) -> dict[str, Any]:
+    """The install box (and its polling script's JSON): state, activity, steps done of all,
+    elapsed, what is scheduled, past outcomes."""
+    running = status.progress
+    journal = running.journal if running else None
+    history = [entry.to_dict() for entry in status.history]
     return {
-        "state": status.get("state", "idle"),
-        "activity": status.get("activity") or "",
-        "release": f"{release['kind']} {release['version']}" if release else None,
-        "done": int(journal.get("done", 0)),
-        "total": int(journal.get("total", 0)),
-        "elapsed_seconds": _elapsed(str(journal.get("started_at", "")), now) if journal else None,
-        "queue": release_names(list(journal.get("queue") or [])),
-        "pending": _pending(pending, now) if pending else None,
-        "base_version": status.get("base_version"),
+        "state": status.state,
+        "activity": status.activity,
+        "release": journal.release.name if journal else None,
+        "done": running.done if running else 0,
+        "total": running.total if running else 0,
+        "elapsed_seconds": _elapsed(journal.started_at, now) if journal else None,
+        "queue": release_names(journal.queue) if journal else "",
+        "pending": _pending(status.pending, now) if status.pending else None,
+        "base_version": status.base_version,
         "history": list(reversed(history)),
         "last": history[-1] if history else None,
     }
 
 
-def _pending(pending: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _pending(pending: PendingInstall, now: datetime) -> dict[str, Any]:
     return {
-        "install_id": pending.get("install_id"),
-        "releases": release_names(list(pending.get("releases") or [])),
-        "not_before": pending.get("not_before"),
-        "at": utc_text(str(pending.get("not_before", "")), now),
-        "requested_by": pending.get("requested_by", ""),
-        "estimate_seconds": pending.get("estimate_seconds"),
+        "install_id": pending.install_id,
+        "releases": pending.names,
+        "not_before": pending.not_before,
+        "at": utc_text(pending.not_before, now),
+        "requested_by": pending.requested_by,
+        "estimate_seconds": pending.estimate_seconds,
     }
 
 

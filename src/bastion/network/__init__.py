@@ -1,0 +1,1 @@
+"""How the appliance is reached and keeps time: listen addresses, the NTP server."""

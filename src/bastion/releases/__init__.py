@@ -1,0 +1,3 @@
+"""What the appliance and the vendor's update service share: versions, release packages,
+download keys.
+"""

@@ -1,1 +1,3 @@
-"""The base layer: the supervisor that owns the sockets and runs the application worker."""
+"""The base layer, its own process: listening sockets, release slots, the install journal,
+workers, crash recovery.
+"""

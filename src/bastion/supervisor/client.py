@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
 
 from bastion.platform.errors import ConflictError, UnavailableError
 from bastion.supervisor import control_socket as control
+from bastion.supervisor import messages
 from bastion.supervisor.sockets import ListenAddress, ListenError
 
 
 class SupervisorClient:
-    """Implements `bastion.platform.ports.Supervisor` for one data directory."""
+    """Implements `bastion.installs.service.Supervisor` for one data directory."""
 
     def __init__(self, data_dir: Path) -> None:
         self.name = control.socket_name(data_dir)
 
-    def _call(self, message: dict[str, Any], timeout: float = 30) -> control.Reply:
+    def _call(self, request: messages.Request, timeout: float = 30) -> control.Reply:
         try:
-            return control.call(self.name, message, timeout)
+            return control.call(self.name, messages.request_to_wire(request), timeout)
         except control.SupervisorUnavailable as error:
             raise UnavailableError(str(error)) from None
         except control.SupervisorRefused as error:
@@ -28,8 +28,9 @@ class SupervisorClient:
     # For the worker: the sockets it serves on.
 
     def listen(self, address: ListenAddress) -> socket.socket:
+        request = messages.request_to_wire(messages.Listen(str(address)))
         try:
-            _reply, fds = control.call(self.name, {"op": "listen", "address": str(address)})
+            _reply, fds = control.call(self.name, request)
         except control.SupervisorRefused as error:
             raise ListenError(str(error)) from None
         except control.SupervisorUnavailable as error:
@@ -39,21 +40,30 @@ class SupervisorClient:
         return socket.socket(fileno=fds[0])
 
     def unlisten(self, address: ListenAddress) -> None:
-        self._call({"op": "unlisten", "address": str(address)})
+        self._call(messages.Unlisten(str(address)))
 
     def shutdown(self) -> None:
-        self._call({"op": "shutdown"})
+        self._call(messages.Shutdown())
 
-    # For the services: installs.
+    # For the services: installs, and the certificate a console command changed.
 
-    def install(self, request: dict[str, Any]) -> dict[str, Any]:
-        reply, _ = self._call({**request, "op": "install"})
-        return reply
+    def install(self, request: messages.Install) -> messages.PendingInstall:
+        reply, _ = self._call(request)
+        return messages.PendingInstall.from_wire(reply)
 
     def cancel(self) -> bool:
-        reply, _ = self._call({"op": "cancel"})
+        reply, _ = self._call(messages.Cancel())
         return bool(reply.get("cancelled"))
 
-    def status(self) -> dict[str, Any]:
-        reply, _ = self._call({"op": "status"}, timeout=10)
-        return reply
+    def status(self) -> messages.SupervisorStatus:
+        reply, _ = self._call(messages.Status(), timeout=10)
+        return messages.SupervisorStatus.from_wire(reply)
+
+    def serve_certificate(self) -> bool:
+        """Have the live worker serve the store's default certificate; False if no
+        appliance runs on this data directory (its next start serves it)."""
+        try:
+            reply, _ = self._call(messages.ServeCertificate())
+        except UnavailableError:
+            return False
+        return bool(reply.get("served"))

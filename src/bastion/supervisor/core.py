@@ -20,8 +20,8 @@ from typing import Any
 
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor import control_socket as control
-from bastion.supervisor import installer
-from bastion.supervisor.journal import InstallError, PlannedRelease, progress, rolled_back
+from bastion.supervisor import installer, messages
+from bastion.supervisor.journal import InstallError, progress, rolled_back
 from bastion.supervisor.process import Inherited, now
 from bastion.supervisor.serving import Serving
 from bastion.supervisor.slots import BASE, CURRENT, PREVIOUS
@@ -59,25 +59,25 @@ class Supervisor:
     # The control socket.
 
     async def handle(self, message: dict[str, Any]) -> control.Reply:
-        op = message.get("op")
-        if op == "listen":
-            return self._listen(str(message["address"]))
-        if op == "unlisten":
-            sock = self.site.sockets.pop(str(parse_listen_address(str(message["address"]))), None)
+        request = messages.request_from_wire(message)
+        if isinstance(request, messages.Listen):
+            return self._listen(request.address)
+        if isinstance(request, messages.Unlisten):
+            sock = self.site.sockets.pop(str(parse_listen_address(request.address)), None)
             if sock is not None:
                 sock.close()
             return {"ok": True}, []
-        if op == "install":
-            return {"ok": True, **self._request_install(message)}, []
-        if op == "cancel":
+        if isinstance(request, messages.Install):
+            return {"ok": True, **self._request_install(request).to_wire()}, []
+        if isinstance(request, messages.Cancel):
             return {"ok": True, "cancelled": self._cancel()}, []
-        if op == "status":
-            return {"ok": True, **self.status()}, []
-        if op == "shutdown":
-            log.info("shut down requested")
-            self.stopping.set()
-            return {"ok": True}, []
-        return {"ok": False, "error": f"unknown request {op!r}"}, []
+        if isinstance(request, messages.Status):
+            return {"ok": True, **self.status().to_wire()}, []
+        if isinstance(request, messages.ServeCertificate):
+            return {"ok": True, "served": await self._serve_certificate()}, []
+        log.info("shut down requested")
+        self.stopping.set()
+        return {"ok": True}, []
 
     def _listen(self, text: str) -> control.Reply:
         address = parse_listen_address(text)
@@ -89,31 +89,29 @@ class Supervisor:
                 return {"ok": False, "error": str(error)}, []
         return {"ok": True, "address": key}, [self.site.sockets[key].fileno()]
 
-    def _request_install(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _request_install(self, request: messages.Install) -> messages.PendingInstall:
         if self.installing is not None or self.site.state.journal() is not None:
             raise InstallError("An install is running; wait for it to finish.")
         if self.site.state.pending() is not None:
             raise InstallError(
                 "An install is already scheduled; cancel it first to schedule another."
             )
-        releases = [PlannedRelease.from_dict(r) for r in message.get("releases", [])]
-        if not releases:
+        if not request.releases:
             raise InstallError("Name at least one downloaded release to install.")
-        for planned in releases:
+        for planned in request.releases:
             if not os.path.isfile(planned.package):
                 raise InstallError(f"The package of {planned.name} is not on this appliance.")
-        install_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-        pending = {
-            "install_id": install_id,
-            "releases": [r.to_dict() for r in releases],
-            "not_before": _utc(message.get("not_before")) or now(),
-            "requested_by": str(message.get("requested_by", "")),
-            "requested_at": now(),
-            "estimate_seconds": float(message.get("estimate_seconds", 0)),
-        }
+        pending = messages.PendingInstall(
+            install_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}",
+            releases=request.releases,
+            not_before=_utc(request.not_before) or now(),
+            requested_by=request.requested_by,
+            requested_at=now(),
+            estimate_seconds=request.estimate_seconds,
+        )
         self.site.state.save_pending(pending)
-        log.info("install %s scheduled for %s", install_id, pending["not_before"])
-        return {"install_id": install_id, "not_before": pending["not_before"]}
+        log.info("install %s scheduled for %s", pending.install_id, pending.not_before)
+        return pending
 
     def _cancel(self) -> bool:
         if self.site.state.pending() is None:
@@ -121,32 +119,39 @@ class Supervisor:
         self.site.state.save_pending(None)
         return True
 
-    def status(self) -> dict[str, Any]:
+    async def _serve_certificate(self) -> bool:
+        worker = self.site.worker
+        if worker is None or worker.poll() is not None:
+            return False
+        answer = await worker.order(messages.ServeDefaultCertificate())
+        return bool(answer.get("served"))
+
+    def status(self) -> messages.SupervisorStatus:
         journal = self.site.state.journal()
         history = self.site.state.history()
-        body: dict[str, Any] = {
-            "state": "idle",
-            "pending": self.site.state.pending(),
-            "activity": self.site.activity,
-            "links": {link: self.site.releases.target(link) for link in (CURRENT, PREVIOUS, BASE)},
-            "base_version": self.site.base_version,
-            "history": [e.to_dict() for e in history[-10:]],
-            "rolled_back": sorted(rolled_back(history)),
-            "workers": {
+        pending = self.site.state.pending()
+        state = "scheduled" if pending is not None else "idle"
+        if self.installing is not None and not self.installing.done():
+            state = "installing"
+        running = None
+        if journal is not None:
+            state = "rolling back" if journal.rollback else "installing"
+            running = messages.InstallProgress(journal, *progress(journal))
+        return messages.SupervisorStatus(
+            state=state,
+            base_version=self.site.base_version,
+            activity=self.site.activity,
+            pending=pending,
+            progress=running,
+            history=tuple(history[-10:]),
+            rolled_back=tuple(sorted(rolled_back(history))),
+            links={link: self.site.releases.target(link) for link in (CURRENT, PREVIOUS, BASE)},
+            workers={
                 role: {"pid": worker.pid, "slot": worker.slot}
                 for role, worker in (("live", self.site.worker), ("candidate", self.site.candidate))
                 if worker is not None and worker.poll() is None
             },
-        }
-        if body["pending"] is not None:
-            body["state"] = "scheduled"
-        if self.installing is not None and not self.installing.done():
-            body["state"] = "installing"
-        if journal is not None:
-            done, total = progress(journal)
-            body["state"] = "rolling back" if journal.rollback else "installing"
-            body["journal"] = {**journal.to_dict(), "done": done, "total": total}
-        return body
+        )
 
     # Running.
 
@@ -191,7 +196,7 @@ class Supervisor:
                 self.site.state.save_pending(None)
         if self.installing is None:
             pending = self.site.state.pending()
-            if pending is not None and pending.get("not_before", "") <= now():
+            if pending is not None and pending.not_before <= now():
                 self.installing = asyncio.create_task(installer.run_pending(self.site, pending))
                 return
             if self.site.worker is not None and self.site.worker.poll() is not None:

@@ -42,6 +42,15 @@ from bastion.supervisor.journal import (
     Step,
     recovery,
 )
+from bastion.supervisor.messages import (
+    AuditOutcomes,
+    Freeze,
+    GoLive,
+    Order,
+    PendingInstall,
+    Thaw,
+    WentLive,
+)
 from bastion.supervisor.process import INHERIT_ENV, exec_supervisor, now, settings_env
 from bastion.supervisor.serving import Serving
 from bastion.supervisor.slots import BASE, BASE_PREVIOUS, CURRENT, PREVIOUS, Releases, SlotError
@@ -88,7 +97,7 @@ async def finish(
     worker = site.worker
     if worker is not None and worker.poll() is None:
         try:
-            await worker.request("POST", "/worker/outcomes", {})
+            await worker.order(AuditOutcomes())
         except WorkerError as error:  # it audits them when it next starts
             log.warning("the worker did not audit the install outcome: %s", error)
 
@@ -111,9 +120,9 @@ def finish_with(
     log.warning("install of %s: %s (%s)", journal.release.name, outcome.value, reason)
 
 
-async def run_pending(site: Serving, pending: dict[str, Any]) -> None:
-    releases = [PlannedRelease.from_dict(r) for r in pending["releases"]]
-    await install(site, str(pending["install_id"]), releases[0], tuple(releases[1:]))
+async def run_pending(site: Serving, pending: PendingInstall) -> None:
+    releases = pending.releases
+    await install(site, pending.install_id, releases[0], releases[1:])
 
 
 async def install(
@@ -158,7 +167,7 @@ async def _install_site(
         deadline = settings.install_health_deadline_seconds
         await asyncio.gather(migrator.ready(deadline), candidate.ready(deadline))
         journal = await record(site, journal, Step.STARTED)
-        await _ask(site.worker, "/worker/freeze", {"reason": f"{planned.name} is being installed"})
+        await _ask(site.worker, Freeze(f"{planned.name} is being installed"))
         journal = await record(site, journal, Step.FROZEN)
         work = site.state.work_dir(install_id)
         snapshot = await asyncio.to_thread(database.snapshot, settings, work)
@@ -170,7 +179,7 @@ async def _install_site(
         candidate.begin()
         await wait_healthy(candidate, settings.install_health_deadline_seconds)
         journal = await record(site, journal, Step.HEALTHY)
-        live = await _ask(candidate, "/worker/go-live", {"release": planned.name})
+        live = WentLive.from_wire(await _ask(candidate, GoLive(planned.name)))
         site.releases.point(PREVIOUS, journal.from_slot)
         site.releases.point(CURRENT, planned.slot)
         old = site.promote_candidate()
@@ -188,20 +197,20 @@ async def _install_site(
         await roll_back(site, journal, str(error) or type(error).__name__)
         return False
     seconds = round(time.monotonic() - started, 1)
-    ended = int(live.get("sessions_ended", 0))
+    ended = live.sessions_ended
     await finish(
         site, journal, Outcome.INSTALLED, "installed", seconds=seconds, sessions_ended=ended
     )
     return True
 
 
-async def _ask(worker: Worker | None, path: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _ask(worker: Worker | None, order: Order) -> dict[str, Any]:
     if worker is None:
         raise InstallFailed("no worker is running")
-    status, answer = await worker.request("POST", path, body)
-    if status != 200:
-        raise InstallFailed(f"the worker refused {path}: {answer.get('detail', answer)}")
-    return answer
+    try:
+        return await worker.order(order)
+    except WorkerError as error:
+        raise InstallFailed(str(error)) from None
 
 
 async def wait_healthy(worker: Worker, deadline: float) -> None:
@@ -249,7 +258,7 @@ async def roll_back(site: Serving, journal: Journal, reason: str) -> None:
         site.serve_from(journal.from_slot)
     else:
         try:
-            await worker.request("POST", "/worker/thaw", {})
+            await worker.order(Thaw())
         except WorkerError as error:
             log.error("the old worker did not resume changes: %s", error)
     await finish(site, journal, Outcome.ROLLED_BACK, reason)
@@ -345,7 +354,7 @@ def recover(settings: ApplianceSettings) -> str | None:
     if journal is None:
         return None
     pending = state.pending()
-    if pending is not None and journal.install_id.startswith(str(pending.get("install_id"))):
+    if pending is not None and journal.install_id.startswith(pending.install_id):
         state.save_pending(None)
     decision = recovery(journal)
     site = journal.release.kind is ReleaseKind.SITE

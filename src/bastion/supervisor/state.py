@@ -13,6 +13,7 @@ from typing import Any
 
 from bastion.platform.files import write_atomically
 from bastion.supervisor.journal import HistoryEntry, Journal
+from bastion.supervisor.messages import MessageError, PendingInstall
 
 HISTORY_KEPT = 50
 
@@ -48,15 +49,20 @@ class InstallState:
         self.journal_file.unlink(missing_ok=True)
         shutil.rmtree(self.work_dir(journal.install_id), ignore_errors=True)
 
-    def pending(self) -> dict[str, Any] | None:
+    def pending(self) -> PendingInstall | None:
         body = self._read(self.pending_file)
-        return body if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return None
+        try:
+            return PendingInstall.from_wire(body)
+        except MessageError:
+            return None
 
-    def save_pending(self, body: dict[str, Any] | None) -> None:
-        if body is None:
+    def save_pending(self, pending: PendingInstall | None) -> None:
+        if pending is None:
             self.pending_file.unlink(missing_ok=True)
         else:
-            self._write(self.pending_file, body)
+            self._write(self.pending_file, pending.to_wire())
 
     def history(self) -> list[HistoryEntry]:
         body = self._read(self.history_file)

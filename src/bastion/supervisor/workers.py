@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.supervisor import messages
 from bastion.supervisor.control_socket import abstract, socket_name
 
 BEGIN_ENV = "BASTION_WORKER_WAIT_FOR_BEGIN"
@@ -106,6 +107,15 @@ class Worker:
         finally:
             writer.close()
         return _parse_response(raw, self.pid)
+
+    async def order(self, order: messages.Order, timeout: float = 30) -> dict[str, Any]:
+        """Give the worker an order on its private socket; its answer, or `WorkerError`."""
+        status, answer = await self.request(
+            "POST", order.path, messages.order_to_wire(order), timeout
+        )
+        if status != 200:
+            raise WorkerError(f"the worker refused {order.path}: {answer.get('detail', answer)}")
+        return answer
 
     async def healthy(self) -> bool:
         try:

@@ -1,0 +1,3 @@
+"""The update client: check, download and verify releases, offline bundles, download keys,
+licence add-ons.
+"""

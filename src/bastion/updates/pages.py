@@ -84,7 +84,7 @@ def download_progress(request: Request, job_id: str, current: AdministratorDep) 
     return JSONResponse(job.view(), headers={"Cache-Control": "no-store"})
 
 
-@router.post(f"{UPDATES}/install", dependencies=[CsrfDep])
+@router.post(f"{UPDATES}/license", dependencies=[CsrfDep])
 def install_license(
     request: Request,
     runtime: RuntimeDep,

@@ -1,0 +1,3 @@
+"""The database: engine, the shared declarative base, the platform's own tables and the
+migrations.
+"""

@@ -1,0 +1,3 @@
+"""Web plumbing every capability's pages and API share: the app, dependencies, templates,
+CSRF, uploads.
+"""
