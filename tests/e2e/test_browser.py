@@ -15,7 +15,7 @@ from playwright.sync_api import (
     expect,
 )
 
-from bastion.platform import build as release
+from bastion.platform import build
 from tests.support.appliance import start_appliance
 
 NEW_PASSWORD = "a long and private passphrase"
@@ -41,9 +41,9 @@ def sign_in_the_first_time(page: Page) -> None:
 
 def check_status_basics(page: Page) -> None:
     expect(page).to_have_url(re.compile(r"/appliance/status/basics$"))
-    expect(page.locator("#product-version")).to_have_text(release.site_version())
+    expect(page.locator("#product-version")).to_have_text(build.site_version())
     expect(page.locator("#build")).to_have_text(re.compile(r"^[0-9a-f]{12}$"))
-    expect(page.locator("#base-version")).to_contain_text(release.BASE_VERSION)
+    expect(page.locator("#base-version")).to_contain_text(build.BASE_VERSION)
     expect(page.locator("#uptime")).to_have_text(re.compile(r"^\d+d \d\dh \d\dm \d\ds$"))
     shown = datetime.strptime(page.locator("#clock-utc").inner_text(), "%Y-%m-%d %H:%M:%S UTC")
     assert abs(shown.replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.backups import container as backup_file
+from bastion.backups import container
 from bastion.backups.archive import BackupCorruptError
 from bastion.backups.container import (
     MAGIC,
@@ -307,13 +307,13 @@ def _craft_backup(archive: bytes) -> bytes:
     """A correctly sealed file around an arbitrary archive, as someone with the passphrase
     could write by hand."""
     kdf = ScryptParameters(salt=os.urandom(16), n=2**10)
-    keys = backup_file._derive_keys(PASSPHRASE, kdf)
-    header = backup_file._new_header(metadata(), kdf, keys, 64)
-    preamble = backup_file._preamble(header_to_json(header))
+    keys = container._derive_keys(PASSPHRASE, kdf)
+    header = container._new_header(metadata(), kdf, keys, 64)
+    preamble = container._preamble(header_to_json(header))
     digest = hashlib.sha256(preamble).digest()
     out = io.BytesIO()
     out.write(preamble + digest)
-    sealer = backup_file._ChunkSealer(out, keys.body, digest, header.sealing)
+    sealer = container._ChunkSealer(out, keys.body, digest, header.sealing)
     sealer.write(archive)
     sealer.close()
     return out.getvalue()

@@ -14,8 +14,7 @@ from httpx import Response
 from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
 from bastion.entrypoints.web import create_app
-from bastion.platform import audit
-from bastion.platform import build as release
+from bastion.platform import audit, build
 from bastion.platform.principals import Actor
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.sockets import ListenAddress, ListenError
@@ -424,8 +423,8 @@ async def test_status_basics_shows_version_build_and_clock(admin: Client) -> Non
     assert redirected_to(await admin.get("/appliance")) == "/appliance/status/basics"
     page = await admin.get("/appliance/status/basics")
     assert page.status_code == 200
-    assert f'id="product-version">{release.site_version()}<' in page.text
-    assert f'id="build">{release.build_id()}<' in page.text
+    assert f'id="product-version">{build.site_version()}<' in page.text
+    assert f'id="build">{build.build_id()}<' in page.text
     for element in ('id="base-version"', 'id="uptime"', 'id="clock-utc"', 'id="clock-status"'):
         assert element in page.text
     assert 'data-level="unknown"' in page.text

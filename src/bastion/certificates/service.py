@@ -15,10 +15,7 @@ from datetime import datetime
 
 from cryptography import x509 as cx509
 
-from bastion.certificates import formats as x509_io
-from bastion.certificates import key_vault, x509
-from bastion.certificates import records as records
-from bastion.certificates import rules as rules
+from bastion.certificates import formats, key_vault, records, rules, x509
 from bastion.certificates.models import CertificateRow
 from bastion.certificates.records import KeySealer
 from bastion.certificates.repository import CertificateRepository
@@ -40,8 +37,8 @@ MAX_UPLOAD_BYTES = 1024 * 1024
 MAX_VALIDITY_DAYS = 3650
 AUDIT_TARGET_LENGTH = 200
 CONTENT_TYPES = {
-    x509_io.ExportFormat.PKCS12: "application/x-pkcs12",
-    x509_io.ExportFormat.PEM: "application/x-pem-file",
+    formats.ExportFormat.PKCS12: "application/x-pkcs12",
+    formats.ExportFormat.PEM: "application/x-pem-file",
 }
 
 
@@ -214,11 +211,11 @@ def _names(names: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def _key_kind(text: str) -> x509_io.KeyKind:
+def _key_kind(text: str) -> formats.KeyKind:
     try:
-        return x509_io.KeyKind(text)
+        return formats.KeyKind(text)
     except ValueError:
-        kinds = ", ".join(k.value for k in x509_io.KeyKind)
+        kinds = ", ".join(k.value for k in formats.KeyKind)
         raise InvalidInputError(f"Unknown key type {text!r}; choose one of {kinds}.") from None
 
 
@@ -228,13 +225,13 @@ def create_self_signed(
     actor: Actor,
     context: StoreContext,
     names: Sequence[str],
-    key_kind: str = x509_io.KeyKind.EC_P256.value,
+    key_kind: str = formats.KeyKind.EC_P256.value,
     validity_days: int = 365,
 ) -> CertificateView:
     if not 1 <= validity_days <= MAX_VALIDITY_DAYS:
         raise InvalidInputError(f"Choose a validity of 1 to {MAX_VALIDITY_DAYS} days.")
     with _translated():
-        bundle = x509_io.create_self_signed(
+        bundle = formats.create_self_signed(
             _names(names), key_kind=_key_kind(key_kind), validity_days=validity_days
         )
         return _add(uow, sealer, actor, bundle, "self-signed", context)
@@ -246,13 +243,13 @@ def create_request(
     actor: Actor,
     context: StoreContext,
     names: Sequence[str],
-    key_kind: str = x509_io.KeyKind.EC_P256.value,
+    key_kind: str = formats.KeyKind.EC_P256.value,
 ) -> CertificateView:
     """A new key (kept sealed) and a CSR to send to a CA; importing its answer completes it."""
     with _translated():
         cleaned = _names(names)
-        key = x509_io.generate_private_key(_key_kind(key_kind))
-        request = x509_io.create_csr(cleaned, key)
+        key = formats.generate_private_key(_key_kind(key_kind))
+        request = formats.create_csr(cleaned, key)
         row = uow.repository(CertificateRepository).add(records.request_row(request, key, sealer))
         _audit(uow, actor, "certificate.request", row, names=cleaned)
         return _view(row, sealer, context)
@@ -286,7 +283,7 @@ def import_pkcs12(
     passphrase: str,
 ) -> CertificateView:
     with _translated():
-        bundle = x509_io.import_pkcs12(data, passphrase)
+        bundle = formats.import_pkcs12(data, passphrase)
         return _add(uow, sealer, actor, bundle, "pkcs12", context)
 
 
@@ -301,7 +298,7 @@ def import_pem(
     chain: bytes = b"",
 ) -> CertificateView:
     with _translated():
-        bundle = x509_io.import_pem(
+        bundle = formats.import_pem(
             certificate, private_key or None, key_passphrase=key_passphrase or None, chain=chain
         )
         return _add(uow, sealer, actor, bundle, "pem", context)
@@ -315,20 +312,20 @@ def export(
     sealer: KeySealer,
     actor: Actor,
     certificate_id: int,
-    selection: x509_io.ExportSelection,
+    selection: formats.ExportSelection,
     export_format: str,
     passphrase: str | None,
     allow_unprotected_key: bool = False,
 ) -> ExportedFile:
     """The selected parts as a file; a key leaves unprotected only when explicitly allowed."""
     try:
-        kind = x509_io.ExportFormat(export_format)
+        kind = formats.ExportFormat(export_format)
     except ValueError:
         raise InvalidInputError("Choose the export format: pkcs12 or pem.") from None
     row = _row(uow, certificate_id)
     with _translated():
         bundle = records.bundle_of(row, sealer)
-        data = x509_io.export_bundle(
+        data = formats.export_bundle(
             bundle, selection, kind, passphrase, allow_unprotected_key=allow_unprotected_key
         )
     parts = [p for p in ("certificate", "private_key", "chain") if getattr(selection, p)]
@@ -341,7 +338,7 @@ def export(
         format=kind.value,
         protected=bool(passphrase),
     )
-    suffix = "p12" if kind is x509_io.ExportFormat.PKCS12 else "pem"
+    suffix = "p12" if kind is formats.ExportFormat.PKCS12 else "pem"
     return ExportedFile(f"certificate-{row.fingerprint[:16]}.{suffix}", CONTENT_TYPES[kind], data)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from bastion.platform import build as release
+from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
 
 
@@ -17,7 +17,7 @@ def run() -> int:
     if "--probe" in sys.argv[1:]:
         from bastion.supervisor import core, installer, launch  # noqa: F401  (they must import)
 
-        print(f"bastion base {release.base_version()} supervisor ok")
+        print(f"bastion base {build.base_version()} supervisor ok")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from bastion.supervisor import launch

@@ -13,23 +13,23 @@ import fcntl
 import logging
 import os
 
-from bastion.platform import build as release
+from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.core import Supervisor
 from bastion.supervisor.process import Inherited, exec_supervisor
 from bastion.supervisor.slots import BASE, CURRENT, Releases
 
 log = logging.getLogger("bastion.supervisor")
-FACTORY_BASE = f"base-{release.BASE_VERSION}"
+FACTORY_BASE = f"base-{build.BASE_VERSION}"
 
 
 def prepare(settings: ApplianceSettings) -> Releases:
     """On the first start, the code installed with the appliance becomes the first slots."""
     releases = Releases(settings.data_dir.resolve())
     if releases.target(CURRENT) is None:
-        releases.point(CURRENT, releases.ensure_factory("site", release.site_version()))
+        releases.point(CURRENT, releases.ensure_factory("site", build.site_version()))
     if releases.target(BASE) is None:
-        releases.point(BASE, releases.ensure_factory("base", release.BASE_VERSION))
+        releases.point(BASE, releases.ensure_factory("base", build.BASE_VERSION))
     return releases
 
 

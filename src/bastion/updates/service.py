@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bastion.platform import audit, identity
-from bastion.platform import build as build
+from bastion.platform import audit, build, identity
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import (
     ConflictError,
@@ -42,7 +41,7 @@ from bastion.releases.versions import (
 from bastion.supervisor import slots
 from bastion.updates import client as uc
 from bastion.updates.appliance_key import ensure_appliance_key, public_key_of
-from bastion.updates.client import ReleaseStatus as ReleaseStatus
+from bastion.updates.client import ReleaseStatus as ReleaseStatus  # part of this service's face
 from bastion.updates.errors import (
     MANUAL_INSTALLATION,
     UpdateDependencyError,
