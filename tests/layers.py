@@ -26,6 +26,7 @@ CAPABILITIES = (
     "backups",
     "updates",
     "installs",
+    "jump_clients",
     "appliance",
 )
 EXTRA_PURE = (

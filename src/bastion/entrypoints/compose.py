@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, MetaData
 
 # Every capability's tables register on the shared Base when their models are imported.
@@ -22,6 +23,8 @@ from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
 from bastion.installs.service import InstallsSetup
+from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
+from bastion.jump_clients.service import JumpClientsSetup
 from bastion.network import models as _network_tables  # noqa: F401
 from bastion.network import service as network
 from bastion.network.ntp import ClockMonitor
@@ -66,6 +69,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
         listen_hosts(settings),
     )
     runtime.add(ApplianceControl(reset, shut_down=None))
+    runtime.add(_jump_clients(settings, certificates))
     return runtime
 
 
@@ -117,6 +121,23 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
         seal_key=certificates.vault.seal,
         after_restore=[certificates.serve_default],
         upload_limit_bytes=settings.backup_upload_limit_bytes,
+    )
+
+
+def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -> JumpClientsSetup:
+    gateway = parse_listen_address(settings.gateway_listen).port if settings.gateway_listen else 0
+    web = parse_listen_address(settings.listen[0]).port if settings.listen else 443
+
+    def anchors() -> str:
+        pem = serialization.Encoding.PEM
+        return "".join(c.public_bytes(pem).decode() for c in certificates.client_anchors())
+
+    return JumpClientsSetup(
+        site=settings.hostname,
+        site_version=this_build.site_version(),
+        gateway_address=settings.gateway_address or f"{settings.hostname}:{gateway}",
+        site_url=settings.public_url or f"https://{settings.hostname}:{web}",
+        anchors_pem=anchors,
     )
 
 

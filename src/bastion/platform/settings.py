@@ -18,6 +18,17 @@ class ApplianceSettings(BaseSettings):
     hostname: str = "localhost"
     database_url: SecretStr | None = None
 
+    gateway_listen: str = "127.0.0.1:8444"
+    """Where the Jump Client gateway listens (ADDR:PORT); empty: the site runs no gateway."""
+    gateway_address: str = ""
+    """HOST:PORT that installers tell Jump Clients to connect to; empty: the site hostname
+    and the gateway's port."""
+    public_url: str = ""
+    """The site's address as agents reach it (https://HOST[:PORT]); empty: the site
+    hostname and the first listen address's port."""
+    gateway_processes: int = 1
+    """Gateway processes holding the fleet (each holds up to about 19,000 clients)."""
+
     ntp_server_default: str = "pool.ntp.org"
     ntp_poll_seconds: float = 300.0
     ntp_timeout_seconds: float = 2.0

@@ -1,0 +1,159 @@
+"""Jump Clients in the JSON API: the list, edits, revocation, installers, settings, and the
+registration an installed client makes with its installer."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from bastion.accounts.deps import ApiActorDep
+from bastion.jump_clients import rules, service
+from bastion.jump_clients import schemas as s
+from bastion.jump_clients.repository import ClientFilter
+from bastion.jump_clients.service import JumpClientsSetup
+from bastion.platform.errors import InvalidInputError
+from bastion.platform.web.deps import UowDep, part, source_of
+
+router = APIRouter(prefix="/api/v1/jump-clients", tags=["jump clients"])
+SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a row id")]
+
+
+def _installer(view: service.InstallerView) -> s.InstallerOut:
+    return s.InstallerOut.model_validate(view, from_attributes=True)
+
+
+@router.get("/installers", response_model=list[s.InstallerOut])
+def list_installers(setup: SetupDep, uow: UowDep, actor: ApiActorDep) -> list[s.InstallerOut]:
+    return [_installer(v) for v in service.list_installers(uow, setup)]
+
+
+@router.post("/installers", response_model=s.InstallerCreated, status_code=201)
+def make_installer(
+    body: s.InstallerCreate, response: Response, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> s.InstallerCreated:
+    """The installer file is in the answer, once: keep it like a password until it is used."""
+    made = service.make_installer(uow, setup, actor, service.InstallerRequest(**body.model_dump()))
+    uow.commit()
+    response.headers["Cache-Control"] = "no-store"
+    out = _installer(made.installer)
+    return s.InstallerCreated(**out.model_dump(), installer=made.file.decode())
+
+
+@router.delete("/installers/{installer_id}", response_model=s.InstallerOut)
+def revoke_installer(
+    installer_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> s.InstallerOut:
+    revoked = service.revoke_installer(uow, setup, actor, installer_id)
+    uow.commit()
+    return _installer(revoked)
+
+
+@router.post("/register", response_model=s.JumpClientOut, status_code=201)
+def register(
+    body: s.RegistrationIn, request: Request, setup: SetupDep, uow: UowDep
+) -> service.JumpClientView:
+    """An installed client registers its public key with its installer's token."""
+    claims = rules.InstallerClaims(
+        body.site, body.site_version, body.mode, body.jump_group, body.tag
+    )
+    registration = service.Registration(
+        token=body.token,
+        claims=claims,
+        public_key=_public_key(body.public_key),
+        endpoint=service.Endpoint(**body.endpoint.model_dump()),
+        agent_version=body.agent_version,
+        anchors=tuple(body.anchors),
+        wake_port=body.wake_port,
+    )
+    registered = service.register(uow, setup, registration, source_of(request))
+    uow.commit()
+    return registered
+
+
+def _public_key(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("public_key is not base64; send the 32-byte key encoded.") from None
+
+
+@router.get("/settings", response_model=s.FleetSettingsBody)
+def get_settings(uow: UowDep, actor: ApiActorDep) -> rules.FleetSettings:
+    return service.settings(uow)
+
+
+@router.put("/settings", response_model=s.FleetSettingsBody)
+def set_settings(body: s.FleetSettingsBody, uow: UowDep, actor: ApiActorDep) -> rules.FleetSettings:
+    chosen = service.set_settings(uow, actor, rules.FleetSettings(**body.model_dump()))
+    uow.commit()
+    return chosen
+
+
+@router.get("/duplicates", response_model=list[list[s.JumpClientOut]])
+def duplicates(
+    setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> list[list[service.JumpClientView]]:
+    return service.duplicates(uow, setup)
+
+
+@router.get("", response_model=s.JumpClientPage)
+def list_clients(
+    setup: SetupDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    hostname: Annotated[str | None, Query(max_length=255)] = None,
+    tag: Annotated[str | None, Query(max_length=100)] = None,
+    group: Annotated[str | None, Query(max_length=100)] = None,
+    mode: rules.Mode | None = None,
+    status: rules.Status | None = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+) -> s.JumpClientPage:
+    wanted = ClientFilter(
+        name, hostname, tag, group, mode and mode.value, version, status and status.value
+    )
+    page = service.list_clients(uow, setup, wanted, limit, offset)
+    clients = [s.JumpClientOut.model_validate(v, from_attributes=True) for v in page.clients]
+    return s.JumpClientPage(total=page.total, clients=clients)
+
+
+@router.get("/{row_id}", response_model=s.JumpClientOut)
+def get_client(
+    row_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> service.JumpClientView:
+    return service.get_client(uow, setup, row_id)
+
+
+@router.patch("/{row_id}", response_model=s.JumpClientOut)
+def edit_client(
+    row_id: RowId, body: s.JumpClientEdit, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> service.JumpClientView:
+    edited = service.edit_client(uow, setup, actor, row_id, service.ClientEdit(**body.model_dump()))
+    uow.commit()
+    return edited
+
+
+@router.post("/{row_id}/revoke", response_model=s.JumpClientOut)
+def revoke_client(
+    row_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> service.JumpClientView:
+    """Refused from now on; a connected client is dropped at once."""
+    revoked = service.revoke_client(uow, setup, actor, row_id)
+    uow.commit()
+    return revoked
+
+
+@router.delete("/{row_id}", response_model=s.JumpClientOut)
+def delete_client(
+    row_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> service.JumpClientView:
+    """The client uninstalls itself at its next contact; its record goes then."""
+    deleted = service.delete_client(uow, setup, actor, row_id)
+    uow.commit()
+    return deleted
