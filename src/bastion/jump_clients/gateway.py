@@ -1,0 +1,248 @@
+"""The gateway: holds Jump Client connections on a listening socket it is given.
+
+One `Gateway` per process. The supervisor owns the listening socket and hands it over
+(an inherited descriptor); several processes serve one site, each on the same shared
+socket or on its own member of an SO_REUSEPORT group (see `sockets.py`), because one
+process may hold only ~19,000 connections under the 20,000 open-file cap.
+
+Per client: the TLS transport, the WebSocket framing state and a `GatewayLink`; no task.
+Each process owns one slice of everything shared: a share of the site's connection
+rate (`rate.py`), a presence table flushed in batches (`presence.py`), and a subscription
+to the message port that routes commands to the process holding a client (`routing.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from itertools import count
+from typing import Any
+
+from bastion.agents.errors import ProtocolError
+from bastion.agents.protocol import Codec, Hello, Welcome, encode_bytes
+from bastion.agents.wake import wake_key
+from bastion.agents.wire import SLOW_READER
+from bastion.jump_clients.config import GatewayConfig
+from bastion.jump_clients.connection import GatewayLink, Phase
+from bastion.jump_clients.directory import ClientDirectory, ClientRecord
+from bastion.jump_clients.presence import Flusher, PresenceSink, PresenceTable
+from bastion.jump_clients.rate import AdmissionGate
+from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage, MessagePort
+
+log = logging.getLogger(__name__)
+STOP_GRACE = 3.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        tls: ssl.SSLContext,
+        directory: ClientDirectory,
+        sink: PresenceSink,
+        port: MessagePort,
+        codec: Codec | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config, self.tls, self.directory, self.port = config, tls, directory, port
+        self.codec = codec or Codec()
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.links: set[GatewayLink] = set()
+        self.online: dict[str, GatewayLink] = {}
+        self.presence = PresenceTable(config.gateway_id)
+        self.flusher = Flusher(self.presence, sink, config.flush_interval)
+        self.gate = AdmissionGate.share(
+            config.connection_rate, config.processes, config.burst, config.retry_jitter, clock()
+        )
+        self.counters: Counter[str] = Counter()
+        self._serials = count()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+
+    # -- running -------------------------------------------------------------------
+
+    async def serve(self, sock: socket.socket) -> None:
+        """Start accepting on the listening socket `sock` (it stays the caller's)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_link,
+            sock=sock.dup(),  # closing the server closes this copy, not the caller's socket
+            ssl=self.tls,
+            ssl_handshake_timeout=self.config.handshake_timeout,
+        )
+        self.port.subscribe(self.config.gateway_id, self.handle)
+        self._spawn(self.flusher.run())
+        self._spawn(self._sweep())
+        log.info("gateway %s serving", self.config.gateway_id)
+
+    async def stop(self) -> None:
+        """Stop accepting, send every client away spread over the reconnect window, flush."""
+        if self._server is not None:
+            self._server.close()
+        self.port.unsubscribe(self.config.gateway_id)
+        window = self.reconnect_window()
+        for link in list(self.online.values()):
+            seconds = self.rng.uniform(0.0, window)
+            link.retry("shutting_down", seconds, "the gateway is restarting")
+        for link in list(self.links):
+            if link.phase is not Phase.LEAVING:
+                link.drop("the gateway stopped")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE):
+                while self.links:
+                    await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flusher.flush()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _new_link(self) -> GatewayLink:
+        return GatewayLink(self, next(self._serials))
+
+    async def _sweep(self) -> None:
+        """Drop clients silent past the heartbeat timeout, and connections that never said hello."""
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            now = self.clock()
+            for link in list(self.links):
+                online = link.phase is Phase.ONLINE
+                limit = self.config.heartbeat_timeout if online else self.config.hello_timeout
+                if now - link.heard_at > limit:
+                    self.counters["timed_out"] += 1
+                    link.drop("no heartbeat in time" if online else "no hello in time")
+
+    # -- what connections report ----------------------------------------------------
+
+    def opened(self, link: GatewayLink) -> None:
+        self.links.add(link)
+
+    def closed(self, link: GatewayLink, reason: str) -> None:
+        self.links.discard(link)
+        if reason.startswith(SLOW_READER):
+            self.counters["slow_readers"] += 1
+        if link.client_id and self.online.get(link.client_id) is link:
+            del self.online[link.client_id]
+            self.presence.departed(link.client_id, reason)
+
+    def full(self) -> bool:
+        return len(self.links) > self.config.max_connections
+
+    def capacity_retry(self) -> float:
+        return 10.0 * self.rng.uniform(1.0 - self.config.retry_jitter, 1.0 + 0.5)
+
+    def reconnect_window(self) -> float:
+        return round(self.gate.reconnect_window(len(self.online)), 3)
+
+    def authenticate(self, link: GatewayLink, hello: Hello) -> None:
+        """Check `hello` (the directory may be slow: this runs as a short task)."""
+        self._spawn(self._authenticate(link, hello))
+
+    async def _authenticate(self, link: GatewayLink, hello: Hello) -> None:
+        record = await self.directory.lookup(hello.client_id)
+        if link.phase is not Phase.AUTHENTICATING:
+            return  # the connection ended while the directory answered
+        if record is None:
+            self._refuse_unknown(link)
+        elif record.revoked:
+            self.counters["revoked"] += 1
+            link.retry("revoked", self._jittered(self.config.revoked_retry), REVOKED)
+        elif not link.verify(record.public_key, hello):
+            self.counters["authentication_failed"] += 1
+            link.refuse(ProtocolError("authentication_failed", BAD_SIGNATURE))
+        elif not self.gate.admit(self.clock()):
+            self.counters["rate_limited"] += 1
+            wait = self.gate.retry_in(self.clock(), self.rng)
+            link.retry("rate_limited", wait, f"the site admits {self.config.connection_rate:g}/s")
+        else:
+            self._welcome(link, hello, record)
+
+    def _refuse_unknown(self, link: GatewayLink) -> None:
+        self.counters["unknown"] += 1
+        link.retry("unknown_client", self._jittered(self.config.unknown_retry), UNKNOWN)
+
+    def _jittered(self, seconds: float) -> float:
+        jitter = self.config.retry_jitter
+        return seconds * self.rng.uniform(1.0 - jitter, 1.0 + jitter)
+
+    def _welcome(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> None:
+        client_id = hello.client_id
+        previous = self.online.get(client_id)
+        if previous is not None:
+            self.counters["replaced"] += 1
+            previous.retry("replaced", self._jittered(self.config.replaced_retry), REPLACED)
+        link.client_id, link.phase = client_id, Phase.ONLINE
+        self.online[client_id] = link
+        self.counters["admitted"] += 1
+        self.presence.arrived(hello, record.mode, link.address)
+        link.send(self._welcome_message(record))
+        spare = (self.config.gateway_id, link.serial)
+        replaced = Disconnect(client_id, "replaced", self.config.replaced_retry, REPLACED, spare)
+        self._spawn(self._publish(replaced))
+
+    def _welcome_message(self, record: ClientRecord) -> Welcome:
+        config = self.config
+        key = None
+        if record.mode == "passive" and config.wake_secret:
+            key = encode_bytes(wake_key(config.wake_secret, record.client_id))
+        return Welcome(
+            mode=record.mode,
+            heartbeat_interval=config.heartbeat_interval,
+            heartbeat_timeout=config.heartbeat_timeout,
+            statistics_interval=config.statistics_interval,
+            reconnect_window=self.reconnect_window(),
+            passive_linger=config.passive_linger,
+            wake_key=key,
+        )
+
+    async def _publish(self, message: GatewayMessage) -> None:
+        try:
+            await self.port.publish(message)
+        except Exception:
+            log.exception("could not publish %s for %s", type(message).__name__, message.client_id)
+
+    # -- the message port ----------------------------------------------------------
+
+    def handle(self, message: GatewayMessage) -> bool:
+        """Act on a published message if this process holds the client."""
+        link = self.online.get(message.client_id)
+        if link is None:
+            return False
+        if isinstance(message, Deliver):
+            return link.send(message.command)
+        if message.spare == (self.config.gateway_id, link.serial):
+            return False
+        link.retry(message.reason, message.retry_after, message.detail)
+        return True
+
+
+REVOKED = "this Jump Client was removed from the site; uninstall it or reinstall from the site"
+UNKNOWN = "the site does not know this Jump Client; reinstall it with an installer from the site"
+REPLACED = "a newer connection with this Jump Client's identity took over"
+BAD_SIGNATURE = (
+    "the hello is not signed with this Jump Client's key over this connection's challenge"
+)
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (a tenth of stock asyncio's memory per TLS
+    connection), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
