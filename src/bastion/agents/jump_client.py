@@ -93,6 +93,9 @@ class Observer:
 
     def welcomed(self, welcome: Welcome) -> None: ...
 
+    def left(self) -> None:
+        """A connection that was welcomed has ended (for any reason)."""
+
     def refused(self, answer: RetryAfter) -> None: ...
 
     def failed(self, error: AgentError) -> None: ...
@@ -184,9 +187,13 @@ class JumpClient:
             if isinstance(answer, RetryAfter):
                 return answer
             self._learn(answer)
-            if answer.mode == "passive":
-                return await self._check_in(link, answer)
-            return await self._hold(link, answer)
+            self.observer.welcomed(answer)
+            try:
+                if answer.mode == "passive":
+                    return await self._check_in(link, answer)
+                return await self._hold(link, answer)
+            finally:
+                self.observer.left()
         finally:
             self._link = None
             link.close(reason="done")
@@ -229,7 +236,6 @@ class JumpClient:
     # -- active --------------------------------------------------------------------
 
     async def _hold(self, link: AgentLink, welcome: Welcome) -> Outcome:
-        self.observer.welcomed(welcome)
         beat = _Beat(welcome)
         link.send(await self.statistics())
         while True:
@@ -304,7 +310,6 @@ class JumpClient:
 
     async def _check_in(self, link: AgentLink, welcome: Welcome) -> Outcome:
         """Report, then take commands until the site has been quiet for its linger time."""
-        self.observer.welcomed(welcome)
         link.send(await self.statistics())
         now = time.monotonic()
         link.send(Heartbeat(seq=0, sent_at=now))  # the ack marks the end of what was queued

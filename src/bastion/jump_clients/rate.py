@@ -54,6 +54,6 @@ class AdmissionGate:
         wait = self.horizon - now
         return wait * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
 
-    def reconnect_window(self, held: int, margin: float = 1.1) -> float:
+    def reconnect_window(self, held: int, margin: float = 1.0) -> float:
         """Over how many seconds the `held` clients should spread if they all lost us now."""
         return margin * held / self.rate
