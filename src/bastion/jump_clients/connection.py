@@ -117,6 +117,10 @@ class GatewayLink(Link):
     def send(self, message: Message) -> bool:
         return self.send_text(self.codec.write(message, self.peer_version))
 
+    def refuse(self, error: ProtocolError) -> None:
+        self.gateway.counters[f"refused_{error.code}"] += 1
+        super().refuse(error)
+
     def retry(self, reason: RetryReason, seconds: float, detail: str) -> None:
         """Tell the client when to come back, and close."""
         self.send(RetryAfter(seconds=round(seconds, 3), reason=reason, detail=detail))
@@ -127,7 +131,6 @@ class GatewayLink(Link):
         try:
             message = self.codec.read_client(frame)
         except ProtocolError as error:
-            self.gateway.counters["refused_frames"] += 1
             self.refuse(error)
             return
         self.heard_at = self.gateway.clock()

@@ -161,7 +161,6 @@ class Gateway:
             self.counters["revoked"] += 1
             link.retry("revoked", self._jittered(self.config.revoked_retry), REVOKED)
         elif not link.verify(record.public_key, hello):
-            self.counters["authentication_failed"] += 1
             link.refuse(ProtocolError("authentication_failed", BAD_SIGNATURE))
         elif not self.gate.admit(self.clock()):
             self.counters["rate_limited"] += 1

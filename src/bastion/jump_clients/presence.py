@@ -42,6 +42,8 @@ class PresenceUpdate:
     anchors: tuple[str, ...] | None = None
     address: str | None = None
     wake_port: int | None = None
+    check_ins: int = 0
+    """Connections the client made during the window (arrived_at is the last one)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class PresenceTable:
     def arrived(self, hello: Hello, mode: Mode, address: str | None) -> None:
         entry = self._entry(hello.client_id)
         entry.online, entry.arrived_at = True, time.time()
+        entry.check_ins += 1
         entry.agent_version, entry.mode, entry.anchors = hello.agent_version, mode, hello.anchors
         entry.address, entry.wake_port = address, hello.wake_port
 
@@ -114,6 +117,7 @@ def _merge(older: PresenceUpdate, newer: PresenceUpdate) -> PresenceUpdate:
     for name in PresenceUpdate.__slots__:
         if getattr(newer, name) is None and getattr(older, name) is not None:
             setattr(newer, name, getattr(older, name))
+    newer.check_ins += older.check_ins
     return newer
 
 
@@ -156,6 +160,7 @@ class ClientState:
     statistics: Statistics | None = None
     agent_version: str | None = None
     mode: Mode | None = None
+    address: str | None = None
     gateway: str = ""
     check_ins: int = 0
 
@@ -179,9 +184,17 @@ class MemoryPresenceSink:
     @staticmethod
     def _apply(state: ClientState, update: PresenceUpdate) -> None:
         state.online, state.gateway = update.online, update.gateway
+        state.check_ins += update.check_ins
         if update.arrived_at is not None:
-            state.arrived_at, state.check_ins = update.arrived_at, state.check_ins + 1
-        for name in ("departed_at", "last_heartbeat", "statistics", "agent_version", "mode"):
+            state.arrived_at = update.arrived_at
+        for name in (
+            "departed_at",
+            "last_heartbeat",
+            "statistics",
+            "agent_version",
+            "mode",
+            "address",
+        ):
             value = getattr(update, name)
             if value is not None:
                 setattr(state, name, value)

@@ -1,0 +1,104 @@
+"""The gateway's pure parts: the admission gate and the presence table."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bastion.agents.protocol import CommandResult, Cpu, Hello, Statistics, encode_bytes
+from bastion.jump_clients.config import GatewayConfig
+from bastion.jump_clients.errors import GatewayError
+from bastion.jump_clients.presence import PresenceTable
+from bastion.jump_clients.rate import AdmissionGate
+
+
+def test_the_gate_admits_its_burst_then_its_rate() -> None:
+    gate = AdmissionGate.share(300.0, 3, burst=0.1, jitter=0.0, now=0.0)
+    assert gate.rate == 100.0 and gate.burst == 10.0
+    assert sum(gate.admit(0.0) for _ in range(50)) == 10
+    admitted = sum(gate.admit(step / 1000) for step in range(1, 10_001))  # 10 s, 1 kHz
+    assert 995 <= admitted <= 1000
+
+
+def test_no_second_admits_more_than_rate_plus_burst() -> None:
+    gate = AdmissionGate(rate=50.0, burst=5.0)
+    times = [step / 500 for step in range(5000)]  # 500 arrivals a second for 10 s
+    admitted = [t for t in times if gate.admit(t)]
+    for start in [x / 10 for x in range(90)]:
+        assert sum(1 for t in admitted if start <= t < start + 1.0) <= 55
+
+
+def test_clients_turned_away_are_given_consecutive_slots() -> None:
+    gate, rng = AdmissionGate(rate=10.0, burst=1.0, jitter=0.0), random.Random(0)
+    waits = [gate.retry_in(100.0, rng) for _ in range(50)]
+    assert waits == pytest.approx([0.1 * (n + 1) for n in range(50)])
+    assert gate.retry_in(103.0, rng) == pytest.approx(2.1)  # the queue drains as time passes
+
+
+def test_retry_jitter_stays_within_its_fraction() -> None:
+    gate, rng = AdmissionGate(rate=1.0, burst=1.0, jitter=0.2), random.Random(0)
+    for n in range(1, 200):
+        assert 0.8 * n <= gate.retry_in(0.0, rng) <= 1.2 * n
+
+
+def test_the_reconnect_window_spreads_the_held_clients_at_the_rate() -> None:
+    gate = AdmissionGate(rate=75.0, burst=7.5)
+    assert gate.reconnect_window(15_000) == pytest.approx(200.0)
+    assert gate.reconnect_window(0) == 0.0
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, 301.0])
+def test_the_connection_rate_is_bounded(rate: float) -> None:
+    with pytest.raises(GatewayError, match="between 1 and 300"):
+        GatewayConfig(site="s", connection_rate=rate)
+
+
+def _hello(client_id: str) -> Hello:
+    return Hello(
+        client_id=client_id, signature=encode_bytes(bytes(64)), agent_version="1", mode="active"
+    )
+
+
+def _statistics(name: str) -> Statistics:
+    return Statistics(hostname=name, fqdn=name, os="x", uptime_seconds=1.0, cpu=Cpu(count=1))
+
+
+def test_many_heartbeats_become_one_record_per_client() -> None:
+    table = PresenceTable("g1")
+    table.arrived(_hello("jc_aaa"), "active", "127.0.0.1")
+    for _ in range(100):
+        table.heard("jc_aaa")
+        table.heard("jc_bbb")
+    batch = table.take()
+    assert batch is not None and len(batch.updates) == 2
+    assert table.take() is None
+
+
+def test_a_check_in_and_departure_within_one_flush_keep_both_times() -> None:
+    table = PresenceTable("g1")
+    table.arrived(_hello("jc_aaa"), "passive", None)
+    table.reported("jc_aaa", _statistics("pc"))
+    table.departed("jc_aaa", "checked in")
+    batch = table.take()
+    assert batch is not None
+    (update,) = batch.updates
+    assert not update.online and update.arrived_at and update.departed_at
+    assert update.statistics is not None and update.departure == "checked in"
+
+
+def test_a_failed_batch_is_merged_under_newer_changes() -> None:
+    table = PresenceTable("g1")
+    table.arrived(_hello("jc_aaa"), "active", None)
+    table.reported("jc_aaa", _statistics("old"))
+    table.answered("jc_aaa", CommandResult(command_id="c1", outcome="done"))
+    failed = table.take()
+    assert failed is not None
+    table.departed("jc_aaa", "no heartbeat in time")
+    table.restore(failed)
+    batch = table.take()
+    assert batch is not None
+    (update,) = batch.updates
+    assert update.arrived_at is not None and not update.online
+    assert update.statistics is not None and update.statistics.hostname == "old"
+    assert [r.command_id for _, r in batch.results] == ["c1"]
