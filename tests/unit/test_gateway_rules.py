@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -10,7 +11,7 @@ from bastion.agents.protocol import CommandResult, Cpu, Hello, Statistics, encod
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.errors import GatewayError
 from bastion.jump_clients.presence import PresenceTable
-from bastion.jump_clients.rate import AdmissionGate
+from bastion.jump_clients.rate import AdmissionGate, spread
 
 
 def test_the_gate_admits_its_burst_then_its_rate() -> None:
@@ -46,6 +47,17 @@ def test_the_reconnect_window_spreads_the_held_clients_at_the_rate() -> None:
     gate = AdmissionGate(rate=75.0, burst=7.5)
     assert gate.reconnect_window(15_000) == pytest.approx(200.0)
     assert gate.reconnect_window(0) == 0.0
+
+
+@pytest.mark.parametrize("clients", [10, 100, 1000, 10_000])
+def test_reconnect_offsets_fill_the_window_evenly_at_any_fleet_size(clients: int) -> None:
+    offsets = sorted(spread(serial) for serial in range(clients))
+    assert offsets[0] >= 0.0 and offsets[-1] < 1.0
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
+    assert max(gaps) < 3.0 / clients  # no hole: uniform random offsets leave ~ln(n)/n
+    for tenth in range(10):
+        inside = sum(1 for x in offsets if tenth / 10 <= x < (tenth + 1) / 10)
+        assert abs(inside - clients / 10) <= 2
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, 301.0])

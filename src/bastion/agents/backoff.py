@@ -7,9 +7,10 @@ Three cases, all pure (the random source is passed in):
   together does not come back together);
 - the site said ``retry_after``: wait what it said (it adds the jitter, because it
   knows how many others it turned away), at most ``max_retry_after``;
-- an established connection was lost: wait a uniform time in ``[0, window]``, the
-  reconnect window the site last gave, so a fleet whose gateway restarted returns at
-  the rate the site admits.
+- an established connection was lost: wait the `reconnect_after` the site last gave
+  this client. The site hands its clients offsets spread evenly over the time it needs
+  to admit them all again, so a fleet whose gateway restarted returns at the rate the
+  site admits rather than at once (or in random clumps, as uniform jitter would).
 """
 
 from __future__ import annotations
@@ -33,6 +34,6 @@ class BackoffPolicy:
         """Seconds to wait when the site asked for `seconds`."""
         return min(max(seconds, 0.0), self.max_retry_after)
 
-    def after_lost(self, window: float, rng: random.Random) -> float:
-        """Seconds to wait after a held connection broke, given the site's reconnect window."""
-        return rng.uniform(0.0, min(max(window, 0.0), self.cap))
+    def after_lost(self, offset: float) -> float:
+        """Seconds to wait after a held connection broke, given the site's offset for us."""
+        return min(max(offset, 0.0), self.max_retry_after)

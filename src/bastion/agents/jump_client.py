@@ -11,7 +11,7 @@ its installed anchors), answer the site's challenge with a signature, then
 
 Between attempts it waits as `BackoffPolicy` says: full-jitter exponential backoff
 after failures, the site's `retry_after` when it gives one, and a spread over the
-site's reconnect window after a held connection is lost.
+site's `reconnect_after` offset after a held connection is lost.
 
 Nothing here is global: a simulator runs thousands of `JumpClient`s in one event loop.
 """
@@ -74,10 +74,10 @@ class JumpClientConfig:
 
 @dataclass(frozen=True)
 class Lost:
-    """A held connection ended; come back within `window` seconds."""
+    """A held connection ended; come back after `after` seconds (the site's offset)."""
 
     reason: str
-    window: float
+    after: float
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class JumpClient:
             return policy.after_retry_after(outcome.seconds), 0
         if isinstance(outcome, Lost):
             self.observer.lost(outcome.reason)
-            return policy.after_lost(outcome.window, self.rng), 0
+            return policy.after_lost(outcome.after), 0
         self.observer.checked_in()
         return self.config.check_in_every, 0
 
@@ -248,7 +248,7 @@ class JumpClient:
                     return outcome
             elif beat.silent_too_long():
                 link.drop("no heartbeat answer")
-                return Lost("the site stopped answering heartbeats", beat.window)
+                return Lost("the site stopped answering heartbeats", beat.after)
             else:
                 await self._send_due(link, beat)
 
@@ -257,7 +257,7 @@ class JumpClient:
         try:
             message = await link.receive(max(0.0, beat.next_due() - time.monotonic()))
         except TransportError as error:
-            return Lost(str(error), beat.window)
+            return Lost(str(error), beat.after)
         if message is not None:
             beat.heard_at = time.monotonic()
         return message
@@ -283,7 +283,7 @@ class JumpClient:
         if isinstance(message, RetryAfter):
             return message
         if isinstance(message, Bye):
-            return Lost(f"the site said goodbye: {message.reason}", beat.window)
+            return Lost(f"the site said goodbye: {message.reason}", beat.after)
         self._require(message, ())
         return None
 
@@ -349,7 +349,7 @@ class _Beat:
     def __init__(self, welcome: Welcome) -> None:
         now = time.monotonic()
         self.welcome = welcome
-        self.window = welcome.reconnect_window
+        self.after = welcome.reconnect_after
         self.heartbeat_at = now + welcome.heartbeat_interval
         self.statistics_at = now + welcome.statistics_interval
         self.heard_at = now
@@ -366,7 +366,7 @@ class _Beat:
         return self.seq
 
     def acked(self, ack: HeartbeatAck) -> None:
-        self.window = ack.reconnect_window
+        self.after = ack.reconnect_after
 
     def silent_too_long(self) -> bool:
         return time.monotonic() >= self.heard_at + self.welcome.heartbeat_timeout

@@ -82,8 +82,9 @@ class Welcome(Message):
     heartbeat_interval: Annotated[float, Field(gt=0, le=86400)]
     heartbeat_timeout: Annotated[float, Field(gt=0, le=86400)]
     statistics_interval: Annotated[float, Field(gt=0, le=86400)]
-    reconnect_window: Seconds
-    """Spread a reconnection after a lost connection uniformly over this many seconds."""
+    reconnect_after: Seconds
+    """If this connection is lost, reconnect after this many seconds (the site spreads
+    its clients' offsets evenly over the time it needs to admit them all)."""
     passive_linger: Seconds = 0.0
     """How long a passive client stays after its check-in for commands."""
     wake_key: Key32 | None = None
@@ -112,7 +113,7 @@ class HeartbeatAck(Message):
     type: Literal["heartbeat_ack"] = "heartbeat_ack"
     seq: Count
     sent_at: float
-    reconnect_window: Seconds
+    reconnect_after: Seconds
 
 
 class CheckIn(Part):

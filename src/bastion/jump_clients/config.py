@@ -30,6 +30,9 @@ class GatewayConfig:
     heartbeat_timeout: float = 95.0
     statistics_interval: float = 600.0
     passive_linger: float = 2.0
+    restart_allowance: float = 2.0
+    """Seconds added to every reconnect offset: about the time a gateway takes to restart,
+    so that clients do not pile up in the listening queue while it starts."""
     hello_timeout: float = 15.0
     handshake_timeout: float = 15.0
     flush_interval: float = 1.0

@@ -38,6 +38,7 @@ from bastion.agents.protocol import (
     encode_bytes,
 )
 from bastion.agents.wire import Link, core_limit
+from bastion.jump_clients.rate import spread
 
 if TYPE_CHECKING:
     from bastion.jump_clients.gateway import Gateway
@@ -61,6 +62,7 @@ class GatewayLink(Link):
         "peer_version",
         "phase",
         "serial",
+        "spread",
     )
 
     def __init__(self, gateway: Gateway, serial: int) -> None:
@@ -69,6 +71,7 @@ class GatewayLink(Link):
         super().__init__(core, codec, gateway.config.max_write_buffer)
         self.gateway = gateway
         self.serial = serial
+        self.spread = spread(serial)
         self.phase = Phase.HANDSHAKE
         self.client_id = ""
         self.nonce = b""
@@ -146,8 +149,8 @@ class GatewayLink(Link):
         presence = self.gateway.presence
         if isinstance(message, Heartbeat):
             presence.heard(self.client_id)
-            window = self.gateway.reconnect_window()
-            ack = HeartbeatAck(seq=message.seq, sent_at=message.sent_at, reconnect_window=window)
+            after = self.gateway.reconnect_after(self)
+            ack = HeartbeatAck(seq=message.seq, sent_at=message.sent_at, reconnect_after=after)
             self.send(ack)
         elif isinstance(message, Statistics):
             presence.reported(self.client_id, message)

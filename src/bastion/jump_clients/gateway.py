@@ -85,14 +85,12 @@ class Gateway:
         log.info("gateway %s serving", self.config.gateway_id)
 
     async def stop(self) -> None:
-        """Stop accepting, send every client away spread over the reconnect window, flush."""
+        """Stop accepting, send every client away at its reconnect offset, flush."""
         if self._server is not None:
             self._server.close()
         self.port.unsubscribe(self.config.gateway_id)
-        window = self.reconnect_window()
         for link in list(self.online.values()):
-            seconds = self.rng.uniform(0.0, window)
-            link.retry("shutting_down", seconds, "the gateway is restarting")
+            link.retry("shutting_down", self.reconnect_after(link), "the gateway is restarting")
         for link in list(self.links):
             if link.phase is not Phase.LEAVING:
                 link.drop("the gateway stopped")
@@ -144,8 +142,11 @@ class Gateway:
     def capacity_retry(self) -> float:
         return 10.0 * self.rng.uniform(1.0 - self.config.retry_jitter, 1.0 + 0.5)
 
-    def reconnect_window(self) -> float:
-        return round(self.gate.reconnect_window(len(self.online)), 3)
+    def reconnect_after(self, link: GatewayLink) -> float:
+        """When `link`'s client should return if the connection is lost: after the restart
+        allowance, at its own place in the time this process needs to admit its clients."""
+        window = self.gate.reconnect_window(len(self.online))
+        return round(self.config.restart_allowance + link.spread * window, 3)
 
     def authenticate(self, link: GatewayLink, hello: Hello) -> None:
         """Check `hello` (the directory may be slow: this runs as a short task)."""
@@ -187,12 +188,12 @@ class Gateway:
         self.online[client_id] = link
         self.counters["admitted"] += 1
         self.presence.arrived(hello, record.mode, link.address)
-        link.send(self._welcome_message(record))
+        link.send(self._welcome_message(link, record))
         spare = (self.config.gateway_id, link.serial)
         replaced = Disconnect(client_id, "replaced", self.config.replaced_retry, REPLACED, spare)
         self._spawn(self._publish(replaced))
 
-    def _welcome_message(self, record: ClientRecord) -> Welcome:
+    def _welcome_message(self, link: GatewayLink, record: ClientRecord) -> Welcome:
         config = self.config
         key = None
         if record.mode == "passive" and config.wake_secret:
@@ -202,7 +203,7 @@ class Gateway:
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_timeout=config.heartbeat_timeout,
             statistics_interval=config.statistics_interval,
-            reconnect_window=self.reconnect_window(),
+            reconnect_after=self.reconnect_after(link),
             passive_linger=config.passive_linger,
             wake_key=key,
         )

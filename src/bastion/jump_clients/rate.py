@@ -15,6 +15,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+GOLDEN = 0.6180339887498949
+
+
+def spread(serial: int) -> float:
+    """Where in the reconnect window connection number `serial` returns, in [0, 1).
+
+    Successive serials fill the interval evenly whatever the number of clients (a
+    low-discrepancy sequence), so a fleet told "come back at your offset" returns at a
+    steady rate; uniform random offsets would come back in clumps the bucket refuses.
+    """
+    return (serial * GOLDEN) % 1.0
+
 
 @dataclass
 class AdmissionGate:
