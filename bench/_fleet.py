@@ -31,6 +31,7 @@ from bastion.jump_clients.config import GatewayConfig  # noqa: E402
 from bastion.jump_clients.gateway import Gateway, run_event_loop  # noqa: E402
 from bastion.jump_clients.presence import PresenceBatch  # noqa: E402
 from bastion.jump_clients.routing import InProcessMessagePort  # noqa: E402
+from bastion.jump_clients.shared_rate import create_rate_file  # noqa: E402
 from bastion.jump_clients.simulator import FleetDirectory  # noqa: E402
 from bastion.jump_clients.sockets import Sharing, inherited, listening_sockets  # noqa: E402
 from tests.support.pki import TestCa  # noqa: E402
@@ -78,6 +79,7 @@ async def _serve(args: argparse.Namespace) -> None:
         heartbeat_timeout=args.heartbeat * 3 + 5,
         statistics_interval=args.statistics,
         max_connections=args.max_connections,
+        rate_file=Path(args.rate_file) if args.rate_file else None,
     )
     sink = ArrivalSink()
     gateway = Gateway(config, tls, directory, sink, InProcessMessagePort())
@@ -122,6 +124,7 @@ def gateway_main() -> None:
     parser.add_argument("--heartbeat", type=float, default=30.0)
     parser.add_argument("--statistics", type=float, default=600.0)
     parser.add_argument("--max-connections", type=int, default=19_000)
+    parser.add_argument("--rate-file", default="")
     run_event_loop(_serve(parser.parse_args()))
 
 
@@ -183,12 +186,23 @@ class Fleet:
     rate: float
     heartbeat: float
     sharing: Sharing = "reuseport"
+    rate_sharing: str = "file"
     sockets: list[Any] = field(default_factory=list)
     port: int = 0
 
     def listen(self) -> None:
+        """Make what the supervisor owns: the listening sockets and the shared rate file."""
         self.sockets = listening_sockets("127.0.0.1", 0, self.gateways, self.sharing)
         self.port = self.sockets[0].getsockname()[1]
+        self.reset_rate()
+
+    @property
+    def rate_file(self) -> Path:
+        return self.pki.directory / "rate"
+
+    def reset_rate(self) -> None:
+        if self.rate_sharing == "file":
+            create_rate_file(self.rate_file, self.rate * 0.1, time.monotonic())
 
     def start_gateway(self, index: int) -> Process:
         fd = self.sockets[index].fileno()
@@ -197,6 +211,7 @@ class Fleet:
             "--seed", self.seed, "--size", str(self.size), "--index", str(index),
             "--processes", str(self.gateways), "--rate", str(self.rate),
             "--heartbeat", str(self.heartbeat),
+            "--rate-file", str(self.rate_file) if self.rate_sharing == "file" else "",
         ]  # fmt: skip
         popen = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, pass_fds=(fd,))
         process = Process(f"gateway-{index}", popen)

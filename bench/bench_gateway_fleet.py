@@ -34,6 +34,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--simulators", type=int, default=4)
     parser.add_argument("--sources", type=int, default=8)
     parser.add_argument("--sharing", choices=["shared", "reuseport"], default="reuseport")
+    parser.add_argument("--rate-sharing", choices=["file", "split"], default="file")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--start-rate", type=float, default=280.0)
     parser.add_argument("--heartbeat", type=float, default=30.0)
@@ -120,7 +121,7 @@ def main() -> None:
     args = arguments()
     with tempfile.TemporaryDirectory() as scratch:
         fleet = Fleet(Pki(Path(scratch)), "bench", args.clients, args.gateways, args.rate,
-                      args.heartbeat, args.sharing)  # fmt: skip
+                      args.heartbeat, args.sharing, args.rate_sharing)  # fmt: skip
         fleet.listen()
         gateways = [fleet.start_gateway(i) for i in range(args.gateways)]
         sims: list[Process] = []

@@ -30,6 +30,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--simulators", type=int, default=2)
     parser.add_argument("--sources", type=int, default=4)
     parser.add_argument("--sharing", choices=["shared", "reuseport"], default="reuseport")
+    parser.add_argument("--rate-sharing", choices=["file", "split"], default="file")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--heartbeat", type=float, default=10.0)
     parser.add_argument("--signal", choices=["kill", "term"], default="kill")
@@ -73,7 +74,7 @@ def main() -> None:
     args = arguments()
     with tempfile.TemporaryDirectory() as scratch:
         fleet = Fleet(Pki(Path(scratch)), "reconnect", args.clients, args.gateways, args.rate,
-                      args.heartbeat, args.sharing)  # fmt: skip
+                      args.heartbeat, args.sharing, args.rate_sharing)  # fmt: skip
         fleet.listen()
         gateways = [fleet.start_gateway(i) for i in range(args.gateways)]
         sims: list[Process] = []
@@ -112,7 +113,8 @@ def report(
                 {k: int(v) for k, v in line.items() if k.startswith(("refused", "failed"))}
             )
     how = "killed" if args.signal == "kill" else "stopped"
-    print(f"gateways {args.gateways} ({args.sharing}) {how} and restarted; ", end="")
+    sharing = f"{args.sharing}, rate {args.rate_sharing}"
+    print(f"gateways {args.gateways} ({sharing}) {how} and restarted; ", end="")
     print(f"clients {args.clients}, rate {args.rate:g}/s")
     print(
         f"all back after {back:.1f} s; N/rate = {ideal:.1f} s; ratio {back / ideal:.3f} "

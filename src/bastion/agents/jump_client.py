@@ -236,21 +236,28 @@ class JumpClient:
     # -- active --------------------------------------------------------------------
 
     async def _hold(self, link: AgentLink, welcome: Welcome) -> Outcome:
+        """Keep the connection until it ends; a break after the welcome is `Lost`, not a failure."""
         beat = _Beat(welcome)
-        link.send(await self.statistics())
-        while True:
-            message = await self._receive_until(link, beat)
-            if isinstance(message, Lost):
-                return message
-            if message is not None:
-                outcome = await self._on_message(link, beat, message)
+        try:
+            link.send(await self.statistics())
+            while True:
+                outcome = await self._step(link, beat)
                 if outcome is not None:
                     return outcome
-            elif beat.silent_too_long():
-                link.drop("no heartbeat answer")
-                return Lost("the site stopped answering heartbeats", beat.after)
-            else:
-                await self._send_due(link, beat)
+        except TransportError as error:
+            return Lost(str(error), beat.after)
+
+    async def _step(self, link: AgentLink, beat: _Beat) -> Outcome | None:
+        message = await self._receive_until(link, beat)
+        if isinstance(message, Lost):
+            return message
+        if message is not None:
+            return await self._on_message(link, beat, message)
+        if beat.silent_too_long():
+            link.drop("no heartbeat answer")
+            return Lost("the site stopped answering heartbeats", beat.after)
+        await self._send_due(link, beat)
+        return None
 
     async def _receive_until(self, link: AgentLink, beat: _Beat) -> ServerMessage | Lost | None:
         """The next message, None when something is due, or `Lost` if the connection broke."""

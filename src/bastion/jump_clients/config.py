@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bastion.jump_clients.errors import GatewayError
 
@@ -20,6 +21,9 @@ class GatewayConfig:
     """How many gateway processes share the site's connection rate."""
     connection_rate: float = DEFAULT_CONNECTION_RATE
     """Clients admitted per second across all gateway processes (at most 300)."""
+    rate_file: Path | None = None
+    """The shared bucket all gateway processes admit from (see `shared_rate.py`); without
+    it each process admits `connection_rate / processes` on its own."""
     burst: float = 0.1
     """Admissions allowed ahead of the rate, as a fraction of one second's worth."""
     retry_jitter: float = 0.1

@@ -33,8 +33,9 @@ from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.connection import GatewayLink, Phase
 from bastion.jump_clients.directory import ClientDirectory, ClientRecord
 from bastion.jump_clients.presence import Flusher, PresenceSink, PresenceTable
-from bastion.jump_clients.rate import AdmissionGate
+from bastion.jump_clients.rate import AdmissionGate, Gate
 from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage, MessagePort
+from bastion.jump_clients.shared_rate import SharedAdmissionGate
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 3.0
@@ -60,9 +61,7 @@ class Gateway:
         self.online: dict[str, GatewayLink] = {}
         self.presence = PresenceTable(config.gateway_id)
         self.flusher = Flusher(self.presence, sink, config.flush_interval)
-        self.gate = AdmissionGate.share(
-            config.connection_rate, config.processes, config.burst, config.retry_jitter, clock()
-        )
+        self.gate = _gate(config, clock())
         self.counters: Counter[str] = Counter()
         self._serials = count()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -102,6 +101,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flusher.flush()
+        if isinstance(self.gate, SharedAdmissionGate):
+            self.gate.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -227,6 +228,16 @@ class Gateway:
             return False
         link.retry(message.reason, message.retry_after, message.detail)
         return True
+
+
+def _gate(config: GatewayConfig, now: float) -> Gate:
+    """The shared bucket if the supervisor made one, else this process's share of the rate."""
+    rate, burst = config.connection_rate, config.connection_rate * config.burst
+    if config.rate_file is not None:
+        return SharedAdmissionGate(
+            config.rate_file, rate, burst, config.retry_jitter, config.processes
+        )
+    return AdmissionGate.share(rate, config.processes, config.burst, config.retry_jitter, now)
 
 
 REVOKED = "this Jump Client was removed from the site; uninstall it or reinstall from the site"

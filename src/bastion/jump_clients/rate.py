@@ -14,6 +14,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Gate(Protocol):
+    """What the gateway asks of its admission gate (this module's, or the shared one)."""
+
+    def admit(self, now: float) -> bool: ...
+
+    def retry_in(self, now: float, rng: random.Random) -> float: ...
+
+    def reconnect_window(self, held: int, margin: float = 1.0) -> float: ...
+
 
 GOLDEN = 0.6180339887498949
 
