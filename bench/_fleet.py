@@ -4,7 +4,7 @@ lines they print.
 
 Run as a script it is one gateway process:
 
-    python bench/_fleet.py --fd 3 --cert server.pem --seed S --size N ...
+    python bench/_fleet.py --fd 3 --cert server.pem --directory fleet.json ...
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class ArrivalSink:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    directory = FleetDirectory(args.seed, args.size)
+    directory = FleetDirectory.load(Path(args.directory))
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(args.cert)
     config = GatewayConfig(
@@ -116,8 +116,7 @@ def gateway_main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--cert", required=True)
-    parser.add_argument("--seed", required=True)
-    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--directory", required=True)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--rate", type=float, default=300.0)
@@ -195,6 +194,11 @@ class Fleet:
         self.sockets = listening_sockets("127.0.0.1", 0, self.gateways, self.sharing)
         self.port = self.sockets[0].getsockname()[1]
         self.reset_rate()
+        FleetDirectory.derive(self.seed, self.size).save(self.directory_file)
+
+    @property
+    def directory_file(self) -> Path:
+        return self.pki.directory / "fleet.json"
 
     @property
     def rate_file(self) -> Path:
@@ -202,13 +206,13 @@ class Fleet:
 
     def reset_rate(self) -> None:
         if self.rate_sharing == "file":
-            create_rate_file(self.rate_file, self.rate * 0.1, time.monotonic())
+            create_rate_file(self.rate_file, time.monotonic())
 
     def start_gateway(self, index: int) -> Process:
         fd = self.sockets[index].fileno()
         command = [
             sys.executable, __file__, "--fd", str(fd), "--cert", str(self.pki.server),
-            "--seed", self.seed, "--size", str(self.size), "--index", str(index),
+            "--directory", str(self.directory_file), "--index", str(index),
             "--processes", str(self.gateways), "--rate", str(self.rate),
             "--heartbeat", str(self.heartbeat),
             "--rate-file", str(self.rate_file) if self.rate_sharing == "file" else "",

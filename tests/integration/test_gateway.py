@@ -339,7 +339,7 @@ def test_a_flood_beyond_the_rate_is_told_when_to_return_and_comes_back_at_the_ra
 ) -> None:
     async def scenario() -> None:
         clients, rate = 30, 10.0
-        async with serving(pki, connection_rate=rate, burst=0.1) as site:
+        async with serving(pki, connection_rate=rate, burst=0.1, admission_hold=0.5) as site:
             site.sink = ArrivalTimes()
             for gateway in site.gateways:
                 gateway.flusher.sink = site.sink
@@ -351,7 +351,8 @@ def test_a_flood_beyond_the_rate_is_told_when_to_return_and_comes_back_at_the_ra
                 await recorder.wait_for("welcomed", timeout=15.0)
             took = time.monotonic() - started
             refused = [r for r in recorders if r.of("refused")]
-            assert len(refused) >= clients - 3
+            held = site.gateway.counters["held"]
+            assert held >= 4 and len(refused) >= clients - held - 3  # burst 1, 0.5 s held
             for recorder in refused:  # the client waited at least what it was told
                 (refused_at, _, answer), *_ = [e for e in recorder.events if e[1] == "refused"]
                 welcomed_at = next(t for t, kind, _ in recorder.events if kind == "welcomed")
@@ -374,7 +375,7 @@ def test_the_fleet_simulator_process_brings_its_clients_online(pki: Pki) -> None
         from bastion.jump_clients.simulator import FleetDirectory
 
         async with serving(pki, connection_rate=300.0, heartbeat_interval=0.5) as site:
-            site.directory.records.update(FleetDirectory("test-fleet", 40).records)
+            site.directory.records.update(FleetDirectory.derive("test-fleet", 40).records)
             command = [
                 sys.executable, "-m", "bastion.jump_clients.simulator", "--port",
                 str(site.listen_port), "--anchors", str(pki.anchors), "--seed", "test-fleet",
@@ -393,3 +394,30 @@ def test_the_fleet_simulator_process_brings_its_clients_online(pki: Pki) -> None
             assert addresses == {"127.0.0.2", "127.0.0.3"}
 
     run(scenario(), timeout=60)
+
+
+class BrokenDirectory:
+    async def lookup(self, client_id: str) -> None:
+        raise OSError("the database is down")
+
+
+def test_a_full_process_and_a_failing_directory_are_answered_with_retry_after(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with serving(pki, max_connections=1) as site:
+            identity = site.enrol("first")
+            holder = await connect(site)
+            await sign_in(holder, identity)
+            extra = await connect(site)  # the second connection while one is held
+            answer = await next_message(extra)
+            assert isinstance(answer, RetryAfter) and answer.reason == "capacity"
+            await closed_with(extra)
+            holder.close()
+            await closed_with(holder)
+            site.gateway.directory = BrokenDirectory()
+            answer = await site.client(identity, Recorder()).connect_once()
+            assert isinstance(answer, RetryAfter) and answer.reason == "unavailable"
+
+    run(scenario())
+    assert "directory failed" in caplog.text

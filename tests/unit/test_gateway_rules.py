@@ -14,33 +14,40 @@ from bastion.jump_clients.presence import PresenceTable
 from bastion.jump_clients.rate import AdmissionGate, spread
 
 
-def test_the_gate_admits_its_burst_then_its_rate() -> None:
-    gate = AdmissionGate.share(300.0, 3, burst=0.1, jitter=0.0, now=0.0)
+def test_the_gate_admits_its_burst_holds_the_next_and_refuses_beyond() -> None:
+    gate = AdmissionGate.share(300.0, 3, burst=0.1, jitter=0.0, hold=0.505, now=0.0)
     assert gate.rate == 100.0 and gate.burst == 10.0
-    assert sum(gate.admit(0.0) for _ in range(50)) == 10
-    admitted = sum(gate.admit(step / 1000) for step in range(1, 10_001))  # 10 s, 1 kHz
-    assert 995 <= admitted <= 1000
+    turns = [gate.reserve(0.0) for _ in range(70)]
+    assert turns[:10] == [0.0] * 10  # the burst, at once
+    assert turns[10:60] == pytest.approx([0.01 * n for n in range(1, 51)])  # held, in turn
+    assert turns[60:] == [None] * 10  # further than the hold: told to come back
 
 
-def test_no_second_admits_more_than_rate_plus_burst() -> None:
-    gate = AdmissionGate(rate=50.0, burst=5.0)
-    times = [step / 500 for step in range(5000)]  # 500 arrivals a second for 10 s
-    admitted = [t for t in times if gate.admit(t)]
-    for start in [x / 10 for x in range(90)]:
-        assert sum(1 for t in admitted if start <= t < start + 1.0) <= 55
+def test_admissions_in_any_second_stay_under_rate_plus_burst() -> None:
+    gate = AdmissionGate(rate=50.0, burst=5.0, hold=2.0)
+    arrivals = [step / 500 for step in range(5000)]  # 500 arrivals a second for 10 s
+    admitted = sorted(t + turn for t in arrivals if (turn := gate.reserve(t)) is not None)
+    assert 500 <= len(admitted) <= 605
+    for first in admitted:
+        assert sum(1 for t in admitted if first <= t < first + 1.0) <= 55
 
 
-def test_clients_turned_away_are_given_consecutive_slots() -> None:
-    gate, rng = AdmissionGate(rate=10.0, burst=1.0, jitter=0.0), random.Random(0)
-    waits = [gate.retry_in(100.0, rng) for _ in range(50)]
-    assert waits == pytest.approx([0.1 * (n + 1) for n in range(50)])
-    assert gate.retry_in(103.0, rng) == pytest.approx(2.1)  # the queue drains as time passes
+def test_clients_turned_away_are_given_consecutive_slots_after_the_queue() -> None:
+    gate, rng = AdmissionGate(rate=10.0, burst=1.0, jitter=0.0, hold=1.0), random.Random(0)
+    while gate.reserve(100.0) is not None:
+        pass  # the hold queue is full: the next turn is 1.1 s away
+    waits = [gate.retry_in(100.0, rng) for _ in range(5)]
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])  # when the queue has room
+    assert gate.retry_in(100.3, rng) == pytest.approx(0.3)  # still behind the others
+    assert gate.reserve(100.1) == pytest.approx(1.0)  # the first slot is within the hold
 
 
-def test_retry_jitter_stays_within_its_fraction() -> None:
-    gate, rng = AdmissionGate(rate=1.0, burst=1.0, jitter=0.2), random.Random(0)
-    for n in range(1, 200):
-        assert 0.8 * n <= gate.retry_in(0.0, rng) <= 1.2 * n
+def test_retry_jitter_stays_within_its_fraction_and_a_second() -> None:
+    gate, rng = AdmissionGate(rate=1.0, burst=1.0, jitter=0.2, hold=0.0), random.Random(0)
+    waits = [gate.retry_in(0.0, rng) for _ in range(200)]
+    for n, wait in enumerate(waits, start=1):
+        assert abs(wait - n) <= min(0.2 * n, 1.0)
+    assert len({round(w, 6) for w in waits}) == 200  # jittered, not all on the slot
 
 
 def test_the_reconnect_window_spreads_the_held_clients_at_the_rate() -> None:

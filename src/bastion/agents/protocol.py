@@ -99,6 +99,7 @@ RetryReason = Literal[
     "upgrade_in_progress",
     "shutting_down",
     "replaced",
+    "unavailable",
 ]
 
 

@@ -26,6 +26,8 @@ class GatewayConfig:
     it each process admits `connection_rate / processes` on its own."""
     burst: float = 0.1
     """Admissions allowed ahead of the rate, as a fraction of one second's worth."""
+    admission_hold: float = 2.0
+    """Seconds a client may wait, connected, for its turn before it is told to come back."""
     retry_jitter: float = 0.1
     """Each retry_after is scaled by a random factor in [1 - j, 1 + j]."""
     max_connections: int = 19_000

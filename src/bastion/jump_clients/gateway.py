@@ -39,6 +39,9 @@ from bastion.jump_clients.shared_rate import SharedAdmissionGate
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 3.0
+CAPACITY_RETRY = 10.0
+"""A full process: another process (or this one, later) will have room."""
+UNAVAILABLE_RETRY = 30.0
 
 
 class Gateway:
@@ -141,7 +144,7 @@ class Gateway:
         return len(self.links) > self.config.max_connections
 
     def capacity_retry(self) -> float:
-        return 10.0 * self.rng.uniform(1.0 - self.config.retry_jitter, 1.0 + 0.5)
+        return self._jittered(CAPACITY_RETRY)
 
     def reconnect_after(self, link: GatewayLink) -> float:
         """When `link`'s client should return if the connection is lost: after the restart
@@ -154,7 +157,12 @@ class Gateway:
         self._spawn(self._authenticate(link, hello))
 
     async def _authenticate(self, link: GatewayLink, hello: Hello) -> None:
-        record = await self.directory.lookup(hello.client_id)
+        try:
+            record = await self.directory.lookup(hello.client_id)
+        except Exception:
+            log.exception("the Jump Client directory failed; telling the client to return")
+            link.retry("unavailable", self._jittered(UNAVAILABLE_RETRY), UNAVAILABLE)
+            return
         if link.phase is not Phase.AUTHENTICATING:
             return  # the connection ended while the directory answered
         if record is None:
@@ -164,11 +172,25 @@ class Gateway:
             link.retry("revoked", self._jittered(self.config.revoked_retry), REVOKED)
         elif not link.verify(record.public_key, hello):
             link.refuse(ProtocolError("authentication_failed", BAD_SIGNATURE))
-        elif not self.gate.admit(self.clock()):
-            self.counters["rate_limited"] += 1
-            wait = self.gate.retry_in(self.clock(), self.rng)
-            link.retry("rate_limited", wait, f"the site admits {self.config.connection_rate:g}/s")
         else:
+            self._admit(link, hello, record)
+
+    def _admit(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> None:
+        """Welcome now, when its turn comes (held), or tell it when to come back."""
+        now = self.clock()
+        turn = self.gate.reserve(now)
+        if turn is None:
+            self.counters["rate_limited"] += 1
+            wait = self.gate.retry_in(now, self.rng)
+            link.retry("rate_limited", wait, f"the site admits {self.config.connection_rate:g}/s")
+        elif turn <= 0.0:
+            self._welcome(link, hello, record)
+        else:
+            self.counters["held"] += 1
+            asyncio.get_running_loop().call_later(turn, self._welcome_held, link, hello, record)
+
+    def _welcome_held(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> None:
+        if link.phase is Phase.AUTHENTICATING and link.transport is not None:
             self._welcome(link, hello, record)
 
     def _refuse_unknown(self, link: GatewayLink) -> None:
@@ -232,16 +254,20 @@ class Gateway:
 
 def _gate(config: GatewayConfig, now: float) -> Gate:
     """The shared bucket if the supervisor made one, else this process's share of the rate."""
-    rate, burst = config.connection_rate, config.connection_rate * config.burst
+    rate, burst, hold = (
+        config.connection_rate,
+        config.connection_rate * config.burst,
+        config.admission_hold,
+    )
+    jitter = config.retry_jitter
     if config.rate_file is not None:
-        return SharedAdmissionGate(
-            config.rate_file, rate, burst, config.retry_jitter, config.processes
-        )
-    return AdmissionGate.share(rate, config.processes, config.burst, config.retry_jitter, now)
+        return SharedAdmissionGate(config.rate_file, rate, burst, jitter, hold, config.processes)
+    return AdmissionGate.share(rate, config.processes, config.burst, jitter, hold, now)
 
 
 REVOKED = "this Jump Client was removed from the site; uninstall it or reinstall from the site"
 UNKNOWN = "the site does not know this Jump Client; reinstall it with an installer from the site"
+UNAVAILABLE = "the site cannot check Jump Client identities right now; it will soon"
 REPLACED = "a newer connection with this Jump Client's identity took over"
 BAD_SIGNATURE = (
     "the hello is not signed with this Jump Client's key over this connection's challenge"

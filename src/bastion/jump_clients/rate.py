@@ -1,11 +1,16 @@
-"""How many clients a gateway process admits per second, and when it asks the rest back.
+"""How many clients the gateway admits per second, and what it tells the rest.
 
-A token bucket refills at this process's share of the site's rate (each of N gateway
-processes takes rate/N: the listening socket spreads arrivals evenly, so the sum stays
-under the site's rate without the processes talking to each other). A client over the
-rate is not dropped: it is told to come back at the next free slot of a virtual queue
-(`horizon`), scaled by a small random factor, so the clients turned away return spread
-at about the rate the bucket admits instead of all at once.
+A generic cell rate algorithm (GCRA, a token bucket kept as one time): `next_free` is
+when the next admission is due at `rate`; up to `burst` admissions may run ahead of it.
+In any window of t seconds at most `rate * t + burst` clients are admitted.
+
+A client that arrives a little early is not refused: if its turn comes within `hold`
+seconds it keeps its connection (TLS already done) and is welcomed when its turn comes.
+Refusing it would cost a second TLS handshake later, and on a busy gateway those
+handshakes are the CPU that admissions need. A client whose turn is further away is
+told to come back (`retry_after`) at a slot of a second queue (`horizon`), so those
+turned away return one after another at the rate, each a little jittered, rather than
+all at once.
 
 Pure: the clock and the random source are passed in.
 """
@@ -13,21 +18,21 @@ Pure: the clock and the random source are passed in.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
+
+GOLDEN = 0.6180339887498949
+MAX_JITTER = 1.0
 
 
 class Gate(Protocol):
     """What the gateway asks of its admission gate (this module's, or the shared one)."""
 
-    def admit(self, now: float) -> bool: ...
+    def reserve(self, now: float) -> float | None: ...
 
     def retry_in(self, now: float, rng: random.Random) -> float: ...
 
     def reconnect_window(self, held: int, margin: float = 1.0) -> float: ...
-
-
-GOLDEN = 0.6180339887498949
 
 
 def spread(serial: int) -> float:
@@ -35,7 +40,7 @@ def spread(serial: int) -> float:
 
     Successive serials fill the interval evenly whatever the number of clients (a
     low-discrepancy sequence), so a fleet told "come back at your offset" returns at a
-    steady rate; uniform random offsets would come back in clumps the bucket refuses.
+    steady rate; uniform random offsets would come back in clumps the gate must queue.
     """
     return (serial * GOLDEN) % 1.0
 
@@ -45,38 +50,41 @@ class AdmissionGate:
     rate: float
     """Admissions per second."""
     burst: float
-    """Tokens the bucket holds at most (>= 1)."""
+    """Admissions that may run ahead of the rate (>= 1)."""
     jitter: float = 0.1
-    tokens: float = field(init=False)
-    updated_at: float = field(default=0.0)
+    hold: float = 2.0
+    """Seconds a connected client may wait for its turn instead of being refused."""
+    next_free: float = 0.0
     horizon: float = 0.0
 
     def __post_init__(self) -> None:
         self.burst = max(1.0, self.burst)
-        self.tokens = self.burst
 
     @classmethod
     def share(
-        cls, rate: float, processes: int, burst: float, jitter: float, now: float
+        cls, rate: float, processes: int, burst: float, jitter: float, hold: float, now: float
     ) -> AdmissionGate:
         """The gate for one of `processes` sharing `rate`; `burst` is a fraction of a second."""
         per_process = rate / processes
-        return cls(per_process, per_process * burst, jitter, updated_at=now, horizon=now)
+        return cls(per_process, per_process * burst, jitter, hold, now, now)
 
-    def admit(self, now: float) -> bool:
-        """Take a token if one is free."""
-        self.tokens = min(self.burst, self.tokens + (now - self.updated_at) * self.rate)
-        self.updated_at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
+    def reserve(self, now: float) -> float | None:
+        """Take the next admission: seconds until it (0: now), or None if over `hold`."""
+        interval = 1.0 / self.rate
+        turn = max(now, self.next_free - (self.burst - 1.0) * interval)
+        if turn - now > self.hold:
+            return None
+        self.next_free = max(now, self.next_free) + interval
+        return turn - now
 
     def retry_in(self, now: float, rng: random.Random) -> float:
-        """Seconds a client turned away now should wait: its slot in the queue, jittered."""
-        self.horizon = max(self.horizon, now) + 1.0 / self.rate
+        """Seconds a client turned away should wait: its slot behind those already queued,
+        jittered by `jitter` of the wait but at most a second, so late slots keep order."""
+        queue_clears = self.next_free - (self.burst - 1.0) / self.rate - self.hold
+        self.horizon = max(self.horizon + 1.0 / self.rate, queue_clears, now)
         wait = self.horizon - now
-        return wait * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        spread = min(wait * self.jitter, MAX_JITTER)
+        return max(0.0, wait + rng.uniform(-spread, spread))
 
     def reconnect_window(self, held: int, margin: float = 1.0) -> float:
         """Over how many seconds the `held` clients should spread if they all lost us now."""

@@ -6,7 +6,7 @@ does, so each process sees the returning fleet in random clumps and refuses some
 it again. With a rate file, every process reads and updates one bucket and one queue of
 return slots, under an advisory lock held for a few microseconds per admission:
 
-    <tokens: f64> <updated_at: f64> <horizon: f64>     (CLOCK_MONOTONIC, machine-wide)
+    <next_free: f64> <horizon: f64>     (CLOCK_MONOTONIC seconds, the same in every process)
 
 The supervisor makes the file (on a tmpfs) before it starts the gateways; each process
 opens it by path, because `flock` excludes open files, not processes. A process that
@@ -27,19 +27,21 @@ from pathlib import Path
 from bastion.files import write_atomically
 from bastion.jump_clients.rate import AdmissionGate
 
-STATE = struct.Struct("<ddd")
+STATE = struct.Struct("<dd")
 
 
-def create_rate_file(path: Path, burst: float, now: float) -> None:
-    """A full bucket of `burst` tokens and an empty return queue, as of monotonic `now`."""
-    write_atomically(path, STATE.pack(max(1.0, burst), now, now), mode=0o600)
+def create_rate_file(path: Path, now: float) -> None:
+    """A gate with its whole burst free and an empty return queue, as of monotonic `now`."""
+    write_atomically(path, STATE.pack(now, now), mode=0o600)
 
 
 class SharedAdmissionGate:
     """The site's whole rate and burst, shared through `path` by `processes` gateways."""
 
-    def __init__(self, path: Path, rate: float, burst: float, jitter: float, processes: int):
-        self.rate, self.burst, self.jitter = rate, max(1.0, burst), jitter
+    def __init__(
+        self, path: Path, rate: float, burst: float, jitter: float, hold: float, processes: int
+    ) -> None:
+        self.rate, self.burst, self.jitter, self.hold = rate, max(1.0, burst), jitter, hold
         self.share = rate / processes
         self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         self._map = mmap.mmap(self._fd, STATE.size)
@@ -48,17 +50,16 @@ class SharedAdmissionGate:
     def _locked(self) -> Iterator[AdmissionGate]:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            tokens, updated_at, horizon = STATE.unpack_from(self._map)
-            gate = AdmissionGate(self.rate, self.burst, self.jitter, updated_at, horizon)
-            gate.tokens = tokens
+            next_free, horizon = STATE.unpack_from(self._map)
+            gate = AdmissionGate(self.rate, self.burst, self.jitter, self.hold, next_free, horizon)
             yield gate
-            STATE.pack_into(self._map, 0, gate.tokens, gate.updated_at, gate.horizon)
+            STATE.pack_into(self._map, 0, gate.next_free, gate.horizon)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def admit(self, now: float) -> bool:
+    def reserve(self, now: float) -> float | None:
         with self._locked() as gate:
-            return gate.admit(now)
+            return gate.reserve(now)
 
     def retry_in(self, now: float, rng: random.Random) -> float:
         with self._locked() as gate:

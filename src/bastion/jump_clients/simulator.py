@@ -45,16 +45,34 @@ def fleet_identity(seed: str, index: int) -> EndpointIdentity:
 
 
 class FleetDirectory:
-    """A `ClientDirectory` of the simulated fleet `seed` (indices 0..size-1)."""
+    """A `ClientDirectory` of the simulated fleet `seed` (indices 0..size-1).
 
-    def __init__(self, seed: str, size: int, passive_every: int = 0) -> None:
-        self.records: dict[str, ClientRecord] = {}
+    Deriving 50,000 keys takes seconds; a gateway that restarts in a benchmark loads them
+    from the file `save` wrote instead, as a real one would look them up in its database.
+    """
+
+    def __init__(self, records: dict[str, ClientRecord]) -> None:
+        self.records = records
+
+    @classmethod
+    def derive(cls, seed: str, size: int, passive_every: int = 0) -> FleetDirectory:
+        records = {}
         for index in range(size):
             identity = fleet_identity(seed, index)
             mode: Mode = "passive" if passive_every and index % passive_every == 0 else "active"
-            self.records[identity.client_id] = ClientRecord(
+            records[identity.client_id] = ClientRecord(
                 identity.client_id, identity.public_key, mode
             )
+        return cls(records)
+
+    def save(self, path: Path) -> None:
+        rows = [[r.client_id, r.public_key.hex(), r.mode] for r in self.records.values()]
+        path.write_text(json.dumps(rows))
+
+    @classmethod
+    def load(cls, path: Path) -> FleetDirectory:
+        rows = json.loads(path.read_text())
+        return cls({cid: ClientRecord(cid, bytes.fromhex(key), mode) for cid, key, mode in rows})
 
     async def lookup(self, client_id: str) -> ClientRecord | None:
         return self.records.get(client_id)
