@@ -11,7 +11,7 @@ from bastion.agents.protocol import CommandResult, Cpu, Hello, Statistics, encod
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.errors import GatewayError
 from bastion.jump_clients.presence import PresenceTable
-from bastion.jump_clients.rate import AdmissionGate, spread
+from bastion.jump_clients.rate import AdmissionGate, Pace, spread
 
 
 def test_the_gate_admits_its_burst_holds_the_next_and_refuses_beyond() -> None:
@@ -30,6 +30,20 @@ def test_admissions_in_any_second_stay_under_rate_plus_burst() -> None:
     assert 500 <= len(admitted) <= 605
     for first in admitted:
         assert sum(1 for t in admitted if first <= t < first + 1.0) <= 55
+
+
+def test_turns_reached_late_are_paced_to_the_share_of_a_second() -> None:
+    pace = Pace.share(rate=300.0, processes=3, burst=0.1)
+    assert pace.limit == 110
+    welcomed = []
+    now = 50.0  # a backlog of 500 turns all reached at once, then every 10 ms
+    for _ in range(500):
+        while (delay := pace.delay(now)) > 0:
+            now += delay
+        pace.record(now)
+        welcomed.append(now)
+    for first in welcomed:
+        assert sum(1 for t in welcomed if first <= t < first + 1.0) <= 110
 
 
 def test_clients_turned_away_are_given_consecutive_slots_after_the_queue() -> None:

@@ -17,8 +17,10 @@ Pure: the clock and the random source are passed in.
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Protocol
 
 GOLDEN = 0.6180339887498949
@@ -89,3 +91,31 @@ class AdmissionGate:
     def reconnect_window(self, held: int, margin: float = 1.0) -> float:
         """Over how many seconds the `held` clients should spread if they all lost us now."""
         return margin * held / self.rate
+
+
+@dataclass
+class Pace:
+    """The admissions this process actually made in the last second.
+
+    The gate gives each held client a turn; a busy event loop may reach several turns
+    late, at once. Checking the clock at the welcome itself keeps any second at most
+    `limit` (this process's share of rate plus burst), late or not.
+    """
+
+    limit: int
+    recent: deque[float] = field(default_factory=deque)
+
+    @classmethod
+    def share(cls, rate: float, processes: int, burst: float) -> Pace:
+        return cls(max(1, math.ceil(rate * (1.0 + burst) / processes)))
+
+    def delay(self, now: float) -> float:
+        """Seconds until one more admission fits in the last second (0: now)."""
+        while self.recent and self.recent[0] <= now - 1.0:
+            self.recent.popleft()
+        if len(self.recent) < self.limit:
+            return 0.0
+        return self.recent[0] + 1.0 - now
+
+    def record(self, now: float) -> None:
+        self.recent.append(now)
