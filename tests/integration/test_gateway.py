@@ -421,3 +421,22 @@ def test_a_full_process_and_a_failing_directory_are_answered_with_retry_after(
 
     run(scenario())
     assert "directory failed" in caplog.text
+
+
+def test_connections_beyond_the_pending_cap_wait_in_the_listening_queue(pki: Pki) -> None:
+    async def scenario() -> None:
+        async with serving(pki, max_pending=2, handshake_timeout=0.5) as site:
+            silent = [socket.create_connection(("127.0.0.1", site.listen_port)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            acceptor = site.gateway._acceptor
+            assert acceptor is not None and acceptor.pending == 2
+            identity, recorder = site.enrol("patient"), Recorder()
+            site.start(site.client(identity, recorder))
+            await asyncio.sleep(0.2)
+            assert not recorder.of("welcomed")  # waiting in the kernel's queue
+            await recorder.wait_for("welcomed")
+            assert site.gateway.counters["tls_failed"] == 2 and acceptor.pending == 0
+            for sock in silent:
+                sock.close()
+
+    run(scenario())

@@ -46,6 +46,8 @@ class GatewayConfig:
     unknown_retry: float = 3600.0
     revoked_retry: float = 86400.0
     replaced_retry: float = 60.0
+    max_pending: int = 256
+    """Connections between accept and welcome at once; more wait in the listening queue."""
     max_write_buffer: int = 256 * 1024
     """Bytes queued for a client that does not read before it is dropped."""
     send_buffer: int | None = 64 * 1024

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -62,6 +61,7 @@ class GatewayLink(Link):
         "peer_version",
         "phase",
         "serial",
+        "settled",
         "spread",
     )
 
@@ -72,6 +72,7 @@ class GatewayLink(Link):
         self.gateway = gateway
         self.serial = serial
         self.spread = spread(serial)
+        self.settled = False
         self.phase = Phase.HANDSHAKE
         self.client_id = ""
         self.nonce = b""
@@ -83,14 +84,7 @@ class GatewayLink(Link):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else None
-        self._limit_send_buffer(transport)
         self.gateway.opened(self)
-
-    def _limit_send_buffer(self, transport: asyncio.BaseTransport) -> None:
-        size = self.gateway.config.send_buffer
-        sock = transport.get_extra_info("socket")
-        if size is not None and sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def ended(self, reason: str) -> None:
         self.phase = Phase.LEAVING

@@ -29,6 +29,7 @@ from bastion.agents.errors import ProtocolError
 from bastion.agents.protocol import Codec, Hello, Welcome, encode_bytes
 from bastion.agents.wake import wake_key
 from bastion.agents.wire import SLOW_READER
+from bastion.jump_clients.acceptor import Acceptor
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.connection import GatewayLink, Phase
 from bastion.jump_clients.directory import ClientDirectory, ClientRecord
@@ -69,19 +70,24 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         self._serials = count()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
+        self._acceptor: Acceptor | None = None
+        self._accepting: asyncio.Task[None] | None = None
 
     # -- running -------------------------------------------------------------------
 
     async def serve(self, sock: socket.socket) -> None:
         """Start accepting on the listening socket `sock` (it stays the caller's)."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        config = self.config
+        self._acceptor = Acceptor(
+            sock.dup(),  # stopping closes this copy, not the caller's socket
+            self.tls,
             self._new_link,
-            sock=sock.dup(),  # closing the server closes this copy, not the caller's socket
-            ssl=self.tls,
-            ssl_handshake_timeout=self.config.handshake_timeout,
+            config.max_pending,
+            config.handshake_timeout,
+            config.send_buffer,
+            self.counters,
         )
+        self._accepting = asyncio.create_task(self._acceptor.run())
         self.port.subscribe(self.config.gateway_id, self.handle)
         self._spawn(self.flusher.run())
         self._spawn(self._sweep())
@@ -89,8 +95,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, send every client away at its reconnect offset, flush."""
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None and self._acceptor is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+            self._acceptor.sock.close()
         self.port.unsubscribe(self.config.gateway_id)
         for link in list(self.online.values()):
             link.retry("shutting_down", self.reconnect_after(link), "the gateway is restarting")
@@ -133,7 +141,14 @@ class Gateway:
     def opened(self, link: GatewayLink) -> None:
         self.links.add(link)
 
+    def settled(self, link: GatewayLink) -> None:
+        """`link` is welcomed or gone: the acceptor may take another connection."""
+        if not link.settled and self._acceptor is not None:
+            link.settled = True
+            self._acceptor.settle()
+
     def closed(self, link: GatewayLink, reason: str) -> None:
+        self.settled(link)
         self.links.discard(link)
         if reason.startswith(SLOW_READER):
             self.counters["slow_readers"] += 1
@@ -222,6 +237,7 @@ class Gateway:
             self.counters["replaced"] += 1
             previous.retry("replaced", self._jittered(self.config.replaced_retry), REPLACED)
         link.client_id, link.phase = client_id, Phase.ONLINE
+        self.settled(link)
         self.online[client_id] = link
         self.counters["admitted"] += 1
         self.presence.arrived(hello, record.mode, link.address)
