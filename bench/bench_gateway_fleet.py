@@ -117,6 +117,17 @@ def report(args: argparse.Namespace, tally: Tally, baseline: dict[str, int], ram
           f"{total_grown / max(total_conns, 1):>11.1f}")  # fmt: skip
 
 
+def _cores(cpu: dict[str, float], prefix: str, seconds: float) -> float:
+    return sum(v for k, v in cpu.items() if k.startswith(prefix)) / seconds
+
+
+def print_ramp_cpu(cpu: dict[str, float], seconds: float, clients: int) -> None:
+    gateways, simulators = _cores(cpu, "gateway", seconds), _cores(cpu, "simulator", seconds)
+    per_client = sum(cpu.values()) * 1000 / clients
+    print(f"CPU during the ramp: gateways {gateways:.2f} cores, simulators {simulators:.2f} "
+          f"cores; {per_client:.1f} ms of CPU per client admitted (both ends)")  # fmt: skip
+
+
 def main() -> None:
     args = arguments()
     with tempfile.TemporaryDirectory() as scratch:
@@ -133,7 +144,11 @@ def main() -> None:
                 own = sources[number :: args.simulators] or sources
                 sims.append(fleet.start_simulator(first, count, own, per_sim))
             tally = Tally()
+            ramp_cpu = {p.name: cpu_seconds(p.popen.pid) for p in gateways + sims}
             ramp_s = ramp(args, tally, gateways, sims)
+            ramp_cpu = {
+                p.name: cpu_seconds(p.popen.pid) - ramp_cpu[p.name] for p in gateways + sims
+            }
             cpu_before = {p.name: cpu_seconds(p.popen.pid) for p in gateways + sims}
             tally.round_trips.clear()
             hold_end = time.monotonic() + args.hold
@@ -141,6 +156,7 @@ def main() -> None:
                 time.sleep(1.0)
                 tally.read(gateways, sims, keep_rtt=True)
             report(args, tally, baseline, ramp_s)
+            print_ramp_cpu(ramp_cpu, ramp_s, args.clients)
             cpu = {p.name: cpu_seconds(p.popen.pid) - cpu_before[p.name] for p in gateways + sims}
             gw_cpu = sum(v for k, v in cpu.items() if k.startswith("gateway"))
             sim_cpu = sum(v for k, v in cpu.items() if k.startswith("simulator"))

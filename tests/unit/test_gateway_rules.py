@@ -11,7 +11,7 @@ from bastion.agents.protocol import CommandResult, Cpu, Hello, Statistics, encod
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.errors import GatewayError
 from bastion.jump_clients.presence import PresenceTable
-from bastion.jump_clients.rate import AdmissionGate, Pace, spread
+from bastion.jump_clients.rate import AdmissionGate, spread
 
 
 def test_the_gate_admits_its_burst_holds_the_next_and_refuses_beyond() -> None:
@@ -32,16 +32,14 @@ def test_admissions_in_any_second_stay_under_rate_plus_burst() -> None:
         assert sum(1 for t in admitted if first <= t < first + 1.0) <= 55
 
 
-def test_turns_reached_late_are_paced_to_the_share_of_a_second() -> None:
-    pace = Pace.share(rate=300.0, processes=3, burst=0.1)
-    assert pace.limit == 110
-    welcomed = []
-    now = 50.0  # a backlog of 500 turns all reached at once, then every 10 ms
-    for _ in range(500):
-        while (delay := pace.delay(now)) > 0:
+def test_welcomes_reached_late_are_spread_to_rate_and_burst() -> None:
+    gate = AdmissionGate(rate=100.0, burst=10.0, hold=2.0)
+    welcomed, now = [], 50.0
+    for _ in range(500):  # a backlog of 500 turns, all reached at the same moment
+        while (delay := gate.pace(now)) > 0:
             now += delay
-        pace.record(now)
         welcomed.append(now)
+    assert welcomed[:10] == [50.0] * 10
     for first in welcomed:
         assert sum(1 for t in welcomed if first <= t < first + 1.0) <= 110
 

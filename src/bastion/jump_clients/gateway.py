@@ -34,7 +34,7 @@ from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.connection import GatewayLink, Phase
 from bastion.jump_clients.directory import ClientDirectory, ClientRecord
 from bastion.jump_clients.presence import Flusher, PresenceSink, PresenceTable
-from bastion.jump_clients.rate import AdmissionGate, Gate, Pace
+from bastion.jump_clients.rate import AdmissionGate, Gate
 from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage, MessagePort
 from bastion.jump_clients.shared_rate import SharedAdmissionGate
 
@@ -66,7 +66,6 @@ class Gateway:
         self.presence = PresenceTable(config.gateway_id)
         self.flusher = Flusher(self.presence, sink, config.flush_interval)
         self.gate = _gate(config, clock())
-        self.pace = Pace.share(config.connection_rate, config.processes, config.burst)
         self.counters: Counter[str] = Counter()
         self._serials = count()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -212,12 +211,11 @@ class Gateway:
     def _paced(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> bool:
         """False (and the welcome postponed) if this second already had its share."""
         now = self.clock()
-        delay = self.pace.delay(now)
+        delay = self.gate.pace(now)
         if delay > 0.0:
             loop = asyncio.get_running_loop()
             loop.call_later(delay, self._welcome_held, link, hello, record)
             return False
-        self.pace.record(now)
         return True
 
     def _refuse_unknown(self, link: GatewayLink) -> None:

@@ -4,6 +4,9 @@ A generic cell rate algorithm (GCRA, a token bucket kept as one time): `next_fre
 when the next admission is due at `rate`; up to `burst` admissions may run ahead of it.
 In any window of t seconds at most `rate * t + burst` clients are admitted.
 
+The welcomes themselves go through the same meter (`pace`), so turns a busy event loop
+reaches late are spread out again rather than admitted in one burst.
+
 A client that arrives a little early is not refused: if its turn comes within `hold`
 seconds it keeps its connection (TLS already done) and is welcomed when its turn comes.
 Refusing it would cost a second TLS handshake later, and on a busy gateway those
@@ -17,10 +20,8 @@ Pure: the clock and the random source are passed in.
 
 from __future__ import annotations
 
-import math
 import random
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 GOLDEN = 0.6180339887498949
@@ -31,6 +32,8 @@ class Gate(Protocol):
     """What the gateway asks of its admission gate (this module's, or the shared one)."""
 
     def reserve(self, now: float) -> float | None: ...
+
+    def pace(self, now: float) -> float: ...
 
     def retry_in(self, now: float, rng: random.Random) -> float: ...
 
@@ -58,6 +61,8 @@ class AdmissionGate:
     """Seconds a connected client may wait for its turn instead of being refused."""
     next_free: float = 0.0
     horizon: float = 0.0
+    welcomed_until: float = 0.0
+    """The same GCRA over welcomes as they actually happen (see `pace`)."""
 
     def __post_init__(self) -> None:
         self.burst = max(1.0, self.burst)
@@ -68,7 +73,7 @@ class AdmissionGate:
     ) -> AdmissionGate:
         """The gate for one of `processes` sharing `rate`; `burst` is a fraction of a second."""
         per_process = rate / processes
-        return cls(per_process, per_process * burst, jitter, hold, now, now)
+        return cls(per_process, per_process * burst, jitter, hold, now, now, now)
 
     def reserve(self, now: float) -> float | None:
         """Take the next admission: seconds until it (0: now), or None if over `hold`."""
@@ -78,6 +83,20 @@ class AdmissionGate:
             return None
         self.next_free = max(now, self.next_free) + interval
         return turn - now
+
+    def pace(self, now: float) -> float:
+        """Record a welcome now, or say how many seconds to postpone it.
+
+        Turns are spaced at the rate, but a busy event loop may reach several of them
+        late, at once; metering the welcomes themselves keeps any second within rate and
+        burst, late or not.
+        """
+        interval = 1.0 / self.rate
+        turn = max(now, self.welcomed_until - (self.burst - 1.0) * interval)
+        if turn > now:
+            return turn - now
+        self.welcomed_until = max(now, self.welcomed_until) + interval
+        return 0.0
 
     def retry_in(self, now: float, rng: random.Random) -> float:
         """Seconds a client turned away should wait: its slot behind those already queued,
@@ -91,31 +110,3 @@ class AdmissionGate:
     def reconnect_window(self, held: int, margin: float = 1.0) -> float:
         """Over how many seconds the `held` clients should spread if they all lost us now."""
         return margin * held / self.rate
-
-
-@dataclass
-class Pace:
-    """The admissions this process actually made in the last second.
-
-    The gate gives each held client a turn; a busy event loop may reach several turns
-    late, at once. Checking the clock at the welcome itself keeps any second at most
-    `limit` (this process's share of rate plus burst), late or not.
-    """
-
-    limit: int
-    recent: deque[float] = field(default_factory=deque)
-
-    @classmethod
-    def share(cls, rate: float, processes: int, burst: float) -> Pace:
-        return cls(max(1, math.ceil(rate * (1.0 + burst) / processes)))
-
-    def delay(self, now: float) -> float:
-        """Seconds until one more admission fits in the last second (0: now)."""
-        while self.recent and self.recent[0] <= now - 1.0:
-            self.recent.popleft()
-        if len(self.recent) < self.limit:
-            return 0.0
-        return self.recent[0] + 1.0 - now
-
-    def record(self, now: float) -> None:
-        self.recent.append(now)

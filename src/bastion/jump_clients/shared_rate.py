@@ -6,7 +6,8 @@ does, so each process sees the returning fleet in random clumps and refuses some
 it again. With a rate file, every process reads and updates one bucket and one queue of
 return slots, under an advisory lock held for a few microseconds per admission:
 
-    <next_free: f64> <horizon: f64>     (CLOCK_MONOTONIC seconds, the same in every process)
+    <next_free: f64> <horizon: f64> <welcomed_until: f64>    (CLOCK_MONOTONIC seconds,
+                                                               the same in every process)
 
 The supervisor makes the file (on a tmpfs) before it starts the gateways; each process
 opens it by path, because `flock` excludes open files, not processes. A process that
@@ -27,12 +28,12 @@ from pathlib import Path
 from bastion.files import write_atomically
 from bastion.jump_clients.rate import AdmissionGate
 
-STATE = struct.Struct("<dd")
+STATE = struct.Struct("<ddd")
 
 
 def create_rate_file(path: Path, now: float) -> None:
     """A gate with its whole burst free and an empty return queue, as of monotonic `now`."""
-    write_atomically(path, STATE.pack(now, now), mode=0o600)
+    write_atomically(path, STATE.pack(now, now, now), mode=0o600)
 
 
 class SharedAdmissionGate:
@@ -50,16 +51,20 @@ class SharedAdmissionGate:
     def _locked(self) -> Iterator[AdmissionGate]:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            next_free, horizon = STATE.unpack_from(self._map)
-            gate = AdmissionGate(self.rate, self.burst, self.jitter, self.hold, next_free, horizon)
+            state = STATE.unpack_from(self._map)
+            gate = AdmissionGate(self.rate, self.burst, self.jitter, self.hold, *state)
             yield gate
-            STATE.pack_into(self._map, 0, gate.next_free, gate.horizon)
+            STATE.pack_into(self._map, 0, gate.next_free, gate.horizon, gate.welcomed_until)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def reserve(self, now: float) -> float | None:
         with self._locked() as gate:
             return gate.reserve(now)
+
+    def pace(self, now: float) -> float:
+        with self._locked() as gate:
+            return gate.pace(now)
 
     def retry_in(self, now: float, rng: random.Random) -> float:
         with self._locked() as gate:
