@@ -204,17 +204,18 @@ class Gateway:
             self.counters["held"] += 1
             asyncio.get_running_loop().call_later(turn, self._welcome_held, link, hello, record)
 
-    def _welcome_held(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> None:
+    def _welcome_held(
+        self, link: GatewayLink, hello: Hello, record: ClientRecord, paced: bool = False
+    ) -> None:
         if link.phase is Phase.AUTHENTICATING and link.transport is not None:
-            self._welcome(link, hello, record)
+            self._welcome(link, hello, record, paced)
 
     def _paced(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> bool:
-        """False (and the welcome postponed) if this second already had its share."""
-        now = self.clock()
-        delay = self.gate.pace(now)
+        """False, and the welcome moved to its own later slot, if it would overrun the rate."""
+        delay = self.gate.pace(self.clock())
         if delay > 0.0:
             loop = asyncio.get_running_loop()
-            loop.call_later(delay, self._welcome_held, link, hello, record)
+            loop.call_later(delay, self._welcome_held, link, hello, record, True)
             return False
         return True
 
@@ -226,8 +227,10 @@ class Gateway:
         jitter = self.config.retry_jitter
         return seconds * self.rng.uniform(1.0 - jitter, 1.0 + jitter)
 
-    def _welcome(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> None:
-        if not self._paced(link, hello, record):
+    def _welcome(
+        self, link: GatewayLink, hello: Hello, record: ClientRecord, paced: bool = False
+    ) -> None:
+        if not paced and not self._paced(link, hello, record):
             return
         client_id = hello.client_id
         previous = self.online.get(client_id)

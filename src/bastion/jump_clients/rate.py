@@ -85,18 +85,16 @@ class AdmissionGate:
         return turn - now
 
     def pace(self, now: float) -> float:
-        """Record a welcome now, or say how many seconds to postpone it.
+        """Take a slot for a welcome: seconds until it (0: now).
 
         Turns are spaced at the rate, but a busy event loop may reach several of them
-        late, at once; metering the welcomes themselves keeps any second within rate and
-        burst, late or not.
+        late, at once; metering the welcomes themselves gives each of those its own
+        slot, so any second stays within rate and burst, late or not.
         """
         interval = 1.0 / self.rate
         turn = max(now, self.welcomed_until - (self.burst - 1.0) * interval)
-        if turn > now:
-            return turn - now
         self.welcomed_until = max(now, self.welcomed_until) + interval
-        return 0.0
+        return turn - now
 
     def retry_in(self, now: float, rng: random.Random) -> float:
         """Seconds a client turned away should wait: its slot behind those already queued,
