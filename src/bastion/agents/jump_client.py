@@ -50,8 +50,10 @@ from bastion.agents.protocol import (
     encode_bytes,
 )
 from bastion.agents.wake import WakeGuard, WakeListener
+from bastion.platform.build import site_version
 
-AGENT_VERSION = "1.0.0"
+AGENT_VERSION = site_version()
+"""This build of the Jump Client: the site version it came with."""
 DAY = 86400.0
 
 StatisticsSource = Callable[[], Awaitable[Statistics]]
@@ -129,7 +131,7 @@ class JumpClient:
         self.identity = identity
         self.tls = tls
         self.statistics = statistics
-        self.commands = commands or self._builtin_command
+        self.commands = commands or self.builtin_command
         self.observer = observer or Observer()
         self.rng = rng or random.Random()
         self.codec = codec or Codec()
@@ -299,7 +301,7 @@ class JumpClient:
         link.send(result)
         self.observer.commanded(command, result)
 
-    async def _builtin_command(self, command: Command) -> CommandResult:
+    async def builtin_command(self, command: Command) -> CommandResult:
         """Check-ins and wakes are answered with fresh statistics; the rest are not
         carried out by this build, and it says so instead of pretending."""
         kind = command.body.kind

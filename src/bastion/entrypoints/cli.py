@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from bastion.accounts.cli import api_client_app
+from bastion.agents.cli import jump_client_app
 from bastion.backups.cli import backup_app
 from bastion.installs.cli import install_app
 from bastion.platform import build
@@ -86,6 +87,7 @@ appliance_app.add_typer(api_client_app, name="api-client")
 appliance_app.add_typer(appliance_updates_app)
 appliance_app.add_typer(install_app)
 app.add_typer(backup_app, name="backup")
+app.add_typer(jump_client_app, name="jump-client")
 
 
 VENDOR_COMMANDS = ("update-service", "release")

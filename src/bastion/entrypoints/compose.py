@@ -8,6 +8,7 @@ vault, the same backup site and the same hooks; nothing else builds them.
 
 from __future__ import annotations
 
+import socket
 from functools import partial
 
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,9 @@ from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
+from bastion.jump_clients.fleet import GatewayFleet
 from bastion.jump_clients.service import JumpClientsSetup
+from bastion.jump_clients.store import wake_secret
 from bastion.network import models as _network_tables  # noqa: F401
 from bastion.network import service as network
 from bastion.network.ntp import ClockMonitor
@@ -87,6 +90,16 @@ def add_network(runtime: Runtime, listeners: Listeners) -> NetworkSetup:
     return setup
 
 
+def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
+    """The worker's gateway processes on the gateway's listening socket (the supervisor's)."""
+    settings = runtime.settings
+    secret = wake_secret(runtime.session_factory)
+    fleet = GatewayFleet(listening, settings.data_dir, settings.gateway_processes, secret)
+    fleet.start()
+    runtime.add(fleet)
+    return fleet
+
+
 def for_console(settings: ApplianceSettings) -> Runtime:
     """The runtime of the appliance in `settings.data_dir`, for a console command: the same
     wiring as the worker's, naming the site as the appliance last served it."""
@@ -125,7 +138,7 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
 
 
 def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -> JumpClientsSetup:
-    gateway = parse_listen_address(settings.gateway_listen).port if settings.gateway_listen else 0
+    gateway = parse_listen_address(settings.gateway).port if settings.gateway else 0
     web = parse_listen_address(settings.listen[0]).port if settings.listen else 443
 
     def anchors() -> str:

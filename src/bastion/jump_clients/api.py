@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from bastion.accounts.deps import ApiActorDep
 from bastion.jump_clients import rules, service
 from bastion.jump_clients import schemas as s
+from bastion.jump_clients.fleet import GatewayFleet
 from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import InvalidInputError
-from bastion.platform.web.deps import UowDep, part, source_of
+from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
 
 router = APIRouter(prefix="/api/v1/jump-clients", tags=["jump clients"])
 SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
@@ -140,20 +141,38 @@ def edit_client(
 
 
 @router.post("/{row_id}/revoke", response_model=s.JumpClientOut)
-def revoke_client(
-    row_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+async def revoke_client(
+    row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
     """Refused from now on; a connected client is dropped at once."""
     revoked = service.revoke_client(uow, setup, actor, row_id)
     uow.commit()
+    fleet = runtime.maybe(GatewayFleet)
+    if fleet is not None:
+        await fleet.revoked(revoked.client_id)
     return revoked
 
 
+@router.post("/{row_id}/wake", response_model=s.WakeOut)
+async def wake_client(
+    row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> s.WakeOut:
+    """Ask a passive client to check in now, on the port it listens on for wakes."""
+    target = service.wake_target(uow, setup, actor, row_id)
+    uow.commit()
+    answer = await service.wake(runtime.maybe(GatewayFleet), target)
+    return s.WakeOut(answer=answer)
+
+
 @router.delete("/{row_id}", response_model=s.JumpClientOut)
-def delete_client(
-    row_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+async def delete_client(
+    row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
-    """The client uninstalls itself at its next contact; its record goes then."""
+    """The client uninstalls itself at once if connected, else at its next contact; its
+    record goes then."""
     deleted = service.delete_client(uow, setup, actor, row_id)
     uow.commit()
+    fleet = runtime.maybe(GatewayFleet)
+    if fleet is not None:
+        await fleet.uninstall(deleted.client_id)
     return deleted

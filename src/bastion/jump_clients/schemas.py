@@ -114,3 +114,8 @@ class FleetSettingsBody(Strict):
     upgrade_bandwidth_mib: int = Field(ge=1, le=100)
     canary_percent: int = Field(ge=0, le=100)
     halt_failure_percent: int = Field(ge=1, le=100)
+
+
+class WakeOut(BaseModel):
+    answer: str
+    """What the client said: ``ok``, or why it refused the wake."""

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bastion.jump_clients import rules
 from bastion.jump_clients.models import InstallerRow, JumpClientRow
@@ -31,6 +32,7 @@ from bastion.platform.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    UnavailableError,
 )
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
@@ -434,6 +436,45 @@ def revoke_client(
         row.revoked_at = utc_now()
         audit.record(uow, actor, "jump_clients.revoke", row.name, client_id=row.client_id)
     return _view(row, setup, settings(uow), utc_now())
+
+
+@dataclass(frozen=True)
+class WakeTarget:
+    client_id: str
+    address: str
+    port: int
+
+
+def wake_target(uow: UnitOfWork, setup: JumpClientsSetup, actor: Actor, row_id: int) -> WakeTarget:
+    """Where a passive client listens for wakes; refused for one that cannot be woken."""
+    row = _row(uow, row_id)
+    if row.mode != Mode.PASSIVE.value:
+        raise ConflictError(f"{row.name} is an active Jump Client: it holds a connection already.")
+    if row.revoked_at is not None:
+        raise ConflictError(f"{row.name} was revoked; it is refused when it checks in.")
+    if not row.wake_port or not row.address:
+        raise ConflictError(
+            f"{row.name} has not told the site where it listens for wakes yet: it does at its "
+            "next check-in (at start, when asked on the endpoint, or within a day)."
+        )
+    audit.record(uow, actor, "jump_clients.wake", row.name, client_id=row.client_id)
+    return WakeTarget(row.client_id, row.address, row.wake_port)
+
+
+class Waker(Protocol):
+    async def wake(self, client_id: str, address: str, port: int) -> str: ...
+
+
+async def wake(waker: Waker | None, target: WakeTarget) -> str:
+    if waker is None:
+        raise UnavailableError("This appliance runs no Jump Client gateway; wakes are sent by it.")
+    try:
+        return await waker.wake(target.client_id, target.address, target.port)
+    except (OSError, TimeoutError) as error:
+        raise UnavailableError(
+            f"The client did not answer on {target.address}:{target.port} ({error}); a firewall "
+            "may block the wake port, or the endpoint is off. It checks in within a day anyway."
+        ) from None
 
 
 def delete_client(

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_GATEWAY_PORT = 8444
+
 
 class ApplianceSettings(BaseSettings):
     """Everything the appliance process needs to start; passed in, never read globally."""
@@ -18,8 +20,9 @@ class ApplianceSettings(BaseSettings):
     hostname: str = "localhost"
     database_url: SecretStr | None = None
 
-    gateway_listen: str = "127.0.0.1:8444"
-    """Where the Jump Client gateway listens (ADDR:PORT); empty: the site runs no gateway."""
+    gateway_listen: str = "auto"
+    """Where the Jump Client gateway listens (ADDR:PORT); "auto": the first listen
+    address's host, port 8444; "off": the site runs no gateway."""
     gateway_address: str = ""
     """HOST:PORT that installers tell Jump Clients to connect to; empty: the site hostname
     and the gateway's port."""
@@ -84,6 +87,17 @@ class ApplianceSettings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "state"
+
+    @property
+    def gateway(self) -> str | None:
+        """The gateway's ADDR:PORT, or None when it is off."""
+        text = self.gateway_listen.strip()
+        if text.lower() in ("", "off"):
+            return None
+        if text.lower() != "auto":
+            return text
+        host = self.listen[0].rsplit(":", 1)[0] if self.listen else "127.0.0.1"
+        return f"{host}:{DEFAULT_GATEWAY_PORT}"
 
     def sqlalchemy_url(self) -> str:
         if self.database_url is not None:

@@ -1,0 +1,105 @@
+"""The gateway processes of a serving worker: started on go-live, watched, restarted if
+one dies, stopped when the worker stops; and the worker's way to reach the clients they
+hold (revoke, uninstall, wake)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bastion.agents.protocol import Command, Uninstall
+from bastion.agents.wake import make_wake, send_wake, wake_key
+from bastion.jump_clients.port import SocketMessagePort, gateway_socket
+from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage
+from bastion.jump_clients.shared_rate import create_rate_file
+from bastion.jump_clients.store import UNINSTALL
+
+log = logging.getLogger("bastion.gateway")
+RESTART_DELAY = 2.0
+STOP_GRACE = 10.0
+REVOKED_RETRY = 86_400.0
+
+
+class GatewayFleet:
+    """The worker's gateway processes, sharing one listening socket it was given."""
+
+    def __init__(
+        self, listening: socket.socket, data_dir: Path, processes: int, wake_secret: bytes
+    ) -> None:
+        self.listening = listening
+        self.data_dir = data_dir
+        self.processes = max(1, processes)
+        self.wake_secret = wake_secret
+        self.port = SocketMessagePort([gateway_socket(data_dir, i) for i in range(self.processes)])
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._watching: asyncio.Task[None] | None = None
+        self._rate_file = data_dir / "state" / "gateway-rate"
+
+    def start(self) -> None:
+        self.listening.set_inheritable(True)
+        create_rate_file(self._rate_file, time.monotonic())  # one clock for every process
+        for index in range(self.processes):
+            self._children[index] = self._spawn(index)
+        self._watching = asyncio.create_task(self._watch(), name="gateway processes")
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "BASTION_GATEWAY_FD": str(self.listening.fileno()),
+            "BASTION_GATEWAY_INDEX": str(index),
+            "BASTION_GATEWAY_PROCESSES": str(self.processes),
+            "BASTION_GATEWAY_RATE_FILE": str(self._rate_file),
+            "BASTION_GATEWAY_PARENT_PID": str(os.getpid()),
+        }
+        command = [sys.executable, "-m", "bastion.entrypoints.gateway"]
+        child = subprocess.Popen(command, env=env, pass_fds=(self.listening.fileno(),))
+        log.info("started gateway process %s (pid %s)", index, child.pid)
+        return child
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(RESTART_DELAY)
+            for index, child in list(self._children.items()):
+                if child.poll() is not None:
+                    log.error(
+                        "gateway process %s exited with %s; restarting", index, child.returncode
+                    )
+                    self._children[index] = self._spawn(index)
+
+    async def stop(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+        for child in self._children.values():
+            child.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for child in self._children.values():
+            while child.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if child.poll() is None:
+                child.kill()
+
+    # -- reaching clients ---------------------------------------------------------------
+
+    async def publish(self, message: GatewayMessage) -> bool:
+        return await self.port.publish(message)
+
+    async def revoked(self, client_id: str) -> bool:
+        """Drop the client now; it is refused whenever it comes back."""
+        detail = "this Jump Client was revoked by an administrator"
+        return await self.publish(Disconnect(client_id, "revoked", REVOKED_RETRY, detail))
+
+    async def uninstall(self, client_id: str) -> bool:
+        """Tell a connected client to uninstall itself (others are told at their next contact)."""
+        command = Command(command_id=UNINSTALL + os.urandom(8).hex(), body=Uninstall())
+        return await self.publish(Deliver(client_id, command))
+
+    async def wake(self, client_id: str, address: str, port: int) -> str:
+        """Ask a passive client to check in now, on its wake port; its answer."""
+        call = make_wake(wake_key(self.wake_secret, client_id), client_id, time.time())
+        return await send_wake(address, port, call)
