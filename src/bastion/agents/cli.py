@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-console = Console()
+console = Console(soft_wrap=True)
+"""Messages stay whole lines: they land in logs and scripts as often as on a terminal."""
 jump_client_app = typer.Typer(
     help="The Jump Client on this endpoint: install it from an installer, run it as a service.",
     no_args_is_help=True,
@@ -64,16 +65,22 @@ def run(
     ] = 0,
 ) -> None:
     """Run the installed Jump Client until stopped (what its service does)."""
+    from bastion.agents import upgrading
     from bastion.agents.errors import AgentError
     from bastion.agents.runner import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    wanted = upgrading.wanted_lib(state)
+    if wanted != upgrading.running_lib():
+        upgrading.run_from(wanted, state)
     try:
         service = Service(state, wake_port)
     except AgentError as error:
         console.print(f"[red]Cannot run:[/] {error}")
         raise typer.Exit(2) from None
     asyncio.run(service.run())
+    if service.restart_into is not None:
+        upgrading.run_from(service.restart_into, state)
 
 
 @jump_client_app.command("check-in")

@@ -41,6 +41,7 @@ from bastion.agents.protocol import (
     Heartbeat,
     HeartbeatAck,
     Hello,
+    Message,
     Mode,
     RetryAfter,
     ServerMessage,
@@ -151,6 +152,13 @@ class JumpClient:
         finally:
             if listener is not None:
                 listener.close()
+
+    def send(self, message: Message) -> bool:
+        """Send `message` on the connection held now; False when there is none."""
+        if self._link is None:
+            return False
+        self._link.send(message)
+        return True
 
     def wake(self) -> None:
         """Check in now (a verified wake, or a request from the endpoint's user)."""

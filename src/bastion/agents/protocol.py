@@ -126,9 +126,16 @@ class Wake(Part):
 
 
 class Upgrade(Part):
+    """Fetch the build at `path` on the site (with the token in it), check its SHA-256,
+    install it beside the running one and restart into it."""
+
     kind: Literal["upgrade"] = "upgrade"
     version: Annotated[str, Field(max_length=64)]
     sha256: Fingerprint
+    size: Count = 0
+    path: Annotated[str, Field(max_length=1000, pattern=r"^/api/v1/jump-clients/builds/")] = (
+        "/api/v1/jump-clients/builds/"
+    )
 
 
 class Uninstall(Part):

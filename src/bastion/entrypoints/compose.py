@@ -25,7 +25,7 @@ from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
-from bastion.jump_clients.fleet import GatewayFleet
+from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.jump_clients.store import wake_secret
 from bastion.network import models as _network_tables  # noqa: F401
@@ -96,7 +96,8 @@ def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
     secret = wake_secret(runtime.session_factory)
     fleet = GatewayFleet(listening, settings.data_dir, settings.gateway_processes, secret)
     fleet.start()
-    runtime.add(fleet)
+    rollout = Rollout(fleet, runtime, this_build.site_version(), settings.data_dir)
+    runtime.add(fleet, rollout)
     return fleet
 
 

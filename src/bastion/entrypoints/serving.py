@@ -24,7 +24,7 @@ from bastion.entrypoints import compose
 from bastion.entrypoints.web import create_app
 from bastion.entrypoints.worker_control import WorkerControl
 from bastion.installs import service as installs
-from bastion.jump_clients.fleet import GatewayFleet
+from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.network import service as network
 from bastion.network.listeners import UvicornListeners, serve_private
 from bastion.platform import identity
@@ -113,6 +113,9 @@ async def serve(
             return WentLive(tuple(str(a) for a in listeners.active()))
         addresses = await _open_listeners(runtime, listeners, settings)
         fleets.extend(await _start_gateways(runtime, supervised))
+        if fleets:
+            rollout = runtime.part(Rollout).run()
+            background.append(asyncio.create_task(rollout, name="Jump Client rollout"))
         background.append(asyncio.create_task(clock.run(), name="clock monitor"))
         background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
         ended = 0

@@ -3,19 +3,23 @@ registration an installed client makes with its installer."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from bastion.accounts.deps import ApiActorDep
-from bastion.jump_clients import rules, service
+from bastion.jump_clients import rules, service, upgrades
 from bastion.jump_clients import schemas as s
-from bastion.jump_clients.fleet import GatewayFleet
+from bastion.jump_clients.builds import check_token, stream
+from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
-from bastion.platform.errors import InvalidInputError
+from bastion.platform.errors import AuthenticationError, InvalidInputError, NotFoundError
 from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
 
 router = APIRouter(prefix="/api/v1/jump-clients", tags=["jump clients"])
@@ -92,6 +96,43 @@ def set_settings(body: s.FleetSettingsBody, uow: UowDep, actor: ApiActorDep) -> 
     chosen = service.set_settings(uow, actor, rules.FleetSettings(**body.model_dump()))
     uow.commit()
     return chosen
+
+
+@router.get("/fleet", response_model=s.FleetProgressOut)
+def fleet_progress(setup: SetupDep, uow: UowDep, actor: ApiActorDep) -> upgrades.Progress:
+    """How far the fleet is on its upgrade to the site's version (R20)."""
+    return upgrades.progress(uow, setup.site_version)
+
+
+@router.post("/fleet/resume", response_model=s.FleetProgressOut)
+def resume_rollout(
+    body: s.ResumeIn, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+) -> upgrades.Progress:
+    """Resume a halted rollout; `retry_failed` lets the clients that failed try again."""
+    upgrades.resume(uow, actor, setup.site_version, body.retry_failed)
+    uow.commit()
+    return upgrades.progress(uow, setup.site_version)
+
+
+@router.get("/builds/{sha256}", response_class=StreamingResponse, include_in_schema=False)
+async def download_build(
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    runtime: RuntimeDep,
+    token: Annotated[str, Query(max_length=300)] = "",
+) -> StreamingResponse:
+    """A Jump Client fetches the site's build with the token its upgrade order carried."""
+    rollout = runtime.maybe(Rollout)
+    build = None if rollout is None else await asyncio.to_thread(rollout.build)
+    if rollout is None or build is None or build.sha256 != sha256:
+        raise NotFoundError("The site serves no Jump Client build with this digest now.")
+    if check_token(rollout.fleet.wake_secret, token, sha256, time.time()) is None:
+        raise AuthenticationError(
+            "The download token is not valid (or expired); the site sends a new one."
+        )
+    headers = {"Content-Length": str(build.size), "Cache-Control": "no-store"}
+    return StreamingResponse(
+        stream(build, rollout.bandwidth), media_type="application/octet-stream", headers=headers
+    )
 
 
 @router.get("/duplicates", response_model=list[list[s.JumpClientOut]])

@@ -13,12 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from bastion.agents.protocol import Command, Uninstall
+from bastion.agents.protocol import Command, Uninstall, Upgrade
 from bastion.agents.wake import make_wake, send_wake, wake_key
+from bastion.jump_clients import service, upgrades
+from bastion.jump_clients.builds import Bandwidth, Build, current_build, download_token
 from bastion.jump_clients.port import SocketMessagePort, gateway_socket
 from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage
 from bastion.jump_clients.shared_rate import create_rate_file
 from bastion.jump_clients.store import UNINSTALL
+from bastion.jump_clients.upgrades import BuildInfo, Order
+from bastion.platform.runtime import Runtime
 
 log = logging.getLogger("bastion.gateway")
 RESTART_DELAY = 2.0
@@ -103,3 +107,64 @@ class GatewayFleet:
         """Ask a passive client to check in now, on its wake port; its answer."""
         call = make_wake(wake_key(self.wake_secret, client_id), client_id, time.time())
         return await send_wake(address, port, call)
+
+
+class Rollout:
+    """Upgrades the fleet to the site's build: every few seconds it starts the next
+    upgrades (under the site's caps), sends them after commit, and halts on failures."""
+
+    TICK = 2.0
+
+    def __init__(
+        self, fleet: GatewayFleet, runtime: Runtime, site_version: str, data_dir: Path
+    ) -> None:
+        self.fleet, self.runtime, self.site_version = fleet, runtime, site_version
+        self.data_dir = data_dir
+        self.bandwidth = Bandwidth(100)
+        self._build: Build | None = None
+
+    def build(self) -> Build | None:
+        if self._build is None or self._build.version != self.site_version:
+            self._build = current_build(self.data_dir)
+        return self._build
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.TICK)
+            try:
+                await self.tick()
+            except Exception:  # the loop outlives one bad tick; the next one tries again
+                log.exception("the Jump Client rollout could not take its next step")
+
+    async def tick(self) -> None:
+        build = await asyncio.to_thread(self.build)
+        info = None if build is None else BuildInfo(build.version, build.sha256, build.size)
+        orders = await asyncio.to_thread(self._plan, info)
+        for order in orders:
+            if not await self.fleet.publish(Deliver(order.client_id, self._command(order))):
+                await asyncio.to_thread(self._not_sent, order)
+
+    def _plan(self, build: BuildInfo | None) -> list[Order]:
+        with self.runtime.uow() as uow:
+            upgrades.halt_if_failing(uow, self.site_version)
+            self.bandwidth.set_rate(service.settings(uow).upgrade_bandwidth_mib)
+            orders = upgrades.plan(uow, self.site_version, build)
+            uow.commit()
+        return orders
+
+    def _not_sent(self, order: Order) -> None:
+        with self.runtime.uow() as uow:
+            upgrades.not_sent(uow, order)
+            uow.commit()
+
+    def _command(self, order: Order) -> Command:
+        token = download_token(
+            self.fleet.wake_secret, order.client_id, order.build.sha256, time.time()
+        )
+        body = Upgrade(
+            version=order.build.version,
+            sha256=order.build.sha256,
+            size=order.build.size,
+            path=f"/api/v1/jump-clients/builds/{order.build.sha256}?token={token}",
+        )
+        return Command(command_id=order.command_id, body=body)

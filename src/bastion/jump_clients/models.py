@@ -67,3 +67,11 @@ class JumpClientRow(Base):
     last_check_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     uninstall_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    upgrade_state: Mapped[str] = mapped_column(String(16), default="")
+    """"", "upgrading", "failed" or "done", for the upgrade to `upgrade_version`."""
+    upgrade_version: Mapped[str] = mapped_column(String(64), default="")
+    upgrade_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    upgrade_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    upgrade_detail: Mapped[str] = mapped_column(Text, default="")
+    upgrade_first: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Someone tried to jump to it while it waited: it goes to the front of the queue."""

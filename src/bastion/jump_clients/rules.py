@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
+from hashlib import sha256
 
 MIN_VALIDITY_MINUTES = 10
 MAX_VALIDITY_MINUTES = 525_600
@@ -123,6 +124,8 @@ class ClientState:
     revoked: bool
     uninstall_requested: bool
     version: str
+    upgrade_state: str = ""
+    """Of the upgrade to the site's version: "", "upgrading", "failed" or "done"."""
 
 
 def status_of(
@@ -133,11 +136,72 @@ def status_of(
     if state.uninstall_requested:
         return Status.UNINSTALLING
     if state.version != site_version:
-        return Status.UPGRADE_PENDING
+        return _waiting(state.upgrade_state)
     if state.online:
         return Status.ONLINE
     seen = state.last_seen_at or state.installed_at
     return Status.LOST if now - seen > lost_after else Status.OFFLINE
+
+
+def _waiting(upgrade_state: str) -> Status:
+    if upgrade_state == "upgrading":
+        return Status.UPGRADING
+    if upgrade_state == "failed":
+        return Status.FAILED
+    return Status.UPGRADE_PENDING
+
+
+# -- fleet upgrades ----------------------------------------------------------------------
+
+HALT_SAMPLE = 20
+"""A rollout halts on the failure rate of the last this many finished upgrades..."""
+HALT_MINIMUM = 5
+"""... once at least this many have finished."""
+
+
+def is_canary(client_id: str, percent: int) -> bool:
+    """Whether a client is among the canaries: a stable share of the fleet, by id."""
+    bucket = int.from_bytes(sha256(client_id.encode()).digest()[:4], "big") % 100
+    return bucket < percent
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A client that could upgrade now (online, out of date, not failed at this version)."""
+
+    row_id: int
+    client_id: str
+    first: bool
+    """Someone tried to jump to it: it goes first."""
+    canary: bool
+
+
+def next_upgrades(
+    waiting: list[Waiting], upgrading: int, cap: int, canaries_waiting: int
+) -> list[Waiting]:
+    """Which clients start upgrading now: those asked for first, then canaries, then the
+    rest once no canary waits; never more than `cap` upgrading at once."""
+    free = max(0, cap - upgrading)
+    ordered = sorted(waiting, key=lambda w: (not w.first, not w.canary, w.row_id))
+    if canaries_waiting:
+        ordered = [w for w in ordered if w.first or w.canary]
+    return ordered[:free]
+
+
+def halt_reason(recent: list[bool], failure_percent: int, fleet: int) -> str | None:
+    """Why a rollout should stop, from recent outcomes (True: upgraded), newest last; a
+    fleet smaller than the usual sample is judged on all of it."""
+    sample = recent[-HALT_SAMPLE:]
+    if len(sample) < min(HALT_MINIMUM, max(1, fleet)):
+        return None
+    failed = sample.count(False)
+    if failed * 100 > failure_percent * len(sample):
+        return (
+            f"{failed} of the last {len(sample)} Jump Client upgrades failed, more than the "
+            f"{failure_percent}% the site allows; the rollout stopped. Look at the failed "
+            "clients, then resume it."
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,18 @@ class FleetSettingsBody(Strict):
 class WakeOut(BaseModel):
     answer: str
     """What the client said: ``ok``, or why it refused the wake."""
+
+
+class FleetProgressOut(BaseModel):
+    site_version: str
+    total: int
+    upgraded: int
+    pending: int
+    upgrading: int
+    failed: int
+    offline: int
+    halted: str | None
+
+
+class ResumeIn(Strict):
+    retry_failed: bool = False

@@ -338,6 +338,7 @@ def _view(
         revoked=row.revoked_at is not None,
         uninstall_requested=row.uninstall_requested_at is not None,
         version=row.version,
+        upgrade_state=row.upgrade_state if row.upgrade_version == setup.site_version else "",
     )
     lost_after = timedelta(days=fleet.lost_after_days)
     return JumpClientView(

@@ -17,7 +17,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.agents.protocol import Command, Mode, Uninstall
@@ -25,6 +25,7 @@ from bastion.jump_clients.directory import ClientRecord
 from bastion.jump_clients.models import JumpClientRow
 from bastion.jump_clients.presence import PresenceBatch, PresenceUpdate
 from bastion.jump_clients.routing import Deliver, MessagePort
+from bastion.jump_clients.upgrades import UPGRADE
 
 WAKE_SECRET_KEY = "jump_clients.wake_secret"
 UNINSTALL = "uninstall-"
@@ -80,6 +81,7 @@ class DatabaseSink:
                 connection.execute(_STATEMENT.values(values), {"b_client_id": update_row.client_id})
             if done:
                 connection.execute(delete(JumpClientRow).where(JumpClientRow.client_id.in_(done)))
+            _record_upgrades(connection, batch)
             arrived = [u.client_id for u in batch.updates if u.arrived_at is not None]
             if not arrived:
                 return []
@@ -88,6 +90,33 @@ class DatabaseSink:
                 JumpClientRow.uninstall_requested_at.is_not(None),
             )
             return [row[0] for row in connection.execute(query) if row[0] not in done]
+
+
+def _record_upgrades(connection: Connection, batch: PresenceBatch) -> None:
+    """A client upgrading that came back on its new version is done; one that says its
+    upgrade failed (it reverted itself) has failed, with its reason."""
+    now = datetime.now(UTC)
+    for change in batch.updates:
+        if change.arrived_at is None or change.agent_version is None:
+            continue
+        connection.execute(
+            update(JumpClientRow)
+            .where(
+                JumpClientRow.client_id == change.client_id,
+                JumpClientRow.upgrade_state == "upgrading",
+                JumpClientRow.upgrade_version == change.agent_version,
+            )
+            .values(upgrade_state="done", upgrade_finished_at=now, upgrade_detail="")
+        )
+    for client_id, result in batch.results:
+        if result.command_id.startswith(UPGRADE) and result.outcome != "done":
+            connection.execute(
+                update(JumpClientRow)
+                .where(JumpClientRow.client_id == client_id)
+                .values(
+                    upgrade_state="failed", upgrade_finished_at=now, upgrade_detail=result.detail
+                )
+            )
 
 
 def _uninstalled(batch: PresenceBatch) -> list[str]:

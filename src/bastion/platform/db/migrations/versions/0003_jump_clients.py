@@ -60,6 +60,12 @@ def upgrade() -> None:
         sa.Column("last_check_in_at", sa.DateTime(), nullable=True),
         sa.Column("revoked_at", sa.DateTime(), nullable=True),
         sa.Column("uninstall_requested_at", sa.DateTime(), nullable=True),
+        sa.Column("upgrade_state", sa.String(length=16), nullable=False, server_default=""),
+        sa.Column("upgrade_version", sa.String(length=64), nullable=False, server_default=""),
+        sa.Column("upgrade_started_at", sa.DateTime(), nullable=True),
+        sa.Column("upgrade_finished_at", sa.DateTime(), nullable=True),
+        sa.Column("upgrade_detail", sa.Text(), nullable=False, server_default=""),
+        sa.Column("upgrade_first", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jump_clients")),
         sa.UniqueConstraint("client_id", name=op.f("uq_jump_clients_client_id")),
     )
