@@ -41,6 +41,7 @@ EXTRA_SERVICES = (
     "bastion.backups.schedule",
     "bastion.installs.schedule",
     "bastion.certificates.site",
+    "bastion.jump_clients.upgrades",
 )
 PURE_STDLIB = frozenset(
     {

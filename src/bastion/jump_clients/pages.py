@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request, Response
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
-from bastion.jump_clients import rules, service
+from bastion.jump_clients import rules, service, upgrades
 from bastion.jump_clients.api import RowId, SetupDep
 from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
@@ -138,6 +138,7 @@ def _list_page(
         statuses=[s.value for s in rules.Status],
         fleet=service.settings(uow),
         limits=rules.LIMITS,
+        progress=upgrades.progress(uow, setup.site_version),
     )
 
 
@@ -173,6 +174,20 @@ def _number(text: str, field: str) -> int:
     except ValueError:
         what = rules.LIMITS[field][2]
         raise InvalidInputError(f"{what}: {text!r} is not a whole number.") from None
+
+
+@router.post(f"{CLIENTS}/rollout/resume", dependencies=[CsrfDep])
+def resume_rollout(
+    request: Request,
+    setup: SetupDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    retry_failed: Annotated[str | None, Form()] = None,
+) -> Response:
+    actor = page_actor(request, current)
+    upgrades.resume(uow, actor, setup.site_version, retry_failed is not None)
+    uow.commit()
+    return _list_page(request, setup, uow, current, notice="The Jump Client rollout goes on.")
 
 
 @router.get(f"{CLIENTS}/duplicates")
