@@ -35,7 +35,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--heartbeat", type=float, default=10.0)
     parser.add_argument("--signal", choices=["kill", "term"], default="kill")
-    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--timeout", type=float, default=900.0)
     return parser.parse_args()
 
 
