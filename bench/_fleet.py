@@ -46,6 +46,37 @@ def rss_kib(pid: int | str = "self") -> int:
     return 0
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process on the machine has used (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How much CPU processes outside the benchmark took while it ran (a shared machine)."""
+
+    def __init__(self, ours: list[int]) -> None:
+        self.ours = ours
+        self.started = time.monotonic()
+        self.machine = machine_cpu_seconds()
+        self.own = self._own()
+
+    def _own(self) -> float:
+        total = 0.0
+        for pid in self.ours:
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                continue
+        return total
+
+    def cores(self) -> float:
+        """Cores used by other processes since this was made."""
+        others = (machine_cpu_seconds() - self.machine) - (self._own() - self.own)
+        return max(0.0, others) / max(time.monotonic() - self.started, 1e-9)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

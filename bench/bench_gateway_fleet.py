@@ -18,13 +18,24 @@ seconds, then it prints:
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _fleet import Fleet, Pki, Process, cpu_seconds, percentile, rss_kib, split, wait_ready
+from _fleet import (
+    Fleet,
+    OtherLoad,
+    Pki,
+    Process,
+    cpu_seconds,
+    percentile,
+    rss_kib,
+    split,
+    wait_ready,
+)
 
 
 def arguments() -> argparse.Namespace:
@@ -145,18 +156,25 @@ def main() -> None:
                 sims.append(fleet.start_simulator(first, count, own, per_sim))
             tally = Tally()
             ramp_cpu = {p.name: cpu_seconds(p.popen.pid) for p in gateways + sims}
+            ours = [os.getpid(), *(p.popen.pid for p in gateways + sims)]
+            other = OtherLoad(ours)
             ramp_s = ramp(args, tally, gateways, sims)
+            other_ramp = other.cores()
             ramp_cpu = {
                 p.name: cpu_seconds(p.popen.pid) - ramp_cpu[p.name] for p in gateways + sims
             }
             cpu_before = {p.name: cpu_seconds(p.popen.pid) for p in gateways + sims}
             tally.round_trips.clear()
+            other = OtherLoad(ours)
             hold_end = time.monotonic() + args.hold
             while time.monotonic() < hold_end:
                 time.sleep(1.0)
                 tally.read(gateways, sims, keep_rtt=True)
+            other_hold = other.cores()
             report(args, tally, baseline, ramp_s)
             print_ramp_cpu(ramp_cpu, ramp_s, args.clients)
+            print(f"other processes on the machine: {other_ramp:.2f} cores during the ramp, "
+                  f"{other_hold:.2f} during the hold (of {os.cpu_count()})")  # fmt: skip
             cpu = {p.name: cpu_seconds(p.popen.pid) - cpu_before[p.name] for p in gateways + sims}
             gw_cpu = sum(v for k, v in cpu.items() if k.startswith("gateway"))
             sim_cpu = sum(v for k, v in cpu.items() if k.startswith("simulator"))

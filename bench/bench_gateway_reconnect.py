@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import os
 import signal
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from _fleet import Fleet, Pki, Process, split, wait_ready
+from _fleet import Fleet, OtherLoad, Pki, Process, split, wait_ready
 
 
 def arguments() -> argparse.Namespace:
@@ -34,7 +35,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--heartbeat", type=float, default=10.0)
     parser.add_argument("--signal", choices=["kill", "term"], default="kill")
-    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--timeout", type=float, default=900.0)
     return parser.parse_args()
 
 
@@ -90,12 +91,17 @@ def main() -> None:
             time.sleep(args.heartbeat + 3)  # every client hears a current reconnect window
             for process in sims:
                 process.drain()
+            ours = [os.getpid(), *(p.popen.pid for p in sims)]
+            other = OtherLoad(ours)
             killed_at = time.time()
             for process in gateways:
                 process.stop(signal.SIGKILL if args.signal == "kill" else signal.SIGTERM)
             gateways = [fleet.start_gateway(i) for i in range(args.gateways)]
             arrivals = wait_all_online(args, gateways)
+            other.ours += [p.popen.pid for p in gateways]  # (the killed ones are gone)
             report(args, killed_at, arrivals, sims)
+            print(f"other processes on the machine used {other.cores():.2f} of "
+                  f"{os.cpu_count()} cores meanwhile")  # fmt: skip
         finally:
             for process in sims + gateways:
                 process.stop()
