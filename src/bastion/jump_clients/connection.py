@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
+from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
@@ -25,6 +27,7 @@ from bastion.agents.protocol import (
     Bye,
     Challenge,
     ClientMessage,
+    Codec,
     CommandResult,
     Heartbeat,
     HeartbeatAck,
@@ -37,10 +40,31 @@ from bastion.agents.protocol import (
     encode_bytes,
 )
 from bastion.agents.wire import Link, core_limit
+from bastion.jump_clients.config import GatewayConfig
+from bastion.jump_clients.presence import PresenceTable
 from bastion.jump_clients.rate import spread
 
-if TYPE_CHECKING:
-    from bastion.jump_clients.gateway import Gateway
+
+class LinkOwner(Protocol):
+    """What a link needs from the gateway that accepted it (implemented by `Gateway`)."""
+
+    codec: Codec
+    config: GatewayConfig
+    clock: Callable[[], float]
+    counters: Counter[str]
+    presence: PresenceTable
+
+    def opened(self, link: GatewayLink) -> None: ...
+
+    def closed(self, link: GatewayLink, reason: str) -> None: ...
+
+    def full(self) -> bool: ...
+
+    def capacity_retry(self) -> float: ...
+
+    def authenticate(self, link: GatewayLink, hello: Hello) -> None: ...
+
+    def reconnect_after(self, link: GatewayLink) -> float: ...
 
 
 class Phase(Enum):
@@ -65,7 +89,7 @@ class GatewayLink(Link):
         "spread",
     )
 
-    def __init__(self, gateway: Gateway, serial: int) -> None:
+    def __init__(self, gateway: LinkOwner, serial: int) -> None:
         codec = gateway.codec
         core = ServerProtocol(max_size=core_limit(codec))
         super().__init__(core, codec, gateway.config.max_write_buffer)
