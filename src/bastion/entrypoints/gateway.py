@@ -101,6 +101,7 @@ async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
 def main() -> int:
     _die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # a line per client otherwise
     settings = ApplianceSettings()
     index = int(os.environ.get("BASTION_GATEWAY_INDEX", "0"))
     fd = int(os.environ["BASTION_GATEWAY_FD"])

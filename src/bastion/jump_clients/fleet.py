@@ -140,21 +140,25 @@ class Rollout:
         build = await asyncio.to_thread(self.build)
         info = None if build is None else BuildInfo(build.version, build.sha256, build.size)
         orders = await asyncio.to_thread(self._plan, info)
-        for order in orders:
-            if not await self.fleet.publish(Deliver(order.client_id, self._command(order))):
-                await asyncio.to_thread(self._not_sent, order)
+        sent = await self.fleet.port.publish_many(
+            [Deliver(order.client_id, self._command(order)) for order in orders]
+        )
+        unsent = [order for order, taken in zip(orders, sent, strict=True) if not taken]
+        if unsent:
+            await asyncio.to_thread(self._not_sent, unsent)
 
     def _plan(self, build: BuildInfo | None) -> list[Order]:
         with self.runtime.uow() as uow:
+            uow.writing()  # the gateways write presence meanwhile
             upgrades.halt_if_failing(uow, self.site_version)
             self.bandwidth.set_rate(service.settings(uow).upgrade_bandwidth_mib)
             orders = upgrades.plan(uow, self.site_version, build)
             uow.commit()
         return orders
 
-    def _not_sent(self, order: Order) -> None:
+    def _not_sent(self, orders: list[Order]) -> None:
         with self.runtime.uow() as uow:
-            upgrades.not_sent(uow, order)
+            upgrades.not_sent(uow, orders)
             uow.commit()
 
     def _command(self, order: Order) -> Command:

@@ -4,7 +4,8 @@ Each gateway process listens on an abstract Unix socket of its own (named after 
 directory and its index) and hands what it receives to its in-process port, where its
 gateway takes the messages for the clients it holds. The worker publishes a message by
 sending it to every gateway process: one JSON line each way, `{"taken": true}` from the
-one that holds the client. Peers must run as the same user (checked by the kernel's
+one that holds the client. Many messages go over one connection, a line each, answered in
+order. Peers must run as the same user (checked by the kernel's
 SO_PEERCRED on the gateway's side).
 """
 
@@ -23,6 +24,7 @@ from bastion.supervisor.control_socket import abstract, socket_name
 
 MAX_LINE = 256 * 1024
 TIMEOUT = 5.0
+PER_MESSAGE = 0.01
 
 
 def gateway_socket(data_dir: os.PathLike[str] | str, index: int) -> str:
@@ -65,10 +67,10 @@ async def serve_port(name: str, local: InProcessMessagePort) -> asyncio.Server:
         try:
             if not _same_user(writer):
                 return
-            line = await asyncio.wait_for(reader.readline(), TIMEOUT)
-            taken = await local.publish(from_wire(json.loads(line[:MAX_LINE])))
-            writer.write(json.dumps({"taken": taken}).encode() + b"\n")
-            await writer.drain()
+            while line := await asyncio.wait_for(reader.readline(), TIMEOUT):
+                taken = await local.publish(from_wire(json.loads(line[:MAX_LINE])))
+                writer.write(json.dumps({"taken": taken}).encode() + b"\n")
+                await writer.drain()
         except (OSError, ValueError, KeyError, TimeoutError):
             return
         finally:
@@ -93,26 +95,31 @@ class SocketMessagePort:
         self.names = names
 
     async def publish(self, message: GatewayMessage) -> bool:
-        line = json.dumps(to_wire(message)).encode() + b"\n"
-        answers = await asyncio.gather(*(_send(name, line) for name in self.names))
-        return any(answers)
+        return (await self.publish_many([message]))[0]
+
+    async def publish_many(self, messages: list[GatewayMessage]) -> list[bool]:
+        """Whether each message was taken by the gateway process holding its client."""
+        if not messages:
+            return []
+        lines = [json.dumps(to_wire(m)).encode() + b"\n" for m in messages]
+        answers = await asyncio.gather(*(_send(name, lines) for name in self.names))
+        return [any(taken) for taken in zip(*answers, strict=True)]
 
 
-async def _send(name: str, line: bytes) -> bool:
+async def _send(name: str, lines: list[bytes]) -> list[bool]:
+    taken = [False] * len(lines)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        async with asyncio.timeout(TIMEOUT):
+        async with asyncio.timeout(TIMEOUT + len(lines) * PER_MESSAGE):
             await asyncio.get_running_loop().sock_connect(sock, abstract(name))
             reader, writer = await asyncio.open_unix_connection(sock=sock)
-            writer.write(line)
+            writer.writelines(lines)
+            writer.write_eof()
             await writer.drain()
-            answer = await reader.readline()
+            for index in range(len(lines)):
+                taken[index] = bool(json.loads(await reader.readline()).get("taken"))
             writer.close()
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, ValueError, AttributeError):
         sock.close()
-        return False
-    try:
-        return bool(json.loads(answer).get("taken"))
-    except ValueError:
-        return False
+    return taken

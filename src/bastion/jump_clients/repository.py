@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from bastion.jump_clients.models import InstallerRow, JumpClientRow
@@ -106,3 +107,107 @@ def _filtered(query: Select[Any], wanted: ClientFilter) -> Select[Any]:
     if wanted.version:
         query = query.where(JumpClientRow.version == wanted.version)
     return query
+
+
+@dataclass(frozen=True)
+class Behind:
+    """A live client of an older version than the site's, as the rollout sees it."""
+
+    row_id: int
+    client_id: str
+    online: bool
+    first: bool
+    upgrade_state: str
+    upgrade_version: str
+
+
+class UpgradeRepository:
+    """The rollout's queries: a few columns of many rows, and updates by statement."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def behind(self, site_version: str) -> list[Behind]:
+        query = select(
+            JumpClientRow.id,
+            JumpClientRow.client_id,
+            JumpClientRow.online,
+            JumpClientRow.upgrade_first,
+            JumpClientRow.upgrade_state,
+            JumpClientRow.upgrade_version,
+        ).where(JumpClientRow.version != site_version, *_live())
+        return [Behind(*row) for row in self._session.execute(query)]
+
+    def start(self, row_ids: list[int], version: str, now: datetime) -> None:
+        self._session.execute(
+            update(JumpClientRow)
+            .where(JumpClientRow.id.in_(row_ids))
+            .values(
+                upgrade_state="upgrading",
+                upgrade_version=version,
+                upgrade_started_at=now,
+                upgrade_finished_at=None,
+                upgrade_detail="",
+                upgrade_first=False,
+            )
+        )
+
+    def unstart(self, row_ids: list[int]) -> None:
+        query = (
+            update(JumpClientRow)
+            .where(JumpClientRow.id.in_(row_ids), JumpClientRow.upgrade_state == "upgrading")
+            .values(upgrade_state="", upgrade_started_at=None)
+        )
+        self._session.execute(query)
+
+    def time_out(self, started_before: datetime, now: datetime, detail: str) -> int:
+        query = (
+            update(JumpClientRow)
+            .where(
+                JumpClientRow.upgrade_state == "upgrading",
+                JumpClientRow.upgrade_started_at < started_before,
+            )
+            .values(upgrade_state="failed", upgrade_finished_at=now, upgrade_detail=detail)
+        )
+        return int(self._session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+    def retry_failed(self, version: str) -> int:
+        query = (
+            update(JumpClientRow)
+            .where(
+                JumpClientRow.upgrade_state == "failed", JumpClientRow.upgrade_version == version
+            )
+            .values(upgrade_state="", upgrade_detail="")
+        )
+        return int(self._session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+    def recent_outcomes(self, version: str, limit: int) -> list[bool]:
+        """True for each upgraded, False for each failed, oldest first."""
+        query = (
+            select(JumpClientRow.upgrade_state)
+            .where(
+                JumpClientRow.upgrade_version == version,
+                JumpClientRow.upgrade_state.in_(("done", "failed")),
+                *_live(),
+            )
+            .order_by(JumpClientRow.upgrade_finished_at.desc())
+            .limit(limit)
+        )
+        return [state == "done" for state in reversed(list(self._session.scalars(query)))]
+
+    def live_count(self) -> int:
+        return int(self._session.scalar(select(func.count(JumpClientRow.id)).where(*_live())) or 0)
+
+    def tally(self, site_version: str) -> list[tuple[bool, str, bool, int]]:
+        """(up to date, upgrade state, online, how many) over the live fleet."""
+        current = JumpClientRow.version == site_version
+        query = (
+            select(current, JumpClientRow.upgrade_state, JumpClientRow.online, func.count())
+            .where(*_live())
+            .group_by(current, JumpClientRow.upgrade_state, JumpClientRow.online)
+        )
+        return [(bool(a), str(b), bool(c), int(d)) for a, b, c, d in self._session.execute(query)]
+
+
+def _live() -> tuple[Any, ...]:
+    return (JumpClientRow.revoked_at.is_(None), JumpClientRow.uninstall_requested_at.is_(None))

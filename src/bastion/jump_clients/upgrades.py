@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from sqlalchemy import select
+from datetime import timedelta
 
 from bastion.jump_clients import rules, service
-from bastion.jump_clients.models import JumpClientRow
-from bastion.jump_clients.repository import JumpClientRepository
+from bastion.jump_clients.repository import Behind, JumpClientRepository, UpgradeRepository
 from bastion.platform import audit
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import ConflictError
@@ -27,6 +24,10 @@ from bastion.platform.unit_of_work import UnitOfWork
 
 ROLLOUT_KEY = "jump_clients.rollout"
 UPGRADE_DEADLINE = timedelta(minutes=10)
+_TIMED_OUT = (
+    "it did not come back on the new version within "
+    f"{int(UPGRADE_DEADLINE.total_seconds() // 60)} min"
+)
 UPGRADE = "upgrade-"
 """How upgrade commands are named, so that their results can be told apart."""
 
@@ -48,67 +49,44 @@ class Order:
     build: BuildInfo
 
 
-def _rows(uow: UnitOfWork) -> list[JumpClientRow]:
-    return list(uow.session.scalars(select(JumpClientRow).order_by(JumpClientRow.id)))
-
-
-def _live(row: JumpClientRow) -> bool:
-    return row.revoked_at is None and row.uninstall_requested_at is None
-
-
 def plan(uow: UnitOfWork, site_version: str, build: BuildInfo | None) -> list[Order]:
-    """Start the next upgrades (marked upgrading here; the caller sends them after commit)."""
+    """Start the next upgrades (marked upgrading here; the caller sends them after commit).
+
+    Reads a few columns of the clients still behind, never whole rows: the rollout ticks
+    every second over fleets of tens of thousands."""
     now = utc_now()
-    rows = [r for r in _rows(uow) if _live(r)]
-    _time_out(rows, now)
+    upgrades = uow.repository(UpgradeRepository)
+    upgrades.time_out(now - UPGRADE_DEADLINE, now, _TIMED_OUT)
     if build is None or build.version != site_version or halted(uow) is not None:
         return []
     fleet = service.settings(uow)
-    behind = [r for r in rows if r.version != site_version]
-    upgrading = [r for r in behind if r.upgrade_state == "upgrading"]
-    waiting = [r for r in behind if r.online and _may_start(r, site_version)]
+    behind = upgrades.behind(site_version)
+    upgrading = sum(1 for b in behind if b.upgrade_state == "upgrading")
+    if upgrading >= fleet.max_concurrent_upgrades:
+        return []
 
-    def canary(row: JumpClientRow) -> bool:
-        return rules.is_canary(row.client_id, fleet.canary_percent)
+    def canary(client: Behind) -> bool:
+        return rules.is_canary(client.client_id, fleet.canary_percent)
 
-    candidates = [rules.Waiting(r.id, r.client_id, r.upgrade_first, canary(r)) for r in waiting]
-    canaries = sum(1 for r in behind if canary(r) and r.upgrade_state != "failed")
-    chosen = rules.next_upgrades(
-        candidates, len(upgrading), fleet.max_concurrent_upgrades, canaries
-    )
-    by_id = {r.id: r for r in waiting}
-    return [_start(by_id[w.row_id], build, now) for w in chosen]
-
-
-def _may_start(row: JumpClientRow, site_version: str) -> bool:
-    failed_here = row.upgrade_state == "failed" and row.upgrade_version == site_version
-    return row.upgrade_state != "upgrading" and not failed_here
+    waiting = [
+        rules.Waiting(b.row_id, b.client_id, b.first, canary(b))
+        for b in behind
+        if b.online and _may_start(b, site_version)
+    ]
+    canaries = sum(1 for b in behind if b.upgrade_state != "failed" and canary(b))
+    chosen = rules.next_upgrades(waiting, upgrading, fleet.max_concurrent_upgrades, canaries)
+    upgrades.start([w.row_id for w in chosen], build.version, now)
+    return [Order(w.row_id, w.client_id, UPGRADE + secrets.token_hex(8), build) for w in chosen]
 
 
-def _start(row: JumpClientRow, build: BuildInfo, now: datetime) -> Order:
-    row.upgrade_state, row.upgrade_version = "upgrading", build.version
-    row.upgrade_started_at, row.upgrade_finished_at = now, None
-    row.upgrade_detail, row.upgrade_first = "", False
-    return Order(row.id, row.client_id, UPGRADE + secrets.token_hex(8), build)
+def _may_start(client: Behind, site_version: str) -> bool:
+    failed_here = client.upgrade_state == "failed" and client.upgrade_version == site_version
+    return client.upgrade_state != "upgrading" and not failed_here
 
 
-def _time_out(rows: list[JumpClientRow], now: datetime) -> None:
-    for row in rows:
-        started = row.upgrade_started_at
-        if row.upgrade_state == "upgrading" and started and now - started > UPGRADE_DEADLINE:
-            minutes = int(UPGRADE_DEADLINE.total_seconds() // 60)
-            _fail(row, now, f"it did not come back on {row.upgrade_version} within {minutes} min")
-
-
-def _fail(row: JumpClientRow, now: datetime, detail: str) -> None:
-    row.upgrade_state, row.upgrade_finished_at, row.upgrade_detail = "failed", now, detail
-
-
-def not_sent(uow: UnitOfWork, order: Order) -> None:
-    """The gateway no longer held the client: it waits for its next turn."""
-    row = uow.repository(JumpClientRepository).get(order.row_id)
-    if row is not None and row.upgrade_state == "upgrading":
-        row.upgrade_state, row.upgrade_started_at = "", None
+def not_sent(uow: UnitOfWork, orders: list[Order]) -> None:
+    """The gateways no longer held these clients: they wait for their next turn."""
+    uow.repository(UpgradeRepository).unstart([order.row_id for order in orders])
 
 
 # -- halting -------------------------------------------------------------------------------
@@ -123,15 +101,10 @@ def halt_if_failing(uow: UnitOfWork, site_version: str) -> str | None:
     """Halt the rollout when too many recent upgrades failed; the reason, once."""
     if halted(uow) is not None:
         return None
-    rows = [r for r in _rows(uow) if _live(r)]
-    finished = [
-        r
-        for r in rows
-        if r.upgrade_version == site_version and r.upgrade_state in ("done", "failed")
-    ]
-    finished.sort(key=lambda r: r.upgrade_finished_at or r.installed_at)
-    recent = [r.upgrade_state == "done" for r in finished]
-    reason = rules.halt_reason(recent, service.settings(uow).halt_failure_percent, len(rows))
+    upgrades = uow.repository(UpgradeRepository)
+    recent = upgrades.recent_outcomes(site_version, rules.HALT_SAMPLE)
+    failure_percent = service.settings(uow).halt_failure_percent
+    reason = rules.halt_reason(recent, failure_percent, upgrades.live_count())
     if reason is not None:
         uow.settings.set(
             ROLLOUT_KEY, {"halted": True, "reason": reason, "at": utc_now().isoformat()}
@@ -147,10 +120,7 @@ def resume(uow: UnitOfWork, actor: Actor, site_version: str, retry_failed: bool)
     uow.settings.set(ROLLOUT_KEY, {"halted": False})
     retried = 0
     if retry_failed:
-        for row in _rows(uow):
-            if row.upgrade_state == "failed" and row.upgrade_version == site_version:
-                row.upgrade_state, row.upgrade_detail = "", ""
-                retried += 1
+        retried = uow.repository(UpgradeRepository).retry_failed(site_version)
     audit.record(uow, actor, "jump_clients.rollout.resumed", "", retried=retried)
     return retried
 
@@ -172,20 +142,19 @@ class Progress:
 
 
 def progress(uow: UnitOfWork, site_version: str) -> Progress:
-    rows = [r for r in _rows(uow) if _live(r)]
-    behind = [r for r in rows if r.version != site_version]
-    state = [r.upgrade_state for r in behind]
-    waiting = [r for r in behind if r.upgrade_state not in ("upgrading", "failed")]
-    return Progress(
-        site_version=site_version,
-        total=len(rows),
-        upgraded=len(rows) - len(behind),
-        pending=sum(1 for r in waiting if r.online),
-        upgrading=state.count("upgrading"),
-        failed=state.count("failed"),
-        offline=sum(1 for r in waiting if not r.online),
-        halted=halted(uow),
-    )
+    counts = {"total": 0, "upgraded": 0, "pending": 0, "upgrading": 0, "failed": 0}
+    offline = 0
+    for current, state, online, count in uow.repository(UpgradeRepository).tally(site_version):
+        counts["total"] += count
+        if current:
+            counts["upgraded"] += count
+        elif state in ("upgrading", "failed"):
+            counts[state] += count
+        elif online:
+            counts["pending"] += count
+        else:
+            offline += count
+    return Progress(site_version=site_version, offline=offline, halted=halted(uow), **counts)
 
 
 def jump_refusal(uow: UnitOfWork, site_version: str, row_id: int) -> None:
