@@ -144,3 +144,11 @@ def test_settings_are_kept_within_their_limits() -> None:
         rules.check_settings(rules.FleetSettings(max_concurrent_upgrades=501))
     with pytest.raises(JumpClientError, match="connection rate"):
         rules.check_settings(rules.FleetSettings(connection_rate=301))
+
+
+def test_a_client_still_trusts_a_release_that_shares_one_of_its_anchors() -> None:
+    old, new, other = "a" * 64, "b" * 64, "c" * 64
+    assert rules.still_trusted([old, new], [new])
+    assert rules.still_trusted([new], [other, new])
+    assert not rules.still_trusted([old], [new, other])
+    assert not rules.still_trusted([], [new])  # never reported: not counted on

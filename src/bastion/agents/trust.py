@@ -10,10 +10,9 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
 from bastion.agents.errors import TrustError
+from bastion.releases.packages import PackageError
+from bastion.releases.packages import anchor_fingerprints as fingerprints_of
 
 
 def anchors_context(anchors_pem: Path) -> ssl.SSLContext:
@@ -33,8 +32,13 @@ def anchors_context(anchors_pem: Path) -> ssl.SSLContext:
 def anchor_fingerprints(anchors_pem: Path) -> tuple[str, ...]:
     """SHA-256 fingerprints of the anchors, reported to the site in `hello`.
 
-    The site uses them before serving a certificate from another authority: it can
+    The site uses them before installing a release built with other anchors: it can
     count the clients that would no longer trust it.
     """
-    certificates = x509.load_pem_x509_certificates(anchors_pem.read_bytes())
-    return tuple(cert.fingerprint(hashes.SHA256()).hex() for cert in certificates)[:16]
+    try:
+        return fingerprints_of(anchors_pem.read_bytes())
+    except (OSError, PackageError) as error:
+        raise TrustError(
+            f"Cannot read the trust anchors {anchors_pem}: {error}. Reinstall the Jump Client "
+            "from the site; its installer carries the anchors."
+        ) from None

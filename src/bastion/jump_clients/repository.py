@@ -195,6 +195,10 @@ class UpgradeRepository:
         )
         return [state == "done" for state in reversed(list(self._session.scalars(query)))]
 
+    def live_anchors(self) -> list[str]:
+        """The anchors each live client reported (a JSON list each)."""
+        return list(self._session.scalars(select(JumpClientRow.anchors).where(*_live())))
+
     def live_count(self) -> int:
         return int(self._session.scalar(select(func.count(JumpClientRow.id)).where(*_live())) or 0)
 

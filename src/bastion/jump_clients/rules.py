@@ -3,6 +3,7 @@ client is in, and the site's Jump Client settings. No I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -235,3 +236,9 @@ def check_settings(settings: FleetSettings) -> FleetSettings:
         if not low <= value <= high:
             raise JumpClientError(f"{what} is {low} to {high:,}; {value:,} is outside that.")
     return settings
+
+
+def still_trusted(client_anchors: Iterable[str], release_anchors: Iterable[str]) -> bool:
+    """Whether a client would accept a site whose chain leads to one of `release_anchors`
+    (a client that never reported its anchors cannot be counted on)."""
+    return not set(client_anchors).isdisjoint(release_anchors)

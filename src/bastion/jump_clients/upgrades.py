@@ -10,6 +10,7 @@ the recent upgrades failed, the rollout halts until an administrator resumes it.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -155,6 +156,21 @@ def progress(uow: UnitOfWork, site_version: str) -> Progress:
         else:
             offline += count
     return Progress(site_version=site_version, offline=offline, halted=halted(uow), **counts)
+
+
+@dataclass(frozen=True)
+class TrustPreflight:
+    """How many Jump Clients a site release built with other anchors would lose (R19)."""
+
+    offline: int
+    """Live clients whose anchors include none of the release's: they would go offline."""
+    total: int
+
+
+def trust_preflight(uow: UnitOfWork, release_anchors: tuple[str, ...]) -> TrustPreflight:
+    reported = uow.repository(UpgradeRepository).live_anchors()
+    lost = sum(1 for text in reported if not rules.still_trusted(json.loads(text), release_anchors))
+    return TrustPreflight(offline=lost, total=len(reported))
 
 
 def jump_refusal(uow: UnitOfWork, site_version: str, row_id: int) -> None:
