@@ -136,8 +136,10 @@ class Worker:
             return await self.wait()
 
     async def ready(self, timeout: float) -> None:
-        await _ready(self.ready_pipe, f"worker {self.pid}", timeout)
-        self.ready_pipe = None
+        # The pipe is closed by `_ready` whatever happens; never let `kill` close it again
+        # (its number may belong to another file by then).
+        pipe, self.ready_pipe = self.ready_pipe, None
+        await _ready(pipe, f"worker {self.pid}", timeout)
 
     def begin(self) -> None:
         """Let a worker started with `wait_for_begin` open the database and serve."""
