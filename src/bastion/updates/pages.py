@@ -21,6 +21,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import redirect
 from bastion.updates import service as updates
+from bastion.updates.errors import as_on_updates_page
 from bastion.updates.jobs import DownloadJob, DownloadJobs
 from bastion.updates.page import UPDATES, update_setup, updates_page
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_file
@@ -40,8 +41,9 @@ def _jobs(request: Request) -> DownloadJobs:
 def _finished_job(job: DownloadJob | None) -> dict[str, Any]:
     if job is None or job.state == "running":
         return {"job": job}
-    key = "notice" if job.state == "done" else "job_error"
-    return {key: job.message}
+    if job.state == "done":
+        return {"notice": job.message}
+    return {"job_error": as_on_updates_page(job.message)}
 
 
 @router.get(UPDATES)
