@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from httpx import Response
 
 from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
-from bastion.entrypoints.web import create_app
+from bastion.entrypoints.web import ROUTERS, create_app
 from bastion.platform import audit, build
 from bastion.platform.principals import Actor
 from bastion.platform.settings import ApplianceSettings
@@ -473,3 +475,75 @@ async def test_ntp_server_is_validated_saved_and_measured(admin: Client) -> None
     status = (await admin.get("/appliance/status/basics")).text
     assert "The NTP server 127.0.0.1 cannot be reached" in status
     assert "network.ntp_server.set" in (await admin.get("/login/audit")).text
+
+
+# Every form's address answers a reload.
+
+
+class PageParts(HTMLParser):
+    """The same-site links and the addresses of the POST forms on one page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: set[str] = set()
+        self.post_actions: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        href, action = found.get("href") or "", found.get("action") or ""
+        if tag == "a" and href.startswith("/") and not href.startswith(("//", "/static/", "/api/")):
+            self.links.add(href.split("#")[0])
+        if tag == "form" and (found.get("method") or "").lower() == "post":
+            self.post_actions.add(action)
+
+
+async def every_post_action(client: Client, *start: str) -> dict[str, str]:
+    """Each POST form's action on every page reachable from `start`, with one page it is on."""
+    actions: dict[str, str] = {}
+    seen, queue = set(start), list(start)
+    while queue:
+        page = queue.pop(0)
+        answer = await client.get(page)
+        if not answer.headers.get("content-type", "").startswith("text/html"):
+            continue
+        parts = PageParts()
+        parts.feed(answer.text)
+        for action in parts.post_actions:
+            actions.setdefault(action, page)
+        queue += sorted(parts.links - seen)
+        seen |= parts.links
+    return actions
+
+
+async def test_every_post_form_address_answers_a_reload_with_its_page(admin: Client) -> None:
+    """A refused form is shown again at its action's address; opening that address again
+    (a reload from the address bar, a bookmark) must lead to a page, not "Method Not Allowed"."""
+    await create_user(admin, "rita")
+    await post_form(admin, "/login/api-clients", "/login/api-clients", name="monitoring")
+    ip_page, certificates = (
+        "/appliance/networking/ip-configuration",
+        "/appliance/security/certificates",
+    )
+    await post_form(
+        admin, ip_page, "/appliance/networking/listen-addresses", address="127.0.0.1:9443"
+    )
+    await post_form(admin, certificates, f"{certificates}/self-signed", names="other.example")
+    await post_form(admin, certificates, f"{certificates}/request", names="asked.example")
+
+    actions = await every_post_action(admin, "/login/home", "/appliance/status/basics")
+    assert len(actions) >= 20, sorted(actions)  # every capability's forms were found
+    for action, page in sorted(actions.items()):
+        reload = await admin.get(action, follow_redirects=True)
+        assert reload.status_code == 200, f"GET {action} (a form on {page}): {reload.status_code}"
+        assert reload.url.path != action or action == page, f"GET {action} stayed on the action"
+
+
+def test_every_page_route_that_takes_a_form_answers_get_too() -> None:
+    """Forms only shown in some states (a download, an install plan) are covered here."""
+    methods: dict[str, set[str]] = {}
+    for route in (r for router in ROUTERS for r in router.routes):
+        if isinstance(route, APIRoute) and not route.path.startswith("/api/"):
+            methods.setdefault(route.path, set()).update(route.methods)
+    posted = {path for path, verbs in methods.items() if "POST" in verbs}
+    assert len(posted) >= 30
+    assert sorted(path for path in posted if "GET" not in methods[path]) == []

@@ -38,7 +38,7 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.app import Handler
 from bastion.platform.web.deps import RuntimeDep, UowDep, source_of
-from bastion.platform.web.forms import FormText, local_path, redirect
+from bastion.platform.web.forms import FormText, local_path, redirect, reloads_go_to
 from bastion.platform.web.templating import render, render_form
 
 router = APIRouter(include_in_schema=False)
@@ -347,3 +347,8 @@ def revoke_api_client(
     api_clients.revoke_client(uow, page_actor(request, current), api_client_id)
     uow.commit()
     return redirect("/login/api-clients")
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(router, "/login", "/login/logout")
+reloads_go_to(router, "/login/api-clients", "/login/api-clients/{api_client_id}/revoke")

@@ -22,7 +22,7 @@ from bastion.platform.errors import InvalidInputError, NotFoundError, ServiceErr
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
@@ -276,3 +276,14 @@ def delete_certificate(
         return _page(request, site, uow, current, error)
     uow.commit()
     return redirect(f"{CERTIFICATES}?done=deleted")
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    CERTIFICATES,
+    f"{CERTIFICATES}/self-signed",
+    f"{CERTIFICATES}/request",
+    f"{CERTIFICATES}/import",
+    *(f"{CERTIFICATES}/{{certificate_id}}/{action}" for action in ("export", "default", "delete")),
+)

@@ -19,7 +19,7 @@ from bastion.platform.errors import InvalidInputError, NotFoundError, ServiceErr
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
-from bastion.platform.web.forms import redirect
+from bastion.platform.web.forms import redirect, reloads_go_to
 from bastion.updates import service as updates
 from bastion.updates.errors import as_on_updates_page
 from bastion.updates.jobs import DownloadJob, DownloadJobs
@@ -142,3 +142,11 @@ def _import(
         rows = updates.import_bundle(uow, setup, page_actor(request, current), path, label)
     uow.commit()
     return rows
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    UPDATES,
+    *(f"{UPDATES}/{action}" for action in ("check", "download", "license", "bundle")),
+)
