@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from httpx import Response
 
+from bastion.accounts.rules import MIN_PASSWORD_LENGTH, PASSWORD_RULES, password_hint
 from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
 from bastion.entrypoints.web import ROUTERS, create_app
@@ -202,6 +203,39 @@ async def test_first_sign_in_requires_a_new_password_before_any_other_page(
     assert 'id="username">admin<' in home.text
     assert "administrator" in home.text
     assert "Your password was changed." in home.text
+
+
+async def test_refused_password_changes_are_audited_and_change_nothing(
+    app: FastAPI, browser: Browser, admin: Client
+) -> None:
+    new = "a fresh and long passphrase"
+    refused = {
+        "wrong current password": ("not my password", new, new),
+        "confirmation differs": (ADMIN_PASSWORD, new, "another long passphrase"),
+        "password policy": (ADMIN_PASSWORD, "aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa"),
+    }
+    for current, chosen, confirmation in refused.values():
+        answer = await change_password(admin, current, chosen, confirmation)
+        assert answer.status_code == 400, answer.text
+    with app.state.runtime.uow() as uow:
+        entries, _ = audit.page(uow, 10, 0, "account.password_change.failed")
+    assert sorted(e.details["reason"] for e in entries) == sorted(refused)
+    assert {(e.actor, e.target, e.source) for e in entries} == {("admin", "admin", "127.0.0.1")}
+    policy = next(e for e in entries if e.details["reason"] == "password policy")
+    assert policy.details["problems"] == ["Use at least 5 different characters."]
+    assert "account.password_change.failed" in (await admin.get("/login/audit")).text
+    assert redirected_to(await sign_in(browser(), "admin", ADMIN_PASSWORD)) == "/login/home"
+
+
+async def test_password_fields_state_every_rule_the_policy_checks(admin: Client) -> None:
+    own = (await admin.get("/login/change-password")).text
+    assert f'id="password-hint">{password_hint(changing_own=True)}<' in own
+    assert all(rule.hint in own.lower() for rule in PASSWORD_RULES)
+    assert f'minlength="{MIN_PASSWORD_LENGTH}"' in own
+    for page in ("/login/users", f"/login/users/{await account_id(admin, 'admin')}"):
+        shown = (await admin.get(page)).text
+        assert password_hint() in shown, page
+        assert "current password" not in password_hint()
 
 
 async def test_wrong_password_is_refused_and_repeated_failures_are_throttled(
