@@ -185,7 +185,7 @@ def test_unreachable_service_points_to_manual_installation(offline: RunningAppli
     with browser(offline) as page:
         shown = page.get("/appliance/updates")
         failed = page.post("/appliance/updates/check", data={"csrf_token": csrf_of(shown)})
-    assert failed.status_code == 503 and "Manual Installation below" in failed.text
+    assert failed.status_code == 503 and "Manual Installation" in failed.text
     assert "Manual Installation on /appliance &gt; Updates" not in failed.text  # the page it is on
 
 

@@ -512,6 +512,19 @@ async def test_ntp_server_is_validated_saved_and_measured(admin: Client) -> None
     assert "network.ntp_server.set" in (await admin.get("/login/audit")).text
 
 
+async def test_updates_without_an_update_service_point_below_not_to_the_page_itself(
+    admin: Client,
+) -> None:
+    page = (await admin.get("/appliance/updates")).text
+    assert re.search(r"<button type=\"submit\" disabled[^>]*>Check for updates<", page)
+    assert page.count("carries no update trusted root") == 1
+    refused = await post_form(admin, "/appliance/updates", "/appliance/updates/check")
+    assert refused.status_code == 503
+    assert "No update service is configured" in refused.text
+    assert "Use Manual Installation below" in refused.text
+    assert "/appliance &gt; Updates" not in refused.text
+
+
 # Every form's address answers a reload.
 
 

@@ -132,11 +132,6 @@ class Readiness:
     no_trusted_root: str | None
 
     @property
-    def online_refused(self) -> str | None:
-        """Why Check and Download cannot work here, or None."""
-        return self.no_update_service or self.no_trusted_root
-
-    @property
     def offline_refused(self) -> str | None:
         """Why bundles cannot be verified and download keys not made here, or None."""
         return self.no_trusted_root
