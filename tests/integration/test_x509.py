@@ -195,13 +195,14 @@ def test_the_internal_ca_trusts_what_it_issued_and_nothing_of_another_appliance(
     own = internal_ca.create_site_certificate(tmp_path / "a", "localhost", ["127.0.0.1"])
     other = internal_ca.create_site_certificate(tmp_path / "b", "localhost", [])
     ca = load_certificate((tmp_path / "a" / "internal-ca.pem").read_bytes())
+    now, roots = datetime.now(UTC), load_system_trust_roots()
 
-    issued = describe(own, trust_roots=load_system_trust_roots(), internal_ca=ca)
+    issued = describe(own, trust_roots=roots, now=now, internal_ca=ca)
     assert issued.issued_by_internal_ca and issued.chain_trusted
-    assert certificate_warnings(issued, now=NOW, site_hostname="localhost") == []
-    foreign = describe(other, trust_roots=load_system_trust_roots(), internal_ca=ca)
+    assert certificate_warnings(issued, now=now, site_hostname="localhost") == []
+    foreign = describe(other, trust_roots=roots, now=now, internal_ca=ca)
     assert not foreign.issued_by_internal_ca and not foreign.chain_trusted
-    assert warning_kinds(certificate_warnings(foreign, now=NOW, site_hostname="localhost")) == {
+    assert warning_kinds(certificate_warnings(foreign, now=now, site_hostname="localhost")) == {
         WarningKind.CHAIN_NOT_TRUSTED
     }
 
