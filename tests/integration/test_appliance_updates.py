@@ -186,6 +186,7 @@ def test_unreachable_service_points_to_manual_installation(offline: RunningAppli
         shown = page.get("/appliance/updates")
         failed = page.post("/appliance/updates/check", data={"csrf_token": csrf_of(shown)})
     assert failed.status_code == 503 and "Manual Installation" in failed.text
+    assert "Manual Installation on /appliance &gt; Updates" not in failed.text  # the page it is on
 
 
 def bundle_for(world: World, key: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -147,7 +148,9 @@ def _break_health(health: Path) -> None:
 
 
 def _uv() -> list[str]:
-    found = shutil.which("uv")
+    """The uv that runs the suite (`uv run` names itself in $UV; `.ci/run` uses a pinned
+    one of its own), else the one on the PATH."""
+    found = os.environ.get("UV") or shutil.which("uv")
     return [found] if found else [sys.executable, "-m", "uv"]
 
 

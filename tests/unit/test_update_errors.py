@@ -6,7 +6,7 @@ import pytest
 
 from bastion.platform.web.errors import status_of
 from bastion.updates import client as uc
-from bastion.updates.errors import failure_of
+from bastion.updates.errors import as_on_updates_page, failure_of
 
 CASES = [
     (uc.UpdateServiceUnreachableError("no route"), 503, "The update service cannot be reached"),
@@ -33,3 +33,11 @@ def test_online_failures_name_their_kind_and_manual_installation(
 def test_a_refused_bundle_does_not_point_to_itself() -> None:
     found = str(failure_of(uc.CorruptBundleError("cut off"), online=False))
     assert found == "The bundle is incomplete or damaged: cut off"
+
+
+@pytest.mark.parametrize(("error", "status", "heading"), CASES)
+def test_on_the_updates_page_the_advice_points_below_not_to_the_page_itself(
+    error: uc.UpdateClientError, status: int, heading: str
+) -> None:
+    shown = as_on_updates_page(str(failure_of(error, online=True)))
+    assert "Manual Installation below" in shown and "/appliance > Updates" not in shown

@@ -6,7 +6,7 @@ the form with the service's message and the matching status code.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -24,12 +24,15 @@ from bastion.accounts.deps import (
     SignInRequiredError,
     page_actor,
 )
-from bastion.accounts.rules import FIRST_LOGIN_USERNAME
+from bastion.accounts.rules import (
+    FIRST_LOGIN_USERNAME,
+    MIN_PASSWORD_LENGTH,
+    password_hint,
+)
 from bastion.accounts.service import AccountsSetup
 from bastion.accounts.sign_in import CurrentSession
 from bastion.platform.errors import (
     AuthenticationError,
-    InvalidInputError,
     PermissionDeniedError,
     ServiceError,
 )
@@ -38,8 +41,8 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.app import Handler
 from bastion.platform.web.deps import RuntimeDep, UowDep, source_of
-from bastion.platform.web.forms import FormText, local_path, redirect
-from bastion.platform.web.templating import render, render_form
+from bastion.platform.web.forms import FormText, local_path, redirect, reloads_go_to
+from bastion.platform.web.templating import PageContext, render, render_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,10 +51,6 @@ CHANGE_PASSWORD = "/login/change-password"
 SESSION_ENDED = "Your session ended, please sign in again"
 FIRST_CHANGE = "You signed in with the factory password; choose your own before continuing."
 SET_BY_ADMINISTRATOR = "An administrator set your password; choose your own before continuing."
-CONFIRM_DIFFERS = (
-    "The new password and its confirmation differ; type the same new password twice. "
-    "Nothing was changed."
-)
 ROLES = [role.value for role in Role]
 
 
@@ -72,6 +71,20 @@ async def password_change_required(
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     SignInRequiredError: sign_in_required,
     PasswordChangeRequiredError: password_change_required,
+}
+
+
+def password_fields(request: Request) -> dict[str, Any]:
+    """What a password field says and checks, taken from the policy's own rules."""
+    return {
+        "password_hint": password_hint(),
+        "own_password_hint": password_hint(changing_own=True),
+        "min_password_length": MIN_PASSWORD_LENGTH,
+    }
+
+
+TEMPLATE_CONTEXT: dict[str, list[PageContext]] = {
+    template: [password_fields] for template in ("change_password.html", "users.html", "user.html")
 }
 
 
@@ -190,8 +203,6 @@ def change_password(
 ) -> Response:
     forced = _forced_reason(current)
     try:
-        if new_password != confirm_password:
-            raise InvalidInputError(CONFIRM_DIFFERS)
         accounts.change_own_password(
             uow,
             setup.hasher,
@@ -199,6 +210,7 @@ def change_password(
             _account_id(current),
             current_password,
             new_password,
+            confirm_password,
         )
     except ServiceError as error:
         return render_form(request, "change_password.html", current, error, forced=forced)
@@ -347,3 +359,8 @@ def revoke_api_client(
     api_clients.revoke_client(uow, page_actor(request, current), api_client_id)
     uow.commit()
     return redirect("/login/api-clients")
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(router, "/login", "/login/logout")
+reloads_go_to(router, "/login/api-clients", "/login/api-clients/{api_client_id}/revoke")

@@ -10,6 +10,7 @@ answers do not reveal which accounts exist.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -62,22 +63,67 @@ def validate_username(username: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class PasswordRule:
+    """One rule of the password policy: as a form's hint says it, and as a refusal says it.
+
+    Both come from this one table, so what the pages promise is what the policy checks.
+    """
+
+    hint: str
+    problem: str
+    broken_by: Callable[[str, str, str | None], bool]
+    """(password, username, current password or None) -> whether the rule refuses it."""
+    only_when_changing: bool = False
+
+
+PASSWORD_RULES: tuple[PasswordRule, ...] = (
+    PasswordRule(
+        f"at least {MIN_PASSWORD_LENGTH} characters",
+        f"Use at least {MIN_PASSWORD_LENGTH} characters.",
+        lambda password, _user, _current: len(password) < MIN_PASSWORD_LENGTH,
+    ),
+    PasswordRule(
+        f"at most {MAX_PASSWORD_LENGTH}",
+        f"Use at most {MAX_PASSWORD_LENGTH} characters.",
+        lambda password, _user, _current: len(password) > MAX_PASSWORD_LENGTH,
+    ),
+    PasswordRule(
+        "not a common password",
+        "This password is too common; choose another.",
+        lambda password, _user, _current: (
+            password.lower() in _COMMON or password == FIRST_LOGIN_PASSWORD
+        ),
+    ),
+    PasswordRule(
+        "not containing the username",
+        "The password must not contain the username.",
+        lambda password, user, _current: bool(user) and user.lower() in password.lower(),
+    ),
+    PasswordRule(
+        "at least 5 different characters",
+        "Use at least 5 different characters.",
+        lambda password, _user, _current: len(set(password)) < 5,
+    ),
+    PasswordRule(
+        "not the current password",
+        "The new password must differ from the current one.",
+        lambda password, _user, current: current is not None and password == current,
+        only_when_changing=True,
+    ),
+)
+
+
 def password_problems(password: str, username: str, current: str | None = None) -> list[str]:
     """Every reason the policy refuses `password`; an empty list means it is accepted."""
-    problems: list[str] = []
-    if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        problems.append(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
-    if password.lower() in _COMMON or password == FIRST_LOGIN_PASSWORD:
-        problems.append("This password is too common; choose another.")
-    if username and username.lower() in password.lower():
-        problems.append("The password must not contain the username.")
-    if len(set(password)) < 5:
-        problems.append("Use at least 5 different characters.")
-    if current is not None and password == current:
-        problems.append("The new password must differ from the current one.")
-    return problems
+    return [r.problem for r in PASSWORD_RULES if r.broken_by(password, username, current)]
+
+
+def password_hint(changing_own: bool = False) -> str:
+    """The policy in one sentence for a password field, from the same rules that check it."""
+    hints = [r.hint for r in PASSWORD_RULES if changing_own or not r.only_when_changing]
+    sentence = ", ".join(hints[:-1]) + f" and {hints[-1]}" if len(hints) > 1 else hints[0]
+    return sentence[0].upper() + sentence[1:] + "."
 
 
 def check_password(password: str, username: str, current: str | None = None) -> None:

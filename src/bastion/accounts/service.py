@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import Connection
 
@@ -17,6 +18,7 @@ from bastion.accounts.rules import (
     Hasher,
     LockoutPolicy,
     check_password,
+    password_problems,
     validate_username,
 )
 from bastion.accounts.sign_in import SessionLimits
@@ -218,16 +220,45 @@ def _set_password(account: Account, hasher: Hasher, password: str, must_change: 
     account.password_changed_at = utc_now()
 
 
+WRONG_CURRENT_PASSWORD = "The current password is wrong; nothing was changed."
+CONFIRMATION_DIFFERS = (
+    "The new password and its confirmation differ; type the same new password twice. "
+    "Nothing was changed."
+)
+
+
 def change_own_password(
-    uow: UnitOfWork, hasher: Hasher, actor: Actor, account_id: int, current: str, new: str
+    uow: UnitOfWork,
+    hasher: Hasher,
+    actor: Actor,
+    account_id: int,
+    current: str,
+    new: str,
+    confirmation: str | None = None,
 ) -> None:
-    """The account holder changes their own password; required after the first sign-in."""
+    """The account holder changes their own password; required after the first sign-in.
+
+    A refusal is in the audit log (`account.password_change.failed`, with the reason):
+    repeated wrong current passwords are how a hijacked session tries to take the account.
+    """
     account = _get(uow, account_id)
     if not hasher.verify(account.password_hash, current):
-        raise InvalidInputError("The current password is wrong; nothing was changed.")
-    try:
-        check_password(new, account.username, current)
-    except AccountError as error:
-        raise InvalidInputError(str(error)) from None
+        _refuse_change(uow, actor, account, "wrong current password", WRONG_CURRENT_PASSWORD)
+    if confirmation is not None and new != confirmation:
+        _refuse_change(uow, actor, account, "confirmation differs", CONFIRMATION_DIFFERS)
+    problems = password_problems(new, account.username, current)
+    if problems:
+        policy = " ".join(problems)
+        _refuse_change(uow, actor, account, "password policy", policy, problems=problems)
     _set_password(account, hasher, new, must_change=False)
     audit.record(uow, actor, "account.password_change", account.username)
+
+
+def _refuse_change(
+    uow: UnitOfWork, actor: Actor, account: Account, reason: str, message: str, **details: object
+) -> NoReturn:
+    """Record the refused change and raise it; nothing else was changed, so the record is
+    all the unit of work keeps."""
+    target = account.username
+    audit.record(uow, actor, "account.password_change.failed", target, reason=reason, **details)
+    raise InvalidInputError(message, recorded=True)

@@ -66,6 +66,8 @@ class CertificateInfo:
     key_matches: bool
     chain_complete: bool
     chain_trusted: bool
+    issued_by_internal_ca: bool = False
+    """Issued by this appliance's own CA, which counts as trusted for it (see ``x509.describe``)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ class CertificateOut(BaseModel):
     created_at: datetime
     request_pem: str | None
     warnings: list[WarningOut]
+    issued_by_internal_ca: bool = Field(
+        description="Issued by this appliance's internal CA (certs/internal-ca.pem): clients"
+        " trust it once they trust that CA certificate"
+    )
 
 
 class SelfSignedCreate(Strict):

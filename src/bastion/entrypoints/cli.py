@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from bastion.accounts.cli import api_client_app
 from bastion.backups.cli import backup_app
 from bastion.installs.cli import install_app
 from bastion.platform import build
 from bastion.platform.cli import ConsoleWiring
+from bastion.platform.console import output_console
+from bastion.platform.logs import configure_logging
 from bastion.platform.settings import ApplianceSettings
 from bastion.updates.cli import appliance_updates_app
 
@@ -43,7 +43,7 @@ app = typer.Typer(
 )
 appliance_app = typer.Typer(help="Run and administer an appliance.", no_args_is_help=True)
 app.add_typer(appliance_app, name="appliance")
-console = Console()
+console = output_console()
 
 
 @app.command()
@@ -76,7 +76,7 @@ def serve(
         settings = settings.model_copy(update={"listen": listen})
     from bastion.supervisor import launch  # the server's imports, only here
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     code = launch.main(settings)
     if code:
         raise typer.Exit(code)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import logging
 import os
 import signal
 import sys
 
-from rich.console import Console
-
+from bastion.platform.console import output_console
+from bastion.platform.logs import configure_logging
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.workers import BEGIN_ENV
 
@@ -51,8 +50,7 @@ def _wait_for_begin() -> None:
 
 def main() -> int:
     _die_with_supervisor()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     settings = ApplianceSettings()
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     if command == "migrate":
@@ -81,9 +79,9 @@ def main() -> int:
         standby=bool(os.environ.get("BASTION_WORKER_STANDBY")),
     )
     try:
-        asyncio.run(appliance.serve(settings, Console(), supervised))
+        asyncio.run(appliance.serve(settings, output_console(), supervised))
     except appliance.StartupError as error:
-        Console().print(f"[red]Cannot start:[/] {error}")
+        output_console().print(f"[red]Cannot start:[/] {error}")
         return 2
     return 0
 

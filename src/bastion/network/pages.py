@@ -12,7 +12,7 @@ from bastion.network.service import NetworkSetup
 from bastion.platform.errors import ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
@@ -126,3 +126,13 @@ async def set_ntp_server(
     uow.commit()
     await setup.clock.measure()
     return redirect(IP_CONFIGURATION)
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    IP_CONFIGURATION,
+    LISTEN_ADDRESSES,
+    *(f"{LISTEN_ADDRESSES}/{{row_id}}/{action}" for action in ("enable", "disable", "remove")),
+    "/appliance/networking/ntp",
+)

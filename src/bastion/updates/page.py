@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import Request, Response
@@ -13,6 +14,7 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.templating import render_form
 from bastion.updates import service as updates
+from bastion.updates.errors import as_on_updates_page
 
 UPDATES = "/appliance/updates"
 
@@ -59,6 +61,18 @@ def updates_page(
     **shown: Any,
 ) -> Response:
     setup = update_setup(runtime)
-    context = _appliance_facts(uow, setup)
-    context |= _download_key(uow, setup, request, current)
-    return render_form(request, "updates.html", current, error, **(context | shown))
+    ready = updates.readiness(setup)
+    context = _appliance_facts(uow, setup) | {"ready": ready}
+    if not ready.offline_refused:  # without the trusted root the page says why, once
+        context |= _download_key(uow, setup, request, current)
+    return render_form(request, "updates.html", current, _as_shown_here(error), **(context | shown))
+
+
+def _as_shown_here(error: ServiceError | None) -> ServiceError | None:
+    """The error with its advice pointing to Manual Installation below, not to this page;
+    the same kind and record, so the status and the audit entry stay."""
+    if error is None or as_on_updates_page(str(error)) == str(error):
+        return error
+    shown = copy.copy(error)
+    shown.args = (as_on_updates_page(str(error)),)
+    return shown

@@ -19,8 +19,9 @@ from bastion.platform.errors import InvalidInputError, NotFoundError, ServiceErr
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
-from bastion.platform.web.forms import redirect
+from bastion.platform.web.forms import redirect, reloads_go_to
 from bastion.updates import service as updates
+from bastion.updates.errors import as_on_updates_page
 from bastion.updates.jobs import DownloadJob, DownloadJobs
 from bastion.updates.page import UPDATES, update_setup, updates_page
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_file
@@ -40,8 +41,9 @@ def _jobs(request: Request) -> DownloadJobs:
 def _finished_job(job: DownloadJob | None) -> dict[str, Any]:
     if job is None or job.state == "running":
         return {"job": job}
-    key = "notice" if job.state == "done" else "job_error"
-    return {key: job.message}
+    if job.state == "done":
+        return {"notice": job.message}
+    return {"job_error": as_on_updates_page(job.message)}
 
 
 @router.get(UPDATES)
@@ -140,3 +142,11 @@ def _import(
         rows = updates.import_bundle(uow, setup, page_actor(request, current), path, label)
     uow.commit()
     return rows
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    UPDATES,
+    *(f"{UPDATES}/{action}" for action in ("check", "download", "license", "bundle")),
+)

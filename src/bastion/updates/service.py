@@ -121,12 +121,36 @@ def enrollment(setup: UpdateSetup) -> dict[str, str]:
     }
 
 
+NO_UPDATE_SERVICE = "No update service is configured (BASTION_UPDATE_SERVICE_URL)."
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What this appliance's update settings allow, and in words why not where they do not."""
+
+    no_update_service: str | None
+    no_trusted_root: str | None
+
+    @property
+    def offline_refused(self) -> str | None:
+        """Why bundles cannot be verified and download keys not made here, or None."""
+        return self.no_trusted_root
+
+
+def readiness(setup: UpdateSetup) -> Readiness:
+    """Checked before offering the buttons, so that a button that cannot work says why."""
+    try:
+        trusted_root(setup)
+    except UpdatesNotConfiguredError as error:
+        root_problem: str | None = str(error)
+    else:
+        root_problem = None
+    return Readiness(None if setup.service_url else NO_UPDATE_SERVICE, root_problem)
+
+
 def client(setup: UpdateSetup, online: bool = True) -> uc.UpdateClient:
     if online and not setup.service_url:
-        raise UpdatesNotConfiguredError(
-            "No update service is configured (BASTION_UPDATE_SERVICE_URL). "
-            f"Use {MANUAL_INSTALLATION}"
-        )
+        raise UpdatesNotConfiguredError(f"{NO_UPDATE_SERVICE} Use {MANUAL_INSTALLATION}")
     return uc.UpdateClient(
         setup.data_dir,
         setup.site,
