@@ -39,6 +39,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.app import Handler
 from bastion.platform.web.deps import RuntimeDep, UowDep, source_of
 from bastion.platform.web.forms import FormText, local_path, redirect
+from bastion.platform.web.schemas import MAX_ID, RowId
 from bastion.platform.web.templating import render, render_form
 
 router = APIRouter(include_in_schema=False)
@@ -126,22 +127,23 @@ def _ended_notice(setup: AccountsSetup, uow: UnitOfWork) -> str:
 
 
 @router.post("/login", dependencies=[CsrfDep])
-def submit_sign_in(
+async def submit_sign_in(
     request: Request,
+    runtime: RuntimeDep,
     setup: AccountsDep,
-    uow: UowDep,
     username: FormText = "",
     password: FormText = "",
     next_url: Annotated[str, Form(alias="next")] = "",
 ) -> Response:
+    """The password is checked off the event loop and outside any transaction; the
+    sign-in commits its own record of the attempt (see `sign_in.sign_in`)."""
     target = local_path(next_url)
     try:
-        signed_in = sign_in.sign_in(
-            uow, setup.hasher, setup.lockout, username, password, source_of(request)
+        signed_in = await sign_in.sign_in(
+            runtime.uow, setup.hasher, setup.lockout, username, password, source_of(request)
         )
     except ServiceError as error:
         return render_form(request, "login.html", None, error, username=username, next=target or "")
-    uow.commit()
     response = redirect(CHANGE_PASSWORD if signed_in.must_change_password else target or HOME)
     response.set_cookie(
         SESSION_COOKIE, signed_in.token, secure=True, httponly=True, samesite="strict", path="/"
@@ -224,7 +226,10 @@ def home(
 
 @router.get("/login/users")
 def users(
-    request: Request, uow: UowDep, current: AdministratorDep, created: int | None = None
+    request: Request,
+    uow: UowDep,
+    current: AdministratorDep,
+    created: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
     listed = accounts.list_accounts(uow)
     new = next((a for a in listed if a.id == created), None)
@@ -260,7 +265,7 @@ def create_user(
 @router.get("/login/users/{account_id}")
 def user(
     request: Request,
-    account_id: int,
+    account_id: RowId,
     uow: UowDep,
     current: AdministratorDep,
     saved: str | None = None,
@@ -272,7 +277,7 @@ def user(
 @router.post("/login/users/{account_id}", dependencies=[CsrfDep])
 def update_user(
     request: Request,
-    account_id: int,
+    account_id: RowId,
     runtime: RuntimeDep,
     setup: AccountsDep,
     uow: UowDep,
@@ -303,7 +308,7 @@ def _user_render_form(
     request: Request,
     runtime: Runtime,
     current: CurrentSession,
-    account_id: int,
+    account_id: RowId,
     error: ServiceError,
 ) -> Response:
     """Show the account as stored: the refused request's partial changes are never read back."""
@@ -342,7 +347,7 @@ def create_api_client(
 
 @router.post("/login/api-clients/{api_client_id}/revoke", dependencies=[CsrfDep])
 def revoke_api_client(
-    request: Request, api_client_id: int, uow: UowDep, current: AdministratorDep
+    request: Request, api_client_id: RowId, uow: UowDep, current: AdministratorDep
 ) -> Response:
     api_clients.revoke_client(uow, page_actor(request, current), api_client_id)
     uow.commit()
