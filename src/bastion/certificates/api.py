@@ -24,8 +24,18 @@ from bastion.certificates.service import MAX_UPLOAD_BYTES
 from bastion.certificates.site import SiteCertificates
 from bastion.platform.errors import InvalidInputError
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.schemas import RowId, errors
 
 router = APIRouter(prefix="/api/v1", tags=["certificates"])
+
+NAMES = "a name is not a host name or an IP address (the message names it)."
+IMPORTED = (
+    "the data is not a certificate, key or PKCS#12 file, a passphrase is wrong, or the key "
+    "does not belong to the certificate."
+)
+IN_STORE = "this certificate is in the store already."
+EXPORT = "a private key is asked for without a passphrase or the explicit flag, or is missing."
+DEFAULT = "the certificate has no matching private key, or has expired (unless accepted)."
 
 SiteCertificatesDep = Annotated[SiteCertificates, Depends(part(SiteCertificates))]
 
@@ -48,7 +58,7 @@ def _decoded(field: str, text: str | None) -> bytes:
     return data
 
 
-@router.get("/certificates", response_model=list[CertificateOut])
+@router.get("/certificates", response_model=list[CertificateOut], responses=errors(503))
 def list_certificates(
     site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> list[CertificateOut]:
@@ -56,15 +66,20 @@ def list_certificates(
     return [_out(view) for view in listed]
 
 
-@router.get("/certificates/{certificate_id}", response_model=CertificateOut)
+@router.get("/certificates/{certificate_id}", response_model=CertificateOut, responses=errors(404))
 def get_certificate(
-    certificate_id: int, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+    certificate_id: RowId, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
     context = site.context()
     return _out(certificates.get_certificate(uow, site.vault, context, certificate_id))
 
 
-@router.post("/certificates/self-signed", response_model=CertificateOut, status_code=201)
+@router.post(
+    "/certificates/self-signed",
+    response_model=CertificateOut,
+    status_code=201,
+    responses=errors(400, e400=NAMES),
+)
 def create_self_signed(
     body: SelfSignedCreate, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -81,7 +96,12 @@ def create_self_signed(
     return _out(created)
 
 
-@router.post("/certificates/requests", response_model=CertificateOut, status_code=201)
+@router.post(
+    "/certificates/requests",
+    response_model=CertificateOut,
+    status_code=201,
+    responses=errors(400, e400=NAMES),
+)
 def create_request(
     body: RequestCreate, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -115,7 +135,12 @@ def _import(
     )
 
 
-@router.post("/certificates/import", response_model=CertificateOut, status_code=201)
+@router.post(
+    "/certificates/import",
+    response_model=CertificateOut,
+    status_code=201,
+    responses=errors(400, 409, e400=IMPORTED, e409=IN_STORE),
+)
 def import_certificate(
     body: CertificateImport, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -138,6 +163,7 @@ async def _read(upload: UploadFile | None, field: str) -> str | None:
     "/certificates/upload",
     response_model=CertificateOut,
     status_code=201,
+    responses=errors(400, 409, e400=IMPORTED, e409=IN_STORE),
 )
 async def upload_certificate(
     site: SiteCertificatesDep,
@@ -166,10 +192,19 @@ async def upload_certificate(
 
 @router.post(
     "/certificates/{certificate_id}/export",
-    responses={200: {"content": {"application/x-pkcs12": {}, "application/x-pem-file": {}}}},
+    responses={
+        200: {
+            "description": "The file; never cached (no-store)",
+            "content": {
+                "application/x-pkcs12": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-pem-file": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **errors(400, 404, e400=EXPORT),
+    },
 )
 def export_certificate(
-    certificate_id: int,
+    certificate_id: RowId,
     body: CertificateExport,
     uow: UowDep,
     site: SiteCertificatesDep,
@@ -196,9 +231,13 @@ def export_certificate(
     )
 
 
-@router.put("/certificates/{certificate_id}/default", response_model=CertificateOut)
+@router.put(
+    "/certificates/{certificate_id}/default",
+    response_model=CertificateOut,
+    responses=errors(400, 404, e400=DEFAULT),
+)
 def set_default(
-    certificate_id: int,
+    certificate_id: RowId,
     body: DefaultChoice,
     site: SiteCertificatesDep,
     uow: UowDep,
@@ -218,7 +257,11 @@ def set_default(
     return _out(chosen)
 
 
-@router.delete("/certificates/{certificate_id}", status_code=204)
-def delete_certificate(certificate_id: int, uow: UowDep, actor: ApiActorDep) -> None:
+@router.delete(
+    "/certificates/{certificate_id}",
+    status_code=204,
+    responses=errors(404, 409, e409="the default certificate cannot be deleted."),
+)
+def delete_certificate(certificate_id: RowId, uow: UowDep, actor: ApiActorDep) -> None:
     certificates.delete(uow, actor, certificate_id)
     uow.commit()

@@ -23,6 +23,7 @@ from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
@@ -187,7 +188,7 @@ async def import_certificate(
 @router.post(f"{CERTIFICATES}/{{certificate_id}}/export", dependencies=[CsrfDep])
 def export_certificate(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -224,7 +225,7 @@ def export_certificate(
 @router.post(f"{CERTIFICATES}/{{certificate_id}}/default", dependencies=[CsrfDep])
 def make_default(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -249,7 +250,7 @@ def make_default(
 @router.post(f"{CERTIFICATES}/{{certificate_id}}/delete", dependencies=[CsrfDep])
 def delete_certificate(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
