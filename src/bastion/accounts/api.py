@@ -72,13 +72,13 @@ def create_account(
     return created
 
 
-@router.get("/accounts/{account_id}", response_model=s.AccountOut, responses=errors(404))
+@router.get("/accounts/{account_id:int}", response_model=s.AccountOut, responses=errors(404))
 def get_account(account_id: RowId, uow: UowDep, actor: ApiActorDep) -> accounts.AccountView:
     return accounts.get_account(uow, account_id)
 
 
 @router.patch(
-    "/accounts/{account_id}",
+    "/accounts/{account_id:int}",
     response_model=s.AccountOut,
     responses=errors(
         400,
@@ -120,7 +120,9 @@ def create_api_client(
     return s.ApiClientCreated(**out.model_dump(), client_secret=created.client_secret)
 
 
-@router.delete("/api-clients/{api_client_id}", response_model=s.ApiClientOut, responses=errors(404))
+@router.delete(
+    "/api-clients/{api_client_id:int}", response_model=s.ApiClientOut, responses=errors(404)
+)
 def revoke_api_client(
     api_client_id: RowId, uow: UowDep, actor: ApiActorDep
 ) -> api_clients.ApiClientView:

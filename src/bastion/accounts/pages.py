@@ -262,7 +262,7 @@ def create_user(
     return redirect(f"/login/users?created={created.id}")
 
 
-@router.get("/login/users/{account_id}")
+@router.get("/login/users/{account_id:int}")
 def user(
     request: Request,
     account_id: RowId,
@@ -274,7 +274,7 @@ def user(
     return render(request, "user.html", current, account=account, roles=ROLES, saved=saved == "1")
 
 
-@router.post("/login/users/{account_id}", dependencies=[CsrfDep])
+@router.post("/login/users/{account_id:int}", dependencies=[CsrfDep])
 def update_user(
     request: Request,
     account_id: RowId,
@@ -345,7 +345,7 @@ def create_api_client(
     return render(request, "api_clients.html", current, clients=clients, created=created)
 
 
-@router.post("/login/api-clients/{api_client_id}/revoke", dependencies=[CsrfDep])
+@router.post("/login/api-clients/{api_client_id:int}/revoke", dependencies=[CsrfDep])
 def revoke_api_client(
     request: Request, api_client_id: RowId, uow: UowDep, current: AdministratorDep
 ) -> Response:

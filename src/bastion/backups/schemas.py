@@ -13,7 +13,7 @@ from bastion.backups.rules import (
     MIN_INTERVAL_HOURS,
     MIN_PASSPHRASE_LENGTH,
 )
-from bastion.platform.web.schemas import Strict
+from bastion.platform.web.schemas import Strict, WholeNumber
 
 Passphrase = Annotated[
     str,
@@ -39,14 +39,14 @@ class RestoreOut(BaseModel):
 
 
 class ScheduleIn(Strict):
-    interval_hours: int = Field(ge=MIN_INTERVAL_HOURS, le=MAX_INTERVAL_HOURS)
+    interval_hours: WholeNumber = Field(ge=MIN_INTERVAL_HOURS, le=MAX_INTERVAL_HOURS)
     directory: str = Field(
         min_length=1,
         max_length=4096,
         pattern=r"^/[^\x00]*$",
         description="An absolute path on the appliance",
     )
-    keep: int = Field(ge=1, le=MAX_KEEP, description="How many backups to keep")
+    keep: WholeNumber = Field(ge=1, le=MAX_KEEP, description="How many backups to keep")
     passphrase: Passphrase
 
 

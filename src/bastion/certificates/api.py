@@ -6,7 +6,10 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.certificates import service as certificates
@@ -37,6 +40,29 @@ IN_STORE = "this certificate is in the store already."
 EXPORT = "a private key is asked for without a passphrase or the explicit flag, or is missing."
 DEFAULT = "the certificate has no matching private key, or has expired (unless accepted)."
 
+_FILE = {"type": "string", "format": "binary"}
+_TEXT = {"type": "string", "maxLength": 1024}
+UPLOAD_FORM = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "pkcs12": _FILE,
+                    "passphrase": _TEXT,
+                    "certificate": _FILE,
+                    "private_key": _FILE,
+                    "key_passphrase": _TEXT,
+                    "chain": _FILE,
+                },
+                "additionalProperties": False,
+            }
+        }
+    },
+}
+"""Files as parts of a form: none may be null (a form has no null), each may be left out."""
+
 SiteCertificatesDep = Annotated[SiteCertificates, Depends(part(SiteCertificates))]
 
 
@@ -66,7 +92,9 @@ def list_certificates(
     return [_out(view) for view in listed]
 
 
-@router.get("/certificates/{certificate_id}", response_model=CertificateOut, responses=errors(404))
+@router.get(
+    "/certificates/{certificate_id:int}", response_model=CertificateOut, responses=errors(404, 503)
+)
 def get_certificate(
     certificate_id: RowId, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -150,13 +178,37 @@ def import_certificate(
     return _out(imported)
 
 
-async def _read(upload: UploadFile | None, field: str) -> str | None:
-    if upload is None:
+FILE_FIELDS = ("pkcs12", "certificate", "private_key", "chain")
+TEXT_FIELDS = ("passphrase", "key_passphrase")
+
+
+async def _part(form: FormData, field: str) -> str | None:
+    """A file part as base64; a plain part (PEM pasted as text) is taken as its text."""
+    item = form.get(field)
+    if item is None:
         return None
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    data = await item.read(MAX_UPLOAD_BYTES + 1) if isinstance(item, UploadFile) else item.encode()
     if len(data) > MAX_UPLOAD_BYTES:
         raise InvalidInputError(f"The {field} file is larger than 1 MiB; check the file.")
     return base64.b64encode(data).decode("ascii")
+
+
+async def _uploaded(form: FormData) -> CertificateImport:
+    unknown = sorted(set(form.keys()) - {*FILE_FIELDS, *TEXT_FIELDS})
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown form field(s) {', '.join(unknown)}; send only "
+            f"{', '.join((*FILE_FIELDS, *TEXT_FIELDS))}."
+        )
+    fields: dict[str, str | None] = {name: await _part(form, name) for name in FILE_FIELDS}
+    for name in TEXT_FIELDS:
+        value = form.get(name)
+        fields[name] = value if isinstance(value, str) else None
+    fields["passphrase"] = fields["passphrase"] or ""
+    try:
+        return CertificateImport.model_validate(fields)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from None
 
 
 @router.post(
@@ -164,34 +216,21 @@ async def _read(upload: UploadFile | None, field: str) -> str | None:
     response_model=CertificateOut,
     status_code=201,
     responses=errors(400, 409, e400=IMPORTED, e409=IN_STORE),
+    openapi_extra={"requestBody": UPLOAD_FORM},
 )
 async def upload_certificate(
-    site: SiteCertificatesDep,
-    uow: UowDep,
-    actor: ApiActorDep,
-    pkcs12: Annotated[UploadFile | None, File()] = None,
-    passphrase: Annotated[str, Form()] = "",
-    certificate: Annotated[UploadFile | None, File()] = None,
-    private_key: Annotated[UploadFile | None, File()] = None,
-    key_passphrase: Annotated[str | None, Form()] = None,
-    chain: Annotated[UploadFile | None, File()] = None,
+    request: Request, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
-    """Import from multipart form data: the same fields as ``/certificates/import``, as files."""
-    body = CertificateImport(
-        pkcs12=await _read(pkcs12, "pkcs12"),
-        passphrase=passphrase,
-        certificate=await _read(certificate, "certificate"),
-        private_key=await _read(private_key, "private_key"),
-        key_passphrase=key_passphrase,
-        chain=await _read(chain, "chain"),
-    )
+    """Import from multipart form data: the same fields as ``/certificates/import``, the
+    files as file parts (a PEM file may also come as a plain text part)."""
+    body = await _uploaded(await request.form())
     imported = _import(site, uow, actor, body)
     uow.commit()
     return _out(imported)
 
 
 @router.post(
-    "/certificates/{certificate_id}/export",
+    "/certificates/{certificate_id:int}/export",
     responses={
         200: {
             "description": "The file; never cached (no-store)",
@@ -232,7 +271,7 @@ def export_certificate(
 
 
 @router.put(
-    "/certificates/{certificate_id}/default",
+    "/certificates/{certificate_id:int}/default",
     response_model=CertificateOut,
     responses=errors(400, 404, e400=DEFAULT),
 )
@@ -258,7 +297,7 @@ def set_default(
 
 
 @router.delete(
-    "/certificates/{certificate_id}",
+    "/certificates/{certificate_id:int}",
     status_code=204,
     responses=errors(404, 409, e409="the default certificate cannot be deleted."),
 )

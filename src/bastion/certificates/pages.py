@@ -185,7 +185,7 @@ async def import_certificate(
     return redirect(f"{CERTIFICATES}?done=imported")
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/export", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/export", dependencies=[CsrfDep])
 def export_certificate(
     request: Request,
     certificate_id: RowId,
@@ -222,7 +222,7 @@ def export_certificate(
     )
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/default", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/default", dependencies=[CsrfDep])
 def make_default(
     request: Request,
     certificate_id: RowId,
@@ -247,7 +247,7 @@ def make_default(
     return redirect(f"{CERTIFICATES}?done=default")
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/delete", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/delete", dependencies=[CsrfDep])
 def delete_certificate(
     request: Request,
     certificate_id: RowId,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from bastion.platform.web.schemas import Strict
+from bastion.platform.web.schemas import Strict, WholeNumber
 
 KeyKindName = Literal["ec-p256", "rsa-3072"]
 HostName = Annotated[
@@ -53,7 +53,7 @@ class CertificateOut(BaseModel):
 class SelfSignedCreate(Strict):
     names: list[HostName] = Field(min_length=1, max_length=100)
     key_kind: KeyKindName = "ec-p256"
-    validity_days: int = Field(default=365, ge=1, le=3650)
+    validity_days: WholeNumber = Field(default=365, ge=1, le=3650)
 
 
 class RequestCreate(Strict):

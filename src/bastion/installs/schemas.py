@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from bastion.installs.schedule import MAX_DELAY
-from bastion.platform.web.schemas import PRINTABLE, LaxDatetime, Strict
+from bastion.platform.web.schemas import PRINTABLE, LaxDatetime, Strict, WholeNumber
 
 MAX_DELAY_SECONDS = int(MAX_DELAY.total_seconds())
 
@@ -27,7 +27,7 @@ class InstallIn(Strict):
         description="Start at this time (with its zone), within the next 7 days, for a "
         "maintenance window",
     )
-    delay_seconds: int = Field(
+    delay_seconds: WholeNumber = Field(
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Start after this delay instead"
     )
     retry: bool = Field(default=False, description="Install again a release that was rolled back")

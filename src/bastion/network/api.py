@@ -40,7 +40,7 @@ async def add_listen_address(
 
 
 @router.patch(
-    "/network/listen-addresses/{row_id}",
+    "/network/listen-addresses/{row_id:int}",
     response_model=s.ListenAddressOut,
     responses=errors(
         400, 404, 409, e400=CANNOT_OPEN, e409="the last enabled address cannot be disabled."
@@ -59,7 +59,7 @@ async def update_listen_address(
 
 
 @router.delete(
-    "/network/listen-addresses/{row_id}",
+    "/network/listen-addresses/{row_id:int}",
     status_code=204,
     responses=errors(404, 409, e409="an enabled address must be disabled first."),
 )

@@ -85,21 +85,21 @@ async def _set_enabled(
     return redirect(IP_CONFIGURATION)
 
 
-@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/enable", dependencies=[CsrfDep])
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id:int}}/enable", dependencies=[CsrfDep])
 async def enable_listen_address(
     request: Request, row_id: RowId, setup: NetworkDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     return await _set_enabled(request, setup, uow, current, row_id, enabled=True)
 
 
-@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/disable", dependencies=[CsrfDep])
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id:int}}/disable", dependencies=[CsrfDep])
 async def disable_listen_address(
     request: Request, row_id: RowId, setup: NetworkDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     return await _set_enabled(request, setup, uow, current, row_id, enabled=False)
 
 
-@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/remove", dependencies=[CsrfDep])
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id:int}}/remove", dependencies=[CsrfDep])
 def remove_listen_address(
     request: Request, row_id: RowId, setup: NetworkDep, uow: UowDep, current: AdministratorDep
 ) -> Response:

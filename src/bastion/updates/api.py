@@ -29,8 +29,12 @@ BINARY: dict[str, Any] = {
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
 }
 VERIFY = "a signature or hash does not verify (nothing was kept)."
-CLOCK = "the update metadata expired or the appliance clock is wrong; another check runs."
-UNREACHABLE = "the update service cannot be reached, or none is configured."
+NO_SETUP = "this site build has no update service, site name or trusted root configured."
+CLOCK = (
+    "the update metadata expired or the appliance clock is wrong, a required release is "
+    "missing, or " + NO_SETUP
+)
+UNREACHABLE = "the update service cannot be reached."
 NOT_LISTED = "no such release is listed; check for updates first."
 NOT_DOWNLOADABLE = "the release cannot be downloaded (installed, blocked or taken)."
 BUNDLE = "the bundle is damaged, cut off, too large, or made for another appliance."
@@ -179,7 +183,9 @@ async def upload_bundle(
     return _updates(uow, rows, runtime.settings.data_dir)
 
 
-@router.post("/download-key", response_model=DownloadKeyOut, responses=errors(503))
+@router.post(
+    "/download-key", response_model=DownloadKeyOut, responses=errors(409, 503, e409=NO_SETUP)
+)
 def download_key(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> DownloadKeyOut:
     """A new Appliance Download Key, signed by this appliance and stamped with its clock (R24)."""
     key = updates.download_key(uow, _setup(runtime), actor)
@@ -187,7 +193,7 @@ def download_key(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Downlo
     return DownloadKeyOut(download_key=key.text, made_at=key.made_at, installed=key.installed)
 
 
-@router.get("/enrollment", response_model=EnrollmentOut, responses=errors(503))
+@router.get("/enrollment", response_model=EnrollmentOut, responses=errors(409, 503, e409=NO_SETUP))
 def enrollment(runtime: RuntimeDep, actor: ApiActorDep) -> EnrollmentOut:
     """What the vendor needs to enrol this appliance for download keys."""
     return EnrollmentOut(**updates.enrollment(_setup(runtime)))
