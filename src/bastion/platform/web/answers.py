@@ -5,14 +5,18 @@ the security headers and `Cache-Control: no-store` on all of them, a crash (500)
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Mapping
+from functools import lru_cache
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from bastion.platform import errors
 from bastion.platform.web.csrf import CsrfError
@@ -91,11 +95,14 @@ async def invalid_request(request: Request, error: RequestValidationError) -> Re
 
 async def http_error(request: Request, error: StarletteHTTPException) -> Response:
     """Not found, method not allowed (with every method the path takes in Allow)..."""
-    headers = dict(error.headers or {})
+    headers, message = dict(error.headers or {}), str(error.detail)
     if error.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request))
+        message = f"{request.url.path} does not take {request.method}; it takes {headers['Allow']}."
+    if error.status_code == 404:
+        message = f"There is nothing at {request.url.path}; check the address."
     kind = "NotFoundError" if error.status_code == 404 else "HTTPError"
-    return error_answer(request, error.status_code, kind, str(error.detail), headers)
+    return error_answer(request, error.status_code, kind, message, headers)
 
 
 async def database_busy(request: Request, error: PoolTimeoutError) -> Response:
@@ -121,13 +128,15 @@ async def crashed(request: Request, error: Exception) -> Response:
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route of this path takes (FastAPI makes one route per method)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        pattern = getattr(route, "path_regex", None)
-        if pattern is not None and pattern.match(request.url.path):
-            methods |= getattr(route, "methods", None) or set()
-    if "GET" in methods:
-        methods.add("HEAD")
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.path and route.methods and _pattern(route.path).match(request.url.path):
+            methods |= route.methods
     return sorted(methods)
+
+
+@lru_cache(maxsize=512)
+def _pattern(path: str) -> re.Pattern[str]:
+    return compile_path(path)[0]
 
 
 def install(app: FastAPI) -> None:
