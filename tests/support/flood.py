@@ -69,9 +69,11 @@ async def sign_in_clients(
     seconds: float,
     credentials: Callable[[int, int], tuple[str, str]],
     timeout: float = 60.0,
+    patient: bool = False,
 ) -> Tally:
     """`clients` keep-alive TLS clients posting sign-ins back to back for `seconds`;
-    `credentials(client, attempt)` says which username and password each one sends."""
+    `credentials(client, attempt)` says which username and password each one sends.
+    Patient clients wait as long as a 429's Retry-After says; others retry at once."""
     tally = Tally()
     deadline = time.monotonic() + seconds
 
@@ -84,6 +86,9 @@ async def sign_in_clients(
                     response = await sign_in_once(client, token, username, password)
                     tally.statuses[response.status_code] += 1
                     attempt += 1
+                    if patient and response.status_code == 429:
+                        wait = float(response.headers.get("retry-after", "1"))
+                        await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
             except httpx.HTTPError as error:
                 tally.failures.append(f"client {number}: {type(error).__name__}: {error}")
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TypeVar
 
 from argon2 import PasswordHasher
@@ -54,6 +55,18 @@ class PasswordChecksBusyError(ThrottledError):
     """Too many passwords are being checked at once; nothing was counted or changed."""
 
 
+CHECK_NICENESS = 10
+"""How much lower than the rest of the process a hashing thread runs (Linux thread nice)."""
+
+
+def _yield_to_answers() -> None:
+    """Hashing threads give way to the event loop: when the cores are busy, the scheduler
+    runs the thread answering requests (health checks among them) first."""
+    # Not Linux, or not allowed: the thread runs at normal priority.
+    with suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECK_NICENESS)
+
+
 def default_at_once() -> int:
     """One core is left to the event loop and the database: all the others may hash."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -67,11 +80,13 @@ class PasswordChecks:
     Admission is counted on the event loop that serves the requests (one per worker).
     """
 
-    def __init__(self, hasher: Argon2Hasher, at_once: int = 0, waiting: int = 8) -> None:
+    def __init__(self, hasher: Argon2Hasher, at_once: int = 0, waiting: int = 32) -> None:
         self._hasher = hasher
         self.at_once = at_once if at_once > 0 else default_at_once()
         self.waiting = max(0, waiting)
-        self._threads = ThreadPoolExecutor(self.at_once, thread_name_prefix="password-check")
+        self._threads = ThreadPoolExecutor(
+            self.at_once, thread_name_prefix="password-check", initializer=_yield_to_answers
+        )
         self._admitted = 0
         self._seconds = 0.1
         """How long one check took lately, to say when to come back."""

@@ -267,8 +267,8 @@ def host_name(name: str) -> str:
     if address is not None:
         return str(address)
     dns = text[:-1] if text.endswith(".") else text
+    _check_wildcard(name, dns.split("."))
     labels = [_a_label(name, label) for label in dns.split(".")]
-    _check_wildcard(name, labels)
     if labels[-1].isdigit():
         _refuse(name, "its last label is only digits, so it looks like a broken IP address")
     ascii_name = ".".join(labels)
@@ -277,10 +277,13 @@ def host_name(name: str) -> str:
     return ascii_name
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:80] + "…")
+
+
 def _refuse(name: str, why: str) -> NoReturn:
-    shown = name if len(name) <= 80 else name[:80] + "…"
     raise CertificateNameError(
-        f"{shown!r} is not a host name: {why}. Use labels of 1 to {MAX_LABEL_LENGTH} letters, "
+        f"{_shown(name)} is not a host name: {why}. Use labels of 1 to {MAX_LABEL_LENGTH} letters, "
         "digits and hyphens separated by dots (e.g. support.example.com, *.example.com), "
         "or an IP address."
     )
@@ -300,9 +303,9 @@ def _a_label(name: str, label: str) -> str:
     if bad:
         _refuse(name, f"it holds {', '.join(repr(c) for c in bad)}")
     if text.startswith("-") or text.endswith("-"):
-        _refuse(name, f"the label {label!r} starts or ends with a hyphen")
+        _refuse(name, f"the label {_shown(label)} starts or ends with a hyphen")
     if len(text) > MAX_LABEL_LENGTH:
-        _refuse(name, f"the label {label!r} is longer than {MAX_LABEL_LENGTH} characters")
+        _refuse(name, f"the label {_shown(label)} is longer than {MAX_LABEL_LENGTH} characters")
     if text.startswith("xn--"):
         _check_punycode(name, text)
     return text
@@ -319,7 +322,7 @@ def _check_punycode(name: str, label: str) -> None:
     try:
         label[4:].encode("ascii").decode("punycode")
     except UnicodeError:
-        _refuse(name, f"the label {label!r} is not valid punycode")
+        _refuse(name, f"the label {_shown(label)} is not valid punycode")
 
 
 def _check_wildcard(name: str, labels: list[str]) -> None:

@@ -42,7 +42,7 @@ class ApplianceSettings(BaseSettings):
     password_checks_at_once: int = 0
     """How many password and API client secret checks run at once; 0: one fewer than the
     number of CPUs (at least 1), leaving a core to answer everything else."""
-    password_checks_waiting: int = 8
+    password_checks_waiting: int = 32
     """How many more sign-ins and token requests may wait for a check; beyond that they
     are refused at once with 429 and Retry-After."""
 
