@@ -62,7 +62,13 @@ def test_the_api_keeps_its_contract_under_the_fuzzer(
         "--report-dir",
         str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=840)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        cwd=tmp_path,  # its cache too
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
     selected = re.search(r"Selected: (\d+)/\d+\s+Tested: (\d+)", output)
