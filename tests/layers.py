@@ -63,6 +63,7 @@ PURE_STDLIB = frozenset(
         "re",
         "string",
         "typing",
+        "unicodedata",
     }
 )
 

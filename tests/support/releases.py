@@ -18,7 +18,7 @@ BROKEN_DIR = "broken-health"
 """Subdirectory of `out_dir` for broken variants: they share the healthy wheel's file name."""
 
 _HEALTH_FILE = Path("src/bastion/appliance/health.py")
-_HEALTH_DEF = "def check_health(runtime: RuntimeDep) -> JSONResponse:\n"
+_HEALTH_DEF = "async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:\n"
 _HEALTH_BROKEN = (
     '    body = {"version": release.site_version(), "failover_role": "none",'
     ' "status": "broken on purpose"}\n'

@@ -42,6 +42,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.app import Handler
 from bastion.platform.web.deps import RuntimeDep, UowDep, source_of
 from bastion.platform.web.forms import FormText, local_path, redirect, reloads_go_to
+from bastion.platform.web.schemas import MAX_ID, RowId
 from bastion.platform.web.templating import PageContext, render, render_form
 
 router = APIRouter(include_in_schema=False)
@@ -139,22 +140,23 @@ def _ended_notice(setup: AccountsSetup, uow: UnitOfWork) -> str:
 
 
 @router.post("/login", dependencies=[CsrfDep])
-def submit_sign_in(
+async def submit_sign_in(
     request: Request,
+    runtime: RuntimeDep,
     setup: AccountsDep,
-    uow: UowDep,
     username: FormText = "",
     password: FormText = "",
     next_url: Annotated[str, Form(alias="next")] = "",
 ) -> Response:
+    """The password is checked off the event loop and outside any transaction; the
+    sign-in commits its own record of the attempt (see `sign_in.sign_in`)."""
     target = local_path(next_url)
     try:
-        signed_in = sign_in.sign_in(
-            uow, setup.hasher, setup.lockout, username, password, source_of(request)
+        signed_in = await sign_in.sign_in(
+            runtime.uow, setup.hasher, setup.lockout, username, password, source_of(request)
         )
     except ServiceError as error:
         return render_form(request, "login.html", None, error, username=username, next=target or "")
-    uow.commit()
     response = redirect(CHANGE_PASSWORD if signed_in.must_change_password else target or HOME)
     response.set_cookie(
         SESSION_COOKIE, signed_in.token, secure=True, httponly=True, samesite="strict", path="/"
@@ -236,7 +238,10 @@ def home(
 
 @router.get("/login/users")
 def users(
-    request: Request, uow: UowDep, current: AdministratorDep, created: int | None = None
+    request: Request,
+    uow: UowDep,
+    current: AdministratorDep,
+    created: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
     listed = accounts.list_accounts(uow)
     new = next((a for a in listed if a.id == created), None)
@@ -269,10 +274,10 @@ def create_user(
     return redirect(f"/login/users?created={created.id}")
 
 
-@router.get("/login/users/{account_id}")
+@router.get("/login/users/{account_id:int}")
 def user(
     request: Request,
-    account_id: int,
+    account_id: RowId,
     uow: UowDep,
     current: AdministratorDep,
     saved: str | None = None,
@@ -281,10 +286,10 @@ def user(
     return render(request, "user.html", current, account=account, roles=ROLES, saved=saved == "1")
 
 
-@router.post("/login/users/{account_id}", dependencies=[CsrfDep])
+@router.post("/login/users/{account_id:int}", dependencies=[CsrfDep])
 def update_user(
     request: Request,
-    account_id: int,
+    account_id: RowId,
     runtime: RuntimeDep,
     setup: AccountsDep,
     uow: UowDep,
@@ -315,7 +320,7 @@ def _user_render_form(
     request: Request,
     runtime: Runtime,
     current: CurrentSession,
-    account_id: int,
+    account_id: RowId,
     error: ServiceError,
 ) -> Response:
     """Show the account as stored: the refused request's partial changes are never read back."""
@@ -352,9 +357,9 @@ def create_api_client(
     return render(request, "api_clients.html", current, clients=clients, created=created)
 
 
-@router.post("/login/api-clients/{api_client_id}/revoke", dependencies=[CsrfDep])
+@router.post("/login/api-clients/{api_client_id:int}/revoke", dependencies=[CsrfDep])
 def revoke_api_client(
-    request: Request, api_client_id: int, uow: UowDep, current: AdministratorDep
+    request: Request, api_client_id: RowId, uow: UowDep, current: AdministratorDep
 ) -> Response:
     api_clients.revoke_client(uow, page_actor(request, current), api_client_id)
     uow.commit()

@@ -19,7 +19,8 @@ FIRST_LOGIN_USERNAME = "admin"
 FIRST_LOGIN_PASSWORD = "password"
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+_USERNAME = re.compile(USERNAME_PATTERN)
 _COMMON = frozenset(
     {
         "password",
@@ -55,7 +56,7 @@ class PasswordPolicyError(AccountError):
 
 def validate_username(username: str) -> str:
     name = username.strip().lower()
-    if not _USERNAME.match(name):
+    if not _USERNAME.fullmatch(name):
         raise AccountError(
             "A username has 2 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
@@ -184,6 +185,27 @@ def assess(policy: LockoutPolicy, record: FailureRecord, now: datetime) -> Verdi
     if now < ready_at:
         return Verdict(False, (ready_at - now).total_seconds())
     return Verdict(True)
+
+
+def delay_steps(policy: LockoutPolicy) -> tuple[tuple[int, float], ...]:
+    """`policy.delay_after` as a step function, longest wait first: each pair is (from this
+    many failures on, wait this many seconds). Fewer failures than the last pair wait nothing.
+
+    The database counts failures in one statement (no read-modify-write), so it needs the
+    waits as a short table rather than as a formula; the delays double until they reach
+    the maximum, so the table has a few rows (at most 64).
+    """
+    steps: list[tuple[int, float]] = []
+    failures = policy.free_attempts
+    while len(steps) < 64:
+        delay = policy.delay_after(failures)
+        if delay <= 0:
+            break
+        steps.append((failures, delay))
+        if delay >= policy.max_delay:
+            break
+        failures += 1
+    return tuple(reversed(steps))
 
 
 def record_failure(policy: LockoutPolicy, record: FailureRecord, now: datetime) -> FailureRecord:

@@ -23,6 +23,7 @@ from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
@@ -200,10 +201,10 @@ async def import_certificate(
     return redirect(f"{CERTIFICATES}?done=imported")
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/export", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/export", dependencies=[CsrfDep])
 def export_certificate(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -237,10 +238,10 @@ def export_certificate(
     )
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/default", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/default", dependencies=[CsrfDep])
 def make_default(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -262,10 +263,10 @@ def make_default(
     return redirect(f"{CERTIFICATES}?done=default")
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/delete", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/delete", dependencies=[CsrfDep])
 def delete_certificate(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,

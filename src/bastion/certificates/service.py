@@ -217,10 +217,11 @@ def add_default(
 
 
 def _names(names: Sequence[str]) -> list[str]:
-    cleaned = list(dict.fromkeys(n.strip() for n in names if n.strip()))
-    if not cleaned or len(cleaned) > MAX_NAMES:
+    """Each name checked and written as the certificate holds it (see `rules.host_name`)."""
+    given = [n for n in names if n.strip()]
+    if not given or len(given) > MAX_NAMES:
         raise InvalidInputError(f"Give 1 to {MAX_NAMES} host names or IP addresses.")
-    return cleaned
+    return list(dict.fromkeys(rules.host_name(n) for n in given))
 
 
 def _key_kind(text: str) -> formats.KeyKind:

@@ -75,8 +75,15 @@ def load_certificate(data: bytes) -> x509.Certificate:
     return load_certificates(data)[0]
 
 
-def load_private_key(data: bytes, passphrase: str | None = None) -> PrivateKeyTypes:
-    """A PEM or DER private key, encrypted or not."""
+def load_private_key(
+    data: bytes, passphrase: str | None = None, *, checked: bool = False
+) -> PrivateKeyTypes:
+    """A PEM or DER private key, encrypted or not.
+
+    `checked`: the key was checked when it entered the store and comes back sealed
+    (AES-GCM, so unaltered); an RSA key's costly consistency check (half a second for
+    3072 bits on a busy machine, at every list of the store) is then skipped.
+    """
     password = passphrase.encode("utf-8") if passphrase else None
     loader = (
         serialization.load_pem_private_key
@@ -84,7 +91,7 @@ def load_private_key(data: bytes, passphrase: str | None = None) -> PrivateKeyTy
         else serialization.load_der_private_key
     )
     try:
-        return loader(data, password)
+        return loader(data, password, unsafe_skip_rsa_key_validation=checked)
     except TypeError as exc:
         raise CertificatePassphraseError(
             "The private key is protected by a passphrase: enter it to import the key."

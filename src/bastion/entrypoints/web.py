@@ -60,4 +60,5 @@ def create_app(runtime: Runtime) -> FastAPI:
         middleware=[metrics.middleware],
     )
     app.state.metrics = metrics
+    app.state.health = health.HealthProbe(runtime)
     return app

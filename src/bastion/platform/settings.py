@@ -39,6 +39,13 @@ class ApplianceSettings(BaseSettings):
     backup_upload_limit_bytes: int = 8 * 1024**3
     """Uploads larger than this are refused before they reach the disk."""
 
+    password_checks_at_once: int = 0
+    """How many password and API client secret checks run at once; 0: one fewer than the
+    number of CPUs (at least 1), leaving a core to answer everything else."""
+    password_checks_waiting: int = 32
+    """How many more sign-ins and token requests may wait for a check; beyond that they
+    are refused at once with 429 and Retry-After."""
+
     password_hash_fast: bool = False
     """Cheaper argon2 parameters; only for test suites that sign in hundreds of times."""
 

@@ -11,24 +11,43 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, Field
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.platform.web.schemas import PRINTABLE, Strict, errors
 from bastion.updates import service as updates
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_stream
 
 router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
-BINARY: dict[str, Any] = {"content": {"application/octet-stream": {}}}
+BINARY: dict[str, Any] = {
+    "required": True,
+    "description": "The bundle the update service gave for this appliance's download key",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+VERIFY = "a signature or hash does not verify (nothing was kept)."
+NO_SETUP = "this site build has no update service, site name or trusted root configured."
+CLOCK = (
+    "the update metadata expired or the appliance clock is wrong, a required release is "
+    "missing, or " + NO_SETUP
+)
+UNREACHABLE = "the update service cannot be reached."
+NOT_LISTED = "no such release is listed; check for updates first."
+NOT_DOWNLOADABLE = "the release cannot be downloaded (installed, blocked or taken)."
+BUNDLE = "the bundle is damaged, cut off, too large, or made for another appliance."
 
 
-class ReleaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    release: str
-    """As listed, e.g. "base 1.1" or "license 2"."""
+class ReleaseIn(Strict):
+    release: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=PRINTABLE,
+        description='As listed, e.g. "base 1.1" or "license 2"',
+        examples=["base 1.1"],
+    )
 
 
 class ReleaseOut(BaseModel):
@@ -110,7 +129,11 @@ def list_updates(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Update
     return _updates(uow, updates.known_releases(uow, _setup(runtime)), runtime.settings.data_dir)
 
 
-@router.post("/check", response_model=UpdatesOut)
+@router.post(
+    "/check",
+    response_model=UpdatesOut,
+    responses=errors(400, 409, 503, e400=VERIFY, e409=CLOCK, e503=UNREACHABLE),
+)
 async def check(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> UpdatesOut:
     """Ask the update service what this appliance may install (R21, R22)."""
     rows = await run_in_threadpool(updates.check, uow, _setup(runtime), actor)
@@ -124,7 +147,13 @@ def _download(runtime: Runtime, uow: UnitOfWork, actor: Actor, name: str) -> Dow
     return DownloadOut(release=_release(done.row), sha256=done.path.name, seconds=done.seconds)
 
 
-@router.post("/downloads", response_model=DownloadOut)
+@router.post(
+    "/downloads",
+    response_model=DownloadOut,
+    responses=errors(
+        400, 404, 409, 503, e400=VERIFY, e404=NOT_LISTED, e409=NOT_DOWNLOADABLE, e503=UNREACHABLE
+    ),
+)
 async def download(
     body: ReleaseIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
 ) -> DownloadOut:
@@ -132,7 +161,12 @@ async def download(
     return await run_in_threadpool(_download, runtime, uow, actor, body.release)
 
 
-@router.post("/bundles", response_model=UpdatesOut, openapi_extra={"requestBody": BINARY})
+@router.post(
+    "/bundles",
+    response_model=UpdatesOut,
+    openapi_extra={"requestBody": BINARY},
+    responses=errors(400, 409, 503, e400=BUNDLE, e409=CLOCK),
+)
 async def upload_bundle(
     request: Request, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
 ) -> UpdatesOut:
@@ -149,7 +183,9 @@ async def upload_bundle(
     return _updates(uow, rows, runtime.settings.data_dir)
 
 
-@router.post("/download-key", response_model=DownloadKeyOut)
+@router.post(
+    "/download-key", response_model=DownloadKeyOut, responses=errors(409, 503, e409=NO_SETUP)
+)
 def download_key(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> DownloadKeyOut:
     """A new Appliance Download Key, signed by this appliance and stamped with its clock (R24)."""
     key = updates.download_key(uow, _setup(runtime), actor)
@@ -157,13 +193,24 @@ def download_key(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Downlo
     return DownloadKeyOut(download_key=key.text, made_at=key.made_at, installed=key.installed)
 
 
-@router.get("/enrollment", response_model=EnrollmentOut)
+@router.get("/enrollment", response_model=EnrollmentOut, responses=errors(409, 503, e409=NO_SETUP))
 def enrollment(runtime: RuntimeDep, actor: ApiActorDep) -> EnrollmentOut:
     """What the vendor needs to enrol this appliance for download keys."""
     return EnrollmentOut(**updates.enrollment(_setup(runtime)))
 
 
-@router.post("/license", response_model=LicenseOut)
+@router.post(
+    "/license",
+    response_model=LicenseOut,
+    responses=errors(
+        400,
+        404,
+        409,
+        e400="the release is not a license add-on.",
+        e404=NOT_LISTED,
+        e409="the license is not downloaded, or needs a newer release first.",
+    ),
+)
 def install_license(
     body: ReleaseIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
 ) -> LicenseOut:

@@ -44,7 +44,7 @@ class UpdateDiskError(UnavailableError):
     """Not enough disk space for the download."""
 
 
-class UpdatesNotConfiguredError(UnavailableError):
+class UpdatesNotConfiguredError(ConflictError):
     """The appliance lacks the update service address, site name or trusted root."""
 
 
