@@ -43,9 +43,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bastion.installs.rules import Estimate, estimate
 from bastion.releases.packages import PackageInfo, build_package
 from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
+from bastion.supervisor import messages
 from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.journal import PlannedRelease
 from tests.integration.test_api import create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.releases import project_wheel
@@ -69,6 +72,7 @@ class Sample:
     ended: float
     error: str | None  # None: 200
     connected: bool  # the request opened a TCP connection of its own
+    retry_after: str | None = None  # what a refused change was told
 
 
 class Load(threading.Thread):
@@ -110,7 +114,7 @@ class Load(threading.Thread):
                     due = time.time()  # late: go on at once, without a burst to catch up
 
     def one(self, client: httpx.Client) -> Sample:
-        started, error, trace = time.time(), None, Connects()
+        started, error, trace, retry_after = time.time(), None, Connects(), None
         try:
             if not self.change:
                 response = client.get(self.path, extensions={"trace": trace})
@@ -119,9 +123,10 @@ class Load(threading.Thread):
                 response = client.patch(self.path, json=change, extensions={"trace": trace})
             if response.status_code != 200:
                 error = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("retry-after")
         except httpx.HTTPError as exc:
             error = type(exc).__name__
-        return Sample(self.target, started, time.time(), error, trace.count > 0)
+        return Sample(self.target, started, time.time(), error, trace.count > 0, retry_after)
 
 
 class Connects:
@@ -207,6 +212,13 @@ def build_packages(out: Path) -> Packages:
     )
 
 
+def size(path: Path) -> int:
+    """Bytes of a file, or of the files in a directory."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
 def stored(app: RunningAppliance, package: Path) -> str:
     """Copy `package` into the blob store, where a download would have put it."""
     digest = hashlib.sha256(package.read_bytes()).hexdigest()
@@ -232,14 +244,15 @@ class Install:
 
 def run_install(app: RunningAppliance, releases: list[dict[str, Any]]) -> Install:
     client = SupervisorClient(app.data_dir)
+    planned = tuple(PlannedRelease.from_dict(r) for r in releases)
     requested = time.time()
-    install_id = str(client.install({"releases": releases, "requested_by": "bench"})["install_id"])
+    install_id = client.install(messages.Install(planned, requested_by="bench")).install_id
     names = {f"{r['kind']} {r['version']}" for r in releases}
     deadline = time.monotonic() + INSTALL_TIMEOUT
     while time.monotonic() < deadline:
         time.sleep(0.1)
         try:
-            status = client.status()
+            status = client.status().to_wire()
         except Exception:  # the supervisor re-executes itself during a base install
             continue
         ours = [e for e in status["history"] if str(e["install_id"]).startswith(install_id)]
@@ -288,6 +301,7 @@ class Window:
     samples: list[Sample]
     install_seconds: float
     supervisor_seconds: str
+    estimate: Estimate | None = None
 
     def inside(self, target: str | None = None) -> list[Sample]:
         """Requests sent in the window: of `target`, or reads (health and API) if None."""
@@ -314,10 +328,20 @@ class Window:
         refused = sum(s.error == "HTTP 503" for s in sent)
         other = sum(s.error not in (None, "HTTP 503") for s in sent)
         gap = self.gap(WRITE)[0] * 1000
+        told = sorted({s.retry_after for s in sent if s.error == "HTTP 503"} - {None}, key=str)
         return (
             f"changes (PATCH /api/v1/accounts/1 every {WRITE_INTERVAL * 1000:.0f} ms): "
-            f"{len(sent)} sent, {refused} refused with 503 while paused, {other} other failures; "
-            f"longest time without an accepted change {gap:.0f} ms"
+            f"{len(sent)} sent, {refused} refused with 503 while paused "
+            f"(Retry-After: {', '.join(str(t) for t in told) or '-'}), {other} other failures; "
+            f"longest time without an accepted change (writes paused) {gap:.0f} ms"
+        )
+
+    def estimated(self) -> str:
+        if self.estimate is None:
+            return ""
+        return (
+            f"estimated {self.estimate.seconds:g} s ({self.estimate.breakdown}); "
+            f"took {self.install_seconds:.1f} s"
         )
 
     def row(self, round_no: int) -> str:
@@ -382,6 +406,7 @@ def run_scenario(
         for load in loads:
             load.start()
         time.sleep(MARGIN)
+        database_bytes = size(app.data_dir / "db")
         install = run_install(app, releases)
         time.sleep(MARGIN)
         idle.after()
@@ -395,6 +420,9 @@ def run_scenario(
     site_name = f"site {VERSION}"
     site = install.entry(site_name)
     site_seconds = str(site.get("details", {}).get("seconds", "-"))
+    site_package = packages.site_on_base if with_base else packages.site
+    probation = float(PROBATION_SECONDS)
+    site_estimate = estimate(ReleaseKind.SITE, database_bytes, size(site_package), probation)
     windows = []
     if with_base:
         base_name = f"base {VERSION}"
@@ -409,6 +437,7 @@ def run_scenario(
                 samples,
                 base_end - install.requested,
                 base_seconds,
+                estimate(ReleaseKind.BASE, database_bytes, size(packages.base)),
             )
         )
         windows.append(
@@ -419,6 +448,7 @@ def run_scenario(
                 samples,
                 install.ended - site_start,
                 site_seconds,
+                site_estimate,
             )
         )
     else:
@@ -430,6 +460,7 @@ def run_scenario(
                 samples,
                 install.ended - install.requested,
                 site_seconds,
+                site_estimate,
             )
         )
     connections = sum(s.connected for s in samples)
@@ -527,6 +558,7 @@ def main() -> None:
         print(f"round {round_no}, {scenario.name}: failed requests by kind: {by_kind}")
         for window in scenario.windows:
             print(f"  {window.name}: {window.changes()}")
+            print(f"  {window.name}: {window.estimated()}")
         idle = scenario.idle
         closed = (
             f"the server closed it {idle.closed_at - idle.used_at:.1f} s after its last request, "

@@ -106,11 +106,13 @@ async def _refuse_changes_while_frozen(
         return response
     if frozen is None or request.method in SAFE_METHODS:
         return await call_next(request)
+    retry_after = frozen.retry_after()
+    later = "in a moment" if retry_after <= 5 else f"in about {retry_after} seconds"
     message = (
-        f"Changes are paused for a moment because {frozen}. Nothing was changed; "
-        "try again in a minute."
+        f"Changes are paused for a moment because {frozen.reason}. Nothing was changed; "
+        f"try again {later}."
     )
-    headers = {"Retry-After": "30"}
+    headers = {"Retry-After": str(retry_after)}
     if _is_api(request):
         return error_json(503, "UnavailableError", message, headers)
     response = render(request, "error.html", status_code=503, message=message)
