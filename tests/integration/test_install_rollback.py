@@ -119,6 +119,25 @@ def test_a_release_that_exits_as_it_starts_is_rolled_back_at_once(
             assert client.get("/check_health").json()["version"] == "1.0.0"
 
 
+def test_new_processes_not_ready_in_time_are_rolled_back_cleanly(tmp_path: Path, out: Path) -> None:
+    """A deadline no Python process can meet: the rollback ends every process it started
+    and the supervisor is idle again, not stuck rolling back."""
+    wheel = project_wheel("1.1.0", out, new_table="install_probe")
+    env = {"BASTION_INSTALL_HEALTH_DEADLINE_SECONDS": "0.1"}
+    with start_appliance(tmp_path, host=HOST, env=env) as appliance:
+        data = appliance.data_dir
+        request_install(data, store_release(data, "site", "1.1.0", wheel))
+        status = wait_idle(data)
+        last = status["history"][-1]
+        assert last["outcome"] == "rolled back"
+        assert "was not ready within 0.1 s" in last["reason"]
+        assert status["workers"].keys() == {"live"}
+        assert "install_probe" not in tables(data)
+        assert "Bad file descriptor" not in appliance.log()
+        with appliance.client() as client:
+            assert client.get("/check_health").json()["version"] == "1.0.0"
+
+
 def test_a_new_version_that_dies_in_its_first_minute_is_rolled_back(
     tmp_path: Path, out: Path
 ) -> None:

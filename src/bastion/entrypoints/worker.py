@@ -43,7 +43,10 @@ def _wait_for_begin() -> None:
     ready = os.environ.get(BEGIN_ENV)
     if not ready:
         return
-    os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    try:
+        os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    except BrokenPipeError:
+        sys.exit(3)  # the install was called off while this process was starting
     os.close(int(ready))
     if sys.stdin.readline().strip() != "begin":
         sys.exit(3)  # the install was called off

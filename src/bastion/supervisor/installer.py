@@ -55,7 +55,14 @@ from bastion.supervisor.process import INHERIT_ENV, exec_supervisor, now, settin
 from bastion.supervisor.serving import Serving
 from bastion.supervisor.slots import BASE, BASE_PREVIOUS, CURRENT, PREVIOUS, Releases, SlotError
 from bastion.supervisor.state import InstallState
-from bastion.supervisor.workers import Tool, Worker, WorkerError, run_tool, start_tool
+from bastion.supervisor.workers import (
+    Tool,
+    Worker,
+    WorkerError,
+    all_ready,
+    run_tool,
+    start_tool,
+)
 
 log = logging.getLogger("bastion.supervisor.install")
 
@@ -165,7 +172,7 @@ async def _install_site(
         migrator = await start_tool(lib, site.child_env(), "migrate", wait_for_begin=True)
         candidate = site.start_candidate(planned.slot)
         deadline = settings.install_health_deadline_seconds
-        await asyncio.gather(migrator.ready(deadline), candidate.ready(deadline))
+        await all_ready(deadline, migrator, candidate)
         journal = await record(site, journal, Step.STARTED)
         await _ask(site.worker, Freeze(f"{planned.name} is being installed"))
         journal = await record(site, journal, Step.FROZEN)

@@ -167,8 +167,8 @@ class Worker:
             return await self.wait()
 
     async def ready(self, timeout: float) -> None:
-        await _ready(self.ready_pipe, f"worker {self.pid}", timeout)
-        self.ready_pipe = None
+        pipe, self.ready_pipe = self.ready_pipe, None  # `_ready` closes it, whatever happens
+        await _ready(pipe, f"worker {self.pid}", timeout)
 
     def begin(self) -> None:
         """Let a worker started with `wait_for_begin` open the database and serve."""
@@ -262,7 +262,7 @@ async def _ready(pipe: int | None, what: str, timeout: float) -> None:
         await asyncio.wait_for(readable, timeout)
         said = os.read(pipe, 16)
     except TimeoutError:
-        raise WorkerError(f"{what} was not ready within {timeout:.0f} s") from None
+        raise WorkerError(f"{what} was not ready within {timeout:g} s") from None
     finally:
         loop.remove_reader(pipe)
         os.close(pipe)
@@ -320,6 +320,18 @@ class Tool:
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+
+
+async def all_ready(timeout: float, *starting: Worker | Tool) -> None:
+    """Wait until every process said it is ready; the first that fails (or `timeout`) ends
+    the wait for the others too, so that none is left waiting on its pipe."""
+    waits = [asyncio.ensure_future(process.ready(timeout)) for process in starting]
+    try:
+        await asyncio.gather(*waits)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def start_tool(
