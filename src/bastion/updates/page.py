@@ -12,6 +12,7 @@ from bastion.platform.errors import ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.templating import render_form
+from bastion.updates import channel
 from bastion.updates import service as updates
 
 UPDATES = "/appliance/updates"
@@ -22,16 +23,22 @@ def update_setup(runtime: Runtime) -> updates.UpdateSetup:
 
 
 def _appliance_facts(uow: UnitOfWork, setup: updates.UpdateSetup) -> dict[str, Any]:
-    """Installed versions, license and enrolment data; a missing piece is said, not hidden."""
+    """Installed versions, license and enrolment data; a missing piece is said, not hidden.
+
+    `setup` is the channel in effect: its site and update service URL, whether they come
+    from this appliance's settings or the environment.
+    """
+    found = channel.in_effect(uow, setup)
     facts: dict[str, Any] = {
         "installed": {
             k.value: str(v) for k, v in updates.installed_versions(uow, setup.data_dir).items()
         },
         "license": updates.license_of(uow),
-        "setup": setup,
+        "setup": found,
+        "channel": found,
     }
     try:
-        facts["enrollment"] = updates.enrollment(setup)
+        facts["enrollment"] = channel.enrollment(setup)
         facts["rows"] = updates.known_releases(uow, setup)
     except ServiceError as error:
         facts["setup_error"] = str(error)
