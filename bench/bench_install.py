@@ -289,6 +289,10 @@ WRITE = "write"
 WRITE_INTERVAL = 0.1
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def _matches(sample: Sample, target: str | None) -> bool:
     return sample.target in READS if target is None else sample.target == target
 
@@ -302,6 +306,8 @@ class Window:
     install_seconds: float
     supervisor_seconds: str
     estimate: Estimate | None = None
+    frozen: tuple[float | None, float | None] = (None, None)
+    """When the supervisor logged the pause (frozen) and the switch that ends it."""
 
     def inside(self, target: str | None = None) -> list[Sample]:
         """Requests sent in the window: of `target`, or reads (health and API) if None."""
@@ -322,6 +328,21 @@ class Window:
             return float("inf"), self.start, self.end
         return max((b - a, a, b) for a, b in pairwise(times))
 
+    def paused(self) -> float | None:
+        """Seconds without an accepted change around the refused ones (503): the pause as a
+        client saw it, from its last change accepted before to its first accepted after."""
+        refused = [s for s in self.inside(WRITE) if s.error == "HTTP 503"]
+        if not refused:
+            return None
+        ok = [s.ended for s in self.samples if s.target == WRITE and s.error is None]
+        before = max((t for t in ok if t <= refused[0].started), default=self.start)
+        after = min((t for t in ok if t >= refused[-1].ended), default=self.end)
+        return after - before
+
+    def paused_by_supervisor(self) -> float | None:
+        frozen, switched = self.frozen
+        return switched - frozen if frozen is not None and switched is not None else None
+
     def changes(self) -> str:
         """How long changes were refused: they are paused from the snapshot to the switch."""
         sent = self.inside(WRITE)
@@ -329,11 +350,13 @@ class Window:
         other = sum(s.error not in (None, "HTTP 503") for s in sent)
         gap = self.gap(WRITE)[0] * 1000
         told = sorted({s.retry_after for s in sent if s.error == "HTTP 503"} - {None}, key=str)
+        paused, by_supervisor = self.paused(), self.paused_by_supervisor()
         return (
             f"changes (PATCH /api/v1/accounts/1 every {WRITE_INTERVAL * 1000:.0f} ms): "
             f"{len(sent)} sent, {refused} refused with 503 while paused "
             f"(Retry-After: {', '.join(str(t) for t in told) or '-'}), {other} other failures; "
-            f"longest time without an accepted change (writes paused) {gap:.0f} ms"
+            f"writes paused {_ms(paused)} as clients saw it (supervisor: frozen to switched "
+            f"{_ms(by_supervisor)}); longest time without an accepted change {gap:.0f} ms"
         )
 
     def estimated(self) -> str:
@@ -449,6 +472,7 @@ def run_scenario(
                 install.ended - site_start,
                 site_seconds,
                 site_estimate,
+                frozen_window(install, site_name),
             )
         )
     else:
@@ -461,10 +485,17 @@ def run_scenario(
                 install.ended - install.requested,
                 site_seconds,
                 site_estimate,
+                frozen_window(install, site_name),
             )
         )
     connections = sum(s.connected for s in samples)
     return Scenario(name, windows, idle, install, connections, len(samples), load_seconds)
+
+
+def frozen_window(install: Install, release: str) -> tuple[float | None, float | None]:
+    return install.logged(f"install {release}: frozen done"), install.logged(
+        f"install {release}: switched done"
+    )
 
 
 def timeline(scenario: Scenario, round_no: int) -> list[str]:
@@ -596,6 +627,13 @@ def main() -> None:
         failed = sum(len(w.failures()) for w in windows)
         gap = max(w.gap()[0] for w in windows) * 1000
         print(f"  {label:<13} failed requests {failed:>5}   goal 0        {verdict(failed == 0)}")
+        pauses = [p for p in (w.paused() for w in windows) if p is not None]
+        if pauses:
+            worst = max(pauses) * 1000
+            print(
+                f"  {label:<13} writes paused {worst:>5.0f} ms  goal < {GOAL_GAP_MS:.0f} ms "
+                f"{verdict(worst < GOAL_GAP_MS)}"
+            )
         print(
             f"  {label:<13} longest gap {gap:>7.0f} ms  goal < {GOAL_GAP_MS:.0f} ms "
             f"{verdict(gap < GOAL_GAP_MS)}"
