@@ -88,12 +88,18 @@ class ServiceFetcher(FetcherInterface):
 
     @staticmethod
     def _chunks(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+        """The body; the connection is kept for the next request only if it was read whole."""
+        read = False
         try:
             yield from response.stream(CHUNK_BYTES)
+            read = True
         except urllib3.exceptions.HTTPError as error:
             raise _transport_error(error) from error
         finally:
-            response.release_conn()
+            if read:
+                response.release_conn()
+            else:
+                response.close()
 
 
 CHUNK_BYTES = 1 << 20
