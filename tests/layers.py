@@ -40,6 +40,7 @@ EXTRA_SERVICES = (
     "bastion.backups.schedule",
     "bastion.installs.schedule",
     "bastion.certificates.site",
+    "bastion.updates.channel",
 )
 PURE_STDLIB = frozenset(
     {

@@ -20,14 +20,16 @@ BROKEN_DIR = "broken-health"
 _HEALTH_FILE = Path("src/bastion/appliance/health.py")
 _HEALTH_DEF = "async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:\n"
 _HEALTH_BROKEN = (
-    '    body = {"version": release.site_version(), "failover_role": "none",'
+    '    body = {"version": build.site_version(), "failover_role": "none",'
     ' "status": "broken on purpose"}\n'
-    "    return JSONResponse(body, status_code=503)\n"
+    "    return JSONResponse(body, status_code=500)\n"
 )
 _VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
 
 _SUPERVISOR_MAIN = Path("src/bastion/supervisor/__main__.py")
-_built: dict[tuple[str, bool, str, bool, Path], Path] = {}
+_SERVING_FILE = Path("src/bastion/entrypoints/serving.py")
+_SERVE_DEF = "async def serve(\n"
+_built: dict[tuple[str, bool, str, bool, bool, Path], Path] = {}
 
 
 class ReleaseBuildError(RuntimeError):
@@ -41,14 +43,16 @@ def project_wheel(
     broken_health: bool = False,
     new_table: str = "",
     broken_supervisor: bool = False,
+    exits_on_start: bool = False,
 ) -> Path:
     """A wheel of this project's own source with `version` in place of pyproject's version.
 
     `new_table`: the release adds a migration creating that table, so that an install
     that is undone must also undo its schema change. `broken_supervisor`: as a base
-    release, its supervisor exits at once.
+    release, its supervisor exits at once. `exits_on_start`: its worker exits (code 1)
+    when it starts serving, once told to begin.
     """
-    key = (version, broken_health, new_table, broken_supervisor, out_dir.resolve())
+    key = (version, broken_health, new_table, broken_supervisor, exits_on_start, out_dir.resolve())
     cached = _built.get(key)
     if cached is not None and cached.is_file():
         return cached
@@ -57,6 +61,8 @@ def project_wheel(
         target = target / f"with-{new_table}"
     if broken_supervisor:
         target = target / "broken-supervisor"
+    if exits_on_start:
+        target = target / "exits-on-start"
     target.mkdir(parents=True, exist_ok=True)
     wheel = target / f"bastion-{version}-py3-none-any.whl"
     wheel.unlink(missing_ok=True)
@@ -71,6 +77,8 @@ def project_wheel(
         if broken_supervisor:
             main = source / _SUPERVISOR_MAIN
             main.write_text('raise SystemExit("this supervisor is broken on purpose")\n')
+        if exits_on_start:
+            _exit_on_start(source / _SERVING_FILE)
         _build(source, target)
     _check_wheel(wheel, version)
     _built[key] = wheel
@@ -145,6 +153,18 @@ def _break_health(health: Path) -> None:
             f"{_HEALTH_DEF.strip()!r}; update tests/support/releases.py"
         )
     health.write_text(text.replace(_HEALTH_DEF, _HEALTH_DEF + _HEALTH_BROKEN), encoding="utf-8")
+
+
+def _exit_on_start(serving: Path) -> None:
+    text = serving.read_text(encoding="utf-8")
+    if text.count(_SERVE_DEF) != 1:
+        raise ReleaseBuildError(
+            f"cannot make an exits-on-start variant: {serving.name} no longer has exactly one "
+            f"{_SERVE_DEF.strip()!r}; update tests/support/releases.py"
+        )
+    broken = "def _broken_serve(*_args: object, **_kwargs: object) -> None:\n"
+    broken += '    raise SystemExit("this release exits on start, on purpose")\n\n\n'
+    serving.write_text(text + "\n\n" + broken + "serve = _broken_serve  # noqa\n", encoding="utf-8")
 
 
 def _uv() -> list[str]:

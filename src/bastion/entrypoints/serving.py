@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, replace
 from functools import partial
 
+import anyio
 from fastapi import FastAPI
 from rich.console import Console
 
@@ -27,10 +28,10 @@ from bastion.entrypoints.web import create_app
 from bastion.entrypoints.worker_control import WorkerControl
 from bastion.installs import service as installs
 from bastion.network import service as network
-from bastion.network.listeners import UvicornListeners, serve_private
+from bastion.network.listeners import UvicornListeners, serve_private, warm_up_servers
 from bastion.platform import identity
 from bastion.platform.clock import utc_now
-from bastion.platform.db.engine import migrate
+from bastion.platform.db.engine import make_engine, migrate, prepare_migrations
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
@@ -52,12 +53,17 @@ class Identity:
     first_start: bool
 
 
-def initialise(runtime: Runtime) -> Identity:
-    """Bring the data directory to a state that serves; the first time, create the site."""
+def initialise(runtime: Runtime, migrated: bool = False) -> Identity:
+    """Bring the data directory to a state that serves; the first time, create the site.
+
+    `migrated`: an install's new worker, begun once that release's migration tool brought
+    the schema to its head; it does not check again while changes are paused.
+    """
     settings = runtime.settings
     for directory in (settings.data_dir, settings.db_dir, settings.certs_dir, settings.state_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    migrate(runtime.engine)
+    if not migrated:
+        migrate(runtime.engine)
     runtime.part(SiteCertificates).prepare(compose.listen_hosts(settings))
     stored = identity.read(settings.state_dir)
     first_start = stored is None
@@ -70,6 +76,17 @@ def initialise(runtime: Runtime) -> Identity:
     stored["hostname"] = settings.hostname
     identity.write(settings.state_dir, stored)  # written last: an interrupted start starts over
     return Identity(stored["appliance_id"], stored["created_at"], first_start)
+
+
+def prepare(settings: ApplianceSettings) -> None:
+    """Import what serving would import on first use (uvicorn's protocols, anyio's event
+    loop backend, Alembic's runtime, the database driver), touching no data: a worker that
+    an install starts early does this before it waits to begin, so that it answers its
+    first health check soon after it is told to (changes are paused until then)."""
+    warm_up_servers()
+    anyio.run(anyio.sleep, 0)  # anyio loads its asyncio backend at first use
+    prepare_migrations()
+    make_engine(settings.sqlalchemy_url()).dispose()  # loads the driver; connects to nothing
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,7 @@ async def serve(
 ) -> None:
     """Serve until stopped. A standby worker serves nothing until the supervisor says go."""
     runtime = compose.build(settings)
-    me = initialise(runtime)
+    me = initialise(runtime, migrated=supervised is not None and supervised.standby)
     ssl_context = tls.server_context(settings.certs_dir)
     runtime.part(SiteCertificates).ssl_context = ssl_context
     if supervised is None:

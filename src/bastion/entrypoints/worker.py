@@ -42,7 +42,10 @@ def _wait_for_begin() -> None:
     ready = os.environ.get(BEGIN_ENV)
     if not ready:
         return
-    os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    try:
+        os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    except BrokenPipeError:
+        sys.exit(3)  # the install was called off while this process was starting
     os.close(int(ready))
     if sys.stdin.readline().strip() != "begin":
         sys.exit(3)  # the install was called off
@@ -54,22 +57,22 @@ def main() -> int:
     settings = ApplianceSettings()
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     if command == "migrate":
-        from alembic import command as _alembic  # noqa: F401  (imported before the wait)
+        from bastion.platform.db.engine import make_engine, migrate, prepare_migrations
 
-        from bastion.platform.db.engine import make_engine, migrate
-
+        prepare_migrations()
+        engine = make_engine(settings.sqlalchemy_url())  # connects only when used
         _wait_for_begin()
-        engine = make_engine(settings.sqlalchemy_url())
         migrate(engine)
         engine.dispose()
-        print("database migrated")
-        return 0
+        print("database migrated", flush=True)
+        os._exit(0)  # at once: the install waits for this exit, and changes are paused
     if command != "serve":
         print(f"unknown worker command {command!r}: expected serve or migrate", file=sys.stderr)
         return 2
     from bastion.entrypoints import serving as appliance
     from bastion.supervisor.client import SupervisorClient
 
+    appliance.prepare(settings)
     _wait_for_begin()
 
     supervised = appliance.Supervised(

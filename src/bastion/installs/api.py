@@ -48,6 +48,8 @@ def _plan_out(chosen: installs.InstallPlan) -> InstallPlanOut:
     return InstallPlanOut(
         order=chosen.names,
         estimate_seconds=chosen.estimate.seconds,
+        paused_seconds=chosen.estimate.paused_seconds,
+        watched_seconds=chosen.estimate.watched_seconds,
         database_bytes=chosen.estimate.database_bytes,
         package_bytes=chosen.estimate.package_bytes,
         licences=list(chosen.licences),

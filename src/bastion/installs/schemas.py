@@ -36,6 +36,11 @@ class InstallIn(Strict):
 class InstallPlanOut(BaseModel):
     order: list[str]
     estimate_seconds: float
+    """Until the install is over: the new version watched through its probation included."""
+    paused_seconds: float
+    """Of which changes are paused (about)."""
+    watched_seconds: float
+    """Of which the new version is watched (BASTION_INSTALL_PROBATION_SECONDS per release)."""
     database_bytes: int
     package_bytes: int
     licences: list[str]

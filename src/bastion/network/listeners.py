@@ -132,6 +132,15 @@ async def _cut_idle_connections(server: uvicorn.Server, task: asyncio.Task[None]
     await task
 
 
+def warm_up_servers() -> None:
+    """Import the protocol, loop and lifespan modules uvicorn loads when a server starts."""
+    uvicorn.Config(_no_app, lifespan="off", log_config=None).load()
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("warm_up_servers' placeholder app serves nothing")
+
+
 async def serve_private(app: Any, name: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve `app` without TLS on the abstract Unix socket `name` (the supervisor's line)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

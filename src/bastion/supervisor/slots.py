@@ -12,6 +12,7 @@ over the old one, so a reader (or a restart) sees the old target or the new one.
 from __future__ import annotations
 
 import base64
+import compileall
 import hashlib
 import json
 import os
@@ -127,6 +128,8 @@ class Releases:
                 raise SlotError(f"{package.name} holds no wheel to install")
             for wheel in wheels:
                 install_wheel(wheel, staging / "lib")
+            # Compiled once here, not by each process the install starts from the slot.
+            compileall.compile_dir(staging / "lib", quiet=2)
             shutil.rmtree(staging / "package")
             body = {**release.to_dict(), "factory": False, "wheels": [w.name for w in wheels]}
             (staging / MANIFEST).write_text(json.dumps(body, indent=2))

@@ -1,4 +1,5 @@
-"""Updates through the API: check, list, download, offline bundles, download key, license.
+"""Updates through the API: check, list, download, offline bundles, download key, license,
+the update channel's settings.
 
 Installing base and site releases is in `bastion.installs.api`.
 """
@@ -19,7 +20,9 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.schemas import PRINTABLE, Strict, errors
+from bastion.updates import channel
 from bastion.updates import service as updates
+from bastion.updates.schemas import ChannelIn, ChannelOut
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_stream
 
 router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
@@ -72,6 +75,16 @@ class UpdatesOut(BaseModel):
     installed: dict[str, str]
     license: LicenseOut | None
     releases: list[ReleaseOut]
+
+
+class BundleOut(UpdatesOut):
+    stored: list[str]
+    """Releases stored from this bundle now."""
+    already_stored: list[str]
+    """Releases this appliance held already; the bundle's copies verified all the same."""
+    imported_before: datetime | None
+    """When this same bundle was imported before, if it was."""
+    message: str
 
 
 class DownloadOut(BaseModel):
@@ -163,24 +176,34 @@ async def download(
 
 @router.post(
     "/bundles",
-    response_model=UpdatesOut,
+    response_model=BundleOut,
     openapi_extra={"requestBody": BINARY},
     responses=errors(400, 409, 503, e400=BUNDLE, e409=CLOCK),
 )
 async def upload_bundle(
     request: Request, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
-) -> UpdatesOut:
-    """Manual Installation: the body is the bundle the update service gave for a download key."""
+) -> BundleOut:
+    """Manual Installation: the body is the bundle the update service gave for a download key.
+    Every package it carries is verified; importing the same bundle again says so."""
     limit = runtime.settings.update_upload_limit_bytes
     check_bundle_length(request, limit)
     with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
         await copy_stream(request.stream(), out, limit)
         setup = _setup(runtime)
-        rows = await run_in_threadpool(
+        done = await run_in_threadpool(
             updates.import_bundle, uow, setup, actor, path, "uploaded bundle"
         )
     uow.commit()
-    return _updates(uow, rows, runtime.settings.data_dir)
+    listed = _updates(uow, done.rows, runtime.settings.data_dir)
+    return BundleOut(
+        **listed.model_dump(),
+        stored=done.stored,
+        already_stored=done.held,
+        imported_before=datetime.fromisoformat(done.imported_before)
+        if done.imported_before
+        else None,
+        message=done.summary,
+    )
 
 
 @router.post(
@@ -196,7 +219,7 @@ def download_key(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Downlo
 @router.get("/enrollment", response_model=EnrollmentOut, responses=errors(409, 503, e409=NO_SETUP))
 def enrollment(runtime: RuntimeDep, actor: ApiActorDep) -> EnrollmentOut:
     """What the vendor needs to enrol this appliance for download keys."""
-    return EnrollmentOut(**updates.enrollment(_setup(runtime)))
+    return EnrollmentOut(**channel.enrollment(_setup(runtime)))
 
 
 @router.post(
@@ -218,3 +241,21 @@ def install_license(
     lic = updates.install_license(uow, _setup(runtime), actor, body.release)
     uow.commit()
     return LicenseOut(**lic.__dict__)
+
+
+@router.get("/settings", response_model=ChannelOut)
+def channel_settings(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> ChannelOut:
+    """The update channel in effect: the update service URL, its CA, the trusted root, each
+    with where it comes from (`appliance`, `environment`, `site build`, `system`, `none`)."""
+    return ChannelOut.of(channel.in_effect(uow, _setup(runtime)))
+
+
+@router.put("/settings", response_model=ChannelOut)
+def configure_channel(
+    body: ChannelIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
+) -> ChannelOut:
+    """Change the update channel. A field left out stays as it is; null or "" returns it to
+    its default (the environment setting). Every value is checked before anything is saved."""
+    found = channel.configure(uow, _setup(runtime), actor, body.change())
+    uow.commit()
+    return ChannelOut.of(found)

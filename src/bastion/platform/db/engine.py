@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -57,6 +57,22 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
+
+
+def prepare_migrations() -> None:
+    """Import Alembic's runtime and read the revision scripts, touching no database.
+
+    A process started early by an install (the new release's migration tool) does this
+    before it waits to be told to begin, so that changes are paused only for the
+    database work itself.
+    """
+    from alembic import command, config  # noqa: F401
+    from alembic.runtime import environment, migration  # noqa: F401
+
+    from bastion.platform.db import models  # noqa: F401  (the migrations' env.py imports it)
+
+    known_revisions()
+    configure_mappers()
 
 
 def migrate(engine: Engine) -> None:

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.platform.runtime import Pause
 from bastion.platform.web import answers
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -87,9 +88,12 @@ def _close(headers: MutableHeaders) -> None:
     headers["Connection"] = "close"
 
 
-def _paused(request: Request, frozen: str) -> Response:
+def _paused(request: Request, frozen: Pause) -> Response:
+    retry_after = frozen.retry_after()
+    later = "in a moment" if retry_after <= 5 else f"in about {retry_after} seconds"
     message = (
-        f"Changes are paused for a moment because {frozen}. Nothing was changed; "
-        "try again in a minute."
+        f"Changes are paused for a moment because {frozen.reason}. Nothing was changed; "
+        f"try again {later}."
     )
-    return answers.error_answer(request, 503, "UnavailableError", message, {"Retry-After": "30"})
+    headers = {"Retry-After": str(retry_after)}
+    return answers.error_answer(request, 503, "UnavailableError", message, headers)
