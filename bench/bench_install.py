@@ -43,9 +43,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bastion.installs.rules import Estimate, estimate
 from bastion.releases.packages import PackageInfo, build_package
 from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
+from bastion.supervisor import messages
 from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.journal import PlannedRelease
 from tests.integration.test_api import create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.releases import project_wheel
@@ -69,6 +72,7 @@ class Sample:
     ended: float
     error: str | None  # None: 200
     connected: bool  # the request opened a TCP connection of its own
+    retry_after: str | None = None  # what a refused change was told
 
 
 class Load(threading.Thread):
@@ -110,7 +114,7 @@ class Load(threading.Thread):
                     due = time.time()  # late: go on at once, without a burst to catch up
 
     def one(self, client: httpx.Client) -> Sample:
-        started, error, trace = time.time(), None, Connects()
+        started, error, trace, retry_after = time.time(), None, Connects(), None
         try:
             if not self.change:
                 response = client.get(self.path, extensions={"trace": trace})
@@ -119,9 +123,10 @@ class Load(threading.Thread):
                 response = client.patch(self.path, json=change, extensions={"trace": trace})
             if response.status_code != 200:
                 error = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("retry-after")
         except httpx.HTTPError as exc:
             error = type(exc).__name__
-        return Sample(self.target, started, time.time(), error, trace.count > 0)
+        return Sample(self.target, started, time.time(), error, trace.count > 0, retry_after)
 
 
 class Connects:
@@ -207,6 +212,13 @@ def build_packages(out: Path) -> Packages:
     )
 
 
+def size(path: Path) -> int:
+    """Bytes of a file, or of the files in a directory."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
 def stored(app: RunningAppliance, package: Path) -> str:
     """Copy `package` into the blob store, where a download would have put it."""
     digest = hashlib.sha256(package.read_bytes()).hexdigest()
@@ -232,14 +244,15 @@ class Install:
 
 def run_install(app: RunningAppliance, releases: list[dict[str, Any]]) -> Install:
     client = SupervisorClient(app.data_dir)
+    planned = tuple(PlannedRelease.from_dict(r) for r in releases)
     requested = time.time()
-    install_id = str(client.install({"releases": releases, "requested_by": "bench"})["install_id"])
+    install_id = client.install(messages.Install(planned, requested_by="bench")).install_id
     names = {f"{r['kind']} {r['version']}" for r in releases}
     deadline = time.monotonic() + INSTALL_TIMEOUT
     while time.monotonic() < deadline:
         time.sleep(0.1)
         try:
-            status = client.status()
+            status = client.status().to_wire()
         except Exception:  # the supervisor re-executes itself during a base install
             continue
         ours = [e for e in status["history"] if str(e["install_id"]).startswith(install_id)]
@@ -276,6 +289,10 @@ WRITE = "write"
 WRITE_INTERVAL = 0.1
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def _matches(sample: Sample, target: str | None) -> bool:
     return sample.target in READS if target is None else sample.target == target
 
@@ -288,6 +305,9 @@ class Window:
     samples: list[Sample]
     install_seconds: float
     supervisor_seconds: str
+    estimate: Estimate | None = None
+    frozen: tuple[float | None, float | None] = (None, None)
+    """When the supervisor logged the pause (frozen) and the switch that ends it."""
 
     def inside(self, target: str | None = None) -> list[Sample]:
         """Requests sent in the window: of `target`, or reads (health and API) if None."""
@@ -308,16 +328,43 @@ class Window:
             return float("inf"), self.start, self.end
         return max((b - a, a, b) for a, b in pairwise(times))
 
+    def paused(self) -> float | None:
+        """Seconds without an accepted change around the refused ones (503): the pause as a
+        client saw it, from its last change accepted before to its first accepted after."""
+        refused = [s for s in self.inside(WRITE) if s.error == "HTTP 503"]
+        if not refused:
+            return None
+        ok = [s.ended for s in self.samples if s.target == WRITE and s.error is None]
+        before = max((t for t in ok if t <= refused[0].started), default=self.start)
+        after = min((t for t in ok if t >= refused[-1].ended), default=self.end)
+        return after - before
+
+    def paused_by_supervisor(self) -> float | None:
+        frozen, switched = self.frozen
+        return switched - frozen if frozen is not None and switched is not None else None
+
     def changes(self) -> str:
         """How long changes were refused: they are paused from the snapshot to the switch."""
         sent = self.inside(WRITE)
         refused = sum(s.error == "HTTP 503" for s in sent)
         other = sum(s.error not in (None, "HTTP 503") for s in sent)
         gap = self.gap(WRITE)[0] * 1000
+        told = sorted({s.retry_after for s in sent if s.error == "HTTP 503"} - {None}, key=str)
+        paused, by_supervisor = self.paused(), self.paused_by_supervisor()
         return (
             f"changes (PATCH /api/v1/accounts/1 every {WRITE_INTERVAL * 1000:.0f} ms): "
-            f"{len(sent)} sent, {refused} refused with 503 while paused, {other} other failures; "
-            f"longest time without an accepted change {gap:.0f} ms"
+            f"{len(sent)} sent, {refused} refused with 503 while paused "
+            f"(Retry-After: {', '.join(str(t) for t in told) or '-'}), {other} other failures; "
+            f"writes paused {_ms(paused)} as clients saw it (supervisor: frozen to switched "
+            f"{_ms(by_supervisor)}); longest time without an accepted change {gap:.0f} ms"
+        )
+
+    def estimated(self) -> str:
+        if self.estimate is None:
+            return ""
+        return (
+            f"estimated {self.estimate.seconds:g} s ({self.estimate.breakdown}); "
+            f"took {self.install_seconds:.1f} s"
         )
 
     def row(self, round_no: int) -> str:
@@ -382,6 +429,7 @@ def run_scenario(
         for load in loads:
             load.start()
         time.sleep(MARGIN)
+        database_bytes = size(app.data_dir / "db")
         install = run_install(app, releases)
         time.sleep(MARGIN)
         idle.after()
@@ -395,6 +443,9 @@ def run_scenario(
     site_name = f"site {VERSION}"
     site = install.entry(site_name)
     site_seconds = str(site.get("details", {}).get("seconds", "-"))
+    site_package = packages.site_on_base if with_base else packages.site
+    probation = float(PROBATION_SECONDS)
+    site_estimate = estimate(ReleaseKind.SITE, database_bytes, size(site_package), probation)
     windows = []
     if with_base:
         base_name = f"base {VERSION}"
@@ -409,6 +460,7 @@ def run_scenario(
                 samples,
                 base_end - install.requested,
                 base_seconds,
+                estimate(ReleaseKind.BASE, database_bytes, size(packages.base)),
             )
         )
         windows.append(
@@ -419,6 +471,8 @@ def run_scenario(
                 samples,
                 install.ended - site_start,
                 site_seconds,
+                site_estimate,
+                frozen_window(install, site_name),
             )
         )
     else:
@@ -430,10 +484,18 @@ def run_scenario(
                 samples,
                 install.ended - install.requested,
                 site_seconds,
+                site_estimate,
+                frozen_window(install, site_name),
             )
         )
     connections = sum(s.connected for s in samples)
     return Scenario(name, windows, idle, install, connections, len(samples), load_seconds)
+
+
+def frozen_window(install: Install, release: str) -> tuple[float | None, float | None]:
+    return install.logged(f"install {release}: frozen done"), install.logged(
+        f"install {release}: switched done"
+    )
 
 
 def timeline(scenario: Scenario, round_no: int) -> list[str]:
@@ -527,6 +589,7 @@ def main() -> None:
         print(f"round {round_no}, {scenario.name}: failed requests by kind: {by_kind}")
         for window in scenario.windows:
             print(f"  {window.name}: {window.changes()}")
+            print(f"  {window.name}: {window.estimated()}")
         idle = scenario.idle
         closed = (
             f"the server closed it {idle.closed_at - idle.used_at:.1f} s after its last request, "
@@ -564,6 +627,13 @@ def main() -> None:
         failed = sum(len(w.failures()) for w in windows)
         gap = max(w.gap()[0] for w in windows) * 1000
         print(f"  {label:<13} failed requests {failed:>5}   goal 0        {verdict(failed == 0)}")
+        pauses = [p for p in (w.paused() for w in windows) if p is not None]
+        if pauses:
+            worst = max(pauses) * 1000
+            print(
+                f"  {label:<13} writes paused {worst:>5.0f} ms  goal < {GOAL_GAP_MS:.0f} ms "
+                f"{verdict(worst < GOAL_GAP_MS)}"
+            )
         print(
             f"  {label:<13} longest gap {gap:>7.0f} ms  goal < {GOAL_GAP_MS:.0f} ms "
             f"{verdict(gap < GOAL_GAP_MS)}"

@@ -41,6 +41,7 @@ EXTRA_SERVICES = (
     "bastion.backups.schedule",
     "bastion.installs.schedule",
     "bastion.certificates.site",
+    "bastion.updates.channel",
     "bastion.jump_clients.upgrades",
 )
 PURE_STDLIB = frozenset(
@@ -65,6 +66,7 @@ PURE_STDLIB = frozenset(
         "re",
         "string",
         "typing",
+        "unicodedata",
     }
 )
 

@@ -35,9 +35,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppli
     vendor.publish_wheel("site", "1.1.0", wheel, "--site", S, "--requires", "base>=1.1")
     root_file = root / "root.json"
     root_file.write_bytes(vendor.trusted_root())
-    with service(vendor, SERVICE_HOST) as url:
+    with service(vendor, SERVICE_HOST) as running:
         env = {
-            "BASTION_UPDATE_SERVICE_URL": url,
+            **running.env(),
             "BASTION_UPDATE_SITE": S,
             "BASTION_UPDATE_TRUSTED_ROOT": str(root_file),
             "BASTION_INSTALL_PROBATION_SECONDS": "2",

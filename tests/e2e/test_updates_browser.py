@@ -1,4 +1,5 @@
-"""Headless Chromium on /appliance > Updates: the download progress bar runs under the CSP."""
+"""Headless Chromium on /appliance > Updates: the download progress bar runs under the CSP;
+an administrator sets the update service, its CA and the trusted root on the page."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.integration._update_env import Vendor, service
 from tests.support.appliance import start_appliance
@@ -41,9 +42,9 @@ def test_download_shows_progress_then_the_verified_result(
         if message.type == "error":
             problems.append(message.text)
 
-    with service(vendor, "127.0.0.75") as url:
+    with service(vendor, "127.0.0.75") as running:
         env = {
-            "BASTION_UPDATE_SERVICE_URL": url,
+            **running.env(),
             "BASTION_UPDATE_SITE": SITE,
             "BASTION_UPDATE_TRUSTED_ROOT": str(root),
         }
@@ -51,14 +52,7 @@ def test_download_shows_progress_then_the_verified_result(
             context = chromium.new_context(ignore_https_errors=True)
             page = context.new_page()
             page.on("console", remember)
-            page.goto(f"{appliance.url}/appliance/updates")
-            page.fill("#username", "admin")
-            page.fill("#password", "password")
-            page.get_by_role("button", name="Sign in").click()
-            page.fill("#current_password", "password")
-            page.fill("#new_password", NEW_PASSWORD)
-            page.fill("#confirm_password", NEW_PASSWORD)
-            page.get_by_role("button", name="Change password").click()
+            first_sign_in(page, appliance.url)
             page.goto(f"{appliance.url}/appliance/updates")
             page.get_by_role("button", name="Check for updates").click()
             expect(page.locator("#notice")).to_contain_text("1 release(s) available")
@@ -71,3 +65,57 @@ def test_download_shows_progress_then_the_verified_result(
             expect(row).to_have_text("downloaded, verified")
             context.close()
     assert problems == [], "the Updates page broke its content security policy"
+
+
+def first_sign_in(page: Page, url: str) -> None:
+    page.goto(f"{url}/appliance/updates")
+    page.fill("#username", "admin")
+    page.fill("#password", "password")
+    page.get_by_role("button", name="Sign in").click()
+    page.fill("#current_password", "password")
+    page.fill("#new_password", NEW_PASSWORD)
+    page.fill("#confirm_password", NEW_PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+
+
+def save(page: Page, **fields: str) -> None:
+    for name, value in fields.items():
+        page.fill(f"#{name}", value)
+    page.get_by_role("button", name="Save update service settings").click()
+
+
+def test_the_update_service_its_ca_and_the_root_are_set_on_the_page(
+    tmp_path: Path, vendor: Vendor, chromium: Browser
+) -> None:
+    """An appliance with none of BASTION_UPDATE_SERVICE_URL, _CA_FILE or _TRUSTED_ROOT set."""
+    with (
+        service(vendor, "127.0.0.77") as running,
+        start_appliance(tmp_path, host="127.0.0.78", env={"BASTION_UPDATE_SITE": SITE}) as app,
+    ):
+        context = chromium.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        first_sign_in(page, app.url)
+        page.goto(f"{app.url}/appliance/updates")
+        expect(page.locator("#channel-url")).to_contain_text("none: Manual Installation only")
+        save(page, service_url="ftp://updates.example")
+        expect(page.locator("#form-error")).to_contain_text("is not an update service URL")
+        expect(page.locator("#service_url")).to_have_value("ftp://updates.example")
+        expect(page.locator("#channel-url")).to_contain_text("none")
+        root = vendor.trusted_root().decode()
+        save(page, service_url=running.url, trusted_root=root)
+        expect(page.locator("#notice")).to_contain_text("Update service settings saved")
+        expect(page.locator("#channel-url")).to_contain_text(running.url)
+        expect(page.locator("#channel-root")).to_contain_text("version 1, signed by 2 of 2 keys")
+        page.get_by_role("button", name="Check for updates").click()
+        error = page.locator("#form-error")
+        expect(error).to_contain_text("The update service's TLS certificate is not trusted")
+        expect(error).to_contain_text("certificate verify failed")
+        save(page, service_ca=running.ca_file.read_text())
+        expect(page.locator("#channel-ca")).to_contain_text("Bastion test update service CA")
+        expect(page.locator("#channel-ca")).to_contain_text("set on this appliance")
+        page.get_by_role("button", name="Check for updates").click()
+        expect(page.locator("#notice")).to_contain_text("1 release(s) available")
+        page.check("#service_ca_default")
+        save(page)
+        expect(page.locator("#channel-ca")).to_contain_text("operating system's trust store")
+        context.close()

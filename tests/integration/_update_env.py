@@ -1,10 +1,16 @@
-"""A real vendor repository and a real update-service process for update tests."""
+"""A real vendor repository and a real update-service process, over HTTPS, for update tests.
+
+The service serves a certificate of its own test CA (`tests/support/pki.py`), as a
+vendor's would of theirs: an appliance reaches it only when it trusts that CA (the
+update service CA setting, or `BASTION_UPDATE_SERVICE_CA_FILE`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -12,12 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from typer.testing import CliRunner
 
 from bastion.releases.download_key import generate_appliance_key
 from bastion.update_service.cli import release_app
+from tests.support.pki import TestCa
 
 
 def free_port(host: str) -> int:
@@ -131,37 +139,90 @@ class Vendor:
         return (self.data / "root" / "1.root.json").read_bytes()
 
 
+@dataclass(frozen=True)
+class UpdateService:
+    """A running update service: its HTTPS URL and the test CA its certificate chains to."""
+
+    url: str
+    ca_file: Path
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """A request from "any machine with access" that trusts the service's CA."""
+        kwargs.setdefault("timeout", 30)
+        return httpx.post(f"{self.url}{path}", verify=self.tls(), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 30)
+        return httpx.get(f"{self.url}{path}", verify=self.tls(), **kwargs)
+
+    def env(self) -> dict[str, str]:
+        """The appliance settings that name this service and trust its CA."""
+        return {
+            "BASTION_UPDATE_SERVICE_URL": self.url,
+            "BASTION_UPDATE_SERVICE_CA_FILE": str(self.ca_file),
+        }
+
+
+def service_certificate(directory: Path, host: str) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate it issued for `host`: (CA file, certificate, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = TestCa("Bastion test update service CA")
+    issued = ca.issue([host])
+    ca_file, cert_file, key_file = (directory / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca_file.write_bytes(ca.pem())
+    cert_file.write_bytes(issued.certificate_pem())
+    key_file.write_bytes(issued.key_pem())
+    return ca_file, cert_file, key_file
+
+
 @contextmanager
-def service(vendor: Vendor, host: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``update-service serve`` as its own process; yield its base URL."""
+def service(
+    vendor: Vendor, host: str, env: dict[str, str] | None = None
+) -> Iterator[UpdateService]:
+    """Run ``update-service serve`` over HTTPS as its own process, with a certificate of a
+    test CA of its own."""
     port = free_port(host)
+    ca_file, cert_file, key_file = service_certificate(vendor.root / f"tls-{host}-{port}", host)
     command = [sys.executable, "-m", "bastion.update_service.cli", "update-service", "serve"]
-    command += [
-        "--data",
-        str(vendor.data),
-        "--keys",
-        str(vendor.keys),
-        "--listen",
-        f"{host}:{port}",
-    ]
+    command += ["--data", str(vendor.data), "--keys", str(vendor.keys)]
+    command += ["--listen", f"{host}:{port}"]
+    command += ["--certfile", str(cert_file), "--keyfile", str(key_file)]
     process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE)
-    url = f"http://{host}:{port}"
+    running = UpdateService(f"https://{host}:{port}", ca_file)
     try:
-        _wait_ready(url, process)
-        yield url
+        _wait_ready(running, process)
+        yield running
     finally:
-        process.terminate()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the service; killed if it has not ended within 10 seconds."""
+    process.terminate()
+    try:
         process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the update service did not stop within 10 s of SIGTERM") from None
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
+START_TIMEOUT = 60.0
+"""Seconds for the service process to answer; Python's start-up alone takes many on a
+loaded machine."""
+
+
+def _wait_ready(running: UpdateService, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"update service exited: {process.communicate()[1].decode()}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if running.get("/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.05)
-    raise AssertionError("update service did not start in 20 s")
+    raise AssertionError(f"update service did not start in {START_TIMEOUT:.0f} s")

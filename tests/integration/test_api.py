@@ -138,11 +138,16 @@ def test_bad_input_is_explained_and_changes_nothing(api: httpx.Client) -> None:
     weak = api.post(
         "/api/v1/accounts", json={"username": "x1", "password": "short", "role": "representative"}
     )
-    assert weak.status_code == 400 and "at least 12" in weak.text
+    assert weak.status_code == 422 and "password" in weak.text and "at least 12" in weak.text
+    common = api.post(
+        "/api/v1/accounts",
+        json={"username": "x1", "password": "changeme1234", "role": "representative"},
+    )
+    assert common.status_code == 400 and "too common" in common.text
     unknown_role = api.post(
         "/api/v1/accounts", json={"username": "x2", "password": "a long pass phrase", "role": "god"}
     )
-    assert unknown_role.status_code == 400 and "Unknown role" in unknown_role.text
+    assert unknown_role.status_code == 422 and "role" in unknown_role.text
     extra = api.patch("/api/v1/accounts/1", json={"is_admin": True})
     assert extra.status_code == 422 and "is_admin" in extra.text
     assert api.get("/api/v1/audit").json()["total"] == before

@@ -7,8 +7,10 @@ and gets its releases through an Appliance Download Key and an offline bundle
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _update_env import Vendor, free_port, service, tree_bytes
+from _update_env import UpdateService, Vendor, free_port, service, tree_bytes
 from typer.testing import CliRunner
 
 from bastion.entrypoints.cli import app as bastion_command
@@ -35,11 +37,17 @@ KEY = re.compile(r'<textarea id="download-key"[^>]*>([^<]+)</textarea>')
 @dataclass
 class World:
     vendor: Vendor
-    url: str
+    service: UpdateService
     root_file: Path
 
+    @property
+    def url(self) -> str:
+        return self.service.url
+
     def env(self, url: str) -> dict[str, str]:
+        """The documented settings, as the environment: service, its CA, site, root."""
         return {
+            **self.service.env(),
             "BASTION_UPDATE_SERVICE_URL": url,
             "BASTION_UPDATE_SITE": S,
             "BASTION_UPDATE_TRUSTED_ROOT": str(self.root_file),
@@ -61,8 +69,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         vendor.admin("open-wave", spec, "--wave", "1")
     root_file = root / "root.json"
     root_file.write_bytes(vendor.trusted_root())
-    with service(vendor, SERVICE_HOST) as url:
-        yield World(vendor, url, root_file)
+    with service(vendor, SERVICE_HOST) as running:
+        yield World(vendor, running, root_file)
 
 
 def api_client(appliance: RunningAppliance, name: str) -> httpx.Client:
@@ -186,16 +194,17 @@ def test_unreachable_service_points_to_manual_installation(offline: RunningAppli
         shown = page.get("/appliance/updates")
         failed = page.post("/appliance/updates/check", data={"csrf_token": csrf_of(shown)})
     assert failed.status_code == 503 and "Manual Installation" in failed.text
+    assert "Manual Installation on /appliance &gt; Updates" not in failed.text  # the page it is on
 
 
 def bundle_for(world: World, key: str) -> bytes:
-    answer = httpx.post(f"{world.url}/api/v1/bundles", json={"download_key": key}, timeout=30)
+    answer = world.service.post("/api/v1/bundles", json={"download_key": key})
     assert answer.status_code == 200, answer.text
     return answer.content
 
 
 def offers(world: World, key: str) -> dict[str, str]:
-    answer = httpx.post(f"{world.url}/api/v1/offers", json={"download_key": key}, timeout=30)
+    answer = world.service.post("/api/v1/offers", json={"download_key": key})
     assert answer.status_code == 200, answer.text
     return {r["release"]: r["state"] for r in answer.json()["releases"]}
 
@@ -219,12 +228,57 @@ def test_manual_installation_through_a_download_key(
         rows = {r["name"]: r for r in imported.json()["releases"]}
         assert rows["base 1.1"]["downloaded"] and rows["base 1.1"]["state"] == "installable"
         assert rows["site 1.1"]["state"] == "blocked"
+        assert sorted(imported.json()["stored"]) == ["base 1.1", "license 2", "site 1.1"]
+        assert imported.json()["imported_before"] is None
+        twice = api.post("/api/v1/updates/bundles", content=bundle)
+        assert twice.status_code == 200, twice.text
+        assert twice.json()["stored"] == [] and twice.json()["imported_before"]
+        assert "this same bundle was already imported on" in twice.json()["message"]
         again = api.post("/api/v1/updates/download-key").json()["download_key"]
         assert again != key["download_key"]
         assert offers(world, again)["base 1.1"] == "taken"
         found = actions(api)
         assert {"updates.download_key", "updates.import_bundle"} <= set(found)
         assert "updates.import_bundle.failed" in found
+
+
+def damaged(bundle: bytes, part: str) -> bytes:
+    """The bundle with the last byte of its package `part` (e.g. "base-1.1") flipped."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(bundle)) as old,
+        tarfile.open(fileobj=out, mode="w") as new,
+    ):
+        for member in old.getmembers():
+            data = old.extractfile(member).read()  # type: ignore[union-attr]
+            if part in member.name:
+                data = data[:-1] + bytes([data[-1] ^ 0x01])
+            new.addfile(member, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_new_key_gets_the_releases_again_and_a_damaged_copy_is_refused(
+    world: World, offline: RunningAppliance
+) -> None:
+    """After a handout, the appliance holds base 1.1; the vendor hands it out again for a new
+    key; a bundle whose copy of it is damaged is refused all the same, nothing changed."""
+    world.enrol(offline)
+    with api_client(offline, "again") as api:
+        first = api.post("/api/v1/updates/download-key").json()["download_key"]
+        world.service.post("/api/v1/bundles", json={"download_key": first})
+        used = world.service.post("/api/v1/bundles", json={"download_key": first})
+        assert used.status_code == 409 and "already answered" in used.json()["detail"]
+        key = api.post("/api/v1/updates/download-key").json()["download_key"]
+        bundle = bundle_for(world, key)
+        before = tree_bytes(offline.data_dir / "tuf") | tree_bytes(offline.data_dir / "blobs")
+        refused = api.post("/api/v1/updates/bundles", content=damaged(bundle, "base-1.1"))
+        assert refused.status_code == 400, refused.text
+        assert "does not match its signed hash" in refused.json()["error"]["message"]
+        after = tree_bytes(offline.data_dir / "tuf") | tree_bytes(offline.data_dir / "blobs")
+        assert after == before
+        imported = api.post("/api/v1/updates/bundles", content=bundle)
+        assert imported.status_code == 200, imported.text
+        assert "base 1.1" in imported.json()["already_stored"]
 
 
 def test_the_page_shows_a_fresh_key_and_refuses_oversized_bundles(

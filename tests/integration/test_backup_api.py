@@ -96,7 +96,7 @@ def test_bad_uploads_are_refused_and_change_nothing(api: Api) -> None:
 
 def test_a_weak_backup_passphrase_is_refused(api: Api) -> None:
     refused = api.post("/api/v1/backups", json={"passphrase": "short"})
-    assert refused.status_code == 400 and "at least 12 characters" in refused.text
+    assert refused.status_code == 422 and "at least 12 characters" in refused.text
 
 
 def test_the_software_page_downloads_and_restores(appliance: RunningAppliance, api: Api) -> None:
@@ -187,7 +187,7 @@ def test_scheduled_backups_run_prune_and_report_failure(tmp_path: Path) -> None:
                 "passphrase": PASSPHRASE,
             },
         )
-        assert refused.status_code == 400 and "absolute path" in refused.text
+        assert refused.status_code == 422 and "directory" in refused.text
         chosen = {
             "interval_hours": 1,
             "directory": str(target),

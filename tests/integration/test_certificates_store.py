@@ -311,6 +311,26 @@ def test_self_signed_certificates_are_created_and_deleted(api: httpx.Client) -> 
     assert api.get(f"/api/v1/certificates/{body['id']}").status_code == 404
 
 
+def test_certificate_names_are_host_names_on_the_api_and_the_page(
+    api: httpx.Client, browser: httpx.Client
+) -> None:
+    before = store(api)
+    long_name = "a" * 63 + "." + "b" * 63 + ".example"
+    made = api.post(
+        "/api/v1/certificates/self-signed", json={"names": ["Bücher.example", long_name]}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["names"] == ["xn--bcher-kva.example", long_name]
+    for refused_name in ("a b", "x" * 64 + ".example", "*.*.example", "bad!!"):
+        refused = api.post("/api/v1/certificates/requests", json={"names": [refused_name]})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["message"].startswith(repr(refused_name))
+    page = page_post(browser, f"{PAGE}/self-signed", names="good.example bad!!")
+    assert page.status_code == 400 and "&#39;bad!!&#39; is not a host name" in page.text
+    assert len(store(api)) == len(before) + 1
+    assert api.delete(f"/api/v1/certificates/{made.json()['id']}").status_code == 204
+
+
 def wait_served(appliance: RunningAppliance, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

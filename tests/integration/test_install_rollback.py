@@ -78,12 +78,13 @@ def test_a_site_install_switches_under_traffic_without_a_failed_request(
         assert "install_probe" in tables(data)
 
 
-def test_a_release_that_fails_its_health_check_is_rolled_back_while_the_site_serves(
+def test_a_release_whose_health_check_answers_500_is_rolled_back_at_once(
     tmp_path: Path, out: Path
 ) -> None:
+    """With the default 60 s health deadline: the first error answers end the wait, and the
+    reason names them (a deadline that ran out would say "within 60 s")."""
     wheel = project_wheel("1.1.0", out, broken_health=True, new_table="install_probe")
-    env = {"BASTION_INSTALL_HEALTH_DEADLINE_SECONDS": "8"}
-    with start_appliance(tmp_path, host=HOST, env=env) as appliance:
+    with start_appliance(tmp_path, host=HOST) as appliance:
         data = appliance.data_dir
         with traffic(appliance) as seen:
             request_install(data, store_release(data, "site", "1.1.0", wheel))
@@ -92,11 +93,48 @@ def test_a_release_that_fails_its_health_check_is_rolled_back_while_the_site_ser
         assert set(seen["versions"]) == {"1.0.0"}
         last = status["history"][-1]
         assert last["outcome"] == "rolled back"
-        assert "health check within 8 s" in last["reason"]
+        assert "health check answered HTTP 500 Internal Server Error" in last["reason"]
+        assert "broken on purpose" in last["reason"] and "within 60 s" not in last["reason"]
         assert status["rolled_back"] == ["site 1.1.0"]
         assert "install_probe" not in tables(data)
         assert Releases(data).slots() == ["base-1.0.0", "site-1.0.0"]
         with appliance.client() as client:  # changes were paused; they go through again
+            assert client.get("/check_health").json()["version"] == "1.0.0"
+
+
+def test_a_release_that_exits_as_it_starts_is_rolled_back_at_once(
+    tmp_path: Path, out: Path
+) -> None:
+    """With the default 60 s health deadline: the exit ends the wait."""
+    wheel = project_wheel("1.1.0", out, exits_on_start=True, new_table="install_probe")
+    with start_appliance(tmp_path, host=HOST) as appliance:
+        data = appliance.data_dir
+        request_install(data, store_release(data, "site", "1.1.0", wheel))
+        status = wait_idle(data)
+        last = status["history"][-1]
+        assert last["outcome"] == "rolled back"
+        assert "the new version exited (code 1) before it was healthy" in last["reason"]
+        assert "install_probe" not in tables(data)
+        with appliance.client() as client:
+            assert client.get("/check_health").json()["version"] == "1.0.0"
+
+
+def test_new_processes_not_ready_in_time_are_rolled_back_cleanly(tmp_path: Path, out: Path) -> None:
+    """A deadline no Python process can meet: the rollback ends every process it started
+    and the supervisor is idle again, not stuck rolling back."""
+    wheel = project_wheel("1.1.0", out, new_table="install_probe")
+    env = {"BASTION_INSTALL_HEALTH_DEADLINE_SECONDS": "0.1"}
+    with start_appliance(tmp_path, host=HOST, env=env) as appliance:
+        data = appliance.data_dir
+        request_install(data, store_release(data, "site", "1.1.0", wheel))
+        status = wait_idle(data)
+        last = status["history"][-1]
+        assert last["outcome"] == "rolled back"
+        assert "was not ready within 0.1 s" in last["reason"]
+        assert status["workers"].keys() == {"live"}
+        assert "install_probe" not in tables(data)
+        assert "Bad file descriptor" not in appliance.log()
+        with appliance.client() as client:
             assert client.get("/check_health").json()["version"] == "1.0.0"
 
 

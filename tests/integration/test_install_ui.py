@@ -26,7 +26,7 @@ from playwright.sync_api import Browser, ConsoleMessage, expect
 from typer.testing import CliRunner
 
 from bastion.entrypoints.cli import app as bastion_command
-from tests.integration._update_env import Vendor, service
+from tests.integration._update_env import UpdateService, Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
 from tests.support.releases import project_wheel
@@ -44,17 +44,16 @@ BROKEN = "2.1.0"
 @dataclass
 class World:
     vendor: Vendor
-    url: str
+    service: UpdateService
     root_file: Path
 
     def env(self) -> dict[str, str]:
         return {
-            "BASTION_UPDATE_SERVICE_URL": self.url,
+            **self.service.env(),
             "BASTION_UPDATE_SITE": S,
             "BASTION_UPDATE_TRUSTED_ROOT": str(self.root_file),
             "BASTION_INSTALL_PROBATION_SECONDS": "2",
             "BASTION_INSTALL_DRAIN_SECONDS": "5",
-            "BASTION_INSTALL_HEALTH_DEADLINE_SECONDS": "10",
         }
 
 
@@ -67,8 +66,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         vendor.publish_wheel("site", version, wheel, "--site", S)
     root_file = root / "root.json"
     root_file.write_bytes(vendor.trusted_root())
-    with service(vendor, SERVICE_HOST) as url:
-        yield World(vendor, url, root_file)
+    with service(vendor, SERVICE_HOST) as running:
+        yield World(vendor, running, root_file)
 
 
 def cli(world: World, appliance: RunningAppliance, *args: str, answer: str = "") -> Any:
@@ -155,6 +154,9 @@ def test_the_api_installs_a_downloaded_site_release(
         body = started.json()
         assert body["plan"]["order"] == ["site 1.1.0"]
         assert body["plan"]["estimate_seconds"] > 0 and body["plan"]["database_bytes"] > 0
+        # the estimate runs until the install is over: the probation (2 s here) included
+        assert body["plan"]["watched_seconds"] == 2
+        assert body["plan"]["estimate_seconds"] > 2 + body["plan"]["paused_seconds"] > 2
         status = wait_idle(api, body["install_id"])
         assert status["history"][-1]["outcome"] == "installed", status["history"][-1]
         assert get(page, "/check_health").json()["version"] == "1.1.0"
@@ -217,6 +219,7 @@ def test_the_page_plans_asks_for_the_licence_schedules_and_cancels(
         assert planned.status_code == 200 and 'id="install-plan"' in planned.text
         assert re.search(r'id="install-order">\s*<li>site 2.0.0</li>', planned.text)
         assert re.search(r"Estimated time: <strong>[0-9.]+ s</strong>", planned.text)
+        assert "then 2 s watching the new version" in planned.text
         both = page.post("/appliance/updates/installs/plan", data={**chosen, "delay_minutes": "5"})
         assert both.status_code == 400 and "either a delay or a start time" in both.text
         licence = page.post("/appliance/updates/installs", data=chosen)
@@ -257,6 +260,7 @@ def test_the_console_schedules_and_reports_the_status(
     try:
         assert scheduled.exit_code == 0, scheduled.output
         assert "1. site 2.0.0" in scheduled.output and "Estimated time:" in scheduled.output
+        assert "then 2 s watching the new version" in scheduled.output
         shown = cli(world, appliance, "install-status")
         assert shown.exit_code == 0 and "scheduled" in shown.output, shown.output
         status = json.loads(cli(world, appliance, "install-status", "--json").output)
@@ -333,8 +337,16 @@ def test_the_console_follows_an_install_to_its_rollback(
             data={"csrf_token": token, "releases": f"site {BROKEN}", "retry": "1"},
         )
     assert f'id="last-rollback-release">site {BROKEN}<' in basics
-    assert "The last install was rolled back:" in basics and "health check" in basics
+    assert "The last install was rolled back:" in basics and "HTTP 500" in basics
     assert re.search(rf"<td>site {BROKEN}</td>\s*<td><strong>rolled back</strong>", updates)
     assert again.status_code == 409 and "was rolled back" in again.text
     assert retried.status_code == 200 and 'id="install-plan"' in retried.text
+    # listed as rolled back, not installable: a retry is asked for explicitly
+    listed = {r["name"]: r for r in api.get("/api/v1/updates").json()["releases"]}
+    assert listed[f"site {BROKEN}"]["state"] == "rolled-back"
+    assert "HTTP 500" in listed[f"site {BROKEN}"]["reason"]
+    assert "only if you ask for a retry" in listed[f"site {BROKEN}"]["reason"]
+    row = re.search(rf'<tr data-release="site {BROKEN}">.*?</tr>', updates, re.S)
+    assert row is not None and "Retry Install" in row.group(0)
+    assert "Install This Update" not in row.group(0)
     assert ("updates.install.requested", f"site {BROKEN}") in audit_actions(api)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from httpx import Response
 
+from bastion.accounts.rules import MIN_PASSWORD_LENGTH, PASSWORD_RULES, password_hint
 from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
-from bastion.entrypoints.web import create_app
+from bastion.entrypoints.web import ROUTERS, create_app
 from bastion.platform import audit, build
 from bastion.platform.principals import Actor
 from bastion.platform.settings import ApplianceSettings
@@ -200,6 +203,39 @@ async def test_first_sign_in_requires_a_new_password_before_any_other_page(
     assert 'id="username">admin<' in home.text
     assert "administrator" in home.text
     assert "Your password was changed." in home.text
+
+
+async def test_refused_password_changes_are_audited_and_change_nothing(
+    app: FastAPI, browser: Browser, admin: Client
+) -> None:
+    new = "a fresh and long passphrase"
+    refused = {
+        "wrong current password": ("not my password", new, new),
+        "confirmation differs": (ADMIN_PASSWORD, new, "another long passphrase"),
+        "password policy": (ADMIN_PASSWORD, "aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa"),
+    }
+    for current, chosen, confirmation in refused.values():
+        answer = await change_password(admin, current, chosen, confirmation)
+        assert answer.status_code == 400, answer.text
+    with app.state.runtime.uow() as uow:
+        entries, _ = audit.page(uow, 10, 0, "account.password_change.failed")
+    assert sorted(e.details["reason"] for e in entries) == sorted(refused)
+    assert {(e.actor, e.target, e.source) for e in entries} == {("admin", "admin", "127.0.0.1")}
+    policy = next(e for e in entries if e.details["reason"] == "password policy")
+    assert policy.details["problems"] == ["Use at least 5 different characters."]
+    assert "account.password_change.failed" in (await admin.get("/login/audit")).text
+    assert redirected_to(await sign_in(browser(), "admin", ADMIN_PASSWORD)) == "/login/home"
+
+
+async def test_password_fields_state_every_rule_the_policy_checks(admin: Client) -> None:
+    own = (await admin.get("/login/change-password")).text
+    assert f'id="password-hint">{password_hint(changing_own=True)}<' in own
+    assert all(rule.hint in own.lower() for rule in PASSWORD_RULES)
+    assert f'minlength="{MIN_PASSWORD_LENGTH}"' in own
+    for page in ("/login/users", f"/login/users/{await account_id(admin, 'admin')}"):
+        shown = (await admin.get(page)).text
+        assert password_hint() in shown, page
+        assert "current password" not in password_hint()
 
 
 async def test_wrong_password_is_refused_and_repeated_failures_are_throttled(
@@ -471,5 +507,91 @@ async def test_ntp_server_is_validated_saved_and_measured(admin: Client) -> None
     assert redirected_to(saved) == page
     assert 'value="127.0.0.1"' in (await admin.get(page)).text
     status = (await admin.get("/appliance/status/basics")).text
-    assert "The NTP server 127.0.0.1 cannot be reached" in status
+    assert "The NTP server 127.0.0.1 cannot be reached: the server refused" in status
+    assert "Errno" not in status
     assert "network.ntp_server.set" in (await admin.get("/login/audit")).text
+
+
+async def test_updates_without_an_update_service_point_below_not_to_the_page_itself(
+    admin: Client,
+) -> None:
+    page = (await admin.get("/appliance/updates")).text
+    assert re.search(r"<button type=\"submit\" disabled[^>]*>Check for updates<", page)
+    assert page.count("carries no update trusted root") == 1
+    refused = await post_form(admin, "/appliance/updates", "/appliance/updates/check")
+    assert refused.status_code == 503
+    assert "No update service is configured" in refused.text
+    assert "Use Manual Installation below" in refused.text
+    assert "/appliance &gt; Updates" not in refused.text
+
+
+# Every form's address answers a reload.
+
+
+class PageParts(HTMLParser):
+    """The same-site links and the addresses of the POST forms on one page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: set[str] = set()
+        self.post_actions: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        href, action = found.get("href") or "", found.get("action") or ""
+        if tag == "a" and href.startswith("/") and not href.startswith(("//", "/static/", "/api/")):
+            self.links.add(href.split("#")[0])
+        if tag == "form" and (found.get("method") or "").lower() == "post":
+            self.post_actions.add(action)
+
+
+async def every_post_action(client: Client, *start: str) -> dict[str, str]:
+    """Each POST form's action on every page reachable from `start`, with one page it is on."""
+    actions: dict[str, str] = {}
+    seen, queue = set(start), list(start)
+    while queue:
+        page = queue.pop(0)
+        answer = await client.get(page)
+        if not answer.headers.get("content-type", "").startswith("text/html"):
+            continue
+        parts = PageParts()
+        parts.feed(answer.text)
+        for action in parts.post_actions:
+            actions.setdefault(action, page)
+        queue += sorted(parts.links - seen)
+        seen |= parts.links
+    return actions
+
+
+async def test_every_post_form_address_answers_a_reload_with_its_page(admin: Client) -> None:
+    """A refused form is shown again at its action's address; opening that address again
+    (a reload from the address bar, a bookmark) must lead to a page, not "Method Not Allowed"."""
+    await create_user(admin, "rita")
+    await post_form(admin, "/login/api-clients", "/login/api-clients", name="monitoring")
+    ip_page, certificates = (
+        "/appliance/networking/ip-configuration",
+        "/appliance/security/certificates",
+    )
+    await post_form(
+        admin, ip_page, "/appliance/networking/listen-addresses", address="127.0.0.1:9443"
+    )
+    await post_form(admin, certificates, f"{certificates}/self-signed", names="other.example")
+    await post_form(admin, certificates, f"{certificates}/request", names="asked.example")
+
+    actions = await every_post_action(admin, "/login/home", "/appliance/status/basics")
+    assert len(actions) >= 20, sorted(actions)  # every capability's forms were found
+    for action, page in sorted(actions.items()):
+        reload = await admin.get(action, follow_redirects=True)
+        assert reload.status_code == 200, f"GET {action} (a form on {page}): {reload.status_code}"
+        assert reload.url.path != action or action == page, f"GET {action} stayed on the action"
+
+
+def test_every_page_route_that_takes_a_form_answers_get_too() -> None:
+    """Forms only shown in some states (a download, an install plan) are covered here."""
+    methods: dict[str, set[str]] = {}
+    for route in (r for router in ROUTERS for r in router.routes):
+        if isinstance(route, APIRoute) and not route.path.startswith("/api/"):
+            methods.setdefault(route.path, set()).update(route.methods)
+    posted = {path for path, verbs in methods.items() if "POST" in verbs}
+    assert len(posted) >= 30
+    assert sorted(path for path in posted if "GET" not in methods[path]) == []

@@ -7,6 +7,7 @@ trusted metadata (``<data>/tuf``) and stored packages byte for byte unchanged.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -17,25 +18,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from _update_env import Vendor, free_port, service, tree_bytes
+from _update_env import UpdateService, Vendor, free_port, service, tree_bytes
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Timestamp
 
 from bastion.releases.versions import ReleaseKind, ReleaseState, parse_version
 from bastion.update_service.keys import load_signer
-from bastion.updates.client import (
+from bastion.updates import trust
+from bastion.updates.client import UpdateClient
+from bastion.updates.failures import (
     CorruptBundleError,
     DependencyMissingError,
     MetadataExpiredError,
     NotEnoughDiskError,
     RollbackError,
-    UpdateClient,
+    TlsVerificationError,
     UpdateServiceUnreachableError,
     VerificationError,
     WrongApplianceError,
 )
+from tests.support.pki import TestCa
 
 HOST = "127.0.0.22"
 S, T = "support.acme.example", "help.other.example"
@@ -46,12 +49,17 @@ ON_BASE_10 = {BASE: parse_version("1.0"), SITE: parse_version("1.0")}
 @dataclass
 class World:
     vendor: Vendor
-    url: str
+    service: UpdateService
     root: Path
 
     def client(self, name: str, site: str = S, key: Path | None = None) -> UpdateClient:
         data = self.root / name
-        return UpdateClient(data, site, name, self.vendor.trusted_root(), self.url, key)
+        root = self.vendor.trusted_root()
+        return UpdateClient(data, site, name, root, self.url, key, tls=self.service.tls())
+
+    @property
+    def url(self) -> str:
+        return self.service.url
 
     def key(self, name: str, site: str = S) -> Path:
         return self.vendor.appliance(site, name, self.root / name / "state" / "appliance.pem")
@@ -71,8 +79,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     vendor.release("site", "1.2", "--site", T)
     for spec in ("base:1.1", f"site:1.1@{S}", f"site:1.2@{T}"):
         vendor.admin("open-wave", spec, "--wave", "1")
-    with service(vendor, HOST) as url:
-        yield World(vendor, url, root)
+    with service(vendor, HOST) as running:
+        yield World(vendor, running, root)
 
 
 def states(found: list) -> dict[str, ReleaseState]:  # type: ignore[type-arg]
@@ -221,7 +229,13 @@ def test_not_enough_disk_is_refused_before_download(world: World, synced: Update
     free = shutil.disk_usage(synced.store.dir).free
     data_dir = synced.store.dir.parent
     tight = UpdateClient(
-        data_dir, S, "tight", world.vendor.trusted_root(), world.url, reserve_bytes=free + 1
+        data_dir,
+        S,
+        "tight",
+        world.vendor.trusted_root(),
+        world.url,
+        reserve_bytes=free + 1,
+        tls=world.service.tls(),
     )
     before = snapshot(synced)
     with pytest.raises(NotEnoughDiskError, match="not enough disk space"):
@@ -231,7 +245,7 @@ def test_not_enough_disk_is_refused_before_download(world: World, synced: Update
 
 def bundle_for(world: World, client: UpdateClient) -> bytes:
     key = client.make_download_key(ON_BASE_10)
-    response = httpx.post(f"{world.url}/api/v1/bundles", json={"download_key": key}, timeout=30)
+    response = world.service.post("/api/v1/bundles", json={"download_key": key})
     assert response.status_code == 200, response.text
     return response.content
 
@@ -319,7 +333,7 @@ def test_bundle_older_than_trusted_metadata_is_refused(
     world.vendor.admin("open-wave", f"license:1@{S}", "--wave", "1")
     second = world.root / "a2-second.tar"
     second.write_bytes(bundle_for(world, a2))
-    found = a2.import_bundle(second, ON_BASE_10)
+    found = a2.import_bundle(second, ON_BASE_10).statuses
     assert states(found)["license 1"] is ReleaseState.INSTALLABLE
     before = snapshot(a2)
     with pytest.raises(RollbackError, match="older than what this appliance already trusts"):
@@ -334,3 +348,72 @@ def test_root_key_rotation_is_followed(world: World, synced: UpdateClient) -> No
     assert os.readlink(synced.store.dir / "root.json") == "root_history/2.root.json"
     fresh = world.client("after-rotation")
     assert "base 1.1" in states(fresh.check(ON_BASE_10))
+
+
+def test_a_service_whose_certificate_this_appliance_does_not_trust_is_named_so(
+    world: World, tmp_path: Path
+) -> None:
+    """Without the service's CA (the system's trust store), and with another CA."""
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(TestCa("Some other CA").pem())
+    for n, tls in enumerate(
+        (trust.service_tls(None, None), trust.service_tls(other_ca.read_bytes(), None))
+    ):
+        root = world.vendor.trusted_root()
+        client = UpdateClient(tmp_path / f"untrusting-{n}", S, "u", root, world.url, tls=tls)
+        before = snapshot(client)
+        with pytest.raises(TlsVerificationError, match="certificate verify failed") as refused:
+            client.check(ON_BASE_10)
+        assert "did not verify" in str(refused.value) and "CA" in str(refused.value)
+        assert "cannot reach" not in str(refused.value)
+        assert snapshot(client) == before
+
+
+def test_the_trust_anchors_file_is_trusted_when_no_update_service_ca_is_set(
+    world: World, tmp_path: Path
+) -> None:
+    """BASTION_TRUST_ANCHORS_FILE's CAs are trusted beside the system's, as for certificates."""
+    tls = trust.service_tls(None, world.service.ca_file)
+    client = UpdateClient(
+        tmp_path / "anchors", S, "a", world.vendor.trusted_root(), world.url, tls=tls
+    )
+    assert {"base 1.1", "site 1.1"} <= set(states(client.check(ON_BASE_10)))
+
+
+def test_a_download_is_verified_as_it_is_written_and_kept_once(synced: UpdateClient) -> None:
+    status = find(synced.check(ON_BASE_10), "base 1.1")
+    seen: list[tuple[int, int]] = []
+    path = synced.download(status, lambda done, total: seen.append((done, total)))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == status.target.hashes["sha256"]
+    assert seen[-1] == (status.target.length, status.target.length)
+    assert [p.name for p in synced.packages_dir.iterdir()] == [path.name]  # no staging left
+    again: list[tuple[int, int]] = []
+    assert synced.download(status, lambda done, total: again.append((done, total))) == path
+    assert again == []  # the stored copy verified again; nothing fetched
+
+
+def test_a_bundle_copy_is_verified_even_when_the_package_is_held_already(
+    bundle_world: tuple[World, UpdateClient, Path],
+) -> None:
+    """a9 holds base 1.1 already (downloaded); a bundle whose copy of it is damaged is refused."""
+    world, _a2, _bundle = bundle_world
+    a9 = world.client("a9", key=world.key("a9"))
+    a9.download(find(a9.check(ON_BASE_10), "base 1.1"))
+    good = world.root / "a9.tar"
+    good.write_bytes(bundle_for(world, a9))
+
+    def flip_base(name: str, data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 0x01]) if "base-1.1" in name else data
+
+    damaged = rewrite_bundle(good, world.root / "a9-damaged.tar", flip_base)
+    before = snapshot(a9)
+    with pytest.raises(VerificationError, match="does not match its signed hash"):
+        a9.import_bundle(damaged, ON_BASE_10)
+    assert snapshot(a9) == before
+    first = a9.import_bundle(good, ON_BASE_10)
+    names = {s.target.hashes["sha256"]: s.release.name for s in first.statuses}
+    assert [names[h] for h in first.held] == ["base 1.1"]
+    assert "site 1.1" in [names[h] for h in first.stored]
+    second = a9.import_bundle(good, ON_BASE_10)
+    assert second.stored == () and sorted(second.held) == sorted(first.held + first.stored)
+    assert second.download_key == first.download_key

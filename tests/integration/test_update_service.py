@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _update_env import Vendor, free_port, service
+from _update_env import UpdateService, Vendor, free_port, service
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from cryptography import x509
@@ -25,12 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
+from sqlalchemy import select
 from tuf.api.metadata import Metadata, Targets
 from typer.testing import CliRunner
 
 from bastion.releases.download_key import load_appliance_key, make_download_key
 from bastion.releases.versions import ReleaseKind, ReleaseState, parse_version
 from bastion.update_service.cli import update_service_app
+from bastion.update_service.store import HandoutRow, ReleaseRow, open_database
 from bastion.updates.client import UpdateClient
 
 HOST, SMTP_HOST = "127.0.0.21", "127.0.0.23"
@@ -55,13 +57,18 @@ class Mailbox:
 @dataclass
 class World:
     vendor: Vendor
-    url: str
+    service: UpdateService
     root: Path
     mailbox: Mailbox
 
+    @property
+    def url(self) -> str:
+        return self.service.url
+
     def client(self, name: str, site: str = S) -> UpdateClient:
         key = self.vendor.appliance(site, name, self.root / name / "state" / "appliance.pem")
-        return UpdateClient(self.root / name, site, name, self.vendor.trusted_root(), self.url, key)
+        root, tls = self.vendor.trusted_root(), self.service.tls()
+        return UpdateClient(self.root / name, site, name, root, self.url, key, tls=tls)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +98,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for spec in ("base:1.1", f"site:1.1@{S}"):
         vendor.admin("open-wave", spec, "--wave", "1", *mail)
     try:
-        with service(vendor, HOST) as url:
-            yield World(vendor, url, root, mailbox)
+        with service(vendor, HOST) as running:
+            yield World(vendor, running, root, mailbox)
     finally:
         controller.stop()
 
@@ -126,31 +133,75 @@ def test_end_to_end_online_then_offline(world: World) -> None:
     a2 = world.client("a2")
     key = a2.make_download_key(ON_BASE_10)
     bundle = world.root / "a2.tar"
-    response = httpx.post(f"{world.url}/api/v1/bundles", json={"download_key": key})
+    response = world.service.post("/api/v1/bundles", json={"download_key": key})
     assert response.status_code == 200, response.text
     bundle.write_bytes(response.content)
-    imported = a2.import_bundle(bundle, ON_BASE_10)
+    imported = a2.import_bundle(bundle, ON_BASE_10).statuses
     assert states(imported) == states(found)
     stored = {p.name for p in a2.packages_dir.iterdir()}
     assert {s.target.hashes["sha256"] for s in found} <= stored
     assert [s.release.name for s in a2.plan(ON_BASE_10, imported)] == ["base 1.1", "site 1.1"]
 
     again = a2.make_download_key(ON_BASE_10)
-    offers = httpx.post(f"{world.url}/api/v1/offers", json={"download_key": again}).json()
+    offers = world.service.post("/api/v1/offers", json={"download_key": again}).json()
     assert {r["release"]: r["state"] for r in offers["releases"]} == {
         "base 1.1": "taken",
         "site 1.1": "taken",
     }
-    refused = httpx.post(f"{world.url}/api/v1/bundles", json={"download_key": again})
-    assert refused.status_code == 409 and "already handed out" in refused.json()["detail"]
+
+
+def handouts(world: World, appliance: str) -> list[tuple[str, str]]:
+    """(release spec, key nonce) of every handout to `appliance`, in order."""
+    sessions = open_database(world.vendor.data)
+    try:
+        with sessions() as s:
+            rows = s.execute(
+                select(ReleaseRow.spec, HandoutRow.key_nonce)
+                .join(ReleaseRow, ReleaseRow.id == HandoutRow.release_id)
+                .where(HandoutRow.appliance_id == appliance)
+                .order_by(HandoutRow.id)
+            )
+            return [(spec, nonce) for spec, nonce in rows]
+    finally:
+        sessions.kw["bind"].dispose()
+
+
+def test_a_new_key_gets_again_what_was_handed_out_and_a_used_key_is_refused(
+    world: World,
+) -> None:
+    """A bundle that arrived damaged is not lost: a new download key gets it again."""
+    a3 = world.client("a3")
+    first_key = a3.make_download_key(ON_BASE_10)
+    first = world.service.post("/api/v1/bundles", json={"download_key": first_key})
+    assert first.status_code == 200, first.text
+    again = world.service.post("/api/v1/bundles", json={"download_key": first_key})
+    assert again.status_code == 409, again.text
+    detail = again.json()["detail"]
+    assert "already answered" in detail and "make a new key" in detail
+    page = world.service.post("/download-key", data={"download_key": first_key})
+    assert page.status_code == 409 and "already answered" in page.text
+    second_key = a3.make_download_key(ON_BASE_10)
+    offers = world.service.post("/api/v1/offers", json={"download_key": second_key}).json()
+    assert {r["state"] for r in offers["releases"]} == {"taken"}
+    second = world.service.post("/api/v1/bundles", json={"download_key": second_key})
+    assert second.status_code == 200, second.text
+    bundle = world.root / "a3-second.tar"
+    bundle.write_bytes(second.content)
+    imported = a3.import_bundle(bundle, ON_BASE_10)
+    assert states(imported.statuses) == {
+        "base 1.1": ReleaseState.INSTALLABLE,
+        "site 1.1": ReleaseState.BLOCKED,
+    }
+    nonces = [nonce for _, nonce in handouts(world, "a3")]
+    assert len(nonces) == 4 and len(set(nonces)) == 2
 
 
 def test_download_page_answers_with_a_bundle(world: World) -> None:
     a5 = world.client("a5")
-    page = httpx.get(world.url + "/")
+    page = world.service.get("/")
     assert "Appliance Download Key" in page.text
-    answer = httpx.post(
-        world.url + "/download-key", data={"download_key": a5.make_download_key(ON_BASE_10)}
+    answer = world.service.post(
+        "/download-key", data={"download_key": a5.make_download_key(ON_BASE_10)}
     )
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/x-tar"
@@ -163,7 +214,7 @@ def test_download_page_answers_with_a_bundle(world: World) -> None:
 
 
 def refused(world: World, key: str) -> httpx.Response:
-    response = httpx.post(f"{world.url}/api/v1/bundles", json={"download_key": key})
+    response = world.service.post("/api/v1/bundles", json={"download_key": key})
     assert response.status_code == 403, response.text
     return response
 
@@ -185,8 +236,10 @@ def test_key_made_with_a_wrong_clock_is_refused(world: World) -> None:
     stale = a7.make_download_key(ON_BASE_10, clock=late)
     detail = refused(world, stale).json()["detail"]
     assert "The appliance's clock is wrong: it is 2 h 3 min" in detail and "behind" in detail
-    page = httpx.post(world.url + "/download-key", data={"download_key": stale})
+    page = world.service.post("/download-key", data={"download_key": stale})
     assert page.status_code == 403 and "clock is wrong" in page.text
+    reopened = httpx.get(world.url + "/download-key")  # the address left in the browser's bar
+    assert reopened.status_code == 303 and reopened.headers["location"] == "/"
 
 
 def test_key_claiming_another_site_is_refused(world: World) -> None:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from bastion.certificates import internal_ca
 from bastion.certificates.formats import (
     ExportFormat,
     ExportSelection,
@@ -185,6 +186,25 @@ def test_self_signed_is_complete_but_not_trusted() -> None:
     assert kinds == {WarningKind.CHAIN_NOT_TRUSTED}
     trusted = describe(bundle, trust_roots=[bundle.certificate], now=NOW)
     assert trusted.chain_trusted
+
+
+def test_the_internal_ca_trusts_what_it_issued_and_nothing_of_another_appliance(
+    tmp_path: Path,
+) -> None:
+    """A fresh appliance's own certificate is not "broken"; another appliance's is."""
+    own = internal_ca.create_site_certificate(tmp_path / "a", "localhost", ["127.0.0.1"])
+    other = internal_ca.create_site_certificate(tmp_path / "b", "localhost", [])
+    ca = load_certificate((tmp_path / "a" / "internal-ca.pem").read_bytes())
+    now, roots = datetime.now(UTC), load_system_trust_roots()
+
+    issued = describe(own, trust_roots=roots, now=now, internal_ca=ca)
+    assert issued.issued_by_internal_ca and issued.chain_trusted
+    assert certificate_warnings(issued, now=now, site_hostname="localhost") == []
+    foreign = describe(other, trust_roots=roots, now=now, internal_ca=ca)
+    assert not foreign.issued_by_internal_ca and not foreign.chain_trusted
+    assert warning_kinds(certificate_warnings(foreign, now=now, site_hostname="localhost")) == {
+        WarningKind.CHAIN_NOT_TRUSTED
+    }
 
 
 def test_expired_certificate_is_reported_once_as_expired(pki: Pki) -> None:

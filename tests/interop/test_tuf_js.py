@@ -21,7 +21,7 @@ from tests.conftest import skip_or_fail
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from _update_env import Vendor, service
+from _update_env import UpdateService, Vendor, service
 
 HERE = Path(__file__).resolve().parent
 SITE = "support.acme.example"
@@ -42,14 +42,17 @@ def _needs_tuf_js() -> None:
         skip_or_fail("tuf-js is missing: npm ci --prefix tests/interop")
 
 
-def tuf_js(url: str, root: bytes, work: Path, target: str) -> subprocess.CompletedProcess[str]:
+def tuf_js(
+    running: UpdateService, root: bytes, work: Path, target: str
+) -> subprocess.CompletedProcess[str]:
     metadata = work / "metadata"
     metadata.mkdir(parents=True, exist_ok=True)
     (metadata / "root.json").write_bytes(root)
     (work / "targets").mkdir(exist_ok=True)
-    site = f"{url}/sites/{SITE}"
+    site = f"{running.url}/sites/{SITE}"
     args = [f"{site}/metadata", f"{site}/targets", str(metadata), str(work / "targets"), target]
     env = {**os.environ, "NODE_PATH": str(node_modules())}
+    env["NODE_EXTRA_CA_CERTS"] = str(running.ca_file)  # the service's test CA
     command = ["node", str(HERE / "tuf_js_fetch.js"), *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
 
@@ -63,8 +66,8 @@ def test_tuf_js_verifies_a_site_repository(tmp_path: Path) -> None:
     vendor.admin("open-wave", "base:1.1", "--wave", "1")
     vendor.admin("rotate-root-key", "--retire", str(vendor.keys / "root-1.pem"))
     target = "base/bastion-base-1.1.tar.gz"
-    with service(vendor, "127.0.0.26") as url:
-        result = tuf_js(url, vendor.trusted_root(), tmp_path / "good", target)
+    with service(vendor, "127.0.0.26") as running:
+        result = tuf_js(running, vendor.trusted_root(), tmp_path / "good", target)
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)
         assert answer["sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
@@ -75,6 +78,6 @@ def test_tuf_js_verifies_a_site_repository(tmp_path: Path) -> None:
         served.unlink()
         original = package.read_bytes()
         served.write_bytes(original[:-1] + bytes([original[-1] ^ 0x01]))
-        refused = tuf_js(url, vendor.trusted_root(), tmp_path / "bad", target)
+        refused = tuf_js(running, vendor.trusted_root(), tmp_path / "bad", target)
         assert refused.returncode == 1
         assert "hash" in refused.stderr.lower() or "length" in refused.stderr.lower()

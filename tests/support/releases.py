@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,16 +18,18 @@ BROKEN_DIR = "broken-health"
 """Subdirectory of `out_dir` for broken variants: they share the healthy wheel's file name."""
 
 _HEALTH_FILE = Path("src/bastion/appliance/health.py")
-_HEALTH_DEF = "def check_health(runtime: RuntimeDep) -> JSONResponse:\n"
+_HEALTH_DEF = "async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:\n"
 _HEALTH_BROKEN = (
-    '    body = {"version": release.site_version(), "failover_role": "none",'
+    '    body = {"version": build.site_version(), "failover_role": "none",'
     ' "status": "broken on purpose"}\n'
-    "    return JSONResponse(body, status_code=503)\n"
+    "    return JSONResponse(body, status_code=500)\n"
 )
 _VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
 
 _SUPERVISOR_MAIN = Path("src/bastion/supervisor/__main__.py")
-_built: dict[tuple[str, bool, str, bool, Path], Path] = {}
+_SERVING_FILE = Path("src/bastion/entrypoints/serving.py")
+_SERVE_DEF = "async def serve(\n"
+_built: dict[tuple[str, bool, str, bool, bool, Path], Path] = {}
 
 
 class ReleaseBuildError(RuntimeError):
@@ -41,15 +44,25 @@ def project_wheel(
     new_table: str = "",
     broken_supervisor: bool = False,
     broken_agent: bool = False,
+    exits_on_start: bool = False,
 ) -> Path:
     """A wheel of this project's own source with `version` in place of pyproject's version.
 
     `new_table`: the release adds a migration creating that table, so that an install
     that is undone must also undo its schema change. `broken_supervisor`: as a base
     release, its supervisor exits at once. `broken_agent`: its Jump Client cannot reach
-    the site (it signs its hello for another site).
+    the site (it signs its hello for another site). `exits_on_start`: its worker exits
+    (code 1) when it starts serving, once told to begin.
     """
-    key = (version, broken_health, new_table, broken_supervisor, broken_agent, out_dir.resolve())
+    key = (
+        version,
+        broken_health,
+        new_table,
+        broken_supervisor,
+        broken_agent,
+        exits_on_start,
+        out_dir.resolve(),
+    )
     cached = _built.get(key)
     if cached is not None and cached.is_file():
         return cached
@@ -60,6 +73,8 @@ def project_wheel(
         target = target / "broken-supervisor"
     if broken_agent:
         target = target / "broken-agent"
+    if exits_on_start:
+        target = target / "exits-on-start"
     target.mkdir(parents=True, exist_ok=True)
     wheel = target / f"bastion-{version}-py3-none-any.whl"
     wheel.unlink(missing_ok=True)
@@ -76,6 +91,8 @@ def project_wheel(
             main.write_text('raise SystemExit("this supervisor is broken on purpose")\n')
         if broken_agent:
             _break_agent(source / _AGENT_IDENTITY)
+        if exits_on_start:
+            _exit_on_start(source / _SERVING_FILE)
         _build(source, target)
     _check_wheel(wheel, version)
     _built[key] = wheel
@@ -164,8 +181,22 @@ def _break_health(health: Path) -> None:
     health.write_text(text.replace(_HEALTH_DEF, _HEALTH_DEF + _HEALTH_BROKEN), encoding="utf-8")
 
 
+def _exit_on_start(serving: Path) -> None:
+    text = serving.read_text(encoding="utf-8")
+    if text.count(_SERVE_DEF) != 1:
+        raise ReleaseBuildError(
+            f"cannot make an exits-on-start variant: {serving.name} no longer has exactly one "
+            f"{_SERVE_DEF.strip()!r}; update tests/support/releases.py"
+        )
+    broken = "def _broken_serve(*_args: object, **_kwargs: object) -> None:\n"
+    broken += '    raise SystemExit("this release exits on start, on purpose")\n\n\n'
+    serving.write_text(text + "\n\n" + broken + "serve = _broken_serve  # noqa\n", encoding="utf-8")
+
+
 def _uv() -> list[str]:
-    found = shutil.which("uv")
+    """The uv that runs the suite (`uv run` names itself in $UV; `.ci/run` uses a pinned
+    one of its own), else the one on the PATH."""
+    found = os.environ.get("UV") or shutil.which("uv")
     return [found] if found else [sys.executable, "-m", "uv"]
 
 

@@ -5,9 +5,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bastion.accounts.rules import (
+    PASSWORD_RULES,
     AccountError,
     PasswordPolicyError,
+    PasswordRule,
     check_password,
+    password_hint,
     password_problems,
     validate_username,
 )
@@ -30,6 +33,28 @@ def test_a_long_varied_password_is_accepted() -> None:
 def test_weak_passwords_are_refused_with_the_reason(password: str, fragment: str) -> None:
     problems = password_problems(password, "alice")
     assert any(fragment in p for p in problems), problems
+
+
+BREAKS_ONE_RULE = [
+    ("Ab3$xyz", "alice", None),
+    ("abcdefghij" * 26, "alice", None),
+    ("letmein12345", "alice", None),
+    ("my-alice-password-1", "alice", None),
+    ("aaaaaaaaaaaaaaaa", "alice", None),
+    ("correct horse battery", "alice", "correct horse battery"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "example"), list(zip(PASSWORD_RULES, BREAKS_ONE_RULE, strict=True))
+)
+def test_each_rule_refuses_with_its_own_problem_and_is_in_the_hint(
+    rule: PasswordRule, example: tuple[str, str, str | None]
+) -> None:
+    password, username, current = example
+    assert password_problems(password, username, current) == [rule.problem]
+    assert rule.hint in password_hint(changing_own=True).lower()
+    assert (rule.hint in password_hint().lower()) is not rule.only_when_changing
 
 
 def test_the_new_password_must_differ_from_the_current_one() -> None:

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.network.rules import ClockLevel, assess_offset
+from bastion.network.rules import (
+    ClockLevel,
+    NtpFailure,
+    NtpProblem,
+    assess_offset,
+    describe_failure,
+)
 from bastion.supervisor.sockets import ListenAddress, ListenAddressError, parse_listen_address
 
 
@@ -17,9 +23,23 @@ def test_an_offset_over_five_seconds_warns_with_the_offset() -> None:
 
 
 def test_an_unreachable_server_is_named_with_the_reason() -> None:
-    status = assess_offset("ntp.example", None, "timed out")
+    status = assess_offset("ntp.example", None, NtpFailure(NtpProblem.NO_ANSWER, 0.5))
     assert status.level is ClockLevel.UNKNOWN
-    assert "ntp.example cannot be reached (timed out)" in status.message
+    assert "The NTP server ntp.example cannot be reached: no answer within 0.5 s." in status.message
+
+
+@pytest.mark.parametrize("problem", list(NtpProblem))
+def test_every_ntp_failure_says_what_it_means_and_what_to_do(problem: NtpProblem) -> None:
+    failure = NtpFailure(problem, 2.0, detail="Operation not permitted")
+    message = assess_offset("ntp.example", None, failure).message
+    meaning, advice = describe_failure(failure)
+    assert message == f"The NTP server ntp.example cannot be reached: {meaning}. {advice}"
+    assert meaning and advice.endswith(".") and "{" not in message and "Errno" not in message
+
+
+def test_a_name_that_does_not_resolve_is_said_so() -> None:
+    status = assess_offset("ntp.invalid", None, NtpFailure(NtpProblem.NAME_UNKNOWN))
+    assert "ntp.invalid cannot be reached: the NTP server name does not resolve." in status.message
 
 
 def test_no_server_configured_is_said_plainly() -> None:

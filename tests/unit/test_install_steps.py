@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.installs.rules import estimate, needs_licence
+from bastion.installs.rules import Estimate, estimate, needs_licence, pause_seconds
 from bastion.releases.versions import ReleaseKind, parse_version
 from bastion.supervisor.journal import (
     BASE_STEPS,
@@ -90,3 +90,22 @@ def test_a_release_rolled_back_last_time_is_not_retried() -> None:
         HistoryEntry("3", "site 1.2", Outcome.INSTALLED, "installed", "t3"),
     ]
     assert rolled_back(history) == {"site 1.1"}
+
+
+def test_a_site_estimate_runs_until_the_probation_is_over() -> None:
+    """What the command and the page say is how long the install takes: the minute the new
+    version is watched is part of it (BASTION_INSTALL_PROBATION_SECONDS)."""
+    site = estimate(ReleaseKind.SITE, 10_000_000, 2_000_000, probation_seconds=60)
+    assert site.watched_seconds == 60 and site.seconds > 60 + site.paused_seconds
+    assert site.paused_seconds == round(pause_seconds(10_000_000), 1) < 1
+    assert "then 60 s watching the new version" in site.breakdown
+    assert f"changes are paused for about {site.paused_seconds:g} s" in site.breakdown
+    base = estimate(ReleaseKind.BASE, 10_000_000, 2_000_000, probation_seconds=60)
+    assert base.watched_seconds == 0 and base.paused_seconds == 0
+    both = Estimate(0.0, 10_000_000, 0) + base + site
+    assert both.seconds == round(base.seconds + site.seconds, 1)
+    assert both.package_bytes == 4_000_000 and both.watched_seconds == 60
+
+
+def test_the_pause_grows_with_the_database() -> None:
+    assert pause_seconds(0) < 1 < pause_seconds(300_000_000)

@@ -5,7 +5,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.accounts.rules import FailureRecord, LockoutPolicy, assess, record_failure
+from bastion.accounts.rules import (
+    FailureRecord,
+    LockoutPolicy,
+    assess,
+    delay_steps,
+    record_failure,
+)
 
 POLICY = LockoutPolicy(
     free_attempts=3, base_delay=1.0, max_delay=8.0, lock_after=6, lock_seconds=60
@@ -58,3 +64,20 @@ def test_a_failure_after_the_lock_expired_starts_counting_afresh() -> None:
 @given(st.integers(min_value=0, max_value=200))
 def test_the_delay_never_exceeds_the_maximum(failures: int) -> None:
     assert 0.0 <= POLICY.delay_after(failures) <= POLICY.max_delay
+
+
+@given(
+    free=st.integers(0, 6),
+    base=st.sampled_from([0.0, 0.001, 0.5, 1.0, 3.0]),
+    maximum=st.sampled_from([0.0, 1.0, 30.0, 900.0]),
+    failures=st.integers(0, 400),
+)
+def test_the_delay_table_for_the_database_says_what_delay_after_says(
+    free: int, base: float, maximum: float, failures: int
+) -> None:
+    """The counter in SQL reads the waits from `delay_steps`; they must agree everywhere."""
+    policy = LockoutPolicy(free_attempts=free, base_delay=base, max_delay=maximum)
+    steps = delay_steps(policy)
+    assert len(steps) <= 64
+    looked_up = next((seconds for since, seconds in steps if failures >= since), 0.0)
+    assert looked_up == policy.delay_after(failures)

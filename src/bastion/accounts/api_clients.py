@@ -6,22 +6,26 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import anyio.to_thread
+
 from bastion.accounts.models import ApiClient, ApiToken
+from bastion.accounts.passwords import PasswordChecks
 from bastion.accounts.repository import ApiClientRepository, ApiTokenRepository
 from bastion.accounts.rules import Hasher
-from bastion.accounts.sign_in import token_digest
+from bastion.accounts.sign_in import UnitsOfWork, token_digest
 from bastion.platform import audit
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import (
     AuthenticationError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
 )
 from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.text import clean_name
 from bastion.platform.unit_of_work import UnitOfWork
 
 BAD_CLIENT = "Unknown API client or wrong secret."
+MAX_NAME_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,17 @@ def list_clients(uow: UnitOfWork) -> list[ApiClientView]:
 
 
 def create_client(uow: UnitOfWork, hasher: Hasher, actor: Actor, name: str) -> NewApiClient:
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise InvalidInputError("Give the API client a name of 1 to 100 characters.")
+    """A new client and its secret; the secret is hashed before the database is touched."""
+    name = clean_name(name, "the API client a name", MAX_NAME_LENGTH)
+    secret = secrets.token_urlsafe(32)
+    secret_hash = hasher.hash(secret)
     if uow.repository(ApiClientRepository).by_name(name) is not None:
         raise ConflictError(f"An API client named {name!r} already exists; choose another name.")
-    secret = secrets.token_urlsafe(32)
     client = uow.repository(ApiClientRepository).add(
         ApiClient(
             name=name,
             client_id=secrets.token_hex(16),
-            secret_hash=hasher.hash(secret),
+            secret_hash=secret_hash,
             created_at=utc_now(),
             created_by=actor.name,
         )
@@ -99,24 +103,50 @@ def revoke_client_named(uow: UnitOfWork, actor: Actor, name: str) -> ApiClientVi
     return revoke_client(uow, actor, client.id)
 
 
-def issue_token(
-    uow: UnitOfWork, hasher: Hasher, client_id: str, secret: str, ttl: timedelta, source: str
+async def issue_token(
+    units: UnitsOfWork,
+    checks: PasswordChecks,
+    client_id: str,
+    secret: str,
+    ttl: timedelta,
 ) -> IssuedToken:
-    """Trade client credentials for a bearer token that expires after `ttl`."""
-    client = uow.repository(ApiClientRepository).by_client_id(client_id)
-    if client is None or client.revoked_at is not None:
-        raise AuthenticationError(BAD_CLIENT if client is None else "This API client was revoked.")
-    if not hasher.verify(client.secret_hash, secret):
-        raise AuthenticationError(BAD_CLIENT)
+    """Trade client credentials for a bearer token that expires after `ttl`.
+
+    Commits on its own: the client is read in one unit of work and the token stored in
+    another, so that no transaction is open while the secret is checked.
+    """
+    async with checks.admitted():
+        hashed = await anyio.to_thread.run_sync(_secret_hash, units, client_id)
+        if not await checks.check(hashed, secret):
+            raise AuthenticationError(BAD_CLIENT)
+        return await anyio.to_thread.run_sync(_store_token, units, client_id, ttl)
+
+
+def _secret_hash(units: UnitsOfWork, client_id: str) -> str | None:
+    """The stored hash of a client's secret; None for an unknown client. A revoked client
+    is refused before its secret is checked."""
+    with units() as uow:
+        client = uow.repository(ApiClientRepository).by_client_id(client_id)
+        if client is not None and client.revoked_at is not None:
+            raise AuthenticationError("This API client was revoked.")
+        return None if client is None else client.secret_hash
+
+
+def _store_token(units: UnitsOfWork, client_id: str, ttl: timedelta) -> IssuedToken:
     token, now = secrets.token_urlsafe(32), utc_now()
-    uow.repository(ApiTokenRepository).add(
-        ApiToken(
-            token_hash=token_digest(token),
-            api_client_id=client.id,
-            issued_at=now,
-            expires_at=now + ttl,
+    with units() as uow:
+        client = uow.repository(ApiClientRepository).by_client_id(client_id)
+        if client is None or client.revoked_at is not None:
+            raise AuthenticationError("This API client was revoked while its token was made.")
+        uow.repository(ApiTokenRepository).add(
+            ApiToken(
+                token_hash=token_digest(token),
+                api_client_id=client.id,
+                issued_at=now,
+                expires_at=now + ttl,
+            )
         )
-    )
+        uow.commit()
     return IssuedToken(token, int(ttl.total_seconds()))
 
 

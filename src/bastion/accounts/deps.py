@@ -8,6 +8,8 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import HTTPBearer, OAuth2
 
 from bastion.accounts import api_clients, sign_in
 from bastion.accounts.service import AccountsSetup
@@ -99,14 +101,40 @@ async def csrf_protect(request: Request, setup: AccountsDep, uow: UowDep) -> Non
 CsrfDep = Depends(csrf_protect)
 
 
-def api_principal(request: Request, uow: UowDep) -> Principal:
+TOKEN_URL = "/api/v1/oauth/token"
+_bearer = HTTPBearer(
+    scheme_name="BearerToken",
+    description=f"A bearer token from POST {TOKEN_URL}, valid for one hour.",
+    auto_error=False,
+)
+_client_credentials = OAuth2(
+    flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL)),
+    scheme_name="ClientCredentials",
+    description="An API client's id and secret, traded for a bearer token (OAuth 2).",
+    auto_error=False,
+)
+
+
+def principal_from_header(request: Request, uow: UnitOfWork) -> Principal:
+    """The API client behind the request's `Authorization: Bearer` header."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError(
-            "Send 'Authorization: Bearer <token>'; get a token from POST /api/v1/oauth/token."
+            f"Send 'Authorization: Bearer <token>'; get a token from POST {TOKEN_URL}."
         )
     return api_clients.resolve_token(uow, token.strip())
+
+
+def api_principal(
+    request: Request,
+    uow: UowDep,
+    _bearer_token: Annotated[object, Depends(_bearer)],
+    _client_token: Annotated[object, Depends(_client_credentials)],
+) -> Principal:
+    """Both security schemes name the same header; they are declared so that the API's
+    schema says how to authenticate."""
+    return principal_from_header(request, uow)
 
 
 def api_actor(request: Request, principal: Annotated[Principal, Depends(api_principal)]) -> Actor:

@@ -6,7 +6,7 @@ the form with the service's message and the matching status code.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -24,12 +24,15 @@ from bastion.accounts.deps import (
     SignInRequiredError,
     page_actor,
 )
-from bastion.accounts.rules import FIRST_LOGIN_USERNAME
+from bastion.accounts.rules import (
+    FIRST_LOGIN_USERNAME,
+    MIN_PASSWORD_LENGTH,
+    password_hint,
+)
 from bastion.accounts.service import AccountsSetup
 from bastion.accounts.sign_in import CurrentSession
 from bastion.platform.errors import (
     AuthenticationError,
-    InvalidInputError,
     PermissionDeniedError,
     ServiceError,
 )
@@ -38,8 +41,9 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.app import Handler
 from bastion.platform.web.deps import RuntimeDep, UowDep, source_of
-from bastion.platform.web.forms import FormText, local_path, redirect
-from bastion.platform.web.templating import render, render_form
+from bastion.platform.web.forms import FormText, local_path, redirect, reloads_go_to
+from bastion.platform.web.schemas import MAX_ID, RowId
+from bastion.platform.web.templating import PageContext, render, render_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,10 +52,6 @@ CHANGE_PASSWORD = "/login/change-password"
 SESSION_ENDED = "Your session ended, please sign in again"
 FIRST_CHANGE = "You signed in with the factory password; choose your own before continuing."
 SET_BY_ADMINISTRATOR = "An administrator set your password; choose your own before continuing."
-CONFIRM_DIFFERS = (
-    "The new password and its confirmation differ; type the same new password twice. "
-    "Nothing was changed."
-)
 ROLES = [role.value for role in Role]
 
 
@@ -72,6 +72,20 @@ async def password_change_required(
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     SignInRequiredError: sign_in_required,
     PasswordChangeRequiredError: password_change_required,
+}
+
+
+def password_fields(request: Request) -> dict[str, Any]:
+    """What a password field says and checks, taken from the policy's own rules."""
+    return {
+        "password_hint": password_hint(),
+        "own_password_hint": password_hint(changing_own=True),
+        "min_password_length": MIN_PASSWORD_LENGTH,
+    }
+
+
+TEMPLATE_CONTEXT: dict[str, list[PageContext]] = {
+    template: [password_fields] for template in ("change_password.html", "users.html", "user.html")
 }
 
 
@@ -126,22 +140,23 @@ def _ended_notice(setup: AccountsSetup, uow: UnitOfWork) -> str:
 
 
 @router.post("/login", dependencies=[CsrfDep])
-def submit_sign_in(
+async def submit_sign_in(
     request: Request,
+    runtime: RuntimeDep,
     setup: AccountsDep,
-    uow: UowDep,
     username: FormText = "",
     password: FormText = "",
     next_url: Annotated[str, Form(alias="next")] = "",
 ) -> Response:
+    """The password is checked off the event loop and outside any transaction; the
+    sign-in commits its own record of the attempt (see `sign_in.sign_in`)."""
     target = local_path(next_url)
     try:
-        signed_in = sign_in.sign_in(
-            uow, setup.hasher, setup.lockout, username, password, source_of(request)
+        signed_in = await sign_in.sign_in(
+            runtime.uow, setup.hasher, setup.lockout, username, password, source_of(request)
         )
     except ServiceError as error:
         return render_form(request, "login.html", None, error, username=username, next=target or "")
-    uow.commit()
     response = redirect(CHANGE_PASSWORD if signed_in.must_change_password else target or HOME)
     response.set_cookie(
         SESSION_COOKIE, signed_in.token, secure=True, httponly=True, samesite="strict", path="/"
@@ -190,8 +205,6 @@ def change_password(
 ) -> Response:
     forced = _forced_reason(current)
     try:
-        if new_password != confirm_password:
-            raise InvalidInputError(CONFIRM_DIFFERS)
         accounts.change_own_password(
             uow,
             setup.hasher,
@@ -199,6 +212,7 @@ def change_password(
             _account_id(current),
             current_password,
             new_password,
+            confirm_password,
         )
     except ServiceError as error:
         return render_form(request, "change_password.html", current, error, forced=forced)
@@ -224,7 +238,10 @@ def home(
 
 @router.get("/login/users")
 def users(
-    request: Request, uow: UowDep, current: AdministratorDep, created: int | None = None
+    request: Request,
+    uow: UowDep,
+    current: AdministratorDep,
+    created: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
     listed = accounts.list_accounts(uow)
     new = next((a for a in listed if a.id == created), None)
@@ -257,10 +274,10 @@ def create_user(
     return redirect(f"/login/users?created={created.id}")
 
 
-@router.get("/login/users/{account_id}")
+@router.get("/login/users/{account_id:int}")
 def user(
     request: Request,
-    account_id: int,
+    account_id: RowId,
     uow: UowDep,
     current: AdministratorDep,
     saved: str | None = None,
@@ -269,10 +286,10 @@ def user(
     return render(request, "user.html", current, account=account, roles=ROLES, saved=saved == "1")
 
 
-@router.post("/login/users/{account_id}", dependencies=[CsrfDep])
+@router.post("/login/users/{account_id:int}", dependencies=[CsrfDep])
 def update_user(
     request: Request,
-    account_id: int,
+    account_id: RowId,
     runtime: RuntimeDep,
     setup: AccountsDep,
     uow: UowDep,
@@ -303,7 +320,7 @@ def _user_render_form(
     request: Request,
     runtime: Runtime,
     current: CurrentSession,
-    account_id: int,
+    account_id: RowId,
     error: ServiceError,
 ) -> Response:
     """Show the account as stored: the refused request's partial changes are never read back."""
@@ -340,10 +357,15 @@ def create_api_client(
     return render(request, "api_clients.html", current, clients=clients, created=created)
 
 
-@router.post("/login/api-clients/{api_client_id}/revoke", dependencies=[CsrfDep])
+@router.post("/login/api-clients/{api_client_id:int}/revoke", dependencies=[CsrfDep])
 def revoke_api_client(
-    request: Request, api_client_id: int, uow: UowDep, current: AdministratorDep
+    request: Request, api_client_id: RowId, uow: UowDep, current: AdministratorDep
 ) -> Response:
     api_clients.revoke_client(uow, page_actor(request, current), api_client_id)
     uow.commit()
     return redirect("/login/api-clients")
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(router, "/login", "/login/logout")
+reloads_go_to(router, "/login/api-clients", "/login/api-clients/{api_client_id}/revoke")

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bastion.accounts.models import Account, ApiClient, ApiToken, SignInFailure, WebSession
-from bastion.accounts.rules import FailureRecord
+from bastion.accounts.rules import FailureRecord, LockoutPolicy, delay_steps
+from bastion.platform.db.models import UTCDateTime
 
 
 class AccountRepository:
@@ -37,6 +55,9 @@ class AccountRepository:
 
 
 class SignInFailureRepository:
+    """Failed sign-ins per username. An attempt is counted before its password is checked,
+    in one statement (:meth:`reserve`), so that concurrent attempts each see the others."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
 
@@ -46,17 +67,85 @@ class SignInFailureRepository:
             return FailureRecord()
         return FailureRecord(row.failures, row.last_failure_at, row.locked_until)
 
-    def save(self, username: str, record: FailureRecord) -> None:
-        row = self._session.get(SignInFailure, username) or SignInFailure(username=username)
-        row.failures = record.failures
-        row.last_failure_at = record.last_failure_at
-        row.locked_until = record.locked_until
-        self._session.add(row)
+    def reserve(self, username: str, policy: LockoutPolicy, now: datetime) -> FailureRecord | None:
+        """Count one attempt at `now` if the lockout allows one, and return the new record;
+        None when it does not (nothing is counted).
+
+        One `INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURNING` (SQLite and PostgreSQL
+        alike): the database checks and counts under its own row lock, so N concurrent
+        attempts count N, and those beyond the limit are refused. It follows
+        :func:`assess` and :func:`record_failure` exactly (tests compare them).
+        """
+        table = cast(Table, SignInFailure.__table__)
+        counted = _counted_after()
+        values = {
+            "username": username,
+            "failures": 1,
+            "last_failure_at": now,
+            "locked_until": _lock_end(policy, now) if policy.lock_after <= 1 else None,
+        }
+        statement = (
+            _upsert(self._session)(table)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[table.c.username],
+                set_={
+                    "failures": counted,
+                    "last_failure_at": case(
+                        (SignInFailure.last_failure_at > _at(now), SignInFailure.last_failure_at),
+                        else_=_at(now),
+                    ),
+                    "locked_until": case(
+                        (counted >= policy.lock_after, _at(_lock_end(policy, now))),
+                        else_=null(),
+                    ),
+                },
+                where=_allowed(policy, now),
+            )
+            .returning(table.c.failures, table.c.last_failure_at, table.c.locked_until)
+        )
+        row = self._session.execute(statement).first()
+        if row is None:
+            return None
+        return FailureRecord(row.failures, row.last_failure_at, row.locked_until)
 
     def clear(self, username: str) -> None:
-        row = self._session.get(SignInFailure, username)
-        if row is not None:
-            self._session.delete(row)
+        self._session.execute(delete(SignInFailure).where(SignInFailure.username == username))
+
+
+def _upsert(session: Session) -> Callable[[Table], Any]:
+    """The dialect's INSERT with ON CONFLICT (SQLite and PostgreSQL share its form)."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _at(moment: datetime) -> ColumnElement[datetime]:
+    return literal(moment, UTCDateTime())
+
+
+def _lock_end(policy: LockoutPolicy, now: datetime) -> datetime:
+    return now + timedelta(seconds=policy.lock_seconds)
+
+
+def _counted_after() -> ColumnElement[int]:
+    """The failures once this attempt is counted: a lock that has run out starts afresh."""
+    return case((SignInFailure.locked_until.is_not(None), 1), else_=SignInFailure.failures + 1)
+
+
+def _allowed(policy: LockoutPolicy, now: datetime) -> ColumnElement[bool]:
+    """:func:`assess` in SQL: not locked, and the wait after the last failure is over."""
+    not_locked = or_(SignInFailure.locked_until.is_(None), SignInFailure.locked_until <= _at(now))
+    steps = delay_steps(policy)
+    if not steps:
+        return not_locked
+    # Failures below the first step wait nothing, whatever the clock of a concurrent attempt
+    # that was counted a moment earlier says.
+    waits = [(SignInFailure.failures >= n, _at(now - timedelta(seconds=s))) for n, s in steps]
+    waited = or_(
+        SignInFailure.failures < steps[-1][0],
+        SignInFailure.last_failure_at.is_(None),
+        SignInFailure.last_failure_at <= case(*waits, else_=_at(now)),
+    )
+    return and_(not_locked, waited)
 
 
 class WebSessionRepository:

@@ -10,6 +10,7 @@ answers do not reveal which accounts exist.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -18,7 +19,8 @@ FIRST_LOGIN_USERNAME = "admin"
 FIRST_LOGIN_PASSWORD = "password"
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+_USERNAME = re.compile(USERNAME_PATTERN)
 _COMMON = frozenset(
     {
         "password",
@@ -54,7 +56,7 @@ class PasswordPolicyError(AccountError):
 
 def validate_username(username: str) -> str:
     name = username.strip().lower()
-    if not _USERNAME.match(name):
+    if not _USERNAME.fullmatch(name):
         raise AccountError(
             "A username has 2 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
@@ -62,22 +64,67 @@ def validate_username(username: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class PasswordRule:
+    """One rule of the password policy: as a form's hint says it, and as a refusal says it.
+
+    Both come from this one table, so what the pages promise is what the policy checks.
+    """
+
+    hint: str
+    problem: str
+    broken_by: Callable[[str, str, str | None], bool]
+    """(password, username, current password or None) -> whether the rule refuses it."""
+    only_when_changing: bool = False
+
+
+PASSWORD_RULES: tuple[PasswordRule, ...] = (
+    PasswordRule(
+        f"at least {MIN_PASSWORD_LENGTH} characters",
+        f"Use at least {MIN_PASSWORD_LENGTH} characters.",
+        lambda password, _user, _current: len(password) < MIN_PASSWORD_LENGTH,
+    ),
+    PasswordRule(
+        f"at most {MAX_PASSWORD_LENGTH}",
+        f"Use at most {MAX_PASSWORD_LENGTH} characters.",
+        lambda password, _user, _current: len(password) > MAX_PASSWORD_LENGTH,
+    ),
+    PasswordRule(
+        "not a common password",
+        "This password is too common; choose another.",
+        lambda password, _user, _current: (
+            password.lower() in _COMMON or password == FIRST_LOGIN_PASSWORD
+        ),
+    ),
+    PasswordRule(
+        "not containing the username",
+        "The password must not contain the username.",
+        lambda password, user, _current: bool(user) and user.lower() in password.lower(),
+    ),
+    PasswordRule(
+        "at least 5 different characters",
+        "Use at least 5 different characters.",
+        lambda password, _user, _current: len(set(password)) < 5,
+    ),
+    PasswordRule(
+        "not the current password",
+        "The new password must differ from the current one.",
+        lambda password, _user, current: current is not None and password == current,
+        only_when_changing=True,
+    ),
+)
+
+
 def password_problems(password: str, username: str, current: str | None = None) -> list[str]:
     """Every reason the policy refuses `password`; an empty list means it is accepted."""
-    problems: list[str] = []
-    if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        problems.append(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
-    if password.lower() in _COMMON or password == FIRST_LOGIN_PASSWORD:
-        problems.append("This password is too common; choose another.")
-    if username and username.lower() in password.lower():
-        problems.append("The password must not contain the username.")
-    if len(set(password)) < 5:
-        problems.append("Use at least 5 different characters.")
-    if current is not None and password == current:
-        problems.append("The new password must differ from the current one.")
-    return problems
+    return [r.problem for r in PASSWORD_RULES if r.broken_by(password, username, current)]
+
+
+def password_hint(changing_own: bool = False) -> str:
+    """The policy in one sentence for a password field, from the same rules that check it."""
+    hints = [r.hint for r in PASSWORD_RULES if changing_own or not r.only_when_changing]
+    sentence = ", ".join(hints[:-1]) + f" and {hints[-1]}" if len(hints) > 1 else hints[0]
+    return sentence[0].upper() + sentence[1:] + "."
 
 
 def check_password(password: str, username: str, current: str | None = None) -> None:
@@ -138,6 +185,27 @@ def assess(policy: LockoutPolicy, record: FailureRecord, now: datetime) -> Verdi
     if now < ready_at:
         return Verdict(False, (ready_at - now).total_seconds())
     return Verdict(True)
+
+
+def delay_steps(policy: LockoutPolicy) -> tuple[tuple[int, float], ...]:
+    """`policy.delay_after` as a step function, longest wait first: each pair is (from this
+    many failures on, wait this many seconds). Fewer failures than the last pair wait nothing.
+
+    The database counts failures in one statement (no read-modify-write), so it needs the
+    waits as a short table rather than as a formula; the delays double until they reach
+    the maximum, so the table has a few rows (at most 64).
+    """
+    steps: list[tuple[int, float]] = []
+    failures = policy.free_attempts
+    while len(steps) < 64:
+        delay = policy.delay_after(failures)
+        if delay <= 0:
+            break
+        steps.append((failures, delay))
+        if delay >= policy.max_delay:
+            break
+        failures += 1
+    return tuple(reversed(steps))
 
 
 def record_failure(policy: LockoutPolicy, record: FailureRecord, now: datetime) -> FailureRecord:

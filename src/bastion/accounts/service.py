@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import Connection
 
 from bastion.accounts.models import Account
-from bastion.accounts.passwords import Argon2Hasher
+from bastion.accounts.passwords import Argon2Hasher, PasswordChecks
 from bastion.accounts.repository import AccountRepository, WebSessionRepository
 from bastion.accounts.rules import (
     FIRST_LOGIN_PASSWORD,
@@ -17,6 +18,7 @@ from bastion.accounts.rules import (
     Hasher,
     LockoutPolicy,
     check_password,
+    password_problems,
     validate_username,
 )
 from bastion.accounts.sign_in import SessionLimits
@@ -26,14 +28,18 @@ from bastion.platform.db.engine import add_on
 from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError
 from bastion.platform.principals import Actor, Role
 from bastion.platform.settings import ApplianceSettings
+from bastion.platform.text import clean_name
 from bastion.platform.unit_of_work import UnitOfWork
+
+MAX_DISPLAY_NAME_LENGTH = 200
 
 
 @dataclass(frozen=True)
 class AccountsSetup:
     """How this appliance checks passwords and secrets, throttles sign-ins and ends sessions."""
 
-    hasher: Hasher
+    hasher: PasswordChecks
+    """Every hash and check of a password or secret, bounded (see `PasswordChecks`)."""
     lockout: LockoutPolicy
     session_limits: SessionLimits
     api_token_ttl: timedelta
@@ -42,7 +48,11 @@ class AccountsSetup:
     def from_settings(cls, settings: ApplianceSettings) -> AccountsSetup:
         s = settings
         return cls(
-            hasher=Argon2Hasher(fast=s.password_hash_fast),
+            hasher=PasswordChecks(
+                Argon2Hasher(fast=s.password_hash_fast),
+                at_once=s.password_checks_at_once,
+                waiting=s.password_checks_waiting,
+            ),
             lockout=LockoutPolicy(
                 free_attempts=s.lockout_free_attempts,
                 base_delay=s.lockout_base_delay_seconds,
@@ -105,6 +115,13 @@ def add_first_login_on(connection: Connection, hasher: Hasher) -> None:
     add_on(connection, first_login_account(hasher))
 
 
+def _display_name(text: str) -> str:
+    """Empty means "the username"."""
+    if not text.strip(" "):
+        return ""
+    return clean_name(text, "a display name", MAX_DISPLAY_NAME_LENGTH)
+
+
 def _role(value: str) -> Role:
     try:
         return Role(value)
@@ -143,14 +160,15 @@ def create_account(
         check_password(password, name)
     except AccountError as error:
         raise InvalidInputError(str(error)) from None
+    chosen_role, password_hash = _role(role), hasher.hash(password)  # before the database
     if uow.repository(AccountRepository).by_username(name) is not None:
         raise ConflictError(f"An account named {name!r} already exists; choose another username.")
     account = uow.repository(AccountRepository).add(
         Account(
             username=name,
-            display_name=display_name.strip() or name,
-            role=_role(role).value,
-            password_hash=hasher.hash(password),
+            display_name=_display_name(display_name) or name,
+            role=chosen_role.value,
+            password_hash=password_hash,
             must_change_password=True,
             disabled=False,
             created_at=utc_now(),
@@ -174,8 +192,10 @@ def update_account(
     """Edit an account. The last active administrator can be neither demoted nor disabled."""
     account = _get(uow, account_id)
     changes: dict[str, object] = {}
-    if display_name is not None and display_name.strip() != account.display_name:
-        account.display_name = changes["display_name"] = display_name.strip() or account.username
+    if display_name is not None and _display_name(display_name) != account.display_name:
+        account.display_name = changes["display_name"] = (
+            _display_name(display_name) or account.username
+        )
     if role is not None and _role(role).value != account.role:
         _keep_an_administrator(uow, account)
         account.role = changes["role"] = _role(role).value
@@ -218,16 +238,45 @@ def _set_password(account: Account, hasher: Hasher, password: str, must_change: 
     account.password_changed_at = utc_now()
 
 
+WRONG_CURRENT_PASSWORD = "The current password is wrong; nothing was changed."
+CONFIRMATION_DIFFERS = (
+    "The new password and its confirmation differ; type the same new password twice. "
+    "Nothing was changed."
+)
+
+
 def change_own_password(
-    uow: UnitOfWork, hasher: Hasher, actor: Actor, account_id: int, current: str, new: str
+    uow: UnitOfWork,
+    hasher: Hasher,
+    actor: Actor,
+    account_id: int,
+    current: str,
+    new: str,
+    confirmation: str | None = None,
 ) -> None:
-    """The account holder changes their own password; required after the first sign-in."""
+    """The account holder changes their own password; required after the first sign-in.
+
+    A refusal is in the audit log (`account.password_change.failed`, with the reason):
+    repeated wrong current passwords are how a hijacked session tries to take the account.
+    """
     account = _get(uow, account_id)
     if not hasher.verify(account.password_hash, current):
-        raise InvalidInputError("The current password is wrong; nothing was changed.")
-    try:
-        check_password(new, account.username, current)
-    except AccountError as error:
-        raise InvalidInputError(str(error)) from None
+        _refuse_change(uow, actor, account, "wrong current password", WRONG_CURRENT_PASSWORD)
+    if confirmation is not None and new != confirmation:
+        _refuse_change(uow, actor, account, "confirmation differs", CONFIRMATION_DIFFERS)
+    problems = password_problems(new, account.username, current)
+    if problems:
+        policy = " ".join(problems)
+        _refuse_change(uow, actor, account, "password policy", policy, problems=problems)
     _set_password(account, hasher, new, must_change=False)
     audit.record(uow, actor, "account.password_change", account.username)
+
+
+def _refuse_change(
+    uow: UnitOfWork, actor: Actor, account: Account, reason: str, message: str, **details: object
+) -> NoReturn:
+    """Record the refused change and raise it; nothing else was changed, so the record is
+    all the unit of work keeps."""
+    target = account.username
+    audit.record(uow, actor, "account.password_change.failed", target, reason=reason, **details)
+    raise InvalidInputError(message, recorded=True)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection
 
 from bastion.accounts import repository
 from bastion.accounts.models import Account, WebSession
+from bastion.accounts.passwords import PasswordChecks
 from bastion.accounts.repository import (
     AccountRepository,
     SignInFailureRepository,
     WebSessionRepository,
 )
-from bastion.accounts.rules import Hasher, LockoutPolicy, assess, record_failure
+from bastion.accounts.rules import LockoutPolicy, assess
 from bastion.platform import audit
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import AuthenticationError, SessionEndedError, ThrottledError
@@ -24,8 +28,9 @@ from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.unit_of_work import UnitOfWork
 
 WRONG_CREDENTIALS = "The username or password is wrong."
-# Verified against when the account does not exist, so both answers take as long.
-_DUMMY_SECRET = "not-a-real-account-secret"
+DISABLED = "This account is disabled; ask an administrator."
+UnitsOfWork = Callable[[], UnitOfWork]
+T = TypeVar("T")
 
 
 def token_digest(token: str) -> str:
@@ -46,71 +51,135 @@ class SignedIn:
     must_change_password: bool
 
 
+@dataclass(frozen=True)
+class Holder:
+    """What signing in needs to know of an account, read before its password is checked."""
+
+    account_id: int
+    username: str
+    role: Role
+    password_hash: str
+    disabled: bool
+    must_change_password: bool
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.username, self.role, account_id=self.account_id)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt, already counted as a failure until its password proves right."""
+
+    name: str
+    failures: int
+    holder: Holder | None
+
+
 def principal_of(account: Account) -> Principal:
     return Principal(account.username, Role(account.role), account_id=account.id)
 
 
-def sign_in(
-    uow: UnitOfWork,
-    hasher: Hasher,
+def attempt_key(username: str) -> str:
+    """The name failures are counted under: known or not, so that answers reveal nothing."""
+    return username.strip().lower().replace("\x00", "")[:256]
+
+
+async def sign_in(
+    units: UnitsOfWork,
+    checks: PasswordChecks,
     policy: LockoutPolicy,
     username: str,
     password: str,
     source: str,
 ) -> SignedIn:
-    """Check the password under the lockout rules and open a web session."""
-    name = username.strip().lower()[:256]
-    now = utc_now()
-    verdict = assess(policy, uow.repository(SignInFailureRepository).get(name), now)
-    if not verdict.allowed:
-        raise ThrottledError(verdict.message(), verdict.wait_seconds)
-    account = uow.repository(AccountRepository).by_username(name)
-    valid = hasher.verify(account.password_hash if account else _dummy_hash(hasher), password)
-    if account is None or not valid or account.disabled:
-        _fail(uow, policy, name, source, now, disabled=bool(account and valid))
-        raise AuthenticationError(
-            "This account is disabled; ask an administrator."
-            if account and valid
-            else WRONG_CREDENTIALS,
-            recorded=True,
+    """Check the password under the lockout rules and open a web session.
+
+    This use case commits on its own, twice: the attempt is counted and committed before
+    the password is checked (so that concurrent attempts see each other and the lock
+    holds for the right password too), and the check runs with no transaction open.
+    """
+    async with checks.admitted():
+        attempt = await _in_unit(units, reserve_attempt, policy, username)
+        holder = attempt.holder
+        valid = await checks.check(holder.password_hash if holder else None, password)
+        return await _in_unit(units, conclude_attempt, attempt, valid, source)
+
+
+async def _in_unit(units: UnitsOfWork, step: Callable[..., T], *args: object) -> T:
+    """Run one step in its own unit of work on a worker thread, and commit it."""
+
+    def run() -> T:
+        with units() as uow:
+            result = step(uow, *args)
+            uow.commit()
+            return result
+
+    return await anyio.to_thread.run_sync(run)
+
+
+def reserve_attempt(
+    uow: UnitOfWork, policy: LockoutPolicy, username: str, now: datetime | None = None
+) -> Attempt:
+    """Count the attempt if the lockout allows one now (first, so that SQLite takes its
+    write lock before reading), then read the account it is for. The time is read here,
+    just before counting, so that concurrent attempts are stamped in the order counted."""
+    now = now or utc_now()
+    name = attempt_key(username)
+    failures = uow.repository(SignInFailureRepository)
+    record = failures.reserve(name, policy, now)
+    if record is None:
+        verdict = assess(policy, failures.get(name), now)
+        message = (
+            verdict.message() or "Too many failed sign-ins. Wait 1 second(s) before trying again."
         )
-    uow.repository(SignInFailureRepository).clear(name)
-    return _open_session(uow, account, source, now)
+        raise ThrottledError(message, max(1.0, verdict.wait_seconds))
+    account = uow.repository(AccountRepository).by_username(name)
+    return Attempt(name, record.failures, _holder(account) if account else None)
 
 
-_dummy: dict[int, str] = {}
-
-
-def _dummy_hash(hasher: Hasher) -> str:
-    return _dummy.setdefault(id(hasher), hasher.hash(_DUMMY_SECRET))
-
-
-def _fail(
-    uow: UnitOfWork, policy: LockoutPolicy, name: str, source: str, now: datetime, disabled: bool
-) -> None:
-    record = record_failure(policy, uow.repository(SignInFailureRepository).get(name), now)
-    uow.repository(SignInFailureRepository).save(name, record)
-    reason = "account disabled" if disabled else "wrong username or password"
-    audit.record(
-        uow, Actor(None, source), "sign_in.failure", name, reason=reason, failures=record.failures
+def _holder(account: Account) -> Holder:
+    return Holder(
+        account.id,
+        account.username,
+        Role(account.role),
+        account.password_hash,
+        account.disabled,
+        account.must_change_password,
     )
 
 
-def _open_session(uow: UnitOfWork, account: Account, source: str, now: datetime) -> SignedIn:
+def conclude_attempt(uow: UnitOfWork, attempt: Attempt, valid: bool, source: str) -> SignedIn:
+    """A right password for an enabled account clears the failures and opens a session;
+    anything else stays counted and is in the audit log."""
+    holder = attempt.holder
+    if holder is None or not valid or holder.disabled:
+        disabled = holder is not None and valid
+        reason = "account disabled" if disabled else "wrong username or password"
+        actor = Actor(None, source)
+        audit.record(
+            uow, actor, "sign_in.failure", attempt.name, reason=reason, failures=attempt.failures
+        )
+        raise AuthenticationError(DISABLED if disabled else WRONG_CREDENTIALS, recorded=True)
+    uow.repository(SignInFailureRepository).clear(attempt.name)
+    return _open_session(uow, holder, source, utc_now())
+
+
+def _open_session(uow: UnitOfWork, holder: Holder, source: str, now: datetime) -> SignedIn:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     uow.repository(WebSessionRepository).add(
         WebSession(
             token_hash=token_digest(token),
-            account_id=account.id,
+            account_id=holder.account_id,
             csrf_token=csrf,
             source=source,
             created_at=now,
             last_seen_at=now,
         )
     )
-    principal = principal_of(account)
-    audit.record(uow, Actor(principal, source), "sign_in.success", account.username)
-    return SignedIn(token, csrf, principal, account.must_change_password)
+    principal = holder.principal
+    audit.record(uow, Actor(principal, source), "sign_in.success", holder.username)
+    return SignedIn(token, csrf, principal, holder.must_change_password)
 
 
 @dataclass(frozen=True)

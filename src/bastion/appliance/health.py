@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -16,9 +17,10 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.accounts import sign_in
-from bastion.accounts.deps import api_principal
+from bastion.accounts.deps import principal_from_header
 from bastion.accounts.service import AccountsSetup
 from bastion.platform import build
 from bastion.platform.db.engine import database_size_bytes
@@ -28,16 +30,42 @@ from bastion.platform.web.deps import RuntimeDep, UowDep
 router = APIRouter(include_in_schema=False)
 
 
+PING_TIMEOUT_SECONDS = 5.0
+
+
+class HealthProbe:
+    """Reaches the database on a thread of its own, so that health answers even while every
+    shared worker thread is busy (a flood of sign-ins or page loads)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._threads = ThreadPoolExecutor(2, thread_name_prefix="health")
+
+    async def database_answers(self) -> bool:
+        loop = asyncio.get_running_loop()
+        ping = loop.run_in_executor(self._threads, self._ping)
+        try:
+            return await asyncio.wait_for(ping, PING_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return False
+
+    def _ping(self) -> bool:
+        try:
+            with self._runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # any failure to reach the database is "unavailable"
+            return False
+        return True
+
+
 @router.get("/check_health")
-def check_health(runtime: RuntimeDep) -> JSONResponse:
+async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:
     body = {"version": build.site_version(), "failover_role": "none", "status": "ok"}
     if not runtime.serving:
         body["status"] = "stopping" if runtime.stopping else "starting"
         return JSONResponse(body, status_code=503)
-    try:
-        with runtime.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception:
+    probe: HealthProbe = request.app.state.health
+    if not await probe.database_answers():
         body["status"] = "database unavailable"
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
@@ -65,16 +93,29 @@ class Metrics:
         size = Gauge("bastion_database_size_bytes", "Stored data", registry=self.registry)
         size.set_function(lambda: database_size_bytes(runtime.engine))
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        self.latency.labels(request.method, name).observe(time.perf_counter() - started)
-        self.requests.labels(request.method, name, str(response.status_code)).inc()
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Counts and times every answer by method, route and status (a crash as 500)."""
+
+        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started, status = time.perf_counter(), 500
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                name = getattr(scope.get("route"), "path", "unmatched")
+                self.latency.labels(scope["method"], name).observe(time.perf_counter() - started)
+                self.requests.labels(scope["method"], name, str(status)).inc()
+
+        return measured
 
 
 def _signed_in(runtime: Runtime) -> float:
@@ -86,6 +127,6 @@ def _signed_in(runtime: Runtime) -> float:
 @router.get("/metrics")
 def metrics(request: Request, uow: UowDep) -> Response:
     """Scraped with an API client's bearer token, like every other read of site data."""
-    api_principal(request, uow)
+    principal_from_header(request, uow)
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

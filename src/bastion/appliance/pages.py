@@ -20,7 +20,7 @@ from bastion.platform.clock import utc_now
 from bastion.platform.errors import ServiceError, UnavailableError
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.templating import render, render_form
 from bastion.supervisor import slots
 from bastion.updates import service as updates
@@ -110,3 +110,7 @@ def shut_down(
     response = render(request, "shut_down.html", None)
     response.background = BackgroundTask(shut_down)
     return response
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(router, BASICS, f"{BASICS}/measure", f"{BASICS}/factory-reset", f"{BASICS}/shut-down")

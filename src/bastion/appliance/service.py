@@ -59,7 +59,7 @@ def basics(
     now: datetime,
     reading: ClockReading,
 ) -> Basics:
-    clock = assess_offset(reading.server, reading.offset, reading.error)
+    clock = assess_offset(reading.server, reading.offset, reading.failure)
     return Basics(product_version, build, base_version, started_at, now, clock, reading.measured_at)
 
 

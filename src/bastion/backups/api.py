@@ -19,10 +19,23 @@ from bastion.backups.service import BackupSite
 from bastion.platform.errors import InvalidInputError
 from bastion.platform.principals import Actor
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.schemas import errors
 from bastion.platform.web.uploads import file_download, spooled_body, temporary_download
 
 router = APIRouter(prefix="/api/v1/backups", tags=["backups"])
-BINARY: dict[str, Any] = {"content": {"application/octet-stream": {}}}
+BINARY_DOWNLOAD: dict[str, Any] = {
+    "description": "The encrypted backup file; never cached (no-store)",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+BINARY_UPLOAD: dict[str, Any] = {
+    "required": True,
+    "description": "The backup file, as it was downloaded",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+NOT_A_BACKUP = (
+    "the body is not a whole Bastion backup (or is larger than "
+    "BASTION_BACKUP_UPLOAD_LIMIT_BYTES, or was sent without Content-Length)."
+)
 
 
 BackupSiteDep = Annotated[BackupSite, Depends(part(BackupSite))]
@@ -47,7 +60,7 @@ def write_to_temp(site: BackupSite, passphrase: str, uow: UowDep, actor: Actor) 
     return file_download(path, download_name(site))
 
 
-@router.post("", responses={200: BINARY}, response_class=FileResponse)
+@router.post("", responses={200: BINARY_DOWNLOAD}, response_class=FileResponse)
 async def create_backup(
     body: s.BackupRequest, site: BackupSiteDep, uow: UowDep, actor: ApiActorDep
 ) -> FileResponse:
@@ -88,7 +101,12 @@ def clear_schedule(uow: UowDep, actor: ApiActorDep) -> None:
     uow.commit()
 
 
-@router.post("/inspect", response_model=dict[str, str], openapi_extra={"requestBody": BINARY})
+@router.post(
+    "/inspect",
+    response_model=dict[str, str],
+    openapi_extra={"requestBody": BINARY_UPLOAD},
+    responses=errors(400, e400=NOT_A_BACKUP),
+)
 async def inspect_backup(
     request: Request, site: BackupSiteDep, actor: ApiActorDep
 ) -> dict[str, str]:
@@ -100,12 +118,20 @@ async def inspect_backup(
             raise InvalidInputError(str(error)) from None
 
 
-@router.post("/restore", response_model=s.RestoreOut, openapi_extra={"requestBody": BINARY})
+@router.post(
+    "/restore",
+    response_model=s.RestoreOut,
+    openapi_extra={"requestBody": BINARY_UPLOAD},
+    responses=errors(
+        400,
+        e400=NOT_A_BACKUP + " Or the passphrase is wrong, or the backup is from newer software.",
+    ),
+)
 async def restore_backup(
     request: Request,
     site: BackupSiteDep,
     actor: ApiActorDep,
-    passphrase: Annotated[str, Header(alias="X-Backup-Passphrase")],
+    passphrase: Annotated[str, Header(alias="X-Backup-Passphrase", max_length=1024)],
 ) -> s.RestoreOut:
     """Replace the site with the uploaded backup (body: the file). Every session ends."""
     async with spooled_body(request, site.scratch_dir, site.upload_limit_bytes) as f:

@@ -18,6 +18,7 @@ from bastion.backups.rules import BackupError
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
+from bastion.platform.web.forms import reloads_go_to
 from bastion.platform.web.templating import render, render_form
 from bastion.platform.web.uploads import check_declared_length
 
@@ -125,3 +126,14 @@ def _check_header(upload: UploadFile) -> None:
     except BackupError as error:
         raise InvalidInputError(f"{error} Nothing was changed.") from None
     upload.file.seek(0)
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    SOFTWARE,
+    f"{SOFTWARE}/schedule",
+    f"{SOFTWARE}/schedule/clear",
+    f"{SOFTWARE}/backup",
+    f"{SOFTWARE}/restore",
+)

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.platform.web.schemas import Strict
+from bastion.backups.rules import (
+    MAX_INTERVAL_HOURS,
+    MAX_KEEP,
+    MIN_INTERVAL_HOURS,
+    MIN_PASSPHRASE_LENGTH,
+)
+from bastion.platform.web.schemas import Strict, WholeNumber
+
+Passphrase = Annotated[
+    str,
+    Field(
+        min_length=MIN_PASSPHRASE_LENGTH,
+        max_length=1024,
+        description=f"At least {MIN_PASSPHRASE_LENGTH} characters; needed to restore the backup",
+    ),
+]
 
 
 class BackupRequest(Strict):
-    passphrase: str = Field(description="At least 12 characters; needed to restore the backup")
+    passphrase: Passphrase
 
 
 class RestoreOut(BaseModel):
@@ -23,10 +39,15 @@ class RestoreOut(BaseModel):
 
 
 class ScheduleIn(Strict):
-    interval_hours: int = Field(ge=1, le=744)
-    directory: str = Field(min_length=1, max_length=4096, description="Absolute path")
-    keep: int = Field(ge=1, le=1000)
-    passphrase: str = Field(description="At least 12 characters; sealed at rest")
+    interval_hours: WholeNumber = Field(ge=MIN_INTERVAL_HOURS, le=MAX_INTERVAL_HOURS)
+    directory: str = Field(
+        min_length=1,
+        max_length=4096,
+        pattern=r"^/[^\x00]*$",
+        description="An absolute path on the appliance",
+    )
+    keep: WholeNumber = Field(ge=1, le=MAX_KEEP, description="How many backups to keep")
+    passphrase: Passphrase
 
 
 class LastRunOut(BaseModel):

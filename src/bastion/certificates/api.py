@@ -6,7 +6,10 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.certificates import service as certificates
@@ -24,8 +27,41 @@ from bastion.certificates.service import MAX_UPLOAD_BYTES
 from bastion.certificates.site import SiteCertificates
 from bastion.platform.errors import InvalidInputError
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.schemas import RowId, errors
 
 router = APIRouter(prefix="/api/v1", tags=["certificates"])
+
+NAMES = "a name is not a host name or an IP address (the message names it)."
+IMPORTED = (
+    "the data is not a certificate, key or PKCS#12 file, a passphrase is wrong, or the key "
+    "does not belong to the certificate."
+)
+IN_STORE = "this certificate is in the store already."
+EXPORT = "a private key is asked for without a passphrase or the explicit flag, or is missing."
+DEFAULT = "the certificate has no matching private key, or has expired (unless accepted)."
+
+_FILE = {"type": "string", "format": "binary"}
+_TEXT = {"type": "string", "maxLength": 1024}
+UPLOAD_FORM = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "pkcs12": _FILE,
+                    "passphrase": _TEXT,
+                    "certificate": _FILE,
+                    "private_key": _FILE,
+                    "key_passphrase": _TEXT,
+                    "chain": _FILE,
+                },
+                "additionalProperties": False,
+            }
+        }
+    },
+}
+"""Files as parts of a form: none may be null (a form has no null), each may be left out."""
 
 SiteCertificatesDep = Annotated[SiteCertificates, Depends(part(SiteCertificates))]
 
@@ -48,7 +84,7 @@ def _decoded(field: str, text: str | None) -> bytes:
     return data
 
 
-@router.get("/certificates", response_model=list[CertificateOut])
+@router.get("/certificates", response_model=list[CertificateOut], responses=errors(503))
 def list_certificates(
     site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> list[CertificateOut]:
@@ -56,15 +92,22 @@ def list_certificates(
     return [_out(view) for view in listed]
 
 
-@router.get("/certificates/{certificate_id}", response_model=CertificateOut)
+@router.get(
+    "/certificates/{certificate_id:int}", response_model=CertificateOut, responses=errors(404, 503)
+)
 def get_certificate(
-    certificate_id: int, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
+    certificate_id: RowId, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
     context = site.context()
     return _out(certificates.get_certificate(uow, site.vault, context, certificate_id))
 
 
-@router.post("/certificates/self-signed", response_model=CertificateOut, status_code=201)
+@router.post(
+    "/certificates/self-signed",
+    response_model=CertificateOut,
+    status_code=201,
+    responses=errors(400, e400=NAMES),
+)
 def create_self_signed(
     body: SelfSignedCreate, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -81,7 +124,12 @@ def create_self_signed(
     return _out(created)
 
 
-@router.post("/certificates/requests", response_model=CertificateOut, status_code=201)
+@router.post(
+    "/certificates/requests",
+    response_model=CertificateOut,
+    status_code=201,
+    responses=errors(400, e400=NAMES),
+)
 def create_request(
     body: RequestCreate, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -115,7 +163,12 @@ def _import(
     )
 
 
-@router.post("/certificates/import", response_model=CertificateOut, status_code=201)
+@router.post(
+    "/certificates/import",
+    response_model=CertificateOut,
+    status_code=201,
+    responses=errors(400, 409, e400=IMPORTED, e409=IN_STORE),
+)
 def import_certificate(
     body: CertificateImport, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
@@ -125,51 +178,72 @@ def import_certificate(
     return _out(imported)
 
 
-async def _read(upload: UploadFile | None, field: str) -> str | None:
-    if upload is None:
+FILE_FIELDS = ("pkcs12", "certificate", "private_key", "chain")
+TEXT_FIELDS = ("passphrase", "key_passphrase")
+
+
+async def _part(form: FormData, field: str) -> str | None:
+    """A file part as base64; a plain part (PEM pasted as text) is taken as its text."""
+    item = form.get(field)
+    if item is None:
         return None
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    data = await item.read(MAX_UPLOAD_BYTES + 1) if isinstance(item, UploadFile) else item.encode()
     if len(data) > MAX_UPLOAD_BYTES:
         raise InvalidInputError(f"The {field} file is larger than 1 MiB; check the file.")
     return base64.b64encode(data).decode("ascii")
+
+
+async def _uploaded(form: FormData) -> CertificateImport:
+    unknown = sorted(set(form.keys()) - {*FILE_FIELDS, *TEXT_FIELDS})
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown form field(s) {', '.join(unknown)}; send only "
+            f"{', '.join((*FILE_FIELDS, *TEXT_FIELDS))}."
+        )
+    fields: dict[str, str | None] = {name: await _part(form, name) for name in FILE_FIELDS}
+    for name in TEXT_FIELDS:
+        value = form.get(name)
+        fields[name] = value if isinstance(value, str) else None
+    fields["passphrase"] = fields["passphrase"] or ""
+    try:
+        return CertificateImport.model_validate(fields)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from None
 
 
 @router.post(
     "/certificates/upload",
     response_model=CertificateOut,
     status_code=201,
+    responses=errors(400, 409, e400=IMPORTED, e409=IN_STORE),
+    openapi_extra={"requestBody": UPLOAD_FORM},
 )
 async def upload_certificate(
-    site: SiteCertificatesDep,
-    uow: UowDep,
-    actor: ApiActorDep,
-    pkcs12: Annotated[UploadFile | None, File()] = None,
-    passphrase: Annotated[str, Form()] = "",
-    certificate: Annotated[UploadFile | None, File()] = None,
-    private_key: Annotated[UploadFile | None, File()] = None,
-    key_passphrase: Annotated[str | None, Form()] = None,
-    chain: Annotated[UploadFile | None, File()] = None,
+    request: Request, site: SiteCertificatesDep, uow: UowDep, actor: ApiActorDep
 ) -> CertificateOut:
-    """Import from multipart form data: the same fields as ``/certificates/import``, as files."""
-    body = CertificateImport(
-        pkcs12=await _read(pkcs12, "pkcs12"),
-        passphrase=passphrase,
-        certificate=await _read(certificate, "certificate"),
-        private_key=await _read(private_key, "private_key"),
-        key_passphrase=key_passphrase,
-        chain=await _read(chain, "chain"),
-    )
+    """Import from multipart form data: the same fields as ``/certificates/import``, the
+    files as file parts (a PEM file may also come as a plain text part)."""
+    body = await _uploaded(await request.form())
     imported = _import(site, uow, actor, body)
     uow.commit()
     return _out(imported)
 
 
 @router.post(
-    "/certificates/{certificate_id}/export",
-    responses={200: {"content": {"application/x-pkcs12": {}, "application/x-pem-file": {}}}},
+    "/certificates/{certificate_id:int}/export",
+    responses={
+        200: {
+            "description": "The file; never cached (no-store)",
+            "content": {
+                "application/x-pkcs12": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-pem-file": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **errors(400, 404, e400=EXPORT),
+    },
 )
 def export_certificate(
-    certificate_id: int,
+    certificate_id: RowId,
     body: CertificateExport,
     uow: UowDep,
     site: SiteCertificatesDep,
@@ -196,9 +270,13 @@ def export_certificate(
     )
 
 
-@router.put("/certificates/{certificate_id}/default", response_model=CertificateOut)
+@router.put(
+    "/certificates/{certificate_id:int}/default",
+    response_model=CertificateOut,
+    responses=errors(400, 404, e400=DEFAULT),
+)
 def set_default(
-    certificate_id: int,
+    certificate_id: RowId,
     body: DefaultChoice,
     site: SiteCertificatesDep,
     uow: UowDep,
@@ -218,7 +296,11 @@ def set_default(
     return _out(chosen)
 
 
-@router.delete("/certificates/{certificate_id}", status_code=204)
-def delete_certificate(certificate_id: int, uow: UowDep, actor: ApiActorDep) -> None:
+@router.delete(
+    "/certificates/{certificate_id:int}",
+    status_code=204,
+    responses=errors(404, 409, e409="the default certificate cannot be deleted."),
+)
+def delete_certificate(certificate_id: RowId, uow: UowDep, actor: ApiActorDep) -> None:
     certificates.delete(uow, actor, certificate_id)
     uow.commit()

@@ -72,10 +72,24 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
+MAX_COMMON_NAME_LENGTH = 64
+"""X.509 allows no longer common name; longer host names live in the SAN extension only."""
+
+
 def _subject(names: Sequence[str]) -> x509.Name:
+    """The first name that fits as common name. Without one, the subject names the
+    appliance instead (a subject may not be empty); clients read the host names from the
+    subject alternative names anyway."""
     if not names:
         raise CertificateError("Give at least one host name for the certificate.")
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    fitting = [n for n in names if len(n) <= MAX_COMMON_NAME_LENGTH]
+    if not fitting:
+        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bastion appliance")])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fitting[0])])
+
+
+def _alternative_names(names: Sequence[str]) -> x509.SubjectAlternativeName:
+    return x509.SubjectAlternativeName([_general_name(n) for n in names])
 
 
 def create_self_signed(
@@ -97,7 +111,7 @@ def create_self_signed(
         .not_valid_before(start)
         .not_valid_after(start + timedelta(days=validity_days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
+        .add_extension(_alternative_names(names), False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
     )
@@ -111,7 +125,7 @@ def create_csr(
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(_subject(names))
-        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
+        .add_extension(_alternative_names(names), False)
         .sign(key, hashes.SHA256())
     )
 

@@ -75,7 +75,7 @@ class KeyVault:
         return self.seal(_key_pem(key, None), fingerprint)
 
     def unseal_key(self, record: bytes, fingerprint: str) -> PrivateKeyTypes:
-        return load_private_key(self.unseal(record, fingerprint))
+        return load_private_key(self.unseal(record, fingerprint), checked=True)
 
 
 def _create_master_key(path: Path) -> None:

@@ -18,11 +18,12 @@ from bastion.certificates.api import SiteCertificatesDep
 from bastion.certificates.formats import ExportSelection, KeyKind
 from bastion.certificates.service import MAX_UPLOAD_BYTES
 from bastion.certificates.site import SiteCertificates
-from bastion.platform.errors import InvalidInputError, ServiceError
+from bastion.platform.errors import InvalidInputError, NotFoundError, ServiceError
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
@@ -54,6 +55,7 @@ def _page(
         "certificates": listed,
         "key_kinds": [kind.value for kind in KeyKind],
         "site_hostname": site.site_hostname,
+        "internal_ca_file": site.internal_ca_file,
         "max_upload_mib": MAX_UPLOAD_BYTES // (1024 * 1024),
         **context,
     }
@@ -70,6 +72,21 @@ def certificate_list(
 ) -> Response:
     notice = NOTICES.get(request.query_params.get("done", ""))
     return _page(request, site, uow, current, notice=notice)
+
+
+@router.get(f"{CERTIFICATES}/internal-ca.pem")
+def internal_ca_certificate(site: SiteCertificatesDep, current: AdministratorDep) -> Response:
+    """The internal CA certificate (public), for administrators to install on clients."""
+    try:
+        pem = site.internal_ca_file.read_bytes()
+    except OSError:
+        raise NotFoundError(
+            "This appliance has no internal CA certificate; it makes one at its first start."
+        ) from None
+    disposition = 'attachment; filename="internal-ca.pem"'
+    return Response(
+        pem, media_type="application/x-pem-file", headers={"Content-Disposition": disposition}
+    )
 
 
 @router.post(f"{CERTIFICATES}/self-signed", dependencies=[CsrfDep])
@@ -184,10 +201,10 @@ async def import_certificate(
     return redirect(f"{CERTIFICATES}?done=imported")
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/export", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/export", dependencies=[CsrfDep])
 def export_certificate(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -221,10 +238,10 @@ def export_certificate(
     )
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/default", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/default", dependencies=[CsrfDep])
 def make_default(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -246,10 +263,10 @@ def make_default(
     return redirect(f"{CERTIFICATES}?done=default")
 
 
-@router.post(f"{CERTIFICATES}/{{certificate_id}}/delete", dependencies=[CsrfDep])
+@router.post(f"{CERTIFICATES}/{{certificate_id:int}}/delete", dependencies=[CsrfDep])
 def delete_certificate(
     request: Request,
-    certificate_id: int,
+    certificate_id: RowId,
     site: SiteCertificatesDep,
     uow: UowDep,
     current: AdministratorDep,
@@ -260,3 +277,14 @@ def delete_certificate(
         return _page(request, site, uow, current, error)
     uow.commit()
     return redirect(f"{CERTIFICATES}?done=deleted")
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    CERTIFICATES,
+    f"{CERTIFICATES}/self-signed",
+    f"{CERTIFICATES}/request",
+    f"{CERTIFICATES}/import",
+    *(f"{CERTIFICATES}/{{certificate_id}}/{action}" for action in ("export", "default", "delete")),
+)

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 EXPIRY_WARNING_PERIOD = timedelta(days=30)
+MAX_HOST_NAME_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+_LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
 
@@ -28,6 +33,10 @@ class CertificateInUseError(CertificateError):
 
 class DefaultCertificateRefusedError(CertificateError):
     """The certificate cannot become the default certificate of the site."""
+
+
+class CertificateNameError(CertificateError):
+    """A name given for a certificate is not a host name or an IP address."""
 
 
 class KeyType(enum.StrEnum):
@@ -66,6 +75,8 @@ class CertificateInfo:
     key_matches: bool
     chain_complete: bool
     chain_trusted: bool
+    issued_by_internal_ca: bool = False
+    """Issued by this appliance's own CA, which counts as trusted for it (see ``x509.describe``)."""
 
 
 @dataclass(frozen=True)
@@ -242,3 +253,84 @@ def check_deletable(fingerprint: str, uses: Collection[str]) -> None:
 
 def warning_kinds(warnings: Sequence[CertificateWarning]) -> set[WarningKind]:
     return {w.kind for w in warnings}
+
+
+# -- host names ------------------------------------------------------------------
+
+
+def host_name(name: str) -> str:
+    """`name` as a certificate holds it: an IP address, or a DNS name in lower case with
+    every label in its ASCII form (IDNA A-label: "bücher.example" is
+    "xn--bcher-kva.example"); a wildcard only as the whole left-most label of a name of
+    three labels or more ("*.example.com"). Anything else is refused, naming the problem.
+    """
+    text = name.strip()
+    address = _as_ip(text)
+    if address is not None:
+        return str(address)
+    dns = text[:-1] if text.endswith(".") else text
+    _check_wildcard(name, dns.split("."))
+    labels = [_a_label(name, label) for label in dns.split(".")]
+    if labels[-1].isdigit():
+        _refuse(name, "its last label is only digits, so it looks like a broken IP address")
+    ascii_name = ".".join(labels)
+    if len(ascii_name) > MAX_HOST_NAME_LENGTH:
+        _refuse(name, f"it is longer than {MAX_HOST_NAME_LENGTH} characters")
+    return ascii_name
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:80] + "…")
+
+
+def _refuse(name: str, why: str) -> NoReturn:
+    raise CertificateNameError(
+        f"{_shown(name)} is not a host name: {why}. Use labels of 1 to {MAX_LABEL_LENGTH} letters, "
+        "digits and hyphens separated by dots (e.g. support.example.com, *.example.com), "
+        "or an IP address."
+    )
+
+
+def _a_label(name: str, label: str) -> str:
+    """One label in lower-case ASCII (punycode for a Unicode one), or a refusal."""
+    if not label:
+        _refuse(name, "it has an empty label (two dots in a row, or a dot at the start)")
+    if label == "*":
+        return label
+    text = unicodedata.normalize("NFC", label).lower()
+    if not text.isascii():
+        _check_unicode_label(name, text)
+        text = "xn--" + text.encode("punycode").decode("ascii")
+    bad = sorted(set(text) - _LDH)
+    if bad:
+        _refuse(name, f"it holds {', '.join(repr(c) for c in bad)}")
+    if text.startswith("-") or text.endswith("-"):
+        _refuse(name, f"the label {_shown(label)} starts or ends with a hyphen")
+    if len(text) > MAX_LABEL_LENGTH:
+        _refuse(name, f"the label {_shown(label)} is longer than {MAX_LABEL_LENGTH} characters")
+    if text.startswith("xn--"):
+        _check_punycode(name, text)
+    return text
+
+
+def _check_unicode_label(name: str, label: str) -> None:
+    """Letters, marks, digits and hyphens only (what IDNA allows in a label, near enough)."""
+    for char in label:
+        if char != "-" and unicodedata.category(char)[0] not in "LMN":
+            _refuse(name, f"it holds {char!r}, which no host name may hold")
+
+
+def _check_punycode(name: str, label: str) -> None:
+    try:
+        label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        _refuse(name, f"the label {_shown(label)} is not valid punycode")
+
+
+def _check_wildcard(name: str, labels: list[str]) -> None:
+    if any(label == "*" for label in labels[1:]) or any(
+        "*" in label and label != "*" for label in labels
+    ):
+        _refuse(name, "a wildcard may only be the whole left-most label, as in *.example.com")
+    if labels[0] == "*" and len(labels) < 3:
+        _refuse(name, "a wildcard needs at least two labels after it, as in *.example.com")

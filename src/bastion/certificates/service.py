@@ -44,11 +44,18 @@ CONTENT_TYPES = {
 
 @dataclass(frozen=True)
 class StoreContext:
-    """What judging a certificate needs: the site it serves, the trusted roots, the time."""
+    """What judging a certificate needs: the site it serves, the trusted roots, the time, and
+    this appliance's internal CA (whose certificates count as trusted for it)."""
 
     site_hostname: str
     trust_roots: Sequence[cx509.Certificate] = ()
     now: datetime | None = None
+    internal_ca: cx509.Certificate | None = None
+
+    def describe(self, bundle: x509.CertificateBundle, now: datetime) -> rules.CertificateInfo:
+        return x509.describe(
+            bundle, trust_roots=self.trust_roots, now=now, internal_ca=self.internal_ca
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class CertificateView:
     created_at: datetime
     request_pem: str | None
     warnings: tuple[CertificateWarning, ...]
+    issued_by_internal_ca: bool = False
+    """Clients trust it once they trust this appliance's internal CA certificate."""
 
 
 @dataclass(frozen=True)
@@ -94,18 +103,20 @@ def _translated() -> Iterator[None]:
 # -- reading -------------------------------------------------------------------
 
 
-def _warnings(
+def _judged(
     row: CertificateRow, sealer: KeySealer, context: StoreContext
-) -> tuple[CertificateWarning, ...]:
+) -> tuple[tuple[CertificateWarning, ...], bool]:
+    """The certificate's warnings, and whether this appliance's internal CA issued it."""
     if row.pending_request:
-        return ()
+        return (), False
     now = context.now or utc_now()
-    info = x509.describe(records.bundle_of(row, sealer), trust_roots=context.trust_roots, now=now)
+    info = context.describe(records.bundle_of(row, sealer), now)
     found = rules.certificate_warnings(info, now=now, site_hostname=context.site_hostname)
-    return tuple(found)
+    return tuple(found), info.issued_by_internal_ca
 
 
 def _view(row: CertificateRow, sealer: KeySealer, context: StoreContext) -> CertificateView:
+    warnings, by_internal_ca = _judged(row, sealer, context)
     return CertificateView(
         id=row.id,
         fingerprint=row.fingerprint,
@@ -122,7 +133,8 @@ def _view(row: CertificateRow, sealer: KeySealer, context: StoreContext) -> Cert
         source=row.source,
         created_at=row.created_at,
         request_pem=row.request_pem,
-        warnings=_warnings(row, sealer, context),
+        warnings=warnings,
+        issued_by_internal_ca=by_internal_ca,
     )
 
 
@@ -213,10 +225,11 @@ def add_default(
 
 
 def _names(names: Sequence[str]) -> list[str]:
-    cleaned = list(dict.fromkeys(n.strip() for n in names if n.strip()))
-    if not cleaned or len(cleaned) > MAX_NAMES:
+    """Each name checked and written as the certificate holds it (see `rules.host_name`)."""
+    given = [n for n in names if n.strip()]
+    if not given or len(given) > MAX_NAMES:
         raise InvalidInputError(f"Give 1 to {MAX_NAMES} host names or IP addresses.")
-    return cleaned
+    return list(dict.fromkeys(rules.host_name(n) for n in given))
 
 
 def _key_kind(text: str) -> formats.KeyKind:
@@ -362,9 +375,7 @@ def set_default(
     row = _row(uow, certificate_id)
     now = context.now or utc_now()
     with _translated():
-        info = x509.describe(
-            records.bundle_of(row, sealer), trust_roots=context.trust_roots, now=now
-        )
+        info = context.describe(records.bundle_of(row, sealer), now)
         choice = rules.choose_default(
             info, now=now, site_hostname=context.site_hostname, accept_expired=accept_expired
         )

@@ -17,6 +17,7 @@ from cryptography import x509 as cx509
 
 from bastion.certificates import internal_ca, service, tls
 from bastion.certificates.key_vault import KeyVault
+from bastion.certificates.rules import CertificateError
 from bastion.certificates.x509 import CertificateBundle, load_certificates, load_system_trust_roots
 from bastion.platform.principals import APPLIANCE, Actor
 from bastion.platform.unit_of_work import UnitOfWork
@@ -47,6 +48,18 @@ class SiteCertificates:
         private = load_certificates(extra.read_bytes()) if extra else []
         return [*load_system_trust_roots(), *private]
 
+    @property
+    def internal_ca_file(self) -> Path:
+        """This appliance's internal CA certificate: what clients trust for its own certificate."""
+        return tls.paths(self.certs_dir).ca_cert
+
+    def internal_ca(self) -> cx509.Certificate | None:
+        """Read at each use: a factory reset makes a new internal CA while the appliance runs."""
+        try:
+            return load_certificates(self.internal_ca_file.read_bytes())[0]
+        except (OSError, CertificateError, IndexError):
+            return None
+
     def client_anchors(self) -> list[cx509.Certificate]:
         """What an agent installed now must trust to reach this site: the root that issued
         the served certificate (this appliance's internal CA, or a CA among the site's
@@ -62,13 +75,15 @@ class SiteCertificates:
         return issuers or [top]
 
     def _known_roots(self) -> list[cx509.Certificate]:
-        ca_file = tls.paths(self.certs_dir).ca_cert
-        internal = load_certificates(ca_file.read_bytes()) if ca_file.exists() else []
+        internal = self.internal_ca()
         extra = self.trust_anchors_file
-        return [*internal, *(load_certificates(extra.read_bytes()) if extra else [])]
+        anchors = load_certificates(extra.read_bytes()) if extra else []
+        return [internal, *anchors] if internal else anchors
 
     def context(self) -> service.StoreContext:
-        return service.StoreContext(self.site_hostname, self.trust_roots)
+        return service.StoreContext(
+            self.site_hostname, self.trust_roots, internal_ca=self.internal_ca()
+        )
 
     def serve_default(self) -> None:
         """After a commit that chose a new default: new connections get it, no restart."""

@@ -75,8 +75,15 @@ def load_certificate(data: bytes) -> x509.Certificate:
     return load_certificates(data)[0]
 
 
-def load_private_key(data: bytes, passphrase: str | None = None) -> PrivateKeyTypes:
-    """A PEM or DER private key, encrypted or not."""
+def load_private_key(
+    data: bytes, passphrase: str | None = None, *, checked: bool = False
+) -> PrivateKeyTypes:
+    """A PEM or DER private key, encrypted or not.
+
+    `checked`: the key was checked when it entered the store and comes back sealed
+    (AES-GCM, so unaltered); an RSA key's costly consistency check (half a second for
+    3072 bits on a busy machine, at every list of the store) is then skipped.
+    """
     password = passphrase.encode("utf-8") if passphrase else None
     loader = (
         serialization.load_pem_private_key
@@ -84,7 +91,7 @@ def load_private_key(data: bytes, passphrase: str | None = None) -> PrivateKeyTy
         else serialization.load_der_private_key
     )
     try:
-        return loader(data, password)
+        return loader(data, password, unsafe_skip_rsa_key_validation=checked)
     except TypeError as exc:
         raise CertificatePassphraseError(
             "The private key is protected by a passphrase: enter it to import the key."
@@ -208,10 +215,19 @@ def describe(
     *,
     trust_roots: Sequence[x509.Certificate] = (),
     now: datetime | None = None,
+    internal_ca: x509.Certificate | None = None,
 ) -> CertificateInfo:
-    """The plain description the certificate rules work on."""
+    """The plain description the certificate rules work on.
+
+    ``internal_ca`` is this appliance's own CA: a certificate it issued counts as trusted
+    here (clients that trust the CA file trust it) and is described as issued by it.
+    """
     cert, key = bundle.certificate, bundle.private_key
     key_type, key_size = key_type_and_size(cert.public_key())
+    at = now or datetime.now(UTC)
+    internal = [internal_ca] if internal_ca is not None else []
+    by_internal_ca = bool(internal) and chain_trusted(cert, bundle.chain, internal, at)
+    roots = [*trust_roots, *internal]
     return CertificateInfo(
         subject=cert.subject.rfc4514_string(),
         san_names=san_names(cert),
@@ -223,8 +239,9 @@ def describe(
         fingerprint=fingerprint(cert),
         has_private_key=key is not None,
         key_matches=key is not None and key_matches(cert, key),
-        chain_complete=chain_complete(cert, bundle.chain, trust_roots),
-        chain_trusted=chain_trusted(cert, bundle.chain, trust_roots, now or datetime.now(UTC)),
+        chain_complete=chain_complete(cert, bundle.chain, roots),
+        chain_trusted=by_internal_ca or chain_trusted(cert, bundle.chain, roots, at),
+        issued_by_internal_ca=by_internal_ca,
     )
 
 

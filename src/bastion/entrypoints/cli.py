@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from bastion.accounts.cli import api_client_app
 from bastion.agents.cli import jump_client_app
@@ -18,6 +16,8 @@ from bastion.installs.cli import install_app
 from bastion.jump_clients.cli import fleet_app
 from bastion.platform import build
 from bastion.platform.cli import ConsoleWiring
+from bastion.platform.console import output_console
+from bastion.platform.logs import configure_logging
 from bastion.platform.settings import ApplianceSettings
 from bastion.updates.cli import appliance_updates_app
 
@@ -45,7 +45,7 @@ app = typer.Typer(
 )
 appliance_app = typer.Typer(help="Run and administer an appliance.", no_args_is_help=True)
 app.add_typer(appliance_app, name="appliance")
-console = Console()
+console = output_console()
 
 
 @app.command()
@@ -78,7 +78,7 @@ def serve(
         settings = settings.model_copy(update={"listen": listen})
     from bastion.supervisor import launch  # the server's imports, only here
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     code = launch.main(settings)
     if code:
         raise typer.Exit(code)

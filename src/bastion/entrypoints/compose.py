@@ -62,7 +62,9 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
     runtime.add(accounts, certificates, _backup_site(runtime, certificates), _sealer(certificates))
     updates = UpdateSetup.from_settings(settings)
     supervisor = SupervisorClient(settings.data_dir)
-    runtime.add(updates, supervisor, InstallsSetup(updates, supervisor, _size_of(engine)))
+    probation = settings.install_probation_seconds
+    installs = InstallsSetup(updates, supervisor, _size_of(engine), probation)
+    runtime.add(updates, supervisor, installs)
     reset = partial(
         appliance.reset_to_factory,
         engine,

@@ -57,8 +57,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         ROUTERS,
         handlers=accounts_pages.EXCEPTION_HANDLERS,
         page_context=[banner_context],
-        template_context={"updates.html": [updates_page_context]},
+        template_context={
+            "updates.html": [updates_page_context],
+            **accounts_pages.TEMPLATE_CONTEXT,
+        },
         middleware=[metrics.middleware],
     )
     app.state.metrics = metrics
+    app.state.health = health.HealthProbe(runtime)
     return app

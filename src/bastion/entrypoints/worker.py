@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import logging
 import os
 import signal
 import sys
 
-from rich.console import Console
-
+from bastion.platform.console import output_console
+from bastion.platform.logs import configure_logging
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.workers import BEGIN_ENV
 
@@ -43,7 +42,10 @@ def _wait_for_begin() -> None:
     ready = os.environ.get(BEGIN_ENV)
     if not ready:
         return
-    os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    try:
+        os.write(int(ready), b"ready\n")  # the supervisor pauses changes only now
+    except BrokenPipeError:
+        sys.exit(3)  # the install was called off while this process was starting
     os.close(int(ready))
     if sys.stdin.readline().strip() != "begin":
         sys.exit(3)  # the install was called off
@@ -51,27 +53,26 @@ def _wait_for_begin() -> None:
 
 def main() -> int:
     _die_with_supervisor()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     settings = ApplianceSettings()
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     if command == "migrate":
-        from alembic import command as _alembic  # noqa: F401  (imported before the wait)
+        from bastion.platform.db.engine import make_engine, migrate, prepare_migrations
 
-        from bastion.platform.db.engine import make_engine, migrate
-
+        prepare_migrations()
+        engine = make_engine(settings.sqlalchemy_url())  # connects only when used
         _wait_for_begin()
-        engine = make_engine(settings.sqlalchemy_url())
         migrate(engine)
         engine.dispose()
-        print("database migrated")
-        return 0
+        print("database migrated", flush=True)
+        os._exit(0)  # at once: the install waits for this exit, and changes are paused
     if command != "serve":
         print(f"unknown worker command {command!r}: expected serve or migrate", file=sys.stderr)
         return 2
     from bastion.entrypoints import serving as appliance
     from bastion.supervisor.client import SupervisorClient
 
+    appliance.prepare(settings)
     _wait_for_begin()
 
     supervised = appliance.Supervised(
@@ -81,9 +82,9 @@ def main() -> int:
         standby=bool(os.environ.get("BASTION_WORKER_STANDBY")),
     )
     try:
-        asyncio.run(appliance.serve(settings, Console(), supervised))
+        asyncio.run(appliance.serve(settings, output_console(), supervised))
     except appliance.StartupError as error:
-        Console().print(f"[red]Cannot start:[/] {error}")
+        output_console().print(f"[red]Cannot start:[/] {error}")
         return 2
     return 0
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.certificates.site import SiteCertificates
-from bastion.platform.runtime import Runtime
+from bastion.installs import rules as install_rules
+from bastion.platform.db.engine import database_size_bytes
+from bastion.platform.runtime import Pause, Runtime
 from bastion.supervisor import messages
 
 TOKEN_HEADER = b"x-bastion-worker-token"
@@ -64,8 +68,9 @@ class WorkerControl:
         if isinstance(order, messages.GoLive):
             return (await self.go_live(order)).to_wire()
         if isinstance(order, messages.Freeze):
-            self.runtime.frozen = order.reason
-            return {"frozen": self.runtime.frozen}
+            expected = install_rules.pause_seconds(await asyncio.to_thread(self._database_bytes))
+            self.runtime.frozen = Pause(order.reason, time.monotonic() + expected)
+            return {"frozen": order.reason, "expected_seconds": round(expected, 1)}
         if isinstance(order, messages.Thaw):
             self.runtime.frozen = None
             return {"frozen": None}
@@ -73,6 +78,13 @@ class WorkerControl:
             return {"audited": await asyncio.to_thread(self.audit_outcomes)}
         await asyncio.to_thread(self.runtime.part(SiteCertificates).serve_default)
         return {"served": True}
+
+    def _database_bytes(self) -> int:
+        """What the install's snapshot copies; 0 if the database cannot say."""
+        try:
+            return database_size_bytes(self.runtime.engine)
+        except (OSError, SQLAlchemyError):
+            return 0
 
 
 async def _body(receive: Receive) -> dict[str, Any]:

@@ -28,10 +28,22 @@ from bastion.installs.schemas import (
 )
 from bastion.installs.views import supervisor_of
 from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.platform.web.schemas import errors
 
 router = APIRouter(prefix="/api/v1/updates/install", tags=["updates"])
-LICENCE_REQUIRED: dict[int | str, dict[str, Any]] = {
-    409: {"model": LicenceRequiredBody, "description": "Accept the licence agreement first"}
+INSTALL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **errors(
+        400,
+        404,
+        e400="no release chosen, a license add-on chosen, or a start time that has passed, "
+        "is more than 7 days ahead or comes with a delay.",
+        e404="a chosen release is not listed; check for updates first.",
+    ),
+    409: {
+        "model": LicenceRequiredBody,
+        "description": "Accept the licence agreement first (the body holds it), or a chosen "
+        "release is not downloaded, blocked or already installing.",
+    },
 }
 
 
@@ -39,6 +51,8 @@ def _plan_out(chosen: installs.InstallPlan) -> InstallPlanOut:
     return InstallPlanOut(
         order=chosen.names,
         estimate_seconds=chosen.estimate.seconds,
+        paused_seconds=chosen.estimate.paused_seconds,
+        watched_seconds=chosen.estimate.watched_seconds,
         database_bytes=chosen.estimate.database_bytes,
         package_bytes=chosen.estimate.package_bytes,
         licences=list(chosen.licences),
@@ -54,7 +68,7 @@ def _licence_required(error: installs.LicenceRequiredError) -> JSONResponse:
     return JSONResponse({"error": body.model_dump()}, status_code=409)
 
 
-@router.post("", status_code=202, response_model=InstallOut, responses=LICENCE_REQUIRED)
+@router.post("", status_code=202, response_model=InstallOut, responses=INSTALL_ERRORS)
 def install(body: InstallIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Any:
     """Install downloaded releases in dependency order, now, after a delay or at a time."""
     start = install_schedule.start_time(body.delay_seconds, body.not_before)
@@ -86,7 +100,7 @@ def install_status(runtime: RuntimeDep, actor: ApiActorDep) -> dict[str, Any]:
     return supervisor_of(runtime).status().to_wire()
 
 
-@router.delete("")
+@router.delete("", responses=errors(409, e409="no install is scheduled."))
 def cancel_install(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> dict[str, bool]:
     """Cancel the scheduled install; one that has begun finishes or rolls back."""
     installs.cancel(uow, runtime.part(installs.InstallsSetup), actor)

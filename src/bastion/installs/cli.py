@@ -98,9 +98,10 @@ def _show_plan(chosen: InstallPlan, start: datetime | None) -> None:
     for number, release in enumerate(chosen.releases, 1):
         console.print(f"  {number}. {release.name}")
     when = f"at {start:%Y-%m-%d %H:%M} UTC" if start else "at once"
+    estimate = chosen.estimate
     console.print(
-        f"Estimated time: {chosen.estimate.seconds} s (database of "
-        f"{chosen.estimate.database_bytes:,} bytes); starts {when}. Everyone signed in is "
+        f"Estimated time: {estimate.seconds:g} s: {estimate.breakdown} (a database of "
+        f"{estimate.database_bytes:,} bytes); starts {when}. Everyone signed in is "
         "signed out when the new version takes over."
     )
 

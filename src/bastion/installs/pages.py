@@ -26,7 +26,7 @@ from bastion.platform.errors import ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.templating import render
 from bastion.updates.page import UPDATES, updates_page
 
@@ -162,3 +162,7 @@ def install_progress(runtime: RuntimeDep, current: AdministratorDep) -> JSONResp
     """What `static/installs.js` shows: state, activity, steps done, elapsed."""
     status = supervisor_of(runtime).status()
     return JSONResponse(progress(status, utc_now()), headers={"Cache-Control": "no-store"})
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(router, f"{UPDATES}#install", f"{INSTALLS}/plan", INSTALLS, f"{INSTALLS}/cancel")

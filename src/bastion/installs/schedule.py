@@ -47,7 +47,7 @@ def start_time(
 ) -> datetime | None:
     """When the install starts, in UTC; None for at once."""
     now = now or utc_now()
-    if delay_seconds < 0 or timedelta(seconds=delay_seconds) > MAX_DELAY:
+    if not 0 <= delay_seconds <= MAX_DELAY.total_seconds():
         days = MAX_DELAY.days
         raise InvalidInputError(f"Give a delay between 0 minutes and {days} days.")
     if at is None:
@@ -56,7 +56,7 @@ def start_time(
         raise InvalidInputError("Give either a delay or a start time, not both.")
     if at.tzinfo is None:
         raise InvalidInputError("Give the start time with its time zone, e.g. 22:00Z for UTC.")
-    at = at.astimezone(UTC)
+    at = _in_utc(at)
     if at < now - LATE_BY:
         raise InvalidInputError(
             f"The start time {at:%Y-%m-%d %H:%M} UTC has passed; give a later one, or none "
@@ -65,3 +65,13 @@ def start_time(
     if at - now > MAX_DELAY:
         raise InvalidInputError(f"Give a start time within the next {MAX_DELAY.days} days.")
     return max(at, now)
+
+
+def _in_utc(at: datetime) -> datetime:
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59-05:00 is past the last year there is
+        raise InvalidInputError(
+            f"The start time {at.isoformat()} is out of range; give one within the next "
+            f"{MAX_DELAY.days} days."
+        ) from None

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from bastion.platform.web.schemas import Strict
+from bastion.installs.schedule import MAX_DELAY
+from bastion.platform.web.schemas import PRINTABLE, LaxDatetime, Strict, WholeNumber
+
+MAX_DELAY_SECONDS = int(MAX_DELAY.total_seconds())
 
 
 class InstallIn(Strict):
-    releases: list[str] = Field(
-        min_length=1, description='Downloaded releases as listed, e.g. ["base 1.1", "site 1.1"]'
+    releases: list[Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]] = Field(
+        min_length=1,
+        max_length=20,
+        description='Downloaded releases as listed, e.g. ["base 1.1", "site 1.1"]',
     )
     accept_licence: bool = Field(
         default=False, description="Accept the licence agreement of a new major version"
     )
-    not_before: datetime | None = Field(
-        default=None, description="Start at this time (with its zone), for a maintenance window"
+    not_before: LaxDatetime | None = Field(
+        default=None,
+        description="Start at this time (with its zone), within the next 7 days, for a "
+        "maintenance window",
     )
-    delay_seconds: int = Field(default=0, ge=0, description="Start after this delay instead")
+    delay_seconds: WholeNumber = Field(
+        default=0, ge=0, le=MAX_DELAY_SECONDS, description="Start after this delay instead"
+    )
     retry: bool = Field(default=False, description="Install again a release that was rolled back")
     accept_offline_clients: bool = Field(
         default=False,
@@ -37,6 +47,11 @@ class OfflineClientsOut(BaseModel):
 class InstallPlanOut(BaseModel):
     order: list[str]
     estimate_seconds: float
+    """Until the install is over: the new version watched through its probation included."""
+    paused_seconds: float
+    """Of which changes are paused (about)."""
+    watched_seconds: float
+    """Of which the new version is watched (BASTION_INSTALL_PROBATION_SECONDS per release)."""
     database_bytes: int
     package_bytes: int
     licences: list[str]

@@ -58,6 +58,8 @@ class InstallsSetup:
     updates: updates.UpdateSetup
     supervisor: Supervisor
     database_size: Callable[[], int]
+    probation_seconds: float = 0.0
+    """How long the new version is watched after the switch (counted in the estimate)."""
 
 
 class LicenceRequiredError(ConflictError):
@@ -120,7 +122,8 @@ def plan(
     except DependencyError as error:
         raise UpdateDependencyError(f"{error}") from None
     by_release = {s.release: s for s in chosen}
-    planned, licences, offline, seconds = [], {}, {}, 0.0
+    planned, licences, offline = [], {}, {}
+    total = Estimate(0.0, database_bytes, 0)
     for item in order:
         status = by_release[item]
         package = setup.packages_dir / status.target.hashes["sha256"]
@@ -129,15 +132,14 @@ def plan(
                 item.kind, item.version, str(package), tuple(str(r) for r in item.requires)
             )
         )
-        seconds += estimate(item.kind, database_bytes, status.target.length).seconds
+        length, probation = status.target.length, installing.probation_seconds
+        total += estimate(item.kind, database_bytes, length, probation)
         if item.kind is ReleaseKind.SITE and needs_licence(installed.get(item.kind), item.version):
             licences[item.name] = packages.licence_text(package, item.version)
         if item.kind is ReleaseKind.SITE and status.info.anchors:
             check = trust_preflight(uow, status.info.anchors)
             if check.offline:
                 offline[item.name] = check
-    size = sum(s.target.length for s in chosen)
-    total = Estimate(round(seconds, 1), database_bytes, size)
     return InstallPlan(tuple(planned), total, licences, offline)
 
 

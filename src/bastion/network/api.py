@@ -11,8 +11,10 @@ from bastion.network import schemas as s
 from bastion.network import service as network
 from bastion.network.service import NetworkSetup
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.schemas import RowId, errors
 
 router = APIRouter(prefix="/api/v1", tags=["appliance"])
+CANNOT_OPEN = "the address is not ADDR:PORT, or the appliance cannot listen on it."
 NetworkDep = Annotated[NetworkSetup, Depends(part(NetworkSetup))]
 
 
@@ -23,7 +25,12 @@ def list_listen_addresses(
     return network.list_addresses(uow, setup.listeners)
 
 
-@router.post("/network/listen-addresses", response_model=s.ListenAddressOut, status_code=201)
+@router.post(
+    "/network/listen-addresses",
+    response_model=s.ListenAddressOut,
+    status_code=201,
+    responses=errors(400, 409, e400=CANNOT_OPEN, e409="the address is in the list already."),
+)
 async def add_listen_address(
     body: s.ListenAddressCreate, setup: NetworkDep, uow: UowDep, actor: ApiActorDep
 ) -> network.ListenAddressView:
@@ -32,9 +39,15 @@ async def add_listen_address(
     return added
 
 
-@router.patch("/network/listen-addresses/{row_id}", response_model=s.ListenAddressOut)
+@router.patch(
+    "/network/listen-addresses/{row_id:int}",
+    response_model=s.ListenAddressOut,
+    responses=errors(
+        400, 404, 409, e400=CANNOT_OPEN, e409="the last enabled address cannot be disabled."
+    ),
+)
 async def update_listen_address(
-    row_id: int,
+    row_id: RowId,
     body: s.ListenAddressUpdate,
     setup: NetworkDep,
     uow: UowDep,
@@ -45,8 +58,12 @@ async def update_listen_address(
     return updated
 
 
-@router.delete("/network/listen-addresses/{row_id}", status_code=204)
-def remove_listen_address(row_id: int, uow: UowDep, actor: ApiActorDep) -> None:
+@router.delete(
+    "/network/listen-addresses/{row_id:int}",
+    status_code=204,
+    responses=errors(404, 409, e409="an enabled address must be disabled first."),
+)
+def remove_listen_address(row_id: RowId, uow: UowDep, actor: ApiActorDep) -> None:
     network.remove_address(uow, actor, row_id)
     uow.commit()
 
@@ -56,7 +73,11 @@ def get_ntp(setup: NetworkDep, uow: UowDep, actor: ApiActorDep) -> s.NtpSettings
     return s.NtpSettings(server=network.ntp_server(uow, setup.ntp_server_default))
 
 
-@router.put("/network/ntp", response_model=s.NtpSettings)
+@router.put(
+    "/network/ntp",
+    response_model=s.NtpSettings,
+    responses=errors(400, e400="the server is not a host name or an IP address."),
+)
 async def set_ntp(
     body: s.NtpSettings, setup: NetworkDep, uow: UowDep, actor: ApiActorDep
 ) -> s.NtpSettings:

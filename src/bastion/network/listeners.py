@@ -18,6 +18,10 @@ import uvicorn
 from bastion.supervisor.sockets import ListenAddress, ListenError, bind
 
 log = logging.getLogger(__name__)
+UVICORN_LOG_LEVEL = "warning"
+"""Each address, and the worker's control socket, is a uvicorn server of its own: their
+"Started server process" and "Shutting down" lines would repeat once per server. This
+module logs what opens and closes, once; uvicorn still logs its warnings and errors."""
 FIRST_REQUEST_GRACE = 0.5
 """Seconds a connection accepted just before a listener closes has to send its request."""
 
@@ -92,6 +96,7 @@ class UvicornListeners:
             self._app,
             lifespan="off",
             log_config=None,
+            log_level=UVICORN_LOG_LEVEL,
             access_log=False,
             proxy_headers=False,
             timeout_graceful_shutdown=10,
@@ -127,13 +132,27 @@ async def _cut_idle_connections(server: uvicorn.Server, task: asyncio.Task[None]
     await task
 
 
+def warm_up_servers() -> None:
+    """Import the protocol, loop and lifespan modules uvicorn loads when a server starts."""
+    uvicorn.Config(_no_app, lifespan="off", log_config=None).load()
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("warm_up_servers' placeholder app serves nothing")
+
+
 async def serve_private(app: Any, name: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve `app` without TLS on the abstract Unix socket `name` (the supervisor's line)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(b"\0" + name.encode())  # the abstract namespace: no file, no path limit
     sock.listen(16)
     config = uvicorn.Config(
-        app, lifespan="off", log_config=None, access_log=False, server_header=False
+        app,
+        lifespan="off",
+        log_config=None,
+        log_level=UVICORN_LOG_LEVEL,
+        access_log=False,
+        server_header=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(UvicornListeners._run(server, sock), name="worker control")

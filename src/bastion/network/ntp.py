@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bastion.network.rules import ClockReading
+from bastion.network.rules import ClockReading, NtpFailure, NtpProblem
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 NTP_PORT = 123
@@ -17,6 +18,10 @@ NTP_PORT = 123
 
 class NtpError(Exception):
     """The NTP server could not be asked or gave an answer we cannot use."""
+
+    def __init__(self, failure: NtpFailure) -> None:
+        super().__init__(failure.problem.value)
+        self.failure = failure
 
 
 def _to_ntp(t: float) -> bytes:
@@ -35,24 +40,40 @@ def query_offset(server: str, timeout: float, port: int = NTP_PORT) -> float:
     host, port = (host, int(port_text)) if port_text.isdigit() else (server, port)
     request = b"\x23" + b"\x00" * 39 + _to_ntp(time.time())  # LI=0, VN=4, mode=3 (client)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        family, _, _, _, address = infos[0]
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.settimeout(timeout)
+            sock.connect(address)  # connected: a closed port is reported, not waited out
             t1 = time.time()
-            sock.sendto(request, address)
-            data, _ = sock.recvfrom(512)
+            sock.send(request)
+            data = sock.recv(512)
             t4 = time.time()
-    except (OSError, IndexError) as error:
-        raise NtpError(str(error) or type(error).__name__) from None
+    except OSError as error:
+        raise NtpError(failure_of(error, timeout)) from None
+    except IndexError:  # the name resolved to no address at all
+        raise NtpError(NtpFailure(NtpProblem.NAME_UNKNOWN)) from None
     return _offset_from_reply(data, t1, t4)
+
+
+def failure_of(error: OSError, timeout: float) -> NtpFailure:
+    """The socket error as an NTP failure an administrator can act on."""
+    if isinstance(error, socket.gaierror):
+        no_dns = error.errno in (socket.EAI_AGAIN, socket.EAI_FAIL)  # the lookup itself failed
+        return NtpFailure(NtpProblem.NO_DNS if no_dns else NtpProblem.NAME_UNKNOWN)
+    if isinstance(error, TimeoutError):
+        return NtpFailure(NtpProblem.NO_ANSWER, timeout)
+    if isinstance(error, ConnectionRefusedError):
+        return NtpFailure(NtpProblem.PORT_CLOSED)
+    if error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return NtpFailure(NtpProblem.NO_ROUTE)
+    return NtpFailure(NtpProblem.OTHER, detail=error.strerror or type(error).__name__)
 
 
 def _offset_from_reply(data: bytes, t1: float, t4: float) -> float:
     if len(data) < 48 or data[0] & 0x07 not in (4, 5):
-        raise NtpError("the reply is not an NTP server answer")
+        raise NtpError(NtpFailure(NtpProblem.NOT_NTP))
     if data[1] == 0:
-        raise NtpError("the server is not synchronised (stratum 0, kiss-of-death)")
+        raise NtpError(NtpFailure(NtpProblem.UNSYNCHRONISED))  # stratum 0: kiss-of-death
     t2, t3 = _from_ntp(data[32:40]), _from_ntp(data[40:48])
     return ((t2 - t1) + (t3 - t4)) / 2
 
@@ -64,9 +85,7 @@ class ClockMonitor:
         self._server = server
         self._poll = poll_seconds
         self._timeout = timeout
-        self.reading = ClockReading(
-            server="", offset=None, error="not measured yet", measured_at=None
-        )
+        self.reading = ClockReading(server="", offset=None, failure=None, measured_at=None)
 
     async def measure(self) -> ClockReading:
         server = self._server()
@@ -77,7 +96,7 @@ class ClockMonitor:
             offset = await asyncio.to_thread(query_offset, server, self._timeout)
             self.reading = ClockReading(server, offset, None, datetime.now(UTC))
         except NtpError as error:
-            self.reading = ClockReading(server, None, str(error), datetime.now(UTC))
+            self.reading = ClockReading(server, None, error.failure, datetime.now(UTC))
         return self.reading
 
     async def run(self) -> None:

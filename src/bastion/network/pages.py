@@ -12,7 +12,8 @@ from bastion.network.service import NetworkSetup
 from bastion.platform.errors import ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
@@ -72,7 +73,7 @@ async def _set_enabled(
     setup: NetworkSetup,
     uow: UnitOfWork,
     current: CurrentSession,
-    row_id: int,
+    row_id: RowId,
     enabled: bool,
 ) -> Response:
     actor = page_actor(request, current)
@@ -84,23 +85,23 @@ async def _set_enabled(
     return redirect(IP_CONFIGURATION)
 
 
-@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/enable", dependencies=[CsrfDep])
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id:int}}/enable", dependencies=[CsrfDep])
 async def enable_listen_address(
-    request: Request, row_id: int, setup: NetworkDep, uow: UowDep, current: AdministratorDep
+    request: Request, row_id: RowId, setup: NetworkDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     return await _set_enabled(request, setup, uow, current, row_id, enabled=True)
 
 
-@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/disable", dependencies=[CsrfDep])
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id:int}}/disable", dependencies=[CsrfDep])
 async def disable_listen_address(
-    request: Request, row_id: int, setup: NetworkDep, uow: UowDep, current: AdministratorDep
+    request: Request, row_id: RowId, setup: NetworkDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     return await _set_enabled(request, setup, uow, current, row_id, enabled=False)
 
 
-@router.post(f"{LISTEN_ADDRESSES}/{{row_id}}/remove", dependencies=[CsrfDep])
+@router.post(f"{LISTEN_ADDRESSES}/{{row_id:int}}/remove", dependencies=[CsrfDep])
 def remove_listen_address(
-    request: Request, row_id: int, setup: NetworkDep, uow: UowDep, current: AdministratorDep
+    request: Request, row_id: RowId, setup: NetworkDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     try:
         network.remove_address(uow, page_actor(request, current), row_id)
@@ -126,3 +127,13 @@ async def set_ntp_server(
     uow.commit()
     await setup.clock.measure()
     return redirect(IP_CONFIGURATION)
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    IP_CONFIGURATION,
+    LISTEN_ADDRESSES,
+    *(f"{LISTEN_ADDRESSES}/{{row_id}}/{action}" for action in ("enable", "disable", "remove")),
+    "/appliance/networking/ntp",
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.platform.web.schemas import Strict
+from bastion.platform.web.schemas import PRINTABLE, Strict
 
 
 class ListenAddressOut(BaseModel):
@@ -17,7 +17,9 @@ class ListenAddressOut(BaseModel):
 
 
 class ListenAddressCreate(Strict):
-    address: str = Field(description="ADDR:PORT, IPv6 as [ADDR]:PORT", examples=["127.0.0.2:8443"])
+    address: str = Field(
+        max_length=60, description="ADDR:PORT, IPv6 as [ADDR]:PORT", examples=["127.0.0.2:8443"]
+    )
 
 
 class ListenAddressUpdate(Strict):
@@ -25,4 +27,9 @@ class ListenAddressUpdate(Strict):
 
 
 class NtpSettings(Strict):
-    server: str = Field(max_length=253, description="Host name or IP address; empty for none")
+    server: str = Field(
+        max_length=253,
+        pattern=PRINTABLE,
+        description="Host name or IP address; empty for none",
+        examples=["pool.ntp.org"],
+    )

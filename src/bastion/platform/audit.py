@@ -19,12 +19,18 @@ from bastion.platform.unit_of_work import UnitOfWork
 def new_entry(actor: Actor, action: str, target: str, **details: Any) -> AuditEntry:
     return AuditEntry(
         at=utc_now(),
-        actor=actor.name,
+        actor=_fit(actor.name, AuditEntry.actor),
         action=action,
-        target=target,
+        target=_fit(target, AuditEntry.target),
         details=json.dumps(details, sort_keys=True, default=str),
-        source=actor.source,
+        source=_fit(actor.source, AuditEntry.source),
     )
+
+
+def _fit(text: str, column: Any) -> str:
+    """What a caller named (a username typed at sign-in, say) as the column can hold it:
+    cut to its length, without NUL characters, which PostgreSQL refuses in text."""
+    return text.replace("\x00", "")[: column.type.length]
 
 
 def record(uow: UnitOfWork, actor: Actor, action: str, target: str, **details: Any) -> None:

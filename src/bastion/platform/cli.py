@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 
+from bastion.platform.console import output_console
 from bastion.platform.principals import Actor, Principal, Role
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bastion.platform.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
-console = Console()
+console = output_console()
 DataOption = Annotated[Path, typer.Option("--data", help="The appliance's data directory.")]
 DatabaseUrlOption = Annotated[str | None, typer.Option(help="PostgreSQL URL, if used.")]
 DEFAULT_DATA = Path("var/appliance")

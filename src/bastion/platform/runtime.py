@@ -10,6 +10,8 @@ the platform never imports the capabilities above it.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +27,19 @@ from bastion.platform.unit_of_work import UnitOfWork
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Pause:
+    """Changes are refused while an install snapshots and migrates the database: why, and
+    until about when (`time.monotonic()`), so that clients are told when to try again."""
+
+    reason: str
+    until: float
+
+    def retry_after(self) -> int:
+        """Whole seconds until the pause should be over; at least 1."""
+        return max(1, math.ceil(self.until - time.monotonic()))
+
+
 class MissingPartError(LookupError):
     """A capability asked for a part the composition root did not add (a wiring bug)."""
 
@@ -38,8 +53,8 @@ class Runtime:
     serving: bool = False
     """True between the first listener opening and the start of shutdown."""
     stopping: bool = False
-    frozen: str | None = None
-    """While an install snapshots and migrates the database: why changes are refused."""
+    frozen: Pause | None = None
+    """While an install snapshots and migrates the database: changes are refused."""
     draining: bool = False
     """Stopping: no new connections, and each answer closes its connection."""
     request_shutdown: Callable[[], None] | None = None

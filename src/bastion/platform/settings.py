@@ -53,15 +53,27 @@ class ApplianceSettings(BaseSettings):
     backup_upload_limit_bytes: int = 8 * 1024**3
     """Uploads larger than this are refused before they reach the disk."""
 
+    password_checks_at_once: int = 0
+    """How many password and API client secret checks run at once; 0: one fewer than the
+    number of CPUs (at least 1), leaving a core to answer everything else."""
+    password_checks_waiting: int = 32
+    """How many more sign-ins and token requests may wait for a check; beyond that they
+    are refused at once with 429 and Retry-After."""
+
     password_hash_fast: bool = False
     """Cheaper argon2 parameters; only for test suites that sign in hundreds of times."""
 
     update_service_url: str = ""
-    """The vendor's update service; empty: not configured (Manual Installation only)."""
+    """The vendor's update service, unless set on the appliance; empty: not configured
+    (Manual Installation only)."""
+    update_service_ca_file: Path | None = None
+    """PEM file of the CA the update service's TLS certificate chains to, unless set on the
+    appliance; None: the system's trust store plus `trust_anchors_file`."""
     update_site: str = ""
     """The site name the vendor built this site for; empty: the site hostname."""
     update_trusted_root: Path | None = None
-    """The update repository's root.json shipped with the site build; None: the package's own."""
+    """The update repository's root.json shipped with the site build, unless set on the
+    appliance; None: the package's own."""
     update_upload_limit_bytes: int = 4 * 1024**3
     """Offline update bundles larger than this are refused before they reach the disk."""
 

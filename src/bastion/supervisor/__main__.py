@@ -6,10 +6,10 @@ that tries a new base before switching to it.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from bastion.platform import build
+from bastion.platform.logs import configure_logging
 from bastion.platform.settings import ApplianceSettings
 
 
@@ -19,7 +19,7 @@ def run() -> int:
 
         print(f"bastion base {build.base_version()} supervisor ok")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     from bastion.supervisor import launch
 
     return launch.main(ApplianceSettings())

@@ -55,7 +55,14 @@ from bastion.supervisor.process import INHERIT_ENV, exec_supervisor, now, settin
 from bastion.supervisor.serving import Serving
 from bastion.supervisor.slots import BASE, BASE_PREVIOUS, CURRENT, PREVIOUS, Releases, SlotError
 from bastion.supervisor.state import InstallState
-from bastion.supervisor.workers import Tool, Worker, WorkerError, run_tool, start_tool
+from bastion.supervisor.workers import (
+    Tool,
+    Worker,
+    WorkerError,
+    all_ready,
+    run_tool,
+    start_tool,
+)
 
 log = logging.getLogger("bastion.supervisor.install")
 
@@ -165,7 +172,7 @@ async def _install_site(
         migrator = await start_tool(lib, site.child_env(), "migrate", wait_for_begin=True)
         candidate = site.start_candidate(planned.slot)
         deadline = settings.install_health_deadline_seconds
-        await asyncio.gather(migrator.ready(deadline), candidate.ready(deadline))
+        await all_ready(deadline, migrator, candidate)
         journal = await record(site, journal, Step.STARTED)
         await _ask(site.worker, Freeze(f"{planned.name} is being installed"))
         journal = await record(site, journal, Step.FROZEN)
@@ -187,8 +194,9 @@ async def _install_site(
         if old is not None:
             await old.stop(settings.install_drain_seconds)
         journal = await record(site, journal, Step.DRAINED)
-        site.activity = "watching the new version through its first minute"
-        await _probation(site, settings.install_probation_seconds)
+        probation = settings.install_probation_seconds
+        site.activity = f"watching the new version through its first {probation:g} s"
+        await _probation(site, probation)
     except Exception as error:  # whatever went wrong, the old version must serve on
         if migrator is not None:
             migrator.kill()
@@ -213,16 +221,36 @@ async def _ask(worker: Worker | None, order: Order) -> dict[str, Any]:
         raise InstallFailed(str(error)) from None
 
 
+HEALTH_POLL_SECONDS = 0.02
+"""How often a new version's health is asked for; changes stay paused until it answers."""
+DEFINITE_FAILURES = 3
+"""Error answers in a row from a new version's health check that roll it back at once."""
+
+
 async def wait_healthy(worker: Worker, deadline: float) -> None:
+    """Until the worker's `/check_health` answers 200.
+
+    A worker that exits, or whose health check answers an error (other than "starting")
+    several times in a row, has failed for certain: that ends the wait at once, so changes
+    are not paused for the whole deadline, which is only for a worker that never answers.
+    """
     end = time.monotonic() + deadline
+    errors = 0
     while time.monotonic() < end:
         if worker.poll() is not None:
             raise InstallFailed(
                 f"the new version exited (code {worker.exit_code}) before it was healthy"
             )
-        if await worker.healthy():
+        answer = await worker.health()
+        if answer is not None and answer.ok:
             return
-        await asyncio.sleep(0.1)
+        errors = errors + 1 if answer is not None and answer.failed else 0
+        if answer is not None and errors >= DEFINITE_FAILURES:
+            raise InstallFailed(
+                f"the new version's health check answered {answer} "
+                f"{DEFINITE_FAILURES} times in a row"
+            )
+        await asyncio.sleep(HEALTH_POLL_SECONDS)
     raise InstallFailed(f"the new version did not pass its health check within {deadline:.0f} s")
 
 

@@ -11,6 +11,7 @@ over the old one, so a reader (or a restart) sees the old target or the new one.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import shutil
@@ -128,6 +129,8 @@ class Releases:
                     install_wheel(wheel, staging / "lib")
                 except WheelError as error:
                     raise SlotError(str(error)) from None
+            # Compiled once here, not by each process the install starts from the slot.
+            compileall.compile_dir(staging / "lib", quiet=2)
             shutil.rmtree(staging / "package")
             body = {**release.to_dict(), "factory": False, "wheels": [w.name for w in wheels]}
             (staging / MANIFEST).write_text(json.dumps(body, indent=2))

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,35 @@ TOKEN_HEADER = "x-bastion-worker-token"
 
 class WorkerError(Exception):
     """A worker did not answer as it should; the message says how."""
+
+
+@dataclass(frozen=True)
+class HealthAnswer:
+    """What a worker's `/check_health` answered: the HTTP status and the state it gave."""
+
+    status: int
+    state: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def failed(self) -> bool:
+        """An error answer other than 503 "starting".
+
+        A worker answers 503 "starting" only before its application serves; any other
+        error answer comes from the application itself: a definite failure.
+        """
+        return not self.ok and not (self.status == 503 and self.state == "starting")
+
+    def __str__(self) -> str:
+        try:
+            phrase = f" {HTTPStatus(self.status).phrase}"
+        except ValueError:
+            phrase = ""
+        said = f" ({self.state})" if self.state and self.state != phrase.strip() else ""
+        return f"HTTP {self.status}{phrase}{said}"
 
 
 @dataclass
@@ -117,12 +147,13 @@ class Worker:
             raise WorkerError(f"the worker refused {order.path}: {answer.get('detail', answer)}")
         return answer
 
-    async def healthy(self) -> bool:
+    async def health(self) -> HealthAnswer | None:
+        """Its `/check_health` answer; None while it does not answer at all (starting)."""
         try:
-            status, _ = await self.request("GET", "/check_health", timeout=5)
+            status, body = await self.request("GET", "/check_health", timeout=5)
         except WorkerError:
-            return False
-        return status == 200
+            return None
+        return HealthAnswer(status, str(body.get("status") or body.get("text") or "")[:200])
 
     async def stop(self, grace: float = 15.0) -> int:
         """Ask the worker to drain, then end it if it does not within `grace` seconds."""
@@ -136,8 +167,10 @@ class Worker:
             return await self.wait()
 
     async def ready(self, timeout: float) -> None:
-        await _ready(self.ready_pipe, f"worker {self.pid}", timeout)
-        self.ready_pipe = None
+        # The pipe is closed by `_ready` whatever happens; never let `kill` close it again
+        # (its number may belong to another file by then).
+        pipe, self.ready_pipe = self.ready_pipe, None
+        await _ready(pipe, f"worker {self.pid}", timeout)
 
     def begin(self) -> None:
         """Let a worker started with `wait_for_begin` open the database and serve."""
@@ -231,7 +264,7 @@ async def _ready(pipe: int | None, what: str, timeout: float) -> None:
         await asyncio.wait_for(readable, timeout)
         said = os.read(pipe, 16)
     except TimeoutError:
-        raise WorkerError(f"{what} was not ready within {timeout:.0f} s") from None
+        raise WorkerError(f"{what} was not ready within {timeout:g} s") from None
     finally:
         loop.remove_reader(pipe)
         os.close(pipe)
@@ -289,6 +322,18 @@ class Tool:
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+
+
+async def all_ready(timeout: float, *starting: Worker | Tool) -> None:
+    """Wait until every process said it is ready; the first that fails (or `timeout`) ends
+    the wait for the others too, so that none is left waiting on its pipe."""
+    waits = [asyncio.ensure_future(process.ready(timeout)) for process in starting]
+    try:
+        await asyncio.gather(*waits)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def start_tool(

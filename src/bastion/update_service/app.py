@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
@@ -139,6 +139,12 @@ def _add_routes(app: FastAPI, vendor: Vendor, settings: UpdateServiceSettings) -
         except VENDOR_ERRORS as exc:
             message = f'<p role="alert"><strong>Refused:</strong> {html.escape(str(exc))}</p>'
             return HTMLResponse(PAGE.format(message=message), status_code=exc.status)
+
+    @app.get("/download-key")
+    def download_page_again() -> RedirectResponse:
+        """A refused key leaves this address in the browser's bar: opened again, it is the
+        page with the form, not "Method Not Allowed"."""
+        return RedirectResponse("/", status_code=303)
 
     @app.post("/api/v1/bundles", response_model=None)
     def bundles(body: KeyRequest, request: Request) -> FileResponse:

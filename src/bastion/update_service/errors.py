@@ -49,7 +49,13 @@ class ClockSkewError(DownloadKeyError):
 
 
 class NothingToDownloadError(UpdateServiceError):
-    """Every release open to the appliance is installed or already handed out."""
+    """Every release open to the appliance is installed."""
+
+    status = 409
+
+
+class KeyAlreadyAnsweredError(UpdateServiceError):
+    """A download key gets one bundle; a new key gets the releases again."""
 
     status = 409
 

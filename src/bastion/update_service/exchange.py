@@ -10,8 +10,9 @@ A bundle is an uncompressed tar::
                            its consistent-snapshot name (<sha256>.<file name>)
 
 The appliance verifies it exactly as an online update, through a fetcher that
-reads these files. Releases put in a bundle are recorded as handed out and
-are no longer offered to that appliance.
+reads these files. Releases put in a bundle are recorded as handed out and are
+listed as `taken` for that appliance from then on. A new download key gets them
+again (a bundle may have arrived damaged), recorded again; a key is answered once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import io
 import json
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,6 @@ from bastion.releases.versions import (
     Assessment,
     Release,
     ReleaseKind,
-    ReleaseState,
     Version,
     assess,
     parse_kind,
@@ -42,6 +43,7 @@ from bastion.releases.versions import (
 from bastion.update_service.errors import (
     ClockSkewError,
     DownloadKeyError,
+    KeyAlreadyAnsweredError,
     NothingToDownloadError,
 )
 from bastion.update_service.store import ApplianceRow, HandoutRow, ReleaseRow
@@ -57,12 +59,16 @@ class Offer:
     key: dk.DownloadKey
     text: str
     assessments: list[Assessment]
+    """As the offer lists them: a release handed out before is `taken`."""
     rows: dict[Release, ReleaseRow]
+    again: list[Assessment]
+    """The same releases as if none had been handed out: what a new key may get again."""
 
     @property
     def offered(self) -> list[Assessment]:
-        """What a bundle carries: releases installable now or after others it carries."""
-        return [a for a in self.assessments if a.resolvable]
+        """What a bundle carries: releases installable now or after others it carries,
+        those handed out for an earlier key included."""
+        return [a for a in self.again if a.resolvable]
 
     def row(self, a: Assessment) -> ReleaseRow:
         return self.rows[a.release]
@@ -131,19 +137,55 @@ def offer(vendor: Vendor, text: str, now: dt.datetime, tolerance: dt.timedelta) 
         )
     infos = {r.spec: PackageInfo.from_custom(r.custom) for r in rows}
     taken = [infos[r.spec].release for r in rows if r.id in taken_ids]
-    assessments = assess(_installed(key), [i.release for i in infos.values()], taken)
-    return Offer(key, text, assessments, {infos[r.spec].release: r for r in rows})
+    releases, installed = [i.release for i in infos.values()], _installed(key)
+    by_release = {infos[r.spec].release: r for r in rows}
+    return Offer(
+        key, text, assess(installed, releases, taken), by_release, assess(installed, releases)
+    )
+
+
+HANDOUTS = threading.Lock()
+"""One handout at a time in this process, so that a key is answered once."""
 
 
 def hand_out(
     vendor: Vendor, text: str, requested_from: str, now: dt.datetime, tolerance: dt.timedelta
 ) -> Path:
-    """Build the bundle for a key, record what it holds, return the bundle file."""
-    found = offer(vendor, text, now, tolerance)
-    if not found.offered:
-        raise NothingToDownloadError(_nothing_message(found))
-    rows = [found.row(a) for a in found.offered]
-    bundle = write_bundle(vendor, found, rows, now)
+    """Build the bundle for a key, record what it holds, return the bundle file.
+
+    A key already answered is refused; a new key of the same appliance gets again what
+    was handed out before, and that handout is recorded too.
+    """
+    with HANDOUTS:
+        found = offer(vendor, text, now, tolerance)
+        _refuse_answered(vendor, found.key)
+        if not found.offered:
+            raise NothingToDownloadError(_nothing_message(found))
+        rows = [found.row(a) for a in found.offered]
+        bundle = write_bundle(vendor, found, rows, now)
+        _record(vendor, found, rows, requested_from, now)
+    return bundle
+
+
+def _refuse_answered(vendor: Vendor, key: dk.DownloadKey) -> None:
+    with vendor.session() as s:
+        answered = s.scalars(
+            select(HandoutRow.handed_at).where(
+                HandoutRow.appliance_id == key.appliance, HandoutRow.key_nonce == key.nonce
+            )
+        ).first()
+    if answered is not None:
+        raise KeyAlreadyAnsweredError(
+            f"This download key was already answered on {answered:%Y-%m-%d %H:%M} UTC; each "
+            "key gets one bundle. To get the releases again, make a new key on the appliance "
+            "(/appliance > Updates > Manual Installation, or `bastion appliance updates "
+            "download-key`) and submit that one."
+        )
+
+
+def _record(
+    vendor: Vendor, found: Offer, rows: list[ReleaseRow], requested_from: str, now: dt.datetime
+) -> None:
     with vendor.session() as s:
         for row in rows:
             s.add(
@@ -155,13 +197,10 @@ def hand_out(
                     requested_from=requested_from,
                 )
             )
-    return bundle
 
 
 def _nothing_message(found: Offer) -> str:
-    taken = [a.release.name for a in found.assessments if a.state is ReleaseState.TAKEN]
-    text = f"nothing new for appliance {found.key.appliance!r}"
-    return text + (f": already handed out {', '.join(taken)}" if taken else ": it is up to date")
+    return f"nothing to download for appliance {found.key.appliance!r}: it is up to date"
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -28,6 +28,7 @@ from bastion.platform.cli import (
 
 if TYPE_CHECKING:
     from bastion.platform.unit_of_work import UnitOfWork
+    from bastion.updates.channel import Channel
     from bastion.updates.service import ReleaseRow, UpdateSetup
 
 appliance_updates_app = typer.Typer(no_args_is_help=True)
@@ -68,11 +69,11 @@ def update_key(
 ) -> None:
     """Print this appliance's update public key (created at first use) for enrolment."""
     from bastion.platform.errors import ServiceError
-    from bastion.updates import service as updates
+    from bastion.updates import channel
 
     try:
         with console_runtime(ctx, data) as runtime:
-            found = updates.enrollment(runtime.part(updates.UpdateSetup))
+            found = channel.enrollment(runtime.part(channel.UpdateSetup))
     except ServiceError as error:
         console.print(f"[red]No update key:[/] {error}")
         raise typer.Exit(2) from None
@@ -131,13 +132,14 @@ def import_bundle(
     from bastion.updates import service as updates
 
     actor = console_actor()
-    rows = _run(
+    done = _run(
         ctx,
         data,
         lambda uow, setup: updates.import_bundle(uow, setup, actor, bundle, bundle.name),
         "Bundle refused",
     )
-    console.print(_table(rows))
+    console.print(_table(done.rows))
+    console.print(done.summary, highlight=False)
 
 
 @updates_app.command("download-key")
@@ -150,3 +152,65 @@ def download_key(ctx: typer.Context, data: DataOption = DEFAULT_DATA) -> None:
         ctx, data, lambda uow, setup: updates.download_key(uow, setup, actor), "No download key"
     )
     typer.echo(key.text)
+
+
+DEFAULTS = ("url", "ca", "trusted-root")
+
+
+@updates_app.command("settings")
+def settings(
+    ctx: typer.Context,
+    data: DataOption = DEFAULT_DATA,
+    url: Annotated[
+        str | None, typer.Option("--url", help="The update service URL; '' for the default.")
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", exists=True, dir_okay=False, help="PEM of the service's CA."),
+    ] = None,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option("--trusted-root", exists=True, dir_okay=False, help="The vendor's root.json."),
+    ] = None,
+    default: Annotated[
+        list[str] | None,
+        typer.Option("--default", help="Return url, ca or trusted-root to its default."),
+    ] = None,
+) -> None:
+    """Show the update channel (service URL, its CA, trusted root); with options, change it."""
+    from bastion.updates import channel
+
+    reset = set(default or [])
+    if reset - set(DEFAULTS):
+        raise typer.BadParameter(f"--default takes {', '.join(DEFAULTS)}", param_hint="--default")
+    change = channel.ChannelChange(
+        "" if "url" in reset else url,
+        "" if "ca" in reset else _text(ca_file),
+        "" if "trusted-root" in reset else _text(trusted_root),
+    )
+    actor = console_actor()
+    found = _run(
+        ctx, data, lambda uow, setup: channel.configure(uow, setup, actor, change), "Not changed"
+    )
+    for line in _channel_lines(found):
+        typer.echo(line)
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else path.read_text(errors="replace")
+
+
+def _channel_lines(found: Channel) -> list[str]:
+    """One line a setting (plain text: it is read in scripts and logs as well)."""
+    certificates = "; ".join(
+        f"{c.subject} (SHA-256 {c.sha256[:16]}…)" for c in found.ca_certificates
+    )
+    root = found.root
+    lines = [
+        f"Update service: {found.service_url or 'none'} ({found.notes[0]})",
+        f"Its CA:         {certificates or '-'} ({found.notes[1]})",
+        "Trusted root:   "
+        + (f"version {root.version}, SHA-256 {root.sha256[:16]}…" if root else "none")
+        + f" ({found.notes[2]})",
+    ]
+    return lines + [f"Problem: {problem}" for problem in found.problems]

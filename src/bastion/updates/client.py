@@ -9,8 +9,10 @@ and the stored packages exactly as they were. An offline bundle is read
 through ``BundleFetcher``, so it is verified like a download, and a bundle
 older than what the appliance already trusts is refused as a rollback.
 
-The fetchers are in :mod:`bastion.updates.fetchers`, the trusted
-metadata directory in :mod:`bastion.updates.trusted_store`.
+The fetchers are in :mod:`bastion.updates.fetchers`, the trusted metadata
+directory in :mod:`bastion.updates.trusted_store`, writing a package while it
+is verified in :mod:`bastion.updates.staging`, the failures and their messages
+in :mod:`bastion.updates.failures`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import ssl
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -27,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata, TargetFile, Targets  # type: ignore[attr-defined]
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets  # type: ignore[attr-defined]
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig  # type: ignore[attr-defined]
-from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from bastion.releases import download_key as dk
 from bastion.releases.packages import PackageError, PackageInfo
@@ -42,49 +44,20 @@ from bastion.releases.versions import (
     assess,
     install_order,
 )
-from bastion.updates.fetchers import BundleFetcher, GuardFetcher, _ForeignSiteError
+from bastion.updates import staging
+from bastion.updates.failures import (
+    CorruptBundleError,
+    DependencyMissingError,
+    NotEnoughDiskError,
+    UpdateClientError,
+    VerificationError,
+    WrongApplianceError,
+    translate,
+)
+from bastion.updates.fetchers import BundleFetcher, GuardFetcher, ServiceFetcher
 from bastion.updates.trusted_store import TrustedStore
 
 Progress = Callable[[int, int], None]
-
-
-class UpdateClientError(Exception):
-    """An update could not be checked, downloaded or imported; the message says why."""
-
-
-class UpdateServiceUnreachableError(UpdateClientError):
-    pass
-
-
-class VerificationError(UpdateClientError):
-    """A signature, length or hash does not verify."""
-
-
-class RollbackError(VerificationError):
-    """Metadata older than what the appliance already trusts (a replay)."""
-
-
-class MetadataExpiredError(UpdateClientError):
-    pass
-
-
-class DependencyMissingError(UpdateClientError):
-    pass
-
-
-class NotEnoughDiskError(UpdateClientError):
-    pass
-
-
-class WrongApplianceError(UpdateClientError):
-    """The files are for another appliance or another site."""
-
-
-class CorruptBundleError(UpdateClientError):
-    pass
-
-
-MANUAL = "Use Manual Installation with an Appliance Download Key if this persists."
 
 
 @dataclass(frozen=True)
@@ -98,65 +71,6 @@ class ReleaseStatus:
     @property
     def release(self) -> Release:
         return self.info.release
-
-
-def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
-    current: BaseException | None = exc
-    while current is not None:
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def translate(exc: Exception, source: str, offline: bool) -> UpdateClientError:
-    """One actionable message per failure kind."""
-    foreign = next((e for e in _cause_chain(exc) if isinstance(e, _ForeignSiteError)), None)
-    if foreign is not None:
-        return WrongApplianceError(
-            f"{source} holds update metadata {foreign}, not for this appliance's site: "
-            "get the files for this site (use this appliance's own download key)."
-        )
-    if isinstance(exc, tuf_errors.ExpiredMetadataError):
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        return MetadataExpiredError(
-            f"the update metadata from {source} has expired ({exc}). Either the files are stale "
-            f"or this appliance's clock is wrong: it reads {now} UTC. Check the clock and NTP "
-            "server (/appliance > Status > Basics, Networking > IP Configuration), then get "
-            "fresh files."
-        )
-    if isinstance(exc, tuf_errors.BadVersionNumberError):
-        return RollbackError(
-            f"the update metadata from {source} is older than what this appliance already "
-            f"trusts ({exc}): an old or replayed copy. Nothing was changed; get current files."
-        )
-    if isinstance(exc, tuf_errors.UnsignedMetadataError):
-        return VerificationError(
-            f"a signature from {source} does not verify ({exc}): the files were not signed "
-            "with the vendor's keys. Nothing was installed; do not use these files."
-        )
-    if isinstance(exc, tuf_errors.DownloadLengthMismatchError):
-        return VerificationError(
-            f"a file from {source} is longer than its signed length ({exc}): it was altered "
-            "or replaced. Nothing was installed; get the files again."
-        )
-    if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
-        return VerificationError(
-            f"a file from {source} does not match its signed hash ({exc}): it was altered or "
-            "damaged in transit. Nothing was installed; get the files again."
-        )
-    if isinstance(exc, tuf_errors.RepositoryError):
-        return VerificationError(f"the update metadata from {source} does not verify: {exc}")
-    if offline:
-        return CorruptBundleError(
-            f"the bundle is incomplete or damaged ({exc}): upload the whole file again."
-        )
-    if isinstance(exc, tuf_errors.DownloadHTTPError):
-        return UpdateServiceUnreachableError(
-            f"the update service at {source} answered HTTP {exc.status_code}. {MANUAL}"
-        )
-    return UpdateServiceUnreachableError(
-        f"cannot reach the update service at {source} ({exc}): check the network, DNS and "
-        f"proxy settings. {MANUAL}"
-    )
 
 
 def read_targets(tuf_dir: Path) -> dict[str, TargetFile]:
@@ -181,6 +95,41 @@ def statuses(
     ]
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What an offline bundle brought."""
+
+    statuses: list[ReleaseStatus]
+    download_key: str
+    """The Appliance Download Key the bundle answers: one bundle per key."""
+    stored: tuple[str, ...]
+    """Packages (by sha256) stored now."""
+    held: tuple[str, ...]
+    """Packages this appliance held already; the bundle's copies verified all the same."""
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    targets: tuple[str, ...]
+    download_key: str
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where targets come from: the update service or an unpacked bundle."""
+
+    updater: Updater
+    fetcher: FetcherInterface
+    targets_url: str
+    stage: Path
+
+    @property
+    def consistent_snapshot(self) -> bool:
+        """From the root the Updater has just verified into the staging copy."""
+        root = Metadata[Root].from_bytes((self.stage / "root.json").read_bytes())
+        return bool(root.signed.consistent_snapshot)
+
+
 class UpdateClient:
     """Check, download and import updates for one appliance of one site."""
 
@@ -194,7 +143,10 @@ class UpdateClient:
         appliance_key: Path | None = None,
         fetcher: FetcherInterface | None = None,
         reserve_bytes: int = 64 * 2**20,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: what the update service's certificate must chain to (None: the system's
+        trust store); `fetcher` replaces the network altogether."""
         self.site, self.appliance_id, self.trusted_root = site, appliance_id, trusted_root
         self.store = TrustedStore(data_dir / "tuf")
         self.packages_dir = data_dir / "blobs" / "sha256"
@@ -202,6 +154,7 @@ class UpdateClient:
         self.service_url = service_url.rstrip("/")
         self.appliance_key = appliance_key
         self._http = fetcher
+        self._tls = tls
         self.reserve_bytes = reserve_bytes
 
     def _updater(
@@ -223,26 +176,41 @@ class UpdateClient:
     def _site_url(self) -> str:
         return f"{self.service_url}/sites/{self.site}"
 
-    def _online(self, stage: Path) -> tuple[Updater, GuardFetcher]:
-        return self._updater(stage, self._site_url, self._http or Urllib3Fetcher(socket_timeout=15))
+    @contextmanager
+    def _network(self) -> Iterator[FetcherInterface]:
+        """The update service, for one operation: its connections close when it ends."""
+        if self._http is not None:
+            yield self._http
+            return
+        fetcher = ServiceFetcher(self._tls)
+        try:
+            yield fetcher
+        finally:
+            fetcher.close()
 
     def check(self, installed: Mapping[ReleaseKind, Version]) -> list[ReleaseStatus]:
         """Refresh the metadata from the update service and list releases with their states."""
         try:
-            with self.store.staged() as stage:
-                self._online(stage)[0].refresh()
+            with self._network() as network, self.store.staged() as stage:
+                self._updater(stage, self._site_url, network)[0].refresh()
                 return statuses(read_targets(stage), installed, self.site)
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
             raise translate(exc, self.service_url, offline=False) from exc
 
     def download(self, release: ReleaseStatus, progress: Progress | None = None) -> Path:
-        """Fetch one release and verify it against freshly refreshed metadata."""
-        self._need_space(release.target.length)
+        """Fetch one release and verify it against freshly refreshed metadata, in one pass:
+        hashed while it is written into staging, then moved into storage."""
+        self._need_space(release.target.length, copies=1)
         try:
-            with self.store.staged() as stage, self._package_staging() as tmp:
-                updater, guard = self._online(stage)
+            with (
+                self._network() as network,
+                self.store.staged() as stage,
+                self._package_staging() as tmp,
+            ):
+                updater, guard = self._updater(stage, self._site_url, network)
+                source = _Source(updater, guard, f"{self._site_url}/targets", stage)
                 verified, final = self._fetch_target(
-                    updater, guard, release.target.path, tmp, progress
+                    source, release.target.path, tmp, progress, reuse=True
                 )
                 os.replace(verified, final)
                 return final
@@ -250,25 +218,26 @@ class UpdateClient:
             raise translate(exc, self.service_url, offline=False) from exc
 
     def _fetch_target(
-        self,
-        updater: Updater,
-        guard: GuardFetcher,
-        path: str,
-        into: Path,
-        progress: Progress | None,
+        self, source: _Source, path: str, into: Path, progress: Progress | None, reuse: bool
     ) -> tuple[Path, Path]:
-        """Download and verify one target into ``into``; return (verified file, final place)."""
-        info = updater.get_targetinfo(path)
+        """Fetch and verify one target into ``into``; return (verified file, final place).
+
+        `reuse`: a copy already in storage that still verifies is kept and nothing is
+        fetched. A bundle does not reuse: every package it carries is verified, so a
+        damaged bundle is refused even where this appliance holds the package already.
+        """
+        info = source.updater.get_targetinfo(path)
         if info is None:
             raise VerificationError(
                 f"{path} is not listed in the signed metadata of site {self.site}"
             )
         final = self.packages_dir / info.hashes["sha256"]
-        if updater.find_cached_target(info, str(final)):
+        if reuse and staging.holds(final, info):
             return final, final
-        guard.progress = (lambda done: progress(done, info.length)) if progress else None
-        verified = into / final.name
-        updater.download_target(info, str(verified))
+        url = staging.target_url(source.targets_url, info, source.consistent_snapshot)
+        verified = staging.write_verified(
+            source.fetcher.fetch(url), info, into / final.name, progress
+        )
         return verified, final
 
     @contextmanager
@@ -277,11 +246,11 @@ class UpdateClient:
         with tempfile.TemporaryDirectory(dir=self.packages_dir, prefix=".dl-") as tmp:
             yield Path(tmp)
 
-    def _need_space(self, length: int, where: Path | None = None) -> None:
+    def _need_space(self, length: int, where: Path | None = None, copies: int = 2) -> None:
         target = where or self.packages_dir
         target.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(target).free
-        need = 2 * length + self.reserve_bytes
+        need = copies * length + self.reserve_bytes
         if free < need:
             raise NotEnoughDiskError(
                 f"not enough disk space in {target}: {need // 2**20} MiB needed, "
@@ -298,38 +267,44 @@ class UpdateClient:
         except DependencyError as exc:
             raise DependencyMissingError(str(exc)) from exc
 
-    def import_bundle(
-        self, bundle: Path, installed: Mapping[ReleaseKind, Version]
-    ) -> list[ReleaseStatus]:
-        """Verify an offline bundle like a download; store its packages; list release states."""
+    def import_bundle(self, bundle: Path, installed: Mapping[ReleaseKind, Version]) -> Imported:
+        """Verify an offline bundle like a download, every package it carries included;
+        store its packages; list release states. All or nothing."""
         self._need_space(bundle.stat().st_size, self.incoming_dir)
         with tempfile.TemporaryDirectory(dir=self.incoming_dir, prefix=".bundle-") as tmp:
             root = Path(tmp)
-            paths = self._unpack(bundle, root)
+            manifest = self._unpack(bundle, root)
             try:
                 with self.store.staged() as stage, self._package_staging() as into:
                     updater, guard = self._updater(stage, root.as_uri(), BundleFetcher(root))
                     updater.refresh()
-                    moves = [self._fetch_target(updater, guard, p, into, None) for p in paths]
+                    source = _Source(updater, guard, f"{root.as_uri()}/targets", stage)
+                    moves = [
+                        self._fetch_target(source, p, into, None, reuse=False)
+                        for p in manifest.targets
+                    ]
+                    held = tuple(final.name for _, final in moves if final.is_file())
                     for verified, final in moves:
                         os.replace(verified, final)
-                    return statuses(read_targets(stage), installed, self.site)
+                    found = statuses(read_targets(stage), installed, self.site)
             except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
                 raise translate(exc, f"bundle {bundle.name}", offline=True) from exc
+        stored = tuple(final.name for _, final in moves if final.name not in held)
+        return Imported(found, manifest.download_key, stored, held)
 
-    def _unpack(self, bundle: Path, root: Path) -> list[str]:
+    def _unpack(self, bundle: Path, root: Path) -> _Manifest:
         try:
             with tarfile.open(bundle, "r:") as tar:
                 tar.extractall(root, filter="data")
             manifest = json.loads((root / "bundle.json").read_bytes())
-            paths = [str(p) for p in manifest["targets"]]
+            paths = tuple(str(p) for p in manifest["targets"])
         except (OSError, tarfile.TarError, ValueError, KeyError, TypeError) as exc:
             raise CorruptBundleError(
                 f"{bundle.name} is not a complete update bundle ({exc}): "
                 "upload the whole file again."
             ) from exc
         self._check_addressee(manifest)
-        return paths
+        return _Manifest(paths, str(manifest.get("download_key", "")))
 
     def _check_addressee(self, manifest: dict[str, object]) -> None:
         site, appliance = manifest.get("site"), manifest.get("appliance")

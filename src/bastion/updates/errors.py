@@ -7,16 +7,29 @@ service error kinds, so the web and API adapters give it the right status.
 from __future__ import annotations
 
 from bastion.platform.errors import ConflictError, InvalidInputError, ServiceError, UnavailableError
-from bastion.updates import client as uc
+from bastion.updates import failures
 
 MANUAL_INSTALLATION = (
     "Manual Installation on /appliance > Updates: copy the Appliance Download Key, get the "
     "update files for it from the update service on any machine with access, and upload them."
 )
+MANUAL_INSTALLATION_BELOW = (
+    "Manual Installation below: copy the Appliance Download Key, get the update files for it "
+    "from the update service on any machine with access, and upload them under Update Software."
+)
+
+
+def as_on_updates_page(message: str) -> str:
+    """`message` as the Updates page shows it: its advice points below, not to this page."""
+    return message.replace(MANUAL_INSTALLATION, MANUAL_INSTALLATION_BELOW)
 
 
 class UpdateUnreachableError(UnavailableError):
     """The update service cannot be reached."""
+
+
+class UpdateTlsError(UnavailableError):
+    """The update service's TLS certificate is not trusted: the CA setting, or the URL."""
 
 
 class UpdateVerificationError(InvalidInputError):
@@ -35,31 +48,36 @@ class UpdateDiskError(UnavailableError):
     """Not enough disk space for the download."""
 
 
-class UpdatesNotConfiguredError(UnavailableError):
+class UpdatesNotConfiguredError(ConflictError):
     """The appliance lacks the update service address, site name or trusted root."""
 
 
-_FAILURES: tuple[tuple[type[uc.UpdateClientError], type[ServiceError], str], ...] = (
+_FAILURES: tuple[tuple[type[failures.UpdateClientError], type[ServiceError], str], ...] = (
     (
-        uc.UpdateServiceUnreachableError,
+        failures.TlsVerificationError,
+        UpdateTlsError,
+        "The update service's TLS certificate is not trusted",
+    ),
+    (
+        failures.UpdateServiceUnreachableError,
         UpdateUnreachableError,
         "The update service cannot be reached",
     ),
     (
-        uc.MetadataExpiredError,
+        failures.MetadataExpiredError,
         UpdateClockError,
         "The update metadata expired or the clock is wrong",
     ),
-    (uc.DependencyMissingError, UpdateDependencyError, "A required release is missing"),
-    (uc.NotEnoughDiskError, UpdateDiskError, "Not enough disk space"),
-    (uc.CorruptBundleError, UpdateVerificationError, "The bundle is incomplete or damaged"),
-    (uc.WrongApplianceError, UpdateVerificationError, "The files are not for this appliance"),
-    (uc.VerificationError, UpdateVerificationError, "A signature or hash does not verify"),
-    (uc.UpdateClientError, UpdateUnreachableError, "The update failed"),
+    (failures.DependencyMissingError, UpdateDependencyError, "A required release is missing"),
+    (failures.NotEnoughDiskError, UpdateDiskError, "Not enough disk space"),
+    (failures.CorruptBundleError, UpdateVerificationError, "The bundle is incomplete or damaged"),
+    (failures.WrongApplianceError, UpdateVerificationError, "The files are not for this appliance"),
+    (failures.VerificationError, UpdateVerificationError, "A signature or hash does not verify"),
+    (failures.UpdateClientError, UpdateUnreachableError, "The update failed"),
 )
 
 
-def failure_of(error: uc.UpdateClientError, online: bool) -> ServiceError:
+def failure_of(error: failures.UpdateClientError, online: bool) -> ServiceError:
     """The service error for a client failure: its kind in words, the reason, what to do."""
     kind, heading = next((s, h) for c, s, h in _FAILURES if isinstance(error, c))
     message = f"{heading}: {error}"

@@ -1,4 +1,5 @@
-"""`/appliance > Updates`: check, download with progress, license add-ons, Manual Installation.
+"""`/appliance > Updates`: check, download with progress, license add-ons, Manual Installation,
+Update Service Settings.
 
 Installing base and site releases is in `bastion.installs.pages`.
 """
@@ -19,8 +20,10 @@ from bastion.platform.errors import InvalidInputError, NotFoundError, ServiceErr
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
-from bastion.platform.web.forms import redirect
+from bastion.platform.web.forms import redirect, reloads_go_to
+from bastion.updates import channel
 from bastion.updates import service as updates
+from bastion.updates.errors import as_on_updates_page
 from bastion.updates.jobs import DownloadJob, DownloadJobs
 from bastion.updates.page import UPDATES, update_setup, updates_page
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_file
@@ -40,8 +43,9 @@ def _jobs(request: Request) -> DownloadJobs:
 def _finished_job(job: DownloadJob | None) -> dict[str, Any]:
     if job is None or job.state == "running":
         return {"job": job}
-    key = "notice" if job.state == "done" else "job_error"
-    return {key: job.message}
+    if job.state == "done":
+        return {"notice": job.message}
+    return {"job_error": as_on_updates_page(job.message)}
 
 
 @router.get(UPDATES)
@@ -117,12 +121,10 @@ async def upload_bundle(
         upload = (await request.form()).get("bundle")
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputError("Choose the update bundle file to upload.")
-        rows = await run_in_threadpool(_import, runtime, uow, current, request, upload, limit)
+        done = await run_in_threadpool(_import, runtime, uow, current, request, upload, limit)
     except ServiceError as error:
         return updates_page(request, runtime, uow, current, error)
-    stored = ", ".join(r.name for r in rows if r.downloaded) or "nothing new"
-    notice = f"Bundle {upload.filename} verified; stored: {stored}."
-    return updates_page(request, runtime, uow, current, notice=notice)
+    return updates_page(request, runtime, uow, current, notice=done.summary)
 
 
 def _import(
@@ -132,11 +134,50 @@ def _import(
     request: Request,
     upload: UploadFile,
     limit: int,
-) -> list[updates.ReleaseRow]:
+) -> updates.BundleImport:
     setup = update_setup(runtime)
     with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
         copy_file(upload.file, out, limit)
         label = upload.filename or path.name
-        rows = updates.import_bundle(uow, setup, page_actor(request, current), path, label)
+        done = updates.import_bundle(uow, setup, page_actor(request, current), path, label)
     uow.commit()
-    return rows
+    return done
+
+
+FormFlag = Annotated[str | None, Form()]
+
+
+@router.post(f"{UPDATES}/settings", dependencies=[CsrfDep])
+def save_channel(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    service_url: FormText = "",
+    service_ca: FormText = "",
+    service_ca_default: FormFlag = None,
+    trusted_root: FormText = "",
+    trusted_root_default: FormFlag = None,
+) -> Response:
+    """Update Service Settings: a CA or root left empty stays; a ticked default resets it."""
+    change = channel.ChannelChange(
+        service_url=service_url,
+        service_ca="" if service_ca_default else service_ca if service_ca.strip() else None,
+        trusted_root="" if trusted_root_default else trusted_root if trusted_root.strip() else None,
+    )
+    try:
+        channel.configure(uow, update_setup(runtime), page_actor(request, current), change)
+    except ServiceError as error:
+        shown = {"service_url": service_url, "service_ca": service_ca, "trusted_root": trusted_root}
+        return updates_page(request, runtime, uow, current, error, channel_form=shown)
+    uow.commit()
+    notice = "Update service settings saved; they apply to the next check, download or bundle."
+    return updates_page(request, runtime, uow, current, notice=notice)
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(
+    router,
+    UPDATES,
+    *(f"{UPDATES}/{action}" for action in ("check", "download", "license", "bundle", "settings")),
+)

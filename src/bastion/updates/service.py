@@ -1,9 +1,10 @@
 """`/appliance > Updates`: check, download, import offline bundles, install license add-ons.
 
 Releases are read from the update service through the appliance's TUF client
-(``adapters/update_client.py``) and verified there; this module decides what
-an administrator may do with each release, keeps the installed versions and
-the licensed counts, writes every step to the audit log, and turns the
+(`client.py`, over the update channel of `channel.py`) and verified there; this
+module decides what an administrator may do with each release (a release whose
+last install was rolled back is listed as such), keeps the installed versions
+and the licensed counts, writes every step to the audit log, and turns the
 client's failures into service errors that say which kind of failure it was
 and what to do (R23). Base and site releases wait in storage once downloaded;
 a license add-on changes the licensed counts at once.
@@ -11,6 +12,7 @@ a license add-on changes the licensed counts at once.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,18 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bastion.platform import audit, build, identity
+from bastion.platform import audit, build
 from bastion.platform.clock import utc_now
-from bastion.platform.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    ServiceError,
-    UnavailableError,
-)
+from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError, ServiceError
 from bastion.platform.files import LockBusyError, exclusively
 from bastion.platform.principals import Actor
-from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.releases.versions import (
     ReleaseKind,
@@ -39,102 +34,21 @@ from bastion.releases.versions import (
     parse_version,
 )
 from bastion.supervisor import slots
+from bastion.supervisor.journal import rolled_back
+from bastion.supervisor.state import InstallState
 from bastion.updates import client as uc
-from bastion.updates.appliance_key import ensure_appliance_key, public_key_of
+from bastion.updates import rules
+from bastion.updates.channel import UpdateSetup as UpdateSetup  # part of this service's face
+from bastion.updates.channel import client, in_effect
 from bastion.updates.client import ReleaseStatus as ReleaseStatus  # part of this service's face
-from bastion.updates.errors import (
-    MANUAL_INSTALLATION,
-    UpdateDependencyError,
-    UpdatesNotConfiguredError,
-    failure_of,
-)
-from bastion.updates.trusted_store import shipped_root
+from bastion.updates.errors import UpdateDependencyError, failure_of
+from bastion.updates.failures import UpdateClientError
 
 LICENSE_SETTING = "updates.license"
+IMPORTED_SETTING = "updates.imported_bundles"
+"""The download keys of the bundles imported last (hashed), with when."""
+IMPORTS_KEPT = 100
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class UpdateSetup:
-    """Where this appliance keeps update state and whom it asks for releases."""
-
-    data_dir: Path
-    service_url: str
-    site: str
-    trusted_root: Path | None
-
-    @classmethod
-    def from_settings(cls, settings: ApplianceSettings) -> UpdateSetup:
-        site = settings.update_site or settings.hostname
-        url = settings.update_service_url.rstrip("/")
-        return cls(settings.data_dir, url, site, settings.update_trusted_root)
-
-    @property
-    def key_file(self) -> Path:
-        return self.data_dir / "state" / "update-key"
-
-    @property
-    def packages_dir(self) -> Path:
-        return self.data_dir / "blobs" / "sha256"
-
-    @property
-    def tuf_dir(self) -> Path:
-        return self.data_dir / "tuf"
-
-
-def appliance_id(setup: UpdateSetup) -> str:
-    try:
-        return str((identity.read(setup.data_dir / "state") or {})["appliance_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UnavailableError(
-            f"{setup.data_dir} holds no appliance identity yet: start the appliance once "
-            "with `bastion appliance serve`."
-        ) from None
-
-
-def trusted_root(setup: UpdateSetup) -> bytes:
-    """The vendor root shipped with the site build: the setting, else the package data."""
-    if setup.trusted_root is not None:
-        try:
-            return setup.trusted_root.read_bytes()
-        except OSError as error:
-            raise UpdatesNotConfiguredError(
-                f"The update trusted root {setup.trusted_root} cannot be read ({error}); "
-                "check BASTION_UPDATE_TRUSTED_ROOT."
-            ) from None
-    shipped = shipped_root()
-    if shipped is not None:
-        return shipped
-    raise UpdatesNotConfiguredError(
-        "This site build carries no update trusted root: set BASTION_UPDATE_TRUSTED_ROOT to "
-        "the root.json the vendor shipped with this site."
-    )
-
-
-def enrollment(setup: UpdateSetup) -> dict[str, str]:
-    """What the vendor needs to enrol this appliance (`bastion release enroll-appliance`)."""
-    key = ensure_appliance_key(setup.key_file)
-    return {
-        "site": setup.site,
-        "appliance_id": appliance_id(setup),
-        "public_key": public_key_of(key),
-    }
-
-
-def client(setup: UpdateSetup, online: bool = True) -> uc.UpdateClient:
-    if online and not setup.service_url:
-        raise UpdatesNotConfiguredError(
-            "No update service is configured (BASTION_UPDATE_SERVICE_URL). "
-            f"Use {MANUAL_INSTALLATION}"
-        )
-    return uc.UpdateClient(
-        setup.data_dir,
-        setup.site,
-        appliance_id(setup),
-        trusted_root(setup),
-        setup.service_url,
-        ensure_appliance_key(setup.key_file),
-    )
 
 
 # Installed versions and the license.
@@ -195,26 +109,46 @@ class ReleaseRow:
 
     @property
     def can_download(self) -> bool:
-        return self.state in (ReleaseState.INSTALLABLE, ReleaseState.BLOCKED)
+        return self.state in (ReleaseState.INSTALLABLE, ReleaseState.BLOCKED, rules.ROLLED_BACK)
 
     @property
     def can_install(self) -> bool:
         return self.kind == ReleaseKind.LICENSE and self.state == ReleaseState.INSTALLABLE
 
+    @property
+    def rolled_back(self) -> bool:
+        """Its last install was rolled back: installed again only on an explicit retry."""
+        return self.state == rules.ROLLED_BACK
 
-def _row(setup: UpdateSetup, status: uc.ReleaseStatus) -> ReleaseRow:
+
+def rolled_back_releases(setup: UpdateSetup) -> dict[str, str]:
+    """Releases whose last install was rolled back, and why."""
+    history = InstallState(setup.data_dir).history()
+    names = rolled_back(history)
+    return {entry.release: entry.reason for entry in history if entry.release in names}
+
+
+def _row(setup: UpdateSetup, status: uc.ReleaseStatus, rolled: Mapping[str, str]) -> ReleaseRow:
     found = status.assessment
     stored = setup.packages_dir / status.target.hashes["sha256"]
+    state, reason = found.state.value, found.reason
+    if status.release.name in rolled and found.state is ReleaseState.INSTALLABLE:
+        state, reason = rules.ROLLED_BACK, rules.rolled_back_reason(rolled[status.release.name])
     return ReleaseRow(
         name=status.release.name,
         kind=status.release.kind.value,
         version=str(status.release.version),
-        state=found.state.value,
-        reason=found.reason,
+        state=state,
+        reason=reason,
         length=status.target.length,
         downloaded=stored.is_file(),
         licensed=dict(status.info.licensed),
     )
+
+
+def _rows(setup: UpdateSetup, found: list[uc.ReleaseStatus]) -> list[ReleaseRow]:
+    rolled = rolled_back_releases(setup)
+    return [_row(setup, s, rolled) for s in found if _listed(s)]
 
 
 def _known(setup: UpdateSetup, uow: UnitOfWork) -> list[uc.ReleaseStatus]:
@@ -225,7 +159,7 @@ def _known(setup: UpdateSetup, uow: UnitOfWork) -> list[uc.ReleaseStatus]:
         return uc.statuses(
             uc.read_targets(setup.tuf_dir), installed_versions(uow, setup.data_dir), setup.site
         )
-    except uc.UpdateClientError as error:
+    except UpdateClientError as error:
         raise failure_of(error, online=False) from None
 
 
@@ -235,7 +169,7 @@ def known_statuses(uow: UnitOfWork, setup: UpdateSetup) -> list[uc.ReleaseStatus
 
 def known_releases(uow: UnitOfWork, setup: UpdateSetup) -> list[ReleaseRow]:
     """The Available Updates table from the last verified check, download or bundle."""
-    return [_row(setup, s) for s in _known(setup, uow) if _listed(s)]
+    return _rows(setup, _known(setup, uow))
 
 
 def _listed(status: uc.ReleaseStatus) -> bool:
@@ -255,7 +189,7 @@ def _step(uow: UnitOfWork, actor: Actor, action: str, target: str, online: bool)
     """Audit a refused step and raise it as a service error that names its kind."""
     try:
         yield
-    except uc.UpdateClientError as error:
+    except UpdateClientError as error:
         failure = failure_of(error, online)
         _failed(uow, actor, action, target, failure)
         raise failure from None
@@ -279,15 +213,11 @@ def _exclusive(setup: UpdateSetup) -> Iterator[None]:
 
 def check(uow: UnitOfWork, setup: UpdateSetup, actor: Actor) -> list[ReleaseRow]:
     """Ask the update service (R21); record what it offered."""
-    with (
-        _step(uow, actor, "updates.check", setup.service_url or setup.site, online=True),
-        _exclusive(setup),
-    ):
-        found = client(setup).check(installed_versions(uow, setup.data_dir))
-    rows = [_row(setup, s) for s in found if _listed(s)]
-    audit.record(
-        uow, actor, "updates.check", setup.service_url, offered={r.name: r.state for r in rows}
-    )
+    url = in_effect(uow, setup).service_url
+    with _step(uow, actor, "updates.check", url or setup.site, online=True), _exclusive(setup):
+        found = client(uow, setup).check(installed_versions(uow, setup.data_dir))
+    rows = _rows(setup, found)
+    audit.record(uow, actor, "updates.check", url, offered={r.name: r.state for r in rows})
     return rows
 
 
@@ -314,13 +244,13 @@ def download(
     """Fetch one release and verify it; it waits in storage, marked downloaded and verified."""
     started = time.monotonic()
     with _step(uow, actor, "updates.download", name, online=True), _exclusive(setup):
-        updater = client(setup)
+        updater = client(uow, setup)
         status = _find(updater.check(installed_versions(uow, setup.data_dir)), name)
         if status.assessment.state not in (ReleaseState.INSTALLABLE, ReleaseState.BLOCKED):
             raise ConflictError(f"{status.release.name} is {status.assessment.reason}.")
         path = updater.download(status, progress)
     seconds = time.monotonic() - started
-    row = _row(setup, status)
+    row = _row(setup, status, rolled_back_releases(setup))
     audit.record(
         uow,
         actor,
@@ -333,20 +263,72 @@ def download(
     return Downloaded(row, path, seconds)
 
 
+@dataclass(frozen=True)
+class BundleImport:
+    """What an offline bundle brought, in release names."""
+
+    label: str
+    rows: list[ReleaseRow]
+    stored: list[str]
+    """Stored now."""
+    held: list[str]
+    """Held already; the bundle's copies verified all the same."""
+    imported_before: str | None
+    """When this very bundle (the answer to one download key) was imported before."""
+
+    @property
+    def summary(self) -> str:
+        """What the page and the console say."""
+        text = f"Bundle {self.label} verified"
+        if self.imported_before:
+            at = self.imported_before[:16].replace("T", " ")
+            text += f"; this same bundle was already imported on {at} UTC"
+        text += f"; stored: {', '.join(self.stored)}" if self.stored else "; nothing new stored"
+        if self.held:
+            text += f"; already stored before: {', '.join(self.held)}"
+        return text + "."
+
+
 def import_bundle(
     uow: UnitOfWork, setup: UpdateSetup, actor: Actor, bundle: Path, label: str
-) -> list[ReleaseRow]:
-    """Verify an offline bundle exactly as a download and store its releases (R24)."""
+) -> BundleImport:
+    """Verify an offline bundle exactly as a download, every package it carries included,
+    and store its releases (R24). Importing the same bundle again is said so."""
     with _step(uow, actor, "updates.import_bundle", label, online=False), _exclusive(setup):
-        found = client(setup, online=False).import_bundle(
+        found = client(uow, setup, online=False).import_bundle(
             bundle, installed_versions(uow, setup.data_dir)
         )
-    rows = [_row(setup, s) for s in found if _listed(s)]
-    stored = [r.name for r in rows if r.downloaded]
-    audit.record(
-        uow, actor, "updates.import_bundle", label, bytes=bundle.stat().st_size, stored=stored
+    names = {s.target.hashes["sha256"]: s.release.name for s in found.statuses}
+    result = BundleImport(
+        label,
+        _rows(setup, found.statuses),
+        [names.get(sha, sha[:12]) for sha in found.stored],
+        [names.get(sha, sha[:12]) for sha in found.held],
+        _remember_import(uow, found.download_key),
     )
-    return rows
+    audit.record(
+        uow,
+        actor,
+        "updates.import_bundle",
+        label,
+        bytes=bundle.stat().st_size,
+        stored=result.stored,
+        already_stored=result.held,
+        imported_before=result.imported_before,
+    )
+    return result
+
+
+def _remember_import(uow: UnitOfWork, download_key: str) -> str | None:
+    """When the bundle answering `download_key` was imported before, if it was; remembers
+    this import (the last IMPORTS_KEPT)."""
+    stored = uow.settings.get(IMPORTED_SETTING)
+    seen: dict[str, str] = dict(stored) if isinstance(stored, dict) else {}
+    key = hashlib.sha256(download_key.encode()).hexdigest()
+    before = seen.pop(key, None)
+    seen[key] = utc_now().isoformat()
+    uow.settings.set(IMPORTED_SETTING, dict(list(seen.items())[-IMPORTS_KEPT:]))
+    return before
 
 
 @dataclass(frozen=True)
@@ -359,7 +341,7 @@ class DownloadKey:
 def download_key(uow: UnitOfWork, setup: UpdateSetup, actor: Actor) -> DownloadKey:
     """A new Appliance Download Key: site, appliance, installed versions, clock; signed."""
     installed, now = installed_versions(uow, setup.data_dir), utc_now()
-    text = client(setup, online=False).make_download_key(installed, now)
+    text = client(uow, setup, online=False).make_download_key(installed, now)
     versions = {k.value: str(v) for k, v in installed.items()}
     audit.record(uow, actor, "updates.download_key", setup.site, installed=versions)
     return DownloadKey(text, now, versions)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -16,7 +16,14 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # As many connections as worker threads may ask for at once (the server's 40, the
+        # health probe's and the background tasks'), so that none waits for another's.
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=10,
+            max_overflow=50,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -50,6 +57,22 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
+
+
+def prepare_migrations() -> None:
+    """Import Alembic's runtime and read the revision scripts, touching no database.
+
+    A process started early by an install (the new release's migration tool) does this
+    before it waits to be told to begin, so that changes are paused only for the
+    database work itself.
+    """
+    from alembic import command, config  # noqa: F401
+    from alembic.runtime import environment, migration  # noqa: F401
+
+    from bastion.platform.db import models  # noqa: F401  (the migrations' env.py imports it)
+
+    known_revisions()
+    configure_mappers()
 
 
 def migrate(engine: Engine) -> None:

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bastion.platform.db.models import AuditEntry, Setting
@@ -36,10 +38,16 @@ class SettingsRepository:
         self._session = session
 
     def get(self, key: str, default: Any = None) -> Any:
-        row = self._session.get(Setting, key)
+        row = self._session.get(Setting, key, populate_existing=True)
         return default if row is None else json.loads(row.value)
 
     def set(self, key: str, value: Any) -> None:
-        row = self._session.get(Setting, key) or Setting(key=key)
-        row.value = json.dumps(value)
-        self._session.add(row)
+        """Insert or replace in one statement: two requests setting a key that is not
+        stored yet both succeed (the later one wins) instead of one failing on the key."""
+        text = json.dumps(value)
+        dialect = self._session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        upsert = insert(Setting).values(key=key, value=text)
+        self._session.execute(
+            upsert.on_conflict_do_update(index_elements=[Setting.key], set_={"value": text})
+        )

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from bastion.platform import build
 from bastion.platform.errors import ServiceError, ThrottledError
@@ -55,8 +56,16 @@ def utc_text(iso: str) -> str:
     return f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
 
+def breakable(text: object) -> Markup:
+    """`text`, escaped, with a line-break opportunity after each comma and dot:
+    distinguished names and host names wrap at their seams instead of widening the page."""
+    escaped = str(escape(str(text)))  # entities hold neither commas nor dots
+    return Markup(escaped.replace(",", ",<wbr>").replace(".", ".<wbr>"))
+
+
 templates = Jinja2Templates(directory=template_folders())
 templates.env.filters["utc"] = utc_text
+templates.env.filters["breakable"] = breakable
 
 
 def render_form(
