@@ -21,10 +21,11 @@ from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import AuthenticationError, InvalidInputError, NotFoundError
 from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
+from bastion.platform.web.schemas import RowId, errors
 
 router = APIRouter(prefix="/api/v1/jump-clients", tags=["jump clients"])
 SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a row id")]
+LABELS = "a name, group, tag or comment is too long or not printable text."
 
 
 def _installer(view: service.InstallerView) -> s.InstallerOut:
@@ -36,7 +37,12 @@ def list_installers(setup: SetupDep, uow: UowDep, actor: ApiActorDep) -> list[s.
     return [_installer(v) for v in service.list_installers(uow, setup)]
 
 
-@router.post("/installers", response_model=s.InstallerCreated, status_code=201)
+@router.post(
+    "/installers",
+    response_model=s.InstallerCreated,
+    status_code=201,
+    responses=errors(400, e400=LABELS),
+)
 def make_installer(
     body: s.InstallerCreate, response: Response, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> s.InstallerCreated:
@@ -48,7 +54,9 @@ def make_installer(
     return s.InstallerCreated(**out.model_dump(), installer=made.file.decode())
 
 
-@router.delete("/installers/{installer_id}", response_model=s.InstallerOut)
+@router.delete(
+    "/installers/{installer_id:int}", response_model=s.InstallerOut, responses=errors(404)
+)
 def revoke_installer(
     installer_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> s.InstallerOut:
@@ -57,7 +65,20 @@ def revoke_installer(
     return _installer(revoked)
 
 
-@router.post("/register", response_model=s.JumpClientOut, status_code=201)
+@router.post(
+    "/register",
+    response_model=s.JumpClientOut,
+    status_code=201,
+    responses=errors(
+        400,
+        401,
+        409,
+        e400="the public key is not base64 of 32 bytes, or a label is not printable.",
+        e401="the installer is expired, revoked, for another site or version, or altered; "
+        "nothing was registered.",
+        e409="this endpoint's key is registered already.",
+    ),
+)
 def register(
     body: s.RegistrationIn, request: Request, setup: SetupDep, uow: UowDep
 ) -> service.JumpClientView:
@@ -91,7 +112,7 @@ def get_settings(uow: UowDep, actor: ApiActorDep) -> rules.FleetSettings:
     return service.settings(uow)
 
 
-@router.put("/settings", response_model=s.FleetSettingsBody)
+@router.put("/settings", response_model=s.FleetSettingsBody, responses=errors(400))
 def set_settings(body: s.FleetSettingsBody, uow: UowDep, actor: ApiActorDep) -> rules.FleetSettings:
     chosen = service.set_settings(uow, actor, rules.FleetSettings(**body.model_dump()))
     uow.commit()
@@ -165,14 +186,16 @@ def list_clients(
     return s.JumpClientPage(total=page.total, clients=clients)
 
 
-@router.get("/{row_id}", response_model=s.JumpClientOut)
+@router.get("/{row_id:int}", response_model=s.JumpClientOut, responses=errors(404))
 def get_client(
     row_id: RowId, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
     return service.get_client(uow, setup, row_id)
 
 
-@router.patch("/{row_id}", response_model=s.JumpClientOut)
+@router.patch(
+    "/{row_id:int}", response_model=s.JumpClientOut, responses=errors(400, 404, e400=LABELS)
+)
 def edit_client(
     row_id: RowId, body: s.JumpClientEdit, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
@@ -181,7 +204,7 @@ def edit_client(
     return edited
 
 
-@router.post("/{row_id}/revoke", response_model=s.JumpClientOut)
+@router.post("/{row_id:int}/revoke", response_model=s.JumpClientOut, responses=errors(404))
 async def revoke_client(
     row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
@@ -194,7 +217,17 @@ async def revoke_client(
     return revoked
 
 
-@router.post("/{row_id}/wake", response_model=s.WakeOut)
+@router.post(
+    "/{row_id:int}/wake",
+    response_model=s.WakeOut,
+    responses=errors(
+        404,
+        409,
+        503,
+        e409="the client is active, revoked, or has no wake port.",
+        e503="no gateway runs here, or the client cannot be reached.",
+    ),
+)
 async def wake_client(
     row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> s.WakeOut:
@@ -205,7 +238,7 @@ async def wake_client(
     return s.WakeOut(answer=answer)
 
 
-@router.delete("/{row_id}", response_model=s.JumpClientOut)
+@router.delete("/{row_id:int}", response_model=s.JumpClientOut, responses=errors(404))
 async def delete_client(
     row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:

@@ -11,13 +11,14 @@ from fastapi import APIRouter, Form, Request, Response
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
 from bastion.jump_clients import rules, service, upgrades
-from bastion.jump_clients.api import RowId, SetupDep
+from bastion.jump_clients.api import SetupDep
 from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render, render_form
 
 router = APIRouter(include_in_schema=False)

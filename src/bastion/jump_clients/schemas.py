@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from bastion.jump_clients import rules
-from bastion.platform.web.schemas import Strict
+from bastion.platform.web.schemas import PRINTABLE, Strict, WholeNumber, whole
 
 ModeName = Literal["active", "passive"]
-Label = Field(default="", max_length=rules.MAX_LABEL)
+Port = Annotated[int, Field(ge=1, le=65535), BeforeValidator(whole)]
+"""A port number; 1318.0 is 1318, as JSON Schema has it."""
+Label = Field(default="", max_length=rules.MAX_LABEL, pattern=PRINTABLE)
 
 
 class InstallerCreate(Strict):
@@ -19,7 +21,7 @@ class InstallerCreate(Strict):
     jump_group: str = Label
     tag: str = Label
     comments: str = Field(default="", max_length=rules.MAX_COMMENTS)
-    valid_minutes: int = Field(
+    valid_minutes: WholeNumber = Field(
         default=rules.DEFAULT_VALIDITY_MINUTES,
         ge=rules.MIN_VALIDITY_MINUTES,
         le=rules.MAX_VALIDITY_MINUTES,
@@ -64,11 +66,13 @@ class RegistrationIn(Strict):
     mode: ModeName
     jump_group: str = Label
     tag: str = Label
-    public_key: str = Field(min_length=43, max_length=44, description="base64 of 32 bytes")
+    public_key: str = Field(
+        pattern=r"^[A-Za-z0-9+/]{43}=$", description="base64 of the 32-byte Ed25519 key"
+    )
     endpoint: EndpointIn
     agent_version: str = Field(max_length=64)
     anchors: list[str] = Field(default_factory=list, max_length=16)
-    wake_port: int | None = Field(default=None, ge=1, le=65535)
+    wake_port: Port | None = None
 
 
 class JumpClientOut(BaseModel):
@@ -107,13 +111,13 @@ class JumpClientEdit(Strict):
 
 
 class FleetSettingsBody(Strict):
-    statistics_interval_seconds: int = Field(ge=10, le=86_400)
-    lost_after_days: int = Field(ge=1, le=3_650)
-    connection_rate: int = Field(ge=1, le=300)
-    max_concurrent_upgrades: int = Field(ge=1, le=500)
-    upgrade_bandwidth_mib: int = Field(ge=1, le=100)
-    canary_percent: int = Field(ge=0, le=100)
-    halt_failure_percent: int = Field(ge=1, le=100)
+    statistics_interval_seconds: WholeNumber = Field(ge=10, le=86_400)
+    lost_after_days: WholeNumber = Field(ge=1, le=3_650)
+    connection_rate: WholeNumber = Field(ge=1, le=300)
+    max_concurrent_upgrades: WholeNumber = Field(ge=1, le=500)
+    upgrade_bandwidth_mib: WholeNumber = Field(ge=1, le=100)
+    canary_percent: WholeNumber = Field(ge=0, le=100)
+    halt_failure_percent: WholeNumber = Field(ge=1, le=100)
 
 
 class WakeOut(BaseModel):
