@@ -140,7 +140,7 @@ def test_without_the_services_ca_the_tls_failure_is_named_as_such(world: World) 
     found = answer.json()
     assert found["service_url"] == world.service.url  # no trailing slash kept
     assert found["trusted_root"]["version"] == 1 and found["trusted_root_source"] == "appliance"
-    error = error_of(world.api.post("/api/v1/updates/check"), 409)
+    error = error_of(world.api.post("/api/v1/updates/check"), 503)
     assert error["type"] == "UpdateTlsError"
     assert error["message"].startswith("The update service's TLS certificate is not trusted")
     assert "certificate verify failed" in error["message"]
@@ -148,7 +148,7 @@ def test_without_the_services_ca_the_tls_failure_is_named_as_such(world: World) 
     assert "Update Service Settings" in error["message"]
     other = TestCa("Some other CA").pem().decode()
     assert world.put(service_ca_pem=other).status_code == 200
-    error = error_of(world.api.post("/api/v1/updates/check"), 409)
+    error = error_of(world.api.post("/api/v1/updates/check"), 503)
     assert error["type"] == "UpdateTlsError"
     assert "updates.check.failed" in [e["action"] for e in actions(world)]
 
