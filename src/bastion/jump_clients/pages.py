@@ -17,7 +17,7 @@ from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
-from bastion.platform.web.forms import FormText, redirect
+from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render, render_form
 
@@ -90,7 +90,7 @@ def _minutes(text: str) -> int:
         raise InvalidInputError(f"{text!r} is not a number of minutes.") from None
 
 
-@router.post(f"{INSTALLER}/{{installer_id}}/revoke", dependencies=[CsrfDep])
+@router.post(f"{INSTALLER}/{{installer_id:int}}/revoke", dependencies=[CsrfDep])
 def revoke_installer(
     request: Request, installer_id: RowId, setup: SetupDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
@@ -211,14 +211,14 @@ def _client_page(
     return render_form(request, "jump_client.html", current, error, client=client)
 
 
-@router.get(f"{CLIENTS}/{{row_id}}")
+@router.get(f"{CLIENTS}/{{row_id:int}}")
 def client_page(
     request: Request, row_id: RowId, setup: SetupDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     return _client_page(request, setup, uow, current, row_id)
 
 
-@router.post(f"{CLIENTS}/{{row_id}}", dependencies=[CsrfDep])
+@router.post(f"{CLIENTS}/{{row_id:int}}", dependencies=[CsrfDep])
 def edit_client(
     request: Request,
     row_id: RowId,
@@ -240,7 +240,7 @@ def edit_client(
     return redirect(f"{CLIENTS}/{row_id}?saved=1")
 
 
-@router.post(f"{CLIENTS}/{{row_id}}/revoke", dependencies=[CsrfDep])
+@router.post(f"{CLIENTS}/{{row_id:int}}/revoke", dependencies=[CsrfDep])
 def revoke_client(
     request: Request, row_id: RowId, setup: SetupDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
@@ -249,10 +249,21 @@ def revoke_client(
     return redirect(f"{CLIENTS}/{row_id}")
 
 
-@router.post(f"{CLIENTS}/{{row_id}}/delete", dependencies=[CsrfDep])
+@router.post(f"{CLIENTS}/{{row_id:int}}/delete", dependencies=[CsrfDep])
 def delete_client(
     request: Request, row_id: RowId, setup: SetupDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     service.delete_client(uow, setup, page_actor(request, current), row_id)
     uow.commit()
     return redirect(CLIENTS)
+
+
+# Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
+reloads_go_to(router, INSTALLER, f"{INSTALLER}/{{installer_id:int}}/revoke")
+reloads_go_to(
+    router,
+    CLIENTS,
+    f"{CLIENTS}/settings",
+    f"{CLIENTS}/rollout/resume",
+    *(f"{CLIENTS}/{{row_id:int}}/{action}" for action in ("revoke", "delete")),
+)
