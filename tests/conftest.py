@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 REQUIRE_ALL = os.environ.get("BASTION_REQUIRE_ALL_TESTS") == "1"
+
+# Properties are checked for what they assert, not for speed: on a busy 2-core machine an
+# example may take longer than Hypothesis's default 200 ms deadline.
+settings.register_profile("bastion", deadline=None)
+settings.load_profile("bastion")
 
 
 def skip_or_fail(reason: str) -> None:

@@ -26,6 +26,7 @@ CAPABILITIES = (
     "backups",
     "updates",
     "installs",
+    "jump_clients",
     "appliance",
 )
 EXTRA_PURE = (
@@ -41,6 +42,7 @@ EXTRA_SERVICES = (
     "bastion.installs.schedule",
     "bastion.certificates.site",
     "bastion.updates.channel",
+    "bastion.jump_clients.upgrades",
 )
 PURE_STDLIB = frozenset(
     {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import timedelta
 from pathlib import Path
@@ -107,6 +108,7 @@ def test_a_backup_from_newer_software_is_refused_naming_both_versions(tmp_path: 
 
 def test_live_sessions_end_and_the_machines_own_addresses_stay(tmp_path: Path) -> None:
     from bastion.accounts import sign_in as auth
+    from bastion.accounts.passwords import PasswordChecks
     from bastion.accounts.sign_in import SessionLimits
     from bastion.network import service as network
 
@@ -115,10 +117,15 @@ def test_live_sessions_end_and_the_machines_own_addresses_stay(tmp_path: Path) -
     data = backup_bytes(site)
     other = make_site(tmp_path / "b")
     add_account(other, "carol")
-    with UnitOfWork(session_factory(other.engine)) as uow:
+    units = session_factory(other.engine)
+    with UnitOfWork(units) as uow:
         network.ensure_startup_addresses(uow, ["127.0.0.12:8443"])
-        auth.sign_in(uow, HASHER, LockoutPolicy(), "carol", "a long pass phrase", "127.0.0.1")
         uow.commit()
+    checks = PasswordChecks(HASHER, at_once=1)
+    signing_in = auth.sign_in(
+        lambda: UnitOfWork(units), checks, LockoutPolicy(), "carol", "a long pass phrase", "::1"
+    )
+    asyncio.run(signing_in)
     report = backups.restore(other, ACTOR, io.BytesIO(data), PASSPHRASE)
     assert report.sessions_ended == 1
     with UnitOfWork(session_factory(other.engine)) as uow:

@@ -519,7 +519,7 @@ async def test_updates_without_an_update_service_point_below_not_to_the_page_its
     assert re.search(r"<button type=\"submit\" disabled[^>]*>Check for updates<", page)
     assert page.count("carries no update trusted root") == 1
     refused = await post_form(admin, "/appliance/updates", "/appliance/updates/check")
-    assert refused.status_code == 503
+    assert refused.status_code == 409
     assert "No update service is configured" in refused.text
     assert "Use Manual Installation below" in refused.text
     assert "/appliance &gt; Updates" not in refused.text

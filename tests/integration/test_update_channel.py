@@ -85,7 +85,7 @@ def test_an_appliance_without_a_channel_says_what_to_set(world: World) -> None:
     assert (found["service_url"], found["service_url_source"]) == ("", "none")
     assert (found["service_ca"], found["service_ca_source"]) == ([], "system")
     assert (found["trusted_root"], found["trusted_root_source"]) == (None, "none")
-    error = error_of(world.api.post("/api/v1/updates/check"), 503)
+    error = error_of(world.api.post("/api/v1/updates/check"), 409)
     assert error["type"] == "UpdatesNotConfiguredError"
     assert (
         "No update service is configured: set its URL under Update Service Settings"

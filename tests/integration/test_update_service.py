@@ -238,7 +238,7 @@ def test_key_made_with_a_wrong_clock_is_refused(world: World) -> None:
     assert "The appliance's clock is wrong: it is 2 h 3 min" in detail and "behind" in detail
     page = world.service.post("/download-key", data={"download_key": stale})
     assert page.status_code == 403 and "clock is wrong" in page.text
-    reopened = httpx.get(world.url + "/download-key")  # the address left in the browser's bar
+    reopened = world.service.get("/download-key")  # the address left in the browser's bar
     assert reopened.status_code == 303 and reopened.headers["location"] == "/"
 
 

@@ -29,7 +29,7 @@ _VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
 _SUPERVISOR_MAIN = Path("src/bastion/supervisor/__main__.py")
 _SERVING_FILE = Path("src/bastion/entrypoints/serving.py")
 _SERVE_DEF = "async def serve(\n"
-_built: dict[tuple[str, bool, str, bool, bool, Path], Path] = {}
+_built: dict[tuple[str, bool, str, bool, bool, bool, Path], Path] = {}
 
 
 class ReleaseBuildError(RuntimeError):
@@ -43,16 +43,26 @@ def project_wheel(
     broken_health: bool = False,
     new_table: str = "",
     broken_supervisor: bool = False,
+    broken_agent: bool = False,
     exits_on_start: bool = False,
 ) -> Path:
     """A wheel of this project's own source with `version` in place of pyproject's version.
 
     `new_table`: the release adds a migration creating that table, so that an install
     that is undone must also undo its schema change. `broken_supervisor`: as a base
-    release, its supervisor exits at once. `exits_on_start`: its worker exits (code 1)
-    when it starts serving, once told to begin.
+    release, its supervisor exits at once. `broken_agent`: its Jump Client cannot reach
+    the site (it signs its hello for another site). `exits_on_start`: its worker exits
+    (code 1) when it starts serving, once told to begin.
     """
-    key = (version, broken_health, new_table, broken_supervisor, exits_on_start, out_dir.resolve())
+    key = (
+        version,
+        broken_health,
+        new_table,
+        broken_supervisor,
+        broken_agent,
+        exits_on_start,
+        out_dir.resolve(),
+    )
     cached = _built.get(key)
     if cached is not None and cached.is_file():
         return cached
@@ -61,6 +71,8 @@ def project_wheel(
         target = target / f"with-{new_table}"
     if broken_supervisor:
         target = target / "broken-supervisor"
+    if broken_agent:
+        target = target / "broken-agent"
     if exits_on_start:
         target = target / "exits-on-start"
     target.mkdir(parents=True, exist_ok=True)
@@ -77,6 +89,8 @@ def project_wheel(
         if broken_supervisor:
             main = source / _SUPERVISOR_MAIN
             main.write_text('raise SystemExit("this supervisor is broken on purpose")\n')
+        if broken_agent:
+            _break_agent(source / _AGENT_IDENTITY)
         if exits_on_start:
             _exit_on_start(source / _SERVING_FILE)
         _build(source, target)
@@ -86,6 +100,18 @@ def project_wheel(
 
 
 _MIGRATIONS = "src/bastion/platform/db/migrations/versions"
+_AGENT_IDENTITY = "src/bastion/agents/identity.py"
+
+
+def _break_agent(path: Path) -> None:
+    """The client signs its hello for another site: the site (whose gateway checks with
+    code of its own) refuses it, so the build never reaches the site."""
+    text = path.read_text()
+    signed = "return self.private_key.sign(hello_payload(site, self.client_id, nonce))"
+    if signed not in text:
+        raise ReleaseBuildError(f"{path} no longer says {signed!r}; update _break_agent")
+    broken = 'return self.private_key.sign(hello_payload(site + ".broken", self.client_id, nonce))'
+    path.write_text(text.replace(signed, broken))
 
 
 def _add_migration(versions: Path, table: str) -> None:

@@ -12,12 +12,14 @@ from bastion.releases import download_key as dk
 from bastion.releases.packages import (
     PackageError,
     PackageInfo,
+    anchor_fingerprints,
     build_package,
     parse_spec,
     read_package,
 )
 from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
 from bastion.update_service.exchange import describe_skew
+from tests.support.pki import TestCa
 
 
 def info(kind: ReleaseKind, site: str | None = None, **licensed: int) -> PackageInfo:
@@ -84,3 +86,16 @@ def test_clock_skew_is_said_in_plain_words() -> None:
     assert describe_skew(-dt.timedelta(hours=2, minutes=2, seconds=59)) == "2 h 3 min behind"
     assert describe_skew(dt.timedelta(minutes=7)) == "7 min ahead of"
     assert describe_skew(dt.timedelta(seconds=42)) == "42 s ahead of"
+
+
+def test_a_site_release_carries_the_fingerprints_of_its_trust_anchors() -> None:
+    anchors = anchor_fingerprints(TestCa("one").pem() + TestCa("two").pem())
+    assert len(anchors) == 2 and all(len(a) == 64 for a in anchors)
+    site = PackageInfo(ReleaseKind.SITE, parse_version("1.1"), (), "s.example", anchors=anchors)
+    assert PackageInfo.from_custom(site.to_custom()) == site
+    with pytest.raises(PackageError, match="only a site release"):
+        PackageInfo(ReleaseKind.BASE, parse_version("1.1"), anchors=anchors)
+    with pytest.raises(PackageError, match="64 hex digits"):
+        PackageInfo(ReleaseKind.SITE, parse_version("1.1"), (), "s.example", anchors=("AB",))
+    with pytest.raises(PackageError, match="not PEM certificates"):
+        anchor_fingerprints(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")

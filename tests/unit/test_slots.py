@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bastion.supervisor.slots import Releases, SlotError, install_wheel
+from bastion.releases.wheels import WheelError, install_wheel
+from bastion.supervisor.slots import Releases
 
 
 def digest(data: bytes) -> str:
@@ -51,7 +52,7 @@ def test_a_tampered_or_unusual_wheel_is_refused(
     tmp_path: Path, files: dict[str, bytes], record: dict[str, str] | None, says: str
 ) -> None:
     wheel = make_wheel(tmp_path / "demo-1.0-py3-none-any.whl", files, record)
-    with pytest.raises(SlotError, match=says):
+    with pytest.raises(WheelError, match=says):
         install_wheel(wheel, tmp_path / "lib")
 
 

@@ -368,4 +368,4 @@ def revoke_api_client(
 
 # Addresses that only take a form: opened again (a reload, a bookmark), they lead to its page.
 reloads_go_to(router, "/login", "/login/logout")
-reloads_go_to(router, "/login/api-clients", "/login/api-clients/{api_client_id}/revoke")
+reloads_go_to(router, "/login/api-clients", "/login/api-clients/{api_client_id:int}/revoke")

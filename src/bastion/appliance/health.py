@@ -35,19 +35,29 @@ PING_TIMEOUT_SECONDS = 5.0
 
 class HealthProbe:
     """Reaches the database on a thread of its own, so that health answers even while every
-    shared worker thread is busy (a flood of sign-ins or page loads)."""
+    shared worker thread is busy (a flood of sign-ins or page loads).
+
+    Health checks that arrive while a question is out share its answer: a load balancer
+    polling hard costs one database round trip at a time, not one per poll.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._threads = ThreadPoolExecutor(2, thread_name_prefix="health")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="health")
+        self._asking: asyncio.Future[bool] | None = None
 
     async def database_answers(self) -> bool:
-        loop = asyncio.get_running_loop()
-        ping = loop.run_in_executor(self._threads, self._ping)
+        if self._asking is None:
+            asking = asyncio.get_running_loop().run_in_executor(self._thread, self._ping)
+            asking.add_done_callback(self._answered)
+            self._asking = asking
         try:
-            return await asyncio.wait_for(ping, PING_TIMEOUT_SECONDS)
+            return await asyncio.wait_for(asyncio.shield(self._asking), PING_TIMEOUT_SECONDS)
         except TimeoutError:
             return False
+
+    def _answered(self, _asked: asyncio.Future[bool]) -> None:
+        self._asking = None
 
     def _ping(self) -> bool:
         try:

@@ -286,5 +286,8 @@ reloads_go_to(
     f"{CERTIFICATES}/self-signed",
     f"{CERTIFICATES}/request",
     f"{CERTIFICATES}/import",
-    *(f"{CERTIFICATES}/{{certificate_id}}/{action}" for action in ("export", "default", "delete")),
+    *(
+        f"{CERTIFICATES}/{{certificate_id:int}}/{action}"
+        for action in ("export", "default", "delete")
+    ),
 )

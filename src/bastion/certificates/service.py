@@ -175,6 +175,14 @@ def default_bundle(uow: UnitOfWork, sealer: KeySealer) -> x509.CertificateBundle
         return records.bundle_of(row, sealer)
 
 
+def default_chain(uow: UnitOfWork) -> list[cx509.Certificate]:
+    """The certificate the site serves and its chain, leaf first; no key is unsealed."""
+    row = uow.repository(CertificateRepository).default()
+    if row is None or row.certificate_pem is None:
+        return []
+    return cx509.load_pem_x509_certificates((row.certificate_pem + row.chain_pem).encode())
+
+
 # -- adding --------------------------------------------------------------------
 
 

@@ -60,6 +60,26 @@ class SiteCertificates:
         except (OSError, CertificateError, IndexError):
             return None
 
+    def client_anchors(self) -> list[cx509.Certificate]:
+        """What an agent installed now must trust to reach this site: the root that issued
+        the served certificate (this appliance's internal CA, or a CA among the site's
+        trust anchors), else the top of the served chain."""
+        with self.uow() as uow:
+            chain = service.default_chain(uow)
+        if not chain:
+            return []
+        top = chain[-1]
+        if top.issuer == top.subject:
+            return [top]
+        issuers = [c for c in self._known_roots() if c.subject == top.issuer]
+        return issuers or [top]
+
+    def _known_roots(self) -> list[cx509.Certificate]:
+        internal = self.internal_ca()
+        extra = self.trust_anchors_file
+        anchors = load_certificates(extra.read_bytes()) if extra else []
+        return [internal, *anchors] if internal else anchors
+
     def context(self) -> service.StoreContext:
         return service.StoreContext(
             self.site_hostname, self.trust_roots, internal_ca=self.internal_ca()

@@ -55,7 +55,7 @@ def open_vault(certs_dir: Path) -> KeyVault:
 # -- serving -------------------------------------------------------------------
 
 
-def _serving_password(certs_dir: Path) -> bytes:
+def serving_password(certs_dir: Path) -> bytes:
     """The served key file's password: derived from the vault's master key, never stored."""
     open_vault(certs_dir)  # refuses a missing or readable master key
     master = paths(certs_dir).master_key.read_bytes()
@@ -77,7 +77,7 @@ def _served_file(bundle: CertificateBundle, password: bytes) -> bytes:
 
 def write_served(certs_dir: Path, bundle: CertificateBundle) -> None:
     """Put ``bundle`` in ``certs/active/``, where the next start loads it from."""
-    write_atomically(paths(certs_dir).served, _served_file(bundle, _serving_password(certs_dir)))
+    write_atomically(paths(certs_dir).served, _served_file(bundle, serving_password(certs_dir)))
 
 
 def serve(context: ssl.SSLContext, certs_dir: Path, bundle: CertificateBundle) -> None:
@@ -86,7 +86,7 @@ def serve(context: ssl.SSLContext, certs_dir: Path, bundle: CertificateBundle) -
     The file is tried on a scratch context first: a bundle that cannot load
     leaves both the served file and the shared context as they were.
     """
-    password = _serving_password(certs_dir)
+    password = serving_password(certs_dir)
     served = paths(certs_dir).served
     staging = served.with_name(f".staging-{secrets.token_hex(4)}.pem")
     with _reload_lock:
@@ -103,5 +103,5 @@ def server_context(certs_dir: Path) -> ssl.SSLContext:
     """One TLS context shared by every listener, serving what ``certs/active/`` holds."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(paths(certs_dir).served, password=_serving_password(certs_dir))
+    context.load_cert_chain(paths(certs_dir).served, password=serving_password(certs_dir))
     return context

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bastion.accounts.cli import api_client_app
+from bastion.agents.cli import jump_client_app
 from bastion.backups.cli import backup_app
 from bastion.installs.cli import install_app
+from bastion.jump_clients.cli import fleet_app
 from bastion.platform import build
 from bastion.platform.cli import ConsoleWiring
 from bastion.platform.console import output_console
@@ -85,7 +87,9 @@ def serve(
 appliance_app.add_typer(api_client_app, name="api-client")
 appliance_app.add_typer(appliance_updates_app)
 appliance_app.add_typer(install_app)
+appliance_app.add_typer(fleet_app, name="fleet")
 app.add_typer(backup_app, name="backup")
+app.add_typer(jump_client_app, name="jump-client")
 
 
 VENDOR_COMMANDS = ("update-service", "release")

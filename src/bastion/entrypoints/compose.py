@@ -8,8 +8,10 @@ vault, the same backup site and the same hooks; nothing else builds them.
 
 from __future__ import annotations
 
+import socket
 from functools import partial
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, MetaData
 
 # Every capability's tables register on the shared Base when their models are imported.
@@ -22,6 +24,10 @@ from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
 from bastion.installs.service import InstallsSetup
+from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
+from bastion.jump_clients.fleet import GatewayFleet, Rollout
+from bastion.jump_clients.service import JumpClientsSetup
+from bastion.jump_clients.store import wake_secret
 from bastion.network import models as _network_tables  # noqa: F401
 from bastion.network import service as network
 from bastion.network.ntp import ClockMonitor
@@ -68,6 +74,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
         listen_hosts(settings),
     )
     runtime.add(ApplianceControl(reset, shut_down=None))
+    runtime.add(_jump_clients(settings, certificates))
     return runtime
 
 
@@ -83,6 +90,17 @@ def add_network(runtime: Runtime, listeners: Listeners) -> NetworkSetup:
     setup = NetworkSetup(listeners, clock, settings.ntp_server_default)
     runtime.add(setup)
     return setup
+
+
+def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
+    """The worker's gateway processes on the gateway's listening socket (the supervisor's)."""
+    settings = runtime.settings
+    secret = wake_secret(runtime.session_factory)
+    fleet = GatewayFleet(listening, settings.data_dir, settings.gateway_processes, secret)
+    fleet.start()
+    rollout = Rollout(fleet, runtime, this_build.site_version(), settings.data_dir)
+    runtime.add(fleet, rollout)
+    return fleet
 
 
 def for_console(settings: ApplianceSettings) -> Runtime:
@@ -119,6 +137,23 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
         seal_key=certificates.vault.seal,
         after_restore=[certificates.serve_default],
         upload_limit_bytes=settings.backup_upload_limit_bytes,
+    )
+
+
+def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -> JumpClientsSetup:
+    gateway = parse_listen_address(settings.gateway).port if settings.gateway else 0
+    web = parse_listen_address(settings.listen[0]).port if settings.listen else 443
+
+    def anchors() -> str:
+        pem = serialization.Encoding.PEM
+        return "".join(c.public_bytes(pem).decode() for c in certificates.client_anchors())
+
+    return JumpClientsSetup(
+        site=settings.hostname,
+        site_version=this_build.site_version(),
+        gateway_address=settings.gateway_address or f"{settings.hostname}:{gateway}",
+        site_url=settings.public_url or f"https://{settings.hostname}:{web}",
+        anchors_pem=anchors,
     )
 
 

@@ -27,6 +27,7 @@ from bastion.entrypoints import compose
 from bastion.entrypoints.web import create_app
 from bastion.entrypoints.worker_control import WorkerControl
 from bastion.installs import service as installs
+from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.network import service as network
 from bastion.network.listeners import UvicornListeners, serve_private, warm_up_servers
 from bastion.platform import identity
@@ -37,7 +38,13 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.client import SupervisorClient
 from bastion.supervisor.messages import GoLive, WentLive
-from bastion.supervisor.sockets import ListenAddress, ListenError, parse_listen_address
+from bastion.supervisor.sockets import (
+    ListenAddress,
+    ListenAddressError,
+    ListenError,
+    bind,
+    parse_listen_address,
+)
 
 log = logging.getLogger("bastion.appliance")
 
@@ -118,12 +125,17 @@ async def serve(
     _settle_memory(app, runtime)
     runtime.serving = True
     background: list[asyncio.Task[None]] = []
+    fleets: list[GatewayFleet] = []
 
     async def go_live(order: GoLive) -> WentLive:
         """Open the listeners; at an install's switch, end every signed-in session."""
         if background:
             return WentLive(tuple(str(a) for a in listeners.active()))
         addresses = await _open_listeners(runtime, listeners, settings)
+        fleets.extend(await _start_gateways(runtime, supervised))
+        if fleets:
+            rollout = runtime.part(Rollout).run()
+            background.append(asyncio.create_task(rollout, name="Jump Client rollout"))
         background.append(asyncio.create_task(clock.run(), name="clock monitor"))
         background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
         ended = 0
@@ -160,12 +172,32 @@ async def serve(
     # Stop accepting first and answer what was accepted normally: after an install's
     # switch the new worker serves the same sockets, so this worker is not "stopping".
     await listeners.close_all()
+    for fleet in fleets:
+        await fleet.stop()
     runtime.serving, runtime.stopping = False, True
     if private is not None:
         private[0].should_exit = True
         await private[1]
     runtime.engine.dispose()
     console.print("Bastion appliance stopped.")
+
+
+async def _start_gateways(runtime: Runtime, supervised: Supervised | None) -> list[GatewayFleet]:
+    """The Jump Client gateway on its listening socket (the supervisor's, or bound here
+    when unsupervised). One that cannot listen is logged; the site serves without it."""
+    text = runtime.settings.gateway
+    if text is None:
+        return []
+    try:
+        address = parse_listen_address(text)
+        if supervised is not None:
+            listening = await asyncio.to_thread(supervised.client.listen, address)
+        else:
+            listening = bind(address)
+    except (ListenError, ListenAddressError) as error:
+        log.error("the Jump Client gateway cannot listen on %s: %s", text, error)
+        return []
+    return [compose.start_gateways(runtime, listening)]
 
 
 def _settle_memory(app: FastAPI, runtime: Runtime) -> None:

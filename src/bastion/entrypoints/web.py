@@ -18,6 +18,8 @@ from bastion.certificates import pages as certificates_pages
 from bastion.installs import api as installs_api
 from bastion.installs import pages as installs_pages
 from bastion.installs.views import banner_context, updates_page_context
+from bastion.jump_clients import api as jump_clients_api
+from bastion.jump_clients import pages as jump_clients_pages
 from bastion.network import api as network_api
 from bastion.network import pages as network_pages
 from bastion.platform.runtime import Runtime
@@ -33,12 +35,14 @@ ROUTERS = (
     network_api.router,
     backups_api.router,
     certificates_api.router,
+    jump_clients_api.router,
     accounts_pages.router,
     audit_pages.router,
     backups_pages.router,
     appliance_pages.router,
     network_pages.router,
     certificates_pages.router,
+    jump_clients_pages.router,
     updates_pages.router,
     installs_pages.router,
     updates_api.router,

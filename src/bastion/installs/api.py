@@ -1,8 +1,10 @@
 """Installing base and site releases through the API: `/api/v1/updates/install`.
 
 `POST` plans the install (order, estimate) and hands it to the supervisor;
-a new major version answers 409 with its licence text until `accept_licence`
-is sent. `GET` is the supervisor's status; `DELETE` cancels a scheduled install.
+a site release built with trust anchors some Jump Clients lack answers 409 with
+their count until `accept_offline_clients` is sent; a new major version answers
+409 with its licence text until `accept_licence` is sent. `GET` is the
+supervisor's status; `DELETE` cancels a scheduled install.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bastion.installs.schemas import (
     InstallPlanOut,
     LicenceRequiredBody,
     LicenceRequiredOut,
+    OfflineClientsOut,
 )
 from bastion.installs.views import supervisor_of
 from bastion.platform.web.deps import RuntimeDep, UowDep
@@ -53,6 +56,10 @@ def _plan_out(chosen: installs.InstallPlan) -> InstallPlanOut:
         database_bytes=chosen.estimate.database_bytes,
         package_bytes=chosen.estimate.package_bytes,
         licences=list(chosen.licences),
+        offline_clients=[
+            OfflineClientsOut(release=name, offline=check.offline, total=check.total)
+            for name, check in chosen.offline.items()
+        ],
     )
 
 
@@ -68,7 +75,15 @@ def install(body: InstallIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDe
     setup = runtime.part(installs.InstallsSetup)
     chosen = installs.plan(uow, setup, body.releases, body.retry)
     try:
-        answer = installs.submit(uow, setup, actor, chosen, body.accept_licence, start)
+        answer = installs.submit(
+            uow,
+            setup,
+            actor,
+            chosen,
+            body.accept_licence,
+            start,
+            accepted_offline=body.accept_offline_clients,
+        )
     except installs.LicenceRequiredError as error:
         return _licence_required(error)
     uow.commit()

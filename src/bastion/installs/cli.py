@@ -55,6 +55,14 @@ def install(
     delay: Annotated[int, typer.Option("--delay", help="Start after MINUTES.")] = 0,
     at: Annotated[str, typer.Option("--at", help="Start at this UTC time (ISO 8601).")] = "",
     retry: Annotated[bool, typer.Option("--retry", help="Install a rolled-back release.")] = False,
+    accept_offline_clients: Annotated[
+        bool,
+        typer.Option(
+            "--accept-offline-clients",
+            help="Install a release built with other trust anchors although Jump Clients "
+            "that do not trust them would go offline.",
+        ),
+    ] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not follow the install.")] = False,
 ) -> None:
     """Install downloaded base and site releases, in dependency order, on the running appliance."""
@@ -69,8 +77,12 @@ def install(
             start = install_schedule.start_time(delay * 60, install_schedule.parse_utc(at))
             chosen = installs.plan(uow, setup, names, retry)
             _show_plan(chosen, start)
+            offline = accept_offline_clients or _accept_offline(chosen)
             accepted = accept_licence or _accept_licences(chosen)
-            return chosen, installs.submit(uow, setup, console_actor(), chosen, accepted, start)
+            answer = installs.submit(
+                uow, setup, console_actor(), chosen, accepted, start, accepted_offline=offline
+            )
+            return chosen, answer
 
         chosen, answer = run_step(runtime, request, "Install refused")
         supervisor = runtime.part(SupervisorClient)
@@ -92,6 +104,18 @@ def _show_plan(chosen: InstallPlan, start: datetime | None) -> None:
         f"{estimate.database_bytes:,} bytes); starts {when}. Everyone signed in is "
         "signed out when the new version takes over."
     )
+
+
+def _accept_offline(chosen: InstallPlan) -> bool:
+    """Name the Jump Clients each release would take offline and ask; no installs nothing."""
+    for name, check in chosen.offline.items():
+        console.print(
+            f"[yellow]{name} was built with other trust anchors: {check.offline:,} of "
+            f"{check.total:,} Jump Clients do not trust them and would go offline.[/yellow]"
+        )
+        if not typer.confirm("Install it anyway?"):
+            return False
+    return bool(chosen.offline)
 
 
 def _accept_licences(chosen: InstallPlan) -> bool:

@@ -45,6 +45,8 @@ class InstallForm:
     delay_minutes: str = ""
     start_at: str = ""
     retry: bool = False
+    accept_offline: bool = False
+    """The Jump Clients a release would take offline were acknowledged (R19)."""
 
     def start(self) -> datetime | None:
         delay = install_schedule.parse_minutes(self.delay_minutes) * 60
@@ -52,10 +54,20 @@ class InstallForm:
 
 
 def _form(
-    releases: list[str] | None, delay_minutes: str, start_at: str, retry: str | None
+    releases: list[str] | None,
+    delay_minutes: str,
+    start_at: str,
+    retry: str | None,
+    accept_offline: str | None = None,
 ) -> InstallForm:
     chosen = list(dict.fromkeys(r for r in releases or [] if r.strip()))
-    return InstallForm(chosen, delay_minutes.strip(), start_at.strip(), retry is not None)
+    return InstallForm(
+        chosen,
+        delay_minutes.strip(),
+        start_at.strip(),
+        retry is not None,
+        accept_offline is not None,
+    )
 
 
 def _plan(runtime: Runtime, uow: UnitOfWork, form: InstallForm) -> installs.InstallPlan:
@@ -95,14 +107,16 @@ def start_install(
     retry: FormFlag = None,
     accept_licence: FormFlag = None,
     licence_shown: FormFlag = None,
+    accept_offline_clients: FormFlag = None,
 ) -> Response:
     """Hand the plan to the supervisor; a new major version's licence comes first."""
-    form = _form(releases, delay_minutes, start_at, retry)
+    form = _form(releases, delay_minutes, start_at, retry, accept_offline_clients)
     try:
         chosen = _plan(runtime, uow, form)
         actor = page_actor(request, current)
         setup = runtime.part(installs.InstallsSetup)
-        installs.submit(uow, setup, actor, chosen, accept_licence is not None, form.start())
+        accepted = accept_licence is not None
+        installs.submit(uow, setup, actor, chosen, accepted, form.start(), form.accept_offline)
     except installs.LicenceRequiredError as error:
         return _licence_page(request, current, form, error, licence_shown is not None)
     except ServiceError as error:

@@ -31,6 +31,17 @@ class InstallIn(Strict):
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Start after this delay instead"
     )
     retry: bool = Field(default=False, description="Install again a release that was rolled back")
+    accept_offline_clients: bool = Field(
+        default=False,
+        description="Install a site release built with other trust anchors although the Jump "
+        "Clients that do not trust them would go offline",
+    )
+
+
+class OfflineClientsOut(BaseModel):
+    release: str
+    offline: int = Field(description="Jump Clients that do not trust the release's anchors")
+    total: int
 
 
 class InstallPlanOut(BaseModel):
@@ -44,6 +55,7 @@ class InstallPlanOut(BaseModel):
     database_bytes: int
     package_bytes: int
     licences: list[str]
+    offline_clients: list[OfflineClientsOut] = []
 
 
 class InstallOut(BaseModel):

@@ -10,13 +10,14 @@ the acceptance, the sessions ended at the switch, and each outcome.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from bastion.accounts import sign_in
 from bastion.installs.rules import Estimate, estimate, needs_licence
+from bastion.jump_clients.upgrades import TrustPreflight, trust_preflight
 from bastion.platform import audit
 from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError
 from bastion.platform.principals import Actor, Principal, Role
@@ -73,12 +74,29 @@ class LicenceRequiredError(ConflictError):
         self.text = text
 
 
+class ClientsWouldGoOfflineError(ConflictError):
+    """A site release built with other trust anchors would lose Jump Clients (R19)."""
+
+    def __init__(self, release: str, check: TrustPreflight) -> None:
+        super().__init__(
+            f"{release} was built with other trust anchors: {check.offline:,} of "
+            f"{check.total:,} Jump Clients do not trust them and would go offline after the "
+            "install, unable to upgrade. Acknowledge that to install it (and reinstall those "
+            "clients with a new installer afterwards), or install the release only once they "
+            "trust its anchors."
+        )
+        self.release = release
+        self.check = check
+
+
 @dataclass(frozen=True)
 class InstallPlan:
     releases: tuple[PlannedRelease, ...]
     estimate: Estimate
     licences: Mapping[str, str]
     """Release name -> licence text, for each new major version in the plan."""
+    offline: Mapping[str, TrustPreflight] = field(default_factory=dict)
+    """Release name -> the Jump Clients it would take offline, where it would (R19)."""
 
     @property
     def names(self) -> list[str]:
@@ -104,7 +122,7 @@ def plan(
     except DependencyError as error:
         raise UpdateDependencyError(f"{error}") from None
     by_release = {s.release: s for s in chosen}
-    planned, licences = [], {}
+    planned, licences, offline = [], {}, {}
     total = Estimate(0.0, database_bytes, 0)
     for item in order:
         status = by_release[item]
@@ -118,7 +136,11 @@ def plan(
         total += estimate(item.kind, database_bytes, length, probation)
         if item.kind is ReleaseKind.SITE and needs_licence(installed.get(item.kind), item.version):
             licences[item.name] = packages.licence_text(package, item.version)
-    return InstallPlan(tuple(planned), total, licences)
+        if item.kind is ReleaseKind.SITE and status.info.anchors:
+            check = trust_preflight(uow, status.info.anchors)
+            if check.offline:
+                offline[item.name] = check
+    return InstallPlan(tuple(planned), total, licences, offline)
 
 
 def _choose(
@@ -170,8 +192,14 @@ def submit(
     chosen: InstallPlan,
     accepted_licence: bool,
     not_before: datetime | None = None,
+    accepted_offline: bool = False,
 ) -> PendingInstall:
-    """Hand the plan to the supervisor; it starts at `not_before` (now if None)."""
+    """Hand the plan to the supervisor; it starts at `not_before` (now if None).
+
+    Jump Clients a release would take offline must be acknowledged, then a new major
+    version's licence accepted."""
+    if chosen.offline and not accepted_offline:
+        raise ClientsWouldGoOfflineError(*next(iter(chosen.offline.items())))
     if chosen.licences and not accepted_licence:
         name, text = next(iter(chosen.licences.items()))
         raise LicenceRequiredError(name, text)
@@ -185,6 +213,10 @@ def submit(
             chosen.estimate.seconds,
         )
     )
+    for name, check in chosen.offline.items():
+        audit.record(
+            uow, actor, "updates.offline_clients_acknowledged", name, clients=check.offline
+        )
     for name in chosen.licences:
         audit.record(uow, actor, "updates.licence_accepted", name)
     audit.record(

@@ -134,6 +134,6 @@ reloads_go_to(
     router,
     IP_CONFIGURATION,
     LISTEN_ADDRESSES,
-    *(f"{LISTEN_ADDRESSES}/{{row_id}}/{action}" for action in ("enable", "disable", "remove")),
+    *(f"{LISTEN_ADDRESSES}/{{row_id:int}}/{action}" for action in ("enable", "disable", "remove")),
     "/appliance/networking/ntp",
 )

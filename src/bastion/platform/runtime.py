@@ -69,6 +69,12 @@ class Runtime:
         for part in parts:
             self.parts[type(part)] = part
 
+    def maybe(self, kind: type[T]) -> T | None:
+        """The part of type `kind`, or None where this runtime has none (a console command
+        has no listeners; a test's app runs no gateway)."""
+        found = self.parts.get(kind)
+        return found if isinstance(found, kind) else None
+
     def part(self, kind: type[T]) -> T:
         """The part of type `kind` the composition root added."""
         found = self.parts.get(kind)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_GATEWAY_PORT = 8444
+
 
 class ApplianceSettings(BaseSettings):
     """Everything the appliance process needs to start; passed in, never read globally."""
@@ -17,6 +19,18 @@ class ApplianceSettings(BaseSettings):
     listen: list[str] = Field(default_factory=lambda: ["127.0.0.1:8443"])
     hostname: str = "localhost"
     database_url: SecretStr | None = None
+
+    gateway_listen: str = "auto"
+    """Where the Jump Client gateway listens (ADDR:PORT); "auto": the first listen
+    address's host, port 8444; "off": the site runs no gateway."""
+    gateway_address: str = ""
+    """HOST:PORT that installers tell Jump Clients to connect to; empty: the site hostname
+    and the gateway's port."""
+    public_url: str = ""
+    """The site's address as agents reach it (https://HOST[:PORT]); empty: the site
+    hostname and the first listen address's port."""
+    gateway_processes: int = 1
+    """Gateway processes holding the fleet (each holds up to about 19,000 clients)."""
 
     ntp_server_default: str = "pool.ntp.org"
     ntp_poll_seconds: float = 300.0
@@ -85,6 +99,17 @@ class ApplianceSettings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "state"
+
+    @property
+    def gateway(self) -> str | None:
+        """The gateway's ADDR:PORT, or None when it is off."""
+        text = self.gateway_listen.strip()
+        if text.lower() in ("", "off"):
+            return None
+        if text.lower() != "auto":
+            return text
+        host = self.listen[0].rsplit(":", 1)[0] if self.listen else "127.0.0.1"
+        return f"{host}:{DEFAULT_GATEWAY_PORT}"
 
     def sqlalchemy_url(self) -> str:
         if self.database_url is not None:

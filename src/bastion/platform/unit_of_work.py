@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar, cast
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.platform.db.repositories import AuditRepository, SettingsRepository
@@ -65,6 +66,15 @@ class UnitOfWork:
         if found is None:
             found = self._repositories[kind] = kind(self.session)
         return cast(R, found)
+
+    def writing(self) -> None:
+        """Take the database's write lock now, before the first read.
+
+        For a transaction that reads, then writes, while other processes write: SQLite
+        refuses such a late write outright ("database is locked") when another process
+        wrote in between, instead of waiting its turn. PostgreSQL needs nothing here."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(text("BEGIN IMMEDIATE"))
 
     def commit(self) -> None:
         self.session.commit()

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
 from bastion.releases.versions import (
     Release,
     ReleaseKind,
@@ -29,6 +32,8 @@ from bastion.releases.versions import (
 )
 
 MANIFEST = "release.json"
+MAX_ANCHORS = 16
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 LICENSED_COUNTS = ("representatives", "endpoints")
 
 
@@ -40,17 +45,21 @@ class PackageError(Exception):
 
 @dataclass(frozen=True)
 class PackageInfo:
-    """What a package is: kind, version, requirements, site and licensed counts."""
+    """What a package is: kind, version, requirements, site and licensed counts; a site
+    release also names the trust anchors it was built with (SHA-256 fingerprints of the
+    certificates the site's served chain leads to from that version on)."""
 
     kind: ReleaseKind
     version: Version
     requires: tuple[Requirement, ...] = ()
     site: str | None = None
     licensed: dict[str, int] = field(default_factory=dict)
+    anchors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_site(self.kind, self.site)
         _check_licensed(self.kind, self.licensed)
+        _check_anchors(self.kind, self.anchors)
 
     @property
     def spec(self) -> str:
@@ -77,6 +86,8 @@ class PackageInfo:
         }
         if self.licensed:
             body["licensed"] = dict(self.licensed)
+        if self.anchors:
+            body["anchors"] = list(self.anchors)
         return body
 
     def to_custom(self) -> dict[str, Any]:
@@ -91,6 +102,7 @@ class PackageInfo:
                 requires=tuple(parse_requirement(r) for r in body.get("requires", [])),
                 site=body.get("site"),
                 licensed={k: int(v) for k, v in body.get("licensed", {}).items()},
+                anchors=tuple(str(a) for a in body.get("anchors", [])),
             )
         except (KeyError, TypeError, ValueError, VersionError) as exc:
             raise PackageError(f"release description is invalid: {exc}") from exc
@@ -117,6 +129,24 @@ def _check_licensed(kind: ReleaseKind, licensed: dict[str, int]) -> None:
     missing = [c for c in LICENSED_COUNTS if c not in licensed]
     if missing or any(v < 0 for v in licensed.values()):
         raise PackageError(f"a license release needs counts >= 0 for {', '.join(LICENSED_COUNTS)}")
+
+
+def _check_anchors(kind: ReleaseKind, anchors: tuple[str, ...]) -> None:
+    if anchors and kind is not ReleaseKind.SITE:
+        raise PackageError("only a site release is built with trust anchors")
+    if len(anchors) > MAX_ANCHORS or not all(_FINGERPRINT.fullmatch(a) for a in anchors):
+        raise PackageError(
+            f"trust anchors are up to {MAX_ANCHORS} SHA-256 fingerprints (64 hex digits each)"
+        )
+
+
+def anchor_fingerprints(pem: bytes) -> tuple[str, ...]:
+    """SHA-256 fingerprints of the certificates in a PEM bundle, as clients report theirs."""
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError as error:
+        raise PackageError(f"the trust anchors are not PEM certificates: {error}") from None
+    return tuple(cert.fingerprint(hashes.SHA256()).hex() for cert in certificates)[:MAX_ANCHORS]
 
 
 def parse_spec(spec: str) -> tuple[ReleaseKind, Version, str | None]:

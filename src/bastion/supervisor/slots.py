@@ -11,19 +11,17 @@ over the old one, so a reader (or a restart) sees the old target or the new one.
 
 from __future__ import annotations
 
-import base64
 import compileall
-import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from bastion.platform.files import write_atomically
+from bastion.releases.wheels import WheelError, install_wheel
 from bastion.supervisor.journal import PlannedRelease
 
 CURRENT, PREVIOUS = "current", "previous"
@@ -127,7 +125,10 @@ class Releases:
             if not wheels:
                 raise SlotError(f"{package.name} holds no wheel to install")
             for wheel in wheels:
-                install_wheel(wheel, staging / "lib")
+                try:
+                    install_wheel(wheel, staging / "lib")
+                except WheelError as error:
+                    raise SlotError(str(error)) from None
             # Compiled once here, not by each process the install starts from the slot.
             compileall.compile_dir(staging / "lib", quiet=2)
             shutil.rmtree(staging / "package")
@@ -166,67 +167,6 @@ def _extract_payload(package: Path, out: Path) -> list[Path]:
     except (OSError, tarfile.TarError) as error:
         raise SlotError(f"{package} cannot be unpacked: {error}") from None
     return sorted((out / "payload").rglob("*.whl"))
-
-
-def install_wheel(wheel: Path, lib: Path) -> None:
-    """Install a pure-Python wheel into `lib`, checking every file against its RECORD.
-
-    Only what a site or base release carries is supported: importable files and
-    `.data/purelib`/`.data/platlib`; scripts and headers are refused by name.
-    """
-    lib.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            record = _record_of(archive, wheel)
-            for info in archive.infolist():
-                if info.is_dir():
-                    continue
-                target = _target_of(info.filename, wheel)
-                data = archive.read(info)
-                _check_hash(info.filename, data, record, wheel)
-                destination = lib / target
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                destination.write_bytes(data)
-    except (OSError, zipfile.BadZipFile) as error:
-        raise SlotError(f"{wheel.name} is not a usable wheel: {error}") from None
-
-
-def _record_of(archive: zipfile.ZipFile, wheel: Path) -> dict[str, str]:
-    names = [n for n in archive.namelist() if n.endswith(".dist-info/RECORD")]
-    if len(names) != 1:
-        raise SlotError(f"{wheel.name} has no RECORD; it is not a wheel")
-    record = {}
-    for line in archive.read(names[0]).decode().splitlines():
-        path, digest, *_ = [*line.rsplit(",", 2), "", ""]
-        if path:
-            record[path] = digest
-    return record
-
-
-def _check_hash(name: str, data: bytes, record: dict[str, str], wheel: Path) -> None:
-    if name.endswith(".dist-info/RECORD"):
-        return
-    expected = record.get(name)
-    if not expected:
-        raise SlotError(f"{wheel.name}: {name} is not listed in the wheel's RECORD")
-    algorithm, _, value = expected.partition("=")
-    if algorithm != "sha256":
-        raise SlotError(f"{wheel.name}: {name} is recorded with {algorithm}, not sha256")
-    actual = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    if actual != value:
-        raise SlotError(f"{wheel.name}: {name} does not match its RECORD hash; refusing it")
-
-
-def _target_of(name: str, wheel: Path) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise SlotError(f"{wheel.name}: {name} points outside the slot")
-    first = path.parts[0]
-    if first.endswith(".data"):
-        if len(path.parts) < 3 or path.parts[1] not in ("purelib", "platlib"):
-            raise SlotError(f"{wheel.name}: {name} is not importable code; not supported")
-        return PurePosixPath(*path.parts[2:])
-    return path
 
 
 def _sync_directory(path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from bastion.releases.packages import PackageInfo, build_package
+from bastion.releases.packages import PackageInfo, anchor_fingerprints, build_package
 from bastion.releases.versions import parse_kind, parse_requirement, parse_version
 from bastion.update_service.errors import VENDOR_ERRORS
 from bastion.update_service.keys import generate_keys
@@ -128,9 +128,20 @@ def build(
     requires: Annotated[list[str] | None, typer.Option(help="e.g. base>=1.1")] = None,
     representatives: Annotated[int | None, typer.Option()] = None,
     endpoints: Annotated[int | None, typer.Option()] = None,
+    trust_anchors: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A site release: PEM of the certificates the site's served chain leads to "
+            "from this version on (appliances count the Jump Clients that do not trust them)",
+        ),
+    ] = None,
 ) -> None:
     """Make a release package (tar.gz with release.json) from files or a wheel."""
     counts = {"representatives": representatives, "endpoints": endpoints}
+    anchors = anchor_fingerprints(trust_anchors.read_bytes()) if trust_anchors else ()
     try:
         info = PackageInfo(
             parse_kind(kind),
@@ -138,6 +149,7 @@ def build(
             tuple(parse_requirement(r) for r in requires or []),
             site,
             {k: v for k, v in counts.items() if v is not None},
+            anchors,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

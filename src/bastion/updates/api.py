@@ -250,7 +250,11 @@ def channel_settings(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Ch
     return ChannelOut.of(channel.in_effect(uow, _setup(runtime)))
 
 
-@router.put("/settings", response_model=ChannelOut)
+@router.put(
+    "/settings",
+    response_model=ChannelOut,
+    responses=errors(400, e400="a URL, CA or root that cannot be used; nothing was saved."),
+)
 def configure_channel(
     body: ChannelIn, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
 ) -> ChannelOut:

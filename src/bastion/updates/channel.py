@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,7 +30,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 from bastion.updates import client as uc
 from bastion.updates import rules, trust
 from bastion.updates.appliance_key import ensure_appliance_key, public_key_of
-from bastion.updates.errors import MANUAL_INSTALLATION, UpdatesNotConfiguredError
+from bastion.updates.errors import MANUAL_INSTALLATION, SETTINGS, UpdatesNotConfiguredError
 from bastion.updates.rules import ChannelSettingError, Source
 from bastion.updates.trusted_store import shipped_root
 
@@ -291,12 +291,11 @@ def enrollment(setup: UpdateSetup) -> dict[str, str]:
 
 
 NO_UPDATE_SERVICE = (
-    "No update service is configured: set its URL under Update Service Settings on "
-    f"/appliance > Updates (or {URL_VARIABLE})."
+    f"No update service is configured: set its URL under {SETTINGS} (or {URL_VARIABLE})."
 )
 NO_TRUSTED_ROOT = (
     "This site build carries no update trusted root: set the root.json the vendor "
-    f"shipped with this site under Update Service Settings (or {ROOT_VARIABLE})."
+    f"shipped with this site under {SETTINGS} (or {ROOT_VARIABLE})."
 )
 
 
@@ -311,6 +310,10 @@ class Readiness:
     def offline_refused(self) -> str | None:
         """Why bundles cannot be verified and download keys not made here, or None."""
         return self.no_trusted_root
+
+    def shown_with(self, words: Callable[[str], str]) -> Readiness:
+        """The same reasons, each as `words` puts it (e.g. as the Updates page says it)."""
+        return Readiness(*(None if r is None else words(r) for r in astuple(self)))
 
 
 def readiness(found: Channel) -> Readiness:

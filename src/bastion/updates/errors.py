@@ -17,11 +17,15 @@ MANUAL_INSTALLATION_BELOW = (
     "Manual Installation below: copy the Appliance Download Key, get the update files for it "
     "from the update service on any machine with access, and upload them under Update Software."
 )
+SETTINGS = "Update Service Settings on /appliance > Updates"
+SETTINGS_BELOW = "Update Service Settings below"
 
 
 def as_on_updates_page(message: str) -> str:
     """`message` as the Updates page shows it: its advice points below, not to this page."""
-    return message.replace(MANUAL_INSTALLATION, MANUAL_INSTALLATION_BELOW)
+    return message.replace(MANUAL_INSTALLATION, MANUAL_INSTALLATION_BELOW).replace(
+        SETTINGS, SETTINGS_BELOW
+    )
 
 
 class UpdateUnreachableError(UnavailableError):

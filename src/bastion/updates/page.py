@@ -69,7 +69,7 @@ def updates_page(
 ) -> Response:
     setup = update_setup(runtime)
     context = _appliance_facts(uow, setup)
-    ready = channel.readiness(context["channel"])
+    ready = channel.readiness(context["channel"]).shown_with(as_on_updates_page)
     context["ready"] = ready
     if not ready.offline_refused:  # without the trusted root the page says why, once
         context |= _download_key(uow, setup, request, current)

@@ -95,6 +95,16 @@ def known_revisions() -> set[str]:
     return {revision.revision for revision in script.walk_revisions()}
 
 
+def current_head() -> str:
+    """The newest schema revision this build knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
+    return head
+
+
 def schema_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         try:

@@ -1,9 +1,12 @@
 """FastAPI dependencies every capability's pages and API share: the runtime, a unit of
-work, a wired part, and where a request came from."""
+work, a wired part, and where a request came from.
+
+A dependency that does no I/O is `async def`: FastAPI runs a plain `def` on a worker
+thread, and the hop there and back costs more than the dependency itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -14,7 +17,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 T = TypeVar("T")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -33,11 +36,12 @@ def get_uow(request: Request, runtime: RuntimeDep) -> Iterator[UnitOfWork]:
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 
 
-def part(kind: type[T]) -> Callable[[Request], T]:
+def part(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A dependency that gives the runtime's part of type `kind`."""
 
-    def get(request: Request) -> T:
-        return get_runtime(request).part(kind)
+    async def get(request: Request) -> T:
+        runtime: Runtime = request.app.state.runtime
+        return runtime.part(kind)
 
     get.__name__ = f"part_{kind.__name__}"
     return get

@@ -20,12 +20,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _whole(value: Any) -> Any:
+def whole(value: Any) -> Any:
     """JSON Schema counts 76.0 as an integer; so does the API (3.5, "3" and true are not)."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole)]
+WholeNumber = Annotated[int, BeforeValidator(whole)]
 """An integer in a strict body."""
 
 LaxDatetime = Annotated[datetime, Field(strict=False)]

@@ -1,0 +1,143 @@
+"""Simulated Jump Clients that carry out upgrade orders: the real agent code, one process
+for thousands. On an upgrade order a client fetches the build over TLS with the token it
+was given, checks its SHA-256, then "restarts": its connection ends and it comes back
+reporting the new version (installing the wheel is left out: every client shares one
+machine here).
+
+    python bench/_upgrade_clients.py --site S --address A --port P --web-port W \\
+        --anchors ca.pem --seed fleet --first 0 --count 5000 --version 1.0.0
+
+prints one JSON line a second: online, upgraded, downloaded bytes, failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import ssl
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bastion.agents.connection import Endpoint  # noqa: E402
+from bastion.agents.jump_client import JumpClient, JumpClientConfig  # noqa: E402
+from bastion.agents.protocol import Command, CommandResult, Statistics, Upgrade  # noqa: E402
+from bastion.agents.statistics import collect  # noqa: E402
+from bastion.agents.trust import anchor_fingerprints, anchors_context  # noqa: E402
+from bastion.jump_clients.gateway import run_event_loop  # noqa: E402
+from bastion.jump_clients.simulator import FleetObserver, fleet_identity  # noqa: E402
+
+counts: Counter[str] = Counter()
+
+
+async def fetch(host: str, port: int, site: str, tls: ssl.SSLContext, order: Upgrade) -> bool:
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls, server_hostname=site)
+    try:
+        writer.write(
+            f"GET {order.path} HTTP/1.1\r\nhost: {site}\r\nconnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            counts["download_refused"] += 1
+            return False
+        digest, size = hashlib.sha256(), 0
+        while chunk := await reader.read(256 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+        counts["bytes"] += size
+        return digest.hexdigest() == order.sha256
+    finally:
+        writer.close()
+
+
+class Endpoint_:
+    """One simulated endpoint: a JumpClient that is replaced by a newer one on upgrade."""
+
+    def __init__(self, args: argparse.Namespace, index: int, tls: ssl.SSLContext, base: Statistics,
+                 observer: FleetObserver) -> None:  # fmt: skip
+        self.args, self.index, self.tls, self.observer = args, index, tls, observer
+        self.version = args.version
+        self.base = base
+        self.restart = asyncio.Event()
+
+    def client(self) -> JumpClient:
+        source = self.args.sources.split(",")[self.index % len(self.args.sources.split(","))]
+        endpoint = Endpoint(self.args.site, self.args.port, self.args.address, source, 30.0)
+        config = JumpClientConfig(
+            replace(endpoint),
+            agent_version=self.version,
+            anchors=anchor_fingerprints(self.args.anchors),
+        )
+
+        async def report() -> Statistics:
+            return self.base
+
+        identity = fleet_identity(self.args.seed, self.index)
+        return JumpClient(config, identity, self.tls, report, self.command, self.observer)
+
+    async def command(self, command: Command) -> CommandResult:
+        order = command.body
+        if not isinstance(order, Upgrade):
+            return CommandResult(command_id=command.command_id, outcome="done")
+        try:
+            ok = await fetch(self.args.address, self.args.web_port, self.args.site, self.tls, order)
+        except (OSError, asyncio.IncompleteReadError) as error:
+            counts["download_failed"] += 1
+            return CommandResult(
+                command_id=command.command_id, outcome="failed", detail=str(error)[:400]
+            )
+        if not ok:
+            counts["digest_mismatch"] += 1
+            return CommandResult(command_id=command.command_id, outcome="failed", detail="digest")
+        self.version = order.version
+        counts["upgraded"] += 1
+        asyncio.get_running_loop().call_later(0.5, self.restart.set)
+        return CommandResult(command_id=command.command_id, outcome="done", detail="restarting")
+
+    async def run(self) -> None:
+        while True:
+            self.restart.clear()
+            task = asyncio.create_task(self.client().run())
+            await self.restart.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    tls = anchors_context(args.anchors)
+    observer = FleetObserver()
+    base = collect()
+    endpoints = [
+        Endpoint_(args, i, tls, base, observer) for i in range(args.first, args.first + args.count)
+    ]
+    tasks = []
+    for number, endpoint in enumerate(endpoints):
+        tasks.append(asyncio.create_task(endpoint.run()))
+        if number % 50 == 49:
+            await asyncio.sleep(0.05)
+    while True:
+        await asyncio.sleep(1.0)
+        line = {"wall": time.time(), **observer.report(), **counts}
+        line.pop("round_trips_ms", None)
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    for name in ("--site", "--address", "--seed", "--version", "--sources"):
+        parser.add_argument(name, required=name != "--sources", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--web-port", type=int, required=True)
+    parser.add_argument("--anchors", type=Path, required=True)
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--count", type=int, default=1000)
+    run_event_loop(main(parser.parse_args()))

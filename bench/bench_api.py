@@ -1,0 +1,180 @@
+"""The appliance's API under load, beside a minimal uvicorn app on the same TLS setup.
+
+Starts a real appliance (`bastion appliance serve`) on 127.0.0.53, creates an API client
+on its console (`bastion appliance api-client create`) and trades it for a bearer token
+at `POST /api/v1/oauth/token`. Starts the peer, `bench/minimal_app.py` (one async route
+returning a small JSON object; the appliance's listener code, uvicorn options, event loop
+and TLS certificate and key; one process, as the appliance has one serving worker), on
+127.0.0.54. Then drives each target with wrk, 50 keep-alive connections at a time, in
+rounds so that the machine's other load falls on all three alike:
+
+- the peer's `GET /`;
+- the appliance's `GET /check_health` (goal: at least 0.7 x the peer's rate);
+- the appliance's `GET /api/v1/accounts` with the bearer token (goal: p99 under 100 ms).
+
+Prints every run, then the median and the range of each figure and the ratio per round.
+
+    uv run python bench/bench_api.py [--seconds 10] [--rounds 3] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bastion.supervisor.sockets import bind, parse_listen_address
+from tests.integration.test_api import create_client, get_token
+from tests.support.appliance import free_port, start_appliance
+
+WRK = "/usr/bin/wrk"
+APPLIANCE_HOST, PEER_HOST = "127.0.0.53", "127.0.0.54"
+HEALTH_GOAL_RATIO = 0.7
+READ_GOAL_P99_MS = 100.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    script: Path | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    target: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    def row(self) -> str:
+        return (
+            f"{self.target:<24} {self.rate:>9.0f} {self.p50_ms:>8.1f} {self.p99_ms:>8.1f} "
+            f"{self.errors:>7}"
+        )
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _milliseconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS_MS[unit]
+
+
+def parse_wrk(target: str, output: str) -> Run:
+    """Requests per second, p50 and p99 and failed requests from wrk's `--latency` output."""
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
+    errors = sum(
+        int(n)
+        for n in re.findall(
+            r"(?:Non-2xx or 3xx responses|connect|read|write|timeout):? (\d+)", output
+        )
+    )
+    return Run(target, rate, _milliseconds(p50), _milliseconds(p99), errors)
+
+
+def drive(target: Target, seconds: int, connections: int) -> Run:
+    command = [WRK, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", target.url]
+    if target.script is not None:
+        command[1:1] = ["-s", str(target.script)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return parse_wrk(target.name, result.stdout)
+
+
+@contextmanager
+def peer(certs: Path, processes: int) -> Iterator[str]:
+    """The minimal app on its own listening socket, in `processes` processes."""
+    address = parse_listen_address(f"{PEER_HOST}:{free_port(PEER_HOST)}")
+    listening = bind(address)
+    script = Path(__file__).with_name("minimal_app.py")
+    command = [sys.executable, str(script), "--certs", str(certs), "--listen", str(address)]
+    command += ["--fd", str(listening.fileno())]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    children = [
+        subprocess.Popen(command, pass_fds=(listening.fileno(),), env=env) for _ in range(processes)
+    ]
+    listening.close()
+    try:
+        yield f"https://{address}"
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(30)
+
+
+def summary(runs: list[Run]) -> str:
+    rates = [r.rate for r in runs]
+    p99s = [r.p99_ms for r in runs]
+    return (
+        f"{runs[0].target:<24} {statistics.median(rates):>9.0f} ({min(rates):.0f}-{max(rates):.0f})"
+        f"  p50 {statistics.median(r.p50_ms for r in runs):.1f} ms"
+        f"  p99 {statistics.median(p99s):.1f} ms ({min(p99s):.1f}-{max(p99s):.1f})"
+    )
+
+
+def report(rounds: list[list[Run]]) -> None:
+    by_target = list(zip(*rounds, strict=True))
+    print("\nmedian req/s (range), p50 and p99 (range) over the rounds:")
+    for runs in by_target:
+        print(summary(list(runs)))
+    ratios = [health.rate / minimal.rate for minimal, health, _read in rounds]
+    read_p99 = statistics.median(read.p99_ms for _m, _h, read in rounds)
+    ratio = statistics.median(ratios)
+    listed = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"\n/check_health / peer: {ratio:.2f} (per round: {listed}); goal >= {HEALTH_GOAL_RATIO}")
+    print(f"authenticated read p99: {read_p99:.1f} ms; goal < {READ_GOAL_P99_MS:.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_appliance(Path(tmp), host=APPLIANCE_HOST) as app,
+    ):
+        token = get_token(app, create_client(app, "bench")).json()["access_token"]
+        script = Path(tmp) / "bearer.lua"
+        script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+        workers = 1
+        with peer(app.data_dir / "certs", workers) as peer_url:
+            targets = [
+                Target("peer GET /", f"{peer_url}/"),
+                Target("GET /check_health", f"{app.url}/check_health"),
+                Target("GET /api/v1/accounts", f"{app.url}/api/v1/accounts", script),
+            ]
+            for target in targets:  # warm up: connections, caches, the thread pool
+                drive(target, 2, args.connections)
+            print(f"{'target':<24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            rounds = []
+            for _ in range(args.rounds):
+                runs = [drive(t, args.seconds, args.connections) for t in targets]
+                rounds.append(runs)
+                for run in runs:
+                    print(run.row(), flush=True)
+    report(rounds)
+    print(
+        f"\nwrk -t2 -c{args.connections} -d{args.seconds}s over keep-alive TLS; "
+        f"{workers} serving process(es) each; {os.cpu_count()} cores shared with the load generator"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Fleet upgrade benchmark: N Jump Clients upgrade to a new site release under the site's
+caps, against a real appliance (supervisor, worker, gateway processes, SQLite).
+
+A site release built from this project's own wheel is installed; N clients of the old
+version are registered in the site's database and run by simulator processes with the
+real agent code (each downloads the real build over TLS, checks it, and comes back on
+the new version). Reports the makespan against the bandwidth bound (N x build size /
+cap), the peak number upgrading at once against the cap, and clients left behind.
+
+    uv run python bench/bench_fleet_upgrade.py --clients 10000 --cap 500 --bandwidth 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, insert  # noqa: E402
+
+from bastion.jump_clients.models import JumpClientRow  # noqa: E402
+from bastion.jump_clients.simulator import fleet_identity  # noqa: E402
+from tests.integration.test_api import bearer, create_client, get_token  # noqa: E402
+from tests.support.appliance import free_port, start_appliance  # noqa: E402
+from tests.support.installs import request_install, store_release, wait_idle  # noqa: E402
+from tests.support.releases import project_wheel  # noqa: E402
+
+SITE = "upgrade-bench.example.test"
+HOST = "127.0.0.51"
+SEED = "upgrade-bench"
+SOURCES = [f"127.0.1.{i}" for i in range(1, 9)]
+
+
+def register(data_dir: Path, count: int) -> None:
+    """N clients of version 1.0.0, straight into the site's database."""
+    engine = create_engine(f"sqlite:///{data_dir / 'db' / 'bastion.sqlite'}")
+    now = datetime.now(UTC)
+    rows = []
+    for index in range(count):
+        identity = fleet_identity(SEED, index)
+        rows.append({
+            "client_id": identity.client_id, "public_key": identity.public_key,
+            "name": f"sim-{index:06d}", "mode": "active", "jump_group": "", "tag": "bench",
+            "comments": "", "endpoint": f"{index:064d}", "hostname": f"sim-{index:06d}",
+            "fqdn": "", "os": "", "console_user": "", "version": "1.0.0", "revision": "",
+            "anchors": "[]", "statistics": "{}", "address": "", "online": False,
+            "installed_at": now, "upgrade_state": "", "upgrade_version": "",
+            "upgrade_detail": "", "upgrade_first": False,
+        })  # fmt: skip
+    with engine.begin() as connection:
+        for start in range(0, len(rows), 2000):
+            connection.execute(insert(JumpClientRow.__table__), rows[start : start + 2000])
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=10_000)
+    parser.add_argument("--cap", type=int, default=500)
+    parser.add_argument("--bandwidth", type=int, default=100, help="MiB/s")
+    parser.add_argument("--simulators", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-upgrade-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        web, gateway = free_port(HOST), free_port(HOST)
+        env = {
+            "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
+            "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
+            "BASTION_PUBLIC_URL": f"https://{HOST}:{web}",
+            "BASTION_GATEWAY_PROCESSES": "2",
+            "BASTION_INSTALL_PROBATION_SECONDS": "1",
+        }
+        appliance = stack.enter_context(
+            start_appliance(work, host=HOST, port=web, env=env, extra_args=["--hostname", SITE])
+        )
+        token = get_token(appliance, create_client(appliance, "bench")).json()["access_token"]
+        api = stack.enter_context(appliance.client(headers=bearer(token), timeout=120))
+        settings = api.get("/api/v1/jump-clients/settings").json()
+        settings.update(
+            max_concurrent_upgrades=args.cap, upgrade_bandwidth_mib=args.bandwidth,
+            connection_rate=300, canary_percent=0, halt_failure_percent=100,
+        )  # fmt: skip
+        assert api.put("/api/v1/jump-clients/settings", json=settings).status_code == 200
+        register(appliance.data_dir, args.clients)
+        wheel = project_wheel("1.1.0", work / "wheels")
+        print(f"build: {wheel.stat().st_size:,} bytes; installing site 1.1.0 ...", flush=True)
+        data = appliance.data_dir
+        request_install(data, store_release(data, "site", "1.1.0", wheel, site=SITE))
+        assert wait_idle(data, timeout=600)["history"][-1]["outcome"] == "installed"
+        anchors = work / "anchors.pem"
+        anchors.write_bytes(appliance.ca_file.read_bytes())
+        share = args.clients // args.simulators
+        simulators = []
+        for number in range(args.simulators):
+            command = [
+                sys.executable, str(ROOT / "bench" / "_upgrade_clients.py"), "--site", SITE,
+                "--address", HOST, "--port", str(gateway), "--web-port", str(web),
+                "--anchors", str(anchors), "--seed", SEED, "--version", "1.0.0",
+                "--first", str(number * share), "--count", str(share),
+                "--sources", ",".join(SOURCES[number::args.simulators]),
+            ]  # fmt: skip
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ)
+            stack.callback(process.kill)
+            simulators.append(process)
+        report(api, args, wheel.stat().st_size, share * args.simulators)
+
+
+def report(api: object, args: argparse.Namespace, size: int, count: int) -> None:
+    started = first = None
+    peak, last = 0, {}
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        progress = api.get("/api/v1/jump-clients/fleet").json()  # type: ignore[attr-defined]
+        last = progress
+        peak = max(peak, progress["upgrading"])
+        if first is None and (progress["upgrading"] or progress["upgraded"]):
+            first = time.monotonic()
+        if started is None and progress["pending"] + progress["upgrading"] > 0:
+            started = time.monotonic()
+        if progress["upgraded"] >= count:
+            break
+        time.sleep(0.5)
+    makespan = time.monotonic() - (first or time.monotonic())
+    bound = count * size / (args.bandwidth * 1024 * 1024)
+    print(json.dumps(last))
+    print(
+        f"clients {count:,}, build {size:,} bytes, cap {args.cap}, bandwidth {args.bandwidth} MiB/s"
+    )
+    print(f"makespan {makespan:.1f} s; bandwidth bound {bound:.1f} s; ratio {makespan / bound:.2f}")
+    print(f"peak upgrading at once {peak} (cap {args.cap}); left behind {count - last['upgraded']}")
+
+
+if __name__ == "__main__":
+    main()

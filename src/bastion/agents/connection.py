@@ -1,0 +1,152 @@
+"""The agent's end of one connection: open it over TLS, then read messages as awaitables.
+
+`open_link` connects outbound to the site, verifies its certificate against the agent's
+trust anchors only, and completes the WebSocket handshake; failures become a
+`TrustError` (the certificate) or a `TransportError` (everything else), each with a
+message an administrator can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+from websockets.client import ClientProtocol
+from websockets.uri import parse_uri
+
+from bastion.agents.errors import ProtocolError, TransportError, TrustError
+from bastion.agents.protocol import Codec, Message, ServerMessage
+from bastion.agents.wire import Link, core_limit
+
+PATH = "/agent/v1"
+MAX_INBOX = 1000
+
+
+@dataclass(frozen=True)
+class Ended:
+    reason: str
+
+
+class AgentLink(Link):
+    """A client-side link whose messages are read with `await receive()`."""
+
+    __slots__ = ("inbox", "ready")
+
+    def __init__(self, core: ClientProtocol, codec: Codec) -> None:
+        super().__init__(core, codec)
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.inbox: asyncio.Queue[ServerMessage | ProtocolError | Ended] = asyncio.Queue()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(self.core, ClientProtocol)
+        self.core.send_request(self.core.connect())
+        self.flush()
+
+    def handshake(self, event: object) -> None:
+        if self.ready.done():
+            return
+        if self.core.handshake_exc is not None:
+            error = TransportError(f"the site refused the WebSocket: {self.core.handshake_exc}")
+            _fail(self.ready, error)
+        else:
+            self.ready.set_result(None)
+
+    def received(self, frame: bytes) -> None:
+        try:
+            message = self.codec.read_server(frame)
+        except ProtocolError as error:
+            self.inbox.put_nowait(error)
+            self.refuse(error)
+            return
+        if self.inbox.qsize() >= MAX_INBOX:
+            self.drop("the site sent more than this client can read")
+            return
+        self.inbox.put_nowait(message)
+
+    def ended(self, reason: str) -> None:
+        if not self.ready.done():
+            _fail(self.ready, TransportError(f"the connection closed: {reason}"))
+        self.inbox.put_nowait(Ended(reason))
+
+    def send(self, message: Message) -> None:
+        if not self.send_text(self.codec.write(message)):
+            raise TransportError("the connection to the site is closing")
+
+    async def receive(self, timeout: float | None) -> ServerMessage | None:
+        """The next message, None after `timeout` seconds; raises if the connection ended."""
+        try:
+            async with asyncio.timeout(timeout):
+                item = await self.inbox.get()
+        except TimeoutError:
+            return None
+        if isinstance(item, ProtocolError):
+            raise item
+        if isinstance(item, Ended):
+            self.inbox.put_nowait(item)  # every later read sees the end too
+            raise TransportError(f"the site closed the connection: {item.reason}")
+        return item
+
+
+def _fail(future: asyncio.Future[None], error: Exception) -> None:
+    """Fail `future` without a "never retrieved" warning if nobody awaits it any more."""
+    future.set_exception(error)
+    future.exception()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach the site."""
+
+    site: str
+    """The site hostname: the name checked against the certificate, and signed in hello."""
+    port: int = 443
+    address: str | None = None
+    """Connect to this address instead of resolving `site` (the simulator, tests)."""
+    source_address: str | None = None
+    """Bind the connection to this local address (the simulator spreads over several)."""
+    timeout: float = 15.0
+
+
+async def open_link(endpoint: Endpoint, tls: ssl.SSLContext, codec: Codec) -> AgentLink:
+    """A connected, handshaken link to the site, or a `TrustError` / `TransportError`."""
+    loop = asyncio.get_running_loop()
+    uri = parse_uri(f"wss://{endpoint.site}:{endpoint.port}{PATH}")
+
+    def factory() -> AgentLink:
+        return AgentLink(ClientProtocol(uri, max_size=core_limit(codec)), codec)
+
+    local = (endpoint.source_address, 0) if endpoint.source_address else None
+    try:
+        async with asyncio.timeout(endpoint.timeout):
+            _, link = await loop.create_connection(
+                factory,
+                endpoint.address or endpoint.site,
+                endpoint.port,
+                ssl=tls,
+                server_hostname=endpoint.site,
+                local_addr=local,
+                ssl_handshake_timeout=endpoint.timeout,
+            )
+            await link.ready
+    except ssl.SSLCertVerificationError as error:
+        raise _untrusted(endpoint, error) from None
+    except (OSError, ssl.SSLError, TimeoutError) as error:
+        raise TransportError(f"cannot reach {_where(endpoint)}: {error or 'timed out'}") from None
+    return link
+
+
+def _where(endpoint: Endpoint) -> str:
+    via = f" via {endpoint.address}" if endpoint.address else ""
+    return f"the site {endpoint.site}:{endpoint.port}{via}"
+
+
+def _untrusted(endpoint: Endpoint, error: ssl.SSLCertVerificationError) -> TrustError:
+    return TrustError(
+        f"TLS verification failed for {_where(endpoint)}: {error.verify_message}. The site's "
+        "certificate is not signed by a trust anchor this Jump Client was installed with (or "
+        "is for another name); reinstall the Jump Client from the site, or serve a "
+        "certificate from an authority the clients trust."
+    )

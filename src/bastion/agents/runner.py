@@ -1,0 +1,204 @@
+"""The installed Jump Client as a service: it keeps in touch with its site until stopped,
+carries out what the site asks (check in, uninstall), and takes `bastion jump-client
+check-in` from the endpoint on a Unix socket in its state directory (owner only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bastion.agents import upgrading
+from bastion.agents.connection import Endpoint
+from bastion.agents.errors import AgentError
+from bastion.agents.identity import load_or_create
+from bastion.agents.installation import ANCHORS, IDENTITY, Installation, load, uninstall
+from bastion.agents.jump_client import AGENT_VERSION, JumpClient, JumpClientConfig, Observer
+from bastion.agents.protocol import (
+    Command,
+    CommandResult,
+    Mode,
+    RetryAfter,
+    Statistics,
+    Upgrade,
+    Welcome,
+)
+from bastion.agents.statistics import collect
+from bastion.agents.trust import anchor_fingerprints, anchors_context
+
+log = logging.getLogger("bastion.jump_client")
+CONTROL = "control.sock"
+UNINSTALL_GRACE = 1.0
+
+
+def control_path(state: Path) -> Path:
+    return state / CONTROL
+
+
+def _config(installed: Installation, state: Path, wake_port: int) -> JumpClientConfig:
+    host = installed.gateway_host
+    endpoint = Endpoint(
+        site=installed.site,
+        port=installed.gateway_port,
+        address=None if host == installed.site else host,
+    )
+    mode: Mode = "passive" if installed.mode == "passive" else "active"
+    return JumpClientConfig(
+        endpoint=endpoint,
+        mode=mode,
+        anchors=anchor_fingerprints(state / ANCHORS),
+        wake_address=("0.0.0.0", wake_port) if mode == "passive" else None,
+    )
+
+
+async def _statistics() -> Statistics:
+    return await asyncio.to_thread(collect)
+
+
+class LoggingObserver(Observer):
+    """What the service says in its log: connected, refused and why, lost, failures; and
+    the first welcome of a build on trial confirms it."""
+
+    def __init__(self, on_welcome: Callable[[], None]) -> None:
+        self.on_welcome = on_welcome
+
+    def welcomed(self, welcome: Welcome) -> None:
+        log.info("connected to the site (%s)", welcome.mode)
+        self.on_welcome()
+
+    def refused(self, answer: RetryAfter) -> None:
+        detail = f": {answer.detail}" if answer.detail else ""
+        log.warning(
+            "the site refused: %s%s; trying again in %.0f s", answer.reason, detail, answer.seconds
+        )
+
+    def failed(self, error: AgentError) -> None:
+        log.warning("cannot reach the site: %s", error)
+
+    def lost(self, reason: str) -> None:
+        log.info("the connection to the site ended: %s", reason)
+
+    def checked_in(self) -> None:
+        log.info("checked in with the site")
+
+
+class Service:
+    """One installed Jump Client, running."""
+
+    def __init__(self, state: Path, wake_port: int = 0) -> None:
+        self.state = state
+        self.installed = load(state)
+        self.client = JumpClient(
+            _config(self.installed, state, wake_port),
+            load_or_create(state / IDENTITY),
+            anchors_context(state / ANCHORS),
+            _statistics,
+            commands=self.command,
+            observer=LoggingObserver(self._welcomed),
+        )
+        self.stop = asyncio.Event()
+        self.restart_into: str | None = None
+        """Set when the service ends to run another build (an upgrade, or its undoing)."""
+
+    async def command(self, command: Command) -> CommandResult:
+        if isinstance(command.body, Upgrade):
+            return await self._upgrade(command.command_id, command.body)
+        if command.body.kind == "uninstall":
+            log.warning("the site asks this Jump Client to uninstall itself")
+            asyncio.get_running_loop().call_later(UNINSTALL_GRACE, self._uninstall)
+            return CommandResult(
+                command_id=command.command_id, outcome="done", detail="uninstalled"
+            )
+        return await self.client.builtin_command(command)
+
+    async def _upgrade(self, command_id: str, order: Upgrade) -> CommandResult:
+        if order.version == AGENT_VERSION:
+            return CommandResult(command_id=command_id, outcome="done", detail="already running it")
+        log.warning("upgrading to %s", order.version)
+        try:
+            lib = await asyncio.to_thread(
+                upgrading.fetch, self.installed, self.state, order, self.client.tls
+            )
+        except upgrading.UpgradeError as error:
+            log.error("the upgrade to %s failed: %s", order.version, error)
+            return CommandResult(command_id=command_id, outcome="failed", detail=str(error)[:500])
+        upgrading.begin(self.state, command_id, order.version, lib)
+        asyncio.get_running_loop().call_later(UNINSTALL_GRACE, self._restart, str(lib))
+        detail = f"restarting into {order.version}"
+        return CommandResult(command_id=command_id, outcome="done", detail=detail)
+
+    def _restart(self, lib: str) -> None:
+        self.restart_into = lib
+        self.stop.set()
+
+    def _welcomed(self) -> None:
+        current = upgrading.trial(self.state)
+        if current is not None and current.lib == upgrading.running_lib():
+            upgrading.confirm(self.state, current)
+            log.info("running %s: the upgrade is confirmed", current.version)
+        failed = upgrading.failure(self.state)
+        if failed is not None:
+            result = CommandResult(
+                command_id=str(failed["command_id"]),
+                outcome="failed",
+                detail=f"{failed['version']} was undone: {failed['reason']}"[:500],
+            )
+            if self.client.send(result):
+                upgrading.heard(self.state)
+
+    async def _watch_trial(self) -> None:
+        """A build on trial that is not welcomed in time is undone by the client itself."""
+        current = upgrading.trial(self.state)
+        if current is None or current.lib != upgrading.running_lib():
+            return
+        await asyncio.sleep(max(0.0, current.deadline - time.time()))
+        if upgrading.trial(self.state) is not None:
+            reason = "the new build did not reach the site in time"
+            log.error("%s (%s): going back", reason, current.version)
+            self._restart(upgrading.revert(self.state, current, reason))
+
+    def _uninstall(self) -> None:
+        uninstall(self.state)
+        self.stop.set()
+
+    async def run(self) -> None:
+        control = await asyncio.start_unix_server(self._control, path=str(control_path(self.state)))
+        os.chmod(control_path(self.state), 0o600)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        running = asyncio.create_task(self.client.run(), name="jump client")
+        watching = asyncio.create_task(self._watch_trial(), name="upgrade trial")
+        log.info("Jump Client %s of %s started", self.installed.client_id, self.installed.site)
+        await self.stop.wait()
+        running.cancel()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        control.close()
+        control_path(self.state).unlink(missing_ok=True)
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = (await reader.readline()).strip()
+        if line == b"check-in":
+            self.client.wake()
+            writer.write(b"ok\n")
+        else:
+            writer.write(b"unknown request\n")
+        await writer.drain()
+        writer.close()
+
+
+async def ask(state: Path, request: str) -> str:
+    """Send a request to the running service of the installation in `state`."""
+    reader, writer = await asyncio.open_unix_connection(str(control_path(state)))
+    writer.write(request.encode() + b"\n")
+    await writer.drain()
+    answer = await reader.readline()
+    writer.close()
+    return answer.decode().strip()

@@ -1,0 +1,113 @@
+"""`python -m bastion.entrypoints.gateway`: one gateway process, started by the worker.
+
+It serves Jump Clients on the listening socket it inherits (descriptor
+`BASTION_GATEWAY_FD`, owned by the supervisor), authenticates them against the site's
+database, writes their presence back in batches, and takes the worker's commands on its
+own message socket. It ends with the worker that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from bastion.certificates import tls
+from bastion.jump_clients import service
+from bastion.jump_clients.config import GatewayConfig
+from bastion.jump_clients.gateway import Gateway, run_event_loop
+from bastion.jump_clients.port import gateway_socket, serve_port
+from bastion.jump_clients.routing import InProcessMessagePort
+from bastion.jump_clients.sockets import inherited
+from bastion.jump_clients.store import DatabaseDirectory, DatabaseSink, wake_secret
+from bastion.platform.db.engine import make_engine, session_factory
+from bastion.platform.settings import ApplianceSettings
+from bastion.platform.unit_of_work import UnitOfWork
+
+log = logging.getLogger("bastion.gateway")
+PR_SET_PDEATHSIG = 1
+CERTIFICATE_CHECK_SECONDS = 5.0
+
+
+def _die_with_parent() -> None:
+    parent = int(os.environ.get("BASTION_GATEWAY_PARENT_PID", "0") or 0)
+    if not parent:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        sys.exit(3)
+
+
+def _config(settings: ApplianceSettings, index: int, secret: bytes) -> GatewayConfig:
+    factory = session_factory(make_engine(settings.sqlalchemy_url()))
+    with UnitOfWork(factory) as uow:
+        fleet = service.settings(uow)
+    rate_file = os.environ.get("BASTION_GATEWAY_RATE_FILE")
+    return GatewayConfig(
+        site=settings.hostname,
+        gateway_id=f"gateway-{index}",
+        processes=int(os.environ.get("BASTION_GATEWAY_PROCESSES", "1")),
+        connection_rate=float(fleet.connection_rate),
+        rate_file=Path(rate_file) if rate_file else None,
+        statistics_interval=float(fleet.statistics_interval_seconds),
+        wake_secret=secret,
+    )
+
+
+async def _watch_certificate(context: ssl.SSLContext, certs_dir: Path) -> None:
+    """Serve the site's new default certificate soon after the worker writes it."""
+    served = tls.paths(certs_dir).served
+    seen = served.stat().st_mtime_ns
+    while True:
+        await asyncio.sleep(CERTIFICATE_CHECK_SECONDS)
+        with contextlib.suppress(OSError):
+            changed = served.stat().st_mtime_ns
+            if changed != seen:
+                context.load_cert_chain(served, password=tls.serving_password(certs_dir))
+                seen = changed
+                log.info("gateway serves the site's new default certificate")
+
+
+async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
+    engine = make_engine(settings.sqlalchemy_url())
+    factory = session_factory(engine)
+    config = _config(settings, index, wake_secret(factory))
+    context = tls.server_context(settings.certs_dir)
+    local = InProcessMessagePort()
+    gateway = Gateway(
+        config, context, DatabaseDirectory(factory), DatabaseSink(engine, local), local
+    )
+    port = await serve_port(gateway_socket(settings.data_dir, index), local)
+    await gateway.serve(inherited(fd))
+    watcher = asyncio.create_task(_watch_certificate(context, settings.certs_dir))
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    log.info("gateway %s serves Jump Clients of %s", index, config.site)
+    await stop.wait()
+    watcher.cancel()
+    port.close()
+    await gateway.stop()
+    engine.dispose()
+
+
+def main() -> int:
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # a line per client otherwise
+    settings = ApplianceSettings()
+    index = int(os.environ.get("BASTION_GATEWAY_INDEX", "0"))
+    fd = int(os.environ["BASTION_GATEWAY_FD"])
+    run_event_loop(_serve(settings, index, fd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The Jump Client build a site release carries, and its download by the clients.
+
+A Jump Client runs the same `bastion` package as the site: the build for the site's
+version is the `bastion` wheel inside the site release's package, taken out once into
+`blobs/jump-clients/`. A client told to upgrade fetches it from the site over TLS with a
+download token made for it (valid for an hour, bound to the client and the build), and
+checks its SHA-256 against the digest the site sent over the client's authenticated
+connection. Every download shares the site's upgrade bandwidth cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import tarfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bastion.platform.files import write_atomically
+from bastion.supervisor.slots import CURRENT, Releases
+
+CHUNK = 64 * 1024
+TOKEN_SECONDS = 3600
+MIB = 1024 * 1024
+
+
+class BuildError(Exception):
+    """The site's Jump Client build cannot be found or served; the message says why."""
+
+
+@dataclass(frozen=True)
+class Build:
+    version: str
+    sha256: str
+    size: int
+    path: Path
+
+
+def current_build(data_dir: Path) -> Build | None:
+    """The Jump Client build of the site release the appliance runs; None for the code
+    installed with the appliance (its clients are built from the same code)."""
+    releases = Releases(data_dir)
+    slot = releases.target(CURRENT)
+    manifest = releases.manifest(slot) if slot else {}
+    package = manifest.get("package")
+    if manifest.get("factory", True) or not package:
+        return None
+    version = str(manifest["version"])
+    wheel = data_dir / "blobs" / "jump-clients" / f"bastion-{version}.whl"
+    if not wheel.exists():
+        write_atomically(wheel, _wheel_of(Path(str(package))), 0o644)
+    data = wheel.read_bytes()
+    return Build(version, hashlib.sha256(data).hexdigest(), len(data), wheel)
+
+
+def _wheel_of(package: Path) -> bytes:
+    try:
+        with tarfile.open(package, "r:*") as tar:
+            for member in tar.getmembers():
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and name.startswith("bastion-") and name.endswith(".whl"):
+                    extracted = tar.extractfile(member)
+                    if extracted is not None:
+                        return extracted.read()
+    except (OSError, tarfile.TarError) as error:
+        raise BuildError(f"The site release package {package} cannot be read: {error}") from None
+    raise BuildError(f"The site release package {package} carries no bastion wheel.")
+
+
+# -- download tokens --------------------------------------------------------------------
+
+
+def _token_key(site_secret: bytes) -> bytes:
+    info = b"bastion jump client build download v1"
+    return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(site_secret)
+
+
+def download_token(site_secret: bytes, client_id: str, sha256: str, now: float) -> str:
+    expires = int(now) + TOKEN_SECONDS
+    mac = hmac.new(_token_key(site_secret), f"{client_id}:{sha256}:{expires}".encode(), "sha256")
+    return f"{client_id}.{expires}.{mac.hexdigest()}"
+
+
+def check_token(site_secret: bytes, token: str, sha256: str, now: float) -> str | None:
+    """The client the token was made for, if it is valid for this build now."""
+    try:
+        client_id, expires_text, mac = token.split(".")
+        expires = int(expires_text)
+    except ValueError:
+        return None
+    expected = hmac.new(
+        _token_key(site_secret), f"{client_id}:{sha256}:{expires}".encode(), "sha256"
+    ).hexdigest()
+    if not hmac.compare_digest(expected, mac) or now > expires:
+        return None
+    return client_id
+
+
+# -- the bandwidth cap ---------------------------------------------------------------------
+
+
+class Bandwidth:
+    """One token bucket for every build download of this worker (bytes a second)."""
+
+    def __init__(self, mib_per_second: float) -> None:
+        self.rate = mib_per_second * MIB
+        self._allowance = 0.0
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def set_rate(self, mib_per_second: float) -> None:
+        self.rate = mib_per_second * MIB
+
+    async def take(self, size: int) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
+            self._last = now
+            self._allowance -= size
+            if self._allowance < 0:
+                await asyncio.sleep(-self._allowance / self.rate)
+
+
+async def stream(build: Build, bandwidth: Bandwidth) -> AsyncIterator[bytes]:
+    """The build's bytes, no faster than the site's cap allows all downloads together."""
+    with build.path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            await bandwidth.take(len(chunk))
+            yield chunk

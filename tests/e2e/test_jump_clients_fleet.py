@@ -1,0 +1,195 @@
+"""Jump Clients end to end, all real processes: an appliance (supervisor, worker, gateway
+process) and three Jump Clients installed with `bastion jump-client install` from
+installers made through the API, run with `bastion jump-client run`, over real TLS.
+
+Two active clients appear online with their statistics; the passive one checks in at
+start, when asked on its endpoint and when the site wakes it; a revoked client is
+dropped at once and stays refused; a deleted client uninstalls itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support.appliance import RunningAppliance, free_port, start_appliance
+
+SITE = "fleet.example.test"
+HOST = "127.0.0.41"
+
+
+@dataclass
+class Site:
+    appliance: RunningAppliance
+    api: httpx.Client
+
+
+@dataclass
+class Client:
+    state: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def bastion(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("fleet")
+    web, gateway = free_port(HOST), free_port(HOST)
+    env = {
+        "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
+        "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
+        "BASTION_PUBLIC_URL": f"https://{HOST}:{web}",
+    }
+    with start_appliance(tmp, host=HOST, port=web, env=env, extra_args=["--hostname", SITE]) as a:
+        token = get_token(a, create_client(a, "fleet")).json()["access_token"]
+        with a.client(headers=bearer(token), timeout=60) as api:
+            yield Site(a, api)
+
+
+def installer(site: Site, tmp: Path, **body: Any) -> Path:
+    made = site.api.post("/api/v1/jump-clients/installers", json=body)
+    assert made.status_code == 201, made.text
+    path = tmp / f"installer-{made.json()['id']}.json"
+    path.write_text(made.json()["installer"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def clients(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Client]]:
+    tmp = tmp_path_factory.mktemp("endpoints")
+    active = installer(site, tmp, mode="active", jump_group="Servers", tag="web")
+    passive = installer(site, tmp, mode="passive", jump_group="Laptops")
+    started: dict[str, Client] = {}
+    try:
+        for name, file in (("one", active), ("two", active), ("passive", passive)):
+            state = tmp / name
+            done = bastion("jump-client", "install", str(file), "--dir", str(state))
+            assert done.returncode == 0, done.stdout + done.stderr
+            log = tmp / f"{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "bastion", "jump-client", "run", "--dir", str(state)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            started[name] = Client(state, process, log)
+        yield started
+    finally:
+        for client in started.values():
+            if client.process.poll() is None:
+                client.process.send_signal(signal.SIGTERM)
+                client.process.wait(timeout=20)
+
+
+def listed(site: Site, **params: str) -> list[dict[str, Any]]:
+    answer = site.api.get("/api/v1/jump-clients", params=params)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["clients"])
+
+
+def client_id(client: Client) -> str:
+    return str(json.loads((client.state / "installation.json").read_text())["client_id"])
+
+
+def record(site: Site, client: Client) -> dict[str, Any]:
+    return next(c for c in listed(site) if c["client_id"] == client_id(client))
+
+
+def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def test_active_clients_come_online_with_their_statistics(
+    site: Site, clients: dict[str, Client]
+) -> None:
+    active = [clients["one"], clients["two"]]
+    eventually(
+        lambda: all(record(site, c)["status"] == "online" for c in active),
+        what="both active clients online",
+    )
+    eventually(lambda: bool(record(site, clients["one"])["statistics"]), what="statistics")
+    shown = record(site, clients["one"])
+    assert shown["statistics"]["cpu"]["count"] >= 1
+    assert shown["hostname"] and shown["os"]
+    assert shown["mode"] == "active" and shown["jump_group"] == "Servers"
+    assert [c["tag"] for c in listed(site, tag="web")] == ["web", "web"]
+
+
+def test_the_passive_client_checks_in_at_start_when_asked_and_when_woken(
+    site: Site, clients: dict[str, Client]
+) -> None:
+    passive = clients["passive"]
+    eventually(lambda: record(site, passive)["last_check_in_at"] is not None, what="check-in")
+    assert record(site, passive)["status"] == "offline"  # it keeps no connection
+    eventually(
+        lambda: (
+            site.api.get(f"/api/v1/jump-clients/{record(site, passive)['id']}").json()[
+                "last_seen_at"
+            ]
+            is not None
+        ),
+        what="first check-in stored",
+    )
+    first = record(site, passive)["last_seen_at"]
+    asked = bastion("jump-client", "check-in", "--dir", str(passive.state))
+    assert asked.returncode == 0 and "Checking in" in asked.stdout
+    eventually(lambda: record(site, passive)["last_seen_at"] != first, what="asked check-in")
+    second = record(site, passive)["last_seen_at"]
+    time.sleep(1.1)  # check-ins are stored to the second
+    woken = site.api.post(f"/api/v1/jump-clients/{record(site, passive)['id']}/wake")
+    assert woken.status_code == 200, woken.text
+    assert woken.json()["answer"] == "ok"
+    eventually(lambda: record(site, passive)["last_seen_at"] != second, what="woken check-in")
+
+
+def test_a_revoked_client_is_dropped_at_once_and_stays_refused(
+    site: Site, clients: dict[str, Client]
+) -> None:
+    two = clients["two"]
+    eventually(lambda: record(site, two)["status"] == "online", what="online first")
+    revoked = site.api.post(f"/api/v1/jump-clients/{record(site, two)['id']}/revoke")
+    assert revoked.json()["status"] == "revoked"
+    eventually(lambda: not record(site, two)["online"], timeout=20, what="dropped")
+    eventually(lambda: "revoked" in two.output(), timeout=20, what="the client was told why")
+    time.sleep(3)
+    assert not record(site, two)["online"]
+
+
+def test_a_deleted_client_uninstalls_itself(site: Site, clients: dict[str, Client]) -> None:
+    one = clients["one"]
+    eventually(lambda: record(site, one)["status"] == "online", what="online first")
+    row_id = record(site, one)["id"]
+    gone = client_id(one)
+    assert site.api.delete(f"/api/v1/jump-clients/{row_id}").status_code == 200
+    eventually(lambda: one.process.poll() is not None, timeout=30, what="the client exits")
+    assert not one.state.exists()
+    eventually(
+        lambda: all(c["client_id"] != gone for c in listed(site)), timeout=30, what="record gone"
+    )
