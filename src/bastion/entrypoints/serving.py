@@ -87,13 +87,15 @@ def initialise(runtime: Runtime, migrated: bool = False) -> Identity:
 
 def prepare(settings: ApplianceSettings) -> None:
     """Import what serving would import on first use (uvicorn's protocols, anyio's event
-    loop backend, Alembic's runtime, the database driver), touching no data: a worker that
-    an install starts early does this before it waits to begin, so that it answers its
-    first health check soon after it is told to (changes are paused until then)."""
+    loop backend, Alembic's runtime, the database driver) and build the API's schema,
+    touching no data: a worker that an install starts early does this before it waits to
+    begin, so that it answers its first health check soon after it is told to (changes
+    are paused until then)."""
     warm_up_servers()
     anyio.run(anyio.sleep, 0)  # anyio loads its asyncio backend at first use
     prepare_migrations()
     make_engine(settings.sqlalchemy_url()).dispose()  # loads the driver; connects to nothing
+    create_app(compose.build(settings)).openapi()  # the same schema, kept for the real app
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import BaseRoute
 
 from bastion.platform.web.schemas import ERROR_MEANINGS, ErrorBody, ErrorDetail
 
@@ -35,22 +36,39 @@ DESCRIPTION = (
 )
 
 
+_built: dict[tuple[object, ...], dict[str, Any]] = {}
+"""Schemas made in this process, by the app's title, version and routes: building one takes
+over half a second, and an install's new worker builds it before it is told to begin
+(changes are paused from then until it answers its health check)."""
+
+
 def install(app: FastAPI) -> None:
-    """Make `app.openapi()` return the completed schema (built once)."""
+    """Make `app.openapi()` return the completed schema (built once per process)."""
     app.openapi = _builder(app)  # type: ignore[method-assign]
 
 
 def _builder(app: FastAPI) -> Callable[[], dict[str, Any]]:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=DESCRIPTION, routes=app.routes
-            )
-            complete(schema)
+            shown = (r for r in app.routes if getattr(r, "include_in_schema", True))
+            key = (app.title, app.version, *(_route_key(r) for r in shown))
+            schema = _built.get(key)
+            if schema is None:
+                schema = get_openapi(
+                    title=app.title, version=app.version, description=DESCRIPTION, routes=app.routes
+                )
+                complete(schema)
+                _built[key] = schema
             app.openapi_schema = schema
         return app.openapi_schema
 
     return openapi
+
+
+def _route_key(route: BaseRoute) -> tuple[object, ...]:
+    """What of a route goes into the schema: the same endpoint at the same path."""
+    methods = tuple(sorted(getattr(route, "methods", None) or ()))
+    return (getattr(route, "path", ""), methods, getattr(route, "endpoint", None))
 
 
 def complete(schema: dict[str, Any]) -> None:
