@@ -4,7 +4,8 @@ installers made through the API, run with `bastion jump-client run`, over real T
 
 Two active clients appear online with their statistics; the passive one checks in at
 start, when asked on its endpoint and when the site wakes it; a revoked client is
-dropped at once and stays refused; a deleted client uninstalls itself.
+dropped at once and stays refused; a deleted client uninstalls itself. Revoking and
+deleting are tried from the API and from the pages alike.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from tests.integration.test_api import bearer, create_client, get_token
+from tests.support import web
 from tests.support.appliance import RunningAppliance, free_port, start_appliance
 
 SITE = "fleet.example.test"
@@ -82,7 +84,8 @@ def clients(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     passive = installer(site, tmp, mode="passive", jump_group="Laptops")
     started: dict[str, Client] = {}
     try:
-        for name, file in (("one", active), ("two", active), ("passive", passive)):
+        endpoints = [(name, active) for name in ("one", "two", "three", "four")]
+        for name, file in [*endpoints, ("passive", passive)]:
             state = tmp / name
             done = bastion("jump-client", "install", str(file), "--dir", str(state))
             assert done.returncode == 0, done.stdout + done.stderr
@@ -139,7 +142,7 @@ def test_active_clients_come_online_with_their_statistics(
     assert shown["statistics"]["cpu"]["count"] >= 1
     assert shown["hostname"] and shown["os"]
     assert shown["mode"] == "active" and shown["jump_group"] == "Servers"
-    assert [c["tag"] for c in listed(site, tag="web")] == ["web", "web"]
+    assert [c["tag"] for c in listed(site, tag="web")] == ["web"] * 4
 
 
 def test_the_passive_client_checks_in_at_start_when_asked_and_when_woken(
@@ -169,27 +172,59 @@ def test_the_passive_client_checks_in_at_start_when_asked_and_when_woken(
     eventually(lambda: record(site, passive)["last_seen_at"] != second, what="woken check-in")
 
 
+@pytest.fixture(scope="module")
+def pages(site: Site) -> Iterator[httpx.Client]:
+    """An administrator signed in to the pages (the first time: choosing a password)."""
+    with site.appliance.client(timeout=60) as browser:
+        web.sign_in(browser, "admin", "password")
+        changed = web.change_password(browser, "password", "a long fleet pass phrase")
+        assert changed.status_code == 303, changed.text
+        yield browser
+
+
+def revoke(site: Site, pages: httpx.Client, how: str, row_id: int) -> None:
+    if how == "api":
+        answer = site.api.post(f"/api/v1/jump-clients/{row_id}/revoke")
+        assert answer.json()["status"] == "revoked", answer.text
+    else:
+        page = f"/login/jump/jump-clients/{row_id}"
+        answer = web.submit(pages, page, f"{page}/revoke")
+        assert answer.status_code == 303, answer.text
+
+
+def delete(site: Site, pages: httpx.Client, how: str, row_id: int) -> None:
+    if how == "api":
+        assert site.api.delete(f"/api/v1/jump-clients/{row_id}").status_code == 200
+    else:
+        page = f"/login/jump/jump-clients/{row_id}"
+        answer = web.submit(pages, page, f"{page}/delete")
+        assert answer.status_code == 303, answer.text
+
+
+@pytest.mark.parametrize(("how", "name"), [("api", "two"), ("page", "three")])
 def test_a_revoked_client_is_dropped_at_once_and_stays_refused(
-    site: Site, clients: dict[str, Client]
+    site: Site, clients: dict[str, Client], pages: httpx.Client, how: str, name: str
 ) -> None:
-    two = clients["two"]
-    eventually(lambda: record(site, two)["status"] == "online", what="online first")
-    revoked = site.api.post(f"/api/v1/jump-clients/{record(site, two)['id']}/revoke")
-    assert revoked.json()["status"] == "revoked"
-    eventually(lambda: not record(site, two)["online"], timeout=20, what="dropped")
-    eventually(lambda: "revoked" in two.output(), timeout=20, what="the client was told why")
+    revoked = clients[name]
+    eventually(lambda: record(site, revoked)["status"] == "online", what="online first")
+    revoke(site, pages, how, record(site, revoked)["id"])
+    assert record(site, revoked)["status"] == "revoked"
+    eventually(lambda: not record(site, revoked)["online"], timeout=20, what="dropped")
+    eventually(lambda: "revoked" in revoked.output(), timeout=20, what="the client was told why")
     time.sleep(3)
-    assert not record(site, two)["online"]
+    assert not record(site, revoked)["online"]
 
 
-def test_a_deleted_client_uninstalls_itself(site: Site, clients: dict[str, Client]) -> None:
-    one = clients["one"]
-    eventually(lambda: record(site, one)["status"] == "online", what="online first")
-    row_id = record(site, one)["id"]
-    gone = client_id(one)
-    assert site.api.delete(f"/api/v1/jump-clients/{row_id}").status_code == 200
-    eventually(lambda: one.process.poll() is not None, timeout=30, what="the client exits")
-    assert not one.state.exists()
+@pytest.mark.parametrize(("how", "name"), [("api", "one"), ("page", "four")])
+def test_a_deleted_client_uninstalls_itself(
+    site: Site, clients: dict[str, Client], pages: httpx.Client, how: str, name: str
+) -> None:
+    deleted = clients[name]
+    eventually(lambda: record(site, deleted)["status"] == "online", what="online first")
+    gone = client_id(deleted)
+    delete(site, pages, how, record(site, deleted)["id"])
+    eventually(lambda: deleted.process.poll() is not None, timeout=30, what="the client exits")
+    assert not deleted.state.exists()
     eventually(
         lambda: all(c["client_id"] != gone for c in listed(site)), timeout=30, what="record gone"
     )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from bastion.accounts.deps import ApiActorDep
-from bastion.jump_clients import rules, service, upgrades
+from bastion.jump_clients import fleet, rules, service, upgrades
 from bastion.jump_clients import schemas as s
 from bastion.jump_clients.builds import check_token, stream
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
@@ -206,15 +206,10 @@ def edit_client(
 
 @router.post("/{row_id:int}/revoke", response_model=s.JumpClientOut, responses=errors(404))
 async def revoke_client(
-    row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+    row_id: RowId, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
     """Refused from now on; a connected client is dropped at once."""
-    revoked = service.revoke_client(uow, setup, actor, row_id)
-    uow.commit()
-    fleet = runtime.maybe(GatewayFleet)
-    if fleet is not None:
-        await fleet.revoked(revoked.client_id)
-    return revoked
+    return await fleet.revoke_client(runtime, uow, actor, row_id)
 
 
 @router.post(
@@ -240,13 +235,8 @@ async def wake_client(
 
 @router.delete("/{row_id:int}", response_model=s.JumpClientOut, responses=errors(404))
 async def delete_client(
-    row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
+    row_id: RowId, runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep
 ) -> service.JumpClientView:
     """The client uninstalls itself at once if connected, else at its next contact; its
     record goes then."""
-    deleted = service.delete_client(uow, setup, actor, row_id)
-    uow.commit()
-    fleet = runtime.maybe(GatewayFleet)
-    if fleet is not None:
-        await fleet.uninstall(deleted.client_id)
-    return deleted
+    return await fleet.delete_client(runtime, uow, actor, row_id)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bastion.agents.protocol import Command, Uninstall, Upgrade
@@ -22,7 +23,9 @@ from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage
 from bastion.jump_clients.shared_rate import create_rate_file
 from bastion.jump_clients.store import UNINSTALL
 from bastion.jump_clients.upgrades import BuildInfo, Order
+from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
+from bastion.platform.unit_of_work import UnitOfWork
 
 log = logging.getLogger("bastion.gateway")
 RESTART_DELAY = 2.0
@@ -107,6 +110,46 @@ class GatewayFleet:
         """Ask a passive client to check in now, on its wake port; its answer."""
         call = make_wake(wake_key(self.wake_secret, client_id), client_id, time.time())
         return await send_wake(address, port, call)
+
+
+async def revoke_client(
+    runtime: Runtime, uow: UnitOfWork, actor: Actor, row_id: int
+) -> service.JumpClientView:
+    """Revoke a client and drop its connection at once: the page and the API both run this."""
+    revoked = await _committed(runtime, uow, service.revoke_client, actor, row_id)
+    fleet = runtime.maybe(GatewayFleet)
+    if fleet is not None:
+        await fleet.revoked(revoked.client_id)
+    return revoked
+
+
+async def delete_client(
+    runtime: Runtime, uow: UnitOfWork, actor: Actor, row_id: int
+) -> service.JumpClientView:
+    """Delete a client: a connected one uninstalls itself at once, others at their next
+    contact, and its record goes then. The page and the API both run this."""
+    deleted = await _committed(runtime, uow, service.delete_client, actor, row_id)
+    fleet = runtime.maybe(GatewayFleet)
+    if fleet is not None:
+        await fleet.uninstall(deleted.client_id)
+    return deleted
+
+
+async def _committed(
+    runtime: Runtime,
+    uow: UnitOfWork,
+    change: Callable[[UnitOfWork, service.JumpClientsSetup, Actor, int], service.JumpClientView],
+    actor: Actor,
+    row_id: int,
+) -> service.JumpClientView:
+    """`change`, committed, on a worker thread (the database is not reached from the loop)."""
+
+    def run() -> service.JumpClientView:
+        done = change(uow, runtime.part(service.JumpClientsSetup), actor, row_id)
+        uow.commit()
+        return done
+
+    return await asyncio.to_thread(run)
 
 
 class Rollout:

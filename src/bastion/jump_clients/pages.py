@@ -10,13 +10,13 @@ from fastapi import APIRouter, Form, Request, Response
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
-from bastion.jump_clients import rules, service, upgrades
+from bastion.jump_clients import fleet, rules, service, upgrades
 from bastion.jump_clients.api import SetupDep
 from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
-from bastion.platform.web.deps import UowDep
+from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render, render_form
@@ -241,20 +241,20 @@ def edit_client(
 
 
 @router.post(f"{CLIENTS}/{{row_id:int}}/revoke", dependencies=[CsrfDep])
-def revoke_client(
-    request: Request, row_id: RowId, setup: SetupDep, uow: UowDep, current: AdministratorDep
+async def revoke_client(
+    request: Request, row_id: RowId, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
-    service.revoke_client(uow, setup, page_actor(request, current), row_id)
-    uow.commit()
+    """As the API: refused from now on, and dropped at once if connected."""
+    await fleet.revoke_client(runtime, uow, page_actor(request, current), row_id)
     return redirect(f"{CLIENTS}/{row_id}")
 
 
 @router.post(f"{CLIENTS}/{{row_id:int}}/delete", dependencies=[CsrfDep])
-def delete_client(
-    request: Request, row_id: RowId, setup: SetupDep, uow: UowDep, current: AdministratorDep
+async def delete_client(
+    request: Request, row_id: RowId, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
-    service.delete_client(uow, setup, page_actor(request, current), row_id)
-    uow.commit()
+    """As the API: a connected client uninstalls itself at once."""
+    await fleet.delete_client(runtime, uow, page_actor(request, current), row_id)
     return redirect(CLIENTS)
 
 
