@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from bastion.entrypoints.cli import app as bastion_command
 from tests.integration._update_env import UpdateService, Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
+from tests.integration.test_install_ui import audit_actions, download
 from tests.support.appliance import RunningAppliance, free_port, start_appliance
 from tests.support.releases import project_wheel
 
@@ -136,17 +137,6 @@ def api(
             )
             assert done.returncode == 0, done.stdout + done.stderr
         yield client
-
-
-def download(api: httpx.Client, release: str) -> None:
-    assert api.post("/api/v1/updates/check").status_code == 200
-    done = api.post("/api/v1/updates/downloads", json={"release": release})
-    assert done.status_code == 200, done.text
-
-
-def audit_actions(api: httpx.Client) -> list[tuple[str, str]]:
-    entries = api.get("/api/v1/audit", params={"limit": 100}).json()["entries"]
-    return [(e["action"], e["target"]) for e in entries]
 
 
 def in_an_hour() -> str:
