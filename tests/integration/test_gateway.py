@@ -166,7 +166,8 @@ def test_a_command_reaches_the_process_holding_the_client(pki: Pki) -> None:
                 command = Command(command_id=f"c-{client_id[-6:]}", body=CheckIn())
                 assert await site.port.publish(Deliver(client_id, command))
             session = Command(
-                command_id="s-1", body=StartSession(session_id="s1", rendezvous="x:1")
+                command_id="s-1",
+                body=StartSession(session_id="s1", rendezvous="x:1", token="A" * 43),
             )
             first = next(iter(recorders))
             assert await site.port.publish(Deliver(first, session))
@@ -286,7 +287,7 @@ def test_a_client_that_stops_reading_is_dropped_not_buffered(pki: Pki) -> None:
             await sign_in(link, identity)
             assert link.transport is not None
             link.transport.pause_reading()
-            body = StartSession(session_id="s", rendezvous="r" * 250)
+            body = StartSession(session_id="s", rendezvous="r" * 250, token="A" * 43)
             sent = 0
             while identity.client_id in site.gateway.online and sent < 20_000:
                 await site.port.publish(

@@ -28,7 +28,11 @@ from bastion.agents.protocol import (
     HeartbeatAck,
     Hello,
     Message,
+    Resize,
     RetryAfter,
+    SessionEnd,
+    SessionExit,
+    SessionHello,
     StartSession,
     Statistics,
     Upgrade,
@@ -71,7 +75,9 @@ SERVER_MESSAGES: list[Message] = [
     HeartbeatAck(seq=7, sent_at=123.5, reconnect_after=10),
     Command(command_id="c-1", body=CheckIn()),
     Command(command_id="c-2", body=Upgrade(version="1.1.0", sha256="cd" * 32)),
-    Command(command_id="c-3", body=StartSession(session_id="s1", rendezvous="site:443")),
+    Command(
+        command_id="c-3", body=StartSession(session_id="s1", rendezvous="site:443", token="A" * 43)
+    ),
     Error(code="malformed", detail="bad"),
     Bye(reason="restarting"),
 ]
@@ -203,3 +209,22 @@ def test_garbage_only_ever_raises_protocol_error(frame: bytes | str) -> None:
 def test_near_messages_only_ever_raise_protocol_error(data: dict[str, object]) -> None:
     with contextlib.suppress(ProtocolError):
         Codec().read_client(json.dumps(data))
+
+
+def test_session_messages_round_trip_and_each_end_refuses_the_others() -> None:
+    codec = Codec()
+    from_site = [Resize(cols=132, rows=43), SessionEnd(reason="ended by the representative")]
+    from_agent = [
+        SessionHello(session_id="s-1", client_id="jc_abc123", token=NONCE),
+        SessionExit(code=130),
+    ]
+    for message in from_site:
+        assert codec.read_session_site(codec.write(message)) == message
+        with pytest.raises(ProtocolError):
+            codec.read_session_agent(codec.write(message))
+    for message in from_agent:
+        assert codec.read_session_agent(codec.write(message)) == message
+        with pytest.raises(ProtocolError):
+            codec.read_session_site(codec.write(message))
+    with pytest.raises(ProtocolError):
+        codec.read_session_site('{"type":"resize","v":1,"cols":0,"rows":24}')

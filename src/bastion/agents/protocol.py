@@ -142,11 +142,24 @@ class Uninstall(Part):
     kind: Literal["uninstall"] = "uninstall"
 
 
+SessionId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TerminalSize = Annotated[int, Field(ge=1, le=1000)]
+SESSION_PATH = "/agent/v1/sessions/"
+"""A session's own connection: `wss://<rendezvous><SESSION_PATH><session_id>`."""
+
+
 class StartSession(Part):
+    """Open a session: a fresh connection to `rendezvous` (the site's web listener,
+    host:port), a `SessionHello` with `token`, then a shell on a PTY relayed over it."""
+
     kind: Literal["start_session"] = "start_session"
-    session_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    session_id: SessionId
     rendezvous: Text
     """Where the agent opens the session's own connection (host:port on the site)."""
+    token: Key32
+    """Single use, short-lived: proves the session connection answers this command."""
+    cols: TerminalSize = 80
+    rows: TerminalSize = 24
 
 
 CommandBody = Annotated[
@@ -238,6 +251,42 @@ class WakeCall(Message):
     """HMAC-SHA256 under the client's wake key (see `bastion.agents.wake`)."""
 
 
+# -- a session's own connection -------------------------------------------------
+# Binary frames carry terminal bytes (site -> agent: input; agent -> site: output),
+# at most MAX_FRAME_BYTES each. Text frames carry these messages.
+
+
+class SessionHello(Message):
+    """The agent's first message on a session connection."""
+
+    type: Literal["session_hello"] = "session_hello"
+    session_id: SessionId
+    client_id: ClientId
+    token: Key32
+
+
+class Resize(Message):
+    """Site to agent: the representative's terminal changed size."""
+
+    type: Literal["resize"] = "resize"
+    cols: TerminalSize
+    rows: TerminalSize
+
+
+class SessionEnd(Message):
+    """Site to agent: end the session (the agent hangs up the shell and closes)."""
+
+    type: Literal["session_end"] = "session_end"
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class SessionExit(Message):
+    """Agent to site: the shell ended with `code` (128 + n after signal n)."""
+
+    type: Literal["session_exit"] = "session_exit"
+    code: Annotated[int, Field(ge=0, le=255)]
+
+
 ServerMessage = Annotated[
     Challenge | Welcome | RetryAfter | HeartbeatAck | Command | Error | Bye,
     Field(discriminator="type"),
@@ -246,10 +295,17 @@ ClientMessage = Annotated[
     Hello | Heartbeat | Statistics | CommandResult | Bye, Field(discriminator="type")
 ]
 
-M = TypeVar("M", bound=Message | ClientMessage | ServerMessage)
+SessionSiteMessage = Annotated[Resize | SessionEnd | Error, Field(discriminator="type")]
+SessionAgentMessage = Annotated[SessionHello | SessionExit | Error, Field(discriminator="type")]
+
+M = TypeVar(
+    "M", bound=Message | ClientMessage | ServerMessage | SessionSiteMessage | SessionAgentMessage
+)
 _SERVER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 _CLIENT: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _WAKE: TypeAdapter[WakeCall] = TypeAdapter(WakeCall)
+_SESSION_SITE: TypeAdapter[SessionSiteMessage] = TypeAdapter(SessionSiteMessage)
+_SESSION_AGENT: TypeAdapter[SessionAgentMessage] = TypeAdapter(SessionAgentMessage)
 
 
 @dataclass(frozen=True)
@@ -273,6 +329,14 @@ class Codec:
 
     def read_wake(self, frame: str | bytes) -> WakeCall:
         return self._read(_WAKE, frame)
+
+    def read_session_site(self, frame: str | bytes) -> SessionSiteMessage:
+        """A text message from the site on a session connection (the agent's side)."""
+        return self._read(_SESSION_SITE, frame)
+
+    def read_session_agent(self, frame: str | bytes) -> SessionAgentMessage:
+        """A text message from the agent on a session connection (the site's side)."""
+        return self._read(_SESSION_AGENT, frame)
 
     def write(self, message: Message, peer_version: int | None = None) -> str:
         """`message` as JSON in `peer_version` (default: ours), without fields it lacks."""
