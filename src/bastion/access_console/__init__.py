@@ -1,0 +1,1 @@
+"""The access console: what a representative runs to reach Jump Items through the site."""

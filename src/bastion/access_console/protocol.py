@@ -1,0 +1,167 @@
+"""The access console's conversation with the site, defined once for both ends.
+
+Over HTTPS (JSON, bearer token from sign-in):
+
+    POST /api/v1/console/sign-in        {username, password}      -> SignedIn
+    POST /api/v1/console/sign-out
+    GET  /api/v1/console/about                                     -> About
+    GET  /api/v1/console/jump-items                                -> [JumpItem]
+    POST /api/v1/console/sessions       {jump_item_id, cols, rows} -> SessionOpened
+
+Then a WebSocket over TLS on `SessionOpened.terminal_path`. The console's first text
+message is `ConsoleHello` with the session's single-use token; after that binary frames
+carry terminal bytes (console -> site: keystrokes; site -> console: output, at most
+`MAX_FRAME_BYTES` each) and text frames carry the messages below.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from bastion.agents.errors import ProtocolError
+from bastion.agents.protocol import MAX_FRAME_BYTES, Key32, TerminalSize
+
+CONSOLE_API = "/api/v1/console"
+SessionId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Text = Annotated[str, Field(max_length=255)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# -- HTTPS ------------------------------------------------------------------------
+
+
+class SignIn(Body):
+    username: Annotated[str, Field(min_length=1, max_length=256)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class SignedIn(Body):
+    token: str
+    expires_at: datetime
+    username: str
+    display_name: str
+    role: str
+
+
+class About(Body):
+    site: str
+    """The site's hostname."""
+    site_version: str
+    site_build: str
+
+
+JumpStatus = Literal[
+    "online", "offline", "lost", "upgrade_pending", "upgrading", "failed", "revoked"
+]
+
+
+class JumpItem(Body):
+    id: int
+    name: str
+    hostname: str
+    group: str
+    tag: str
+    mode: Literal["active", "passive"]
+    status: str
+    version: str
+    jumpable: bool
+    """Whether a jump can start now; if not, `reason` says why."""
+    reason: str = ""
+
+
+class OpenSession(Body):
+    jump_item_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    cols: TerminalSize = 80
+    rows: TerminalSize = 24
+
+
+class SessionOpened(Body):
+    session_id: SessionId
+    terminal_path: str
+    """`/api/v1/console/sessions/<session_id>/terminal` on the same site."""
+    token: Key32
+    """Single use, short-lived: the `ConsoleHello` on the terminal connection."""
+
+
+# -- the terminal WebSocket ---------------------------------------------------------
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class ConsoleHello(Message):
+    """The console's first message on the terminal connection."""
+
+    type: Literal["console_hello"] = "console_hello"
+    token: Key32
+
+
+class Resize(Message):
+    type: Literal["resize"] = "resize"
+    cols: TerminalSize
+    rows: TerminalSize
+
+
+class End(Message):
+    """Console to site: end the session."""
+
+    type: Literal["end"] = "end"
+
+
+class Started(Message):
+    """Site to console: the Jump Client joined; the shell is live."""
+
+    type: Literal["started"] = "started"
+
+
+class Exited(Message):
+    """Site to console: the remote shell ended with `code`; the connection closes next."""
+
+    type: Literal["exited"] = "exited"
+    code: Annotated[int, Field(ge=0, le=255)]
+
+
+class Ended(Message):
+    """Site to console: the session ended for another reason (said in `reason`)."""
+
+    type: Literal["ended"] = "ended"
+    reason: Annotated[str, Field(max_length=500)]
+
+
+FromConsole = Annotated[ConsoleHello | Resize | End, Field(discriminator="type")]
+FromSite = Annotated[Started | Exited | Ended, Field(discriminator="type")]
+M = TypeVar("M", FromConsole, FromSite)
+_FROM_CONSOLE: TypeAdapter[FromConsole] = TypeAdapter(FromConsole)
+_FROM_SITE: TypeAdapter[FromSite] = TypeAdapter(FromSite)
+
+
+def write(message: Message) -> str:
+    return json.dumps(message.model_dump(mode="json"), separators=(",", ":"))
+
+
+def read_from_console(frame: str | bytes) -> FromConsole:
+    return _read(_FROM_CONSOLE, frame)
+
+
+def read_from_site(frame: str | bytes) -> FromSite:
+    return _read(_FROM_SITE, frame)
+
+
+def _read(adapter: TypeAdapter[M], frame: str | bytes) -> M:
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError("too_large", f"a message of {len(frame)} bytes is over the cap")
+    try:
+        return adapter.validate_json(frame)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        detail = f"not a valid message: {where}: {first['msg']}"[:400]
+        raise ProtocolError("malformed", detail) from None
