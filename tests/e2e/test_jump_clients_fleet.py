@@ -172,6 +172,17 @@ def test_the_passive_client_checks_in_at_start_when_asked_and_when_woken(
     eventually(lambda: record(site, passive)["last_seen_at"] != second, what="woken check-in")
 
 
+def test_a_changed_connection_rate_reaches_the_running_gateway(site: Site) -> None:
+    before = site.api.get("/api/v1/jump-clients/settings").json()
+    changed = {**before, "connection_rate": 120, "statistics_interval_seconds": 45}
+    try:
+        assert site.api.put("/api/v1/jump-clients/settings", json=changed).status_code == 200
+        applied = "admits 120 clients/s and asks for statistics every 45 s"
+        eventually(lambda: applied in site.appliance.log(), timeout=20, what="gateway applies it")
+    finally:
+        site.api.put("/api/v1/jump-clients/settings", json=before)
+
+
 @pytest.fixture(scope="module")
 def pages(site: Site) -> Iterator[httpx.Client]:
     """An administrator signed in to the pages (the first time: choosing a password)."""

@@ -368,6 +368,30 @@ def test_a_flood_beyond_the_rate_is_told_when_to_return_and_comes_back_at_the_ra
     run(scenario())
 
 
+def test_a_changed_rate_and_statistics_interval_apply_without_a_restart(pki: Pki) -> None:
+    async def scenario() -> None:
+        clients = 12
+        async with serving(pki, connection_rate=1.0, burst=0.1, admission_hold=0.2) as site:
+            first = Recorder()
+            site.start(site.client(site.enrol("before"), first))
+            (welcome,) = await first.wait_for("welcomed")
+            assert welcome.statistics_interval == site.gateway.config.statistics_interval
+            # At 1/s, twelve clients would need eleven seconds or more.
+            assert site.gateway.reconfigure(connection_rate=200.0, statistics_interval=45.0)
+            assert not site.gateway.reconfigure(connection_rate=200.0, statistics_interval=45.0)
+            recorders = [Recorder() for _ in range(clients)]
+            started = time.monotonic()
+            for n, recorder in enumerate(recorders):
+                site.start(site.client(site.enrol(f"after-{n}"), recorder))
+            for recorder in recorders:
+                await recorder.wait_for("welcomed", timeout=15.0)
+            assert time.monotonic() - started < 5.0
+            assert not any(recorder.of("refused") for recorder in recorders)
+            assert {r.of("welcomed")[0].statistics_interval for r in recorders} == {45.0}
+
+    run(scenario())
+
+
 # -- the simulator, as its own process ----------------------------------------------
 
 

@@ -68,3 +68,20 @@ def test_processes_admitting_at_once_stay_within_the_shared_rate(tmp_path: Path)
     assert all(admitted), "each process got some of the rate"
     total = sum(len(times) for times in admitted)
     assert 100 <= total <= 111  # burst 10 + 100/s for one second, across both processes
+
+
+def test_a_new_rate_rescales_the_shared_backlog_once(tmp_path: Path) -> None:
+    path = tmp_path / "rate"
+    create_rate_file(path, now=0.0, rate=10.0)
+    first = SharedAdmissionGate(path, 10.0, 1.0, 0.0, hold=10.0, processes=2)
+    second = SharedAdmissionGate(path, 10.0, 1.0, 0.0, hold=10.0, processes=2)
+    turns = [first.reserve(0.0) for _ in range(10)]
+    assert turns[-1] == pytest.approx(0.9)  # a backlog of a second at 10/s
+    first.set_rate(100.0, 2, 0.01, now=0.0)
+    assert first.reserve(0.0) == pytest.approx(0.1)  # the backlog is now a tenth of that
+    assert second.reserve(0.0) == pytest.approx(0.11)  # not seen yet: its turn at 10/s...
+    second.set_rate(100.0, 2, 0.01, now=0.0)  # ... and seeing it later does not rescale twice
+    assert first.reserve(0.0) == pytest.approx(0.21)
+    assert second.reserve(0.0) == pytest.approx(0.22)
+    first.close()
+    second.close()

@@ -18,12 +18,15 @@ import ssl
 import sys
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from bastion.certificates import tls
 from bastion.jump_clients import service
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.gateway import Gateway, run_event_loop
 from bastion.jump_clients.port import gateway_socket, serve_port
 from bastion.jump_clients.routing import InProcessMessagePort
+from bastion.jump_clients.rules import FleetSettings
 from bastion.jump_clients.sockets import inherited
 from bastion.jump_clients.store import DatabaseDirectory, DatabaseSink, wake_secret
 from bastion.platform.db.engine import make_engine, session_factory
@@ -33,6 +36,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 log = logging.getLogger("bastion.gateway")
 PR_SET_PDEATHSIG = 1
 CERTIFICATE_CHECK_SECONDS = 5.0
+SETTINGS_CHECK_SECONDS = float(os.environ.get("BASTION_GATEWAY_SETTINGS_CHECK_SECONDS", "5"))
 
 
 def _die_with_parent() -> None:
@@ -75,6 +79,24 @@ async def _watch_certificate(context: ssl.SSLContext, certs_dir: Path) -> None:
                 log.info("gateway serves the site's new default certificate")
 
 
+def _fleet_settings(factory: sessionmaker[Session]) -> FleetSettings:
+    with UnitOfWork(factory) as uow:
+        return service.settings(uow)
+
+
+async def _watch_settings(gateway: Gateway, factory: sessionmaker[Session]) -> None:
+    """Apply the site's changed connection rate and statistics interval soon after an
+    administrator saves them, without a restart."""
+    while True:
+        await asyncio.sleep(SETTINGS_CHECK_SECONDS)
+        try:
+            fleet = await asyncio.to_thread(_fleet_settings, factory)
+        except Exception:
+            log.exception("could not read the Jump Client settings; keeping the current ones")
+            continue
+        gateway.reconfigure(float(fleet.connection_rate), float(fleet.statistics_interval_seconds))
+
+
 async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
     engine = make_engine(settings.sqlalchemy_url())
     factory = session_factory(engine)
@@ -86,13 +108,17 @@ async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
     )
     port = await serve_port(gateway_socket(settings.data_dir, index), local)
     await gateway.serve(inherited(fd))
-    watcher = asyncio.create_task(_watch_certificate(context, settings.certs_dir))
+    watchers = [
+        asyncio.create_task(_watch_certificate(context, settings.certs_dir)),
+        asyncio.create_task(_watch_settings(gateway, factory)),
+    ]
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     log.info("gateway %s serves Jump Clients of %s", index, config.site)
     await stop.wait()
-    watcher.cancel()
+    for watcher in watchers:
+        watcher.cancel()
     port.close()
     await gateway.stop()
     engine.dispose()

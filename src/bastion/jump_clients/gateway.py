@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import socket
@@ -114,6 +115,29 @@ class Gateway:
         await self.flusher.flush()
         if isinstance(self.gate, SharedAdmissionGate):
             self.gate.close()
+
+    def reconfigure(self, connection_rate: float, statistics_interval: float) -> bool:
+        """Apply the site's changed settings without a restart: the connection rate at once
+        (the gate keeps its queue), the statistics interval for clients welcomed from now on
+        (a held client learns it when it next connects). False if nothing changed."""
+        config = self.config
+        if (config.connection_rate, config.statistics_interval) == (
+            connection_rate,
+            statistics_interval,
+        ):
+            return False
+        self.config = dataclasses.replace(
+            config, connection_rate=connection_rate, statistics_interval=statistics_interval
+        )
+        if connection_rate != config.connection_rate:
+            self.gate.set_rate(connection_rate, config.processes, config.burst, self.clock())
+        log.info(
+            "gateway %s admits %g clients/s and asks for statistics every %g s",
+            config.gateway_id,
+            connection_rate,
+            statistics_interval,
+        )
+        return True
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -39,6 +39,8 @@ class Gate(Protocol):
 
     def reconnect_window(self, held: int, margin: float = 1.0) -> float: ...
 
+    def set_rate(self, rate: float, processes: int, burst: float, now: float) -> None: ...
+
 
 def spread(serial: int) -> float:
     """Where in the reconnect window connection number `serial` returns, in [0, 1).
@@ -74,6 +76,17 @@ class AdmissionGate:
         """The gate for one of `processes` sharing `rate`; `burst` is a fraction of a second."""
         per_process = rate / processes
         return cls(per_process, per_process * burst, jitter, hold, now, now, now)
+
+    def set_rate(self, rate: float, processes: int, burst: float, now: float) -> None:
+        """The site's rate changed: this process's share of `rate` from now on (`burst` is a
+        fraction of a second, as in `share`). Turns already given are kept; the backlog
+        still ahead is rescaled to the new rate, so a higher rate takes effect at once
+        rather than after the queue built at the old one."""
+        scale = self.rate / (rate / processes)
+        self.next_free = now + max(0.0, self.next_free - now) * scale
+        self.welcomed_until = now + max(0.0, self.welcomed_until - now) * scale
+        self.rate = rate / processes
+        self.burst = max(1.0, self.rate * burst)
 
     def reserve(self, now: float) -> float | None:
         """Take the next admission: seconds until it (0: now), or None if over `hold`."""
