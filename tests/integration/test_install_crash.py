@@ -119,7 +119,7 @@ def test_a_rollback_killed_half_way_is_finished_by_the_next_start(
 ) -> None:
     data, port = tmp_path / "data", free_port(HOST)
     paused = {**FAST, "BASTION_INSTALL_PAUSE_AFTER": "rolling-back"}
-    paused["BASTION_INSTALL_HEALTH_DEADLINE_SECONDS"] = "6"
+    paused["BASTION_INSTALL_HEALTH_DEADLINE_SECONDS"] = "30"  # a 500 rolls back at once
     with start_appliance(tmp_path, host=HOST, data_dir=data, port=port, env=paused) as first:
         request_install(data, store_release(data, "site", "1.1.0", broken))
         journal = data / "state" / "install" / "journal.json"
