@@ -14,16 +14,22 @@ import json
 import os
 import re
 import ssl
+import zipfile
+from base64 import urlsafe_b64encode
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from bastion.agents import upgrading
 from bastion.agents.connection import Endpoint
 from bastion.agents.errors import TrustError
+from bastion.agents.identity import load_or_create
+from bastion.agents.installation import ANCHORS, IDENTITY, INSTALLATION
 from bastion.agents.protocol import (
     MAX_FRAME_BYTES,
     SESSION_PATH,
@@ -33,9 +39,12 @@ from bastion.agents.protocol import (
     Resize,
     SessionEnd,
     StartSession,
+    Upgrade,
 )
+from bastion.agents.runner import Service
 from bastion.agents.session import CHUNK, Session, login_shell, rendezvous_endpoint
 from bastion.agents.trust import anchors_context
+from bastion.jump_clients.directory import ClientRecord
 from bastion.jump_clients.routing import Deliver
 from tests.support.jump_clients import SITE, Pki, Recorder, run, serving
 from tests.support.pki import TestCa
@@ -455,5 +464,116 @@ def test_a_jump_client_refuses_sessions_when_told_and_when_turned_off(pki: Pki) 
             answer = (await recorders[off.client_id].wait_for("commanded"))[0]
             assert answer.outcome == "unsupported"
             assert site.arrived.empty() and client.sessions_in_progress == 0
+
+    run(scenario())
+
+
+# -- an upgrade waits for the sessions in progress -------------------------------
+
+
+def tiny_wheel(path: Path, version: str) -> bytes:
+    """A pure-Python wheel with a RECORD, as a site's build is."""
+    files = {
+        "marker.py": b"BUILD = 'test'\n",
+        f"bastion-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n",
+    }
+    record = "".join(
+        f"{name},sha256={urlsafe_b64encode(sha256(data).digest()).rstrip(b'=').decode()},"
+        f"{len(data)}\n"
+        for name, data in files.items()
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr(f"bastion-{version}.dist-info/RECORD", record)
+    return path.read_bytes()
+
+
+@contextlib.asynccontextmanager
+async def serving_build(tls: ssl.SSLContext, build: bytes) -> AsyncIterator[int]:
+    """An HTTPS server answering any GET with `build` (the site's builds endpoint)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()).strip():
+            pass
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(build) + build)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def test_an_upgrade_waits_for_the_sessions_in_progress_and_refuses_new_ones(
+    tmp_path: Path,
+) -> None:
+    ca = TestCa()
+    issued = ca.issue([SITE, "127.0.0.1"])
+    (tmp_path / "server.pem").write_bytes(issued.certificate_pem() + issued.key_pem())
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "server.pem")
+    (tmp_path / "pki").mkdir()
+    pki = Pki(tmp_path / "pki")  # only its server context is used, and replaced below
+    pki.server = tls
+    build = tiny_wheel(tmp_path / "bastion-9.9.9-py3-none-any.whl", "9.9.9")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ANCHORS).write_bytes(ca.pem())
+    identity = load_or_create(state / IDENTITY)
+
+    async def scenario() -> None:
+        async with (
+            serving(pki) as gateway,
+            rendezvous(tls) as site,
+            serving_build(tls, build) as build_port,
+        ):
+            gateway.directory.add(ClientRecord(identity.client_id, identity.public_key, "active"))
+            installed = {
+                "site": SITE,
+                "site_url": f"https://127.0.0.1:{build_port}",
+                "gateway": f"127.0.0.1:{gateway.listen_port}",
+                "mode": "active",
+                "client_id": identity.client_id,
+                "site_version": "",
+            }
+            (state / INSTALLATION).write_text(json.dumps(installed))
+            service, recorder = Service(state), Recorder()
+            service.client.observer = recorder
+            gateway.start(service.client)
+            await recorder.wait_for("welcomed")
+
+            async def command(command_id: str, body: StartSession | Upgrade) -> CommandResult:
+                await gateway.port.publish(
+                    Deliver(identity.client_id, Command(command_id=command_id, body=body))
+                )
+                async with asyncio.timeout(20):
+                    while True:
+                        for result in await recorder.wait_for("commanded"):
+                            if result.command_id == command_id:
+                                return result
+                        recorder.changed.clear()
+                        await recorder.changed.wait()
+
+            assert (await command("s", order(site))).outcome == "done"
+            side = await site.next()
+            upgrade = Upgrade(version="9.9.9", sha256=sha256(build).hexdigest(), size=len(build))
+            answer = await command("u", upgrade)
+            assert (answer.outcome, answer.detail) == (
+                "done",
+                "restarting into 9.9.9 once its 1 session(s) end",
+            )
+            refused = await command("s2", order(site, session_id="s2"))
+            assert refused.outcome == "failed" and "upgrading to 9.9.9" in refused.detail
+            await asyncio.sleep(0.3)
+            assert not service.stop.is_set() and upgrading.trial(state) is None
+            await side.type("exit\r")
+            await side.until_closed()
+            async with asyncio.timeout(5):
+                await service.stop.wait()
+            trial = upgrading.trial(state)
+            assert trial is not None and trial.version == "9.9.9"
+            assert service.restart_into == trial.lib
+            assert (Path(trial.lib) / "marker.py").is_file()
 
     run(scenario())
