@@ -307,6 +307,39 @@ def test_large_output_arrives_whole_in_frames_of_at_most_16_kib(pki: Pki) -> Non
     run(scenario())
 
 
+def test_a_site_that_stops_reading_pauses_the_shell_instead_of_filling_memory(pki: Pki) -> None:
+    async def scenario() -> None:
+        async with rendezvous(pki.server) as site:
+            session, task, side = await start(site, pki.anchors)
+            link = session.link
+            assert link is not None and link.transport is not None
+            await side.type("yes\r")
+            await asyncio.sleep(2)  # the site reads nothing meanwhile
+            assert not session.writable.is_set(), "the PTY is still read"
+            assert link.transport.get_write_buffer_size() <= link.max_buffer
+            assert not session.ended.done()
+            await side.type("\x03")
+            await side.type("echo fin''ished\r")
+            await side.read_until(b"finished", timeout=30)
+            await side.type("exit\r")
+            await side.until_closed()
+            await task
+
+    run(scenario())
+
+
+def test_the_relay_runs_on_the_standard_event_loop_too(pki: Pki) -> None:
+    async def scenario() -> None:
+        async with rendezvous(pki.server) as site:
+            _, task, side = await start(site, pki.anchors)
+            await side.type("stty size; exit 5\r")
+            await side.read_until(b"24 80")
+            assert await side.until_closed() == [{"v": 1, "type": "session_exit", "code": 5}]
+            await task
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
 # -- ending ----------------------------------------------------------------------
 
 
