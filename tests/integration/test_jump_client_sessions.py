@@ -36,6 +36,7 @@ from bastion.agents.protocol import (
     Codec,
     Command,
     CommandResult,
+    Error,
     Resize,
     SessionEnd,
     StartSession,
@@ -126,10 +127,16 @@ class Rendezvous:
         self.arrived: asyncio.Queue[SiteSide] = asyncio.Queue()
         self.paths: list[str] = []
         self.port = 0
+        self.refusal = ""
 
     async def handler(self, ws: ServerConnection) -> None:
         self.paths.append(ws.request.path if ws.request else "")
         hello = json.loads(await ws.recv())
+        if self.refusal:
+            error = Error(code="authentication_failed", detail=self.refusal)
+            await ws.send(Codec().write(error))
+            await ws.close(1008)
+            return
         await self.arrived.put(SiteSide(ws, hello))
         await ws.wait_closed()
 
@@ -394,6 +401,23 @@ def test_a_bad_or_oversized_message_is_answered_with_an_error_and_ends_cleanly(p
                 assert side.ws.close_code == close
                 assert (await task).startswith(("the site sent a bad message", "the connection"))
                 assert await gone([shell])
+
+    run(scenario())
+
+
+def test_a_session_the_site_refuses_at_once_starts_no_shell(pki: Pki) -> None:
+    async def scenario() -> None:
+        async with rendezvous(pki.server) as site:
+            site.refusal = "this session token was used already"
+            start_order = order(site)
+            session = Session(start_order, CLIENT_ID, Codec(), login_shell())
+            endpoint = rendezvous_endpoint(start_order, Endpoint(SITE, 1, timeout=5))
+            processes = children()
+            await session.connect(endpoint, anchors_context(pki.anchors))
+            await session.closed.wait()
+            how = await session.run()
+            assert how == "the site refused the session: this session token was used already"
+            assert session.terminal is None and children() == processes
 
     run(scenario())
 

@@ -288,6 +288,9 @@ class Session:
     async def run(self) -> str:
         """Run the shell and relay until the session ends; how it ended, in words."""
         assert self.link is not None, "connect first"
+        if self.ended.done():  # refused or lost before the shell started: none is started
+            await self.close()
+            return self.ended.result()
         try:
             self.terminal = Terminal(self.shell, *self.size)
         except OSError as error:
