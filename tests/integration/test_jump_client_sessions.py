@@ -43,7 +43,8 @@ from bastion.agents.protocol import (
     Upgrade,
 )
 from bastion.agents.runner import Service
-from bastion.agents.session import CHUNK, Session, login_shell, rendezvous_endpoint
+from bastion.agents.session import CHUNK, Session, rendezvous_endpoint
+from bastion.agents.shell import login_shell
 from bastion.agents.trust import anchors_context
 from bastion.jump_clients.directory import ClientRecord
 from bastion.jump_clients.routing import Deliver
@@ -321,8 +322,11 @@ def test_a_site_that_stops_reading_pauses_the_shell_instead_of_filling_memory(pk
             link = session.link
             assert link is not None and link.transport is not None
             await side.type("yes\r")
-            await asyncio.sleep(2)  # the site reads nothing meanwhile
-            assert not session.writable.is_set(), "the PTY is still read"
+            async with asyncio.timeout(30):  # the site reads nothing meanwhile
+                while session.writable.is_set():
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1)
+            assert not session.writable.is_set(), "the PTY is read again"
             assert link.transport.get_write_buffer_size() <= link.max_buffer
             assert not session.ended.done()
             await side.type("\x03")
@@ -473,7 +477,7 @@ def test_a_jump_client_runs_several_sessions_at_once_without_holding_its_connect
             await sides["s2"].type("exit\r")
             await sides["s2"].until_closed()
             async with asyncio.timeout(5):
-                await client.sessions_ended()
+                await client.sessions.ended()
             await gateway.sink.wait_for(lambda: len(gateway.sink.results) == 2)
 
     run(scenario())
@@ -495,7 +499,7 @@ def test_a_jump_client_answers_failed_when_the_site_of_the_session_is_not_truste
             assert answer.outcome == "failed"
             assert "not signed by a trust anchor" in answer.detail
             async with asyncio.timeout(5):
-                await client.sessions_ended()
+                await client.sessions.ended()
             assert children() == processes
             await gateway.sink.wait_for(lambda: len(gateway.sink.results) == 1)
 
@@ -512,7 +516,7 @@ def test_a_jump_client_refuses_sessions_when_told_and_when_turned_off(pki: Pki) 
             gateway.start(gateway.client(off, recorders[off.client_id]))
             for recorder in recorders.values():
                 await recorder.wait_for("welcomed")
-            client.sessions_refused = "this Jump Client is upgrading"
+            client.sessions.refused = "this Jump Client is upgrading"
             for identity in (on, off):
                 command = Command(command_id="c1", body=order(site))
                 await gateway.port.publish(Deliver(identity.client_id, command))

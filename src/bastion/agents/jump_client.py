@@ -57,7 +57,8 @@ from bastion.agents.protocol import (
     encode_bytes,
 )
 from bastion.agents.protocol import Outcome as ResultOutcome
-from bastion.agents.session import Session, login_shell, rendezvous_endpoint
+from bastion.agents.session import Session, Sessions, rendezvous_endpoint
+from bastion.agents.shell import login_shell
 from bastion.agents.wake import WakeGuard, WakeListener
 from bastion.platform.build import site_version
 
@@ -155,12 +156,7 @@ class JumpClient:
         self.wake_port: int | None = None
         self._woken = asyncio.Event()
         self._link: AgentLink | None = None
-        self._sessions: dict[str, asyncio.Task[None]] = {}
-        self._no_sessions = asyncio.Event()
-        self._no_sessions.set()
-        self.sessions_refused = ""
-        """Why new sessions are refused now ("" while they are not): set while an upgrade
-        waits for the sessions in progress to end."""
+        self.sessions = Sessions()
 
     async def run(self) -> None:
         """Keep in touch with the site until cancelled; sessions end with it."""
@@ -173,23 +169,12 @@ class JumpClient:
         finally:
             if listener is not None:
                 listener.close()
-            await self.end_sessions()
+            await self.sessions.end_all()
 
     @property
     def sessions_in_progress(self) -> int:
         """Sessions opening or open now (an upgrade waits until there are none)."""
-        return len(self._sessions)
-
-    async def sessions_ended(self) -> None:
-        """Return once no session is in progress."""
-        await self._no_sessions.wait()
-
-    async def end_sessions(self) -> None:
-        """End every session now: their shells are hung up, their connections closed."""
-        tasks = list(self._sessions.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(self.sessions)
 
     def send(self, message: Message) -> bool:
         """Send `message` on the connection held now; False when there is none."""
@@ -360,20 +345,11 @@ class JumpClient:
     # -- sessions ------------------------------------------------------------------
 
     def _start_session(self, command: Command, order: StartSession) -> None:
-        if self.sessions_refused or order.session_id in self._sessions:
-            why = self.sessions_refused or f"session {order.session_id} is in progress already"
-            self._answer(command, "failed", why)
-            return
-        name = f"session {order.session_id}"
-        task = asyncio.create_task(self._session(command, order), name=name)
-        self._sessions[order.session_id] = task
-        self._no_sessions.clear()
-        task.add_done_callback(lambda _: self._session_done(order.session_id))
-
-    def _session_done(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
-        if not self._sessions:
-            self._no_sessions.set()
+        refusal = self.sessions.refusal(order.session_id)
+        if refusal:
+            self._answer(command, "failed", refusal)
+        else:
+            self.sessions.start(order.session_id, self._session(command, order))
 
     async def _session(self, command: Command, order: StartSession) -> None:
         session = Session(order, self.identity.client_id, self.codec, login_shell())

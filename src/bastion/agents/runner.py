@@ -161,11 +161,11 @@ class Service:
     async def _upgrade_after_sessions(self, command_id: str, order: Upgrade, lib: Path) -> None:
         """Refuse new sessions, wait for those in progress, then restart into the new build
         (its trial deadline counts from the restart, not from the order)."""
-        self.client.sessions_refused = (
+        self.client.sessions.refused = (
             f"this Jump Client is upgrading to {order.version}; try again in a minute"
         )
         log.warning("upgrading to %s once the sessions in progress end", order.version)
-        await self.client.sessions_ended()
+        await self.client.sessions.ended()
         upgrading.begin(self.state, command_id, order.version, lib)
         self._restart(str(lib))
 

@@ -4,8 +4,7 @@ session's own connection to the site.
 Told `start_session`, the client opens a fresh TLS connection to the rendezvous, verified
 against its installed anchors only and named as its site (SNI and Host), upgrades it to a
 WebSocket on `SESSION_PATH + session_id`, says `session_hello` with the single-use token,
-then starts the user's login shell on a new PTY, in a session of its own (the PTY is its
-controlling terminal, so Ctrl-C reaches the foreground job), and relays:
+then starts the user's login shell on a new PTY (`bastion.agents.shell`), and relays:
 
     binary frames            -> PTY input
     PTY output               -> binary frames of at most CHUNK bytes
@@ -23,16 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import pwd
-import signal
 import ssl
-import struct
-import subprocess
-import termios
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from typing import Any
 
 from websockets.client import ClientProtocol
 
@@ -48,47 +41,13 @@ from bastion.agents.protocol import (
     SessionHello,
     StartSession,
 )
+from bastion.agents.shell import Shell, Terminal
 from bastion.agents.wire import CLOSE_GRACE
 
 CHUNK = 16 * 1024
 """The most PTY output read at once, and so the largest binary frame sent."""
-HANG_UP_GRACE = 2.0
-"""Seconds between SIGHUP and SIGKILL when a session is ended."""
 MAX_PENDING_INPUT = 64 * 1024
 """Input waiting for the shell beyond this pauses reading the connection."""
-TERM = "xterm-256color"
-FALLBACK_SHELL = "/bin/sh"
-_DROPPED_ENV = ("PYTHONPATH", "COLUMNS", "LINES")
-
-
-@dataclass(frozen=True)
-class Shell:
-    """What a session runs: a login shell (`argv0` starts with "-") with its environment."""
-
-    path: str
-    argv0: str
-    cwd: str
-    env: dict[str, str] = field(repr=False)
-
-
-def login_shell(environ: dict[str, str] | None = None) -> Shell:
-    """The running user's login shell from the password database (else /bin/sh), in the
-    user's home, with TERM set and the Jump Client's own variables left out."""
-    uid = os.getuid()
-    try:
-        entry = pwd.getpwuid(uid)
-        name, home, path = entry.pw_name, entry.pw_dir, entry.pw_shell
-    except KeyError:
-        name, home, path = str(uid), "/", ""
-    if not path or not os.access(path, os.X_OK):
-        path = FALLBACK_SHELL
-    source = os.environ if environ is None else environ
-    env = {
-        k: v for k, v in source.items() if k not in _DROPPED_ENV and not k.startswith("BASTION_")
-    }
-    env.update(TERM=TERM, HOME=home, SHELL=path, USER=name, LOGNAME=name)
-    cwd = home if os.path.isdir(home) else "/"
-    return Shell(path, "-" + os.path.basename(path), cwd, env)
 
 
 def rendezvous_endpoint(order: StartSession, control: Endpoint) -> Endpoint:
@@ -101,117 +60,6 @@ def rendezvous_endpoint(order: StartSession, control: Endpoint) -> Endpoint:
         raise ProtocolError("malformed", f"the rendezvous {order.rendezvous!r} is not host:port")
     address = control.address if host == control.site and control.address else host
     return Endpoint(control.site, int(port), address, control.source_address, control.timeout)
-
-
-def _window(cols: int, rows: int) -> bytes:
-    return struct.pack("HHHH", rows, cols, 0, 0)
-
-
-def _take_terminal() -> None:  # pragma: no cover - runs in the child, before exec
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
-    """A shell on a new PTY, in a session and process group of its own."""
-
-    def __init__(self, shell: Shell, cols: int, rows: int) -> None:
-        master, slave = os.openpty()
-        try:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, _window(cols, rows))
-            self.process = subprocess.Popen(
-                [shell.argv0],
-                executable=shell.path,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                cwd=shell.cwd,
-                env=shell.env,
-                start_new_session=True,
-                preexec_fn=_take_terminal,
-            )
-        except BaseException:
-            os.close(master)
-            raise
-        finally:
-            os.close(slave)
-        os.set_blocking(master, False)
-        self.master = master
-        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._watch = _ExitWatch(self.process.pid, self._reap)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def resize(self, cols: int, rows: int) -> None:
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, _window(cols, rows))
-
-    def signal(self, signum: int) -> None:
-        """`signum` to the shell's process group and to the terminal's foreground job."""
-        groups = {self.pid}
-        with contextlib.suppress(OSError):
-            groups.add(os.tcgetpgrp(self.master))
-        for group in groups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signum)
-
-    async def hang_up(self, grace: float = HANG_UP_GRACE) -> None:
-        """SIGHUP, then SIGKILL if the shell is still there after `grace` seconds."""
-        if self.exited.done():
-            return
-        self.signal(signal.SIGHUP)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.exited), grace)
-            return
-        self.signal(signal.SIGKILL)
-        await asyncio.shield(self.exited)
-
-    def close(self) -> None:
-        """Release the PTY; a shell still running is killed and reaped first."""
-        if not self.exited.done():
-            self.signal(signal.SIGKILL)
-            self.process.wait()
-            self._reap()
-        self._watch.close()
-        os.close(self.master)
-
-    def _reap(self) -> None:
-        code = self.process.poll()
-        if code is None or self.exited.done():
-            return
-        self._watch.close()
-        self.exited.set_result(128 - code if code < 0 else code)
-
-
-class _ExitWatch:
-    """Calls `reaped` when the process may have exited: a pidfd on the event loop, or a
-    poll every 0.1 s where pidfds are not available."""
-
-    def __init__(self, pid: int, reaped: Callable[[], None]) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.reaped = reaped
-        self.fd: int | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        try:
-            self.fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.timer = self.loop.call_later(0.1, self._poll)
-            return
-        self.loop.add_reader(self.fd, reaped)
-
-    def _poll(self) -> None:
-        self.timer = self.loop.call_later(0.1, self._poll)
-        self.reaped()
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.fd is not None:
-            self.loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = None
 
 
 class SessionLink(ClientLink):
@@ -441,3 +289,46 @@ class Session:
         self.link.close(reason="the session ended")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.closed.wait(), CLOSE_GRACE + 1)
+
+
+class Sessions:
+    """A Jump Client's sessions in progress, one task each."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._none = asyncio.Event()
+        self._none.set()
+        self.refused = ""
+        """Why new sessions are refused now ("" while they are not): set while an upgrade
+        waits for the sessions in progress to end."""
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def refusal(self, session_id: str) -> str:
+        """Why a session with this id cannot start now ("" if it can)."""
+        if session_id in self._tasks:
+            return f"session {session_id} is in progress already"
+        return self.refused
+
+    def start(self, session_id: str, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"session {session_id}")
+        self._tasks[session_id] = task
+        self._none.clear()
+        task.add_done_callback(lambda _: self._done(session_id))
+
+    async def ended(self) -> None:
+        """Return once no session is in progress."""
+        await self._none.wait()
+
+    async def end_all(self) -> None:
+        """End every session now: shells hung up, connections closed."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _done(self, session_id: str) -> None:
+        self._tasks.pop(session_id, None)
+        if not self._tasks:
+            self._none.set()
