@@ -127,11 +127,14 @@ class Rendezvous:
     def __init__(self) -> None:
         self.arrived: asyncio.Queue[SiteSide] = asyncio.Queue()
         self.paths: list[str] = []
+        self.hosts: list[str] = []
         self.port = 0
         self.refusal = ""
 
     async def handler(self, ws: ServerConnection) -> None:
-        self.paths.append(ws.request.path if ws.request else "")
+        assert ws.request is not None
+        self.paths.append(ws.request.path)
+        self.hosts.append(ws.request.headers["Host"])
         hello = json.loads(await ws.recv())
         if self.refusal:
             error = Error(code="authentication_failed", detail=self.refusal)
@@ -239,6 +242,8 @@ def test_the_session_says_hello_relays_a_shell_and_reports_its_exit_code(pki: Pk
         async with rendezvous(pki.server) as site:
             _, task, side = await start(site, pki.anchors)
             assert site.paths == [SESSION_PATH + "s1"]
+            # dialled at 127.0.0.1, named as the site (the certificate names only the site)
+            assert site.hosts == [f"{SITE}:{site.port}"]
             assert side.hello == {
                 "v": 1,
                 "type": "session_hello",
