@@ -27,6 +27,8 @@ def order(rendezvous: str) -> StartSession:
         ("192.0.2.7:8443", "192.0.2.7", 8443),
         ("[2001:db8::1]:8443", "2001:db8::1", 8443),
         ("bastion.test:9443", "10.0.0.5", 9443),  # the site itself: where the client dials it
+        ("web.bastion.test", "web.bastion.test", 443),
+        ("[2001:db8::1]", "2001:db8::1", 443),
     ],
 )
 def test_the_session_connection_dials_the_rendezvous_named_as_the_site(
@@ -37,7 +39,7 @@ def test_the_session_connection_dials_the_rendezvous_named_as_the_site(
     assert endpoint.timeout == 7
 
 
-@pytest.mark.parametrize("rendezvous", ["bastion.test", ":443", "host:0", "host:70000", "h:x"])
+@pytest.mark.parametrize("rendezvous", [":443", "host:0", "host:70000", "h:x", "[::1]:"])
 def test_a_rendezvous_that_is_not_host_and_port_is_refused(rendezvous: str) -> None:
     with pytest.raises(ProtocolError, match="is not host:port"):
         rendezvous_endpoint(order(rendezvous), CONTROL)

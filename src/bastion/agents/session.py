@@ -51,10 +51,14 @@ MAX_PENDING_INPUT = 64 * 1024
 
 
 def rendezvous_endpoint(order: StartSession, control: Endpoint) -> Endpoint:
-    """Where to open the session's connection: the rendezvous host and port, named as the
-    site. A rendezvous naming the site itself is dialled where the control connection is
-    (the address the client was installed with), since the site's name may not resolve."""
-    host, _, port = order.rendezvous.rpartition(":")
+    """Where to open the session's connection: the rendezvous host and port (443 if it
+    names none), named as the site. A rendezvous naming the site itself is dialled where
+    the control connection is (the address the client was installed with), since the
+    site's name may not resolve there."""
+    text = order.rendezvous
+    if text.endswith("]") or ":" not in text:  # no port: HTTPS's own
+        text += ":443"
+    host, _, port = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ProtocolError("malformed", f"the rendezvous {order.rendezvous!r} is not host:port")
