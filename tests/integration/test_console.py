@@ -9,17 +9,27 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import ssl
 import stat
 import struct
+import subprocess
+import sys
 import termios
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from typer.testing import CliRunner
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -307,3 +317,110 @@ def test_a_terminal_with_a_certificate_not_from_the_ca_file_is_refused(
                 await relay(url, tls_context(other), TOKEN, 0, 1)
 
     asyncio.run(scenario())
+
+
+# -- `bastion console jump`, as a process ----------------------------------------------
+
+
+def starlette_site() -> Starlette:
+    """The site's console API and terminal on one listener, as the appliance serves them."""
+
+    async def sign_in(request: Request) -> JSONResponse:
+        body = await request.json()
+        if body != {"username": "rep", "password": "right"}:
+            return JSONResponse({"error": {"type": "E", "message": "Not right."}}, 401)
+        return JSONResponse(
+            {
+                "token": "bearer-2",
+                "expires_at": "2026-12-02T20:00:00Z",
+                "username": "rep",
+                "display_name": "Rep",
+                "role": "representative",
+            }
+        )
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("Authorization") == "Bearer bearer-2"
+
+    async def jump_items(request: Request) -> JSONResponse:
+        assert authorized(request)
+        return JSONResponse([{**ITEM, "status": "online", "jumpable": True, "reason": ""}])
+
+    async def sessions(request: Request) -> JSONResponse:
+        assert authorized(request)
+        assert (await request.json())["jump_item_id"] == 7
+        path = "/api/v1/console/sessions/s-9/terminal"
+        return JSONResponse({"session_id": "s-9", "terminal_path": path, "token": TOKEN}, 201)
+
+    async def terminal(ws: WebSocket) -> None:
+        await ws.accept()
+        hello = read_from_console(await ws.receive_text())
+        assert hello.type == "console_hello" and hello.token == TOKEN
+        await ws.send_text(write(Started()))
+        while True:
+            data = (await ws.receive()).get("bytes")
+            if data:
+                await ws.send_bytes(data)
+            if data and b"\x04" in data:
+                await ws.send_text(write(Exited(code=3)))
+                await ws.close()
+                return
+
+    api = "/api/v1/console"
+    return Starlette(
+        routes=[
+            Route(f"{api}/sign-in", sign_in, methods=["POST"]),
+            Route(f"{api}/jump-items", jump_items),
+            Route(f"{api}/sessions", sessions, methods=["POST"]),
+            WebSocketRoute(f"{api}/sessions/{{session_id}}/terminal", terminal),
+        ]
+    )
+
+
+@contextlib.contextmanager
+def served(app: Starlette, chain: Path) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, ssl_certfile=str(chain), ssl_keyfile=str(chain)
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def bastion(config: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config)}
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", "console", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_jump_relays_piped_input_and_exits_with_the_remote_shells_code(
+    certificates: tuple[Path, ssl.SSLContext], tmp_path: Path
+) -> None:
+    ca_file, _ = certificates
+    with served(starlette_site(), ca_file.parent / "site.pem") as site:
+        signed = bastion(
+            tmp_path,
+            *("sign-in", "--site", site, "--username", "rep", "--password-stdin"),
+            *("--ca-file", str(ca_file)),
+            stdin=b"right\n",
+        )
+        assert signed.returncode == 0, signed.stderr
+        jumped = bastion(tmp_path, "jump", "web1", stdin=b"uname\nexit\n")
+    assert jumped.returncode == 3, jumped.stderr
+    assert jumped.stdout == b"uname\nexit\n\x04"
+    assert jumped.stderr == b""
