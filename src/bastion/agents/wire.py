@@ -185,8 +185,8 @@ class Link(asyncio.Protocol):
             close = self.core.close_rcvd
             self.end_reason = self.end_reason or (close.reason if close else "") or "closed"
             return
-        if frame.opcode in (Opcode.PING, Opcode.PONG):
-            return
+        if frame.opcode in (Opcode.PING, Opcode.PONG) or self.end_reason:
+            return  # data after this end closed (the rest of a refused message) is dropped
         if frame.opcode is Opcode.BINARY and not self.binary:
             self.refuse(ProtocolError("malformed", "this protocol sends text messages only"))
             return
