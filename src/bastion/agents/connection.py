@@ -3,14 +3,17 @@
 `open_link` connects outbound to the site, verifies its certificate against the agent's
 trust anchors only, and completes the WebSocket handshake; failures become a
 `TrustError` (the certificate) or a `TransportError` (everything else), each with a
-message an administrator can act on.
+message an administrator can act on. `connect` does the same for any `ClientLink` on any
+path (a session's own connection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
@@ -28,16 +31,15 @@ class Ended:
     reason: str
 
 
-class AgentLink(Link):
-    """A client-side link whose messages are read with `await receive()`."""
+class ClientLink(Link):
+    """The agent's end of a connection: it sends the upgrade request, and `ready` is
+    resolved once the site accepted it (or failed with a `TransportError`)."""
 
-    __slots__ = ("inbox", "ready")
+    __slots__ = ("ready",)
 
     def __init__(self, core: ClientProtocol, codec: Codec) -> None:
         super().__init__(core, codec)
-        loop = asyncio.get_running_loop()
-        self.ready: asyncio.Future[None] = loop.create_future()
-        self.inbox: asyncio.Queue[ServerMessage | ProtocolError | Ended] = asyncio.Queue()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -54,6 +56,20 @@ class AgentLink(Link):
         else:
             self.ready.set_result(None)
 
+    def ended(self, reason: str) -> None:
+        if not self.ready.done():
+            _fail(self.ready, TransportError(f"the connection closed: {reason}"))
+
+
+class AgentLink(ClientLink):
+    """A link to the gateway whose messages are read with `await receive()`."""
+
+    __slots__ = ("inbox",)
+
+    def __init__(self, core: ClientProtocol, codec: Codec) -> None:
+        super().__init__(core, codec)
+        self.inbox: asyncio.Queue[ServerMessage | ProtocolError | Ended] = asyncio.Queue()
+
     def received(self, frame: bytes) -> None:
         try:
             message = self.codec.read_server(frame)
@@ -67,8 +83,7 @@ class AgentLink(Link):
         self.inbox.put_nowait(message)
 
     def ended(self, reason: str) -> None:
-        if not self.ready.done():
-            _fail(self.ready, TransportError(f"the connection closed: {reason}"))
+        super().ended(reason)
         self.inbox.put_nowait(Ended(reason))
 
     def send(self, message: Message) -> None:
@@ -110,13 +125,31 @@ class Endpoint:
     timeout: float = 15.0
 
 
-async def open_link(endpoint: Endpoint, tls: ssl.SSLContext, codec: Codec) -> AgentLink:
-    """A connected, handshaken link to the site, or a `TrustError` / `TransportError`."""
-    loop = asyncio.get_running_loop()
-    uri = parse_uri(f"wss://{endpoint.site}:{endpoint.port}{PATH}")
+L = TypeVar("L", bound=ClientLink)
 
-    def factory() -> AgentLink:
-        return AgentLink(ClientProtocol(uri, max_size=core_limit(codec)), codec)
+
+async def open_link(endpoint: Endpoint, tls: ssl.SSLContext, codec: Codec) -> AgentLink:
+    """A connected, handshaken link to the gateway, or a `TrustError` / `TransportError`."""
+    return await connect(endpoint, tls, PATH, lambda core: AgentLink(core, codec), codec)
+
+
+async def connect(
+    endpoint: Endpoint,
+    tls: ssl.SSLContext,
+    path: str,
+    make: Callable[[ClientProtocol], L],
+    codec: Codec,
+) -> L:
+    """A link made by `make`, connected to `path` on the site and handshaken, or a
+    `TrustError` / `TransportError`. The TLS server name and the Host header are always
+    the site's name, whatever address is dialled."""
+    loop = asyncio.get_running_loop()
+    uri = parse_uri(f"wss://{endpoint.site}:{endpoint.port}{path}")
+    made: list[L] = []
+
+    def factory() -> L:
+        made.append(make(ClientProtocol(uri, max_size=core_limit(codec))))
+        return made[0]
 
     local = (endpoint.source_address, 0) if endpoint.source_address else None
     try:
@@ -131,10 +164,15 @@ async def open_link(endpoint: Endpoint, tls: ssl.SSLContext, codec: Codec) -> Ag
                 ssl_handshake_timeout=endpoint.timeout,
             )
             await link.ready
-    except ssl.SSLCertVerificationError as error:
-        raise _untrusted(endpoint, error) from None
-    except (OSError, ssl.SSLError, TimeoutError) as error:
-        raise TransportError(f"cannot reach {_where(endpoint)}: {error or 'timed out'}") from None
+    except BaseException as error:
+        for half_open in made:  # a connection that never became a link is not left open
+            half_open.drop("the connection could not be completed")
+        if isinstance(error, ssl.SSLCertVerificationError):
+            raise _untrusted(endpoint, error) from None
+        if isinstance(error, OSError | ssl.SSLError | TimeoutError):
+            reason = error or "timed out"
+            raise TransportError(f"cannot reach {_where(endpoint)}: {reason}") from None
+        raise
     return link
 
 

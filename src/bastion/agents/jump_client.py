@@ -9,6 +9,11 @@ its installed anchors), answer the site's challenge with a signature, then
   next check-in: a wake on the local wake port, or at the latest `check_in_every`
   seconds (a day) later.
 
+A `start_session` command (when `sessions` is on) runs as a task of its own, on a
+connection of its own (`bastion.agents.session`): its `command_result` goes out when that
+connection is up, and neither the control connection nor its heartbeats ever wait for it.
+Sessions outlive the control connection that started them.
+
 Between attempts it waits as `BackoffPolicy` says: full-jitter exponential backoff
 after failures, the site's `retry_after` when it gives one, and a spread over the
 site's `reconnect_after` offset after a held connection is lost.
@@ -45,11 +50,15 @@ from bastion.agents.protocol import (
     Mode,
     RetryAfter,
     ServerMessage,
+    StartSession,
     Statistics,
     Welcome,
     decode_bytes,
     encode_bytes,
 )
+from bastion.agents.protocol import Outcome as ResultOutcome
+from bastion.agents.session import Session, Sessions, rendezvous_endpoint
+from bastion.agents.shell import login_shell
 from bastion.agents.wake import WakeGuard, WakeListener
 from bastion.platform.build import site_version
 
@@ -73,6 +82,9 @@ class JumpClientConfig:
     """Passive mode: where to listen for wakes (port 0 picks one)."""
     check_in_every: float = DAY
     policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+    sessions: bool = False
+    """Open remote sessions (a shell on a PTY) when the site asks. The installed service
+    turns this on; a fleet simulator leaves it off and answers `unsupported`."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,10 @@ class Observer:
 
     def woken(self) -> None: ...
 
+    def session_started(self, order: StartSession) -> None: ...
+
+    def session_ended(self, session_id: str, how: str) -> None: ...
+
 
 class JumpClient:
     """One endpoint's agent: its identity, its site, and the loop that keeps in touch."""
@@ -140,9 +156,10 @@ class JumpClient:
         self.wake_port: int | None = None
         self._woken = asyncio.Event()
         self._link: AgentLink | None = None
+        self.sessions = Sessions()
 
     async def run(self) -> None:
-        """Keep in touch with the site until cancelled."""
+        """Keep in touch with the site until cancelled; sessions end with it."""
         listener = await self._listen_for_wakes()
         failures = 0
         try:
@@ -152,6 +169,12 @@ class JumpClient:
         finally:
             if listener is not None:
                 listener.close()
+            await self.sessions.end_all()
+
+    @property
+    def sessions_in_progress(self) -> int:
+        """Sessions opening or open now (an upgrade waits until there are none)."""
+        return len(self.sessions)
 
     def send(self, message: Message) -> bool:
         """Send `message` on the connection held now; False when there is none."""
@@ -305,9 +328,46 @@ class JumpClient:
         return None
 
     async def _carry_out(self, link: AgentLink, command: Command) -> None:
+        if isinstance(command.body, StartSession) and self.config.sessions:
+            self._start_session(command, command.body)
+            return
         result = await self.commands(command)
         link.send(result)
         self.observer.commanded(command, result)
+
+    def _answer(self, command: Command, outcome: ResultOutcome, detail: str = "") -> None:
+        """Answer `command` on the control connection held now, if there is one."""
+        result = CommandResult(command_id=command.command_id, outcome=outcome, detail=detail[:500])
+        with contextlib.suppress(TransportError):
+            self.send(result)
+        self.observer.commanded(command, result)
+
+    # -- sessions ------------------------------------------------------------------
+
+    def _start_session(self, command: Command, order: StartSession) -> None:
+        refusal = self.sessions.refusal(order.session_id)
+        if refusal:
+            self._answer(command, "failed", refusal)
+        else:
+            self.sessions.start(order.session_id, self._session(command, order))
+
+    async def _session(self, command: Command, order: StartSession) -> None:
+        session = Session(order, self.identity.client_id, self.codec, login_shell())
+        try:
+            await session.connect(rendezvous_endpoint(order, self.config.endpoint), self.tls)
+        except AgentError as error:
+            self._answer(command, "failed", f"the session could not be opened: {error}")
+            return
+        except BaseException:
+            await session.close()
+            raise
+        self._answer(command, "done")
+        self.observer.session_started(order)
+        how = "ended: the Jump Client stopped"
+        try:
+            how = await session.run()
+        finally:
+            self.observer.session_ended(order.session_id, how)
 
     async def builtin_command(self, command: Command) -> CommandResult:
         """Check-ins and wakes are answered with fresh statistics; the rest are not
@@ -317,11 +377,10 @@ class JumpClient:
             if self._link is not None:
                 self._link.send(await self.statistics())
             return CommandResult(command_id=command.command_id, outcome="done")
-        return CommandResult(
-            command_id=command.command_id,
-            outcome="unsupported",
-            detail=f"this Jump Client ({self.config.agent_version}) does not carry out {kind}",
-        )
+        detail = f"this Jump Client ({self.config.agent_version}) does not carry out {kind}"
+        if kind == "start_session":
+            detail = "sessions are turned off for this Jump Client"
+        return CommandResult(command_id=command.command_id, outcome="unsupported", detail=detail)
 
     # -- passive -------------------------------------------------------------------
 

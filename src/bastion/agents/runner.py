@@ -1,6 +1,11 @@
 """The installed Jump Client as a service: it keeps in touch with its site until stopped,
-carries out what the site asks (check in, uninstall), and takes `bastion jump-client
-check-in` from the endpoint on a Unix socket in its state directory (owner only)."""
+carries out what the site asks (check in, sessions, upgrade, uninstall), and takes
+`bastion jump-client check-in` from the endpoint on a Unix socket in its state directory
+(owner only).
+
+An upgrade never cuts a session: with sessions in progress, the new build is fetched and
+checked at once, new sessions are refused, and the restart waits until the last one ends.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from bastion.agents.protocol import (
     CommandResult,
     Mode,
     RetryAfter,
+    StartSession,
     Statistics,
     Upgrade,
     Welcome,
@@ -53,6 +59,7 @@ def _config(installed: Installation, state: Path, wake_port: int) -> JumpClientC
         mode=mode,
         anchors=anchor_fingerprints(state / ANCHORS),
         wake_address=("0.0.0.0", wake_port) if mode == "passive" else None,
+        sessions=True,
     )
 
 
@@ -86,6 +93,16 @@ class LoggingObserver(Observer):
     def checked_in(self) -> None:
         log.info("checked in with the site")
 
+    def commanded(self, command: Command, result: CommandResult) -> None:
+        if result.outcome != "done":
+            log.warning("%s: %s (%s)", command.body.kind, result.outcome, result.detail)
+
+    def session_started(self, order: StartSession) -> None:
+        log.info("session %s started (%dx%d)", order.session_id, order.cols, order.rows)
+
+    def session_ended(self, session_id: str, how: str) -> None:
+        log.info("session %s: %s", session_id, how)
+
 
 class Service:
     """One installed Jump Client, running."""
@@ -104,6 +121,7 @@ class Service:
         self.stop = asyncio.Event()
         self.restart_into: str | None = None
         """Set when the service ends to run another build (an upgrade, or its undoing)."""
+        self._deferred: asyncio.Task[None] | None = None
 
     async def command(self, command: Command) -> CommandResult:
         if isinstance(command.body, Upgrade):
@@ -127,10 +145,29 @@ class Service:
         except upgrading.UpgradeError as error:
             log.error("the upgrade to %s failed: %s", order.version, error)
             return CommandResult(command_id=command_id, outcome="failed", detail=str(error)[:500])
+        sessions = self.client.sessions_in_progress
+        if sessions:
+            if self._deferred is not None:  # a newer order replaces one still waiting
+                self._deferred.cancel()
+            waiting = self._upgrade_after_sessions(command_id, order, lib)
+            self._deferred = asyncio.create_task(waiting, name="upgrade after sessions")
+            detail = f"restarting into {order.version} once its {sessions} session(s) end"
+            return CommandResult(command_id=command_id, outcome="done", detail=detail)
         upgrading.begin(self.state, command_id, order.version, lib)
         asyncio.get_running_loop().call_later(UNINSTALL_GRACE, self._restart, str(lib))
         detail = f"restarting into {order.version}"
         return CommandResult(command_id=command_id, outcome="done", detail=detail)
+
+    async def _upgrade_after_sessions(self, command_id: str, order: Upgrade, lib: Path) -> None:
+        """Refuse new sessions, wait for those in progress, then restart into the new build
+        (its trial deadline counts from the restart, not from the order)."""
+        self.client.sessions.refused = (
+            f"this Jump Client is upgrading to {order.version}; try again in a minute"
+        )
+        log.warning("upgrading to %s once the sessions in progress end", order.version)
+        await self.client.sessions.ended()
+        upgrading.begin(self.state, command_id, order.version, lib)
+        self._restart(str(lib))
 
     def _restart(self, lib: str) -> None:
         self.restart_into = lib
@@ -178,6 +215,8 @@ class Service:
         await self.stop.wait()
         running.cancel()
         watching.cancel()
+        if self._deferred is not None:
+            self._deferred.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
         control.close()

@@ -5,10 +5,12 @@ transport reads and writes what it produces. No task and no queue per connection
 gateway holds tens of thousands of these, and its memory per client is what the TLS
 transport needs plus this object.
 
-Subclasses react to `opened`, `received` (one whole text message) and `ended`.
-Limits: a message larger than `max_message` is answered with a `too_large` error and
-close code 1009; a peer that stops reading while more than `max_buffer` bytes wait to
-be written to it is dropped, so a slow reader cannot make memory grow.
+Subclasses react to `opened`, `received` (one whole text message) and `ended`; one that
+sets `binary = True` also gets `received_binary` (one whole binary message; the others
+refuse binary frames). Limits: a message larger than `max_message` is answered with a
+`too_large` error and close code 1009; a peer that stops reading while more than
+`max_buffer` bytes wait to be written to it is dropped, so a slow reader cannot make
+memory grow.
 """
 
 from __future__ import annotations
@@ -38,7 +40,18 @@ CLOSE_CODES: dict[ProtocolErrorCode, int] = {
 class Link(asyncio.Protocol):
     """A WebSocket connection over an asyncio transport (TLS is the transport's job)."""
 
-    __slots__ = ("_parts", "_size", "codec", "core", "end_reason", "max_buffer", "transport")
+    __slots__ = (
+        "_binary",
+        "_parts",
+        "_size",
+        "codec",
+        "core",
+        "end_reason",
+        "max_buffer",
+        "transport",
+    )
+    binary = False
+    """Whether this end takes binary messages (a session's terminal bytes)."""
 
     def __init__(self, core: Protocol, codec: Codec, max_buffer: int = 256 * 1024) -> None:
         self.core = core
@@ -48,6 +61,7 @@ class Link(asyncio.Protocol):
         self.end_reason = ""
         self._parts: list[bytes] | None = None
         self._size = 0
+        self._binary = False
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -56,6 +70,9 @@ class Link(asyncio.Protocol):
 
     def received(self, frame: bytes) -> None:
         """One whole text message arrived."""
+
+    def received_binary(self, data: bytes) -> None:
+        """One whole binary message arrived (only when `binary` is set)."""
 
     def ended(self, reason: str) -> None:
         """The connection is gone; `reason` says why in a few words."""
@@ -67,14 +84,29 @@ class Link(asyncio.Protocol):
 
     def send_text(self, text: str) -> bool:
         """Queue one message; False if the connection is closing or the peer reads too slowly."""
+        if not self._writable():
+            return False
+        self.core.send_text(text.encode())
+        self.flush()
+        return True
+
+    def send_binary(self, data: bytes) -> bool:
+        """Queue one binary message (at most the codec's cap); False as for `send_text`."""
+        if len(data) > self.codec.max_frame:
+            raise ValueError(f"{len(data)} bytes exceed the {self.codec.max_frame}-byte cap")
+        if not self._writable():
+            return False
+        self.core.send_binary(data)
+        self.flush()
+        return True
+
+    def _writable(self) -> bool:
         transport = self.transport
         if transport is None or transport.is_closing() or self.core.state is not State.OPEN:
             return False
         if transport.get_write_buffer_size() > self.max_buffer:
             self.drop(f"{SLOW_READER} (more than {self.max_buffer} bytes waiting)")
             return False
-        self.core.send_text(text.encode())
-        self.flush()
         return True
 
     def refuse(self, error: ProtocolError) -> None:
@@ -153,11 +185,13 @@ class Link(asyncio.Protocol):
             close = self.core.close_rcvd
             self.end_reason = self.end_reason or (close.reason if close else "") or "closed"
             return
-        if frame.opcode in (Opcode.PING, Opcode.PONG):
-            return
-        if frame.opcode is Opcode.BINARY:
+        if frame.opcode in (Opcode.PING, Opcode.PONG) or self.end_reason:
+            return  # data after this end closed (the rest of a refused message) is dropped
+        if frame.opcode is Opcode.BINARY and not self.binary:
             self.refuse(ProtocolError("malformed", "this protocol sends text messages only"))
             return
+        if frame.opcode is not Opcode.CONT:
+            self._binary = frame.opcode is Opcode.BINARY
         self._assemble(frame)
 
     def _assemble(self, frame: Frame) -> None:
@@ -168,11 +202,17 @@ class Link(asyncio.Protocol):
             return
         if frame.fin and self._parts is None:
             self._size = 0
-            self.received(bytes(frame.data))
+            self._deliver(bytes(frame.data))
             return
         self._parts = [*(self._parts or []), bytes(frame.data)]
         if frame.fin:
             data, self._parts, self._size = b"".join(self._parts), None, 0
+            self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        if self._binary:
+            self.received_binary(data)
+        else:
             self.received(data)
 
 

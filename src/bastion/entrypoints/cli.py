@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bastion.access_console.cli import console_app
 from bastion.accounts.cli import api_client_app
 from bastion.agents.cli import jump_client_app
 from bastion.backups.cli import backup_app
@@ -90,6 +91,7 @@ appliance_app.add_typer(install_app)
 appliance_app.add_typer(fleet_app, name="fleet")
 app.add_typer(backup_app, name="backup")
 app.add_typer(jump_client_app, name="jump-client")
+app.add_typer(console_app, name="console")
 
 
 VENDOR_COMMANDS = ("update-service", "release")

@@ -1,0 +1,186 @@
+"""`bastion console sign-in|sign-out|list|jump|about`: the access console, with which a
+representative reaches Jump Items through the site."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bastion.access_console import saved
+from bastion.access_console.errors import ConsoleError, NotSignedInError
+from bastion.access_console.protocol import JumpItem
+
+if TYPE_CHECKING:
+    from bastion.access_console.client import ConsoleClient
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+console_app = typer.Typer(
+    help="The access console: sign in to a site, list its Jump Items, jump to one.",
+    no_args_is_help=True,
+)
+
+
+def _fail(error: ConsoleError) -> NoReturn:
+    err.print(f"[red]{escape(str(error))}[/]")
+    raise typer.Exit(2)
+
+
+def _signed_in() -> ConsoleClient:
+    from bastion.access_console.client import ConsoleClient
+
+    kept = saved.load()
+    ca_file = Path(kept.ca_file) if kept.ca_file else None
+    return ConsoleClient(kept.site, ca_file, token=kept.token)
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True))
+
+
+@console_app.command("sign-in")
+def sign_in(
+    site: Annotated[str, typer.Option(help="The site: https://HOST[:PORT].")],
+    username: Annotated[str, typer.Option(help="Your username on the site.")],
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Trust only this CA (PEM) for the site, instead of the system's authorities.",
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from the first line of stdin.")
+    ] = False,
+) -> None:
+    """Sign in to a site; the sign-in is kept for the other commands (owner-only file)."""
+    from bastion.access_console.client import ConsoleClient
+
+    password = _password(password_stdin)
+    try:
+        with ConsoleClient(site, ca_file) as client:
+            signed = client.sign_in(username, password)
+    except ConsoleError as error:
+        _fail(error)
+    kept = saved.SavedSignIn(
+        site=client.site,
+        token=signed.token,
+        username=signed.username,
+        expires_at=signed.expires_at.isoformat(),
+        ca_file=str(ca_file.resolve()) if ca_file else None,
+    )
+    saved.save(kept)
+    who = escape(signed.display_name or signed.username)
+    out.print(
+        f"Signed in to {client.site} as {who} ({escape(signed.role)}) "
+        f"until {signed.expires_at:%Y-%m-%d %H:%M %Z}."
+    )
+
+
+@console_app.command("sign-out")
+def sign_out() -> None:
+    """Sign out of the site, and forget the sign-in here."""
+    try:
+        client = _signed_in()
+    except NotSignedInError:
+        out.print("Not signed in.")
+        return
+    except ConsoleError as error:
+        saved.forget()
+        _fail(error)
+    with client:
+        try:
+            client.sign_out()
+        except ConsoleError as error:
+            err.print(f"The site did not take the sign-out ({escape(str(error))}).")
+    saved.forget()
+    out.print(f"Signed out of {client.site}.")
+
+
+@console_app.command("list")
+def list_items() -> None:
+    """The Jump Items you may reach, and whether each can be jumped to now."""
+    try:
+        with _signed_in() as client:
+            items = client.jump_items()
+    except ConsoleError as error:
+        _fail(error)
+    if not items:
+        out.print("No Jump Items.")
+        return
+    table = Table("ID", "Name", "Hostname", "Group", "Status", "Version", "Jump")
+    for item in items:
+        jump = "yes" if item.jumpable else f"no: {item.reason}" if item.reason else "no"
+        row = (item.id, item.name, item.hostname, item.group, item.status, item.version, jump)
+        table.add_row(*(escape(str(cell)) for cell in row))
+    out.print(table)
+
+
+def pick(items: Sequence[JumpItem], wanted: str) -> JumpItem:
+    """The Jump Item `wanted` names: its id, its name, else its name or hostname in any case."""
+    if wanted.isdigit():
+        for item in items:
+            if item.id == int(wanted):
+                return item
+    found = [item for item in items if item.name == wanted]
+    if not found:
+        folded = wanted.casefold()
+        found = [i for i in items if folded in (i.name.casefold(), i.hostname.casefold())]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ConsoleError(f"No Jump Item is named {wanted!r}; `bastion console list` shows them.")
+    which = ", ".join(f"{item.id} ({item.name}, {item.hostname})" for item in found)
+    raise ConsoleError(f"Several Jump Items match {wanted!r}: {which}; give its ID.")
+
+
+@console_app.command("jump")
+def jump(
+    name_or_id: Annotated[str, typer.Argument(metavar="NAME_OR_ID", help="A Jump Item.")],
+) -> None:
+    """Open a session on a Jump Item: its shell, in this terminal, until it exits."""
+    from bastion.access_console.terminal import relay, terminal_size
+
+    try:
+        with _signed_in() as client:
+            item = pick(client.jump_items(), name_or_id)
+            cols, rows = terminal_size(0) or terminal_size(1) or (80, 24)
+            opened = client.open_session(item.id, cols, rows)
+            outcome = asyncio.run(relay(client.terminal_url(opened), client.tls, opened.token))
+    except ConsoleError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if outcome.code is None:
+        err.print(f"The session ended: {escape(outcome.reason)}")
+    raise typer.Exit(outcome.status)
+
+
+@console_app.command("about")
+def about() -> None:
+    """This console's version and build, and the site's."""
+    from bastion.platform import build
+
+    out.print(f"access console {build.site_version()} (build {build.build_id()})")
+    try:
+        with _signed_in() as client:
+            site = client.about()
+    except NotSignedInError:
+        out.print("site: not signed in")
+        return
+    except ConsoleError as error:
+        _fail(error)
+    out.print(
+        f"site {escape(site.site)} {escape(site.site_version)} (build {escape(site.site_build)})"
+    )
