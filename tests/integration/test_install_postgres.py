@@ -43,7 +43,10 @@ def test_a_postgresql_site_is_put_back_after_a_failed_install_then_upgraded(
     out = tmp_path / "wheels"
     broken = project_wheel("1.1.0", out, broken_health=True, new_table="install_probe")
     good = project_wheel("1.2.0", out, new_table="install_probe")
-    env = {"BASTION_INSTALL_HEALTH_DEADLINE_SECONDS": "30", "BASTION_INSTALL_PROBATION_SECONDS": "1"}
+    env = {
+        "BASTION_INSTALL_HEALTH_DEADLINE_SECONDS": "30",
+        "BASTION_INSTALL_PROBATION_SECONDS": "1",
+    }
     args = ["--database-url", url]
     with start_appliance(tmp_path, host=HOST, extra_args=args, env=env) as appliance:
         data = appliance.data_dir
