@@ -47,6 +47,7 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.sockets import ListenAddress
+from tests.support import web
 from tests.support.appliance import free_port
 from tests.support.pki import TestCa
 
@@ -621,3 +622,72 @@ async def test_reports_filter_and_refuse_extremes(site: Site) -> None:
     assert answer.json() == {"jump_groups": ["ops", "Ünïcødé ops"]}
     answer = await api.put(f"/api/v1/accounts/{account}/jump-groups", json={"jump_groups": [" "]})
     assert answer.status_code == 400
+
+
+async def test_the_reports_page_lists_sessions_with_their_recordings(
+    site: Site, tmp_path: Path
+) -> None:
+    rep = await representative(site)
+    opened = await open_session(site, rep)
+    start = site.gateway.last()
+    async with (
+        site.websocket(opened.terminal_path) as term,
+        site.websocket(f"/agent/v1/sessions/{start.session_id}") as agent,
+    ):
+        await console_joins(term, opened)
+        await agent_joins(agent, rep, start)
+        assert isinstance(await site_says(term), console.Started)
+        await agent.send(b"hello from web-01")
+        await agent.send(CODEC.write(SessionExit(code=0)))
+        await closed_with(term)
+    await session_record(site, opened.session_id)
+    add_account(site, "boss", role="administrator")
+
+    def browse() -> tuple[httpx.Response, httpx.Response, httpx.Response, httpx.Response]:
+        with httpx.Client(base_url=site.url, verify=site.tls, timeout=20) as browser:
+            web.sign_in(browser, "boss", PASSWORD)
+            page = browser.get("/login/reports", params={"username": "rep"})
+            download = browser.get(f"/login/reports/{opened.session_id}/recording")
+            saved = web.submit(
+                browser, "/login/reports", "/login/reports/settings", record_input="on"
+            )
+            bad = browser.get("/login/reports", params={"page": 2**63})
+            return page, download, browser.get(saved.headers["location"]), bad
+
+    page, download, saved, bad = await asyncio.to_thread(browse)
+    assert page.status_code == 200 and "rep-web-01" in page.text
+    assert f"/login/reports/{opened.session_id}/recording" in page.text
+    assert "the remote shell exited with code 0" in page.text
+    assert download.status_code == 200 and "hello from web-01" in download.text
+    assert saved.status_code == 200 and "checked" in saved.text
+    assert bad.status_code == 422
+    assert (await site.admin.get("/api/v1/sessions/settings")).json() == {"record_input": True}
+    async with site.client(rep.token) as client:  # a representative's token opens no page
+        assert (await client.get("/login/reports", follow_redirects=False)).status_code != 200
+
+
+async def test_an_account_page_shows_and_sets_its_jump_groups(site: Site) -> None:
+    rep = add_account(site, "rep")
+    add_account(site, "boss", role="administrator")
+
+    def browse() -> httpx.Response:
+        with httpx.Client(base_url=site.url, verify=site.tls, timeout=20) as browser:
+            web.sign_in(browser, "boss", PASSWORD)
+            page = f"/login/users/{rep}"
+            saved = web.submit(browser, page, f"{page}/jump-groups", jump_groups="ops\nÜnï db\n")
+            assert saved.status_code == 303
+            return browser.get(page)
+
+    page = await asyncio.to_thread(browse)
+    assert "Jump Groups" in page.text and "ops\nÜnï db</textarea>" in page.text
+    answer = await site.admin.get(f"/api/v1/accounts/{rep}/jump-groups")
+    assert answer.json() == {"jump_groups": ["ops", "Ünï db"]}
+
+
+async def test_times_in_report_filters_are_written_times(site: Site) -> None:
+    for value in ("0.5", "1700000000", "yesterday"):
+        answer = await site.admin.get("/api/v1/sessions", params={"started_from": value})
+        assert answer.status_code == 422, value
+    for value in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-12-02"):
+        answer = await site.admin.get("/api/v1/sessions", params={"started_before": value})
+        assert answer.status_code == 200, value

@@ -68,6 +68,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         template_context={
             "updates.html": [updates_page_context],
             **accounts_pages.TEMPLATE_CONTEXT,
+            "user.html": [
+                *accounts_pages.TEMPLATE_CONTEXT["user.html"],
+                sessions_pages.user_jump_groups,
+            ],
         },
         middleware=[metrics.middleware],
     )

@@ -4,11 +4,13 @@ session settings, and the Jump Groups each account may use."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
+from pydantic import BeforeValidator
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.platform.errors import NotFoundError
@@ -26,6 +28,16 @@ from bastion.sessions.rules import SessionSettings
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 SessionId = Annotated[str, Path(pattern=s.UUID_PATTERN, description="The session's id")]
 RendezvousDep = Annotated[Rendezvous, Depends(part(Rendezvous))]
+
+
+def _rfc3339(value: object) -> object:
+    """Only a written time (RFC 3339); a bare number is not taken for a Unix time."""
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("give the time as RFC 3339, e.g. 2026-12-02T10:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_rfc3339)]
 GROUPS = "a Jump Group name is blank, repeated past the cap, or not printable text."
 
 
@@ -39,8 +51,8 @@ def list_sessions(
     actor: ApiActorDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    started_from: Annotated[datetime | None, Query(description="Started at or after")] = None,
-    started_before: Annotated[datetime | None, Query(description="Started before")] = None,
+    started_from: Annotated[Moment | None, Query(description="Started at or after")] = None,
+    started_before: Annotated[Moment | None, Query(description="Started before")] = None,
     username: Annotated[str | None, Query(max_length=64, pattern=PRINTABLE)] = None,
     jump_client_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     endpoint: Annotated[
@@ -48,9 +60,24 @@ def list_sessions(
     ] = None,
 ) -> s.SessionPage:
     """Sessions, newest first: who, where, when, how long, and how they ended (R43)."""
-    wanted = SessionFilter(started_from, started_before, username, jump_client_id, endpoint)
+    wanted = SessionFilter(
+        _utc(started_from), _utc(started_before), username, jump_client_id, endpoint
+    )
     page = service.list_sessions(uow, wanted, limit, offset)
     return s.SessionPage(total=page.total, sessions=[_out(v) for v in page.sessions])
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time from the query in UTC (without an offset it is UTC); past the calendar's
+    ends once moved to UTC, the end itself."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 @router.get("/sessions/settings", response_model=s.SessionSettingsBody)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from math import ceil
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.platform.errors import NotFoundError, ServiceError
+from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import UowDep, part
 from bastion.platform.web.forms import redirect, reloads_go_to
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE
@@ -85,3 +86,34 @@ def recording(
     if not path.is_file():
         raise NotFoundError("The recording is not in this appliance's blob store (yet).")
     return FileResponse(path, media_type=MEDIA_TYPE, filename=f"session-{session_id}.cast")
+
+
+# The Jump Groups an account may use, on its page under /login/users.
+
+
+def user_jump_groups(request: Request) -> dict[str, Any]:
+    """For the account page: the Jump Groups this account may use."""
+    account_id = request.path_params.get("account_id")
+    if not isinstance(account_id, int):
+        return {}
+    runtime: Runtime = request.app.state.runtime
+    with runtime.uow() as uow:
+        try:
+            return {"jump_groups": service.granted_groups(uow, account_id)}
+        except ServiceError:
+            return {}
+
+
+@router.post("/login/users/{account_id:int}/jump-groups", dependencies=[CsrfDep])
+def set_user_jump_groups(
+    request: Request,
+    account_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    uow: UowDep,
+    current: AdministratorDep,
+    jump_groups: Annotated[str, Form(max_length=25_000)] = "",
+) -> Response:
+    """One Jump Group a line (or comma-separated)."""
+    names = [n for n in jump_groups.replace(",", "\n").splitlines() if n.strip()]
+    service.grant_groups(uow, page_actor(request, current), account_id, names)
+    uow.commit()
+    return redirect(f"/login/users/{account_id}")
