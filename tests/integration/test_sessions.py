@@ -691,3 +691,35 @@ async def test_times_in_report_filters_are_written_times(site: Site) -> None:
     for value in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-12-02"):
         answer = await site.admin.get("/api/v1/sessions", params={"started_before": value})
         assert answer.status_code == 200, value
+
+
+async def test_a_passive_client_is_woken_before_its_session_starts(site: Site) -> None:
+    rep = await representative(site)
+    passive = dict(mode="passive", online=False, address="127.0.0.9", wake_port=4555)
+    sleeper = add_client(site, "sleepy-01", **passive)
+    unreachable = add_client(site, "mute-01", mode="passive", online=False)
+    woken: list[tuple[str, str, int]] = []
+
+    class Waker:
+        async def wake(self, client_id: str, address: str, port: int) -> str:
+            woken.append((client_id, address, port))
+            site.gateway.holds = True  # it checks in and stays for its session
+            return "ok"
+
+    site.gateway.holds = False
+    site.rendezvous.waker = Waker()
+    async with site.client(rep.token) as client:
+        items = {
+            i["name"]: i for i in (await client.get(f"{console.CONSOLE_API}/jump-items")).json()
+        }
+        assert items["sleepy-01"]["jumpable"] and "wakes it" in items["sleepy-01"]["reason"]
+        answer = await client.post(
+            f"{console.CONSOLE_API}/sessions", json={"jump_item_id": sleeper}
+        )
+        assert answer.status_code == 201, answer.text
+        assert woken == [("jc_sleepy_01", "127.0.0.9", 4555)]
+        assert site.gateway.commands[-1][0] == "jc_sleepy_01"
+        answer = await client.post(
+            f"{console.CONSOLE_API}/sessions", json={"jump_item_id": unreachable}
+        )
+        assert answer.status_code == 409 and "cannot be woken" in answer.text

@@ -117,3 +117,9 @@ def set_user_jump_groups(
     service.grant_groups(uow, page_actor(request, current), account_id, names)
     uow.commit()
     return redirect(f"/login/users/{account_id}")
+
+
+@router.get("/login/users/{account_id:int}/jump-groups")
+def reload_user_jump_groups(account_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
+    """Opening the form's address again leads back to the account's page."""
+    return redirect(f"/login/users/{account_id}")

@@ -239,9 +239,13 @@ class Rendezvous:
     async def _pair_if_ready(self, live: LiveSession) -> None:
         if live.console is None or live.agent is None or live.paired.is_set():
             return
-        live.recording = await asyncio.to_thread(
+        recording = await asyncio.to_thread(
             Recording, self.work_dir, live.cols, live.rows, live.title, live.plan.record_input
         )
+        if live.ended:  # while the file was made
+            await asyncio.to_thread(recording.discard)
+            return
+        live.recording = recording
         live.paired.set()
         await live.console.send(console.write(console.Started()))
 

@@ -89,10 +89,7 @@ def jump_refusal(status: str, mode: str, agent_version: str, name: str) -> str |
         )
     if status in ("offline", "lost"):
         if mode == "passive":
-            return (
-                f"{name} is a passive Jump Client and is not connected; it was asked to check "
-                "in (if it can be woken): try again in a few seconds."
-            )
+            return f"{name} is a passive Jump Client and not connected: a jump wakes it first."
         return f"{name} is {status}: its endpoint is off or cannot reach the site."
     return None
 

@@ -158,19 +158,21 @@ def open_session(
     refusal = rules.jump_refusal(status, client.mode, client.version, client.name)
     wake = None
     if refusal is not None and _wakeable(client):
-        wake = _wake_target(uow, setup, actor, row_id, refusal)
+        wake = _wake_target(uow, setup, actor, client)
     elif refusal is not None:
         raise ConflictError(refusal)
     return _record(uow, actor, client, wake)
 
 
 def _wake_target(
-    uow: UnitOfWork, setup: JumpClientsSetup, actor: Actor, row_id: int, refusal: str
+    uow: UnitOfWork, setup: JumpClientsSetup, actor: Actor, client: JumpClientView
 ) -> jump_clients.WakeTarget:
     try:
-        return jump_clients.wake_target(uow, setup, actor, row_id)
+        return jump_clients.wake_target(uow, setup, actor, client.id)
     except ConflictError as error:
-        raise ConflictError(f"{refusal.split(';')[0]}; it cannot be woken: {error}") from None
+        raise ConflictError(
+            f"{client.name} is a passive Jump Client, not connected, and cannot be woken: {error}"
+        ) from None
 
 
 def _record(
