@@ -97,3 +97,19 @@ def test_any_output_makes_a_valid_recording(frames: list[bytes]) -> None:
         _, events = _events(Path(folder) / "blobs" / stored.sha256)
         shown = "".join(str(e[2]) for e in events)
         assert shown == b"".join(frames).decode("utf-8", errors="replace")
+
+
+def test_a_start_session_order_crosses_the_port_to_the_gateway_whole() -> None:
+    from bastion.agents.protocol import Command, StartSession
+    from bastion.jump_clients.port import from_wire, to_wire
+    from bastion.jump_clients.routing import Deliver
+
+    body = StartSession(
+        session_id="0b6f7e9e-2c47-4f7e-9a55-7f3d2b6f1c11",
+        rendezvous="site.example:443",
+        token="A" * 43,
+        cols=132,
+        rows=43,
+    )
+    sent = Deliver("jc_abc", Command(command_id="session-0123456789abcdef", body=body))
+    assert from_wire(json.loads(json.dumps(to_wire(sent)))) == sent
