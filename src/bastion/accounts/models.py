@@ -46,6 +46,9 @@ class WebSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), default="web", server_default="web")
+    """"web" (a browser's cookie) or "console" (the access console's bearer token): a
+    token of one kind is refused where the other is expected."""
 
 
 class ApiClient(Base):

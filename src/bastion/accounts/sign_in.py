@@ -28,6 +28,9 @@ from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.unit_of_work import UnitOfWork
 
 WRONG_CREDENTIALS = "The username or password is wrong."
+WEB = "web"
+CONSOLE = "console"
+"""The kinds of signed-in session: a browser's cookie, the access console's bearer token."""
 DISABLED = "This account is disabled; ask an administrator."
 UnitsOfWork = Callable[[], UnitOfWork]
 T = TypeVar("T")
@@ -92,8 +95,10 @@ async def sign_in(
     username: str,
     password: str,
     source: str,
+    kind: str = WEB,
 ) -> SignedIn:
-    """Check the password under the lockout rules and open a web session.
+    """Check the password under the lockout rules and open a session of `kind` (a web
+    session, or the access console's).
 
     This use case commits on its own, twice: the attempt is counted and committed before
     the password is checked (so that concurrent attempts see each other and the lock
@@ -103,7 +108,7 @@ async def sign_in(
         attempt = await _in_unit(units, reserve_attempt, policy, username)
         holder = attempt.holder
         valid = await checks.check(holder.password_hash if holder else None, password)
-        return await _in_unit(units, conclude_attempt, attempt, valid, source)
+        return await _in_unit(units, conclude_attempt, attempt, valid, source, kind)
 
 
 async def _in_unit(units: UnitsOfWork, step: Callable[..., T], *args: object) -> T:
@@ -149,7 +154,9 @@ def _holder(account: Account) -> Holder:
     )
 
 
-def conclude_attempt(uow: UnitOfWork, attempt: Attempt, valid: bool, source: str) -> SignedIn:
+def conclude_attempt(
+    uow: UnitOfWork, attempt: Attempt, valid: bool, source: str, kind: str = WEB
+) -> SignedIn:
     """A right password for an enabled account clears the failures and opens a session;
     anything else stays counted and is in the audit log."""
     holder = attempt.holder
@@ -162,10 +169,12 @@ def conclude_attempt(uow: UnitOfWork, attempt: Attempt, valid: bool, source: str
         )
         raise AuthenticationError(DISABLED if disabled else WRONG_CREDENTIALS, recorded=True)
     uow.repository(SignInFailureRepository).clear(attempt.name)
-    return _open_session(uow, holder, source, utc_now())
+    return _open_session(uow, holder, source, utc_now(), kind)
 
 
-def _open_session(uow: UnitOfWork, holder: Holder, source: str, now: datetime) -> SignedIn:
+def _open_session(
+    uow: UnitOfWork, holder: Holder, source: str, now: datetime, kind: str
+) -> SignedIn:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     uow.repository(WebSessionRepository).add(
         WebSession(
@@ -175,10 +184,12 @@ def _open_session(uow: UnitOfWork, holder: Holder, source: str, now: datetime) -
             source=source,
             created_at=now,
             last_seen_at=now,
+            kind=kind,
         )
     )
     principal = holder.principal
-    audit.record(uow, Actor(principal, source), "sign_in.success", holder.username)
+    extra = {} if kind == WEB else {"kind": kind}
+    audit.record(uow, Actor(principal, source), "sign_in.success", holder.username, **extra)
     return SignedIn(token, csrf, principal, holder.must_change_password)
 
 
@@ -190,11 +201,13 @@ class CurrentSession:
     token_hash: str
 
 
-def resolve_session(uow: UnitOfWork, token: str, limits: SessionLimits) -> CurrentSession:
-    """The session behind a cookie, or why there is none any more."""
+def resolve_session(
+    uow: UnitOfWork, token: str, limits: SessionLimits, kind: str = WEB
+) -> CurrentSession:
+    """The session behind a cookie (or the console's token), or why there is none any more."""
     now = utc_now()
     row = uow.repository(WebSessionRepository).get(token_digest(token))
-    if row is None:
+    if row is None or row.kind != kind:
         raise AuthenticationError("Please sign in.")
     if row.ended_at is not None:
         raise SessionEndedError(
@@ -213,9 +226,9 @@ def resolve_session(uow: UnitOfWork, token: str, limits: SessionLimits) -> Curre
     return CurrentSession(principal, row.csrf_token, account.must_change_password, row.token_hash)
 
 
-def sign_out(uow: UnitOfWork, token: str, source: str) -> None:
+def sign_out(uow: UnitOfWork, token: str, source: str, kind: str = WEB) -> None:
     row = uow.repository(WebSessionRepository).get(token_digest(token))
-    if row is None or row.ended_at is not None:
+    if row is None or row.ended_at is not None or row.kind != kind:
         return
     row.ended_at, row.ended_reason = utc_now(), "signed out"
     account = uow.repository(AccountRepository).get(row.account_id)

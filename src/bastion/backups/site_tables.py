@@ -31,6 +31,7 @@ import zstandard
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     MetaData,
     Table,
     bindparam,
@@ -203,9 +204,10 @@ def _fill(connection: Connection, tables: list[Table], snapshot: Path, attached:
 
 
 def _reset_sequences(connection: Connection, tables: list[Table]) -> None:
-    """PostgreSQL keeps serial counters apart from the rows; move them past the restored ids."""
+    """PostgreSQL keeps serial counters apart from the rows; move them past the restored ids
+    (tables keyed by an integer id; a UUID key has no counter)."""
     for table in tables:
-        if "id" in table.c and table.c.id.primary_key:
+        if "id" in table.c and table.c.id.primary_key and isinstance(table.c.id.type, Integer):
             connection.exec_driver_sql(
                 f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
                 f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from functools import partial
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, MetaData
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, MetaData
 # Every capability's tables register on the shared Base when their models are imported.
 from bastion.accounts import models as _accounts_tables  # noqa: F401
 from bastion.accounts.service import AccountsSetup
+from bastion.agents.protocol import Command
 from bastion.appliance import service as appliance
 from bastion.appliance.service import ApplianceControl
 from bastion.backups.schedule import Sealer
@@ -26,6 +28,7 @@ from bastion.certificates.site import SiteCertificates
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
+from bastion.jump_clients.routing import Deliver
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.jump_clients.store import wake_secret
 from bastion.network import models as _network_tables  # noqa: F401
@@ -38,6 +41,8 @@ from bastion.platform.db.engine import database_size_bytes, make_engine, migrate
 from bastion.platform.db.models import Base
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
+from bastion.sessions import models as _session_tables  # noqa: F401
+from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.client import SupervisorClient
 from bastion.supervisor.sockets import parse_listen_address
 from bastion.updates.service import UpdateSetup
@@ -74,7 +79,8 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
         listen_hosts(settings),
     )
     runtime.add(ApplianceControl(reset, shut_down=None))
-    runtime.add(_jump_clients(settings, certificates))
+    jump_clients = _jump_clients(settings, certificates)
+    runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
     return runtime
 
 
@@ -100,7 +106,21 @@ def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
     fleet.start()
     rollout = Rollout(fleet, runtime, this_build.site_version(), settings.data_dir)
     runtime.add(fleet, rollout)
+    rendezvous = runtime.part(Rendezvous)
+    rendezvous.publish = partial(_start_session, fleet)
+    rendezvous.waker = fleet
     return fleet
+
+
+async def _start_session(fleet: GatewayFleet, client_id: str, command: Command) -> bool:
+    return await fleet.publish(Deliver(client_id, command))
+
+
+def _rendezvous(runtime: Runtime, jump_clients: JumpClientsSetup) -> Rendezvous:
+    """Sessions meet on this worker; Jump Clients connect back to the site's web listener,
+    at the address installers give them for the site."""
+    address = urlsplit(jump_clients.site_url).netloc
+    return Rendezvous(runtime.uow, runtime.settings.data_dir, address)
 
 
 def for_console(settings: ApplianceSettings) -> Runtime:

@@ -36,6 +36,7 @@ from bastion.platform.db.engine import make_engine, migrate, prepare_migrations
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
+from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.client import SupervisorClient
 from bastion.supervisor.messages import GoLive, WentLive
 from bastion.supervisor.sockets import (
@@ -171,6 +172,7 @@ async def serve(
     runtime.draining = True
     for task in background:
         task.cancel()
+    await runtime.part(Rendezvous).end_all("the appliance is stopping")
     # Stop accepting first and answer what was accepted normally: after an install's
     # switch the new worker serves the same sockets, so this worker is not "stopping".
     await listeners.close_all()

@@ -24,6 +24,10 @@ from bastion.network import api as network_api
 from bastion.network import pages as network_pages
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.app import create_app as platform_app
+from bastion.sessions import api as sessions_api
+from bastion.sessions import console as sessions_console
+from bastion.sessions import pages as sessions_pages
+from bastion.sessions import terminal as sessions_terminal
 from bastion.updates import api as updates_api
 from bastion.updates import pages as updates_pages
 
@@ -36,6 +40,9 @@ ROUTERS = (
     backups_api.router,
     certificates_api.router,
     jump_clients_api.router,
+    sessions_api.router,
+    sessions_console.router,
+    sessions_terminal.router,
     accounts_pages.router,
     audit_pages.router,
     backups_pages.router,
@@ -43,6 +50,7 @@ ROUTERS = (
     network_pages.router,
     certificates_pages.router,
     jump_clients_pages.router,
+    sessions_pages.router,
     updates_pages.router,
     installs_pages.router,
     updates_api.router,
@@ -60,6 +68,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         template_context={
             "updates.html": [updates_page_context],
             **accounts_pages.TEMPLATE_CONTEXT,
+            "user.html": [
+                *accounts_pages.TEMPLATE_CONTEXT["user.html"],
+                sessions_pages.user_jump_groups,
+            ],
         },
         middleware=[metrics.middleware],
     )

@@ -386,6 +386,17 @@ def list_clients(
     return Page(matching[offset : offset + limit], len(matching))
 
 
+def clients_in_groups(
+    uow: UnitOfWork, setup: JumpClientsSetup, groups: set[str] | None
+) -> list[JumpClientView]:
+    """Every client (`groups` None) or those in one of `groups`, by name: what a
+    representative's access console lists."""
+    fleet, now = settings(uow), utc_now()
+    rows = uow.repository(JumpClientRepository).page(ClientFilter(), None, 0)
+    wanted = [r for r in rows if groups is None or r.jump_group in groups]
+    return [_view(r, setup, fleet, now) for r in wanted]
+
+
 def get_client(uow: UnitOfWork, setup: JumpClientsSetup, row_id: int) -> JumpClientView:
     return _view(_row(uow, row_id), setup, settings(uow), utc_now())
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from bastion.agents.protocol import MAX_FRAME_BYTES
 from bastion.supervisor.sockets import ListenAddress, ListenError, bind
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,10 @@ UVICORN_LOG_LEVEL = "warning"
 module logs what opens and closes, once; uvicorn still logs its warnings and errors."""
 FIRST_REQUEST_GRACE = 0.5
 """Seconds a connection accepted just before a listener closes has to send its request."""
+
+
+WS_MAX_SIZE = 2 * MAX_FRAME_BYTES
+"""A WebSocket message (a session's frame) larger than this closes its connection (1009)."""
 
 
 class UvicornListeners:
@@ -102,6 +107,8 @@ class UvicornListeners:
             timeout_graceful_shutdown=10,
             ssl_context_factory=factory,
             server_header=False,
+            ws_max_size=WS_MAX_SIZE,
+            ws_max_queue=1,
         )
 
     @staticmethod

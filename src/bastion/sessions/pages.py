@@ -1,0 +1,125 @@
+"""`/login/reports`: the site's sessions, their recordings, and the session settings."""
+
+from __future__ import annotations
+
+from math import ceil
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
+from bastion.platform.errors import NotFoundError, ServiceError
+from bastion.platform.runtime import Runtime
+from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.forms import redirect, reloads_go_to
+from bastion.platform.web.schemas import MAX_ID, PRINTABLE
+from bastion.platform.web.templating import render
+from bastion.sessions import service
+from bastion.sessions.recording import MEDIA_TYPE, blob_path
+from bastion.sessions.relay import Rendezvous
+from bastion.sessions.repository import SessionFilter
+from bastion.sessions.rules import SessionSettings
+from bastion.sessions.schemas import UUID_PATTERN
+
+router = APIRouter(include_in_schema=False)
+REPORTS = "/login/reports"
+PAGE_SIZE = 50
+MAX_PAGE = MAX_ID // PAGE_SIZE
+Filter = Annotated[str | None, Query(max_length=255, pattern=PRINTABLE)]
+
+
+@router.get(REPORTS)
+def reports(
+    request: Request,
+    uow: UowDep,
+    current: AdministratorDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    username: Filter = None,
+    endpoint: Filter = None,
+) -> Response:
+    username, endpoint = (username or "").strip() or None, (endpoint or "").strip() or None
+    wanted = SessionFilter(username=username, endpoint=endpoint)
+    found = service.list_sessions(uow, wanted, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    return render(
+        request,
+        "reports.html",
+        current,
+        sessions=found.sessions,
+        total=found.total,
+        page=page,
+        pages=max(1, ceil(found.total / PAGE_SIZE)),
+        username=username or "",
+        endpoint=endpoint or "",
+        settings=service.settings(uow),
+    )
+
+
+@router.post(f"{REPORTS}/settings", dependencies=[CsrfDep])
+def set_settings(
+    request: Request,
+    uow: UowDep,
+    current: AdministratorDep,
+    record_input: Annotated[str, Form()] = "",
+) -> Response:
+    chosen = SessionSettings(record_input=record_input == "on")
+    service.set_settings(uow, page_actor(request, current), chosen)
+    uow.commit()
+    return redirect(REPORTS)
+
+
+reloads_go_to(router, REPORTS, f"{REPORTS}/settings")
+
+
+@router.get(REPORTS + "/{session_id}/recording")
+def recording(
+    session_id: Annotated[str, Path(pattern=UUID_PATTERN)],
+    uow: UowDep,
+    current: AdministratorDep,
+    rendezvous: Annotated[Rendezvous, Depends(part(Rendezvous))],
+) -> Response:
+    try:
+        sha256, _size = service.recording_of(uow, session_id)
+    except ServiceError as error:
+        raise NotFoundError(str(error)) from None
+    path = blob_path(rendezvous.blobs_dir, sha256)
+    if not path.is_file():
+        raise NotFoundError("The recording is not in this appliance's blob store (yet).")
+    return FileResponse(path, media_type=MEDIA_TYPE, filename=f"session-{session_id}.cast")
+
+
+# The Jump Groups an account may use, on its page under /login/users.
+
+
+def user_jump_groups(request: Request) -> dict[str, Any]:
+    """For the account page: the Jump Groups this account may use."""
+    account_id = request.path_params.get("account_id")
+    if not isinstance(account_id, int):
+        return {}
+    runtime: Runtime = request.app.state.runtime
+    with runtime.uow() as uow:
+        try:
+            return {"jump_groups": service.granted_groups(uow, account_id)}
+        except ServiceError:
+            return {}
+
+
+@router.post("/login/users/{account_id:int}/jump-groups", dependencies=[CsrfDep])
+def set_user_jump_groups(
+    request: Request,
+    account_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    uow: UowDep,
+    current: AdministratorDep,
+    jump_groups: Annotated[str, Form(max_length=25_000)] = "",
+) -> Response:
+    """One Jump Group a line (or comma-separated)."""
+    names = [n for n in jump_groups.replace(",", "\n").splitlines() if n.strip()]
+    service.grant_groups(uow, page_actor(request, current), account_id, names)
+    uow.commit()
+    return redirect(f"/login/users/{account_id}")
+
+
+@router.get("/login/users/{account_id:int}/jump-groups")
+def reload_user_jump_groups(account_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
+    """Opening the form's address again leads back to the account's page."""
+    return redirect(f"/login/users/{account_id}")

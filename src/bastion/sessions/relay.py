@@ -1,0 +1,415 @@
+"""The rendezvous: a session's two ends meet here, in the serving worker, and the bytes
+between them pass through, recorded as they go.
+
+Opening a session (in `console.py`) makes two single-use tokens, kept here only as
+SHA-256 digests, and tells the Jump Client, through the gateway's message port, to
+connect back to the site's web listener. The console's terminal connection and the
+agent's session connection each present their token (`terminal.py`); once both are
+here the console is told `started` and bytes flow both ways.
+
+Buffering is bounded: each end's reader takes one frame, waits until the other end is
+here, and hands the frame on before it reads the next, so an end that stops reading
+stops the other end being read (the server reads no further frames from a connection
+until the application has taken the last).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from bastion.access_console import protocol as console
+from bastion.agents.errors import ProtocolError
+from bastion.agents.protocol import (
+    Codec,
+    Command,
+    Resize,
+    SessionEnd,
+    SessionExit,
+    StartSession,
+)
+from bastion.agents.protocol import Error as AgentError
+from bastion.platform.clock import utc_now
+from bastion.platform.errors import ConflictError, UnavailableError
+from bastion.platform.unit_of_work import UnitOfWork
+from bastion.sessions import rules, service
+from bastion.sessions.recording import Recording, Stored
+from bastion.sessions.service import Outcome, SessionPlan
+
+log = logging.getLogger("bastion.sessions")
+SEND_TIMEOUT = 5.0
+"""How long ending a session waits to tell an end that does not read."""
+WAKE_WAIT = 15.0
+"""How long a woken passive client has to connect before the jump is refused."""
+Publish = Callable[[str, Command], Awaitable[bool]]
+"""Send a command to the gateway process holding this client; True if one held it."""
+Units = Callable[[], UnitOfWork]
+
+
+class Channel(Protocol):
+    """One end's connection: frames in, frames out."""
+
+    async def receive(self) -> bytes | str | None:
+        """The next frame; None once the connection is closed."""
+        ...
+
+    async def send(self, frame: bytes | str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Waker(Protocol):
+    async def wake(self, client_id: str, address: str, port: int) -> str: ...
+
+
+class JoinRefusedError(Exception):
+    """An end's token (or session) is not good: the message is the close reason."""
+
+
+@dataclass
+class LiveSession:
+    plan: SessionPlan
+    title: str
+    console_token: str
+    agent_token: str
+    cols: int
+    rows: int
+    opened: float = field(default_factory=time.monotonic)
+    console: Channel | None = None
+    agent: Channel | None = None
+    agent_version: int = 1
+    console_used: bool = False
+    agent_used: bool = False
+    joined_at: datetime | None = None
+    paired: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+    reason: str = ""
+    recording: Recording | None = None
+    from_console: int = 0
+    from_endpoint: int = 0
+    watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.plan.session_id
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_matches(token: str, digest: str) -> bool:
+    return hmac.compare_digest(_digest(token), digest)
+
+
+@dataclass(frozen=True)
+class Tickets:
+    console_token: str
+
+
+class Rendezvous:
+    """Every session live on this worker, in memory; one per serving worker."""
+
+    def __init__(
+        self,
+        units: Units,
+        data_dir: Path,
+        rendezvous: str,
+        join_timeout: float = rules.AGENT_JOIN_TIMEOUT.total_seconds(),
+        token_lifetime: float = rules.TOKEN_LIFETIME.total_seconds(),
+    ) -> None:
+        self.units = units
+        self.blobs_dir = data_dir / "blobs" / "sha256"
+        self.work_dir = data_dir / "blobs" / "sessions"
+        self.rendezvous = rendezvous
+        """host:port of the site's web listener, as Jump Clients reach it."""
+        self.join_timeout = join_timeout
+        self.token_lifetime = token_lifetime
+        self.publish: Publish | None = None
+        """Set when the worker's gateways start; without it no session can open."""
+        self.waker: Waker | None = None
+        self.live: dict[str, LiveSession] = {}
+        self.codec = Codec()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def open(self, plan: SessionPlan, title: str, cols: int, rows: int) -> Tickets:
+        """Hold the session and tell the Jump Client to connect; refused (and the record
+        ended) when no gateway holds the client."""
+        console_token, agent_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        live = LiveSession(plan, title, _digest(console_token), _digest(agent_token), cols, rows)
+        self.live[plan.session_id] = live
+        command = Command(
+            command_id=f"session-{secrets.token_hex(8)}",
+            body=StartSession(
+                session_id=plan.session_id,
+                rendezvous=self.rendezvous,
+                token=agent_token,
+                cols=cols,
+                rows=rows,
+            ),
+        )
+        refusal = await self._deliver(plan, command)
+        if refusal is not None:
+            await self.end(live, refusal)
+            raise (UnavailableError if self.publish is None else ConflictError)(refusal)
+        live.watchdog = asyncio.create_task(self._watch(live), name=f"session {plan.session_id}")
+        return Tickets(console_token)
+
+    async def _deliver(self, plan: SessionPlan, command: Command) -> str | None:
+        """Why the command could not reach the client, or None once a gateway took it."""
+        if self.publish is None:
+            return "this appliance runs no Jump Client gateway; sessions start through it"
+        if plan.wake is None:
+            if await self.publish(plan.client_id, command):
+                return None
+            return f"{plan.client_name} is not connected to the site; try again in a minute"
+        answer = await self._wake(plan)
+        deadline = time.monotonic() + WAKE_WAIT
+        while time.monotonic() < deadline:
+            if await self.publish(plan.client_id, command):
+                return None
+            await asyncio.sleep(0.25)
+        return f"{plan.client_name} is passive and did not connect after a wake ({answer})"
+
+    async def _wake(self, plan: SessionPlan) -> str:
+        target = plan.wake
+        if self.waker is None or target is None:
+            return "no gateway to wake it"
+        try:
+            return await self.waker.wake(target.client_id, target.address, target.port)
+        except (OSError, TimeoutError) as error:
+            return f"the wake was not answered: {error}"
+
+    async def _watch(self, live: LiveSession) -> None:
+        await asyncio.sleep(self.join_timeout)
+        if live.agent is None:
+            await self.end(live, rules.DID_NOT_ANSWER)
+            return
+        await asyncio.sleep(max(0.0, self.token_lifetime - self.join_timeout))
+        if live.console is None:
+            await self.end(live, rules.CONSOLE_DID_NOT_CONNECT)
+
+    # -- joining ---------------------------------------------------------------------------
+
+    def _claim(
+        self, session_id: str, token: str, digest_of: Callable[[LiveSession], str]
+    ) -> LiveSession:
+        live = self.live.get(session_id)
+        if live is None or live.ended:
+            raise JoinRefusedError("there is no such session live on this appliance")
+        if not _token_matches(token, digest_of(live)):
+            raise JoinRefusedError("the token is not this session's")
+        if time.monotonic() - live.opened > self.token_lifetime:
+            raise JoinRefusedError("the session's token expired; open a new session")
+        return live
+
+    async def join_console(self, session_id: str, token: str, channel: Channel) -> LiveSession:
+        live = self._claim(session_id, token, lambda s: s.console_token)
+        if live.console_used:
+            raise JoinRefusedError("the session's token was used already")
+        live.console_used, live.console = True, channel
+        await self._pair_if_ready(live)
+        return live
+
+    async def join_agent(
+        self, session_id: str, client_id: str, token: str, version: int, channel: Channel
+    ) -> LiveSession:
+        live = self._claim(session_id, token, lambda s: s.agent_token)
+        if client_id != live.plan.client_id:
+            raise JoinRefusedError("this session is for another Jump Client")
+        if live.agent_used:
+            raise JoinRefusedError("the session's token was used already")
+        live.agent_used, live.agent, live.agent_version = True, channel, version
+        live.joined_at = utc_now()
+        await self._pair_if_ready(live)
+        return live
+
+    async def _pair_if_ready(self, live: LiveSession) -> None:
+        if live.console is None or live.agent is None or live.paired.is_set():
+            return
+        recording = await asyncio.to_thread(
+            Recording, self.work_dir, live.cols, live.rows, live.title, live.plan.record_input
+        )
+        if live.ended:  # while the file was made
+            await asyncio.to_thread(recording.discard)
+            return
+        live.recording = recording
+        live.paired.set()
+        await live.console.send(console.write(console.Started()))
+
+    async def _until_paired(self, live: LiveSession) -> bool:
+        """Wait for both ends; False if the session ended first."""
+        if not live.paired.is_set():
+            paired = asyncio.ensure_future(live.paired.wait())
+            finished = asyncio.ensure_future(live.finished.wait())
+            await asyncio.wait((paired, finished), return_when=asyncio.FIRST_COMPLETED)
+            paired.cancel()
+            finished.cancel()
+        return live.paired.is_set() and not live.ended
+
+    # -- relaying ----------------------------------------------------------------------------
+
+    async def relay_console(self, live: LiveSession, channel: Channel) -> None:
+        """Read the console until the session ends; then wait for the end to be written."""
+        while not live.ended:
+            frame = await channel.receive()
+            if frame is None:
+                await self.end(live, "the console disconnected")
+            elif isinstance(frame, bytes):
+                await self._keystrokes(live, frame)
+            else:
+                await self._console_message(live, frame)
+        await live.finished.wait()
+
+    async def _keystrokes(self, live: LiveSession, frame: bytes) -> None:
+        if not await self._until_paired(live):
+            return
+        live.from_console += len(frame)
+        assert live.recording is not None and live.agent is not None
+        live.recording.input(frame)
+        await live.agent.send(frame)
+
+    async def _console_message(self, live: LiveSession, frame: str) -> None:
+        try:
+            message = console.read_from_console(frame)
+        except ProtocolError as error:
+            await self.end(live, f"the console sent {error}")
+            return
+        if isinstance(message, console.End):
+            await self.end(live, "ended by the representative")
+        elif isinstance(message, console.Resize):
+            await self._resize(live, message.cols, message.rows)
+        else:
+            await self.end(live, "the console sent a second console_hello")
+
+    async def _resize(self, live: LiveSession, cols: int, rows: int) -> None:
+        live.cols, live.rows = cols, rows
+        if not await self._until_paired(live):
+            return
+        assert live.recording is not None and live.agent is not None
+        live.recording.resize(cols, rows)
+        resize = Resize(cols=cols, rows=rows)
+        await live.agent.send(self.codec.write(resize, live.agent_version))
+
+    async def relay_agent(self, live: LiveSession, channel: Channel) -> None:
+        """Read the Jump Client until the session ends; then wait for the end to be written."""
+        while not live.ended:
+            frame = await channel.receive()
+            if frame is None:
+                await self.end(live, "the Jump Client disconnected")
+            elif isinstance(frame, bytes):
+                await self._output(live, frame)
+            else:
+                await self._agent_message(live, frame)
+        await live.finished.wait()
+
+    async def _output(self, live: LiveSession, frame: bytes) -> None:
+        if not await self._until_paired(live):
+            return
+        live.from_endpoint += len(frame)
+        assert live.recording is not None and live.console is not None
+        live.recording.output(frame)
+        await live.console.send(frame)
+
+    async def _agent_message(self, live: LiveSession, frame: str) -> None:
+        try:
+            message = self.codec.read_session_agent(frame)
+        except ProtocolError as error:
+            await self.end(live, f"the Jump Client sent {error}")
+            return
+        if isinstance(message, SessionExit):
+            await self._until_paired(live)
+            await self.end(live, rules.end_reason_for_exit(message.code), exit_code=message.code)
+        elif isinstance(message, AgentError):
+            await self.end(live, f"the Jump Client failed: {message.detail}")
+        else:
+            await self.end(live, "the Jump Client sent a second session_hello")
+
+    # -- ending --------------------------------------------------------------------------------
+
+    async def end_session(self, session_id: str, reason: str) -> bool:
+        """End a session live here; False if none is."""
+        live = self.live.get(session_id)
+        if live is None:
+            return False
+        await self.end(live, reason)
+        return True
+
+    async def end_all(self, reason: str) -> None:
+        for live in list(self.live.values()):
+            await self.end(live, reason)
+
+    async def end(self, live: LiveSession, reason: str, exit_code: int | None = None) -> None:
+        """Tell both ends, close them, store the recording and write the record. Once."""
+        if live.ended:
+            await live.finished.wait()
+            return
+        live.ended, live.reason = True, reason
+        if live.watchdog is not None and live.watchdog is not asyncio.current_task():
+            live.watchdog.cancel()
+        try:
+            await self._tell_console(live, reason, exit_code)
+            await self._tell_agent(live, reason, exit_code)
+            stored = await self._store(live)
+            await asyncio.to_thread(self._finish, live, stored)
+        finally:
+            self.live.pop(live.session_id, None)
+            live.finished.set()
+
+    async def _tell_console(self, live: LiveSession, reason: str, exit_code: int | None) -> None:
+        if live.console is None:
+            return
+        if exit_code is not None:
+            last: console.Message = console.Exited(code=exit_code)
+        else:
+            last = console.Ended(reason=reason[:500])
+        await _bounded(live.console.send(console.write(last)))
+        await _bounded(live.console.close(1000, reason))
+
+    async def _tell_agent(self, live: LiveSession, reason: str, exit_code: int | None) -> None:
+        if live.agent is None:
+            return
+        if exit_code is None:
+            end = SessionEnd(reason=reason[:200])
+            await _bounded(live.agent.send(self.codec.write(end, live.agent_version)))
+        await _bounded(live.agent.close(1000, reason))
+
+    async def _store(self, live: LiveSession) -> Stored | None:
+        if live.recording is None:
+            return None
+        try:
+            return await asyncio.to_thread(live.recording.store, self.blobs_dir)
+        except OSError:
+            log.exception("the recording of session %s could not be stored", live.session_id)
+            return None
+
+    def _finish(self, live: LiveSession, stored: Stored | None) -> None:
+        outcome = Outcome(
+            reason=live.reason,
+            joined_at=live.joined_at,
+            bytes_from_console=live.from_console,
+            bytes_from_endpoint=live.from_endpoint,
+            recording_sha256=stored.sha256 if stored else None,
+            recording_size=stored.size if stored else None,
+        )
+        with self.units() as uow:
+            service.finish(uow, live.session_id, outcome)
+            uow.commit()
+
+
+async def _bounded(step: Awaitable[None]) -> None:
+    """An end that does not read is not waited for long; its connection goes anyway."""
+    with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+        await asyncio.wait_for(step, SEND_TIMEOUT)

@@ -1,0 +1,103 @@
+"""Sessions' rules: who may jump to which Jump Client, whether a client can take a session
+now, how long the two ends have to arrive, and the site's session settings. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+MAX_GROUPS = 200
+MAX_GROUP = 100
+TOKEN_LIFETIME = timedelta(seconds=60)
+"""A session's two tokens must be used within this long of the session opening."""
+AGENT_JOIN_TIMEOUT = timedelta(seconds=30)
+"""The Jump Client must open the session's connection within this long."""
+SESSIONS_SINCE = (1, 0, 0)
+"""The first Jump Client version that runs sessions."""
+
+DID_NOT_ANSWER = "the Jump Client did not answer"
+CONSOLE_DID_NOT_CONNECT = "the console did not connect"
+
+
+class SessionRuleError(Exception):
+    """A sessions request was refused; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The site's session settings."""
+
+    record_input: bool = False
+    """Keystrokes are recorded too ("i" events), not only what the endpoint shows."""
+
+
+def clean_groups(groups: Iterable[str]) -> list[str]:
+    """Jump Group names as granted to a representative: trimmed, printable, unique, sorted."""
+    cleaned: set[str] = set()
+    for text in groups:
+        name = " ".join(text.split())
+        if not name:
+            raise SessionRuleError("A Jump Group name is empty; leave it out.")
+        if len(name) > MAX_GROUP:
+            raise SessionRuleError(f"A Jump Group name has at most {MAX_GROUP} characters.")
+        if any(not ch.isprintable() for ch in name):
+            raise SessionRuleError("A Jump Group name holds a control character.")
+        cleaned.add(name)
+    if len(cleaned) > MAX_GROUPS:
+        raise SessionRuleError(f"An account may be granted at most {MAX_GROUPS} Jump Groups.")
+    return sorted(cleaned)
+
+
+def may_use(is_administrator: bool, granted: Iterable[str], jump_group: str) -> bool:
+    """Administrators use every Jump Client; a representative those of the Jump Groups
+    granted to them (a client in no Jump Group is for administrators only)."""
+    if is_administrator:
+        return True
+    return bool(jump_group) and jump_group in set(granted)
+
+
+def version_tuple(text: str) -> tuple[int, ...] | None:
+    parts = text.split("+", 1)[0].split(".")
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        return None
+
+
+def runs_sessions(agent_version: str) -> bool:
+    found = version_tuple(agent_version)
+    return found is not None and found >= SESSIONS_SINCE
+
+
+WAITING_FOR_UPGRADE = frozenset({"upgrade pending", "upgrading", "failed"})
+
+
+def jump_refusal(status: str, mode: str, agent_version: str, name: str) -> str | None:
+    """Why a jump to this client cannot start now, or None if it can. Clients waiting for
+    an upgrade are refused by `jump_clients.upgrades.jump_refusal`, which also queues them."""
+    if status == "revoked":
+        return f"{name} was revoked by an administrator; it takes no sessions."
+    if status == "uninstalling":
+        return f"{name} is being uninstalled; it takes no sessions."
+    if status in WAITING_FOR_UPGRADE:
+        return f"{name} waits for its upgrade to the site's version; it cannot be jumped to yet."
+    if not runs_sessions(agent_version):
+        return (
+            f"{name} runs Jump Client {agent_version}, which has no sessions; "
+            "reinstall it from a new installer."
+        )
+    if status in ("offline", "lost"):
+        if mode == "passive":
+            return f"{name} is a passive Jump Client and not connected: a jump wakes it first."
+        return f"{name} is {status}: its endpoint is off or cannot reach the site."
+    return None
+
+
+def jump_status(status: str) -> str:
+    """A Jump Client's status as the console names it ("upgrade pending" -> upgrade_pending)."""
+    return status.replace(" ", "_")
+
+
+def end_reason_for_exit(code: int) -> str:
+    return f"the remote shell exited with code {code}"

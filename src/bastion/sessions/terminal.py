@@ -1,0 +1,130 @@
+"""The two WebSocket ends of a session, on the site's web listener: the console's
+terminal connection and the Jump Client's session connection.
+
+Each end's first message names the session's single-use token; a wrong, replayed or
+expired token, or an unknown session, is closed with 1008 and the reason, and nothing is
+relayed. A first message that is not the expected one is closed with 1002.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from bastion.access_console import protocol as console
+from bastion.agents.errors import ProtocolError
+from bastion.agents.protocol import SESSION_PATH, Codec, SessionHello
+from bastion.platform.runtime import Runtime
+from bastion.sessions.relay import Channel, JoinRefusedError, LiveSession, Rendezvous
+
+router = APIRouter()
+HELLO_TIMEOUT = 10.0
+"""How long an end has, once connected, to send its first message."""
+REFUSED = 1008
+MALFORMED = 1002
+MAX_REASON = 120
+"""A close reason is at most 123 bytes of UTF-8."""
+Join = Callable[[Rendezvous], Awaitable[LiveSession]]
+
+
+class WebSocketChannel:
+    """A `Channel` over a Starlette WebSocket: a closed or broken connection reads as None
+    and swallows writes."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive(self) -> bytes | str | None:
+        try:
+            message = await self.websocket.receive()
+        except (RuntimeError, WebSocketDisconnect, OSError):
+            return None
+        if message["type"] != "websocket.receive":
+            return None
+        data = message.get("bytes")
+        return data if data is not None else message.get("text")
+
+    async def send(self, frame: bytes | str) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            if isinstance(frame, bytes):
+                await self.websocket.send_bytes(frame)
+            else:
+                await self.websocket.send_text(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        short = reason.encode()[:MAX_REASON].decode(errors="ignore")
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.websocket.close(code, short)
+
+
+def _rendezvous(websocket: WebSocket) -> Rendezvous | None:
+    runtime: Runtime = websocket.app.state.runtime
+    return runtime.maybe(Rendezvous)
+
+
+async def _first(channel: Channel) -> bytes | str | None:
+    try:
+        return await asyncio.wait_for(channel.receive(), HELLO_TIMEOUT)
+    except TimeoutError:
+        return None
+
+
+@router.websocket(console.CONSOLE_API + "/sessions/{session_id}/terminal")
+async def console_terminal(websocket: WebSocket, session_id: str) -> None:
+    await websocket.accept()
+    channel = WebSocketChannel(websocket)
+    rendezvous = _rendezvous(websocket)
+    frame = await _first(channel)
+    try:
+        if frame is None:
+            raise ProtocolError("malformed", "no console_hello came")
+        hello = console.read_from_console(frame)
+        if not isinstance(hello, console.ConsoleHello):
+            raise ProtocolError("unexpected", "the first message must be console_hello")
+    except ProtocolError as error:
+        await channel.close(MALFORMED, str(error))
+        return
+    live = await _join(
+        channel, rendezvous, lambda r: r.join_console(session_id, hello.token, channel)
+    )
+    if live is not None and rendezvous is not None:
+        await rendezvous.relay_console(live, channel)
+
+
+@router.websocket(SESSION_PATH + "{session_id}")
+async def agent_session(websocket: WebSocket, session_id: str) -> None:
+    await websocket.accept()
+    channel = WebSocketChannel(websocket)
+    rendezvous = _rendezvous(websocket)
+    frame = await _first(channel)
+    try:
+        if frame is None:
+            raise ProtocolError("malformed", "no session_hello came")
+        hello = Codec().read_session_agent(frame)
+        if not isinstance(hello, SessionHello) or hello.session_id != session_id:
+            raise ProtocolError("unexpected", "the first message must be this session's hello")
+    except ProtocolError as error:
+        await channel.close(MALFORMED, str(error))
+        return
+    live = await _join(
+        channel,
+        rendezvous,
+        lambda r: r.join_agent(session_id, hello.client_id, hello.token, hello.v, channel),
+    )
+    if live is not None and rendezvous is not None:
+        await rendezvous.relay_agent(live, channel)
+
+
+async def _join(channel: Channel, rendezvous: Rendezvous | None, join: Join) -> LiveSession | None:
+    if rendezvous is None:
+        await channel.close(REFUSED, "this appliance holds no sessions")
+        return None
+    try:
+        return await join(rendezvous)
+    except JoinRefusedError as error:
+        await channel.close(REFUSED, str(error))
+        return None

@@ -1,0 +1,115 @@
+"""Sessions' pure rules, and the recording's asciicast as bytes pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bastion.sessions import rules
+from bastion.sessions.recording import Recording
+from bastion.sessions.rules import SessionRuleError
+
+
+def test_jump_groups_are_trimmed_unique_and_sorted() -> None:
+    assert rules.clean_groups(["  ops ", "Ünïcødé  team", "ops"]) == ["ops", "Ünïcødé team"]
+    for bad in ([" "], ["x" * 101], ["tab\x07"], [f"g{i}" for i in range(201)]):
+        with pytest.raises(SessionRuleError):
+            rules.clean_groups(bad)
+
+
+def test_administrators_use_everything_representatives_their_groups() -> None:
+    assert rules.may_use(True, [], "")
+    assert rules.may_use(False, ["ops"], "ops")
+    assert not rules.may_use(False, ["ops"], "databases")
+    assert not rules.may_use(False, [""], ""), "a client in no group is for administrators"
+
+
+@pytest.mark.parametrize(
+    ("status", "mode", "version", "words"),
+    [
+        ("online", "active", "1.0.0", None),
+        ("online", "passive", "1.2.3+local", None),
+        ("revoked", "active", "1.0.0", "revoked"),
+        ("uninstalling", "active", "1.0.0", "uninstalled"),
+        ("upgrade pending", "active", "0.9", "upgrade"),
+        ("failed", "active", "0.9", "upgrade"),
+        ("online", "active", "0.9.1", "has no sessions"),
+        ("online", "active", "dev", "has no sessions"),
+        ("offline", "active", "1.0.0", "offline"),
+        ("lost", "active", "1.0.0", "lost"),
+        ("offline", "passive", "1.0.0", "passive"),
+    ],
+)
+def test_why_a_jump_cannot_start(status: str, mode: str, version: str, words: str | None) -> None:
+    refusal = rules.jump_refusal(status, mode, version, "web-01")
+    assert refusal is None if words is None else (refusal is not None and words in refusal)
+
+
+def test_statuses_are_named_as_the_console_names_them() -> None:
+    assert rules.jump_status("upgrade pending") == "upgrade_pending"
+
+
+def _events(path: Path) -> tuple[dict[str, object], list[list[object]]]:
+    header, *events = [json.loads(line) for line in path.read_text().splitlines()]
+    return header, events
+
+
+def test_a_recording_keeps_split_characters_whole(tmp_path: Path) -> None:
+    recording = Recording(tmp_path / "work", 80, 24, "rep on web-01", record_input=False)
+    text = "ü → 🙂 ok".encode()
+    for index in range(len(text)):  # one byte a frame: every character is split
+        recording.output(text[index : index + 1])
+    recording.input(b"secret\r")
+    recording.resize(100, 30)
+    stored = recording.store(tmp_path / "blobs")
+    path = tmp_path / "blobs" / stored.sha256
+    assert path.stat().st_size == stored.size
+    header, events = _events(path)
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24)
+    assert "".join(str(e[2]) for e in events if e[1] == "o") == "ü → 🙂 ok"
+    assert ["r", "100x30"] in [e[1:] for e in events]
+    assert not [e for e in events if e[1] == "i"], "input is recorded only when asked"
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_bytes_that_are_not_utf8_become_replacement_characters(tmp_path: Path) -> None:
+    recording = Recording(tmp_path, 80, 24, "t", record_input=True)
+    recording.output(b"\xff\xfeok\xc3")  # and a character cut off by the end
+    recording.input(b"\xe2\x86")
+    stored = recording.store(tmp_path / "blobs")
+    _, events = _events(tmp_path / "blobs" / stored.sha256)
+    assert [e[1:] for e in events] == [["o", "\ufffd\ufffdok"], ["o", "\ufffd"], ["i", "\ufffd"]]
+
+
+@given(st.lists(st.binary(max_size=40), max_size=20))
+def test_any_output_makes_a_valid_recording(frames: list[bytes]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        recording = Recording(Path(folder), 80, 24, "t", record_input=False)
+        for frame in frames:
+            recording.output(frame)
+        stored = recording.store(Path(folder) / "blobs")
+        _, events = _events(Path(folder) / "blobs" / stored.sha256)
+        shown = "".join(str(e[2]) for e in events)
+        assert shown == b"".join(frames).decode("utf-8", errors="replace")
+
+
+def test_a_start_session_order_crosses_the_port_to_the_gateway_whole() -> None:
+    from bastion.agents.protocol import Command, StartSession
+    from bastion.jump_clients.port import from_wire, to_wire
+    from bastion.jump_clients.routing import Deliver
+
+    body = StartSession(
+        session_id="0b6f7e9e-2c47-4f7e-9a55-7f3d2b6f1c11",
+        rendezvous="site.example:443",
+        token="A" * 43,
+        cols=132,
+        rows=43,
+    )
+    sent = Deliver("jc_abc", Command(command_id="session-0123456789abcdef", body=body))
+    assert from_wire(json.loads(json.dumps(to_wire(sent)))) == sent
