@@ -1,0 +1,262 @@
+"""A session end to end, all real processes: an appliance (supervisor, worker, gateway), a
+Jump Client installed from an installer made through the API and run as its service
+runs, and the access console (`bastion console …`) on a real terminal (a PTY).
+
+A representative granted the client's Jump Group signs in, lists it, jumps to it and gets
+a shell on the endpoint: a command's output, `stty size` after the console's terminal
+is resized, Ctrl-C, and the shell's exit code as the console's own. The session report
+names them both, and its recording plays back with `asciinema` holding what was typed
+and shown. A representative without the group sees nothing to jump to and is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.test_jump_clients_fleet import Client, bastion, eventually
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support import web
+from tests.support.appliance import RunningAppliance, free_port, start_appliance
+
+SITE = "sessions.example.test"
+HOST = "127.0.0.111"
+PASSWORD = "a long pass phrase 1"
+
+
+@dataclass
+class Site:
+    appliance: RunningAppliance
+    api: httpx.Client
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("sessions")
+    web_port, gateway = free_port(HOST), free_port(HOST)
+    env = {
+        "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
+        "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
+        "BASTION_PUBLIC_URL": f"https://{HOST}:{web_port}",
+    }
+    args = ["--hostname", SITE]
+    with start_appliance(tmp, host=HOST, port=web_port, env=env, extra_args=args) as appliance:
+        token = get_token(appliance, create_client(appliance, "sessions")).json()["access_token"]
+        with appliance.client(headers=bearer(token), timeout=60) as api:
+            yield Site(appliance, api, tmp)
+
+
+def representative(site: Site, username: str, groups: list[str]) -> None:
+    """An account that chose its password in the browser, granted `groups`."""
+    made = site.api.post(
+        "/api/v1/accounts",
+        json={"username": username, "password": "first " + PASSWORD, "role": "representative"},
+    )
+    assert made.status_code == 201, made.text
+    granted = site.api.put(
+        f"/api/v1/accounts/{made.json()['id']}/jump-groups", json={"jump_groups": groups}
+    )
+    assert granted.status_code == 200, granted.text
+    with site.appliance.client() as browser:
+        web.sign_in(browser, username, "first " + PASSWORD)
+        changed = web.change_password(browser, "first " + PASSWORD, PASSWORD)
+        assert changed.status_code in (200, 303), changed.text
+
+
+@pytest.fixture(scope="module")
+def endpoint(site: Site) -> Iterator[Client]:
+    answer = site.api.post(
+        "/api/v1/jump-clients/installers", json={"mode": "active", "jump_group": "Servers"}
+    )
+    assert answer.status_code == 201, answer.text
+    made = site.tmp / "installer.json"
+    made.write_text(answer.json()["installer"])
+    state, log = site.tmp / "endpoint", site.tmp / "endpoint.log"
+    done = bastion("jump-client", "install", str(made), "--dir", str(state))
+    assert done.returncode == 0, done.stdout + done.stderr
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bastion", "jump-client", "run", "--dir", str(state)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    client = Client(state, process, log)
+    try:
+        eventually(
+            lambda: any(c["status"] == "online" for c in clients(site)), what="the client online"
+        )
+        yield client
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def clients(site: Site) -> list[dict[str, Any]]:
+    return list(site.api.get("/api/v1/jump-clients").json()["clients"])
+
+
+def console_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CONFIG_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+def console(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", "console", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=console_env(home),
+    )
+
+
+def signed_in_console(site: Site, username: str) -> Path:
+    home = site.tmp / f"console-{username}"
+    home.mkdir()
+    url = f"https://{site.appliance.host}:{site.appliance.port}"
+    ca = str(site.appliance.ca_file)
+    done = console(
+        home, "sign-in", "--site", url, "--ca-file", ca, "--username", username,
+        "--password-stdin", stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return home
+
+
+class Terminal:
+    """`bastion console jump …` on a PTY of its own, as a representative's terminal runs it."""
+
+    def __init__(self, home: Path, *args: str, cols: int = 80, rows: int = 24) -> None:
+        self.master, slave = os.openpty()
+        self.resize(cols, rows)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bastion", "console", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=console_env(home),
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.shown = b""
+
+    def resize(self, cols: int, rows: int) -> None:
+        """What a terminal window does when it is resized (the console gets SIGWINCH)."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def expect(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.shown:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not shown in {timeout} s; shown: {self.shown!r}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.shown += os.read(self.master, 65536)
+                except OSError:  # the console ended: nothing more will be shown
+                    raise AssertionError(f"{text!r} never shown: {self.shown!r}") from None
+
+    def exit_code(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    self.shown += os.read(self.master, 65536)
+                except OSError:
+                    break
+        return self.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+def test_a_representative_reaches_the_endpoints_shell_and_the_session_is_recorded(
+    site: Site, endpoint: Client, tmp_path: Path
+) -> None:
+    representative(site, "rep", ["Servers"])
+    home = signed_in_console(site, "rep")
+    listed = console(home, "list")
+    assert listed.returncode == 0 and "Servers" in listed.stdout and "yes" in listed.stdout
+    about = console(home, "about")
+    assert about.returncode == 0 and f"site {SITE}" in about.stdout, about.stdout + about.stderr
+    name = clients(site)[0]["name"]
+
+    terminal = Terminal(home, "jump", name, cols=80, rows=24)
+    try:
+        terminal.type("echo hello-$((6*7))\r")
+        terminal.expect("hello-42")
+        terminal.resize(101, 33)
+        time.sleep(0.5)  # the resize travels console -> site -> Jump Client -> its PTY
+        terminal.type("stty size\r")
+        terminal.expect("33 101")
+        terminal.type("sleep 100\r")
+        time.sleep(0.5)
+        terminal.type("\x03")  # Ctrl-C reaches the remote foreground job, not the console
+        terminal.type("echo after-$((1+1))\r")
+        terminal.expect("after-2")
+        terminal.type("exit 7\r")
+        assert terminal.exit_code() == 7, terminal.shown
+    finally:
+        terminal.close()
+
+    def ended() -> list[dict[str, Any]]:
+        found = site.api.get("/api/v1/sessions", params={"representative": "rep"}).json()
+        return [s for s in found["sessions"] if not s["live"] and s["recording_sha256"]]
+
+    eventually(lambda: bool(ended()), timeout=30, what="the session's record with its recording")
+    (report,) = ended()
+    assert report["username"] == "rep" and report["jump_client_name"] == name
+    assert report["duration_seconds"] > 0 and report["bytes_from_endpoint"] > 0
+    assert report["bytes_from_console"] > 0 and "7" in report["end_reason"]
+    recording = site.api.get(f"/api/v1/sessions/{report['id']}/recording")
+    assert recording.status_code == 200, recording.text
+    cast = tmp_path / "session.cast"
+    cast.write_bytes(recording.content)
+    played = subprocess.run(
+        [str(Path(sys.executable).with_name("asciinema")), "cat", str(cast)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert played.returncode == 0, played.stderr
+    shown = played.stdout.decode(errors="replace")
+    assert "hello-42" in shown and "33 101" in shown and "after-2" in shown
+    assert "Traceback" not in site.appliance.log()
+
+
+def test_a_representative_without_the_group_sees_nothing_and_is_refused(
+    site: Site, endpoint: Client
+) -> None:
+    representative(site, "outsider", ["Laptops"])
+    home = signed_in_console(site, "outsider")
+    listed = console(home, "list")
+    assert listed.returncode == 0 and "No Jump Items" in listed.stdout, listed.stdout
+    row_id = str(clients(site)[0]["id"])
+    refused = console(home, "jump", row_id)
+    assert refused.returncode != 0
+    assert "Jump Item" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
