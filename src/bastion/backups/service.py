@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,30 +134,38 @@ def write_file(site: BackupSite, directory: Path, passphrase: str, label: str) -
 
 
 def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -> RestoreReport:
-    """Verify the whole upload, keep a backup of the current site, then replace it at once."""
+    """Verify the whole upload, keep a backup of the current site, then replace it at once.
+
+    The backup of the current site is written while the upload is unpacked and checked
+    (two independent jobs that spend their time in zstd and SQLite, outside the GIL);
+    nothing changes until both are done."""
     verified = _open(site, upload, passphrase)
     migrate_from = _migration_start(site, verified.header)
-    automatic = write_file(site, site.data_dir / AUTOMATIC_DIR, passphrase, "before-restore")
-    with _workdir(site, "restore-") as work:
-        verified.extract_to(work / "members")
+    with _workdir(site, "restore-") as work, ThreadPoolExecutor(1) as background:
+        keeping = background.submit(
+            write_file, site, site.data_dir / AUTOMATIC_DIR, passphrase, "before-restore"
+        )
         database = work / "site.sqlite"
-        with (work / "members" / DATABASE_MEMBER).open("rb") as packed, database.open("wb") as out:
-            site_tables.decompress(packed, out)
+        _unpack(verified, database)
         if migrate_from is not None:
             _migrate(database)
+        automatic = keeping.result()
         ended: list[int] = []
 
         def record(connection: Connection, rows: dict[str, int]) -> None:
             _record_restore(connection, actor, verified.header, rows, ended[0])
 
-        rows = site_tables.load(
-            site.engine,
-            site.metadata,
-            database,
-            site.seal_key,
-            before=lambda connection: ended.append(end_all_sessions_on(connection)),
-            after=record,
-        )
+        try:
+            rows = site_tables.load(
+                site.engine,
+                site.metadata,
+                database,
+                site.seal_key,
+                before=lambda connection: ended.append(end_all_sessions_on(connection)),
+                after=record,
+            )
+        except BackupError as error:
+            raise InvalidInputError(f"{error} Nothing was changed.") from None
     for hook in site.after_restore:
         hook()
     return RestoreReport(verified.header, migrate_from, rows, automatic, ended[0])
@@ -170,6 +179,17 @@ def _open(site: BackupSite, upload: BinaryIO, passphrase: str) -> container.Veri
     if DATABASE_MEMBER not in {m.name for m in verified.members}:
         raise InvalidInputError("This backup holds no site database. Nothing was changed.")
     return verified
+
+
+def _unpack(verified: container.VerifiedBackup, database: Path) -> None:
+    """Decrypt (authenticating again) and decompress the database member in one pass,
+    then have SQLite check what came out."""
+    try:
+        with site_tables.decompressing_into(database) as out:
+            verified.copy_member(DATABASE_MEMBER, out)
+        site_tables.check(database)
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
 
 
 def _migration_start(site: BackupSite, header: BackupHeader) -> str | None:
