@@ -9,12 +9,15 @@ alternating ours and theirs, and the median of each is reported (the machine's n
 then hits both alike).
 
     uv run python bench/bench_backup.py [--audit 1000000] [--accounts 10000] [--rounds 3]
+                                        [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import shutil
 import sqlite3
@@ -76,16 +79,32 @@ def child(role: str, data_dir: Path, target: Path) -> None:
 
     engine = make_engine(f"sqlite:///{data_dir / 'db' / 'bastion.sqlite'}")
     site = backups.BackupSite(engine, Base.metadata, data_dir, "bench.example", "1.0.0")
+    actor = Actor(Principal("bench", Role.ADMINISTRATOR), "127.0.0.1")
     started = time.perf_counter()
     if role == "backup":
         backups.write_file(site, target.parent, PASSPHRASE, "bench").rename(target)
+    elif role == "profile":
+        profiler = cProfile.Profile()
+        with target.open("rb") as upload:
+            profiler.runcall(backups.restore, site, actor, upload, PASSPHRASE)
+        print_steps(pstats.Stats(profiler))
     else:
-        actor = Actor(Principal("bench", Role.ADMINISTRATOR), "127.0.0.1")
         with target.open("rb") as upload:
             backups.restore(site, actor, upload, PASSPHRASE)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "peak_kib": peak}))
+
+
+def print_steps(stats: pstats.Stats) -> None:
+    """Where a restore's time goes: the backup code's own functions by cumulative time
+    (the main thread only; a wait for another thread shows as `result`)."""
+    rows = []
+    for (path, line, name), entry in stats.stats.items():  # type: ignore[attr-defined]
+        if "bastion/backups/" in path or name == "result":
+            rows.append((entry[3], f"{Path(path).parent.name}/{Path(path).name}:{line} {name}"))
+    for seconds, where in sorted(rows, reverse=True)[:14]:
+        print(f"  {seconds:6.2f} s  {where}")
 
 
 def run_child(role: str, data_dir: Path, target: Path) -> dict[str, float]:
@@ -117,6 +136,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--audit", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="where one restore's time goes")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
     if args.child:
@@ -156,6 +176,12 @@ def main() -> None:
             pairs = zip(ours, theirs, strict=True)
             rounds = ", ".join(f"{o['seconds']:.1f}/{t['seconds']:.1f}" for o, t in pairs)
             print(f"restore rounds (bastion/pipeline, s): {rounds}")
+        if args.profile:
+            print("one more bastion restore, profiled (cumulative seconds):")
+            command = [sys.executable, __file__, "--child", "profile"]
+            paths = [str(fresh_live_copy(work)), str(work / "ours.bastion")]
+            output = subprocess.run([*command, *paths], capture_output=True, text=True, check=True)
+            print("\n".join(output.stdout.splitlines()[:-1]))
 
 
 def fresh_live_copy(work: Path) -> Path:

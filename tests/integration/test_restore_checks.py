@@ -158,3 +158,22 @@ def test_the_new_database_is_not_taken_while_a_reference_in_it_is_broken(
             after=lambda _connection, _rows: None,
         )
     assert usernames(target) == ["carol", "erin"]
+
+
+def test_readers_are_served_throughout_and_then_see_the_restored_site(tmp_path: Path) -> None:
+    """A read transaction open during the restore goes on seeing the site it began with
+    (and does not hold the restore up); the next one sees the restored site."""
+    source, target = source_and_target(tmp_path)
+    out = io.BytesIO()
+    backups.write(source, out, PASSPHRASE)
+    reader = sqlite3.connect(target.data_dir / "db" / "bastion.sqlite", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT username FROM accounts").fetchall() == [("carol",)]
+        out.seek(0)
+        backups.restore(target, ACTOR, out, PASSPHRASE)
+        assert reader.execute("SELECT username FROM accounts").fetchall() == [("carol",)]
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT username FROM accounts").fetchall() == [("alice",)]
+    finally:
+        reader.close()

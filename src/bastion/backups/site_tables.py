@@ -10,7 +10,10 @@ is brought forward by the same migrations as the appliance itself.
   transaction into a new SQLite file migrated to the same revision.
 
 Loading replaces the site tables of the live database in one transaction, so a
-restore is all-or-nothing. Private keys travel unsealed inside the (encrypted)
+restore is all-or-nothing. On SQLite, when the snapshot has the live schema object for
+object, the snapshot is finished as the new database file (machine rows taken from the
+live one) and copied over the live file with SQLite's online backup; otherwise the
+rows are deleted and inserted. Private keys travel unsealed inside the (encrypted)
 backup and are sealed again with the receiving appliance's own key vault.
 
 Which tables are machine state and which columns are sealed is declared where each
@@ -268,6 +271,9 @@ def _check_foreign_keys(connection: Connection) -> None:
         raise SnapshotRefusedError(f"The backup's database has broken references ({tables}).")
 
 
+CHECKPOINT_WAIT_MS = 1000
+
+
 def _copy_over(snapshot: Path, live: Path) -> None:
     """Copy the snapshot over the live file in one write transaction, then fold the
     write-ahead log into the file so that no later request pays for it.
@@ -279,6 +285,9 @@ def _copy_over(snapshot: Path, live: Path) -> None:
         closing(sqlite3.connect(live, timeout=30)) as target,
     ):
         source.backup(target)
+        # A reader still on the old snapshot holds the checkpoint back; it is not waited
+        # for long (the next checkpoint finishes the job).
+        target.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
         target.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
