@@ -177,3 +177,41 @@ def test_readers_are_served_throughout_and_then_see_the_restored_site(tmp_path: 
         assert reader.execute("SELECT username FROM accounts").fetchall() == [("alice",)]
     finally:
         reader.close()
+
+
+@pytest.fixture(params=[site_tables.PAGES_PER_STEP, 2], ids=["one step", "many steps"])
+def pages_per_step(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The copy over the live file in one step (a small site) or in many (a large one)."""
+    monkeypatch.setattr(site_tables, "PAGES_PER_STEP", request.param)
+    return int(request.param)
+
+
+def test_a_restore_copied_in_steps_brings_back_the_site(
+    tmp_path: Path, pages_per_step: int
+) -> None:
+    source, target = source_and_target(tmp_path)
+    out = io.BytesIO()
+    backups.write(source, out, PASSPHRASE)
+    out.seek(0)
+    report = backups.restore(target, ACTOR, out, PASSPHRASE)
+    assert usernames(target) == ["alice"] and report.automatic_backup.exists()
+
+
+def test_when_the_automatic_backup_cannot_be_written_nothing_changes(
+    tmp_path: Path, pages_per_step: int
+) -> None:
+    """The copy over the live file is not committed until the backup of the current
+    site is written; here it cannot be (a file stands where its directory goes)."""
+    source, target = source_and_target(tmp_path)
+    out = io.BytesIO()
+    backups.write(source, out, PASSPHRASE)
+    out.seek(0)
+    blocked = target.data_dir / backups.AUTOMATIC_DIR
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a directory")
+    with pytest.raises(OSError):
+        backups.restore(target, ACTOR, out, PASSPHRASE)
+    assert usernames(target) == ["carol"]
+    with sqlite3.connect(target.data_dir / "db" / "bastion.sqlite") as live:
+        assert live.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    live.close()

@@ -136,9 +136,9 @@ def write_file(site: BackupSite, directory: Path, passphrase: str, label: str) -
 def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -> RestoreReport:
     """Verify the whole upload, keep a backup of the current site, then replace it at once.
 
-    The backup of the current site is written while the upload is unpacked and checked
-    (two independent jobs that spend their time in zstd and SQLite, outside the GIL);
-    nothing changes until both are done."""
+    The backup of the current site is written while the upload is unpacked, checked and
+    copied (independent jobs that spend their time in zstd and SQLite, outside the GIL);
+    the live database commits only once that backup is written."""
     verified = _open(site, upload, passphrase)
     migrate_from = _migration_start(site, verified.header)
     with _workdir(site, "restore-") as work, ThreadPoolExecutor(1) as background:
@@ -149,26 +149,40 @@ def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -
         _unpack(verified, database)
         if migrate_from is not None:
             _migrate(database)
+        rows, ended = _replace(site, actor, verified.header, database, keeping.result)
         automatic = keeping.result()
-        ended: list[int] = []
-
-        def record(connection: Connection, rows: dict[str, int]) -> None:
-            _record_restore(connection, actor, verified.header, rows, ended[0])
-
-        try:
-            rows = site_tables.load(
-                site.engine,
-                site.metadata,
-                database,
-                site.seal_key,
-                before=lambda connection: ended.append(end_all_sessions_on(connection)),
-                after=record,
-            )
-        except BackupError as error:
-            raise InvalidInputError(f"{error} Nothing was changed.") from None
     for hook in site.after_restore:
         hook()
-    return RestoreReport(verified.header, migrate_from, rows, automatic, ended[0])
+    return RestoreReport(verified.header, migrate_from, rows, automatic, ended)
+
+
+def _replace(
+    site: BackupSite,
+    actor: Actor,
+    header: BackupHeader,
+    database: Path,
+    before_commit: Callable[[], object],
+) -> tuple[dict[str, int], int]:
+    """The site tables from `database`, sessions ended and the restore audited, at once;
+    returns the rows per table and how many web sessions ended."""
+    ended: list[int] = []
+
+    def record(connection: Connection, rows: dict[str, int]) -> None:
+        _record_restore(connection, actor, header, rows, ended[0])
+
+    try:
+        rows = site_tables.load(
+            site.engine,
+            site.metadata,
+            database,
+            site.seal_key,
+            before=lambda connection: ended.append(end_all_sessions_on(connection)),
+            after=record,
+            before_commit=before_commit,
+        )
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
+    return rows, ended[0]
 
 
 def _open(site: BackupSite, upload: BinaryIO, passphrase: str) -> container.VerifiedBackup:

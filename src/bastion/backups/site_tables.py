@@ -165,33 +165,21 @@ def load(
     seal: KeyTransform,
     before: Callable[[Connection], Any],
     after: Callable[[Connection, dict[str, int]], Any],
+    before_commit: Callable[[], Any] = lambda: None,
 ) -> dict[str, int]:
     """Replace the live site tables with the snapshot's (already at the live revision).
 
     In the same transaction, `before` runs on the machine's live sessions and tables as
-    they were, and `after` on the restored ones, with the rows per table."""
+    they were, and `after` on the restored ones, with the rows per table. The live
+    database is committed only once `before_commit` has returned; if it raises, nothing
+    changes."""
     if engine.dialect.name == "sqlite":
         live = Path(engine.url.database or "")
         if _same_layout(live, snapshot):
-            return _load_whole_file(metadata, live, snapshot, seal, before, after)
-    return _replace_rows(engine, metadata, snapshot, seal, before, after)
-
-
-def _load_whole_file(
-    metadata: MetaData,
-    live: Path,
-    snapshot: Path,
-    seal: KeyTransform,
-    before: Callable[[Connection], Any],
-    after: Callable[[Connection, dict[str, int]], Any],
-) -> dict[str, int]:
-    """Make the snapshot the whole new database file, then copy it over the live one with
-    SQLite's online backup, which writes the live file in one transaction (as an install's
-    rollback does): several times cheaper than deleting and inserting every row, with the
-    same all-or-nothing outcome and readers served throughout."""
-    counts = _complete(metadata, live, snapshot, seal, before, after)
-    _copy_over(snapshot, live)
-    return counts
+            counts = _complete(metadata, live, snapshot, seal, before, after)
+            _copy_over(snapshot, live, before_commit)
+            return counts
+    return _replace_rows(engine, metadata, snapshot, seal, before, after, before_commit)
 
 
 def _same_layout(live: Path, snapshot: Path) -> bool:
@@ -271,20 +259,33 @@ def _check_foreign_keys(connection: Connection) -> None:
         raise SnapshotRefusedError(f"The backup's database has broken references ({tables}).")
 
 
+PAGES_PER_STEP = 4096
 CHECKPOINT_WAIT_MS = 1000
 
 
-def _copy_over(snapshot: Path, live: Path) -> None:
-    """Copy the snapshot over the live file in one write transaction, then fold the
-    write-ahead log into the file so that no later request pays for it.
+def _copy_over(snapshot: Path, live: Path, before_commit: Callable[[], Any]) -> None:
+    """Copy the finished snapshot over the live file with SQLite's online backup, then
+    fold the write-ahead log into the file so that no later request pays for it.
 
-    The live machine rows were read just before: a change to them in that instant (a
-    sign-in failure counted, a listen address edited) is the one thing that can be lost."""
+    The copy writes the live file in one transaction (as an install's rollback does),
+    several times cheaper than deleting and inserting every row, with the same
+    all-or-nothing outcome, readers served throughout and writers waiting. It goes in
+    steps, holding the live write lock throughout, and waits for `before_commit` before
+    the last one, which commits. The live machine rows were read just before: a change
+    to them in that instant (a sign-in failure counted) is the one thing that can be lost."""
     with (
         closing(sqlite3.connect(snapshot)) as source,
         closing(sqlite3.connect(live, timeout=30)) as target,
     ):
-        source.backup(target)
+        (pages,) = source.execute("PRAGMA page_count").fetchone()
+        if pages <= PAGES_PER_STEP:
+            before_commit()
+
+        def progress(_status: int, remaining: int, _total: int) -> None:
+            if 0 < remaining <= PAGES_PER_STEP:
+                before_commit()
+
+        source.backup(target, pages=PAGES_PER_STEP, progress=progress, sleep=0.05)
         # A reader still on the old snapshot holds the checkpoint back; it is not waited
         # for long (the next checkpoint finishes the job).
         target.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
@@ -298,6 +299,7 @@ def _replace_rows(
     seal: KeyTransform,
     before: Callable[[Connection], Any],
     after: Callable[[Connection, dict[str, int]], Any],
+    before_commit: Callable[[], Any],
 ) -> dict[str, int]:
     """Delete the live site rows and insert the snapshot's, in one transaction."""
     tables = site_tables(metadata)
@@ -313,6 +315,7 @@ def _replace_rows(
             _transform_sealed(connection, metadata, seal)
             counts = _counts(connection, metadata)
             after(connection, counts)
+            before_commit()
             connection.commit()
         finally:
             connection.rollback()
