@@ -136,20 +136,31 @@ def write_file(site: BackupSite, directory: Path, passphrase: str, label: str) -
 def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -> RestoreReport:
     """Verify the whole upload, keep a backup of the current site, then replace it at once.
 
-    The backup of the current site is written while the upload is unpacked, checked and
-    copied (independent jobs that spend their time in zstd and SQLite, outside the GIL);
-    the live database commits only once that backup is written."""
+    Once the upload is unpacked, three jobs run side by side (they spend their time in
+    zstd and SQLite, outside the GIL): the backup of the current site, SQLite's check of
+    the unpacked database, and its preparation and copy over the live one, which commits
+    only once the other two have succeeded."""
     verified = _open(site, upload, passphrase)
     migrate_from = _migration_start(site, verified.header)
-    with _workdir(site, "restore-") as work, ThreadPoolExecutor(1) as background:
+    with _workdir(site, "restore-") as work, ThreadPoolExecutor(2) as background:
         keeping = background.submit(
             write_file, site, site.data_dir / AUTOMATIC_DIR, passphrase, "before-restore"
         )
         database = work / "site.sqlite"
         _unpack(verified, database)
-        if migrate_from is not None:
-            _migrate(database)
-        rows, ended = _replace(site, actor, verified.header, database, keeping.result)
+        checking = background.submit(_check, database)
+
+        def before_commit() -> None:
+            checking.result()
+            keeping.result()
+
+        try:
+            if migrate_from is not None:
+                _migrate(database)
+            rows, ended = _replace(site, actor, verified.header, database, before_commit)
+        except Exception:
+            checking.result()  # a damaged database explains the failure best
+            raise
         automatic = keeping.result()
     for hook in site.after_restore:
         hook()
@@ -196,11 +207,16 @@ def _open(site: BackupSite, upload: BinaryIO, passphrase: str) -> container.Veri
 
 
 def _unpack(verified: container.VerifiedBackup, database: Path) -> None:
-    """Decrypt (authenticating again) and decompress the database member in one pass,
-    then have SQLite check what came out."""
+    """Decrypt (authenticating again) and decompress the database member in one pass."""
     try:
         with site_tables.decompressing_into(database) as out:
             verified.copy_member(DATABASE_MEMBER, out)
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
+
+
+def _check(database: Path) -> None:
+    try:
         site_tables.check(database)
     except BackupError as error:
         raise InvalidInputError(f"{error} Nothing was changed.") from None
