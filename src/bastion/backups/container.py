@@ -39,7 +39,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -322,6 +322,10 @@ class _ChunkOpener:
         )
 
 
+class _Writer(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
 class VerifiedBackup:
     """A backup whose passphrase and whole content have been checked.
 
@@ -347,6 +351,24 @@ class VerifiedBackup:
             sizes[event.name] = sizes.get(event.name, 0) + len(event.data)
         self.members = tuple(MemberInfo(name, size) for name, size in sizes.items())
         return self.members
+
+    def copy_member(self, name: str, out: _Writer) -> int:
+        """Decrypt the file again (checking again) and write one member's bytes to ``out``.
+
+        One pass, nothing else written: what a restore needs from its one database member.
+        Raises ``BackupCorruptError`` if the member is missing or the file changed since
+        :meth:`verify`; the caller discards what was written.
+        """
+        size, found = 0, False
+        for event in self._events():
+            if event.name == name:
+                found = True
+                if event.data:
+                    out.write(event.data)
+                    size += len(event.data)
+        if not found:
+            raise BackupCorruptError(f"The backup holds no member {name!r}.")
+        return size
 
     def extract_to(self, directory: Path | str) -> tuple[MemberInfo, ...]:
         """Write every member under ``directory`` (which must not exist yet), atomically."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,22 +134,54 @@ def write_file(site: BackupSite, directory: Path, passphrase: str, label: str) -
 
 
 def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -> RestoreReport:
-    """Verify the whole upload, keep a backup of the current site, then replace it at once."""
+    """Verify the whole upload, keep a backup of the current site, then replace it at once.
+
+    Once the upload is unpacked, three jobs run side by side (they spend their time in
+    zstd and SQLite, outside the GIL): the backup of the current site, SQLite's check of
+    the unpacked database, and its preparation and copy over the live one, which commits
+    only once the other two have succeeded."""
     verified = _open(site, upload, passphrase)
     migrate_from = _migration_start(site, verified.header)
-    automatic = write_file(site, site.data_dir / AUTOMATIC_DIR, passphrase, "before-restore")
-    with _workdir(site, "restore-") as work:
-        verified.extract_to(work / "members")
+    with _workdir(site, "restore-") as work, ThreadPoolExecutor(2) as background:
+        keeping = background.submit(
+            write_file, site, site.data_dir / AUTOMATIC_DIR, passphrase, "before-restore"
+        )
         database = work / "site.sqlite"
-        with (work / "members" / DATABASE_MEMBER).open("rb") as packed, database.open("wb") as out:
-            site_tables.decompress(packed, out)
-        if migrate_from is not None:
-            _migrate(database)
-        ended: list[int] = []
+        _unpack(verified, database)
+        checking = background.submit(_check, database)
 
-        def record(connection: Connection, rows: dict[str, int]) -> None:
-            _record_restore(connection, actor, verified.header, rows, ended[0])
+        def before_commit() -> None:
+            checking.result()
+            keeping.result()
 
+        try:
+            if migrate_from is not None:
+                _migrate(database)
+            rows, ended = _replace(site, actor, verified.header, database, before_commit)
+        except Exception:
+            checking.result()  # a damaged database explains the failure best
+            raise
+        automatic = keeping.result()
+    for hook in site.after_restore:
+        hook()
+    return RestoreReport(verified.header, migrate_from, rows, automatic, ended)
+
+
+def _replace(
+    site: BackupSite,
+    actor: Actor,
+    header: BackupHeader,
+    database: Path,
+    before_commit: Callable[[], object],
+) -> tuple[dict[str, int], int]:
+    """The site tables from `database`, sessions ended and the restore audited, at once;
+    returns the rows per table and how many web sessions ended."""
+    ended: list[int] = []
+
+    def record(connection: Connection, rows: dict[str, int]) -> None:
+        _record_restore(connection, actor, header, rows, ended[0])
+
+    try:
         rows = site_tables.load(
             site.engine,
             site.metadata,
@@ -156,10 +189,11 @@ def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -
             site.seal_key,
             before=lambda connection: ended.append(end_all_sessions_on(connection)),
             after=record,
+            before_commit=before_commit,
         )
-    for hook in site.after_restore:
-        hook()
-    return RestoreReport(verified.header, migrate_from, rows, automatic, ended[0])
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
+    return rows, ended[0]
 
 
 def _open(site: BackupSite, upload: BinaryIO, passphrase: str) -> container.VerifiedBackup:
@@ -170,6 +204,22 @@ def _open(site: BackupSite, upload: BinaryIO, passphrase: str) -> container.Veri
     if DATABASE_MEMBER not in {m.name for m in verified.members}:
         raise InvalidInputError("This backup holds no site database. Nothing was changed.")
     return verified
+
+
+def _unpack(verified: container.VerifiedBackup, database: Path) -> None:
+    """Decrypt (authenticating again) and decompress the database member in one pass."""
+    try:
+        with site_tables.decompressing_into(database) as out:
+            verified.copy_member(DATABASE_MEMBER, out)
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
+
+
+def _check(database: Path) -> None:
+    try:
+        site_tables.check(database)
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
 
 
 def _migration_start(site: BackupSite, header: BackupHeader) -> str | None:

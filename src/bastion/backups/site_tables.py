@@ -10,7 +10,10 @@ is brought forward by the same migrations as the appliance itself.
   transaction into a new SQLite file migrated to the same revision.
 
 Loading replaces the site tables of the live database in one transaction, so a
-restore is all-or-nothing. Private keys travel unsealed inside the (encrypted)
+restore is all-or-nothing. On SQLite, when the snapshot has the live schema object for
+object, the snapshot is finished as the new database file (machine rows taken from the
+live one) and copied over the live file with SQLite's online backup; otherwise the
+rows are deleted and inserted. Private keys travel unsealed inside the (encrypted)
 backup and are sealed again with the receiving appliance's own key vault.
 
 Which tables are machine state and which columns are sealed is declared where each
@@ -21,8 +24,8 @@ capability defines its tables (``info={"machine": True}`` on a table,
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 
+from bastion.backups.rules import BackupError
 from bastion.platform.db.engine import make_engine, migrate_to, schema_revision
 
 BATCH = 2000
@@ -151,6 +155,10 @@ def _counts(connection: Connection, metadata: MetaData) -> dict[str, int]:
 # -- loading a snapshot -----------------------------------------------------------
 
 
+class SnapshotRefusedError(BackupError):
+    """The backup's database fails a check; nothing was changed."""
+
+
 def load(
     engine: Engine,
     metadata: MetaData,
@@ -158,11 +166,143 @@ def load(
     seal: KeyTransform,
     before: Callable[[Connection], Any],
     after: Callable[[Connection, dict[str, int]], Any],
+    before_commit: Callable[[], Any] = lambda: None,
 ) -> dict[str, int]:
     """Replace the live site tables with the snapshot's (already at the live revision).
 
-    In the same transaction, `before` runs on the live tables as they were, and `after`
-    on the restored ones, with the rows per table."""
+    In the same transaction, `before` runs on the machine's live sessions and tables as
+    they were, and `after` on the restored ones, with the rows per table. The live
+    database is committed only once `before_commit` has returned; if it raises, nothing
+    changes."""
+    if engine.dialect.name == "sqlite":
+        live = Path(engine.url.database or "")
+        if _same_layout(live, snapshot):
+            counts = _complete(metadata, live, snapshot, seal, before, after)
+            _copy_over(snapshot, live, before_commit)
+            return counts
+    return _replace_rows(engine, metadata, snapshot, seal, before, after, before_commit)
+
+
+def _same_layout(live: Path, snapshot: Path) -> bool:
+    """The snapshot has the live database's schema, object for object, and page size.
+
+    Otherwise (a schema that came to the same revision by another path, another page
+    size) the rows are copied into the live tables instead; slower, same outcome."""
+    query = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+    layouts = []
+    for path in (live, snapshot):
+        with closing(sqlite3.connect(path, timeout=30)) as connection:
+            page_size = connection.execute("PRAGMA page_size").fetchone()
+            layouts.append((page_size, connection.execute(query).fetchall()))
+    return layouts[0] == layouts[1]
+
+
+def check(snapshot: Path) -> None:
+    """SQLite's own check of the snapshot's structure (every page read once)."""
+    try:
+        with closing(sqlite3.connect(snapshot)) as connection:
+            problems = connection.execute("PRAGMA quick_check(5)").fetchall()
+    except sqlite3.DatabaseError as error:
+        problems = [(str(error),)]
+    if problems != [("ok",)]:
+        found = "; ".join(str(row[0]) for row in problems)
+        raise SnapshotRefusedError(f"The backup's database is damaged ({found}).")
+
+
+def _complete(
+    metadata: MetaData,
+    live: Path,
+    snapshot: Path,
+    seal: KeyTransform,
+    before: Callable[[Connection], Any],
+    after: Callable[[Connection, dict[str, int]], Any],
+) -> dict[str, int]:
+    """In the snapshot: the machine's own rows from the live database, `before` on them
+    (sessions end), keys sealed for this machine, `after` (the audit entry); committed
+    only if every foreign key holds."""
+    scratch = sqlite_engine(snapshot)
+    try:
+        with scratch.connect() as connection:
+            # Outside any transaction: SQLite refuses ATTACH and this PRAGMA inside one.
+            # Sessions point at the live accounts until `before` ends them.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.exec_driver_sql("ATTACH DATABASE ? AS live", (str(live),))
+            try:
+                _take_machine_rows(connection, metadata)
+                before(connection)
+                _transform_sealed(connection, metadata, seal)
+                counts = _counts(connection, metadata)
+                after(connection, counts)
+                _check_foreign_keys(connection)
+                connection.commit()
+            finally:
+                connection.rollback()
+                connection.exec_driver_sql("DETACH DATABASE live")
+    finally:
+        scratch.dispose()
+    return counts
+
+
+def _take_machine_rows(connection: Connection, metadata: MetaData) -> None:
+    """The live machine state replaces whatever the snapshot holds in those tables."""
+    for table in machine_tables(metadata):
+        columns = ", ".join(c.name for c in table.columns)
+        connection.exec_driver_sql(f"DELETE FROM main.{table.name}")
+        connection.exec_driver_sql(
+            f"INSERT INTO main.{table.name} ({columns}) SELECT {columns} FROM live.{table.name}"
+        )
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA main.foreign_key_check").fetchall()
+    if broken:
+        tables = ", ".join(sorted({str(row[0]) for row in broken}))
+        raise SnapshotRefusedError(f"The backup's database has broken references ({tables}).")
+
+
+PAGES_PER_STEP = 4096
+CHECKPOINT_WAIT_MS = 1000
+
+
+def _copy_over(snapshot: Path, live: Path, before_commit: Callable[[], Any]) -> None:
+    """Copy the finished snapshot over the live file with SQLite's online backup, then
+    fold the write-ahead log into the file so that no later request pays for it.
+
+    The copy writes the live file in one transaction (as an install's rollback does),
+    several times cheaper than deleting and inserting every row, with the same
+    all-or-nothing outcome, readers served throughout and writers waiting. It goes in
+    steps, holding the live write lock throughout, and waits for `before_commit` before
+    the last one, which commits. The live machine rows were read just before: a change
+    to them in that instant (a sign-in failure counted) is the one thing that can be lost."""
+    with (
+        closing(sqlite3.connect(snapshot)) as source,
+        closing(sqlite3.connect(live, timeout=30)) as target,
+    ):
+        (pages,) = source.execute("PRAGMA page_count").fetchone()
+        if pages <= PAGES_PER_STEP:
+            before_commit()
+
+        def progress(_status: int, remaining: int, _total: int) -> None:
+            if 0 < remaining <= PAGES_PER_STEP:
+                before_commit()
+
+        source.backup(target, pages=PAGES_PER_STEP, progress=progress, sleep=0.05)
+        # A reader still on the old snapshot holds the checkpoint back; it is not waited
+        # for long (the next checkpoint finishes the job).
+        target.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        target.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _replace_rows(
+    engine: Engine,
+    metadata: MetaData,
+    snapshot: Path,
+    seal: KeyTransform,
+    before: Callable[[Connection], Any],
+    after: Callable[[Connection, dict[str, int]], Any],
+    before_commit: Callable[[], Any],
+) -> dict[str, int]:
+    """Delete the live site rows and insert the snapshot's, in one transaction."""
     tables = site_tables(metadata)
     with engine.connect() as connection:
         attached = engine.dialect.name == "sqlite"
@@ -176,6 +316,7 @@ def load(
             _transform_sealed(connection, metadata, seal)
             counts = _counts(connection, metadata)
             after(connection, counts)
+            before_commit()
             connection.commit()
         finally:
             connection.rollback()
@@ -222,5 +363,13 @@ def compressed(snapshot: BinaryIO) -> BinaryIO:
     return zstandard.ZstdCompressor(level=3).stream_reader(snapshot)
 
 
-def decompress(packed: BinaryIO, out: BinaryIO) -> None:
-    zstandard.ZstdDecompressor().copy_stream(packed, out)
+WRITE_SIZE = 1024 * 1024
+
+
+@contextmanager
+def decompressing_into(path: Path) -> Iterator[BinaryIO]:
+    """A new file at `path` that the compressed snapshot is written into, block by block."""
+    with path.open("xb") as out:
+        writer = zstandard.ZstdDecompressor().stream_writer(out, write_size=WRITE_SIZE)
+        with writer:
+            yield writer
