@@ -1,8 +1,8 @@
 """The web console in headless Chromium, all real processes: an appliance (supervisor,
 worker, gateway process) and a Jump Client installed from an installer made through the
 API and run as the service runs it (sessions on), over real TLS. The administrator signs
-in, opens /console, starts a session, runs a command in the xterm.js terminal, sees its
-output and ends the session."""
+in, opens /console, sees a refused start's message, starts a session, runs a command in
+the xterm.js terminal, sees its output and ends the session."""
 
 from __future__ import annotations
 
@@ -73,9 +73,16 @@ def test_a_shell_in_the_browser_runs_a_command_and_ends(
     expect(page).to_have_url(re.compile(r"/console$"))
     row = page.locator("#jump-items tbody tr").first
     expect(row).to_contain_text("Servers")
-    row.get_by_role("button", name="Start session").click()
-
     status = page.locator("#session-status")
+
+    row.locator("input[name=csrf_token]").evaluate("input => { input.value = 'forged'; }")
+    row.get_by_role("button", name="Start session").click()
+    expect(page.locator("#console-error")).to_contain_text("not sent from this site")
+    expect(status).to_have_text("Not started.")
+
+    page.reload()
+    row.get_by_role("button", name="Start session").click()
+    expect(page.locator("#console-error")).to_be_hidden()
     expect(status).to_contain_text("Connected to", timeout=30_000)
     page.locator("#terminal").click()
     page.keyboard.type("echo hello-$((6*7))")
