@@ -1,5 +1,5 @@
 """`/login/reports`: the site's sessions, their recordings, and the session settings;
-`/console`: the web console, a shell on a Jump Client in the browser (`static/console.js`
+`/console`: the web console, a shell on a Jump Client in the browser (`static/web-console.js`
 with the vendored xterm.js)."""
 
 from __future__ import annotations
