@@ -11,12 +11,8 @@ deleting are tried from the API and from the pages alike.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,7 @@ import pytest
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support import web
 from tests.support.appliance import RunningAppliance, free_port, start_appliance
+from tests.support.endpoints import Client, bastion, eventually, install_and_run
 
 SITE = "fleet.example.test"
 HOST = "127.0.0.41"
@@ -36,22 +33,6 @@ HOST = "127.0.0.41"
 class Site:
     appliance: RunningAppliance
     api: httpx.Client
-
-
-@dataclass
-class Client:
-    state: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def bastion(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bastion", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")
@@ -86,24 +67,11 @@ def clients(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     try:
         endpoints = [(name, active) for name in ("one", "two", "three", "four")]
         for name, file in [*endpoints, ("passive", passive)]:
-            state = tmp / name
-            done = bastion("jump-client", "install", str(file), "--dir", str(state))
-            assert done.returncode == 0, done.stdout + done.stderr
-            log = tmp / f"{name}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "bastion", "jump-client", "run", "--dir", str(state)],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            started[name] = Client(state, process, log)
+            started[name] = install_and_run(file, tmp / name, tmp / f"{name}.log")
         yield started
     finally:
         for client in started.values():
-            if client.process.poll() is None:
-                client.process.send_signal(signal.SIGTERM)
-                client.process.wait(timeout=20)
+            client.stop()
 
 
 def listed(site: Site, **params: str) -> list[dict[str, Any]]:
@@ -118,15 +86,6 @@ def client_id(client: Client) -> str:
 
 def record(site: Site, client: Client) -> dict[str, Any]:
     return next(c for c in listed(site) if c["client_id"] == client_id(client))
-
-
-def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def test_active_clients_come_online_with_their_statistics(

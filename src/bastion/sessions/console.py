@@ -162,8 +162,20 @@ async def open_session(
     """Open a session: the answer's token goes in the `console_hello` on `terminal_path`
     within 60 s; the Jump Client is told to connect back meanwhile."""
     actor = Actor(current.principal, source_of(request))
+    return await start_session(runtime, setup, rendezvous, actor, body)
+
+
+async def start_session(
+    runtime: Runtime,
+    setup: JumpClientsSetup,
+    rendezvous: Rendezvous,
+    actor: Actor,
+    body: p.OpenSession,
+) -> p.SessionOpened:
+    """Opening a session, for the access console and the web console alike: the record
+    (every refusal with its reason), then the Jump Client told to connect back."""
     plan = await asyncio.to_thread(_open, runtime, setup, actor, body.jump_item_id)
-    title = f"{current.principal.name} on {plan.client_name}"
+    title = f"{actor.name} on {plan.client_name}"
     tickets = await rendezvous.open(plan, title, body.cols, body.rows)
     return p.SessionOpened(
         session_id=plan.session_id,

@@ -1,4 +1,6 @@
-"""`/login/reports`: the site's sessions, their recordings, and the session settings."""
+"""`/login/reports`: the site's sessions, their recordings, and the session settings;
+`/console`: the web console, a shell on a Jump Client in the browser (`static/web-console.js`
+with the vendored xterm.js)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
+from bastion.access_console import protocol as p
+from bastion.accounts.deps import AdministratorDep, CsrfDep, SignedInDep, page_actor
+from bastion.agents.protocol import TerminalSize
+from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import NotFoundError, ServiceError
 from bastion.platform.runtime import Runtime
-from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.deps import RuntimeDep, UowDep, part
 from bastion.platform.web.forms import redirect, reloads_go_to
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE
 from bastion.platform.web.templating import render
 from bastion.sessions import service
+from bastion.sessions.console import start_session
 from bastion.sessions.recording import MEDIA_TYPE, blob_path
 from bastion.sessions.relay import Rendezvous
 from bastion.sessions.repository import SessionFilter
@@ -24,9 +30,12 @@ from bastion.sessions.schemas import UUID_PATTERN
 
 router = APIRouter(include_in_schema=False)
 REPORTS = "/login/reports"
+CONSOLE = "/console"
 PAGE_SIZE = 50
 MAX_PAGE = MAX_ID // PAGE_SIZE
 Filter = Annotated[str | None, Query(max_length=255, pattern=PRINTABLE)]
+RendezvousDep = Annotated[Rendezvous, Depends(part(Rendezvous))]
+SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
 
 
 @router.get(REPORTS)
@@ -76,7 +85,7 @@ def recording(
     session_id: Annotated[str, Path(pattern=UUID_PATTERN)],
     uow: UowDep,
     current: AdministratorDep,
-    rendezvous: Annotated[Rendezvous, Depends(part(Rendezvous))],
+    rendezvous: RendezvousDep,
 ) -> Response:
     try:
         sha256, _size = service.recording_of(uow, session_id)
@@ -86,6 +95,35 @@ def recording(
     if not path.is_file():
         raise NotFoundError("The recording is not in this appliance's blob store (yet).")
     return FileResponse(path, media_type=MEDIA_TYPE, filename=f"session-{session_id}.cast")
+
+
+# The web console: the same Jump Items and the same opening as the access console's API.
+
+
+@router.get(CONSOLE)
+def web_console(request: Request, uow: UowDep, setup: SetupDep, current: SignedInDep) -> Response:
+    items = service.jump_items(uow, setup, current.principal)
+    return render(request, "web_console.html", current, items=items)
+
+
+@router.post(f"{CONSOLE}/sessions", dependencies=[CsrfDep])
+async def web_console_open(
+    request: Request,
+    runtime: RuntimeDep,
+    setup: SetupDep,
+    rendezvous: RendezvousDep,
+    current: SignedInDep,
+    jump_item_id: Annotated[int, Form(ge=1, le=MAX_ID)],
+    cols: Annotated[TerminalSize, Form()] = 80,
+    rows: Annotated[TerminalSize, Form()] = 24,
+) -> p.SessionOpened:
+    """For the page's script: the session's terminal path and single-use token (JSON);
+    a refusal is the error page, whose message the script shows."""
+    body = p.OpenSession(jump_item_id=jump_item_id, cols=cols, rows=rows)
+    return await start_session(runtime, setup, rendezvous, page_actor(request, current), body)
+
+
+reloads_go_to(router, CONSOLE, f"{CONSOLE}/sessions")
 
 
 # The Jump Groups an account may use, on its page under /login/users.
