@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_jump_clients_fleet import Client, bastion, eventually
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support import web
 from tests.support.appliance import RunningAppliance, free_port, start_appliance
+from tests.support.endpoints import Client, eventually, install_and_run
 
 SITE = "sessions.example.test"
 HOST = "127.0.0.111"
@@ -86,25 +86,15 @@ def endpoint(site: Site) -> Iterator[Client]:
     assert answer.status_code == 201, answer.text
     made = site.tmp / "installer.json"
     made.write_text(answer.json()["installer"])
-    state, log = site.tmp / "endpoint", site.tmp / "endpoint.log"
-    done = bastion("jump-client", "install", str(made), "--dir", str(state))
-    assert done.returncode == 0, done.stdout + done.stderr
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bastion", "jump-client", "run", "--dir", str(state)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    client = Client(state, process, log)
+    client = install_and_run(made, site.tmp / "endpoint", site.tmp / "endpoint.log")
     try:
         eventually(
             lambda: any(c["status"] == "online" for c in clients(site)), what="the client online"
         )
         yield client
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+        client.process.send_signal(signal.SIGTERM)
+        client.process.wait(timeout=20)
 
 
 def clients(site: Site) -> list[dict[str, Any]]:
