@@ -183,6 +183,9 @@ def test_accounts_count_by_id_and_a_long_list_is_cut_short() -> None:
     many = [seat(f"rep{i:02d}", f"e{i}", i) for i in range(25)]
     refusal = rules.licence_refusal(rules.LicensedCounts(25, 100), many, seat("x", "y", 99))
     assert refusal is not None and "rep09 and 15 more." in refusal and "rep10" not in refusal
+    crowded = [seat(f"rep{i:02d}", "web-01", i) for i in range(12)]
+    refusal = rules.licence_refusal(rules.LicensedCounts(99, 1), crowded, seat("x", "y", 99))
+    assert refusal is not None and "web-01 (rep00, " in refusal and "rep09 and 2 more)." in refusal
 
 
 def test_who_is_in_sessions_is_sorted_by_name() -> None:

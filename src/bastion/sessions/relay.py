@@ -183,7 +183,8 @@ class Rendezvous:
 
     def seats(self) -> list[rules.Seat]:
         """The sessions in progress here, as the licence counts them: from opening until
-        they end (a session whose ends never joined ends at its join deadline)."""
+        they end (a session whose ends never joined ends at its join deadline). Safe to
+        call from a thread (a page): the table is copied in one step."""
         return [s.plan.seat for s in tuple(self.live.values()) if not s.ended]
 
     async def _deliver(self, plan: SessionPlan, command: Command) -> str | None:

@@ -3,7 +3,7 @@ now, how long the two ends have to arrive, and the site's session settings. No I
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -178,21 +178,24 @@ def licence_refusal(
         wanted.representative not in {s.representative for s in held}
         and len(now.representatives) >= licensed.representatives
     ):
-        return _refusal(licensed.representatives, "representative", list(now.representatives))
+        return _refusal(licensed.representatives, "representative", now.representatives)
     if (
         wanted.client_id not in {s.client_id for s in held}
         and len(now.endpoints) >= licensed.endpoints
     ):
-        shown = [f"{name} ({', '.join(who)})" for name, who in now.endpoints]
+        shown = [f"{name} ({_listed(who)})" for name, who in now.endpoints]
         return _refusal(licensed.endpoints, "endpoint", shown)
     return None
 
 
-def _refusal(count: int, kind: str, holders: list[str]) -> str:
-    named = ", ".join(holders[:NAMES_SHOWN]) or "none"
-    if len(holders) > NAMES_SHOWN:
-        named += f" and {len(holders) - NAMES_SHOWN} more"
+def _refusal(count: int, kind: str, holders: Sequence[str]) -> str:
     return (
         f"The licence allows {count} {kind}{'' if count == 1 else 's'} in sessions at once; "
-        f"in sessions now: {named}. Wait for one to end, or install a licence add-on with more."
+        f"in sessions now: {_listed(holders) or 'none'}. "
+        "Wait for one to end, or install a licence add-on with more."
     )
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
