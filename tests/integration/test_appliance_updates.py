@@ -175,10 +175,16 @@ def test_a_license_add_on_changes_the_counts_at_once(online: RunningAppliance) -
         assert listed["installed"]["license"] == "2"
         assert states(listed)["license 2"] == "installed"
         assert {"updates.download", "updates.install_license"} <= set(actions(api))
+        counted = api.get("/api/v1/sessions/licence").json()
+        assert counted["license_version"] == "2"
+        assert counted["representatives"] == {"in_sessions": 0, "licensed": 25, "names": []}
+        assert counted["endpoints"] == {"in_sessions": 0, "licensed": 500, "endpoints": []}
     with browser(online) as page:
         basics = page.get("/appliance/status/basics").text
+    assert 'id="representatives-now">0<' in basics
     assert 'id="licensed-representatives">25<' in basics
     assert 'id="licensed-endpoints">500<' in basics
+    assert "licence add-on 2:" in basics
 
 
 def test_unreachable_service_points_to_manual_installation(offline: RunningAppliance) -> None:

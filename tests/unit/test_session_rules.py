@@ -113,3 +113,111 @@ def test_a_start_session_order_crosses_the_port_to_the_gateway_whole() -> None:
     )
     sent = Deliver("jc_abc", Command(command_id="session-0123456789abcdef", body=body))
     assert from_wire(json.loads(json.dumps(to_wire(sent)))) == sent
+
+
+# -- the licence: representatives and endpoints in sessions at once ----------------------------
+
+
+def seat(who: str, where: str, account_id: int | None = None) -> rules.Seat:
+    """Without an account id the representative is counted by name."""
+    return rules.Seat(account_id, who, f"jc_{where}", where)
+
+
+ALICE_WEB, BOB_DB = seat("alice", "web-01"), seat("bob", "db-02")
+
+
+def test_without_a_licence_add_on_there_is_no_limit() -> None:
+    many = [seat(f"r{i}", f"e{i}", i) for i in range(1000)]
+    assert rules.licence_refusal(None, many, seat("new", "new", 5000)) is None
+
+
+def test_the_one_beyond_the_representatives_is_refused_with_the_count_and_who_holds_it() -> None:
+    licensed = rules.LicensedCounts(representatives=2, endpoints=10)
+    refusal = rules.licence_refusal(licensed, [BOB_DB, ALICE_WEB], seat("carol", "app-03"))
+    assert refusal == (
+        "The licence allows 2 representatives in sessions at once; in sessions now: alice, bob. "
+        "Wait for one to end, or install a licence add-on with more."
+    )
+    assert rules.licence_refusal(licensed, [ALICE_WEB], seat("carol", "app-03")) is None
+
+
+def test_the_one_beyond_the_endpoints_is_refused_with_who_is_on_each() -> None:
+    licensed = rules.LicensedCounts(representatives=10, endpoints=2)
+    held = [ALICE_WEB, BOB_DB, seat("carol", "web-01")]
+    refusal = rules.licence_refusal(licensed, held, seat("alice", "app-03"))
+    assert refusal == (
+        "The licence allows 2 endpoints in sessions at once; in sessions now: "
+        "db-02 (bob), web-01 (alice, carol). "
+        "Wait for one to end, or install a licence add-on with more."
+    )
+    one = rules.LicensedCounts(representatives=1, endpoints=1)
+    assert "allows 1 endpoint in" in (
+        rules.licence_refusal(one, [ALICE_WEB], seat("alice", "x")) or ""
+    )
+
+
+def test_someone_already_counted_is_not_counted_twice() -> None:
+    full = rules.LicensedCounts(representatives=2, endpoints=2)
+    held = [ALICE_WEB, BOB_DB]
+    assert rules.licence_refusal(full, held, ALICE_WEB) is None, "another session, same place"
+    assert rules.licence_refusal(full, held, seat("alice", "db-02")) is None
+    assert rules.licence_refusal(full, held, seat("bob", "web-01")) is None
+    assert rules.licence_refusal(full, held, seat("alice", "app-03")) is not None
+    assert rules.licence_refusal(full, held, seat("carol", "web-01")) is not None
+
+
+def test_a_smaller_licence_ends_nobody_and_refuses_new_ones_until_under_the_count() -> None:
+    smaller = rules.LicensedCounts(representatives=1, endpoints=1)
+    held = [ALICE_WEB, BOB_DB, seat("carol", "app-03")]
+    assert rules.licence_refusal(smaller, held, seat("dave", "web-01")) is not None
+    assert rules.licence_refusal(smaller, held, BOB_DB) is None, "already counted"
+    assert rules.licence_refusal(smaller, held[:1], seat("dave", "web-01")) is not None
+    assert rules.licence_refusal(smaller, [], seat("dave", "web-01")) is None
+    nothing = rules.LicensedCounts(representatives=0, endpoints=0)
+    assert "in sessions now: none." in (rules.licence_refusal(nothing, [], ALICE_WEB) or "")
+
+
+def test_accounts_count_by_id_and_a_long_list_is_cut_short() -> None:
+    renamed = [seat("alice", "web-01", 7), seat("alice-2", "web-01", 7)]
+    assert len(rules.in_sessions(renamed).representatives) == 1
+    many = [seat(f"rep{i:02d}", f"e{i}", i) for i in range(25)]
+    refusal = rules.licence_refusal(rules.LicensedCounts(25, 100), many, seat("x", "y", 99))
+    assert refusal is not None and "rep09 and 15 more." in refusal and "rep10" not in refusal
+    crowded = [seat(f"rep{i:02d}", "web-01", i) for i in range(12)]
+    refusal = rules.licence_refusal(rules.LicensedCounts(99, 1), crowded, seat("x", "y", 99))
+    assert refusal is not None and "web-01 (rep00, " in refusal and "rep09 and 2 more)." in refusal
+
+
+def test_who_is_in_sessions_is_sorted_by_name() -> None:
+    now = rules.in_sessions([seat("Zed", "b", 1), seat("amy", "B-2", 2), seat("bo", "b", 3)])
+    assert now.representatives == ("amy", "bo", "Zed")
+    assert now.endpoints == (("b", ("bo", "Zed")), ("B-2", ("amy",)))
+
+
+@given(
+    st.integers(0, 4),
+    st.integers(0, 4),
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.booleans()), max_size=40),
+)
+def test_opening_and_ending_in_any_order_never_passes_the_counts(
+    representatives: int, endpoints: int, steps: list[tuple[int, int, bool]]
+) -> None:
+    licensed = rules.LicensedCounts(representatives, endpoints)
+    held: list[rules.Seat] = []
+    for who, where, opening in steps:
+        wanted = seat(f"r{who}", f"e{where}", who)
+        if not opening:
+            if wanted in held:
+                held.remove(wanted)
+            continue
+        known = any(s.account_id == who for s in held) and any(
+            s.client_name == wanted.client_name for s in held
+        )
+        refusal = rules.licence_refusal(licensed, held, wanted)
+        if refusal is None:
+            held.append(wanted)
+        else:
+            assert not known, "someone counted already is never refused"
+        now = rules.in_sessions(held)
+        assert len(now.representatives) <= representatives
+        assert len(now.endpoints) <= endpoints

@@ -22,8 +22,9 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
 from bastion.platform.web.templating import render, render_form
+from bastion.sessions import service as sessions
+from bastion.sessions.relay import Rendezvous
 from bastion.supervisor import slots
-from bastion.updates import service as updates
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,9 +58,10 @@ def _basics(
         utc_now(),
         runtime.part(NetworkSetup).clock.reading,
     )
+    rendezvous = runtime.maybe(Rendezvous)
     with runtime.uow() as uow:
         last_backup = backup_schedule.last_run(uow)
-        licensed = updates.license_of(uow)
+        licence = sessions.licence_use(uow, rendezvous.seats() if rendezvous else [])
     return render_form(
         request,
         "status_basics.html",
@@ -67,7 +69,7 @@ def _basics(
         error,
         basics=shown,
         last_backup=last_backup,
-        license=licensed,
+        licence=licence,
         **last_outcomes(installs.history(runtime.settings.data_dir)),
     )
 

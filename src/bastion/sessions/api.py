@@ -93,6 +93,33 @@ def set_settings(body: s.SessionSettingsBody, uow: UowDep, actor: ApiActorDep) -
     return chosen
 
 
+@router.get("/sessions/licence", response_model=s.LicenceOut)
+def get_licence(uow: UowDep, actor: ApiActorDep, rendezvous: RendezvousDep) -> s.LicenceOut:
+    """Representatives and endpoints in sessions now, against the licence add-on's counts
+    (none installed: no limit). Beyond a count a new session is refused."""
+    return _licence_out(service.licence_use(uow, rendezvous.seats()))
+
+
+def _licence_out(use: service.LicenceUse) -> s.LicenceOut:
+    now, licensed = use.in_sessions, use.licensed
+    return s.LicenceOut(
+        license_version=use.version,
+        representatives=s.RepresentativesInSessions(
+            in_sessions=len(now.representatives),
+            licensed=licensed.representatives if licensed else None,
+            names=list(now.representatives),
+        ),
+        endpoints=s.EndpointsInSessions(
+            in_sessions=len(now.endpoints),
+            licensed=licensed.endpoints if licensed else None,
+            endpoints=[
+                s.EndpointInSessions(name=name, representatives=list(who))
+                for name, who in now.endpoints
+            ],
+        ),
+    )
+
+
 @router.get("/sessions/{session_id}", response_model=s.SessionOut, responses=errors(404))
 def get_session(session_id: SessionId, uow: UowDep, actor: ApiActorDep) -> s.SessionOut:
     return _out(service.get_session(uow, session_id))

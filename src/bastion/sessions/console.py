@@ -147,7 +147,8 @@ def jump_items(setup: SetupDep, uow: UowDep, current: ConsoleDep) -> list[p.Jump
         e404="there is no Jump Client with this id.",
         e409="the Jump Client is offline, lost, revoked, waiting for its upgrade (it is then "
         "moved to the front of the upgrade queue), on a version without sessions, or not "
-        "connected.",
+        "connected; or the licence's count of representatives or endpoints in sessions is "
+        "reached (the message names the count and who holds it).",
         e503="no Jump Client gateway runs on this appliance.",
     ),
 )

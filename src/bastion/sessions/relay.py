@@ -146,10 +146,14 @@ class Rendezvous:
 
     async def open(self, plan: SessionPlan, title: str, cols: int, rows: int) -> Tickets:
         """Hold the session and tell the Jump Client to connect; refused (and the record
-        ended) when no gateway holds the client."""
+        ended with the reason) beyond the licence's counts, or when no gateway holds the
+        client."""
         console_token, agent_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         live = LiveSession(plan, title, _digest(console_token), _digest(agent_token), cols, rows)
-        self.live[plan.session_id] = live
+        refusal = self._hold(live)
+        if refusal is not None:
+            await self.end(live, refusal)
+            raise ConflictError(refusal)
         command = Command(
             command_id=f"session-{secrets.token_hex(8)}",
             body=StartSession(
@@ -166,6 +170,22 @@ class Rendezvous:
             raise (UnavailableError if self.publish is None else ConflictError)(refusal)
         live.watchdog = asyncio.create_task(self._watch(live), name=f"session {plan.session_id}")
         return Tickets(console_token)
+
+    def _hold(self, live: LiveSession) -> str | None:
+        """Count the session against the licence and hold it, or say why the licence
+        refuses it. Not a coroutine: the check and the holding happen with no other task
+        running between them, so two opens racing for the last seat cannot both pass."""
+        plan = live.plan
+        refusal = rules.licence_refusal(plan.licensed, self.seats(), plan.seat)
+        if refusal is None:
+            self.live[plan.session_id] = live
+        return refusal
+
+    def seats(self) -> list[rules.Seat]:
+        """The sessions in progress here, as the licence counts them: from opening until
+        they end (a session whose ends never joined ends at its join deadline). Safe to
+        call from a thread (a page): the table is copied in one step."""
+        return [s.plan.seat for s in tuple(self.live.values()) if not s.ended]
 
     async def _deliver(self, plan: SessionPlan, command: Command) -> str | None:
         """Why the command could not reach the client, or None once a gateway took it."""

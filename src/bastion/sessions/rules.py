@@ -3,7 +3,7 @@ now, how long the two ends have to arrive, and the site's session settings. No I
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -101,3 +101,101 @@ def jump_status(status: str) -> str:
 
 def end_reason_for_exit(code: int) -> str:
     return f"the remote shell exited with code {code}"
+
+
+# -- the licence: representatives and endpoints in sessions at once (R41) -----------------------
+
+NAMES_SHOWN = 10
+"""How many holders a refusal names before it says how many more there are."""
+
+
+@dataclass(frozen=True)
+class LicensedCounts:
+    """What the installed licence add-on allows in sessions at once."""
+
+    representatives: int
+    endpoints: int
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A session in progress as the licence counts it: whose, and on which endpoint."""
+
+    account_id: int | None
+    username: str
+    client_id: str
+    client_name: str
+
+    @property
+    def representative(self) -> int | str:
+        return self.username if self.account_id is None else self.account_id
+
+
+@dataclass(frozen=True)
+class InSessions:
+    """Who is in sessions now: the representatives' names, and each endpoint's name with
+    the representatives in sessions on it; each sorted by name."""
+
+    representatives: tuple[str, ...]
+    endpoints: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def in_sessions(seats: Iterable[Seat]) -> InSessions:
+    """Distinct accounts and distinct Jump Clients with at least one session in progress."""
+    people: dict[int | str, str] = {}
+    places: dict[str, tuple[str, set[str]]] = {}
+    for seat in seats:
+        people[seat.representative] = seat.username
+        places.setdefault(seat.client_id, (seat.client_name, set()))[1].add(seat.username)
+    return InSessions(
+        tuple(sorted(people.values(), key=_by_name)),
+        tuple(
+            sorted(
+                ((name, tuple(sorted(who, key=_by_name))) for name, who in places.values()),
+                key=lambda place: _by_name(place[0]),
+            )
+        ),
+    )
+
+
+def _by_name(name: str) -> tuple[str, str]:
+    return name.casefold(), name
+
+
+def licence_refusal(
+    licensed: LicensedCounts | None, seats: Iterable[Seat], wanted: Seat
+) -> str | None:
+    """Why the licence refuses this session now, or None if it may open.
+
+    A representative already in a session, or an endpoint already in one, is not counted
+    again; beyond the count (also when a smaller licence came while more were in
+    sessions) the new one is refused. Without a licence add-on there is no limit."""
+    if licensed is None:
+        return None
+    held = list(seats)
+    now = in_sessions(held)
+    if (
+        wanted.representative not in {s.representative for s in held}
+        and len(now.representatives) >= licensed.representatives
+    ):
+        return _refusal(licensed.representatives, "representative", now.representatives)
+    if (
+        wanted.client_id not in {s.client_id for s in held}
+        and len(now.endpoints) >= licensed.endpoints
+    ):
+        shown = [f"{name} ({_listed(who)})" for name, who in now.endpoints]
+        return _refusal(licensed.endpoints, "endpoint", shown)
+    return None
+
+
+def _refusal(count: int, kind: str, holders: Sequence[str]) -> str:
+    return (
+        f"The licence allows {count} {kind}{'' if count == 1 else 's'} in sessions at once; "
+        f"in sessions now: {_listed(holders) or 'none'}. "
+        "Wait for one to end, or install a licence add-on with more."
+    )
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")

@@ -51,3 +51,30 @@ class JumpGroups(Strict):
 
 class SessionSettingsBody(Strict):
     record_input: bool = False
+
+
+class RepresentativesInSessions(BaseModel):
+    in_sessions: int = Field(description="Distinct accounts with a session in progress.")
+    licensed: int | None = Field(description="The licence's count; null: no limit.")
+    names: list[str] = Field(description="Who they are, by name.")
+
+
+class EndpointInSessions(BaseModel):
+    name: str = Field(description="The Jump Client's name.")
+    representatives: list[str] = Field(description="Who is in sessions on it.")
+
+
+class EndpointsInSessions(BaseModel):
+    in_sessions: int = Field(description="Distinct Jump Clients with a session in progress.")
+    licensed: int | None = Field(description="The licence's count; null: no limit.")
+    endpoints: list[EndpointInSessions]
+
+
+class LicenceOut(BaseModel):
+    """Sessions in progress against the licence add-on's counts (R41)."""
+
+    license_version: str | None = Field(
+        description="The licence add-on installed; null: none, so there is no limit."
+    )
+    representatives: RepresentativesInSessions
+    endpoints: EndpointsInSessions

@@ -27,7 +27,8 @@ from bastion.platform.unit_of_work import UnitOfWork
 from bastion.sessions import rules
 from bastion.sessions.models import SessionRow
 from bastion.sessions.repository import JumpGroupGrantRepository, SessionFilter, SessionRepository
-from bastion.sessions.rules import SessionRuleError, SessionSettings
+from bastion.sessions.rules import LicensedCounts, Seat, SessionRuleError, SessionSettings
+from bastion.updates import service as updates
 
 SETTINGS_KEY = "sessions.settings"
 
@@ -131,6 +132,10 @@ class SessionPlan:
     record_input: bool
     wake: jump_clients.WakeTarget | None
     """A passive client that is not connected: wake it first."""
+    seat: Seat
+    """Whose session this is and on which endpoint, as the licence counts it."""
+    licensed: LicensedCounts | None
+    """The licence add-on's counts when the session opened; None: no limit."""
 
 
 def open_session(
@@ -140,7 +145,8 @@ def open_session(
 
     Refused with a message for each reason: unknown client, not permitted, revoked,
     waiting for an upgrade (which moves it to the front of the queue), a version without
-    sessions, offline."""
+    sessions, offline. The plan carries the licence's counts: the rendezvous, which holds
+    the sessions in progress, refuses one beyond them."""
     principal = actor.principal
     assert principal is not None
     client = jump_clients.get_client(uow, setup, row_id)
@@ -197,7 +203,10 @@ def _record(
         )
     )
     audit.record(uow, actor, "sessions.open", client.name, session_id=row.id)
-    return SessionPlan(row.id, client.client_id, client.name, client.mode, record_input, wake)
+    seat = Seat(principal.account_id, row.username, client.client_id, row.jump_client_name)
+    return SessionPlan(
+        row.id, client.client_id, client.name, client.mode, record_input, wake, seat, licensed(uow)
+    )
 
 
 @dataclass(frozen=True)
@@ -246,6 +255,34 @@ def end_not_live(uow: UnitOfWork, actor: Actor, session_id: str) -> SessionView:
         raise ConflictError(f"This session ended already ({row.end_reason}).")
     finish(uow, session_id, Outcome(f"{end_reason_by(actor)} (it was not live here)"))
     return _view(row)
+
+
+# -- the licence (R41) ---------------------------------------------------------------------------
+
+
+def licensed(uow: UnitOfWork) -> LicensedCounts | None:
+    """The installed licence add-on's counts; None without one (no limit)."""
+    return _counts(updates.license_of(uow))
+
+
+def _counts(found: updates.License | None) -> LicensedCounts | None:
+    return None if found is None else LicensedCounts(found.representatives, found.endpoints)
+
+
+@dataclass(frozen=True)
+class LicenceUse:
+    """Sessions in progress against the licence: the counts and who holds them."""
+
+    version: str | None
+    """The licence add-on's version; None: none is installed, there is no limit."""
+    licensed: LicensedCounts | None
+    in_sessions: rules.InSessions
+
+
+def licence_use(uow: UnitOfWork, seats: list[Seat]) -> LicenceUse:
+    """`seats`: the sessions in progress, from the rendezvous that holds them."""
+    found = updates.license_of(uow)
+    return LicenceUse(found.version if found else None, _counts(found), rules.in_sessions(seats))
 
 
 # -- reports -----------------------------------------------------------------------------------
