@@ -110,6 +110,40 @@ class OthersWatch:
         return max(0.0, others) / max(time.monotonic() - self.started, 1e-9)
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the threads of `pid` have waited, runnable, for a CPU (/proc schedstat)."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+@dataclass
+class WaitWatch:
+    """How long some processes waited for a CPU while runnable, in ms per second."""
+
+    pids: dict[str, int]
+    started: float = field(default_factory=time.monotonic)
+    before: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.before = {name: run_queue_seconds(pid) for name, pid in self.pids.items()}
+
+    def ms_per_second(self) -> dict[str, float]:
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        return {
+            name: (run_queue_seconds(pid) - self.before[name]) * 1000 / seconds
+            for name, pid in self.pids.items()
+        }
+
+
 def machine_cpu_seconds() -> float:
     """CPU seconds every process on the machine has used (all cores), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -48,6 +48,7 @@ from _sessions import (
     JumpClient,
     OthersWatch,
     Pty,
+    WaitWatch,
     console_home,
     console_jump,
     load_average,
@@ -253,8 +254,12 @@ async def latency(site: Site, ssh: list[str], home: Path, client: JumpClient, co
             WS: over_websocket,
         }
         others = OthersWatch()
+        pids = {"worker": worker_pid(site.appliance.process.pid),
+                "jump client": client.process.pid, "console CLI": terminals[2].process.pid,
+                "this script": os.getpid()}  # fmt: skip
+        waits = WaitWatch(pids)
         samples = await interleaved(targets, count)
-        other_cores = others.cores()
+        other_cores, waited = others.cores(), waits.ms_per_second()
     finally:
         await console.close()
         for terminal in terminals:
@@ -267,6 +272,8 @@ async def latency(site: Site, ssh: list[str], home: Path, client: JumpClient, co
         show(f"added p99, {name}", f"{results[name][1] - local:6.2f} ms")
     print(f"  goal: session p99 < {ADDED_P99_GOAL_MS:.0f} ms over the local PTY; other "
           f"processes used {other_cores:.2f} cores (load {load_average()})")  # fmt: skip
+    print("  waited runnable for a CPU, ms per second: "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in waited.items()))  # fmt: skip
 
 
 # -- 3. concurrent sessions ---------------------------------------------------------------
@@ -323,7 +330,8 @@ async def concurrency(
     await console.ready()
     await console.start_raw_cat()
     print(f"  {'sessions':>8} {'open s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'KiB/s/s':>8} {'worker CPU':>10} {'RSS MiB':>8}  cores of the rest; load")  # fmt: skip
+          f"{'KiB/s/s':>8} {'worker CPU':>10} {'wait':>7} {'RSS MiB':>8}  "
+          "cores of the rest; load")  # fmt: skip
     try:
         for target in steps:
             opening = await reach(load, target)
@@ -332,14 +340,16 @@ async def concurrency(
             watch = CpuWatch({"worker": worker, "jump clients": loaded.process.pid,
                               "load consoles": load.popen.pid, "probe": os.getpid()})  # fmt: skip
             others = OthersWatch()
+            waits = WaitWatch({"worker": worker})
             samples = await round_trips(console, count, KEY_GAP)
             last, ended = await received(load)
             rate = (last - first) / (ended - started) / 1024 / target
             used = {**watch.cores(), "other processes": others.cores()}
+            waited = waits.ms_per_second()["worker"]
             p50, p99, most = figures(samples)
             rest = ", ".join(f"{k} {v:.2f}" for k, v in used.items() if k != "worker")
             print(f"  {target:>8} {opening:>7.1f} {p50:>7.2f} {p99:>7.2f} {most:>7.1f} "
-                  f"{rate:>8.2f} {used['worker']:>10.2f} {rss_mib(worker):>8.0f}  "
+                  f"{rate:>8.2f} {used['worker']:>10.2f} {waited:>7.0f} {rss_mib(worker):>8.0f}  "
                   f"{rest}; {load_average()}", flush=True)  # fmt: skip
             if p99 > CONCURRENT_P99_LIMIT_MS:
                 print(f"  p99 passed {CONCURRENT_P99_LIMIT_MS:.0f} ms at {target} sessions")
