@@ -30,7 +30,8 @@ from typing import NoReturn
 
 from bastion.access_console.client import ConsoleClient
 from bastion.access_console.errors import ConsoleError
-from bastion.access_console.rules import CurrentBuild, build_to_run
+from bastion.access_console.protocol import ConsoleBuild
+from bastion.access_console.rules import CurrentBuild, build_to_run, same_version
 from bastion.platform.files import write_atomically
 from bastion.releases.wheels import WheelError, install_wheel
 
@@ -66,10 +67,17 @@ def current(where: Path) -> CurrentBuild | None:
 def upgrade(client: ConsoleClient, site_version: str, where: Path) -> CurrentBuild:
     """Fetch, check and install the site's build; make it the current one."""
     build = client.build()
-    if build.version != site_version:
+    if not same_version(build.version, site_version):
         raise ConsoleUpgradeError(
             f"the site offers a build of {build.version}, not of {site_version} as it runs"
         )
+    try:
+        return _fetch_and_install(client, build, where)
+    except OSError as error:
+        raise ConsoleUpgradeError(f"the build could not be installed in {where}: {error}") from None
+
+
+def _fetch_and_install(client: ConsoleClient, build: ConsoleBuild, where: Path) -> CurrentBuild:
     builds = where / BUILDS
     builds.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(dir=builds, prefix=".fetch-") as work:
@@ -126,7 +134,9 @@ def lib_to_run(running_version: str, where: Path | None = None) -> str | None:
 def run_from(lib: str, upgraded_from: str = "") -> NoReturn:
     """Replace this process with the same console command running from `lib`."""
     env = {k: v for k, v in os.environ.items() if k not in (BUILD_ENV, UPGRADED_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (lib, env.get("PYTHONPATH", "")) if p)
+    left = os.environ.get(BUILD_ENV, "")
+    others = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != left]
+    env["PYTHONPATH"] = os.pathsep.join([lib, *others])
     env[BUILD_ENV] = lib
     if upgraded_from:
         env[UPGRADED_ENV] = upgraded_from
