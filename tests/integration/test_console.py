@@ -39,6 +39,7 @@ from bastion.access_console.errors import ConsoleTrustError, MisunderstoodError
 from bastion.access_console.protocol import Ended, Exited, Started, read_from_console, write
 from bastion.access_console.terminal import Outcome, relay
 from bastion.entrypoints.cli import app
+from bastion.platform import build as this_build
 from tests.support.pki import TestCa
 
 TOKEN = "K" * 43
@@ -112,6 +113,8 @@ class FakeSite(BaseHTTPRequestHandler):
             self._json(200, {"site": "site.test", "site_version": "1.2.3", "site_build": "b123"})
         elif self.path == "/api/v1/console/jump-items":
             self._json(200, [ITEM])
+        elif self.path == "/api/v1/console/build":
+            self._error(404, "This site has no console build to serve.")
 
     def _authorized(self) -> bool:
         token = self.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -147,7 +150,7 @@ def fake_site(server_tls: ssl.SSLContext) -> Iterator[str]:
 
 
 def console(config: Path, *args: str, stdin: str = "") -> tuple[int, str]:
-    env = {"XDG_CONFIG_HOME": str(config), "COLUMNS": "200"}
+    env = {"XDG_CONFIG_HOME": str(config), "XDG_DATA_HOME": str(config), "COLUMNS": "200"}
     result = CliRunner().invoke(app, ["console", *args], input=stdin, env=env)
     return result.exit_code, result.output
 
@@ -174,6 +177,7 @@ def test_sign_in_keeps_the_token_and_the_other_commands_use_it(
         assert code == 0 and output.splitlines()[1] == "site site.test 1.2.3 (build b123)"
         code, output = console(tmp_path, "list")
         assert code == 0 and "web1.example.org" in output and "no: Upgrade Pending" in output
+        assert "could not upgrade itself to the site's 1.2.3 (This site has no console" in output
         code, output = console(tmp_path, "jump", "web1")
         assert code == 2 and "web1 is Upgrade Pending; it is upgraded first" in output
 
@@ -342,6 +346,12 @@ def starlette_site() -> Starlette:
     def authorized(request: Request) -> bool:
         return request.headers.get("Authorization") == "Bearer bearer-2"
 
+    async def about(request: Request) -> JSONResponse:
+        """The site runs this console's version: nothing to upgrade before the jump."""
+        assert authorized(request)
+        version = this_build.site_version()
+        return JSONResponse({"site": "site.test", "site_version": version, "site_build": "b"})
+
     async def jump_items(request: Request) -> JSONResponse:
         assert authorized(request)
         return JSONResponse([{**ITEM, "status": "online", "jumpable": True, "reason": ""}])
@@ -370,6 +380,7 @@ def starlette_site() -> Starlette:
     return Starlette(
         routes=[
             Route(f"{api}/sign-in", sign_in, methods=["POST"]),
+            Route(f"{api}/about", about),
             Route(f"{api}/jump-items", jump_items),
             Route(f"{api}/sessions", sessions, methods=["POST"]),
             WebSocketRoute(f"{api}/sessions/{{session_id}}/terminal", terminal),

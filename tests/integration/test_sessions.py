@@ -723,3 +723,20 @@ async def test_a_passive_client_is_woken_before_its_session_starts(site: Site) -
             f"{console.CONSOLE_API}/sessions", json={"jump_item_id": unreachable}
         )
         assert answer.status_code == 409 and "cannot be woken" in answer.text
+
+
+async def test_a_site_running_its_installed_code_has_no_console_build_to_serve(
+    site: Site,
+) -> None:
+    rep = await representative(site)
+    digest = "a" * 64
+    async with site.client(site.admin.headers["Authorization"].split()[1]) as api:
+        assert (await api.get(f"{console.CONSOLE_API}/build")).status_code == 401
+        assert (await api.get(f"{console.CONSOLE_API}/build/{digest}")).status_code == 401
+    async with site.client(rep.token) as client:
+        answer = await client.get(f"{console.CONSOLE_API}/build")
+        assert answer.status_code == 404
+        assert "runs the code installed with the appliance" in answer.json()["error"]["message"]
+        assert (await client.get(f"{console.CONSOLE_API}/build/{digest}")).status_code == 404
+        wrong = await client.get(f"{console.CONSOLE_API}/build/NOT-A-DIGEST")
+        assert wrong.status_code == 422, wrong.text

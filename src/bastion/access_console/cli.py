@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bastion.access_console import saved
+from bastion.access_console import saved, upgrading
 from bastion.access_console.errors import ConsoleError, NotSignedInError
 from bastion.access_console.protocol import JumpItem
+from bastion.access_console.rules import Step, next_step
 
 if TYPE_CHECKING:
     from bastion.access_console.client import ConsoleClient
@@ -27,6 +28,16 @@ console_app = typer.Typer(
     help="The access console: sign in to a site, list its Jump Items, jump to one.",
     no_args_is_help=True,
 )
+
+
+@console_app.callback()
+def _start() -> None:
+    """Run the build the console last upgraded itself to, when it is newer than this code."""
+    from bastion.platform import build
+
+    lib = upgrading.lib_to_run(build.site_version())
+    if lib is not None:
+        upgrading.run_from(lib)
 
 
 def _fail(error: ConsoleError) -> NoReturn:
@@ -40,6 +51,47 @@ def _signed_in() -> ConsoleClient:
     kept = saved.load()
     ca_file = Path(kept.ca_file) if kept.ca_file else None
     return ConsoleClient(kept.site, ca_file, token=kept.token)
+
+
+def _keep_up(client: ConsoleClient) -> None:
+    """Before a command: a site of another version has this console upgrade itself to it
+    and run the command again there (R10); a site of an older version is refused."""
+    from bastion.platform import build
+
+    mine, left = build.site_version(), upgrading.upgraded_from()
+    site = client.about().site_version
+    step = next_step(mine, site, left)
+    if step is Step.RUN:
+        return
+    if step is Step.STILL_DIFFERENT:
+        err.print(f"The site runs {escape(site)}; its build is {escape(mine)}. Going on as is.")
+        return
+    if step is Step.SITE_OLDER:
+        raise ConsoleError(_older_site(site, mine))
+    try:
+        made = upgrading.upgrade(client, site, upgrading.home())
+    except ConsoleError as error:
+        err.print(
+            f"This console could not upgrade itself to the site's {escape(site)} "
+            f"({escape(str(error))}); it goes on as {escape(mine)}."
+        )
+        return
+    client.close()
+    err.print(f"The site runs {escape(site)}; this console upgraded itself from {escape(mine)}.")
+    upgrading.run_from(made.lib, upgraded_from=mine)
+
+
+def _older_site(site: str, mine: str) -> str:
+    where = upgrading.home()
+    fix = (
+        f"remove {where} to run the console installed here, or install the access console of {site}"
+        if upgrading.running_a_build()
+        else f"install the access console of {site}"
+    )
+    return (
+        f"The site runs {site}, older than this console ({mine}); a console does not go back "
+        f"to an older version by itself: {fix}."
+    )
 
 
 def _password(from_stdin: bool) -> str:
@@ -113,6 +165,7 @@ def list_items() -> None:
     """The Jump Items you may reach, and whether each can be jumped to now."""
     try:
         with _signed_in() as client:
+            _keep_up(client)
             items = client.jump_items()
     except ConsoleError as error:
         _fail(error)
@@ -154,6 +207,7 @@ def jump(
 
     try:
         with _signed_in() as client:
+            _keep_up(client)
             item = pick(client.jump_items(), name_or_id)
             cols, rows = terminal_size(0) or terminal_size(1) or (80, 24)
             opened = client.open_session(item.id, cols, rows)
@@ -172,7 +226,10 @@ def about() -> None:
     """This console's version and build, and the site's."""
     from bastion.platform import build
 
-    out.print(f"access console {build.site_version()} (build {build.build_id()})")
+    mine = build.site_version()
+    out.print(f"access console {mine} (build {build.build_id()})")
+    if upgrading.running_a_build():
+        out.print(f"running the build it upgraded itself to, in {escape(str(upgrading.home()))}")
     try:
         with _signed_in() as client:
             site = client.about()
@@ -184,3 +241,8 @@ def about() -> None:
     out.print(
         f"site {escape(site.site)} {escape(site.site_version)} (build {escape(site.site_build)})"
     )
+    step = next_step(mine, site.site_version, upgrading.upgraded_from())
+    if step is Step.UPGRADE:
+        out.print("this console upgrades itself to the site's version at its next list or jump")
+    elif step is Step.SITE_OLDER:
+        out.print(escape(_older_site(site.site_version, mine)))

@@ -8,10 +8,11 @@ the site's own message (`{"error": {"message"}}`, or a `detail`).
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,6 +33,7 @@ from bastion.access_console.errors import (
 from bastion.access_console.protocol import (
     CONSOLE_API,
     About,
+    ConsoleBuild,
     JumpItem,
     OpenSession,
     SessionOpened,
@@ -40,6 +42,7 @@ from bastion.access_console.protocol import (
 )
 
 TIMEOUT = 30.0
+CHUNK = 256 * 1024
 T = TypeVar("T")
 _JUMP_ITEMS: TypeAdapter[list[JumpItem]] = TypeAdapter(list[JumpItem])
 
@@ -124,6 +127,35 @@ class ConsoleClient:
 
     def about(self) -> About:
         return _parse(About, self._call("GET", "/about"), "about")
+
+    def build(self) -> ConsoleBuild:
+        """The site's build of the console (to upgrade to its version)."""
+        return _parse(ConsoleBuild, self._call("GET", "/build"), "the console build")
+
+    def download(self, build: ConsoleBuild, sink: BinaryIO) -> str:
+        """The build's bytes into `sink`, no more than its announced size; their SHA-256."""
+        if not build.path.startswith(f"{CONSOLE_API}/build/"):
+            raise MisunderstoodError(
+                f"The site gave a build path that is not its own: {build.path}"
+            )
+        headers = {"Authorization": f"Bearer {self.token}"}
+        digest, received = hashlib.sha256(), 0
+        try:
+            with self._http.stream("GET", self.site + build.path, headers=headers) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _refused(response, False, RefusedError)
+                for chunk in response.iter_bytes(CHUNK):
+                    received += len(chunk)
+                    if received > build.size:
+                        raise MisunderstoodError(
+                            f"The site sent more than the build's {build.size} bytes."
+                        )
+                    digest.update(chunk)
+                    sink.write(chunk)
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from None
+        return digest.hexdigest()
 
     def jump_items(self) -> list[JumpItem]:
         return _parse(_JUMP_ITEMS, self._call("GET", "/jump-items"), "the Jump Items")

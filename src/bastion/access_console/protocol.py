@@ -5,6 +5,8 @@ Over HTTPS (JSON, bearer token from sign-in):
     POST /api/v1/console/sign-in        {username, password}      -> SignedIn
     POST /api/v1/console/sign-out
     GET  /api/v1/console/about                                     -> About
+    GET  /api/v1/console/build                                     -> ConsoleBuild
+    GET  /api/v1/console/build/<sha256>                            -> the build (a wheel)
     GET  /api/v1/console/jump-items                                -> [JumpItem]
     POST /api/v1/console/sessions       {jump_item_id, cols, rows} -> SessionOpened
 
@@ -55,6 +57,20 @@ class About(Body):
     """The site's hostname."""
     site_version: str
     site_build: str
+
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ConsoleBuild(Body):
+    """The site's build of the console: the site's own `bastion` wheel. A console of
+    another version fetches it from `path` (same site, same sign-in), checks its size and
+    SHA-256, installs it beside itself and runs it."""
+
+    version: str
+    sha256: Sha256
+    size: Annotated[int, Field(ge=1)]
+    path: str
 
 
 JumpStatus = Literal[

@@ -15,9 +15,10 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
-from bastion.jump_clients import rules
+from bastion.jump_clients import builds, rules
 from bastion.jump_clients.models import InstallerRow, JumpClientRow
 from bastion.jump_clients.repository import (
     ClientFilter,
@@ -524,3 +525,13 @@ def set_settings(uow: UnitOfWork, actor: Actor, chosen: FleetSettings) -> FleetS
     uow.settings.set(SETTINGS_KEY, asdict(chosen))
     audit.record(uow, actor, "jump_clients.settings", "Jump Clients", **asdict(chosen))
     return chosen
+
+
+# -- the site's build --------------------------------------------------------------------
+
+
+def site_build(data_dir: Path) -> builds.Build | None:
+    """The site's own build (its `bastion` wheel), which Jump Clients and access consoles
+    fetch to run the site's version; None while the appliance runs the code it was
+    installed with."""
+    return builds.current_build(data_dir)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import FileResponse
 
 from bastion.access_console import protocol as p
 from bastion.accounts import service as accounts
 from bastion.accounts import sign_in
 from bastion.accounts.deps import AccountsDep
 from bastion.accounts.sign_in import CurrentSession
+from bastion.jump_clients import service as jump_clients
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform import build
 from bastion.platform.clock import utc_now
-from bastion.platform.errors import AuthenticationError, PermissionDeniedError
+from bastion.platform.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
@@ -124,6 +126,47 @@ async def about(setup: SetupDep) -> p.About:
     """Which site this is and the build it runs (no sign-in needed: the sign-in page shows
     the version too)."""
     return p.About(site=setup.site, site_version=setup.site_version, site_build=build.build_id())
+
+
+NO_BUILD = (
+    "The site runs the code installed with the appliance and has no console build to "
+    "serve; install the access console of version {version} from the site's release."
+)
+
+
+@router.get(
+    "/build",
+    response_model=p.ConsoleBuild,
+    responses=errors(
+        401, 403, 404, e404="the appliance runs the code it was installed with: no build."
+    ),
+)
+async def console_build(
+    runtime: RuntimeDep, setup: SetupDep, current: ConsoleDep
+) -> p.ConsoleBuild:
+    """The site's build of the console, for a console of another version to upgrade to."""
+    found = await asyncio.to_thread(jump_clients.site_build, runtime.settings.data_dir)
+    if found is None:
+        raise NotFoundError(NO_BUILD.format(version=setup.site_version))
+    path = f"{p.CONSOLE_API}/build/{found.sha256}"
+    return p.ConsoleBuild(version=found.version, sha256=found.sha256, size=found.size, path=path)
+
+
+@router.get("/build/{sha256}", response_class=FileResponse, include_in_schema=False)
+async def download_console_build(
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    runtime: RuntimeDep,
+    current: ConsoleDep,
+) -> FileResponse:
+    """The build's bytes (the same wheel Jump Clients fetch), to a signed-in console."""
+    found = await asyncio.to_thread(jump_clients.site_build, runtime.settings.data_dir)
+    if found is None or found.sha256 != sha256:
+        raise NotFoundError("The site serves no console build with this digest now.")
+    return FileResponse(
+        found.path,
+        media_type="application/octet-stream",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get("/jump-items", response_model=list[p.JumpItem], responses=errors(401, 403))
