@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from bastion.backups.container import open_backup
 from tests.e2e.test_sessions_end_to_end import (
     Site,
     clients,
@@ -39,6 +41,7 @@ from tests.support.releases import project_wheel
 
 HOST = "127.0.0.121"
 SITE = "integration.example.test"
+BACKUP_PASSPHRASE = "a long backup pass phrase 7"
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +267,30 @@ def test_a_wrong_secret_an_untrusted_certificate_and_no_site_are_said_as_such(
     closed = [a.replace(str(site.appliance.port), str(free_port(HOST))) for a in plain]
     unreachable = subprocess.run(closed, capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 1 and "Cannot reach" in unreachable.stderr
+
+
+def test_with_a_passphrase_each_pass_keeps_a_backup_the_site_reads_as_its_own(
+    site: Site, secret_file: tuple[str, Path], tmp_path: Path
+) -> None:
+    passphrase = tmp_path / "backup.passphrase"
+    passphrase.write_text(BACKUP_PASSPHRASE + "\n")
+    into = tmp_path / "pulled"
+    for _ in range(3):
+        done = pull(
+            site, secret_file, into, "--backup-passphrase-file", str(passphrase),
+            "--keep-backups", "2",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        time.sleep(1.1)  # backups are named to the second
+    kept = sorted((into / "backups").glob("*.bastion"))
+    assert len(kept) == 2 and all(p.name.startswith(f"{SITE}-") for p in kept)
+    assert not list(into.rglob("*.part"))
+    with kept[-1].open("rb") as f:
+        assert open_backup(f, BACKUP_PASSPHRASE).verify()  # whole, and under that passphrase
+
+    short = tmp_path / "short.passphrase"
+    short.write_text("short\n")
+    refused = pull(site, secret_file, into, "--backup-passphrase-file", str(short))
+    assert refused.returncode == 1 and "refused to make a backup" in refused.stderr
+    assert "at least 12 characters" in refused.stderr
+    assert len(list((into / "backups").glob("*.bastion"))) == 2

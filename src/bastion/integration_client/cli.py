@@ -1,4 +1,5 @@
-"""`bastion integration-client run`: one pass (`--once`) or a pass every `--every`.
+"""`bastion integration-client run`: one pass (`--once`) or a pass every `--every`; with
+`--backup-passphrase-file`, each pass also makes and keeps a backup of the site.
 
 Exit codes: 0 done (or stopped by SIGTERM/SIGINT after the current file); 1 the site
 refused, could not be reached or its certificate is not trusted, or a file failed to
@@ -25,7 +26,7 @@ from bastion.integration_client.errors import (
     VersionMismatchError,
     WrongSecretError,
 )
-from bastion.integration_client.pull import Credentials, PassReport, run_pass
+from bastion.integration_client.pull import BackupPlan, Credentials, PassReport, run_pass
 from bastion.integration_client.site import SiteClient
 
 EXIT_FAILED, EXIT_USAGE, EXIT_VERSION, EXIT_CREDENTIALS = 1, 2, 3, 4
@@ -33,7 +34,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_JITTER = 5.0
 
 integration_app = typer.Typer(
-    help="Pull session reports and recordings off a site into a directory.",
+    help="Pull session reports, recordings and backups off a site into a directory.",
     no_args_is_help=True,
 )
 
@@ -90,8 +91,14 @@ class _Stop:
         self.event.set()
 
 
-def _one_pass(site: SiteClient, credentials: Credentials, into: Path, stop: _Stop) -> int:
-    report = run_pass(site, credentials, into, stop.event.is_set, lambda sid: _say(f"saved {sid}"))
+def _one_pass(
+    site: SiteClient, credentials: Credentials, into: Path, stop: _Stop, backups: BackupPlan | None
+) -> int:
+    report = run_pass(
+        site, credentials, into, stop.event.is_set, lambda sid: _say(f"saved {sid}"), backups
+    )
+    if report.backup is not None:
+        _say(f"backup {report.backup}")
     for sid in report.refetched:
         _complain(f"session {sid}: a saved file no longer matched its digest; fetched again.")
     for problem in report.failed:
@@ -113,15 +120,27 @@ def run(
     ] = None,
     every: Annotated[str, typer.Option(help="Interval between passes: 30s, 15m, 1h...")] = "15m",
     once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+    backup_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(help="Also make a backup of the site each pass, under this passphrase."),
+    ] = None,
+    keep_backups: Annotated[
+        int, typer.Option(min=1, help="Backups to keep in DIR/backups (the newest).")
+    ] = 7,
 ) -> None:
     """Save every ended session's report and recording into --dir, verified; resume on
     the next pass where the last one stopped. Refuses (exit 3) when the site runs
     another version: install the integration client of that version."""
     interval = parse_every(every)
     credentials = Credentials(client_id, _read_secret(client_secret_file))
+    backups = (
+        BackupPlan(_read_secret(backup_passphrase_file), keep_backups)
+        if backup_passphrase_file
+        else None
+    )
     stop = _Stop()
     while True:
-        code = _guarded_pass(site, ca_file, credentials, into, stop)
+        code = _guarded_pass(site, ca_file, credentials, into, stop, backups)
         if code in (EXIT_VERSION, EXIT_CREDENTIALS) or once or stop.event.is_set():
             raise typer.Exit(code)
         if stop.event.wait(interval + random.uniform(0, MAX_JITTER)):
@@ -129,11 +148,16 @@ def run(
 
 
 def _guarded_pass(
-    site: str, ca_file: Path | None, credentials: Credentials, into: Path, stop: _Stop
+    site: str,
+    ca_file: Path | None,
+    credentials: Credentials,
+    into: Path,
+    stop: _Stop,
+    backups: BackupPlan | None,
 ) -> int:
     try:
         with SiteClient(site, ca_file) as client:
-            return _one_pass(client, credentials, into, stop)
+            return _one_pass(client, credentials, into, stop, backups)
     except VersionMismatchError as error:
         _complain(str(error))
         return EXIT_VERSION

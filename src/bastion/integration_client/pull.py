@@ -16,12 +16,21 @@ from bastion.integration_client.errors import (
 from bastion.integration_client.site import SessionRecord, SiteClient
 from bastion.integration_client.store import Saved, Store
 from bastion.platform import build
+from bastion.platform.clock import utc_now
 
 
 @dataclass(frozen=True)
 class Credentials:
     client_id: str
     secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    """Make and keep a backup of the site each pass, under this passphrase."""
+
+    passphrase: str = field(repr=False)
+    keep: int = 7
 
 
 @dataclass
@@ -34,6 +43,7 @@ class PassReport:
     failed: list[str] = field(default_factory=list)
     """What went wrong with single sessions (the pass went on with the others)."""
     live: int = 0
+    backup: Path | None = None
     stopped: bool = False
 
 
@@ -55,6 +65,7 @@ def run_pass(
     root: Path,
     stopping: Callable[[], bool] = lambda: False,
     saved_one: Callable[[str], None] = lambda _: None,
+    backups: BackupPlan | None = None,
 ) -> PassReport:
     check_version(site)
     site.sign_in(credentials.client_id, credentials.secret)
@@ -62,13 +73,39 @@ def run_pass(
     for record, raw in site.sessions():
         if stopping():
             report.stopped = True
-            break
+            return report
         if not record.ended:
             report.live += 1
         elif not store.intact(record.id):
             _save(site, store, record, raw, report)
             saved_one(record.id)
+    if backups is not None and not stopping():
+        report.backup = _backup(site, store, backups)
     return report
+
+
+def _backup(site: SiteClient, store: Store, plan: BackupPlan) -> Path:
+    """A new backup, kept only once the site's own check reads it as this site's."""
+    about = site.about()
+    final = store.backup_path(about.site, utc_now().strftime("%Y%m%dT%H%M%SZ"))
+    with store.temporary(final) as temp:
+        try:
+            size, sha256 = site.create_backup(plan.passphrase, temp)
+        except SiteRefusedError as error:
+            raise SiteRefusedError(
+                f"The site refused to make a backup ({error}); the passphrase is read from "
+                "--backup-passphrase-file.",
+                error.status,
+            ) from None
+        header = site.inspect_backup(temp)
+        if header.get("site") != about.site:
+            raise DigestMismatchError(
+                f"The new backup ({size} bytes, SHA-256 {sha256}) is of "
+                f"{header.get('site')!r}, not of {about.site!r}; nothing was kept."
+            )
+        store.keep(temp, final)
+    store.prune_backups(plan.keep)
+    return final
 
 
 def _save(

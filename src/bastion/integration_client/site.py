@@ -1,6 +1,7 @@
 """The site's API as the integration client uses it: about (no sign-in), the OAuth
-client-credentials sign-in, the session reports page by page, and a recording streamed
-to a file whose SHA-256 is computed on the way.
+client-credentials sign-in, the session reports page by page, a recording or a new
+backup streamed to a file whose SHA-256 is computed on the way, and the site's check of
+a backup file.
 
 TLS is verified against the system's authorities, or against only the CA file given
 (`--ca-file`). Errors carry the site's own message (`{"error": {"message"}}`).
@@ -18,7 +19,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from bastion.integration_client.errors import (
     IntegrationError,
@@ -61,6 +62,10 @@ class SessionRecord(_Answer):
     @property
     def ended(self) -> bool:
         return self.ended_at is not None and not self.live
+
+
+class _Header(RootModel[dict[str, str]]):
+    pass
 
 
 class _Page(_Answer):
@@ -141,10 +146,29 @@ class SiteClient:
 
     def download_recording(self, session_id: str, into: Path) -> tuple[int, str]:
         """Stream the recording into `into`; its size and SHA-256."""
+        return self._download("GET", f"/api/v1/sessions/{session_id}/recording", into)
+
+    def create_backup(self, passphrase: str, into: Path) -> tuple[int, str]:
+        """A new backup of the whole site, encrypted under `passphrase`, into `into`."""
+        return self._download("POST", "/api/v1/backups", into, {"passphrase": passphrase})
+
+    def inspect_backup(self, path: Path) -> dict[str, str]:
+        """The site's own check of a backup file: its readable header, or a refusal."""
+        with path.open("rb") as body:
+            answer = self._call(
+                "POST",
+                "/api/v1/backups/inspect",
+                content=body,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        return _parse(_Header, answer, "the backup's inspection").root
+
+    def _download(
+        self, method: str, path: str, into: Path, body: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         digest, size = hashlib.sha256(), 0
-        path = f"/api/v1/sessions/{session_id}/recording"
         try:
-            with self._http.stream("GET", path, headers={"Accept": "*/*"}) as response:
+            with self._http.stream(method, path, headers={"Accept": "*/*"}, json=body) as response:
                 if not response.is_success:
                     response.read()
                     raise _refused(response)

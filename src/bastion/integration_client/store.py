@@ -2,6 +2,7 @@
 
     DIR/reports/<session id>.json     one session report each, as the site wrote it
     DIR/recordings/<session id>.cast  its recording (asciicast v2), when it has one
+    DIR/backups/<site>-<UTC time>.bastion  a backup of the site (with a passphrase file)
     DIR/state.json                    what is complete: per session, the SHA-256 of both
 
 A file under a final name is whole and verified: everything is written to a temporary
@@ -41,7 +42,7 @@ class Store:
 
     @classmethod
     def open(cls, root: Path) -> Store:
-        for folder in (root, root / "reports", root / "recordings"):
+        for folder in (root, root / "reports", root / "recordings", root / "backups"):
             folder.mkdir(parents=True, exist_ok=True)
         for leftover in root.rglob(f".*{PART}"):
             leftover.unlink(missing_ok=True)
@@ -62,6 +63,17 @@ class Store:
             return False
         wanted = saved.recording_sha256
         return wanted is None or sha256_of(self.recording_path(session_id)) == wanted
+
+    def backup_path(self, site: str, stamp: str) -> Path:
+        return self.root / "backups" / f"{site}-{stamp}.bastion"
+
+    def prune_backups(self, keep: int) -> list[Path]:
+        """Remove all but the newest `keep` backups (names sort by time); those removed."""
+        kept = sorted((self.root / "backups").glob("*.bastion"), key=lambda p: p.stat().st_mtime)
+        gone = kept[: max(0, len(kept) - keep)]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        return gone
 
     @contextmanager
     def temporary(self, final: Path) -> Iterator[Path]:
