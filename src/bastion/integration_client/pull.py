@@ -76,8 +76,7 @@ def run_pass(
             return report
         if not record.ended:
             report.live += 1
-        elif not store.intact(record.id):
-            _save(site, store, record, raw, report)
+        elif not store.intact(record.id) and _save(site, store, record, raw, report):
             saved_one(record.id)
     if backups is not None and not stopping():
         report.backup = _backup(site, store, backups)
@@ -114,7 +113,8 @@ def _save(
     record: SessionRecord,
     raw: dict[str, object],
     report: PassReport,
-) -> None:
+) -> bool:
+    """Save one ended session whole; False if it is left for a later pass."""
     recording = None
     if record.recording_sha256 is not None:
         try:
@@ -123,14 +123,15 @@ def _save(
             if error.status not in (404, 409):
                 raise
             report.waiting.append(record.id)
-            return
+            return False
         except DigestMismatchError as error:
             report.failed.append(str(error))
-            return
+            return False
     report_sha256 = store.save_report(record.id, raw)
     tampered = record.id in store.saved
     store.mark_saved(record.id, Saved(report_sha256, recording))
     (report.refetched if tampered else report.fetched).append(record.id)
+    return True
 
 
 def _fetch_recording(site: SiteClient, store: Store, record: SessionRecord) -> str:
