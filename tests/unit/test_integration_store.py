@@ -1,17 +1,18 @@
-"""The integration client's directory and command line, without a site: what counts as
-saved whole, what a killed pass leaves and how the next one cleans it, and intervals."""
+"""The integration client without a site: what counts as saved whole, what a killed pass
+leaves and how the next one cleans it, intervals, and its calls against a fake site."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 
 from bastion.integration_client.cli import parse_every
-from bastion.integration_client.errors import VersionMismatchError
-from bastion.integration_client.site import site_url
+from bastion.integration_client.errors import VersionMismatchError, WrongSecretError
+from bastion.integration_client.site import SiteClient, site_url
 from bastion.integration_client.store import Saved, Store
 
 SESSION = "00000000-0000-4000-8000-000000000001"
@@ -84,3 +85,28 @@ def test_site_addresses() -> None:
     for wrong in ("http://h", "https://h/api", "h:443"):
         with pytest.raises(Exception, match="site"):
             site_url(wrong)
+
+
+def test_the_token_is_renewed_before_it_expires() -> None:
+    tokens: list[str] = []
+
+    def site(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/oauth/token":
+            tokens.append(f"t{len(tokens)}")
+            return httpx.Response(200, json={"access_token": tokens[-1], "expires_in": 0})
+        assert request.headers["Authorization"] == f"Bearer {tokens[-1]}"
+        return httpx.Response(200, json={"total": 0, "sessions": []})
+
+    with SiteClient("https://site.test", transport=httpx.MockTransport(site)) as client:
+        client.sign_in("id", "secret")
+        assert list(client.sessions()) == []
+    assert tokens == ["t0", "t1"]
+
+
+def test_a_wrong_secret_is_named_as_such() -> None:
+    def site(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": {"type": "x", "message": "wrong secret"}})
+
+    client = SiteClient("https://site.test", transport=httpx.MockTransport(site))
+    with client, pytest.raises(WrongSecretError, match=r"wrong secret.*--client-secret-file"):
+        client.sign_in("id", "secret")

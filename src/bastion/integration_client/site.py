@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ from bastion.integration_client.errors import (
 TIMEOUT = 60.0
 PAGE = 500
 CHUNK = 1 << 16
+RENEW_AT = 0.8
+"""Sign in again once this share of the token's life has passed."""
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -47,6 +50,7 @@ class About(_Answer):
 
 class Token(_Answer):
     access_token: str
+    expires_in: int = 3600
 
 
 class SessionRecord(_Answer):
@@ -101,15 +105,24 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 class SiteClient:
     """One site's API, signed in (after `sign_in`) as one API client."""
 
-    def __init__(self, site: str, ca_file: Path | None = None, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self,
+        site: str,
+        ca_file: Path | None = None,
+        timeout: float = TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.site = site_url(site)
         self.ca_file = ca_file
+        self._credentials: tuple[str, str] | None = None
+        self._renew_at = 0.0
         self._http = httpx.Client(
             base_url=self.site,
             verify=tls_context(ca_file),
             timeout=timeout,
             follow_redirects=False,
             headers={"Accept": "application/json"},
+            transport=transport,
         )
 
     def __enter__(self) -> SiteClient:
@@ -127,16 +140,25 @@ class SiteClient:
         return _parse(About, self._call("GET", "/api/v1/console/about"), "about")
 
     def sign_in(self, client_id: str, secret: str) -> None:
+        """Trade the client credentials for a bearer token, renewed (by `_fresh`) before
+        it expires, so that a pass longer than the token's life goes on."""
         form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
         answer = self._call("POST", "/api/v1/oauth/token", data=form)
-        token = _parse(Token, answer, "the sign-in").access_token
-        self._http.headers["Authorization"] = f"Bearer {token}"
+        token = _parse(Token, answer, "the sign-in")
+        self._http.headers["Authorization"] = f"Bearer {token.access_token}"
+        self._credentials = (client_id, secret)
+        self._renew_at = time.monotonic() + token.expires_in * RENEW_AT
+
+    def _fresh(self) -> None:
+        if self._credentials is not None and time.monotonic() >= self._renew_at:
+            self.sign_in(*self._credentials)
 
     def sessions(self) -> Iterator[tuple[SessionRecord, dict[str, object]]]:
         """Every session report, newest first, each parsed and as the site wrote it."""
         offset = 0
         while True:
             params = {"limit": PAGE, "offset": offset}
+            self._fresh()
             page = _parse(_Page, self._call("GET", "/api/v1/sessions", params=params), "sessions")
             for raw in page.sessions:
                 yield _parse_record(raw), raw
@@ -154,6 +176,7 @@ class SiteClient:
 
     def inspect_backup(self, path: Path) -> dict[str, str]:
         """The site's own check of a backup file: its readable header, or a refusal."""
+        self._fresh()
         with path.open("rb") as body:
             answer = self._call(
                 "POST",
@@ -166,6 +189,7 @@ class SiteClient:
     def _download(
         self, method: str, path: str, into: Path, body: dict[str, str] | None = None
     ) -> tuple[int, str]:
+        self._fresh()
         digest, size = hashlib.sha256(), 0
         try:
             with self._http.stream(method, path, headers={"Accept": "*/*"}, json=body) as response:
