@@ -14,6 +14,7 @@ from bastion.accounts.cli import api_client_app
 from bastion.agents.cli import jump_client_app
 from bastion.backups.cli import backup_app
 from bastion.installs.cli import install_app
+from bastion.integration_client.cli import integration_app
 from bastion.jump_clients.cli import fleet_app
 from bastion.platform import build
 from bastion.platform.cli import ConsoleWiring
@@ -92,6 +93,7 @@ appliance_app.add_typer(fleet_app, name="fleet")
 app.add_typer(backup_app, name="backup")
 app.add_typer(jump_client_app, name="jump-client")
 app.add_typer(console_app, name="console")
+app.add_typer(integration_app, name="integration-client")
 
 
 VENDOR_COMMANDS = ("update-service", "release")
