@@ -27,17 +27,19 @@ from typing import Any
 import pytest
 
 from bastion.backups.container import open_backup
-from tests.e2e.test_sessions_end_to_end import (
+from tests.integration.test_api import create_client
+from tests.support.appliance import free_port
+from tests.support.endpoints import Client, eventually
+from tests.support.releases import project_wheel
+from tests.support.sessions import (
     Site,
     clients,
     console,
+    online_endpoint,
     representative,
+    session_site,
     signed_in_console,
 )
-from tests.integration.test_api import bearer, create_client, get_token
-from tests.support.appliance import free_port, start_appliance
-from tests.support.endpoints import Client, eventually, install_and_run
-from tests.support.releases import project_wheel
 
 HOST = "127.0.0.121"
 SITE = "integration.example.test"
@@ -46,34 +48,14 @@ BACKUP_PASSPHRASE = "a long backup pass phrase 7"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("integration")
-    web_port, gateway = free_port(HOST), free_port(HOST)
-    env = {
-        "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
-        "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
-        "BASTION_PUBLIC_URL": f"https://{HOST}:{web_port}",
-    }
-    args = ["--hostname", SITE]
-    with start_appliance(tmp, host=HOST, port=web_port, env=env, extra_args=args) as appliance:
-        token = get_token(appliance, create_client(appliance, "setup")).json()["access_token"]
-        with appliance.client(headers=bearer(token), timeout=60) as api:
-            yield Site(appliance, api, tmp)
+    with session_site(tmp_path_factory.mktemp("integration"), HOST, SITE) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def endpoint(site: Site) -> Iterator[Client]:
-    answer = site.api.post(
-        "/api/v1/jump-clients/installers", json={"mode": "active", "jump_group": "Servers"}
-    )
-    assert answer.status_code == 201, answer.text
-    made = site.tmp / "installer.json"
-    made.write_text(answer.json()["installer"])
-    client = install_and_run(made, site.tmp / "endpoint", site.tmp / "endpoint.log")
-    try:
-        eventually(lambda: any(c["status"] == "online" for c in clients(site)), what="online")
+    with online_endpoint(site) as client:
         yield client
-    finally:
-        client.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,119 +14,43 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import signal
 import struct
 import subprocess
 import sys
 import termios
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.integration.test_api import bearer, create_client, get_token
-from tests.support import web
-from tests.support.appliance import RunningAppliance, free_port, start_appliance
-from tests.support.endpoints import Client, eventually, install_and_run
+from tests.support.endpoints import Client, eventually
+from tests.support.sessions import (
+    Site,
+    clients,
+    console,
+    console_env,
+    online_endpoint,
+    representative,
+    session_site,
+    signed_in_console,
+)
 
 SITE = "sessions.example.test"
 HOST = "127.0.0.111"
-PASSWORD = "a long pass phrase 1"
-
-
-@dataclass
-class Site:
-    appliance: RunningAppliance
-    api: httpx.Client
-    tmp: Path
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("sessions")
-    web_port, gateway = free_port(HOST), free_port(HOST)
-    env = {
-        "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
-        "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
-        "BASTION_PUBLIC_URL": f"https://{HOST}:{web_port}",
-    }
-    args = ["--hostname", SITE]
-    with start_appliance(tmp, host=HOST, port=web_port, env=env, extra_args=args) as appliance:
-        token = get_token(appliance, create_client(appliance, "sessions")).json()["access_token"]
-        with appliance.client(headers=bearer(token), timeout=60) as api:
-            yield Site(appliance, api, tmp)
-
-
-def representative(site: Site, username: str, groups: list[str]) -> None:
-    """An account that chose its password in the browser, granted `groups`."""
-    made = site.api.post(
-        "/api/v1/accounts",
-        json={"username": username, "password": "first " + PASSWORD, "role": "representative"},
-    )
-    assert made.status_code == 201, made.text
-    granted = site.api.put(
-        f"/api/v1/accounts/{made.json()['id']}/jump-groups", json={"jump_groups": groups}
-    )
-    assert granted.status_code == 200, granted.text
-    with site.appliance.client() as browser:
-        web.sign_in(browser, username, "first " + PASSWORD)
-        changed = web.change_password(browser, "first " + PASSWORD, PASSWORD)
-        assert changed.status_code in (200, 303), changed.text
+    with session_site(tmp_path_factory.mktemp("sessions"), HOST, SITE) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def endpoint(site: Site) -> Iterator[Client]:
-    answer = site.api.post(
-        "/api/v1/jump-clients/installers", json={"mode": "active", "jump_group": "Servers"}
-    )
-    assert answer.status_code == 201, answer.text
-    made = site.tmp / "installer.json"
-    made.write_text(answer.json()["installer"])
-    client = install_and_run(made, site.tmp / "endpoint", site.tmp / "endpoint.log")
-    try:
-        eventually(
-            lambda: any(c["status"] == "online" for c in clients(site)), what="the client online"
-        )
+    with online_endpoint(site) as client:
         yield client
-    finally:
-        client.process.send_signal(signal.SIGTERM)
-        client.process.wait(timeout=20)
-
-
-def clients(site: Site) -> list[dict[str, Any]]:
-    return list(site.api.get("/api/v1/jump-clients").json()["clients"])
-
-
-def console_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_CONFIG_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-
-
-def console(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bastion", "console", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=console_env(home),
-    )
-
-
-def signed_in_console(site: Site, username: str) -> Path:
-    home = site.tmp / f"console-{username}"
-    home.mkdir()
-    url = f"https://{site.appliance.host}:{site.appliance.port}"
-    ca = str(site.appliance.ca_file)
-    done = console(
-        home, "sign-in", "--site", url, "--ca-file", ca, "--username", username,
-        "--password-stdin", stdin=PASSWORD + "\n",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home
 
 
 class Terminal:

@@ -13,7 +13,6 @@ import ssl
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -40,6 +39,7 @@ from bastion.access_console.protocol import (
     SignedIn,
     SignIn,
 )
+from bastion.platform import site_address
 
 TIMEOUT = 30.0
 CHUNK = 256 * 1024
@@ -49,27 +49,12 @@ _JUMP_ITEMS: TypeAdapter[list[JumpItem]] = TypeAdapter(list[JumpItem])
 
 def site_url(text: str) -> str:
     """`https://HOST[:PORT]`, checked: the site's address as the user gives it."""
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError as error:
-        raise ConsoleError(f"{text!r} is not a site address: {error}.") from None
-    if parts.scheme != "https" or not parts.hostname:
-        raise ConsoleError(f"{text!r} is not a site address; give it as https://HOST[:PORT].")
-    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
-        raise ConsoleError(f"Give the site as https://HOST[:PORT] only, not {text!r}.")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}" + (f":{port}" if port else "")
+    return site_address.site_url(text, ConsoleError)
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """Trust the system's authorities, or only those in `ca_file`."""
-    try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as error:
-        raise ConsoleTrustError(f"Cannot load the CA file {ca_file}: {error}.") from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return site_address.tls_context(ca_file, ConsoleTrustError)
 
 
 class ConsoleClient:

@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
@@ -30,6 +29,7 @@ from bastion.integration_client.errors import (
     SiteUnreachableError,
     WrongSecretError,
 )
+from bastion.platform import site_address
 
 TIMEOUT = 60.0
 PAGE = 500
@@ -78,28 +78,13 @@ class _Page(_Answer):
 
 
 def site_url(text: str) -> str:
-    """`https://HOST[:PORT]`, checked: the site's address as the administrator gives it."""
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError as error:
-        raise IntegrationError(f"{text!r} is not a site address: {error}.") from None
-    if parts.scheme != "https" or not parts.hostname:
-        raise IntegrationError(f"{text!r} is not a site address; give it as https://HOST[:PORT].")
-    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
-        raise IntegrationError(f"Give the site as https://HOST[:PORT] only, not {text!r}.")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}" + (f":{port}" if port else "")
+    """`https://HOST[:PORT]`, checked: the site's address as the user gives it."""
+    return site_address.site_url(text, IntegrationError)
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """Trust the system's authorities, or only those in `ca_file`."""
-    try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as error:
-        raise SiteTrustError(f"Cannot load the CA file {ca_file}: {error}.") from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return site_address.tls_context(ca_file, SiteTrustError)
 
 
 class SiteClient:

@@ -1,0 +1,113 @@
+"""A site for sessions end to end: an appliance with its gateway, reachable by its Jump
+Clients at its public URL, an API client, a Jump Client online in a Jump Group, and
+representatives who sign in with the access console (`bastion console …`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support import web
+from tests.support.appliance import RunningAppliance, free_port, start_appliance
+from tests.support.endpoints import Client, eventually, install_and_run
+
+PASSWORD = "a long pass phrase 1"
+
+
+@dataclass
+class Site:
+    appliance: RunningAppliance
+    api: httpx.Client
+    tmp: Path
+
+
+@contextmanager
+def session_site(tmp: Path, host: str, hostname: str) -> Iterator[Site]:
+    """An appliance on `host` named `hostname`, with its gateway on `host` too."""
+    web_port, gateway = free_port(host), free_port(host)
+    env = {
+        "BASTION_GATEWAY_LISTEN": f"{host}:{gateway}",
+        "BASTION_GATEWAY_ADDRESS": f"{host}:{gateway}",
+        "BASTION_PUBLIC_URL": f"https://{host}:{web_port}",
+    }
+    args = ["--hostname", hostname]
+    with start_appliance(tmp, host=host, port=web_port, env=env, extra_args=args) as appliance:
+        token = get_token(appliance, create_client(appliance, "setup")).json()["access_token"]
+        with appliance.client(headers=bearer(token), timeout=60) as api:
+            yield Site(appliance, api, tmp)
+
+
+@contextmanager
+def online_endpoint(site: Site, group: str = "Servers") -> Iterator[Client]:
+    """A Jump Client installed from an installer for `group`, running until the end."""
+    answer = site.api.post(
+        "/api/v1/jump-clients/installers", json={"mode": "active", "jump_group": group}
+    )
+    assert answer.status_code == 201, answer.text
+    made = site.tmp / f"installer-{answer.json()['id']}.json"
+    made.write_text(answer.json()["installer"])
+    state = site.tmp / f"endpoint-{answer.json()['id']}"
+    client = install_and_run(made, state, state.with_suffix(".log"))
+    try:
+        eventually(lambda: any(c["status"] == "online" for c in clients(site)), what="online")
+        yield client
+    finally:
+        client.stop()
+
+
+def clients(site: Site) -> list[dict[str, Any]]:
+    return list(site.api.get("/api/v1/jump-clients").json()["clients"])
+
+
+def representative(site: Site, username: str, groups: list[str]) -> None:
+    """An account that chose its password in the browser, granted `groups`."""
+    made = site.api.post(
+        "/api/v1/accounts",
+        json={"username": username, "password": "first " + PASSWORD, "role": "representative"},
+    )
+    assert made.status_code == 201, made.text
+    granted = site.api.put(
+        f"/api/v1/accounts/{made.json()['id']}/jump-groups", json={"jump_groups": groups}
+    )
+    assert granted.status_code == 200, granted.text
+    with site.appliance.client() as browser:
+        web.sign_in(browser, username, "first " + PASSWORD)
+        changed = web.change_password(browser, "first " + PASSWORD, PASSWORD)
+        assert changed.status_code in (200, 303), changed.text
+
+
+def console_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CONFIG_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+def console(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", "console", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=console_env(home),
+    )
+
+
+def signed_in_console(site: Site, username: str) -> Path:
+    home = site.tmp / f"console-{username}"
+    home.mkdir()
+    url = f"https://{site.appliance.host}:{site.appliance.port}"
+    ca = str(site.appliance.ca_file)
+    done = console(
+        home, "sign-in", "--site", url, "--ca-file", ca, "--username", username,
+        "--password-stdin", stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return home
