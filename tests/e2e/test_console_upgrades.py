@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_sessions_end_to_end import PASSWORD, Site, representative
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import free_port, start_appliance
 from tests.support.installs import request_install, store_release, wait_idle
 from tests.support.releases import project_wheel
+from tests.support.sessions import PASSWORD, Site, representative
 
 SITE = "console-upgrades.example.test"
 HOST = "127.0.0.151"
