@@ -244,7 +244,7 @@ def test_a_wrong_secret_an_untrusted_certificate_and_no_site_are_said_as_such(
     del plain[at : at + 2]
     untrusted = subprocess.run(plain, capture_output=True, text=True, timeout=60)
     assert untrusted.returncode == 1
-    assert "TLS: the certificate" in untrusted.stderr and "--ca-file" in untrusted.stderr
+    assert "TLS: The certificate" in untrusted.stderr and "--ca-file" in untrusted.stderr
 
     closed = [a.replace(str(site.appliance.port), str(free_port(HOST))) for a in plain]
     unreachable = subprocess.run(closed, capture_output=True, text=True, timeout=60)

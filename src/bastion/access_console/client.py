@@ -186,41 +186,16 @@ class ConsoleClient:
         raise _refused(response, signing_in, refusal)
 
     def _unreachable(self, error: httpx.HTTPError) -> ConsoleTransportError:
-        cause: BaseException | None = error
-        while cause is not None:
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                hint = (
-                    f"the CA file {self.ca_file} did not sign it"
-                    if self.ca_file
-                    else "give the CA that signed it with --ca-file"
-                )
-                return ConsoleTrustError(
-                    f"The certificate of {self.site} is not trusted ({cause.verify_message}); "
-                    f"{hint}."
-                )
-            cause = cause.__cause__ or cause.__context__
+        problem = site_address.untrusted(error, self.site, self.ca_file)
+        if problem is not None:
+            return ConsoleTrustError(problem)
         return ConsoleTransportError(f"Cannot reach {self.site}: {error or type(error).__name__}.")
-
-
-def _message(response: httpx.Response) -> str:
-    """The site's words for an error: `error.message`, else `detail`, else the reason."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-    return response.reason_phrase or f"HTTP {response.status_code}"
 
 
 def _refused(
     response: httpx.Response, signing_in: bool, refusal: type[RefusedError]
 ) -> ConsoleError:
-    status, message = response.status_code, _message(response)
+    status, message = response.status_code, site_address.site_message(response)
     if status == 401 and signing_in:
         return WrongCredentialsError(f"Not signed in: {message}", status)
     if status == 401:

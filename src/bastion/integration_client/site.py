@@ -200,38 +200,14 @@ class SiteClient:
         raise _refused(response)
 
     def _unreachable(self, error: httpx.HTTPError) -> SiteUnreachableError:
-        cause: BaseException | None = error
-        while cause is not None:
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                hint = (
-                    f"the CA file {self.ca_file} did not sign it"
-                    if self.ca_file
-                    else "give the CA that signed it with --ca-file"
-                )
-                return SiteTrustError(
-                    f"TLS: the certificate of {self.site} is not trusted "
-                    f"({cause.verify_message}); {hint}."
-                )
-            cause = cause.__cause__ or cause.__context__
+        problem = site_address.untrusted(error, self.site, self.ca_file)
+        if problem is not None:
+            return SiteTrustError(f"TLS: {problem}")
         return SiteUnreachableError(f"Cannot reach {self.site}: {error or type(error).__name__}.")
 
 
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-    return response.reason_phrase or f"HTTP {response.status_code}"
-
-
 def _refused(response: httpx.Response) -> SiteRefusedError:
-    status, message = response.status_code, _message(response)
+    status, message = response.status_code, site_address.site_message(response)
     if status == 401 and response.request.url.path.endswith("/oauth/token"):
         return WrongSecretError(
             f"The site refused the sign-in ({message}); check --client-id and the secret "

@@ -1,12 +1,15 @@
 """A site's address as a person gives it, and the TLS trust to reach it with: shared by
 the programs that run away from the appliance (the access console, the integration
-client). Each passes the exception type its own users are shown."""
+client). Each passes the exception type its own users are shown, and reads the
+site's refusals and TLS failures the same way."""
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import httpx
 
 
 def site_url(text: str, error: type[Exception] = ValueError) -> str:
@@ -32,3 +35,34 @@ def tls_context(ca_file: Path | None, error: type[Exception] = ValueError) -> ss
         raise error(f"Cannot load the CA file {ca_file}: {bad}.") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def untrusted(error: BaseException, site: str, ca_file: Path | None) -> str | None:
+    """If `error` (or what caused it) is a certificate the trust refused, what to say and
+    do about it; None for any other failure."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            hint = (
+                f"the CA file {ca_file} did not sign it"
+                if ca_file
+                else "give the CA that signed it with --ca-file"
+            )
+            return f"The certificate of {site} is not trusted ({cause.verify_message}); {hint}."
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def site_message(response: httpx.Response) -> str:
+    """The site's words for an error: `error.message`, else `detail`, else the reason."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"])
+    return response.reason_phrase or f"HTTP {response.status_code}"
