@@ -100,11 +100,44 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 async def console_terminal(websocket: WebSocket, session_id: str) -> None:
     await websocket.accept()
     channel = WebSocketChannel(websocket)
+    hello = await console_hello(websocket, channel)
+    if hello is None:
+        return
+    rendezvous = _rendezvous(websocket)
+    live = await _join(
+        channel, rendezvous, lambda r: r.join_console(session_id, hello.token, channel)
+    )
+    if live is not None and rendezvous is not None:
+        await rendezvous.relay_console(live, channel)
+
+
+@router.websocket(console.CONSOLE_API + "/live-sessions/{session_id}/watch")
+async def watch_terminal(websocket: WebSocket, session_id: str) -> None:
+    """An administrator's read-only view of a session in progress."""
+    await websocket.accept()
+    channel = WebSocketChannel(websocket)
+    hello = await console_hello(websocket, channel)
+    if hello is None:
+        return
+    rendezvous = _rendezvous(websocket)
+    if rendezvous is None:
+        await channel.close(REFUSED, "this appliance holds no sessions")
+        return
+    try:
+        watcher = rendezvous.join_watcher(session_id, hello.token, channel)
+    except JoinRefusedError as error:
+        await channel.close(REFUSED, str(error))
+        return
+    await rendezvous.relay_watcher(session_id, watcher)
+
+
+async def console_hello(websocket: WebSocket, channel: Channel) -> console.ConsoleHello | None:
+    """The first message of a console (or a watcher), or None once the connection is
+    refused and closed: a page of another origin, no hello in time, another message."""
     origin = websocket.headers.get("origin")
     if foreign_origin(origin, websocket.url.scheme, websocket.headers.get("host", "")):
         await channel.close(REFUSED, f"a page of {origin} may not open a terminal of this site")
-        return
-    rendezvous = _rendezvous(websocket)
+        return None
     frame = await _first(channel)
     try:
         if frame is None:
@@ -114,12 +147,8 @@ async def console_terminal(websocket: WebSocket, session_id: str) -> None:
             raise ProtocolError("unexpected", "the first message must be console_hello")
     except ProtocolError as error:
         await channel.close(MALFORMED, str(error))
-        return
-    live = await _join(
-        channel, rendezvous, lambda r: r.join_console(session_id, hello.token, channel)
-    )
-    if live is not None and rendezvous is not None:
-        await rendezvous.relay_console(live, channel)
+        return None
+    return hello
 
 
 @router.websocket(SESSION_PATH + "{session_id}")
