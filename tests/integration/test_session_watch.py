@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -23,6 +24,7 @@ from bastion.sessions.relay import WATCH_QUEUE
 from tests.integration.test_sessions import (
     CODEC,
     HOST,
+    PASSWORD,
     Rep,
     Site,
     add_account,
@@ -35,6 +37,7 @@ from tests.integration.test_sessions import (
     site,
     site_says,
 )
+from tests.support import web
 
 __all__ = ["site"]
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -219,3 +222,37 @@ async def flood_until_dropped(site: Site, live: Live) -> None:
     assert sent >= WATCH_QUEUE * len(chunk)
     await live.agent.send(b"after the drop\r\n")
     assert await live.term.recv() == b"after the drop\r\n"
+
+
+async def test_the_reports_page_watches_and_ends_for_administrators_only(site: Site) -> None:
+    rep = await representative(site)
+    add_account(site, "boss", "administrator")
+    async with live_session(site, rep) as live:
+        session_id = live.opened.session_id
+        page_path = f"/login/reports/{session_id}/watch"
+
+        def browse(username: str) -> dict[str, httpx.Response]:
+            with httpx.Client(base_url=site.url, verify=site.tls, timeout=20) as browser:
+                web.sign_in(browser, username, PASSWORD)
+                answers = {"page": browser.get(page_path)}
+                if answers["page"].status_code == 200:
+                    answers["token"] = web.submit(browser, page_path, page_path)
+                    answers["forged"] = browser.post(page_path, data={"csrf_token": "forged"})
+                    unknown = "0" * 8 + "-0000-4000-8000-" + "0" * 12
+                    answers["unknown"] = browser.get(f"/login/reports/{unknown}/watch")
+                    answers["odd"] = browser.get("/login/reports/ünïcødé/watch")
+                    answers["end"] = web.submit(
+                        browser, "/login/reports", f"/login/reports/{session_id}/end"
+                    )
+                return answers
+
+        theirs = await asyncio.to_thread(browse, "rep")
+        assert theirs["page"].status_code == 403
+        ours = await asyncio.to_thread(browse, "boss")
+        assert ours["page"].status_code == 200 and "rep-web-01" in ours["page"].text
+        assert ours["token"].status_code == 200, ours["token"].text
+        assert console.WatchOpened.model_validate(ours["token"].json()).session_id == session_id
+        assert ours["forged"].status_code == 403
+        assert ours["unknown"].status_code == 404 and ours["odd"].status_code in (404, 422)
+        assert ours["end"].status_code == 303
+        assert await site_says(live.term) == console.Ended(reason="ended by boss")

@@ -18,7 +18,7 @@ from bastion.platform.web.schemas import errors
 from bastion.sessions import service
 from bastion.sessions.api import SessionId
 from bastion.sessions.console import ConsoleDep, RendezvousDep
-from bastion.sessions.relay import LiveSession
+from bastion.sessions.relay import LiveSession, Rendezvous
 
 router = APIRouter(prefix=p.CONSOLE_API + "/live-sessions", tags=["access console"])
 
@@ -79,6 +79,13 @@ async def watch(
 ) -> p.WatchOpened:
     """Watch a session, read-only: the answer's token goes in the `console_hello` on
     `watch_path` within 60 s. The audit log records who watched."""
+    return await open_watch(runtime, rendezvous, actor, session_id)
+
+
+async def open_watch(
+    runtime: Runtime, rendezvous: Rendezvous, actor: Actor, session_id: str
+) -> p.WatchOpened:
+    """A watch of a session in progress, for the access console and the web page alike."""
     token = rendezvous.watch_ticket(session_id)
     await asyncio.to_thread(_audit, runtime, actor, session_id)
     return p.WatchOpened(
