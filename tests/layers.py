@@ -28,6 +28,7 @@ CAPABILITIES = (
     "installs",
     "jump_clients",
     "sessions",
+    "failover",
     "appliance",
 )
 EXTRA_PURE = (

@@ -25,6 +25,8 @@ from bastion.backups.schedule import Sealer
 from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
+from bastion.failover import journal
+from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
@@ -136,9 +138,20 @@ def for_console(settings: ApplianceSettings) -> Runtime:
         settings = settings.model_copy(update={"hostname": stored})
     runtime = build(settings)
     migrate(runtime.engine)
+    journal.ensure_triggers(runtime.engine, METADATA)
     supervisor = runtime.part(SupervisorClient)
     runtime.part(SiteCertificates).tell_live_worker = supervisor.serve_certificate
     return runtime
+
+
+def prepare_journal(runtime: Runtime) -> None:
+    """After the migrations: journal every site table the schema now has."""
+    journal.ensure_triggers(runtime.engine, METADATA)
+
+
+def tend_failover(runtime: Runtime) -> None:
+    """The journal kept within bounds: with no failover pair yet, nothing is kept."""
+    journal.tend(runtime.engine, keeps_for_backup=False)
 
 
 def listen_hosts(settings: ApplianceSettings) -> list[str]:
@@ -155,7 +168,7 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
         software_version=this_build.site_version(),
         unseal_key=certificates.vault.unseal,
         seal_key=certificates.vault.seal,
-        after_restore=[certificates.serve_default],
+        after_restore=[certificates.serve_default, partial(journal.restart, runtime.engine)],
         upload_limit_bytes=settings.backup_upload_limit_bytes,
     )
 

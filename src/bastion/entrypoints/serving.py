@@ -72,6 +72,7 @@ def initialise(runtime: Runtime, migrated: bool = False) -> Identity:
         directory.mkdir(parents=True, exist_ok=True)
     if not migrated:
         migrate(runtime.engine)
+    compose.prepare_journal(runtime)
     runtime.part(SiteCertificates).prepare(compose.listen_hosts(settings))
     stored = identity.read(settings.state_dir)
     first_start = stored is None
@@ -141,6 +142,7 @@ async def serve(
             background.append(asyncio.create_task(rollout, name="Jump Client rollout"))
         background.append(asyncio.create_task(clock.run(), name="clock monitor"))
         background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
+        background.append(asyncio.create_task(_failover_work(runtime), name="failover"))
         ended = 0
         if order.release:
             ended = await asyncio.to_thread(_end_sessions, runtime, order.release)
@@ -272,6 +274,19 @@ async def _scheduled_backups(runtime: Runtime) -> None:
             await asyncio.to_thread(_run_scheduled_backup, runtime)
         except Exception:  # the loop must outlive one bad run; the run records its own failure
             log.exception("scheduled backup run failed")
+
+
+FAILOVER_POLL_SECONDS = 60.0
+
+
+async def _failover_work(runtime: Runtime) -> None:
+    """The change journal tended every minute."""
+    while True:
+        await asyncio.sleep(FAILOVER_POLL_SECONDS)
+        try:
+            await asyncio.to_thread(compose.tend_failover, runtime)
+        except Exception:  # the loop must outlive one bad run
+            log.exception("failover work failed")
 
 
 def _stop_event() -> asyncio.Event:
