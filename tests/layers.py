@@ -60,6 +60,7 @@ PURE_STDLIB = frozenset(
         "fractions",
         "functools",
         "hashlib",
+        "hmac",
         "ipaddress",
         "itertools",
         "json",

@@ -9,6 +9,7 @@ vault, the same backup site and the same hooks; nothing else builds them.
 from __future__ import annotations
 
 import socket
+import threading
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -27,6 +28,12 @@ from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
 from bastion.failover import journal
 from bastion.failover import models as _failover_tables  # noqa: F401
+from bastion.failover import service as failover
+from bastion.failover import sync as failover_sync
+from bastion.failover.rules import Role
+from bastion.failover.service import FailoverSetup
+from bastion.failover.state import KeyStore
+from bastion.failover.sync import SyncSite
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
@@ -39,6 +46,7 @@ from bastion.network.ntp import ClockMonitor
 from bastion.network.service import Listeners, NetworkSetup
 from bastion.platform import build as this_build
 from bastion.platform import identity
+from bastion.platform.clock import utc_now
 from bastion.platform.db.engine import database_size_bytes, make_engine, migrate, session_factory
 from bastion.platform.db.models import Base
 from bastion.platform.runtime import Runtime
@@ -83,6 +91,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
     runtime.add(ApplianceControl(reset, shut_down=None))
     jump_clients = _jump_clients(settings, certificates)
     runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
+    runtime.add(_failover(runtime, certificates))
     return runtime
 
 
@@ -150,8 +159,18 @@ def prepare_journal(runtime: Runtime) -> None:
 
 
 def tend_failover(runtime: Runtime) -> None:
-    """The journal kept within bounds: with no failover pair yet, nothing is kept."""
-    journal.tend(runtime.engine, keeps_for_backup=False)
+    """The failover pair's periodic work: the journal kept within bounds."""
+    role = runtime.part(FailoverSetup).pair().role
+    journal.tend(runtime.engine, keeps_for_backup=role is Role.PRIMARY)
+
+
+def sync_if_due(runtime: Runtime) -> None:
+    """On a backup: the first sync about a minute after joining, then every interval."""
+    setup = runtime.part(FailoverSetup)
+    with runtime.uow() as uow:
+        interval = failover_sync.interval_seconds(uow)
+    if failover_sync.due(setup.pair(), utc_now(), interval):
+        failover.run_sync(setup)
 
 
 def listen_hosts(settings: ApplianceSettings) -> list[str]:
@@ -187,6 +206,19 @@ def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -
         gateway_address=settings.gateway_address or f"{settings.hostname}:{gateway}",
         site_url=settings.public_url or f"https://{settings.hostname}:{web}",
         anchors_pem=anchors,
+    )
+
+
+def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup:
+    settings = runtime.settings
+    vault = certificates.vault
+    return FailoverSetup(
+        keys=KeyStore(settings.state_dir, vault.seal, vault.unseal),
+        state_dir=settings.state_dir,
+        site_hostname=settings.hostname,
+        version=this_build.site_version(),
+        dialect=runtime.engine.dialect.name,
+        sync=SyncSite(runtime.part(BackupSite), threading.Lock()),
     )
 
 

@@ -276,16 +276,21 @@ async def _scheduled_backups(runtime: Runtime) -> None:
             log.exception("scheduled backup run failed")
 
 
-FAILOVER_POLL_SECONDS = 60.0
+FAILOVER_POLL_SECONDS = 5.0
+JOURNAL_TEND_EVERY = 12
 
 
 async def _failover_work(runtime: Runtime) -> None:
-    """The change journal tended every minute."""
+    """A backup's periodic sync when due; the journal tended every minute."""
+    rounds = 0
     while True:
         await asyncio.sleep(FAILOVER_POLL_SECONDS)
+        rounds += 1
         try:
-            await asyncio.to_thread(compose.tend_failover, runtime)
-        except Exception:  # the loop must outlive one bad run
+            await asyncio.to_thread(compose.sync_if_due, runtime)
+            if rounds % JOURNAL_TEND_EVERY == 0:
+                await asyncio.to_thread(compose.tend_failover, runtime)
+        except Exception:  # the loop must outlive one bad run; a sync records its own failure
             log.exception("failover work failed")
 
 
