@@ -120,6 +120,14 @@ def test_peer_requests_without_a_valid_proof_are_refused(pair: tuple[Site, Site]
         assert client.post(f"{prefix}/prove", content=b"\xff").status_code in (400, 422)
 
 
+def test_an_appliance_is_refused_as_its_own_backup(pair: tuple[Site, Site]) -> None:
+    primary, backup = pair
+    established(primary, backup)
+    status, body = establish(primary, primary)
+    assert status == 409 and "is this appliance itself" in message(body)
+    assert health(primary)["failover_role"] == "primary"
+
+
 def test_the_key_is_checked_and_stored_sealed(pair: tuple[Site, Site]) -> None:
     primary, _ = pair
     answer = primary.api.put("/api/v1/failover/key", json={"key": "short"})

@@ -8,6 +8,7 @@ vault, the same backup site and the same hooks; nothing else builds them.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from functools import partial
@@ -49,6 +50,7 @@ from bastion.platform import identity
 from bastion.platform.clock import utc_now
 from bastion.platform.db.engine import database_size_bytes, make_engine, migrate, session_factory
 from bastion.platform.db.models import Base
+from bastion.platform.errors import ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.sessions import models as _session_tables  # noqa: F401
@@ -56,6 +58,8 @@ from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.client import SupervisorClient
 from bastion.supervisor.sockets import parse_listen_address
 from bastion.updates.service import UpdateSetup
+
+log = logging.getLogger("bastion.failover")
 
 METADATA: MetaData = Base.metadata
 """Every table of the site and the machine."""
@@ -170,7 +174,10 @@ def sync_if_due(runtime: Runtime) -> None:
     with runtime.uow() as uow:
         interval = failover_sync.interval_seconds(uow)
     if failover_sync.due(setup.pair(), utc_now(), interval):
-        failover.run_sync(setup)
+        try:
+            failover.run_sync(setup)
+        except ServiceError as error:  # recorded in state/failover.json and on /check_health
+            log.warning("failover sync failed: %s", error)
 
 
 def listen_hosts(settings: ApplianceSettings) -> list[str]:

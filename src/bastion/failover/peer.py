@@ -38,6 +38,7 @@ class Introduction:
     version: str
     time: float
     role: str
+    appliance: str
 
 
 def _context() -> ssl.SSLContext:
@@ -100,7 +101,12 @@ class PeerClient:
         self._check_pin(seen)
         self._pinned, self._ticket = seen, str(answer["ticket"])
         return Introduction(
-            self._ticket, seen, str(answer["version"]), float(answer["time"]), str(answer["role"])
+            self._ticket,
+            seen,
+            str(answer["version"]),
+            float(answer["time"]),
+            str(answer["role"]),
+            str(answer.get("appliance", "")),
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -51,6 +51,7 @@ def prove(body: s.ProveIn, setup: FailoverDep) -> dict[str, Any]:
         "version": setup.version,
         "time": time.time(),
         "role": setup.pair().role.value,
+        "appliance": setup.appliance_id(),
     }
 
 

@@ -14,7 +14,7 @@ from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, Role
 from bastion.failover.state import KeyStore, Pair, Peer
 from bastion.failover.sync import SyncOutcome, SyncSite
-from bastion.platform import audit
+from bastion.platform import audit, identity
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import (
     ConflictError,
@@ -35,6 +35,10 @@ class FailoverSetup:
     version: str
     dialect: str
     sync: SyncSite | None = None
+
+    def appliance_id(self) -> str:
+        """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
+        return str((identity.read(self.state_dir) or {}).get("appliance_id", ""))
 
     def pair(self) -> Pair:
         return state.read_pair(self.state_dir)
@@ -118,6 +122,10 @@ def check_request(setup: FailoverSetup, request: EstablishRequest) -> None:
 def _meet(setup: FailoverSetup, client: PeerClient) -> str:
     """Introduce both sides; the peer's certificate fingerprint once all checks pass."""
     met = client.introduce()
+    if met.appliance and met.appliance == setup.appliance_id():
+        raise rules.PeerRefusedError(
+            f"{client.name} is this appliance itself; give the other appliance's own address."
+        )
     problem = rules.version_problem(setup.version, met.version, client.name) or rules.clock_problem(
         time.time(), met.time, client.name
     )
