@@ -16,6 +16,7 @@ from bastion.backups import pages as backups_pages
 from bastion.certificates import api as certificates_api
 from bastion.certificates import pages as certificates_pages
 from bastion.failover import api as failover_api
+from bastion.failover import pages as failover_pages
 from bastion.failover import peer_api as failover_peer_api
 from bastion.installs import api as installs_api
 from bastion.installs import pages as installs_pages
@@ -55,6 +56,7 @@ ROUTERS = (
     certificates_pages.router,
     jump_clients_pages.router,
     sessions_pages.router,
+    failover_pages.router,
     updates_pages.router,
     installs_pages.router,
     updates_api.router,
