@@ -275,3 +275,19 @@ def test_a_sync_cut_mid_blob_resumes_and_leaves_nothing_half_applied(
         assert synced.returncode == 0, synced.stdout + synced.stderr
     assert hashlib.sha256(blob_of(backup, big).read_bytes()).hexdigest() == big
     assert not part.exists()
+
+
+def test_the_backup_makes_its_first_sync_by_itself_after_joining(tmp_path: Path) -> None:
+    """R34 says about 60 s; the appliances here are told 1 s, the path is the same."""
+    soon = {"BASTION_FAILOVER_FIRST_SYNC_SECONDS": "1"}
+    with (
+        session_site(tmp_path, "127.0.0.44", SITE, soon) as primary,
+        session_site(tmp_path, "127.0.0.45", SITE, soon) as backup,
+    ):
+        add_account(primary, "before-joining")
+        established(primary, backup)
+        deadline = time.monotonic() + 60
+        while health(backup)["last_data_sync_status"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert health(backup)["last_data_sync_status"] == "ok"
+        assert "before-joining" in usernames(backup)

@@ -17,6 +17,7 @@ def test_the_first_sync_is_about_a_minute_after_joining() -> None:
     joined = Pair(Role.BACKUP, PEER, JOINED.isoformat())
     assert not due(joined, JOINED + timedelta(seconds=59), 300)
     assert due(joined, JOINED + timedelta(seconds=60), 300)
+    assert due(joined, JOINED + timedelta(seconds=2), 300, first_after=2)
 
 
 def test_later_syncs_follow_the_interval_from_the_last() -> None:

@@ -173,7 +173,7 @@ def sync_if_due(runtime: Runtime) -> None:
     setup = runtime.part(FailoverSetup)
     with runtime.uow() as uow:
         interval = failover_sync.interval_seconds(uow)
-    if failover_sync.due(setup.pair(), utc_now(), interval):
+    if failover_sync.due(setup.pair(), utc_now(), interval, setup.first_sync_seconds):
         try:
             failover.run_sync(setup)
         except ServiceError as error:  # recorded in state/failover.json and on /check_health
@@ -226,6 +226,7 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         version=this_build.site_version(),
         dialect=runtime.engine.dialect.name,
         sync=SyncSite(runtime.part(BackupSite), threading.Lock()),
+        first_sync_seconds=settings.failover_first_sync_seconds,
     )
 
 

@@ -35,6 +35,7 @@ class FailoverSetup:
     version: str
     dialect: str
     sync: SyncSite | None = None
+    first_sync_seconds: float = pulling.FIRST_SYNC_SECONDS
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""

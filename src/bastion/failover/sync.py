@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from bastion.failover.rules import FailoverError, Role
 from bastion.failover.state import Pair
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError
+from bastion.platform.files import LockBusyError, exclusively
 from bastion.platform.unit_of_work import UnitOfWork
 
 FIRST_SYNC_SECONDS = 60
@@ -116,10 +119,23 @@ def pull(sync: SyncSite, pair: Pair, key: bytes) -> SyncOutcome:
     _require(pair, Role.BACKUP)
     peer = pair.peer
     assert peer is not None  # a backup always has its primary
-    with sync.lock, PeerClient(peer.address, key, pinned=peer.fingerprint) as client:
+    with sync.lock, _only_sync(sync), PeerClient(peer.address, key, peer.fingerprint) as client:
         took_snapshot, rows = _pull_rows(sync, client)
         fetched = _pull_blobs(sync, client)
     return SyncOutcome(took_snapshot, rows, fetched)
+
+
+@contextmanager
+def _only_sync(sync: SyncSite) -> Iterator[None]:
+    """One sync at a time on this appliance, across processes (a console's Sync Now and
+    the server's periodic sync)."""
+    try:
+        with exclusively(sync.site.data_dir / "state" / "failover-sync.lock"):
+            yield
+    except LockBusyError:
+        raise FailoverError(
+            "Another sync is running on this appliance; wait for it to end, then try again."
+        ) from None
 
 
 def _pull_rows(sync: SyncSite, client: PeerClient) -> tuple[bool, int]:
@@ -184,13 +200,16 @@ def interval_seconds(uow: UnitOfWork) -> int:
     return int(uow.settings.get(INTERVAL_SETTING, DEFAULT_INTERVAL_SECONDS))
 
 
-def due(pair: Pair, now: datetime, interval_seconds: int) -> bool:
-    """A backup syncs about a minute after it joined, then every interval."""
+def due(
+    pair: Pair, now: datetime, interval_seconds: int, first_after: float = FIRST_SYNC_SECONDS
+) -> bool:
+    """A backup syncs `first_after` seconds (about a minute) after it joined, then every
+    interval."""
     if pair.role is not Role.BACKUP:
         return False
     if not pair.last_sync_time:
         joined = datetime.fromisoformat(pair.established_at)
-        return now >= joined + timedelta(seconds=FIRST_SYNC_SECONDS)
+        return now >= joined + timedelta(seconds=first_after)
     last = datetime.fromisoformat(pair.last_sync_time)
     return now >= last + timedelta(seconds=interval_seconds)
 
