@@ -281,8 +281,8 @@ def test_the_backup_makes_its_first_sync_by_itself_after_joining(tmp_path: Path)
     """R34 says about 60 s; the appliances here are told 1 s, the path is the same."""
     soon = {"BASTION_FAILOVER_FIRST_SYNC_SECONDS": "1"}
     with (
-        session_site(tmp_path, "127.0.0.44", SITE, soon) as primary,
-        session_site(tmp_path, "127.0.0.45", SITE, soon) as backup,
+        session_site(tmp_path, "127.0.0.46", SITE, soon) as primary,
+        session_site(tmp_path, "127.0.0.47", SITE, soon) as backup,
     ):
         add_account(primary, "before-joining")
         established(primary, backup)
