@@ -28,6 +28,7 @@ CAPABILITIES = (
     "installs",
     "jump_clients",
     "sessions",
+    "failover",
     "appliance",
 )
 EXTRA_PURE = (
@@ -59,6 +60,7 @@ PURE_STDLIB = frozenset(
         "fractions",
         "functools",
         "hashlib",
+        "hmac",
         "ipaddress",
         "itertools",
         "json",

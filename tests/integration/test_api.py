@@ -68,7 +68,14 @@ def test_health_answers_without_authentication(appliance: RunningAppliance) -> N
     with appliance.client() as client:
         response = client.get("/check_health")
     assert response.status_code == 200
-    assert response.json() == {"version": "1.0.0", "failover_role": "none", "status": "ok"}
+    assert response.json() == {
+        "version": "1.0.0",
+        "failover_role": "none",
+        "enabled_shared_ips": [],
+        "last_data_sync_time": None,
+        "last_data_sync_status": None,
+        "status": "ok",
+    }
 
 
 def test_a_token_lasts_one_hour_and_reads_the_api(appliance: RunningAppliance) -> None:

@@ -31,13 +31,16 @@ class Site:
 
 
 @contextmanager
-def session_site(tmp: Path, host: str, hostname: str) -> Iterator[Site]:
+def session_site(
+    tmp: Path, host: str, hostname: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Site]:
     """An appliance on `host` named `hostname`, with its gateway on `host` too."""
     web_port, gateway = free_port(host), free_port(host)
     env = {
         "BASTION_GATEWAY_LISTEN": f"{host}:{gateway}",
         "BASTION_GATEWAY_ADDRESS": f"{host}:{gateway}",
         "BASTION_PUBLIC_URL": f"https://{host}:{web_port}",
+        **(extra_env or {}),
     }
     args = ["--hostname", hostname]
     with start_appliance(tmp, host=host, port=web_port, env=env, extra_args=args) as appliance:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.accounts import sign_in
 from bastion.accounts.deps import principal_from_header
 from bastion.accounts.service import AccountsSetup
+from bastion.failover.service import FailoverSetup
 from bastion.platform import build
 from bastion.platform.db.engine import database_size_bytes
 from bastion.platform.runtime import Runtime
@@ -70,7 +71,15 @@ class HealthProbe:
 
 @router.get("/check_health")
 async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    body = {"version": build.site_version(), "failover_role": "none", "status": "ok"}
+    pair = runtime.part(FailoverSetup).pair()
+    body: dict[str, object] = {
+        "version": build.site_version(),
+        "failover_role": pair.role.value,
+        "enabled_shared_ips": [],
+        "last_data_sync_time": pair.last_sync_time or None,
+        "last_data_sync_status": pair.last_sync_status or None,
+        "status": "ok",
+    }
     if not runtime.serving:
         body["status"] = "stopping" if runtime.stopping else "starting"
         return JSONResponse(body, status_code=503)

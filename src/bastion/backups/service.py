@@ -262,6 +262,41 @@ def _record_restore(
     )
 
 
+def take_snapshot(site: BackupSite, target: Path) -> None:
+    """The site tables as a new SQLite file at `target` (private keys opened), as a backup
+    holds them: for a failover backup's first sync."""
+    site_tables.take(site.engine, site.metadata, target, site.unseal_key)
+
+
+def load_snapshot(
+    site: BackupSite, snapshot: Path, after: Callable[[Connection], object]
+) -> dict[str, int]:
+    """Replace the site tables with a snapshot of the same schema revision (keys sealed for
+    this machine, signed-in sessions ended, `after` in the same transaction), or nothing."""
+    _check(snapshot)
+    scratch = site_tables.sqlite_engine(snapshot)
+    try:
+        revision = schema_revision(scratch)
+    finally:
+        scratch.dispose()
+    if revision != schema_revision(site.engine):
+        raise InvalidInputError(
+            f"The snapshot's database schema {revision!r} is not this appliance's "
+            f"({schema_revision(site.engine)!r}); both must run the same version."
+        )
+    try:
+        return site_tables.load(
+            site.engine,
+            site.metadata,
+            snapshot,
+            site.seal_key,
+            before=end_all_sessions_on,
+            after=lambda connection, _rows: after(connection),
+        )
+    except BackupError as error:
+        raise InvalidInputError(f"{error} Nothing was changed.") from None
+
+
 def describe(header: BackupHeader) -> dict[str, str]:
     """The header in words, for `bastion backup inspect` and the upload page."""
     meta = header.metadata

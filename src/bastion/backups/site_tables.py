@@ -94,8 +94,10 @@ def take(engine: Engine, metadata: MetaData, target: Path, unseal: KeyTransform)
         _copy_sqlite_file(engine, target)
         scratch = sqlite_engine(target)
         with scratch.begin() as connection:
+            present = set(inspect(connection).get_table_names())
             for table in machine_tables(metadata):
-                connection.execute(delete(table))
+                if table.name in present:  # not in a database of an older schema
+                    connection.execute(delete(table))
     else:
         scratch = sqlite_engine(target)
         migrate_to(scratch, schema_revision(engine) or "head")

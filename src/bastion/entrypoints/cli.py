@@ -13,6 +13,7 @@ from bastion.access_console.cli import console_app
 from bastion.accounts.cli import api_client_app
 from bastion.agents.cli import jump_client_app
 from bastion.backups.cli import backup_app
+from bastion.failover.cli import failover_app
 from bastion.installs.cli import install_app
 from bastion.integration_client.cli import integration_app
 from bastion.jump_clients.cli import fleet_app
@@ -91,6 +92,7 @@ appliance_app.add_typer(appliance_updates_app)
 appliance_app.add_typer(install_app)
 appliance_app.add_typer(fleet_app, name="fleet")
 app.add_typer(backup_app, name="backup")
+app.add_typer(failover_app, name="failover")
 app.add_typer(jump_client_app, name="jump-client")
 app.add_typer(console_app, name="console")
 app.add_typer(integration_app, name="integration-client")

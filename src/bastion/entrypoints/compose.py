@@ -8,7 +8,9 @@ vault, the same backup site and the same hooks; nothing else builds them.
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -25,6 +27,14 @@ from bastion.backups.schedule import Sealer
 from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
+from bastion.failover import journal
+from bastion.failover import models as _failover_tables  # noqa: F401
+from bastion.failover import service as failover
+from bastion.failover import sync as failover_sync
+from bastion.failover.rules import Role
+from bastion.failover.service import FailoverSetup
+from bastion.failover.state import KeyStore
+from bastion.failover.sync import SyncSite
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
@@ -37,8 +47,10 @@ from bastion.network.ntp import ClockMonitor
 from bastion.network.service import Listeners, NetworkSetup
 from bastion.platform import build as this_build
 from bastion.platform import identity
+from bastion.platform.clock import utc_now
 from bastion.platform.db.engine import database_size_bytes, make_engine, migrate, session_factory
 from bastion.platform.db.models import Base
+from bastion.platform.errors import ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.sessions import models as _session_tables  # noqa: F401
@@ -46,6 +58,8 @@ from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.client import SupervisorClient
 from bastion.supervisor.sockets import parse_listen_address
 from bastion.updates.service import UpdateSetup
+
+log = logging.getLogger("bastion.failover")
 
 METADATA: MetaData = Base.metadata
 """Every table of the site and the machine."""
@@ -81,6 +95,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
     runtime.add(ApplianceControl(reset, shut_down=None))
     jump_clients = _jump_clients(settings, certificates)
     runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
+    runtime.add(_failover(runtime, certificates))
     return runtime
 
 
@@ -136,9 +151,33 @@ def for_console(settings: ApplianceSettings) -> Runtime:
         settings = settings.model_copy(update={"hostname": stored})
     runtime = build(settings)
     migrate(runtime.engine)
+    journal.ensure_triggers(runtime.engine, METADATA)
     supervisor = runtime.part(SupervisorClient)
     runtime.part(SiteCertificates).tell_live_worker = supervisor.serve_certificate
     return runtime
+
+
+def prepare_journal(runtime: Runtime) -> None:
+    """After the migrations: journal every site table the schema now has."""
+    journal.ensure_triggers(runtime.engine, METADATA)
+
+
+def tend_failover(runtime: Runtime) -> None:
+    """The failover pair's periodic work: the journal kept within bounds."""
+    role = runtime.part(FailoverSetup).pair().role
+    journal.tend(runtime.engine, keeps_for_backup=role is Role.PRIMARY)
+
+
+def sync_if_due(runtime: Runtime) -> None:
+    """On a backup: the first sync about a minute after joining, then every interval."""
+    setup = runtime.part(FailoverSetup)
+    with runtime.uow() as uow:
+        interval = failover_sync.interval_seconds(uow)
+    if failover_sync.due(setup.pair(), utc_now(), interval, setup.first_sync_seconds):
+        try:
+            failover.run_sync(setup)
+        except ServiceError as error:  # recorded in state/failover.json and on /check_health
+            log.warning("failover sync failed: %s", error)
 
 
 def listen_hosts(settings: ApplianceSettings) -> list[str]:
@@ -155,7 +194,7 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
         software_version=this_build.site_version(),
         unseal_key=certificates.vault.unseal,
         seal_key=certificates.vault.seal,
-        after_restore=[certificates.serve_default],
+        after_restore=[certificates.serve_default, partial(journal.restart, runtime.engine)],
         upload_limit_bytes=settings.backup_upload_limit_bytes,
     )
 
@@ -174,6 +213,20 @@ def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -
         gateway_address=settings.gateway_address or f"{settings.hostname}:{gateway}",
         site_url=settings.public_url or f"https://{settings.hostname}:{web}",
         anchors_pem=anchors,
+    )
+
+
+def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup:
+    settings = runtime.settings
+    vault = certificates.vault
+    return FailoverSetup(
+        keys=KeyStore(settings.state_dir, vault.seal, vault.unseal),
+        state_dir=settings.state_dir,
+        site_hostname=settings.hostname,
+        version=this_build.site_version(),
+        dialect=runtime.engine.dialect.name,
+        sync=SyncSite(runtime.part(BackupSite), threading.Lock()),
+        first_sync_seconds=settings.failover_first_sync_seconds,
     )
 
 

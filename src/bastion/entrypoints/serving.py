@@ -72,6 +72,7 @@ def initialise(runtime: Runtime, migrated: bool = False) -> Identity:
         directory.mkdir(parents=True, exist_ok=True)
     if not migrated:
         migrate(runtime.engine)
+    compose.prepare_journal(runtime)
     runtime.part(SiteCertificates).prepare(compose.listen_hosts(settings))
     stored = identity.read(settings.state_dir)
     first_start = stored is None
@@ -149,6 +150,7 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
             background.append(asyncio.create_task(rollout, name="Jump Client rollout"))
         background.append(asyncio.create_task(clock.run(), name="clock monitor"))
         background.append(asyncio.create_task(_scheduled_backups(runtime), name="backups"))
+        background.append(asyncio.create_task(_failover_work(runtime), name="failover"))
         ended = 0
         if order.release:
             ended = await asyncio.to_thread(_end_sessions, runtime, order.release)
@@ -280,6 +282,24 @@ async def _scheduled_backups(runtime: Runtime) -> None:
             await asyncio.to_thread(_run_scheduled_backup, runtime)
         except Exception:  # the loop must outlive one bad run; the run records its own failure
             log.exception("scheduled backup run failed")
+
+
+FAILOVER_POLL_SECONDS = 5.0
+JOURNAL_TEND_EVERY = 12
+
+
+async def _failover_work(runtime: Runtime) -> None:
+    """A backup's periodic sync when due; the journal tended every minute."""
+    rounds = 0
+    while True:
+        await asyncio.sleep(FAILOVER_POLL_SECONDS)
+        rounds += 1
+        try:
+            await asyncio.to_thread(compose.sync_if_due, runtime)
+            if rounds % JOURNAL_TEND_EVERY == 0:
+                await asyncio.to_thread(compose.tend_failover, runtime)
+        except Exception:  # the loop must outlive one bad run; a sync records its own failure
+            log.exception("failover work failed")
 
 
 def _stop_event() -> asyncio.Event:

@@ -15,6 +15,9 @@ from bastion.backups import api as backups_api
 from bastion.backups import pages as backups_pages
 from bastion.certificates import api as certificates_api
 from bastion.certificates import pages as certificates_pages
+from bastion.failover import api as failover_api
+from bastion.failover import pages as failover_pages
+from bastion.failover import peer_api as failover_peer_api
 from bastion.installs import api as installs_api
 from bastion.installs import pages as installs_pages
 from bastion.installs.views import banner_context, updates_page_context
@@ -42,6 +45,8 @@ ROUTERS = (
     certificates_api.router,
     jump_clients_api.router,
     sessions_api.router,
+    failover_api.router,
+    failover_peer_api.router,
     sessions_console.router,
     sessions_terminal.router,
     sessions_watching.router,
@@ -53,6 +58,7 @@ ROUTERS = (
     certificates_pages.router,
     jump_clients_pages.router,
     sessions_pages.router,
+    failover_pages.router,
     updates_pages.router,
     installs_pages.router,
     updates_api.router,

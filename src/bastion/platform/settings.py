@@ -77,6 +77,9 @@ class ApplianceSettings(BaseSettings):
     update_upload_limit_bytes: int = 4 * 1024**3
     """Offline update bundles larger than this are refused before they reach the disk."""
 
+    failover_first_sync_seconds: float = 60.0
+    """How long after joining a pair a backup appliance makes its first sync (R34)."""
+
     install_health_deadline_seconds: float = 60.0
     """A new worker (or base) that is not healthy within this time is rolled back."""
     install_probation_seconds: float = 60.0

@@ -1,0 +1,106 @@
+"""Failover through the API: the inter-appliance key, the pair's state, establishing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+
+from bastion.accounts.deps import ApiActorDep
+from bastion.failover import schemas as s
+from bastion.failover import service as failover
+from bastion.failover.rules import PeerAddress
+from bastion.failover.service import EstablishRequest, FailoverSetup
+from bastion.platform.principals import Actor
+from bastion.platform.unit_of_work import UnitOfWork
+from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.schemas import errors
+
+router = APIRouter(prefix="/api/v1/failover", tags=["failover"])
+FailoverDep = Annotated[FailoverSetup, Depends(part(FailoverSetup))]
+
+
+def failover_out(setup: FailoverSetup) -> s.FailoverOut:
+    pair = setup.pair()
+    peer = pair.peer
+    return s.FailoverOut(
+        failover_role=pair.role.value,
+        key_set=setup.keys.path.exists(),
+        peer=s.PeerOut(host=peer.host, port=peer.port, fingerprint=peer.fingerprint)
+        if peer
+        else None,
+        established_at=pair.established_at,
+        last_data_sync_time=pair.last_sync_time,
+        last_data_sync_status=pair.last_sync_status,
+    )
+
+
+@router.get("", response_model=s.FailoverOut)
+def get_failover(setup: FailoverDep, actor: ApiActorDep) -> s.FailoverOut:
+    return failover_out(setup)
+
+
+@router.put(
+    "/key",
+    status_code=204,
+    responses=errors(
+        400, e400="the key has leading or trailing spaces, or characters that do not print."
+    ),
+)
+def set_key(body: s.KeyIn, setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -> None:
+    """The inter-appliance key (the same on both appliances); it is stored sealed and never
+    sent: the appliances prove to each other that they hold it."""
+    failover.set_key(uow, setup, actor, body.key)
+    uow.commit()
+
+
+def _establish(
+    uow: UnitOfWork, setup: FailoverSetup, actor: Actor, body: s.EstablishIn
+) -> s.FailoverOut:
+    request = EstablishRequest(
+        PeerAddress(body.backup_host.strip(), body.backup_port),
+        PeerAddress(body.reverse_host.strip(), body.reverse_port),
+    )
+    failover.establish(uow, setup, actor, request)
+    uow.commit()
+    return failover_out(setup)
+
+
+@router.post(
+    "/establish",
+    response_model=s.FailoverOut,
+    responses=errors(
+        400,
+        409,
+        e400="a host is not a hostname or IP address, or is the shared site hostname.",
+        e409="the backup is unreachable, holds another inter-appliance key, runs another "
+        "version, its clock is off, or it cannot reach this appliance at the reverse address.",
+    ),
+)
+async def establish(
+    body: s.EstablishIn, setup: FailoverDep, uow: UowDep, actor: ApiActorDep
+) -> s.FailoverOut:
+    """From the intended primary: make the appliance at `backup_host:backup_port` its
+    backup, which reaches this one back at `reverse_host:reverse_port`."""
+    return await run_in_threadpool(_establish, uow, setup, actor, body)
+
+
+def _sync_now(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> s.FailoverOut:
+    failover.sync_now(uow, setup, actor)
+    uow.commit()
+    return failover_out(setup)
+
+
+@router.post(
+    "/sync",
+    response_model=s.FailoverOut,
+    responses=errors(
+        409,
+        e409="this appliance is in no pair, or the sync did not finish (the message says "
+        "why; what was applied stays and the next sync goes on from there).",
+    ),
+)
+async def sync_now(setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -> s.FailoverOut:
+    """Sync Now: the backup pulls the primary's changes and blobs; answers once done."""
+    return await run_in_threadpool(_sync_now, uow, setup, actor)

@@ -1,0 +1,122 @@
+"""`bastion failover key|establish|status`: the pair from the appliance's console, wired
+as the pages and the API wire it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bastion.platform.cli import (
+    DEFAULT_DATA,
+    DatabaseUrlOption,
+    DataOption,
+    console,
+    console_actor,
+    console_runtime,
+)
+
+failover_app = typer.Typer(help="Failover pairs of appliances.", no_args_is_help=True)
+
+
+def _address(text: str, option: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter(f"{text!r} is not HOST:PORT", param_hint=option)
+    return host.strip("[]"), int(port)
+
+
+@failover_app.command("key")
+def set_key(
+    ctx: typer.Context,
+    key: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="BASTION_INTER_APPLIANCE_KEY",
+            help="The inter-appliance key, the same on both appliances (or "
+            "BASTION_INTER_APPLIANCE_KEY).",
+        ),
+    ],
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Set the inter-appliance key (stored sealed; never sent to the peer)."""
+    from bastion.failover import service as failover
+    from bastion.platform.errors import ServiceError
+
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        try:
+            failover.set_key(uow, runtime.part(failover.FailoverSetup), console_actor(), key)
+        except ServiceError as error:
+            console.print(f"[red]Not set:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print("The inter-appliance key is set.")
+
+
+@failover_app.command("establish")
+def establish(
+    ctx: typer.Context,
+    backup: Annotated[str, typer.Option(help="The backup appliance's own HOST:PORT (TLS).")],
+    reverse: Annotated[
+        str, typer.Option(help="HOST:PORT (TLS) at which the backup reaches this appliance.")
+    ],
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """From the intended primary: make BACKUP its backup (checked in both directions)."""
+    from bastion.failover import service as failover
+    from bastion.failover.rules import PeerAddress
+    from bastion.platform.errors import ServiceError
+
+    request = failover.EstablishRequest(
+        PeerAddress(*_address(backup, "--backup")), PeerAddress(*_address(reverse, "--reverse"))
+    )
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        setup = runtime.part(failover.FailoverSetup)
+        try:
+            with console.status(f"Reaching {request.backup} and back..."):
+                failover.establish(uow, setup, console_actor(), request)
+        except ServiceError as error:
+            console.print(f"[red]Not established:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print(f"This appliance is now the primary; {request.backup} is its backup.")
+
+
+@failover_app.command("status")
+def status(
+    ctx: typer.Context, data: DataOption = DEFAULT_DATA, database_url: DatabaseUrlOption = None
+) -> None:
+    """This appliance's role, its peer and the last sync."""
+    from bastion.failover import service as failover
+
+    with console_runtime(ctx, data, database_url) as runtime:
+        pair = runtime.part(failover.FailoverSetup).pair()
+    console.print(f"role: {pair.role.value}")
+    if pair.peer:
+        console.print(f"peer: {pair.peer.host}:{pair.peer.port} (SHA-256 {pair.peer.fingerprint})")
+    if pair.last_sync_time:
+        console.print(f"last sync: {pair.last_sync_time} ({pair.last_sync_status})")
+
+
+@failover_app.command("sync")
+def sync_now(
+    ctx: typer.Context, data: DataOption = DEFAULT_DATA, database_url: DatabaseUrlOption = None
+) -> None:
+    """Sync Now: the backup pulls the primary's changes and blobs; returns once done."""
+    from bastion.failover import service as failover
+    from bastion.platform.errors import ServiceError
+
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        try:
+            with console.status("Syncing..."):
+                pair = failover.sync_now(uow, runtime.part(failover.FailoverSetup), console_actor())
+        except ServiceError as error:
+            console.print(f"[red]Not synced:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print(f"Synced at {pair.last_sync_time}: {pair.last_sync_status}.")

@@ -1,0 +1,106 @@
+"""What one appliance of a pair answers the other (not part of the public API): the
+key's challenge and response, then, with the ticket that earns, joining a pair, and
+what the backup pulls (snapshot, changes, blobs) or is asked to do (sync now)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse
+
+from bastion.failover import blobs
+from bastion.failover import schemas as s
+from bastion.failover import service as failover
+from bastion.failover import sync as pulling
+from bastion.failover.api import FailoverDep, failover_out
+from bastion.failover.peer import PEER_PREFIX, TICKET_HEADER
+from bastion.failover.rules import PeerAddress
+from bastion.platform.principals import Actor, Principal, Role
+from bastion.platform.web.deps import UowDep
+
+router = APIRouter(prefix=PEER_PREFIX, include_in_schema=False)
+
+
+def peer_actor(
+    setup: FailoverDep,
+    ticket: Annotated[str, Header(alias=TICKET_HEADER, max_length=200)] = "",
+) -> Actor:
+    failover.check_ticket(setup, ticket)
+    return Actor(Principal("appliance:failover-peer", Role.ADMINISTRATOR), "failover peer")
+
+
+PeerDep = Annotated[Actor, Depends(peer_actor)]
+
+
+@router.post("/challenge")
+def challenge(setup: FailoverDep) -> dict[str, str]:
+    return {"challenge": failover.challenge(setup)}
+
+
+@router.post("/prove")
+def prove(body: s.ProveIn, setup: FailoverDep) -> dict[str, Any]:
+    proof, ticket = failover.prove(setup, body.challenge, body.nonce, body.proof)
+    return {
+        "proof": proof,
+        "ticket": ticket,
+        "version": setup.version,
+        "time": time.time(),
+        "role": setup.pair().role.value,
+        "appliance": setup.appliance_id(),
+    }
+
+
+@router.post("/join", response_model=s.FailoverOut)
+async def join(body: s.JoinIn, setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
+    def work() -> s.FailoverOut:
+        failover.join(uow, setup, actor, PeerAddress(body.host.strip(), body.port))
+        uow.commit()
+        return failover_out(setup)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/snapshot", dependencies=[Depends(peer_actor)])
+async def snapshot(setup: FailoverDep) -> FileResponse:
+    sync = failover.sync_site(setup)
+    path, epoch, position = await run_in_threadpool(pulling.serve_snapshot, sync, setup.pair())
+    headers = {pulling.EPOCH_HEADER: epoch, pulling.POSITION_HEADER: str(position)}
+    done = BackgroundTask(path.unlink, missing_ok=True)
+    return FileResponse(
+        path, media_type="application/octet-stream", headers=headers, background=done
+    )
+
+
+@router.post("/changes", dependencies=[Depends(peer_actor)])
+async def changes(body: s.ChangesIn, setup: FailoverDep) -> dict[str, Any]:
+    sync, pair = failover.sync_site(setup), setup.pair()
+    return await run_in_threadpool(pulling.serve_changes, sync, pair, body.epoch, body.since)
+
+
+@router.get("/blobs", dependencies=[Depends(peer_actor)])
+def blob_list(setup: FailoverDep) -> dict[str, Any]:
+    pulling.require_primary(setup.pair())
+    return {"blobs": blobs.listed(failover.sync_site(setup).blobs_dir)}
+
+
+@router.get("/blobs/{sha256}", dependencies=[Depends(peer_actor)])
+def blob(
+    setup: FailoverDep, sha256: Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
+) -> FileResponse:
+    path = pulling.blob_file(failover.sync_site(setup), setup.pair(), sha256)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.post("/sync", response_model=s.FailoverOut)
+async def sync_now(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
+    def work() -> s.FailoverOut:
+        failover.sync_now(uow, setup, actor)
+        uow.commit()
+        return failover_out(setup)
+
+    return await run_in_threadpool(work)

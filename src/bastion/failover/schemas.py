@@ -1,0 +1,66 @@
+"""Request and response bodies of the failover part of the JSON API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from bastion.failover import rules
+from bastion.platform.web.schemas import PRINTABLE, Strict
+
+HOST = Field(
+    max_length=253,
+    pattern=PRINTABLE,
+    description="The appliance's own hostname or IP address (never the shared site hostname)",
+    examples=["10.0.0.12"],
+)
+PORT = Field(ge=1, le=65535, description="Its TLS port", examples=[443])
+
+
+class KeyIn(Strict):
+    key: str = Field(
+        min_length=rules.KEY_MIN_LENGTH,
+        max_length=rules.KEY_MAX_LENGTH,
+        pattern=PRINTABLE,
+        description="The inter-appliance pre-shared key; the same on both appliances",
+    )
+
+
+class EstablishIn(Strict):
+    backup_host: str = HOST
+    backup_port: int = PORT
+    reverse_host: str = HOST
+    reverse_port: int = PORT
+
+
+class PeerOut(BaseModel):
+    host: str
+    port: int
+    fingerprint: str = Field(description="SHA-256 of the peer's TLS certificate, as pinned")
+
+
+class FailoverOut(BaseModel):
+    failover_role: str = Field(description="none, primary or backup")
+    key_set: bool
+    peer: PeerOut | None
+    established_at: str
+    last_data_sync_time: str
+    last_data_sync_status: str
+
+
+# -- between the appliances of a pair (not in the public API) ------------------------------
+
+
+class ProveIn(BaseModel):
+    challenge: str = Field(max_length=200)
+    nonce: str = Field(max_length=200)
+    proof: str = Field(max_length=200)
+
+
+class JoinIn(BaseModel):
+    host: str = Field(max_length=253)
+    port: int = Field(ge=1, le=65535)
+
+
+class ChangesIn(BaseModel):
+    epoch: str = Field(max_length=64)
+    since: int = Field(ge=0, le=2**62)

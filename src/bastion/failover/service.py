@@ -1,0 +1,223 @@
+"""Failover use cases: the inter-appliance key, answering a peer's challenge, and
+establishing a pair from the intended primary (checked in both directions)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bastion.failover import rules, state
+from bastion.failover import sync as pulling
+from bastion.failover.peer import PeerClient
+from bastion.failover.rules import FailoverError, PeerAddress, Role
+from bastion.failover.state import KeyStore, Pair, Peer
+from bastion.failover.sync import SyncOutcome, SyncSite
+from bastion.platform import audit, identity
+from bastion.platform.clock import utc_now
+from bastion.platform.errors import (
+    ConflictError,
+    InvalidInputError,
+    PermissionDeniedError,
+)
+from bastion.platform.principals import Actor
+from bastion.platform.unit_of_work import UnitOfWork
+
+
+@dataclass
+class FailoverSetup:
+    """This appliance's side of a pair: its key, its state and what it runs."""
+
+    keys: KeyStore
+    state_dir: Path
+    site_hostname: str
+    version: str
+    dialect: str
+    sync: SyncSite | None = None
+    first_sync_seconds: float = pulling.FIRST_SYNC_SECONDS
+
+    def appliance_id(self) -> str:
+        """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
+        return str((identity.read(self.state_dir) or {}).get("appliance_id", ""))
+
+    def pair(self) -> Pair:
+        return state.read_pair(self.state_dir)
+
+    def key(self) -> bytes:
+        found = self.keys.read()
+        if found is None:
+            raise ConflictError(
+                "This appliance has no inter-appliance key; set one under Management > "
+                "Security (the same on both appliances of the pair)."
+            )
+        return found
+
+
+# -- the key -------------------------------------------------------------------------------
+
+
+def set_key(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, key: str) -> None:
+    problems = rules.key_problems(key)
+    if problems:
+        raise InvalidInputError(" ".join(problems))
+    setup.keys.store(key)
+    audit.record(uow, actor, "failover.key", setup.site_hostname)
+
+
+# -- answering a peer ----------------------------------------------------------------------
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def challenge(setup: FailoverSetup) -> str:
+    return rules.stamp(setup.key(), "challenge", _now(), secrets.token_hex(16))
+
+
+def prove(setup: FailoverSetup, challenge: str, nonce: str, proof: str) -> tuple[str, str]:
+    """The caller's proof checked; this appliance's proof and a ticket in return."""
+    key = setup.key()
+    fresh = rules.stamp_valid(key, "challenge", challenge, _now(), rules.CHALLENGE_SECONDS)
+    if not fresh:
+        raise PermissionDeniedError("The challenge is unknown or expired; ask for a new one.")
+    if not rules.proof_matches(rules.caller_proof(key, challenge, nonce), proof):
+        raise PermissionDeniedError(
+            "The inter-appliance keys of the two appliances differ; set the same key on "
+            "both (Management > Security)."
+        )
+    ticket = rules.stamp(key, "ticket", _now(), secrets.token_hex(16))
+    return rules.answer_proof(key, challenge, nonce), ticket
+
+
+def check_ticket(setup: FailoverSetup, ticket: str) -> None:
+    if not rules.stamp_valid(setup.key(), "ticket", ticket, _now(), rules.TICKET_SECONDS):
+        raise PermissionDeniedError(
+            "Prove the inter-appliance key first (ticket missing or expired)."
+        )
+
+
+# -- establishing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EstablishRequest:
+    backup: PeerAddress
+    reverse: PeerAddress
+
+
+def check_request(setup: FailoverSetup, request: EstablishRequest) -> None:
+    problem = rules.database_problem(setup.dialect)
+    problems = [problem] if problem else []
+    for name, address in (("backup", request.backup), ("reverse", request.reverse)):
+        problems += rules.address_problems(name, address.host, address.port, setup.site_hostname)
+    if problems:
+        raise InvalidInputError(" ".join(problems))
+    if setup.pair().role is Role.BACKUP:
+        raise ConflictError(
+            "This appliance is the backup of a pair; establish from the intended primary."
+        )
+
+
+def _meet(setup: FailoverSetup, client: PeerClient) -> str:
+    """Introduce both sides; the peer's certificate fingerprint once all checks pass."""
+    met = client.introduce()
+    if met.appliance and met.appliance == setup.appliance_id():
+        raise rules.PeerRefusedError(
+            f"{client.name} is this appliance itself; give the other appliance's own address."
+        )
+    problem = rules.version_problem(setup.version, met.version, client.name) or rules.clock_problem(
+        time.time(), met.time, client.name
+    )
+    if problem:
+        raise rules.PeerRefusedError(problem)
+    return met.fingerprint
+
+
+def establish(
+    uow: UnitOfWork, setup: FailoverSetup, actor: Actor, request: EstablishRequest
+) -> Pair:
+    """From the intended primary: reach the backup, have it reach back, then record both
+    roles (the backup's first, so a failure leaves this appliance as it was)."""
+    check_request(setup, request)
+    key = setup.key()
+    try:
+        with PeerClient(request.backup, key) as client:
+            fingerprint = _meet(setup, client)
+            body = {"host": request.reverse.host, "port": request.reverse.port}
+            client.call("POST", "/join", json=body)
+    except FailoverError as error:
+        raise ConflictError(str(error)) from None
+    peer = Peer(request.backup.host, request.backup.port, fingerprint)
+    pair = Pair(Role.PRIMARY, peer, utc_now().isoformat())
+    state.write_pair(setup.state_dir, pair)
+    audit.record(
+        uow, actor, "failover.establish", str(request.backup), reverse=str(request.reverse)
+    )
+    return pair
+
+
+def join(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, reverse: PeerAddress) -> Pair:
+    """On the intended backup, asked by the primary: reach it back at `reverse`."""
+    problems = rules.address_problems("reverse", reverse.host, reverse.port, setup.site_hostname)
+    if problems:
+        raise InvalidInputError(" ".join(problems))
+    if setup.pair().role is Role.PRIMARY:
+        raise ConflictError("This appliance is the primary of a pair; it cannot become a backup.")
+    try:
+        with PeerClient(reverse, setup.key()) as client:
+            fingerprint = _meet(setup, client)
+    except FailoverError as error:
+        raise ConflictError(f"The backup could not reach the primary back: {error}") from None
+    peer = Peer(reverse.host, reverse.port, fingerprint)
+    pair = Pair(Role.BACKUP, peer, utc_now().isoformat())
+    state.write_pair(setup.state_dir, pair)
+    audit.record(uow, actor, "failover.join", str(reverse))
+    return pair
+
+
+# -- syncing -----------------------------------------------------------------------------------
+
+
+def sync_site(setup: FailoverSetup) -> SyncSite:
+    if setup.sync is None:
+        raise RuntimeError("the failover setup was built without its sync site")
+    return setup.sync
+
+
+def run_sync(setup: FailoverSetup) -> SyncOutcome:
+    """On the backup: pull now and record how it went (in `state/failover.json`)."""
+    try:
+        outcome = pulling.pull(sync_site(setup), setup.pair(), setup.key())
+    except (FailoverError, ValueError, KeyError, OSError) as error:
+        pulling.record(setup.state_dir, f"failed: {error}")
+        raise ConflictError(
+            f"The sync did not finish: {error} What was applied stays; the next sync goes "
+            "on from there."
+        ) from None
+    pulling.record(setup.state_dir, "ok")
+    return outcome
+
+
+def sync_now(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
+    """Sync Now, on either appliance of the pair; returns once the backup has pulled."""
+    pair = setup.pair()
+    if pair.role is Role.BACKUP:  # not audited here: the backup's site tables mirror the primary's
+        run_sync(setup)
+        return setup.pair()
+    if pair.role is not Role.PRIMARY or pair.peer is None:
+        raise ConflictError("This appliance is not in a failover pair; establish one first.")
+    try:
+        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+            answer = client.call("POST", "/sync", json={})
+    except FailoverError as error:
+        raise ConflictError(str(error)) from None
+    synced = replace(
+        pair,
+        last_sync_time=str(answer.get("last_data_sync_time", "")),
+        last_sync_status=str(answer.get("last_data_sync_status", "")),
+    )
+    state.write_pair(setup.state_dir, synced)
+    audit.record(uow, actor, "failover.sync", str(pair.peer.address))
+    return synced
