@@ -1,0 +1,124 @@
+"""A Jumpoint's side of an SSH session against a real OpenSSH server: the pinned host key
+is the only one accepted, the vaulted key signs in, the PTY channel's bytes and exit
+status come through the same `Pty` a Jump Client's shell gives the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bastion.agents.protocol import SshTarget
+from bastion.agents.session import CannotStartError
+from bastion.agents.ssh import SshTerminal
+from tests.support.appliance import free_port
+from tests.support.endpoints import eventually
+from tests.support.jump_clients import run
+from tests.support.sshd import SshServer, keypair, ssh_server
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="needs sshd")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    with ssh_server(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+def target(server: SshServer, **changes: object) -> SshTarget:
+    fields: dict[str, object] = {
+        "host": server.host,
+        "port": server.port,
+        "username": server.username,
+        "host_key": server.host_key,
+        "private_key": server.client_key,
+    }
+    return SshTarget.model_validate(fields | changes)
+
+
+async def read_all(terminal: SshTerminal) -> bytes:
+    """What the terminal gives the relay, until the server's side ends."""
+    loop = asyncio.get_running_loop()
+    got = bytearray()
+    while True:
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(terminal.master, _wake, ready)
+        try:
+            await asyncio.wait_for(ready, 10)
+        finally:
+            loop.remove_reader(terminal.master)
+        data = os.read(terminal.master, 65536)
+        if not data:
+            return bytes(got)
+        got += data
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def test_a_command_runs_on_the_pty_channel_and_its_exit_status_comes_back(
+    sshd: SshServer,
+) -> None:
+    async def scenario() -> None:
+        terminal = await SshTerminal.open(target(sshd), 100, 30)
+        try:
+            os.write(terminal.master, b"stty size; echo jumped-$((6*7)); exit 3\n")
+            output = await read_all(terminal)
+            assert await asyncio.wait_for(terminal.exited, 10) == 3
+        finally:
+            terminal.close()
+        assert b"jumped-42" in output
+        assert b"30 100" in output  # the ordered size reached the server's PTY
+
+    run(scenario())
+
+
+def test_a_host_key_other_than_the_pinned_one_is_refused_before_any_credential(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    _, other = keypair(tmp_path / "other", "not the server")
+    before = len(sshd.log.read_bytes())
+
+    async def scenario() -> None:
+        with pytest.raises(CannotStartError) as refused:
+            await SshTerminal.open(target(sshd, host_key=other), 80, 24)
+        message = str(refused.value)
+        assert "presented the host key ssh-ed25519 SHA256:" in message
+        assert "not the one pinned for this Jump Item; nothing was sent to it" in message
+        assert refused.value.code == 255
+
+    run(scenario())
+    eventually(lambda: b"[preauth]" in sshd.log.read_bytes()[before:], 10, "sshd's log")
+    attempt = sshd.log.read_bytes()[before:].decode(errors="replace")
+    assert f"for {sshd.username}" not in attempt  # no sign-in was tried: no credential left
+    assert "publickey" not in attempt and "password" not in attempt
+
+
+def test_a_credential_the_server_refuses_is_named_as_such(sshd: SshServer, tmp_path: Path) -> None:
+    stranger, _ = keypair(tmp_path / "stranger", "not authorized")
+
+    async def scenario() -> None:
+        with pytest.raises(CannotStartError) as refused:
+            await SshTerminal.open(target(sshd, private_key=stranger), 80, 24)
+        assert "refused the vaulted credential" in str(refused.value)
+        with pytest.raises(CannotStartError) as refused:
+            await SshTerminal.open(target(sshd, private_key=None, password="wrong"), 80, 24)
+        assert "refused the vaulted credential" in str(refused.value)
+
+    run(scenario())
+
+
+def test_a_server_that_does_not_answer_is_unreachable(sshd: SshServer) -> None:
+    closed = free_port(sshd.host)
+
+    async def scenario() -> None:
+        with pytest.raises(CannotStartError) as refused:
+            await SshTerminal.open(target(sshd, port=closed), 80, 24)
+        assert f"cannot reach {sshd.username}@{sshd.host}:{closed}" in str(refused.value)
+
+    run(scenario())
