@@ -60,6 +60,7 @@ def _config(installed: Installation, state: Path, wake_port: int) -> JumpClientC
         anchors=anchor_fingerprints(state / ANCHORS),
         wake_address=("0.0.0.0", wake_port) if mode == "passive" else None,
         sessions=True,
+        jumpoint=installed.kind == "jumpoint",
     )
 
 

@@ -20,6 +20,7 @@ from bastion.installs import pages as installs_pages
 from bastion.installs.views import banner_context, updates_page_context
 from bastion.jump_clients import api as jump_clients_api
 from bastion.jump_clients import pages as jump_clients_pages
+from bastion.jumpoints import api as jumpoints_api
 from bastion.network import api as network_api
 from bastion.network import pages as network_pages
 from bastion.platform.runtime import Runtime
@@ -40,6 +41,7 @@ ROUTERS = (
     backups_api.router,
     certificates_api.router,
     jump_clients_api.router,
+    jumpoints_api.router,
     sessions_api.router,
     sessions_console.router,
     sessions_terminal.router,

@@ -31,12 +31,14 @@ from typing import Protocol
 from bastion.access_console import protocol as console
 from bastion.agents.errors import ProtocolError
 from bastion.agents.protocol import (
+    AnySessionOrder,
     Codec,
     Command,
     Resize,
     SessionEnd,
     SessionExit,
     StartSession,
+    StartSshSession,
 )
 from bastion.agents.protocol import Error as AgentError
 from bastion.platform.clock import utc_now
@@ -154,16 +156,17 @@ class Rendezvous:
         if refusal is not None:
             await self.end(live, refusal)
             raise ConflictError(refusal)
-        command = Command(
-            command_id=f"session-{secrets.token_hex(8)}",
-            body=StartSession(
-                session_id=plan.session_id,
-                rendezvous=self.rendezvous,
-                token=agent_token,
-                cols=cols,
-                rows=rows,
-            ),
+        shell = StartSession(
+            session_id=plan.session_id,
+            rendezvous=self.rendezvous,
+            token=agent_token,
+            cols=cols,
+            rows=rows,
         )
+        body: AnySessionOrder = shell
+        if plan.target is not None:  # through a Jumpoint: the same order, to an SSH server
+            body = StartSshSession(**shell.model_dump(exclude={"kind"}), target=plan.target)
+        command = Command(command_id=f"session-{secrets.token_hex(8)}", body=body)
         refusal = await self._deliver(plan, command)
         if refusal is not None:
             await self.end(live, refusal)
