@@ -237,3 +237,50 @@ def test_a_jumpoint_installer_installs_no_jump_client(site: Site, tmp_path: Path
         check=True,
     )
     assert "bastion jumpoint run --dir" in unit.stdout
+
+
+def test_an_administrator_manages_the_vault_and_items_on_the_page(
+    site: Site, jumpoint: Client, sshd: SshServer
+) -> None:
+    page = "/login/jump/jumpoints"
+    secret = "a page-typed pass phrase " + sshd.host_key[-12:]
+    with site.appliance.client(timeout=60) as browser:
+        web.sign_in(browser, "admin", "password")
+        assert (
+            web.change_password(browser, "password", "a long jumpoint pass phrase").status_code
+            == 303
+        )
+        stored = web.submit(
+            browser, page, f"{page}/credentials", name="page pw", kind="password", secret=secret
+        )
+        assert stored.status_code == 303, stored.text
+        refused = web.submit(
+            browser, page, f"{page}/credentials", name="page key", kind="private_key", secret=secret
+        )
+        assert refused.status_code == 400 and "unencrypted OpenSSH or PEM" in refused.text
+        assert secret not in refused.text  # a refused form does not echo the secret back
+        credential = next(
+            c["id"]
+            for c in site.api.get("/api/v1/vault/credentials").json()
+            if c["name"] == "page pw"
+        )
+        fields = {
+            "name": "page-ssh", "jumpoint_id": str(jumpoint_id(site)), "host": sshd.host,
+            "port": str(sshd.port), "username": sshd.username, "credential_id": str(credential),
+            "jump_group": "Databases",
+        }  # fmt: skip
+        bad = web.submit(browser, page, f"{page}/ssh-items", **fields, host_key="nonsense")
+        assert bad.status_code == 400 and "OpenSSH public key" in bad.text
+        made = web.submit(browser, page, f"{page}/ssh-items", **fields, host_key=sshd.host_key)
+        assert made.status_code == 303, made.text
+        shown = browser.get(page)
+        assert shown.status_code == 200 and "page-ssh" in shown.text and "page pw" in shown.text
+        assert secret not in shown.text and "PRIVATE KEY" not in shown.text
+        item = next(
+            i for i in site.api.get("/api/v1/jumpoints/ssh-items").json() if i["name"] == "page-ssh"
+        )
+        gone = web.submit(browser, page, f"{page}/ssh-items/{item['id']}/delete")
+        assert gone.status_code == 303
+        deleted = web.submit(browser, page, f"{page}/credentials/{credential}/delete")
+        assert deleted.status_code == 303
+        assert "page-ssh" not in browser.get(page).text

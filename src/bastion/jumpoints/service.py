@@ -236,6 +236,11 @@ def _jumpoint(uow: UnitOfWork, setup: JumpClientsSetup, row_id: int) -> JumpClie
     return client
 
 
+def jumpoints(uow: UnitOfWork, setup: JumpClientsSetup) -> list[JumpClientView]:
+    """The Jumpoints installed, by name."""
+    return [c for c in jump_clients.clients_in_groups(uow, setup, None) if c.kind == "jumpoint"]
+
+
 def _item(uow: UnitOfWork, row_id: int) -> SshJumpItemRow:
     row = uow.repository(SshItemRepository).get(row_id)
     if row is None:
