@@ -1,6 +1,7 @@
 """A Jumpoint's side of an SSH session against a real OpenSSH server: the pinned host key
 is the only one accepted, the vaulted key signs in, the PTY channel's bytes and exit
-status come through the same `Pty` a Jump Client's shell gives the relay."""
+status come through the same `Pty` a Jump Client's shell gives the relay; and a real
+Jumpoint, told through the gateway, relays it over the session's connection."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bastion.agents.protocol import SshTarget
+from bastion.agents.protocol import Codec, Command, Resize, SshTarget, StartSshSession
 from bastion.agents.session import CannotStartError
 from bastion.agents.ssh import SshTerminal
+from bastion.jump_clients.routing import Deliver
+from tests.integration.test_jump_client_sessions import order, rendezvous
 from tests.support.appliance import free_port
 from tests.support.endpoints import eventually
-from tests.support.jump_clients import run
+from tests.support.jump_clients import Pki, Recorder, run, serving
 from tests.support.sshd import SshServer, keypair, ssh_server
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="needs sshd")
@@ -26,6 +29,11 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="ne
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     with ssh_server(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
 
 
 def target(server: SshServer, **changes: object) -> SshTarget:
@@ -120,5 +128,54 @@ def test_a_server_that_does_not_answer_is_unreachable(sshd: SshServer) -> None:
         with pytest.raises(CannotStartError) as refused:
             await SshTerminal.open(target(sshd, port=closed), 80, 24)
         assert f"cannot reach {sshd.username}@{sshd.host}:{closed}" in str(refused.value)
+
+    run(scenario())
+
+
+def test_a_jumpoint_relays_the_ssh_session_it_is_told_to_open_and_nothing_else(
+    sshd: SshServer, pki: Pki
+) -> None:
+    async def scenario() -> None:
+        async with serving(pki) as gateway, rendezvous(pki.server) as site:
+            identity, recorder = gateway.enrol("jumpoint"), Recorder()
+            jumpoint = gateway.client(identity, recorder, sessions=True, jumpoint=True)
+            gateway.start(jumpoint)
+            await recorder.wait_for("welcomed")
+            shell = order(site, session_id="shell")
+            ssh = StartSshSession(**shell.model_dump(exclude={"kind"}) | {"session_id": "ssh"},
+                                  target=target(sshd))  # fmt: skip
+            for n, body in enumerate((shell, ssh)):
+                command = Command(command_id=f"c{n}", body=body)
+                await gateway.port.publish(Deliver(identity.client_id, command))
+            side = await site.next()
+            assert side.hello["session_id"] == "ssh"  # no connection for the shell
+            results = {r.command_id: r for r in await recorder.wait_for("commanded", 2)}
+            assert results["c0"].outcome == "failed"
+            assert "opens SSH sessions only" in results["c0"].detail
+            assert results["c1"].outcome == "done"
+            await side.ws.send(Codec().write(Resize(cols=91, rows=19)))
+            await side.type("stty size; echo through-$((2*21))\r")
+            await side.read_until(b"through-42")
+            assert b"19 91" in side.output
+            await side.type("exit 5\r")
+            assert (await side.until_closed())[-1] == {"type": "session_exit", "v": 1, "code": 5}
+
+    run(scenario())
+
+
+def test_a_jump_client_opens_no_ssh_session(sshd: SshServer, pki: Pki) -> None:
+    async def scenario() -> None:
+        async with serving(pki) as gateway, rendezvous(pki.server) as site:
+            identity, recorder = gateway.enrol("plain"), Recorder()
+            client = gateway.client(identity, recorder, sessions=True)
+            gateway.start(client)
+            await recorder.wait_for("welcomed")
+            ssh = StartSshSession(**order(site).model_dump(exclude={"kind"}), target=target(sshd))
+            await gateway.port.publish(
+                Deliver(identity.client_id, Command(command_id="c", body=ssh))
+            )
+            (result,) = await recorder.wait_for("commanded")
+            assert result.outcome == "failed" and "no Jumpoint" in result.detail
+            assert site.arrived.empty()
 
     run(scenario())
