@@ -7,6 +7,7 @@ a shell on the endpoint: a command's output, `stty size` after the console's ter
 is resized, Ctrl-C, and the shell's exit code as the console's own. The session report
 names them both, and its recording plays back with `asciinema` holding what was typed
 and shown. A representative without the group sees nothing to jump to and is refused.
+An administrator's console lists the sessions in progress and watches one as it goes.
 """
 
 from __future__ import annotations
@@ -174,3 +175,45 @@ def test_a_representative_without_the_group_sees_nothing_and_is_refused(
     assert refused.returncode != 0
     assert "Jump Item" in refused.stdout + refused.stderr
     assert "Traceback" not in refused.stdout + refused.stderr
+
+
+def test_an_administrator_watches_a_session_from_the_console(site: Site, endpoint: Client) -> None:
+    representative(site, "watched", ["Servers"])
+    representative(site, "supervisor", [], role="administrator")
+    rep, boss = signed_in_console(site, "watched"), signed_in_console(site, "supervisor")
+    terminal = Terminal(rep, "jump", clients(site)[0]["name"])
+    watcher: subprocess.Popen[str] | None = None
+    try:
+        terminal.type("echo before-$((2*3))\r")
+        terminal.expect("before-6")
+        listed = console(boss, "watch")
+        assert listed.returncode == 0 and "watched" in listed.stdout, listed.stdout
+        session_id = next(
+            s["id"]
+            for s in site.api.get("/api/v1/sessions", params={"representative": "watched"}).json()[
+                "sessions"
+            ]
+            if s["live"]
+        )
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "bastion", "console", "watch", session_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=console_env(boss),
+        )
+        time.sleep(2)  # the watcher joins; what the screen showed is sent to it first
+        terminal.type("echo during-$((6*7))\r")
+        terminal.expect("during-42")
+        terminal.type("exit 0\r")
+        assert terminal.exit_code() == 0, terminal.shown
+        shown, said = watcher.communicate(timeout=30)
+    finally:
+        terminal.close()
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, said
+    assert "before-6" in shown and "during-42" in shown, shown
+    assert "Watching watched on" in said and "The session ended" in said, said
+    refused = console(rep, "watch")
+    assert refused.returncode != 0 and "administrators" in refused.stdout + refused.stderr

@@ -2,7 +2,9 @@
 worker, gateway process) and a Jump Client installed from an installer made through the
 API and run as the service runs it (sessions on), over real TLS. The administrator signs
 in, opens /console, sees a refused start's message, starts a session, runs a command in
-the xterm.js terminal, sees its output and ends the session."""
+the xterm.js terminal and sees its output; on another page watches the session from
+Session Reports (what was shown, then what follows), ends it there, and starts and ends
+another from the console."""
 
 from __future__ import annotations
 
@@ -89,6 +91,28 @@ def test_a_shell_in_the_browser_runs_a_command_and_ends(
     page.keyboard.press("Enter")
     expect(page.locator("#terminal .xterm-rows")).to_contain_text("hello-42", timeout=20_000)
 
+    watcher = context.new_page()  # the administrator watches the session on another page
+    watcher.on("pageerror", lambda error: failures.append(str(error)))
+    watcher.goto(f"{appliance.url}/login/reports")
+    live_row = watcher.locator("#sessions tbody tr").first
+    live_row.get_by_role("link", name="Watch").click()
+    expect(watcher.locator("#watch-status")).to_contain_text("Watching admin on", timeout=20_000)
+    shown = watcher.locator("#terminal .xterm-rows")
+    expect(shown).to_contain_text("hello-42", timeout=20_000)  # the screen so far
+    page.locator("#terminal").click()
+    page.keyboard.type("echo watched-$((2*21))")
+    page.keyboard.press("Enter")
+    expect(shown).to_contain_text("watched-42", timeout=20_000)  # and what follows
+
+    watcher.goto(f"{appliance.url}/login/reports")
+    watcher.locator("#sessions tbody tr").first.get_by_role("button", name="End").click()
+    expect(status).to_have_text("The session ended: ended by admin", timeout=20_000)
+    expect(page.get_by_role("button", name="End session")).to_be_disabled()
+    expect(watcher.locator("#sessions tbody tr").first).to_contain_text("ended by admin")
+
+    page.reload()
+    row.get_by_role("button", name="Start session").click()
+    expect(status).to_contain_text("Connected to", timeout=30_000)
     page.get_by_role("button", name="End session").click()
     expect(status).to_have_text("The session ended: ended by the representative")
     expect(page.get_by_role("button", name="End session")).to_be_disabled()

@@ -12,9 +12,13 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from bastion.access_console import protocol as console
 from tests.integration.test_sessions import (
+    HOST,
     PASSWORD,
     Site,
     add_account,
@@ -107,6 +111,29 @@ async def test_the_post_opens_a_session_whose_token_joins_the_terminal(site: Sit
         await term.send(console.write(console.End()))
     listed = (await site.admin.get("/api/v1/sessions")).json()
     assert listed["sessions"][0]["username"] == "rep"
+
+
+async def test_a_page_of_another_origin_is_refused_the_terminal(site: Site) -> None:
+    rep = await representative(site)
+    async with signed_in(site, "rep") as browser:
+        answer = await start(browser, jump_item_id=rep.client_row, cols=80, rows=24)
+    opened = console.SessionOpened.model_validate(answer.json())
+    url = f"wss://{HOST}:{site.port}{opened.terminal_path}"
+    for foreign in ("https://attacker.example", f"http://{HOST}:{site.port}", "null"):
+        async with connect(url, ssl=site.tls, origin=Origin(foreign)) as term:
+            with pytest.raises(ConnectionClosed) as closed:  # before it may say anything
+                await term.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert "may not open a terminal" in closed.value.rcvd.reason
+    own = Origin(f"https://{HOST}:{site.port}")
+    begun = site.gateway.last()
+    async with (
+        connect(url, ssl=site.tls, origin=own) as term,
+        site.websocket(f"/agent/v1/sessions/{begun.session_id}") as agent,
+    ):
+        await console_joins(term, opened)  # the refused pages did not spend the token
+        await agent_joins(agent, rep, begun)
+        assert isinstance(await site_says(term), console.Started)
 
 
 async def test_refusals_show_the_sites_message_and_extremes_are_4xx(site: Site) -> None:

@@ -80,11 +80,13 @@ def clients(site: Site) -> list[dict[str, Any]]:
     return list(site.api.get("/api/v1/jump-clients").json()["clients"])
 
 
-def representative(site: Site, username: str, groups: list[str]) -> None:
+def representative(
+    site: Site, username: str, groups: list[str], role: str = "representative"
+) -> None:
     """An account that chose its password in the browser, granted `groups`."""
     made = site.api.post(
         "/api/v1/accounts",
-        json={"username": username, "password": "first " + PASSWORD, "role": "representative"},
+        json={"username": username, "password": "first " + PASSWORD, "role": role},
     )
     assert made.status_code == 201, made.text
     granted = site.api.put(

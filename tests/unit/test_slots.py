@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def test_a_wheel_installs_as_an_import_path(tmp_path: Path) -> None:
     install_wheel(wheel, tmp_path / "lib")
     assert (tmp_path / "lib" / "demo" / "__init__.py").read_bytes() == b"X = 1\n"
     assert (tmp_path / "lib" / "extra.py").is_file()
+
+
+def test_installed_modules_are_compiled_and_a_broken_one_stays_source(tmp_path: Path) -> None:
+    wheel = make_wheel(
+        tmp_path / "demo-1.0-py3-none-any.whl",
+        {"demo/__init__.py": b"X = 1\n", "demo/broken.py": b"def (:\n", "demo/data.txt": b"x"},
+    )
+    install_wheel(wheel, tmp_path / "lib")
+    cached = tmp_path / "lib" / "demo" / "__pycache__"
+    names = sorted(p.name.split(".")[0] for p in cached.iterdir())
+    assert names == ["__init__"]
+    init = tmp_path / "lib" / "demo" / "__init__.py"
+    assert Path(importlib.util.cache_from_source(str(init))).is_file()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from bastion.access_console import saved, upgrading
 from bastion.access_console.errors import ConsoleError, NotSignedInError
-from bastion.access_console.protocol import JumpItem
+from bastion.access_console.protocol import JumpItem, LiveSessionInfo
 from bastion.access_console.rules import Step, next_step
 
 if TYPE_CHECKING:
@@ -216,6 +216,50 @@ def jump(
     if outcome.code is None:
         err.print(f"The session ended: {escape(outcome.reason)}")
     raise typer.Exit(outcome.status)
+
+
+@console_app.command("watch")
+def watch(
+    session_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[SESSION_ID]", help="A session in progress; none: list them."),
+    ] = None,
+) -> None:
+    """Administrators: list the sessions in progress, or watch one, read-only, until it
+    ends (Ctrl-C leaves it running)."""
+    from bastion.access_console import terminal
+
+    try:
+        with _signed_in() as client:
+            _keep_up(client)
+            if session_id is None:
+                _list_live(client.live_sessions())
+                return
+            opened, url = client.watch(session_id)
+
+            def told(text: str) -> None:
+                err.print(escape(text) + " Ctrl-C leaves it.")
+
+            outcome = asyncio.run(terminal.watch(url, client.tls, opened.token, told=told))
+    except ConsoleError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print("Left the session; it goes on.")
+        return
+    err.print(f"The session ended: {escape(outcome.reason)}")
+
+
+def _list_live(sessions: Sequence[LiveSessionInfo]) -> None:
+    if not sessions:
+        out.print("No sessions in progress.")
+        return
+    table = Table("Session", "Representative", "Endpoint", "Started", "Size", "Watchers")
+    for live in sessions:
+        started = live.started_at.isoformat(timespec="seconds") if live.started_at else "waiting"
+        size = f"{live.cols}x{live.rows}"
+        row = (live.session_id, live.representative, live.endpoint, started, size, live.watchers)
+        table.add_row(*(escape(str(cell)) for cell in row))
+    out.print(table)
 
 
 @console_app.command("about")

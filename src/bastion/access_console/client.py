@@ -35,10 +35,12 @@ from bastion.access_console.protocol import (
     ConsoleBuild,
     JumpItem,
     JumpItemKind,
+    LiveSessionInfo,
     OpenSession,
     SessionOpened,
     SignedIn,
     SignIn,
+    WatchOpened,
 )
 from bastion.platform import site_address
 
@@ -46,6 +48,7 @@ TIMEOUT = 30.0
 CHUNK = 256 * 1024
 T = TypeVar("T")
 _JUMP_ITEMS: TypeAdapter[list[JumpItem]] = TypeAdapter(list[JumpItem])
+_LIVE: TypeAdapter[list[LiveSessionInfo]] = TypeAdapter(list[LiveSessionInfo])
 
 
 def site_url(text: str) -> str:
@@ -152,14 +155,26 @@ class ConsoleClient:
         body = OpenSession(jump_item_id=jump_item_id, kind=kind, cols=cols, rows=rows)
         answer = self._call("POST", "/sessions", body, refusal=JumpRefusedError)
         opened = _parse(SessionOpened, answer, "the session")
-        path = opened.terminal_path
-        if not path.startswith("/") or path.startswith("//"):
-            raise MisunderstoodError(f"The site gave a terminal path that is not its own: {path}")
+        self._websocket_url(opened.terminal_path)  # refused here if it is not the site's
         return opened
 
     def terminal_url(self, opened: SessionOpened) -> str:
         """The WebSocket address of an opened session's terminal, on this same site."""
-        return "wss://" + self.site.removeprefix("https://") + opened.terminal_path
+        return self._websocket_url(opened.terminal_path)
+
+    def live_sessions(self) -> list[LiveSessionInfo]:
+        return _parse(_LIVE, self._call("GET", "/live-sessions"), "the sessions in progress")
+
+    def watch(self, session_id: str) -> tuple[WatchOpened, str]:
+        """A watch of a session in progress, and the WebSocket address to watch it at."""
+        answer = self._call("POST", f"/live-sessions/{session_id}/watch")
+        opened = _parse(WatchOpened, answer, "the watch")
+        return opened, self._websocket_url(opened.watch_path)
+
+    def _websocket_url(self, path: str) -> str:
+        if not path.startswith("/") or path.startswith("//"):
+            raise MisunderstoodError(f"The site gave a WebSocket path that is not its own: {path}")
+        return "wss://" + self.site.removeprefix("https://") + path
 
     # -- HTTP ---------------------------------------------------------------------------
 

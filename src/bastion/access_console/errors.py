@@ -44,6 +44,10 @@ class JumpRefusedError(RefusedError):
     """The Jump Item cannot be reached now (offline, Upgrade Pending, busy...)."""
 
 
+class WatchRefusedError(ConsoleError):
+    """The site closed a watch connection before it began (token used, session over)."""
+
+
 class ConsoleTransportError(ConsoleError):
     """The site could not be reached, or the connection broke."""
 

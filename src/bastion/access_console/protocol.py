@@ -14,6 +14,18 @@ Then a WebSocket over TLS on `SessionOpened.terminal_path`. The console's first 
 message is `ConsoleHello` with the session's single-use token; after that binary frames
 carry terminal bytes (console -> site: keystrokes; site -> console: output, at most
 `MAX_FRAME_BYTES` each) and text frames carry the messages below.
+
+Administrators may watch a session in progress, read-only:
+
+    GET  /api/v1/console/live-sessions                             -> [LiveSessionInfo]
+    POST /api/v1/console/live-sessions/<session_id>/watch          -> WatchOpened
+
+Then a WebSocket on `WatchOpened.watch_path`, opened with a `ConsoleHello` carrying the
+watch's own single-use token. The site says `watching`, sends the session's most recent
+output (up to `WATCH_TAIL_BYTES`, so the screen can be drawn) and then its output as it
+passes, with `resized` when the representative's terminal changes size, and `exited` or
+`ended` last. A watcher sends nothing more; one that falls behind is dropped (closed
+with 1008) rather than slow the session down.
 """
 
 from __future__ import annotations
@@ -111,6 +123,33 @@ class SessionOpened(Body):
     """Single use, short-lived: the `ConsoleHello` on the terminal connection."""
 
 
+class LiveSessionInfo(Body):
+    """A session in progress on the site."""
+
+    session_id: SessionId
+    title: str
+    """Who, on which endpoint."""
+    representative: str
+    endpoint: str
+    started_at: datetime | None
+    """When the endpoint joined; None while the session waits for it."""
+    cols: int
+    rows: int
+    watchers: int
+
+
+class WatchOpened(Body):
+    session_id: SessionId
+    watch_path: str
+    """`/api/v1/console/live-sessions/<session_id>/watch` on the same site."""
+    token: Key32
+    """Single use, short-lived: the `ConsoleHello` on the watch connection."""
+
+
+WATCH_TAIL_BYTES = 64 * 1024
+"""How much of a session's most recent output a new watcher is sent first."""
+
+
 # -- the terminal WebSocket ---------------------------------------------------------
 
 
@@ -157,8 +196,26 @@ class Ended(Message):
     reason: Annotated[str, Field(max_length=500)]
 
 
+class Watching(Message):
+    """Site to a watcher: the session it watches and its terminal's size; the most recent
+    output follows."""
+
+    type: Literal["watching"] = "watching"
+    title: Annotated[str, Field(max_length=500)]
+    cols: TerminalSize
+    rows: TerminalSize
+
+
+class Resized(Message):
+    """Site to a watcher: the representative's terminal is now this size."""
+
+    type: Literal["resized"] = "resized"
+    cols: TerminalSize
+    rows: TerminalSize
+
+
 FromConsole = Annotated[ConsoleHello | Resize | End, Field(discriminator="type")]
-FromSite = Annotated[Started | Exited | Ended, Field(discriminator="type")]
+FromSite = Annotated[Started | Exited | Ended | Watching | Resized, Field(discriminator="type")]
 M = TypeVar("M", FromConsole, FromSite)
 _FROM_CONSOLE: TypeAdapter[FromConsole] = TypeAdapter(FromConsole)
 _FROM_SITE: TypeAdapter[FromSite] = TypeAdapter(FromSite)

@@ -22,7 +22,7 @@ import ssl
 import stat
 import termios
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -32,14 +32,17 @@ from bastion.access_console.errors import (
     ConsoleTransportError,
     ConsoleTrustError,
     MisunderstoodError,
+    WatchRefusedError,
 )
 from bastion.access_console.protocol import (
     ConsoleHello,
     End,
     Ended,
     Exited,
+    FromSite,
     Resize,
     Started,
+    Watching,
     read_from_site,
     write,
 )
@@ -160,12 +163,7 @@ class Relay:
                 self.reason = f"the connection to the site was lost ({closed})"
 
     def _message(self, frame: str) -> None:
-        try:
-            message = read_from_site(frame)
-        except ProtocolError as error:
-            raise MisunderstoodError(
-                f"The site sent a message this console does not understand: {error.detail}"
-            ) from None
+        message = _understood(frame)
         if isinstance(message, Exited):
             self.code = message.code
             self.reason = f"the remote shell exited with {message.code}"
@@ -211,6 +209,44 @@ class Relay:
     async def _send_quietly(self, text: str) -> None:
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(text)
+
+
+def _understood(frame: str) -> FromSite:
+    try:
+        return read_from_site(frame)
+    except ProtocolError as error:
+        raise MisunderstoodError(
+            f"The site sent a message this console does not understand: {error.detail}"
+        ) from None
+
+
+async def watch(
+    url: str, tls: ssl.SSLContext, token: str, stdout: int = 1, told: Callable[[str], None] = print
+) -> Outcome:
+    """Watch the session at `url`, read-only, writing what it shows to `stdout` until it
+    ends (or the watcher is dropped); `told` hears what the site says about it."""
+    ws = await open_terminal(url, tls, token)
+    code, reason, watching = None, "", False
+    async with ws:
+        try:
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    await _write_all(stdout, frame)
+                    continue
+                message = _understood(frame)
+                if isinstance(message, Watching):
+                    watching = True
+                    told(f"Watching {message.title} ({message.cols}x{message.rows}).")
+                elif isinstance(message, Exited):
+                    code, reason = message.code, f"the remote shell exited with {message.code}"
+                elif isinstance(message, Ended):
+                    reason = message.reason
+        except ConnectionClosed as closed:
+            said = closed.rcvd.reason if closed.rcvd is not None else ""
+            if not watching:
+                raise WatchRefusedError(f"The site refused the watch: {said or closed}") from None
+            reason = reason or said or f"the connection to the site was lost ({closed})"
+    return Outcome(code, reason or "the session ended")
 
 
 async def _readable(fd: int) -> None:

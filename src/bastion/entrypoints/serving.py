@@ -32,7 +32,7 @@ from bastion.network import service as network
 from bastion.network.listeners import UvicornListeners, serve_private, warm_up_servers
 from bastion.platform import identity
 from bastion.platform.clock import utc_now
-from bastion.platform.db.engine import make_engine, migrate, prepare_migrations
+from bastion.platform.db.engine import migrate, prepare_migrations
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
@@ -86,17 +86,27 @@ def initialise(runtime: Runtime, migrated: bool = False) -> Identity:
     return Identity(stored["appliance_id"], stored["created_at"], first_start)
 
 
-def prepare(settings: ApplianceSettings) -> None:
+@dataclass(frozen=True)
+class Prepared:
+    """The site's wiring and its app, built before any data is touched."""
+
+    runtime: Runtime
+    app: FastAPI
+
+
+def prepare(settings: ApplianceSettings) -> Prepared:
     """Import what serving would import on first use (uvicorn's protocols, anyio's event
-    loop backend, Alembic's runtime, the database driver) and build the API's schema,
-    touching no data: a worker that an install starts early does this before it waits to
-    begin, so that it answers its first health check soon after it is told to (changes
-    are paused until then)."""
+    loop backend, Alembic's runtime, the database driver) and build the wiring, the app
+    and the API's schema, touching no data: a worker that an install starts early does
+    this before it waits to begin, so that it answers its first health check soon after
+    it is told to (changes are paused until then). `serve` uses what was built here."""
     warm_up_servers()
     anyio.run(anyio.sleep, 0)  # anyio loads its asyncio backend at first use
     prepare_migrations()
-    make_engine(settings.sqlalchemy_url()).dispose()  # loads the driver; connects to nothing
-    create_app(compose.build(settings)).openapi()  # the same schema, kept for the real app
+    runtime = compose.build(settings)  # loads the database driver; connects to nothing
+    app = create_app(runtime)
+    app.openapi()
+    return Prepared(runtime, app)
 
 
 @dataclass(frozen=True)
@@ -109,11 +119,10 @@ class Supervised:
     standby: bool
 
 
-async def serve(
-    settings: ApplianceSettings, console: Console, supervised: Supervised | None = None
-) -> None:
+async def serve(prepared: Prepared, console: Console, supervised: Supervised | None = None) -> None:
     """Serve until stopped. A standby worker serves nothing until the supervisor says go."""
-    runtime = compose.build(settings)
+    runtime, app = prepared.runtime, prepared.app
+    settings = runtime.settings
     me = initialise(runtime, migrated=supervised is not None and supervised.standby)
     ssl_context = tls.server_context(settings.certs_dir)
     runtime.part(SiteCertificates).ssl_context = ssl_context
@@ -123,7 +132,6 @@ async def serve(
         client = supervised.client
         listeners = UvicornListeners(ssl_context, client.listen, client.unlisten)
     clock = compose.add_network(runtime, listeners).clock
-    app = create_app(runtime)
     listeners.attach(app)
     _settle_memory(app, runtime)
     runtime.serving = True

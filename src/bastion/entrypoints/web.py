@@ -30,6 +30,7 @@ from bastion.sessions import api as sessions_api
 from bastion.sessions import console as sessions_console
 from bastion.sessions import pages as sessions_pages
 from bastion.sessions import terminal as sessions_terminal
+from bastion.sessions import watching as sessions_watching
 from bastion.updates import api as updates_api
 from bastion.updates import pages as updates_pages
 
@@ -46,6 +47,7 @@ ROUTERS = (
     sessions_api.router,
     sessions_console.router,
     sessions_terminal.router,
+    sessions_watching.router,
     accounts_pages.router,
     audit_pages.router,
     backups_pages.router,

@@ -72,7 +72,7 @@ def main() -> int:
     from bastion.entrypoints import serving as appliance
     from bastion.supervisor.client import SupervisorClient
 
-    appliance.prepare(settings)
+    prepared = appliance.prepare(settings)
     _wait_for_begin()
 
     supervised = appliance.Supervised(
@@ -82,7 +82,7 @@ def main() -> int:
         standby=bool(os.environ.get("BASTION_WORKER_STANDBY")),
     )
     try:
-        asyncio.run(appliance.serve(settings, output_console(), supervised))
+        asyncio.run(appliance.serve(prepared, output_console(), supervised))
     except appliance.StartupError as error:
         output_console().print(f"[red]Cannot start:[/] {error}")
         return 2

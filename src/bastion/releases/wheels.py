@@ -1,10 +1,14 @@
 """Installing a release's pure-Python wheels into a directory, every file checked against
 the wheel's RECORD: what the supervisor does for a slot and a Jump Client for its new
-build. No pip, no scripts, no compiled code from a release."""
+build. No pip, no scripts, no compiled code from a release: the bytecode is compiled here,
+from the checked sources, so that every process started from the directory imports it
+at once instead of compiling the whole site again (or at every start, where the
+environment forbids writing bytecode)."""
 
 from __future__ import annotations
 
 import base64
+import compileall
 import hashlib
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -18,9 +22,12 @@ def install_wheel(wheel: Path, lib: Path) -> None:
     """Install a pure-Python wheel into `lib`, checking every file against its RECORD.
 
     Only what a site or base release carries is supported: importable files and
-    `.data/purelib`/`.data/platlib`; scripts and headers are refused by name.
+    `.data/purelib`/`.data/platlib`; scripts and headers are refused by name. Modules are
+    compiled to bytecode as they are installed; one that does not compile is left as
+    source, to fail where it is imported, as it would have anyway.
     """
     lib.mkdir(parents=True, exist_ok=True)
+    sources: list[Path] = []
     try:
         with zipfile.ZipFile(wheel) as archive:
             record = _record_of(archive, wheel)
@@ -33,8 +40,12 @@ def install_wheel(wheel: Path, lib: Path) -> None:
                 destination = lib / target
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 destination.write_bytes(data)
+                if destination.suffix == ".py":
+                    sources.append(destination)
     except (OSError, zipfile.BadZipFile) as error:
         raise WheelError(f"{wheel.name} is not a usable wheel: {error}") from None
+    for source in sources:
+        compileall.compile_file(source, quiet=2)
 
 
 def _record_of(archive: zipfile.ZipFile, wheel: Path) -> dict[str, str]:

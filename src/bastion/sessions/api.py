@@ -158,9 +158,15 @@ async def end_session(
     session_id: SessionId, runtime: RuntimeDep, actor: ApiActorDep, rendezvous: RendezvousDep
 ) -> s.SessionOut:
     """End a live session: both ends are told why, the recording is stored."""
+    await end_now(runtime, rendezvous, actor, session_id)
+    return _out(await asyncio.to_thread(_read, runtime, session_id))
+
+
+async def end_now(runtime: Runtime, rendezvous: Rendezvous, actor: Actor, session_id: str) -> None:
+    """An administrator ends a session: live here, or only recorded as live (its worker
+    stopped). For the API and the page alike."""
     if not await rendezvous.end_session(session_id, service.end_reason_by(actor)):
         await asyncio.to_thread(_end_not_live, runtime, actor, session_id)
-    return _out(await asyncio.to_thread(_read, runtime, session_id))
 
 
 def _end_not_live(runtime: Runtime, actor: Actor, session_id: str) -> None:

@@ -1,4 +1,5 @@
 """`/login/reports`: the site's sessions, their recordings, and the session settings;
+watching a session in progress (`static/session-watch.js`) and ending it;
 `/console`: the web console, a shell on a Jump Client in the browser (`static/web-console.js`
 with the vendored xterm.js)."""
 
@@ -21,12 +22,14 @@ from bastion.platform.web.forms import redirect, reloads_go_to
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE
 from bastion.platform.web.templating import render
 from bastion.sessions import service
+from bastion.sessions.api import end_now
 from bastion.sessions.console import start_session
 from bastion.sessions.recording import MEDIA_TYPE, blob_path
 from bastion.sessions.relay import Rendezvous
 from bastion.sessions.repository import SessionFilter
 from bastion.sessions.rules import SessionSettings
 from bastion.sessions.schemas import UUID_PATTERN
+from bastion.sessions.watching import open_watch
 
 router = APIRouter(include_in_schema=False)
 REPORTS = "/login/reports"
@@ -95,6 +98,51 @@ def recording(
     if not path.is_file():
         raise NotFoundError("The recording is not in this appliance's blob store (yet).")
     return FileResponse(path, media_type=MEDIA_TYPE, filename=f"session-{session_id}.cast")
+
+
+# Watching and ending a session in progress, as the access console and the API do.
+
+
+@router.get(REPORTS + "/{session_id}/watch")
+def watch_page(
+    request: Request,
+    session_id: Annotated[str, Path(pattern=UUID_PATTERN)],
+    uow: UowDep,
+    current: AdministratorDep,
+) -> Response:
+    view = service.get_session(uow, session_id)
+    return render(request, "session_watch.html", current, session=view)
+
+
+@router.post(REPORTS + "/{session_id}/watch", dependencies=[CsrfDep])
+async def watch_open(
+    request: Request,
+    session_id: Annotated[str, Path(pattern=UUID_PATTERN)],
+    runtime: RuntimeDep,
+    rendezvous: RendezvousDep,
+    current: AdministratorDep,
+) -> p.WatchOpened:
+    """For the page's script: the watch's path and single-use token (JSON); a refusal is
+    the error page, whose message the script shows."""
+    return await open_watch(runtime, rendezvous, page_actor(request, current), session_id)
+
+
+@router.post(REPORTS + "/{session_id}/end", dependencies=[CsrfDep])
+async def end_from_page(
+    request: Request,
+    session_id: Annotated[str, Path(pattern=UUID_PATTERN)],
+    runtime: RuntimeDep,
+    rendezvous: RendezvousDep,
+    current: AdministratorDep,
+) -> Response:
+    await end_now(runtime, rendezvous, page_actor(request, current), session_id)
+    return redirect(REPORTS)
+
+
+@router.get(REPORTS + "/{session_id}/end")
+def reload_end(session_id: Annotated[str, Path(pattern=UUID_PATTERN)]) -> Response:
+    """Opening the form's address again leads back to the reports."""
+    return redirect(REPORTS)
 
 
 # The web console: the same Jump Items and the same opening as the access console's API.

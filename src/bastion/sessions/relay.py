@@ -11,6 +11,12 @@ Buffering is bounded: each end's reader takes one frame, waits until the other e
 here, and hands the frame on before it reads the next, so an end that stops reading
 stops the other end being read (the server reads no further frames from a connection
 until the application has taken the last).
+
+Administrators may watch a session live (read-only). A watcher never holds a session
+back: it has a queue of its own (`WATCH_QUEUE` frames), first filled with the session's
+most recent output so that its screen can be drawn, and a watcher whose queue is full
+is dropped with the reason. Watching needs its own single-use token, given to
+administrators only.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from bastion.agents.protocol import (
 )
 from bastion.agents.protocol import Error as AgentError
 from bastion.platform.clock import utc_now
-from bastion.platform.errors import ConflictError, UnavailableError
+from bastion.platform.errors import ConflictError, NotFoundError, UnavailableError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.sessions import rules, service
 from bastion.sessions.recording import Recording, Stored
@@ -53,6 +59,12 @@ SEND_TIMEOUT = 5.0
 """How long ending a session waits to tell an end that does not read."""
 WAKE_WAIT = 15.0
 """How long a woken passive client has to connect before the jump is refused."""
+WATCH_QUEUE = 256
+"""How many frames a watcher may be behind the session before it is dropped."""
+WATCH_CHUNK = 16 * 1024
+"""The recent output is sent to a new watcher in frames of this size."""
+MAX_WATCHERS = 8
+"""Watchers of one session at once."""
 Publish = Callable[[str, Command], Awaitable[bool]]
 """Send a command to the gateway process holding this client; True if one held it."""
 Units = Callable[[], UnitOfWork]
@@ -78,6 +90,28 @@ class JoinRefusedError(Exception):
     """An end's token (or session) is not good: the message is the close reason."""
 
 
+class Watcher:
+    """An administrator watching a session: what it has not been sent yet, and the task
+    that sends it (the session's own ends never wait for it)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[bytes | str | None] = asyncio.Queue(WATCH_QUEUE)
+        self.sender: asyncio.Task[None] | None = None
+
+    def offer(self, frame: bytes | str | None) -> bool:
+        """Queue a frame (None: nothing follows); False if the watcher is too far behind."""
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def send_all(self) -> None:
+        while (frame := await self.queue.get()) is not None:
+            await self.channel.send(frame)
+
+
 @dataclass
 class LiveSession:
     plan: SessionPlan
@@ -101,6 +135,11 @@ class LiveSession:
     from_console: int = 0
     from_endpoint: int = 0
     watchdog: asyncio.Task[None] | None = None
+    shown: bytearray = field(default_factory=bytearray)
+    """The most recent output (at most `WATCH_TAIL_BYTES`), for a watcher's first screen."""
+    watchers: list[Watcher] = field(default_factory=list)
+    watch_tokens: dict[str, float] = field(default_factory=dict)
+    """Digests of the watch tokens not used yet, with when each was given."""
 
     @property
     def session_id(self) -> str:
@@ -323,6 +362,7 @@ class Rendezvous:
             return
         assert live.recording is not None and live.agent is not None
         live.recording.resize(cols, rows)
+        self._show(live, console.write(console.Resized(cols=cols, rows=rows)))
         resize = Resize(cols=cols, rows=rows)
         await live.agent.send(self.codec.write(resize, live.agent_version))
 
@@ -344,6 +384,7 @@ class Rendezvous:
         live.from_endpoint += len(frame)
         assert live.recording is not None and live.console is not None
         live.recording.output(frame)
+        self._show(live, frame)
         await live.console.send(frame)
 
     async def _agent_message(self, live: LiveSession, frame: str) -> None:
@@ -359,6 +400,94 @@ class Rendezvous:
             await self.end(live, f"the Jump Client failed: {message.detail}")
         else:
             await self.end(live, "the Jump Client sent a second session_hello")
+
+    # -- watching --------------------------------------------------------------------------
+
+    def in_progress(self) -> list[LiveSession]:
+        """The sessions live here, oldest first. Safe to call from a thread."""
+        return sorted((s for s in tuple(self.live.values()) if not s.ended), key=lambda s: s.opened)
+
+    def watch_ticket(self, session_id: str) -> str:
+        """A single-use token with which an administrator's console may watch the session."""
+        live = self.live.get(session_id)
+        if live is None or live.ended:
+            raise NotFoundError(
+                "No session with this id is in progress on this appliance; "
+                "GET /api/v1/console/live-sessions lists those that are."
+            )
+        self._forget_expired_watch_tokens(live)
+        if len(live.watchers) + len(live.watch_tokens) >= MAX_WATCHERS:
+            raise ConflictError(
+                f"This session has {MAX_WATCHERS} watchers (or tokens given for them) "
+                "already; try again when one has left."
+            )
+        token = secrets.token_urlsafe(32)
+        live.watch_tokens[_digest(token)] = time.monotonic()
+        return token
+
+    def join_watcher(self, session_id: str, token: str, channel: Channel) -> Watcher:
+        """A watcher of the session, its queue begun with what the session shows now. Not a
+        coroutine: nothing the session relays can slip between that and its first frames."""
+        live = self.live.get(session_id)
+        if live is None or live.ended:
+            raise JoinRefusedError("there is no such session live on this appliance")
+        self._forget_expired_watch_tokens(live)
+        if live.watch_tokens.pop(_digest(token), None) is None:
+            raise JoinRefusedError("the watch token is not this session's, or was used or expired")
+        watcher = Watcher(channel)
+        watcher.offer(
+            console.write(console.Watching(title=live.title[:500], cols=live.cols, rows=live.rows))
+        )
+        shown = bytes(live.shown)
+        for start in range(0, len(shown), WATCH_CHUNK):
+            watcher.offer(shown[start : start + WATCH_CHUNK])
+        live.watchers.append(watcher)
+        watcher.sender = asyncio.create_task(
+            self._send_to(live, watcher), name=f"watcher of {session_id}"
+        )
+        return watcher
+
+    def _forget_expired_watch_tokens(self, live: LiveSession) -> None:
+        now = time.monotonic()
+        for digest, given in list(live.watch_tokens.items()):
+            if now - given > self.token_lifetime:
+                del live.watch_tokens[digest]
+
+    async def relay_watcher(self, session_id: str, watcher: Watcher) -> None:
+        """Read the watcher until it leaves or is closed; it may say nothing after its
+        hello."""
+        frame = await watcher.channel.receive()
+        live = self.live.get(session_id)
+        if live is not None and watcher in live.watchers:
+            if frame is None:  # it left
+                live.watchers.remove(watcher)
+                if watcher.sender is not None:
+                    watcher.sender.cancel()
+            else:
+                self._drop(live, watcher, f"watching is read-only; {_kind(frame)} was refused")
+        if watcher.sender is not None:
+            await asyncio.wait([watcher.sender])
+
+    async def _send_to(self, live: LiveSession, watcher: Watcher) -> None:
+        """Send the watcher its frames; at the session's end, close it with the reason (a
+        watcher that is dropped or leaves is cancelled here and closed by `_drop`)."""
+        await watcher.send_all()
+        await _bounded(watcher.channel.close(1000, live.reason))
+
+    def _show(self, live: LiveSession, frame: bytes | str) -> None:
+        """Pass output (bytes) or a resize (text) to the watchers; keep the recent output."""
+        if isinstance(frame, bytes):
+            live.shown += frame
+            del live.shown[: max(0, len(live.shown) - console.WATCH_TAIL_BYTES)]
+        for watcher in list(live.watchers):
+            if not watcher.offer(frame):
+                self._drop(live, watcher, "the watcher fell behind the session")
+
+    def _drop(self, live: LiveSession, watcher: Watcher, reason: str) -> None:
+        live.watchers.remove(watcher)
+        if watcher.sender is not None:
+            watcher.sender.cancel()
+        watcher.sender = asyncio.create_task(_closed(watcher.channel, reason))
 
     # -- ending --------------------------------------------------------------------------------
 
@@ -383,6 +512,7 @@ class Rendezvous:
         if live.watchdog is not None and live.watchdog is not asyncio.current_task():
             live.watchdog.cancel()
         try:
+            self._tell_watchers(live, reason, exit_code)
             await self._tell_console(live, reason, exit_code)
             await self._tell_agent(live, reason, exit_code)
             stored = await self._store(live)
@@ -391,14 +521,17 @@ class Rendezvous:
             self.live.pop(live.session_id, None)
             live.finished.set()
 
+    def _tell_watchers(self, live: LiveSession, reason: str, exit_code: int | None) -> None:
+        last = _last_word(reason, exit_code)
+        for watcher in list(live.watchers):
+            if watcher.offer(last) and watcher.offer(None):
+                continue
+            self._drop(live, watcher, "the watcher fell behind the session")
+
     async def _tell_console(self, live: LiveSession, reason: str, exit_code: int | None) -> None:
         if live.console is None:
             return
-        if exit_code is not None:
-            last: console.Message = console.Exited(code=exit_code)
-        else:
-            last = console.Ended(reason=reason[:500])
-        await _bounded(live.console.send(console.write(last)))
+        await _bounded(live.console.send(_last_word(reason, exit_code)))
         await _bounded(live.console.close(1000, reason))
 
     async def _tell_agent(self, live: LiveSession, reason: str, exit_code: int | None) -> None:
@@ -430,6 +563,21 @@ class Rendezvous:
         with self.units() as uow:
             service.finish(uow, live.session_id, outcome)
             uow.commit()
+
+
+def _last_word(reason: str, exit_code: int | None) -> str:
+    """What the console (and each watcher) is told last."""
+    if exit_code is not None:
+        return console.write(console.Exited(code=exit_code))
+    return console.write(console.Ended(reason=reason[:500]))
+
+
+def _kind(frame: bytes | str) -> str:
+    return "typing" if isinstance(frame, bytes) else "a message"
+
+
+async def _closed(channel: Channel, reason: str) -> None:
+    await _bounded(channel.close(1008, reason))
 
 
 async def _bounded(step: Awaitable[None]) -> None:

@@ -332,6 +332,15 @@ def end_reason_by(actor: Actor) -> str:
     return f"ended by {actor.name}"
 
 
+def watching(uow: UnitOfWork, actor: Actor, session_id: str) -> None:
+    """An administrator is about to watch a session: only administrators may, and the
+    audit log says who watched which."""
+    if actor.principal is None or not actor.principal.is_administrator:
+        raise PermissionDeniedError("Only administrators may watch a session.")
+    row = _row(uow, session_id)
+    audit.record(uow, actor, "sessions.watch", row.jump_client_name, session_id=session_id)
+
+
 def end_not_live(uow: UnitOfWork, actor: Actor, session_id: str) -> SessionView:
     """An administrator ends a session that no relay here holds (its worker stopped)."""
     row = _row(uow, session_id)

@@ -4,6 +4,12 @@ terminal connection and the Jump Client's session connection.
 Each end's first message names the session's single-use token; a wrong, replayed or
 expired token, or an unknown session, is closed with 1008 and the reason, and nothing is
 relayed. A first message that is not the expected one is closed with 1002.
+
+A browser names the page that opened a WebSocket in its Origin header, and nothing stops
+another site's page from opening one to the appliance: the console's terminal is refused
+(1008) to a page of any origin but the site's own. The single-use token, handed out only
+by a CSRF-protected form, already keeps such a page out; this makes it two locks. The
+access console sends no Origin and is not concerned.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -73,11 +80,64 @@ async def _first(channel: Channel) -> bytes | str | None:
         return None
 
 
+def foreign_origin(origin: str | None, scheme: str, host: str) -> bool:
+    """Whether a page of `origin` is not the site reached as `host` over `scheme` (ws or
+    wss). No Origin at all is a client that is not a browser."""
+    if origin is None:
+        return False
+    try:
+        return _origin(origin) != _origin(f"{'https' if scheme == 'wss' else 'http'}://{host}")
+    except ValueError:  # a port that is not a number
+        return True
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
 @router.websocket(console.CONSOLE_API + "/sessions/{session_id}/terminal")
 async def console_terminal(websocket: WebSocket, session_id: str) -> None:
     await websocket.accept()
     channel = WebSocketChannel(websocket)
+    hello = await console_hello(websocket, channel)
+    if hello is None:
+        return
     rendezvous = _rendezvous(websocket)
+    live = await _join(
+        channel, rendezvous, lambda r: r.join_console(session_id, hello.token, channel)
+    )
+    if live is not None and rendezvous is not None:
+        await rendezvous.relay_console(live, channel)
+
+
+@router.websocket(console.CONSOLE_API + "/live-sessions/{session_id}/watch")
+async def watch_terminal(websocket: WebSocket, session_id: str) -> None:
+    """An administrator's read-only view of a session in progress."""
+    await websocket.accept()
+    channel = WebSocketChannel(websocket)
+    hello = await console_hello(websocket, channel)
+    if hello is None:
+        return
+    rendezvous = _rendezvous(websocket)
+    if rendezvous is None:
+        await channel.close(REFUSED, "this appliance holds no sessions")
+        return
+    try:
+        watcher = rendezvous.join_watcher(session_id, hello.token, channel)
+    except JoinRefusedError as error:
+        await channel.close(REFUSED, str(error))
+        return
+    await rendezvous.relay_watcher(session_id, watcher)
+
+
+async def console_hello(websocket: WebSocket, channel: Channel) -> console.ConsoleHello | None:
+    """The first message of a console (or a watcher), or None once the connection is
+    refused and closed: a page of another origin, no hello in time, another message."""
+    origin = websocket.headers.get("origin")
+    if foreign_origin(origin, websocket.url.scheme, websocket.headers.get("host", "")):
+        await channel.close(REFUSED, f"a page of {origin} may not open a terminal of this site")
+        return None
     frame = await _first(channel)
     try:
         if frame is None:
@@ -87,12 +147,8 @@ async def console_terminal(websocket: WebSocket, session_id: str) -> None:
             raise ProtocolError("unexpected", "the first message must be console_hello")
     except ProtocolError as error:
         await channel.close(MALFORMED, str(error))
-        return
-    live = await _join(
-        channel, rendezvous, lambda r: r.join_console(session_id, hello.token, channel)
-    )
-    if live is not None and rendezvous is not None:
-        await rendezvous.relay_console(live, channel)
+        return None
+    return hello
 
 
 @router.websocket(SESSION_PATH + "{session_id}")
