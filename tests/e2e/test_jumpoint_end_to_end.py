@@ -276,6 +276,11 @@ def test_an_administrator_manages_the_vault_and_items_on_the_page(
         shown = browser.get(page)
         assert shown.status_code == 200 and "page-ssh" in shown.text and "page pw" in shown.text
         assert secret not in shown.text and "PRIVATE KEY" not in shown.text
+        vaulted_key = sshd.client_key.strip().splitlines()[1]  # the first test's, used in a session
+        for admin_page in ("/login/reports", "/login/jump/jump-clients", "/login/audit"):
+            answer = browser.get(admin_page)
+            assert answer.status_code == 200, admin_page
+            assert vaulted_key not in answer.text and secret not in answer.text
         item = next(
             i for i in site.api.get("/api/v1/jumpoints/ssh-items").json() if i["name"] == "page-ssh"
         )
