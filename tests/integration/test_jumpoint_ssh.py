@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bastion.agents.protocol import Codec, Command, Resize, SshTarget, StartSshSession
+from bastion.agents.protocol import (
+    Codec,
+    Command,
+    Resize,
+    SessionEnd,
+    SshTarget,
+    StartSshSession,
+)
 from bastion.agents.session import CannotStartError
 from bastion.agents.ssh import SshTerminal
 from bastion.jump_clients.routing import Deliver
@@ -179,3 +188,37 @@ def test_a_jump_client_opens_no_ssh_session(sshd: SshServer, pki: Pki) -> None:
             assert site.arrived.empty()
 
     run(scenario())
+
+
+def test_a_session_ended_while_its_server_is_still_being_reached_ends_at_once(
+    sshd: SshServer, pki: Pki
+) -> None:
+    """A server that takes the connection and never speaks: the site's end does not wait
+    for the Jumpoint's 15 s to reach it, and nothing is left running."""
+    with socket.create_server((sshd.host, 0)) as silent:
+        port = silent.getsockname()[1]
+
+        async def scenario() -> None:
+            async with serving(pki) as gateway, rendezvous(pki.server) as site:
+                identity, recorder = gateway.enrol("ending"), Recorder()
+                jumpoint = gateway.client(identity, recorder, sessions=True, jumpoint=True)
+                gateway.start(jumpoint)
+                await recorder.wait_for("welcomed")
+                body = StartSshSession(
+                    **order(site).model_dump(exclude={"kind"}), target=target(sshd, port=port)
+                )
+                await gateway.port.publish(
+                    Deliver(identity.client_id, Command(command_id="c", body=body))
+                )
+                side = await site.next()
+                await asyncio.sleep(0.5)  # the Jumpoint is waiting for the server's banner
+                began = time.monotonic()
+                await side.ws.send(Codec().write(SessionEnd(reason="ended by the site")))
+                messages = await side.until_closed(timeout=5)
+                assert time.monotonic() - began < 3
+                assert not any(m.get("type") == "session_exit" for m in messages)
+                assert side.output == b""
+                async with asyncio.timeout(5):
+                    await jumpoint.sessions.ended()
+
+        run(scenario())

@@ -122,13 +122,14 @@ class SshTerminal:
                 "site's vault",
                 UNREACHED,
             ) from None
-        except (OSError, TimeoutError, asyncssh.Error) as error:
+        except (OSError, TimeoutError, ValueError, asyncssh.Error) as error:
             raise CannotStartError(f"cannot reach {where}: {_reason(error)}", UNREACHED) from None
         try:
-            process = await connection.create_process(
-                term_type=TERM, term_size=(cols, rows), encoding=None
+            process = await asyncio.wait_for(
+                connection.create_process(term_type=TERM, term_size=(cols, rows), encoding=None),
+                CONNECT_TIMEOUT,
             )
-        except (OSError, asyncssh.Error) as error:
+        except (OSError, TimeoutError, asyncssh.Error) as error:
             connection.abort()
             raise CannotStartError(
                 f"{where} opened no terminal: {_reason(error)}", UNREACHED
