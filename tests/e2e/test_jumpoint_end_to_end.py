@@ -2,11 +2,12 @@
 installed from its own installer and run as its service runs (`bastion jumpoint …`), a
 real OpenSSH server with no agent on another loopback address, and the access console.
 
-An administrator vaults the server's key and makes an SSH Jump Item pinning the server's
-host key; a representative granted its Jump Group jumps to it and runs a command. The
-session is reported and recorded like a Jump Client's; the vaulted secret appears in no
-API answer, page, recording, console output or log. A changed host key and a refused
-credential are clear refusals with nothing relayed; bad input is a 4xx, never a 500.
+An administrator vaults the server's key (or, for a server that takes passwords, a
+password) and makes an SSH Jump Item pinning the server's host key; a representative
+granted its Jump Group jumps to it and runs a command. The session is reported and
+recorded like a Jump Client's; the vaulted secret appears in no API answer, page,
+recording, console output or log. A changed host key and a refused credential are clear
+refusals with nothing relayed; bad input is a 4xx, never a 500.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tests.support.sshd import SshServer, keypair, ssh_server
 SITE = "jumpoints.example.test"
 HOST = "127.0.0.144"
 SSH_HOST = "127.0.0.145"
+PASSWORD_HOST = "127.0.0.146"
 MAX_ID = 2**63 - 1
 
 
@@ -86,7 +88,7 @@ def item_body(site: Site, sshd: SshServer, credential: int, **changes: Any) -> d
 
 
 def sessions_of(site: Site, username: str) -> list[dict[str, Any]]:
-    found = site.api.get("/api/v1/sessions", params={"representative": username}).json()
+    found = site.api.get("/api/v1/sessions", params={"username": username}).json()
     return [s for s in found["sessions"] if not s["live"]]
 
 
@@ -139,6 +141,33 @@ def test_a_representative_reaches_an_ssh_server_through_the_jumpoint(
     for text in seen:
         assert secret_line not in text and "PRIVATE KEY" not in text
     assert "Traceback" not in site.appliance.log()
+
+
+def test_a_vaulted_password_reaches_a_server_that_takes_passwords(
+    site: Site, jumpoint: Client, tmp_path: Path
+) -> None:
+    password = "vaulted " + tmp_path.name[-12:] + " pass phrase"
+    with ssh_server(tmp_path / "sshd", PASSWORD_HOST, password=password) as server:
+        made = site.api.post(
+            "/api/v1/vault/credentials",
+            json={"name": "db password", "kind": "password", "secret": password},
+        )
+        assert made.status_code == 201 and password not in made.text, made.text
+        body = item_body(site, server, made.json()["id"], name="pw-ssh")
+        assert site.api.post("/api/v1/jumpoints/ssh-items", json=body).status_code == 201
+        representative(site, "dba4", ["Databases"])
+        home = signed_in_console(site, "dba4")
+        jumped = console(home, "jump", "pw-ssh", stdin="echo with-$((50-8))\nexit 4\n")
+        assert jumped.returncode == 4, jumped.stdout + jumped.stderr
+        assert "with-42" in jumped.stdout and password not in jumped.stdout + jumped.stderr
+        assert "Accepted password for" in server.log.read_text(errors="replace")
+    eventually(lambda: bool(sessions_of(site, "dba4")), 30, "the session's record")
+    (report,) = sessions_of(site, "dba4")
+    eventually(lambda: bool(sessions_of(site, "dba4")[0]["recording_sha256"]), 30, "recording")
+    recording = site.api.get(f"/api/v1/sessions/{report['id']}/recording").text
+    listed = site.api.get("/api/v1/vault/credentials").text
+    assert "with-42" in recording and password not in recording + listed
+    assert password not in site.appliance.log() + jumpoint.output()
 
 
 def test_a_changed_host_key_is_refused_and_nothing_is_relayed(

@@ -222,3 +222,23 @@ def test_a_session_ended_while_its_server_is_still_being_reached_ends_at_once(
                     await jumpoint.sessions.ended()
 
         run(scenario())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a password server needs a mount namespace")
+def test_a_vaulted_password_signs_in(tmp_path: Path) -> None:
+    with ssh_server(tmp_path, "127.0.0.10", password="a vaulted pass phrase") as server:
+
+        async def scenario() -> None:
+            signed_in = target(server, private_key=None, password="a vaulted pass phrase")
+            terminal = await SshTerminal.open(signed_in, 80, 24)
+            try:
+                os.write(terminal.master, b"echo by-$((40+2)); exit 0\n")
+                assert b"by-42" in await read_all(terminal)
+                assert await asyncio.wait_for(terminal.exited, 10) == 0
+            finally:
+                terminal.close()
+            with pytest.raises(CannotStartError, match="refused the vaulted credential"):
+                await SshTerminal.open(target(server, private_key=None, password="wrong"), 80, 24)
+
+        run(scenario())
+    assert "Accepted password for" in server.log.read_text(errors="replace")

@@ -1,6 +1,10 @@
 """A real OpenSSH server (Debian `openssh-server`) for Jumpoint tests: started on a
 127.x address and a high port with a host key made for the test, taking the running
-user's login with one authorized key (public key authentication only)."""
+user's login with one authorized key, and, if asked, with a password.
+
+The password is the running user's in a copy of the shadow file that only this sshd
+sees: it runs in a mount namespace of its own (`unshare`), where the copy is bound over
+/etc/shadow. The machine's own files are never changed."""
 
 from __future__ import annotations
 
@@ -41,9 +45,26 @@ def keypair(path: Path, comment: str) -> tuple[str, str]:
     return path.read_text(), path.with_suffix(".pub").read_text().strip()
 
 
+def password_shadow(tmp: Path, user: str, password: str) -> Path:
+    """/etc/shadow with `user`'s password hash replaced by one of `password`."""
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True
+    ).stdout.strip()
+    lines = Path("/etc/shadow").read_text().splitlines()
+    fields = [line.split(":") for line in lines]
+    changed = [":".join([f[0], hashed, *f[2:]] if f[0] == user else f) for f in fields]
+    shadow = tmp / "shadow"
+    shadow.write_text("\n".join(changed) + "\n")
+    shadow.chmod(0o640)
+    return shadow
+
+
 @contextmanager
-def ssh_server(tmp: Path, host: str = "127.0.0.9") -> Iterator[SshServer]:
-    """sshd in the foreground on `host` and a free high port, until the block ends."""
+def ssh_server(
+    tmp: Path, host: str = "127.0.0.9", password: str | None = None
+) -> Iterator[SshServer]:
+    """sshd in the foreground on `host` and a free high port, until the block ends; with
+    `password`, the running user signs in with it too (root only: it needs a namespace)."""
     tmp.mkdir(parents=True, exist_ok=True)
     _, host_public = keypair(tmp / "host_key", "test host")
     client_private, client_public = keypair(tmp / "client_key", "test client")
@@ -57,18 +78,23 @@ def ssh_server(tmp: Path, host: str = "127.0.0.9") -> Iterator[SshServer]:
         f"HostKey {tmp / 'host_key'}\n"
         f"PidFile {tmp / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {authorized}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nPrintMotd no\nPrintLastLog no\n"
+        f"PasswordAuthentication {'yes' if password else 'no'}\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\n"
+        f"PermitRootLogin {'yes' if password else 'prohibit-password'}\n"
+        "StrictModes no\nPrintMotd no\nPrintLastLog no\n"
         "LogLevel VERBOSE\n"
     )
     log = tmp / "sshd.log"
+    user = pwd.getpwuid(os.getuid()).pw_name
+    command = [SSHD, "-D", "-e", "-f", str(config)]
+    if password:
+        shadow = password_shadow(tmp, user, password)
+        mount = f"mount --bind {shadow} /etc/shadow && exec {' '.join(command)}"
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount]
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_listening(host, port, process, log)
-        user = pwd.getpwuid(os.getuid()).pw_name
         yield SshServer(host, port, user, host_public, client_private, log)
     finally:
         process.terminate()
