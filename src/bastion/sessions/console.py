@@ -172,7 +172,8 @@ async def download_console_build(
 
 @router.get("/jump-items", response_model=list[p.JumpItem], responses=errors(401, 403))
 def jump_items(setup: SetupDep, uow: UowDep, current: ConsoleDep) -> list[p.JumpItem]:
-    """The Jump Clients this person may use; `jumpable` says whether a jump can start now."""
+    """The Jump Items this person may use (Jump Clients, and SSH Jump Items through
+    Jumpoints: `kind`); `jumpable` says whether a jump can start now."""
     views = service.jump_items(uow, setup, current.principal)
     return [p.JumpItem.model_validate(v, from_attributes=True) for v in views]
 

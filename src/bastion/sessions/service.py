@@ -118,7 +118,9 @@ def _wakeable(client: JumpClientView) -> bool:
 def jump_items(
     uow: UnitOfWork, setup: JumpClientsSetup, principal: Principal
 ) -> list[JumpItemView]:
-    """The Jump Clients this person may use, with whether a jump can start now."""
+    """The Jump Items this person may use, with whether a jump can start now: the Jump
+    Clients of their Jump Groups (not Jumpoints: they open no shell), then the SSH Jump
+    Items of their Jump Groups, each jumpable when its Jumpoint is."""
     groups = _groups_of(uow, principal)
     clients = jump_clients.clients_in_groups(uow, setup, groups)
     shells = [_item(c) for c in clients if c.kind == "jump_client"]
