@@ -310,6 +310,8 @@ def test_an_administrator_manages_the_vault_and_items_on_the_page(
             answer = browser.get(admin_page)
             assert answer.status_code == 200, admin_page
             assert vaulted_key not in answer.text and secret not in answer.text
+        listed = browser.get("/login/jump/jump-clients").text
+        assert '<span class="badge">Jumpoint</span>' in listed  # told apart from Jump Clients
         item = next(
             i for i in site.api.get("/api/v1/jumpoints/ssh-items").json() if i["name"] == "page-ssh"
         )
