@@ -29,7 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -190,7 +190,8 @@ class Rendezvous:
         ended with the reason) beyond the licence's counts, or when no gateway holds the
         client."""
         console_token, agent_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        live = LiveSession(plan, title, _digest(console_token), _digest(agent_token), cols, rows)
+        held = replace(plan, target=None)  # the credential goes in the order only, not kept
+        live = LiveSession(held, title, _digest(console_token), _digest(agent_token), cols, rows)
         refusal = self._hold(live)
         if refusal is not None:
             await self.end(live, refusal)
