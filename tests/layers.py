@@ -27,6 +27,7 @@ CAPABILITIES = (
     "updates",
     "installs",
     "jump_clients",
+    "jumpoints",
     "sessions",
     "failover",
     "appliance",

@@ -1,10 +1,11 @@
 """A fleet upgrades itself after a site install (R12-R14, R18, R20), all real processes.
 
-Three Jump Clients (two active, one passive) run on site version 1.0.0. A site release
-1.1.0, built from this project's own wheel, is installed; each client queues for its
-upgrade when it next comes in, and with a cap of one they upgrade one at a time: each
-fetches the build, checks it, installs it beside the running one, restarts into it and
-comes back on 1.1.0. An installer made before the install is refused after it.
+Three Jump Clients (two active, one passive) and a Jumpoint run on site version 1.0.0. A
+site release 1.1.0, built from this project's own wheel, is installed; each client
+queues for its upgrade when it next comes in, and with a cap of one they upgrade one at a
+time: each fetches the build, checks it, installs it beside the running one, restarts
+into it and comes back on 1.1.0 (the Jumpoint as a Jumpoint: R15). An installer made
+before the install is refused after it.
 
 A release whose Jump Client cannot reach the site is undone by each client itself and
 shown as failed, and with a failure threshold the rollout halts until resumed.
@@ -36,6 +37,8 @@ from tests.support.installs import request_install, store_release, wait_idle
 from tests.support.releases import project_wheel
 
 SITE = "upgrades.example.test"
+KINDS = {"jumpoint": {"mode": "active", "kind": "jumpoint"}}
+"""The installers of the agents that are not a Jump Client of a mode."""
 
 
 @contextmanager
@@ -66,11 +69,12 @@ def start_clients(
     import subprocess
     import sys
 
-    files = {mode: installer(site, tmp, mode=mode) for mode in set(modes)}
+    files = {mode: installer(site, tmp, **KINDS.get(mode, {"mode": mode})) for mode in set(modes)}
     clients: dict[str, Client] = {}
     for index, mode in enumerate(modes):
         state = tmp / f"{mode}-{index}"
-        done = bastion("jump-client", "install", str(files[mode]), "--dir", str(state))
+        command = "jumpoint" if mode == "jumpoint" else "jump-client"
+        done = bastion(command, "install", str(files[mode]), "--dir", str(state))
         assert done.returncode == 0, done.stdout + done.stderr
         log = tmp / f"{mode}-{index}.log"
         env = {
@@ -80,7 +84,7 @@ def start_clients(
         }
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "bastion", "jump-client", "run", "--dir", str(state)],
+                [sys.executable, "-m", "bastion", command, "run", "--dir", str(state)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -122,9 +126,9 @@ def test_the_fleet_upgrades_itself_one_at_a_time(
     tmp = tmp_path_factory.mktemp("upgrade")
     with a_site(tmp, "127.0.0.42") as site:
         settings(site, max_concurrent_upgrades=1, canary_percent=0)
-        clients = start_clients(site, tmp, ["active", "active", "passive"])
+        clients = start_clients(site, tmp, ["active", "active", "passive", "jumpoint"])
         try:
-            active = [c for n, c in clients.items() if n.startswith("active")]
+            active = [c for n, c in clients.items() if not n.startswith("passive")]
             eventually(lambda: all(record(site, c)["online"] for c in active), what="online")
             old_installer = json.loads(installer(site, tmp, mode="active").read_text())
             install_site(site, project_wheel("1.1.0", wheels))
@@ -134,7 +138,7 @@ def test_the_fleet_upgrades_itself_one_at_a_time(
             while time.monotonic() < deadline:
                 progress = fleet(site)
                 peak = max(peak, progress["upgrading"])
-                if progress["upgraded"] == 3:
+                if progress["upgraded"] == len(clients):
                     break
                 if record(site, passive)["version"] != "1.1.0":
                     site.api.post(f"/api/v1/jump-clients/{record(site, passive)['id']}/wake")
@@ -142,6 +146,10 @@ def test_the_fleet_upgrades_itself_one_at_a_time(
             assert versions(site, clients) == dict.fromkeys(clients, "1.1.0"), fleet(site)
             assert peak <= 1, "the cap of one concurrent upgrade was passed"
             assert fleet(site)["failed"] == 0
+            jumpoint = clients["jumpoint-3"]
+            assert record(site, jumpoint)["kind"] == "jumpoint"
+            restarted = Path(f"/proc/{jumpoint.process.pid}/cmdline").read_bytes().split(b"\0")
+            assert restarted[-5:-1] == [b"jumpoint", b"run", b"--dir", str(jumpoint.state).encode()]
             for client in clients.values():
                 assert (client.state / "builds" / "1.1.0" / "lib").is_dir()
                 assert client.process.poll() is None  # the same process, re-executed

@@ -190,7 +190,7 @@ def test_an_administrator_watches_a_session_from_the_console(site: Site, endpoin
         assert listed.returncode == 0 and "watched" in listed.stdout, listed.stdout
         session_id = next(
             s["id"]
-            for s in site.api.get("/api/v1/sessions", params={"representative": "watched"}).json()[
+            for s in site.api.get("/api/v1/sessions", params={"username": "watched"}).json()[
                 "sessions"
             ]
             if s["live"]

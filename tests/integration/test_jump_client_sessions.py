@@ -43,7 +43,7 @@ from bastion.agents.protocol import (
     Upgrade,
 )
 from bastion.agents.runner import Service
-from bastion.agents.session import CHUNK, Session, rendezvous_endpoint
+from bastion.agents.session import CHUNK, Session, rendezvous_endpoint, shell_opener
 from bastion.agents.shell import login_shell
 from bastion.agents.trust import anchors_context
 from bastion.jump_clients.directory import ClientRecord
@@ -172,11 +172,15 @@ async def start(
 ) -> tuple[Session, asyncio.Task[str], SiteSide]:
     """A session opened with the real connection code, its shell running."""
     start_order = order(site, **options)
-    session = Session(start_order, CLIENT_ID, Codec(), login_shell())
+    session = Session(start_order, CLIENT_ID, Codec(), shell_opener(login_shell()))
     endpoint = rendezvous_endpoint(start_order, Endpoint(SITE, 1, timeout=5))
     await session.connect(endpoint, anchors_context(anchors))
     task = asyncio.create_task(session.run())
-    return session, task, await site.next()
+    side = await site.next()
+    async with asyncio.timeout(5):  # the shell is started by the session's task
+        while session.terminal is None and not task.done():
+            await asyncio.sleep(0.01)
+    return session, task, side
 
 
 def alive(pid: int) -> bool:
@@ -422,7 +426,7 @@ def test_a_session_the_site_refuses_at_once_starts_no_shell(pki: Pki) -> None:
         async with rendezvous(pki.server) as site:
             site.refusal = "this session token was used already"
             start_order = order(site)
-            session = Session(start_order, CLIENT_ID, Codec(), login_shell())
+            session = Session(start_order, CLIENT_ID, Codec(), shell_opener(login_shell()))
             endpoint = rendezvous_endpoint(start_order, Endpoint(SITE, 1, timeout=5))
             processes = children()
             await session.connect(endpoint, anchors_context(pki.anchors))
@@ -441,7 +445,7 @@ def test_a_server_certificate_not_from_the_anchors_is_refused_before_any_shell(
         async with rendezvous(stranger) as site:
             before, processes = open_fds(), children()
             start_order = order(site)
-            session = Session(start_order, CLIENT_ID, Codec(), login_shell())
+            session = Session(start_order, CLIENT_ID, Codec(), shell_opener(login_shell()))
             endpoint = rendezvous_endpoint(start_order, Endpoint(SITE, 1, timeout=5))
             with pytest.raises(TrustError, match="not signed by a trust anchor"):
                 await session.connect(endpoint, anchors_context(pki.anchors))

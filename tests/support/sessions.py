@@ -50,18 +50,30 @@ def session_site(
 
 
 @contextmanager
-def online_endpoint(site: Site, group: str = "Servers") -> Iterator[Client]:
-    """A Jump Client installed from an installer for `group`, running until the end."""
+def online_endpoint(
+    site: Site, group: str = "Servers", kind: str = "jump_client"
+) -> Iterator[Client]:
+    """A Jump Client (or, `kind` "jumpoint", a Jumpoint) installed from an installer for
+    `group`, running until the end."""
     answer = site.api.post(
-        "/api/v1/jump-clients/installers", json={"mode": "active", "jump_group": group}
+        "/api/v1/jump-clients/installers",
+        json={"mode": "active", "jump_group": group, "kind": kind},
     )
     assert answer.status_code == 201, answer.text
     made = site.tmp / f"installer-{answer.json()['id']}.json"
     made.write_text(answer.json()["installer"])
     state = site.tmp / f"endpoint-{answer.json()['id']}"
-    client = install_and_run(made, state, state.with_suffix(".log"))
+    command = kind.replace("_", "-")
+    client = install_and_run(made, state, state.with_suffix(".log"), command)
+    online = [c for c in clients(site) if c["status"] == "online" and c["kind"] == kind]
     try:
-        eventually(lambda: any(c["status"] == "online" for c in clients(site)), what="online")
+        eventually(
+            lambda: (
+                len([c for c in clients(site) if c["status"] == "online" and c["kind"] == kind])
+                > len(online)
+            ),
+            what="online",
+        )
         yield client
     finally:
         client.stop()

@@ -109,7 +109,12 @@ def test_the_calls_carry_the_bearer_token_and_follow_the_protocol() -> None:
         ("POST", "/api/v1/console/sign-out"),
     ]
     assert {r.headers["authorization"] for r in seen} == {"Bearer bearer-1"}
-    assert json.loads(seen[2].content) == {"jump_item_id": 7, "cols": 120, "rows": 40}
+    assert json.loads(seen[2].content) == {
+        "jump_item_id": 7,
+        "kind": "jump_client",
+        "cols": 120,
+        "rows": 40,
+    }
 
 
 def test_a_wrong_password_and_a_lock_out_say_what_the_site_said() -> None:

@@ -182,11 +182,8 @@ def list_items() -> None:
 
 def pick(items: Sequence[JumpItem], wanted: str) -> JumpItem:
     """The Jump Item `wanted` names: its id, its name, else its name or hostname in any case."""
-    if wanted.isdigit():
-        for item in items:
-            if item.id == int(wanted):
-                return item
-    found = [item for item in items if item.name == wanted]
+    found = [item for item in items if wanted.isdigit() and item.id == int(wanted)]
+    found = found or [item for item in items if item.name == wanted]
     if not found:
         folded = wanted.casefold()
         found = [i for i in items if folded in (i.name.casefold(), i.hostname.casefold())]
@@ -195,7 +192,7 @@ def pick(items: Sequence[JumpItem], wanted: str) -> JumpItem:
     if not found:
         raise ConsoleError(f"No Jump Item is named {wanted!r}; `bastion console list` shows them.")
     which = ", ".join(f"{item.id} ({item.name}, {item.hostname})" for item in found)
-    raise ConsoleError(f"Several Jump Items match {wanted!r}: {which}; give its ID.")
+    raise ConsoleError(f"Several Jump Items match {wanted!r}: {which}; give its name.")
 
 
 @console_app.command("jump")
@@ -210,7 +207,7 @@ def jump(
             _keep_up(client)
             item = pick(client.jump_items(), name_or_id)
             cols, rows = terminal_size(0) or terminal_size(1) or (80, 24)
-            opened = client.open_session(item.id, cols, rows)
+            opened = client.open_session(item.id, cols, rows, item.kind)
             outcome = asyncio.run(relay(client.terminal_url(opened), client.tls, opened.token))
     except ConsoleError as error:
         _fail(error)

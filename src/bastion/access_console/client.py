@@ -34,6 +34,7 @@ from bastion.access_console.protocol import (
     About,
     ConsoleBuild,
     JumpItem,
+    JumpItemKind,
     LiveSessionInfo,
     OpenSession,
     SessionOpened,
@@ -148,8 +149,10 @@ class ConsoleClient:
     def jump_items(self) -> list[JumpItem]:
         return _parse(_JUMP_ITEMS, self._call("GET", "/jump-items"), "the Jump Items")
 
-    def open_session(self, jump_item_id: int, cols: int = 80, rows: int = 24) -> SessionOpened:
-        body = OpenSession(jump_item_id=jump_item_id, cols=cols, rows=rows)
+    def open_session(
+        self, jump_item_id: int, cols: int = 80, rows: int = 24, kind: JumpItemKind = "jump_client"
+    ) -> SessionOpened:
+        body = OpenSession(jump_item_id=jump_item_id, kind=kind, cols=cols, rows=rows)
         answer = self._call("POST", "/sessions", body, refusal=JumpRefusedError)
         opened = _parse(SessionOpened, answer, "the session")
         self._websocket_url(opened.terminal_path)  # refused here if it is not the site's

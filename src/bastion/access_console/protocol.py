@@ -85,6 +85,7 @@ class ConsoleBuild(Body):
     path: str
 
 
+JumpItemKind = Literal["jump_client", "ssh"]
 JumpStatus = Literal[
     "online", "offline", "lost", "upgrade_pending", "upgrading", "failed", "revoked"
 ]
@@ -102,10 +103,14 @@ class JumpItem(Body):
     jumpable: bool
     """Whether a jump can start now; if not, `reason` says why."""
     reason: str = ""
+    kind: JumpItemKind = "jump_client"
+    """"jump_client": a shell on that machine; "ssh": an SSH server through a Jumpoint."""
 
 
 class OpenSession(Body):
     jump_item_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    kind: JumpItemKind = "jump_client"
+    """Which kind of Jump Item `jump_item_id` names (each kind has its own ids)."""
     cols: TerminalSize = 80
     rows: TerminalSize = 24
 

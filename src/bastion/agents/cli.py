@@ -1,7 +1,7 @@
-"""`bastion jump-client install|run|check-in|status|uninstall|systemd-unit`: a Jump Client on
-the endpoint it runs on."""
-
-from __future__ import annotations
+"""`bastion jump-client|jumpoint install|run|check-in|status|uninstall|systemd-unit`: a Jump
+Client, or a Jumpoint, on the machine it runs on. Both are the same agent; a Jumpoint is
+installed from a Jumpoint installer and opens SSH sessions to servers in its network
+instead of a shell on its own machine."""
 
 import asyncio
 import logging
@@ -15,118 +15,127 @@ from rich.console import Console
 
 console = Console(soft_wrap=True)
 """Messages stay whole lines: they land in logs and scripts as often as on a terminal."""
-jump_client_app = typer.Typer(
-    help="The Jump Client on this endpoint: install it from an installer, run it as a service.",
-    no_args_is_help=True,
-)
 
 
-def _default_state() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/bastion-jump-client")
-    return Path.home() / ".local" / "state" / "bastion-jump-client"
+def agent_app(kind: str) -> typer.Typer:
+    """The commands for one kind of agent: "jump_client" or "jumpoint"."""
+    from bastion.agents.installation import KIND_NAMES
 
-
-StateOption = Annotated[
-    Path,
-    typer.Option("--dir", help="The client's state directory.", default_factory=_default_state),
-]
-
-
-@jump_client_app.command("install")
-def install(
-    installer: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="The installer file.")
-    ],
-    state: StateOption,
-) -> None:
-    """Install the Jump Client from an installer the site made, and register it."""
-    from bastion.agents.errors import AgentError
-    from bastion.agents.installation import install as install_from
-    from bastion.platform.build import site_version
-
-    try:
-        installed = install_from(installer, state, site_version())
-    except AgentError as error:
-        console.print(f"[red]Not installed:[/] {error}")
-        raise typer.Exit(2) from None
-    console.print(
-        f"Jump Client {installed.client_id} ({installed.mode}) installed in {state} for "
-        f"{installed.site}. Start it with `bastion jump-client run --dir {state}`, or as a "
-        "service (`bastion jump-client systemd-unit`)."
+    name, command = KIND_NAMES[kind]
+    app = typer.Typer(
+        help=f"The {name} on this machine: install it from an installer, run it as a service.",
+        no_args_is_help=True,
     )
 
+    def _default_state() -> Path:
+        if os.geteuid() == 0:
+            return Path(f"/var/lib/bastion-{command}")
+        return Path.home() / ".local" / "state" / f"bastion-{command}"
 
-@jump_client_app.command("run")
-def run(
-    state: StateOption,
-    wake_port: Annotated[
-        int, typer.Option(help="Passive: the port to listen on for wakes (0: any).")
-    ] = 0,
-) -> None:
-    """Run the installed Jump Client until stopped (what its service does)."""
-    from bastion.agents import upgrading
-    from bastion.agents.errors import AgentError
-    from bastion.agents.runner import Service
+    StateOption = Annotated[
+        Path,
+        typer.Option(
+            "--dir", help=f"The {name}'s state directory.", default_factory=_default_state
+        ),
+    ]
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    wanted = upgrading.wanted_lib(state)
-    if wanted != upgrading.running_lib():
-        upgrading.run_from(wanted, state)
-    try:
-        service = Service(state, wake_port)
-    except AgentError as error:
-        console.print(f"[red]Cannot run:[/] {error}")
-        raise typer.Exit(2) from None
-    asyncio.run(service.run())
-    if service.restart_into is not None:
-        upgrading.run_from(service.restart_into, state)
+    @app.command("install", help=f"Install the {name} from an installer the site made.")
+    def install(
+        installer: Annotated[
+            Path, typer.Argument(exists=True, dir_okay=False, help="The installer file.")
+        ],
+        state: StateOption,
+    ) -> None:
+        from bastion.agents.errors import AgentError
+        from bastion.agents.installation import install as install_from
+        from bastion.platform.build import site_version
 
+        try:
+            installed = install_from(installer, state, site_version(), kind)
+        except AgentError as error:
+            console.print(f"[red]Not installed:[/] {error}")
+            raise typer.Exit(2) from None
+        console.print(
+            f"{name} {installed.client_id} ({installed.mode}) installed in {state} for "
+            f"{installed.site}. Start it with `bastion {command} run --dir {state}`, or as a "
+            f"service (`bastion {command} systemd-unit`)."
+        )
 
-@jump_client_app.command("check-in")
-def check_in(state: StateOption) -> None:
-    """Ask the running Jump Client to check in with its site now."""
-    from bastion.agents.runner import ask
+    @app.command("run", help=f"Run the installed {name} until stopped (what its service does).")
+    def run(
+        state: StateOption,
+        wake_port: Annotated[
+            int, typer.Option(help="Passive: the port to listen on for wakes (0: any).")
+        ] = 0,
+    ) -> None:
+        from bastion.agents import upgrading
+        from bastion.agents.errors import AgentError
+        from bastion.agents.runner import Service
 
-    try:
-        answer = asyncio.run(ask(state, "check-in"))
-    except OSError as error:
-        console.print(f"[red]No Jump Client runs for {state}:[/] {error}. Start it first.")
-        raise typer.Exit(2) from None
-    console.print("Checking in." if answer == "ok" else answer)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        wanted = upgrading.wanted_lib(state)
+        if wanted != upgrading.running_lib():
+            upgrading.run_from(wanted, state)
+        try:
+            service = Service(state, wake_port)
+        except AgentError as error:
+            console.print(f"[red]Cannot run:[/] {error}")
+            raise typer.Exit(2) from None
+        asyncio.run(service.run())
+        if service.restart_into is not None:
+            upgrading.run_from(service.restart_into, state)
 
+    @app.command("check-in", help=f"Ask the running {name} to check in with its site now.")
+    def check_in(state: StateOption) -> None:
+        from bastion.agents.runner import ask
 
-@jump_client_app.command("status")
-def status(state: StateOption) -> None:
-    """What is installed here, for which site."""
-    from bastion.agents.errors import AgentError
-    from bastion.agents.installation import load
+        try:
+            answer = asyncio.run(ask(state, "check-in"))
+        except OSError as error:
+            console.print(f"[red]No {name} runs for {state}:[/] {error}. Start it first.")
+            raise typer.Exit(2) from None
+        console.print("Checking in." if answer == "ok" else answer)
 
-    try:
-        installed = load(state)
-    except AgentError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from None
-    for name, value in vars(installed).items():
-        console.print(f"{name:>13}: {value}")
+    @app.command("status", help="What is installed here, for which site.")
+    def status(state: StateOption) -> None:
+        from bastion.agents.errors import AgentError
+        from bastion.agents.installation import load
 
+        try:
+            installed = load(state)
+        except AgentError as error:
+            console.print(f"[red]{error}[/]")
+            raise typer.Exit(2) from None
+        for field, value in vars(installed).items():
+            console.print(f"{field:>13}: {value}")
 
-@jump_client_app.command("uninstall")
-def uninstall(state: StateOption) -> None:
-    """Remove the Jump Client's state (its key first). The site lists it until deleted there."""
-    from bastion.agents.installation import uninstall as remove
+    @app.command(
+        "uninstall",
+        help=f"Remove the {name}'s state (its key first). The site lists it until deleted there.",
+    )
+    def uninstall(state: StateOption) -> None:
+        from bastion.agents.installation import uninstall as remove
 
-    remove(state)
-    console.print(f"Removed {state}.")
+        remove(state)
+        console.print(f"Removed {state}.")
+
+    @app.command("systemd-unit", help=f"Print a systemd unit that runs this {name} as a service.")
+    def systemd_unit(state: StateOption) -> None:
+        unit = UNIT.format(name=name, command=command, python=sys.executable, state=state.resolve())
+        typer.echo(unit, nl=False)
+
+    return app
 
 
 UNIT = """[Unit]
-Description=Bastion Jump Client
+Description=Bastion {name}
 After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart={python} -m bastion jump-client run --dir {state}
+ExecStart={python} -m bastion {command} run --dir {state}
 Restart=always
 RestartSec=5
 
@@ -134,8 +143,5 @@ RestartSec=5
 WantedBy=multi-user.target
 """
 
-
-@jump_client_app.command("systemd-unit")
-def systemd_unit(state: StateOption) -> None:
-    """Print a systemd unit that runs this Jump Client as a service."""
-    typer.echo(UNIT.format(python=sys.executable, state=state.resolve()), nl=False)
+jump_client_app = agent_app("jump_client")
+jumpoint_app = agent_app("jumpoint")

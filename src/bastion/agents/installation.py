@@ -56,6 +56,8 @@ class Installation:
     site_version: str
     jump_group: str = ""
     tag: str = ""
+    kind: str = "jump_client"
+    """"jump_client", or "jumpoint" (SSH sessions to servers in its network)."""
 
     @property
     def gateway_host(self) -> str:
@@ -84,9 +86,22 @@ def read_installer(path: Path) -> dict[str, Any]:
     return body
 
 
-def install(installer: Path, state: Path, agent_version: str) -> Installation:
-    """Install the client described by `installer` into `state` and register it."""
+KIND_NAMES = {"jump_client": ("Jump Client", "jump-client"), "jumpoint": ("Jumpoint", "jumpoint")}
+
+
+def install(
+    installer: Path, state: Path, agent_version: str, kind: str = "jump_client"
+) -> Installation:
+    """Install the client described by `installer` into `state` and register it; the
+    installer must be one for `kind` (a Jump Client's or a Jumpoint's)."""
     body = read_installer(installer)
+    made_for = str(body.get("kind", "jump_client"))
+    if made_for != kind:
+        name, command = KIND_NAMES.get(made_for, (made_for, made_for))
+        raise InstallError(
+            f"{installer} is a {name} installer, not a {KIND_NAMES[kind][0]} one: install "
+            f"it with `bastion {command} install`, or download the right one from the site."
+        )
     if (state / INSTALLATION).exists():
         raise InstallError(
             f"A Jump Client is installed in {state} already; uninstall it first "
@@ -114,6 +129,7 @@ def _install(body: dict[str, Any], state: Path, agent_version: str) -> Installat
         site_version=str(body.get("site_version", "")),
         jump_group=str(body.get("jump_group", "")),
         tag=str(body.get("tag", "")),
+        kind=str(body.get("kind", "jump_client")),
     )
     write_atomically(state / INSTALLATION, json.dumps(asdict(installed), indent=2).encode())
     return installed
@@ -157,6 +173,7 @@ def _register(
         "mode": body["mode"],
         "jump_group": body.get("jump_group", ""),
         "tag": body.get("tag", ""),
+        "kind": body.get("kind", "jump_client"),
         "public_key": base64.b64encode(identity.public_key).decode(),
         "endpoint": {
             "machine": machine_digest(),

@@ -37,6 +37,7 @@ from bastion.agents.connection import AgentLink, Endpoint, open_link
 from bastion.agents.errors import AgentError, ProtocolError, TransportError
 from bastion.agents.identity import EndpointIdentity
 from bastion.agents.protocol import (
+    AnySessionOrder,
     Bye,
     Challenge,
     Codec,
@@ -51,14 +52,16 @@ from bastion.agents.protocol import (
     RetryAfter,
     ServerMessage,
     StartSession,
+    StartSshSession,
     Statistics,
     Welcome,
     decode_bytes,
     encode_bytes,
 )
 from bastion.agents.protocol import Outcome as ResultOutcome
-from bastion.agents.session import Session, Sessions, rendezvous_endpoint
+from bastion.agents.session import Opener, Session, Sessions, rendezvous_endpoint, shell_opener
 from bastion.agents.shell import login_shell
+from bastion.agents.ssh import ssh_opener
 from bastion.agents.wake import WakeGuard, WakeListener
 from bastion.platform.build import site_version
 
@@ -85,6 +88,9 @@ class JumpClientConfig:
     sessions: bool = False
     """Open remote sessions (a shell on a PTY) when the site asks. The installed service
     turns this on; a fleet simulator leaves it off and answers `unsupported`."""
+    jumpoint: bool = False
+    """A Jumpoint: its sessions are SSH connections to servers in its network
+    (`start_ssh_session`), never a shell on its own machine."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ class Observer:
 
     def woken(self) -> None: ...
 
-    def session_started(self, order: StartSession) -> None: ...
+    def session_started(self, order: AnySessionOrder) -> None: ...
 
     def session_ended(self, session_id: str, how: str) -> None: ...
 
@@ -328,7 +334,7 @@ class JumpClient:
         return None
 
     async def _carry_out(self, link: AgentLink, command: Command) -> None:
-        if isinstance(command.body, StartSession) and self.config.sessions:
+        if isinstance(command.body, StartSession | StartSshSession) and self.config.sessions:
             self._start_session(command, command.body)
             return
         result = await self.commands(command)
@@ -344,15 +350,28 @@ class JumpClient:
 
     # -- sessions ------------------------------------------------------------------
 
-    def _start_session(self, command: Command, order: StartSession) -> None:
+    def _start_session(self, command: Command, order: AnySessionOrder) -> None:
         refusal = self.sessions.refusal(order.session_id)
-        if refusal:
+        start = self._opener(order)
+        if start is None:
+            refusal = (
+                "a Jumpoint opens SSH sessions only, never a shell on its own machine"
+                if self.config.jumpoint
+                else "this Jump Client is no Jumpoint: it opens no SSH session"
+            )
+        if refusal or start is None:
             self._answer(command, "failed", refusal)
         else:
-            self.sessions.start(order.session_id, self._session(command, order))
+            self.sessions.start(order.session_id, self._session(command, order, start))
 
-    async def _session(self, command: Command, order: StartSession) -> None:
-        session = Session(order, self.identity.client_id, self.codec, login_shell())
+    def _opener(self, order: AnySessionOrder) -> Opener | None:
+        """What the session relays: a shell for a Jump Client, SSH for a Jumpoint."""
+        if isinstance(order, StartSshSession):
+            return ssh_opener(order.target) if self.config.jumpoint else None
+        return None if self.config.jumpoint else shell_opener(login_shell())
+
+    async def _session(self, command: Command, order: AnySessionOrder, start: Opener) -> None:
+        session = Session(order, self.identity.client_id, self.codec, start)
         try:
             await session.connect(rendezvous_endpoint(order, self.config.endpoint), self.tls)
         except AgentError as error:
@@ -378,7 +397,7 @@ class JumpClient:
                 self._link.send(await self.statistics())
             return CommandResult(command_id=command.command_id, outcome="done")
         detail = f"this Jump Client ({self.config.agent_version}) does not carry out {kind}"
-        if kind == "start_session":
+        if kind in ("start_session", "start_ssh_session"):
             detail = "sessions are turned off for this Jump Client"
         return CommandResult(command_id=command.command_id, outcome="unsupported", detail=detail)
 

@@ -148,11 +148,10 @@ SESSION_PATH = "/agent/v1/sessions/"
 """A session's own connection: `wss://<rendezvous><SESSION_PATH><session_id>`."""
 
 
-class StartSession(Part):
-    """Open a session: a fresh connection to `rendezvous` (the site's web listener,
-    host:port), a `SessionHello` with `token`, then a shell on a PTY relayed over it."""
+class SessionOrder(Part):
+    """What every order to open a session carries: a fresh connection to `rendezvous`
+    (the site's web listener, host:port) and a `SessionHello` with `token`."""
 
-    kind: Literal["start_session"] = "start_session"
     session_id: SessionId
     rendezvous: Text
     """Where the agent opens the session's own connection (host:port on the site)."""
@@ -162,8 +161,40 @@ class StartSession(Part):
     rows: TerminalSize = 24
 
 
+class StartSession(SessionOrder):
+    """A Jump Client's session: a shell on a PTY of its machine, relayed."""
+
+    kind: Literal["start_session"] = "start_session"
+
+
+class SshTarget(Part):
+    """Where a Jumpoint opens an SSH session, and with what. The credential comes from
+    the site's vault and travels only here, inside the agent's TLS connection."""
+
+    host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    username: Annotated[str, Field(min_length=1, max_length=255)]
+    host_key: Annotated[str, Field(min_length=1, max_length=16 * 1024)]
+    """The server's public key as OpenSSH writes it ("ssh-ed25519 AAAA..."): the only
+    one accepted."""
+    password: str | None = Field(default=None, max_length=16 * 1024, repr=False)
+    private_key: str | None = Field(default=None, max_length=16 * 1024, repr=False)
+    """An OpenSSH or PEM private key, unencrypted."""
+
+
+class StartSshSession(SessionOrder):
+    """A Jumpoint's session: an SSH connection from the Jumpoint to `target`, its PTY
+    channel relayed like a Jump Client's shell."""
+
+    kind: Literal["start_ssh_session"] = "start_ssh_session"
+    target: SshTarget
+
+
+AnySessionOrder = StartSession | StartSshSession
+
 CommandBody = Annotated[
-    CheckIn | Wake | Upgrade | Uninstall | StartSession, Field(discriminator="kind")
+    CheckIn | Wake | Upgrade | Uninstall | StartSession | StartSshSession,
+    Field(discriminator="kind"),
 ]
 
 

@@ -25,11 +25,11 @@ from bastion.agents.identity import load_or_create
 from bastion.agents.installation import ANCHORS, IDENTITY, Installation, load, uninstall
 from bastion.agents.jump_client import AGENT_VERSION, JumpClient, JumpClientConfig, Observer
 from bastion.agents.protocol import (
+    AnySessionOrder,
     Command,
     CommandResult,
     Mode,
     RetryAfter,
-    StartSession,
     Statistics,
     Upgrade,
     Welcome,
@@ -60,6 +60,7 @@ def _config(installed: Installation, state: Path, wake_port: int) -> JumpClientC
         anchors=anchor_fingerprints(state / ANCHORS),
         wake_address=("0.0.0.0", wake_port) if mode == "passive" else None,
         sessions=True,
+        jumpoint=installed.kind == "jumpoint",
     )
 
 
@@ -97,7 +98,7 @@ class LoggingObserver(Observer):
         if result.outcome != "done":
             log.warning("%s: %s (%s)", command.body.kind, result.outcome, result.detail)
 
-    def session_started(self, order: StartSession) -> None:
+    def session_started(self, order: AnySessionOrder) -> None:
         log.info("session %s started (%dx%d)", order.session_id, order.cols, order.rows)
 
     def session_ended(self, session_id: str, how: str) -> None:

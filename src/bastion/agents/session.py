@@ -4,7 +4,9 @@ session's own connection to the site.
 Told `start_session`, the client opens a fresh TLS connection to the rendezvous, verified
 against its installed anchors only and named as its site (SNI and Host), upgrades it to a
 WebSocket on `SESSION_PATH + session_id`, says `session_hello` with the single-use token,
-then starts the user's login shell on a new PTY (`bastion.agents.shell`), and relays:
+then starts what the order asks for -- the user's login shell on a new PTY
+(`bastion.agents.shell`) for a Jump Client, an SSH connection's PTY channel
+(`bastion.agents.ssh`) for a Jumpoint -- and relays:
 
     binary frames            -> PTY input
     PTY output               -> binary frames of at most CHUNK bytes
@@ -24,22 +26,22 @@ import asyncio
 import contextlib
 import os
 import ssl
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from websockets.client import ClientProtocol
 
 from bastion.agents.connection import ClientLink, Endpoint, connect
-from bastion.agents.errors import ProtocolError
+from bastion.agents.errors import AgentError, ProtocolError
 from bastion.agents.protocol import (
     SESSION_PATH,
+    AnySessionOrder,
     Codec,
     Error,
     Resize,
     SessionEnd,
     SessionExit,
     SessionHello,
-    StartSession,
 )
 from bastion.agents.shell import Shell, Terminal
 from bastion.agents.wire import CLOSE_GRACE
@@ -50,7 +52,46 @@ MAX_PENDING_INPUT = 64 * 1024
 """Input waiting for the shell beyond this pauses reading the connection."""
 
 
-def rendezvous_endpoint(order: StartSession, control: Endpoint) -> Endpoint:
+class Pty(Protocol):
+    """What a session relays: a non-blocking descriptor for the terminal's bytes both ways
+    (`master`), its exit status once it ends, and the terminal's controls."""
+
+    master: int
+    exited: asyncio.Future[int]
+
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    async def hang_up(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CannotStartError(AgentError):
+    """What the session was to relay could not start; the representative is told `str(self)`
+    and the session exits with `code`."""
+
+    def __init__(self, message: str, code: int = 127) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+Opener = Callable[[int, int], Awaitable[Pty]]
+"""Starts what a session relays, on a terminal of (cols, rows)."""
+
+
+def shell_opener(shell: Shell) -> Opener:
+    """A Jump Client's sessions: `shell` on a new PTY."""
+
+    async def start(cols: int, rows: int) -> Pty:
+        try:
+            return Terminal(shell, cols, rows)
+        except OSError as error:
+            raise CannotStartError(f"cannot start a shell: {error}") from None
+
+    return start
+
+
+def rendezvous_endpoint(order: AnySessionOrder, control: Endpoint) -> Endpoint:
     """Where to open the session's connection: the rendezvous host and port (443 if it
     names none), named as the site. A rendezvous naming the site itself is dialled where
     the control connection is (the address the client was installed with), since the
@@ -108,14 +149,14 @@ class SessionLink(ClientLink):
 class Session:
     """One session, from its connection to the end of its shell."""
 
-    def __init__(self, order: StartSession, client_id: str, codec: Codec, shell: Shell) -> None:
+    def __init__(self, order: AnySessionOrder, client_id: str, codec: Codec, start: Opener) -> None:
         self.order = order
         self.client_id = client_id
         self.codec = codec
-        self.shell = shell
+        self.start = start
         self.size = (order.cols, order.rows)
         self.link: SessionLink | None = None
-        self.terminal: Terminal | None = None
+        self.terminal: Pty | None = None
         self.pending = bytearray()
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         """Set (to why) when the site or the connection ends the session."""
@@ -144,15 +185,31 @@ class Session:
             await self.close()
             return self.ended.result()
         try:
-            self.terminal = Terminal(self.shell, *self.size)
-        except OSError as error:
+            self.terminal = await self._open()
+        except CannotStartError as error:
             reason = self._cannot_start(error)
             await self.close()
             return reason
+        if self.terminal is None:  # ended while it was opening
+            await self.close()
+            return self.ended.result()
         try:
             return await self._relay(self.terminal)
         finally:
             await self._release(self.terminal)
+
+    async def _open(self) -> Pty | None:
+        """Start what the session relays, unless the session ends first (None then)."""
+        opening = asyncio.ensure_future(self.start(*self.size))
+        await asyncio.wait((opening, self.ended), return_when=asyncio.FIRST_COMPLETED)
+        if opening.done():
+            terminal = opening.result()
+            terminal.resize(*self.size)  # a resize may have come while it opened
+            return terminal
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AgentError):
+            await opening
+        return None
 
     # -- events from the connection ---------------------------------------------------
 
@@ -178,7 +235,7 @@ class Session:
 
     # -- the relay --------------------------------------------------------------------
 
-    async def _relay(self, terminal: Terminal) -> str:
+    async def _relay(self, terminal: Pty) -> str:
         self._reading = True
         self._follow_output()
         self._write_input()
@@ -237,7 +294,7 @@ class Session:
             room -= len(more)
         return b"".join(parts)
 
-    async def _drain(self, terminal: Terminal) -> None:
+    async def _drain(self, terminal: Pty) -> None:
         """Send what the shell wrote before it exited (bounded: a job it left running
         may write for ever)."""
         assert self.link is not None
@@ -271,7 +328,7 @@ class Session:
         if terminal is not None:
             self._follow_input(terminal)
 
-    def _follow_input(self, terminal: Terminal) -> None:
+    def _follow_input(self, terminal: Pty) -> None:
         loop = asyncio.get_running_loop()
         if self.pending and not terminal.exited.done():
             loop.add_writer(terminal.master, self._write_input)
@@ -283,13 +340,13 @@ class Session:
         self.link.send_text(self.codec.write(SessionExit(code=code)))
         self.link.close(reason="the shell exited")
 
-    def _cannot_start(self, error: OSError) -> str:
+    def _cannot_start(self, error: CannotStartError) -> str:
         assert self.link is not None
-        self.link.send_binary(f"bastion: cannot start a shell: {error}\r\n".encode()[:CHUNK])
-        self._send_exit(127)
-        return f"the shell could not start: {error}"
+        self.link.send_binary(f"bastion: {error}\r\n".encode()[:CHUNK])
+        self._send_exit(error.code)
+        return f"it could not start: {error}"
 
-    async def _release(self, terminal: Terminal) -> None:
+    async def _release(self, terminal: Pty) -> None:
         """Hang up a shell still running (cancelled), free the PTY, close the connection
         and wait for it to be gone."""
         self._reading = False

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from bastion.agents.errors import AgentError
-from bastion.agents.installation import Installation
+from bastion.agents.installation import INSTALLATION, Installation
 from bastion.agents.protocol import Upgrade
 from bastion.platform.files import write_atomically
 from bastion.releases.wheels import WheelError, install_wheel
@@ -168,7 +168,9 @@ def run_from(lib: str, state: Path) -> NoReturn:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", BUILD_ENV)}
     if lib:
         env["PYTHONPATH"], env[BUILD_ENV] = lib, lib
-    command = [sys.executable, "-m", "bastion", "jump-client", "run", "--dir", str(state)]
+    installed = _read(state / INSTALLATION) or {}
+    agent = "jumpoint" if installed.get("kind") == "jumpoint" else "jump-client"
+    command = [sys.executable, "-m", "bastion", agent, "run", "--dir", str(state)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, command, env)

@@ -11,7 +11,7 @@ import typer
 
 from bastion.access_console.cli import console_app
 from bastion.accounts.cli import api_client_app
-from bastion.agents.cli import jump_client_app
+from bastion.agents.cli import jump_client_app, jumpoint_app
 from bastion.backups.cli import backup_app
 from bastion.failover.cli import failover_app
 from bastion.installs.cli import install_app
@@ -94,6 +94,7 @@ appliance_app.add_typer(fleet_app, name="fleet")
 app.add_typer(backup_app, name="backup")
 app.add_typer(failover_app, name="failover")
 app.add_typer(jump_client_app, name="jump-client")
+app.add_typer(jumpoint_app, name="jumpoint")
 app.add_typer(console_app, name="console")
 app.add_typer(integration_app, name="integration-client")
 

@@ -41,6 +41,8 @@ from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.jump_clients.routing import Deliver
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.jump_clients.store import wake_secret
+from bastion.jumpoints import models as _jumpoint_tables  # noqa: F401
+from bastion.jumpoints.service import JumpointsSetup
 from bastion.network import models as _network_tables  # noqa: F401
 from bastion.network import service as network
 from bastion.network.ntp import ClockMonitor
@@ -95,6 +97,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
     runtime.add(ApplianceControl(reset, shut_down=None))
     jump_clients = _jump_clients(settings, certificates)
     runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
+    runtime.add(JumpointsSetup(certificates.vault.seal, certificates.vault.unseal))
     runtime.add(_failover(runtime, certificates))
     return runtime
 

@@ -23,6 +23,8 @@ from bastion.installs import pages as installs_pages
 from bastion.installs.views import banner_context, updates_page_context
 from bastion.jump_clients import api as jump_clients_api
 from bastion.jump_clients import pages as jump_clients_pages
+from bastion.jumpoints import api as jumpoints_api
+from bastion.jumpoints import pages as jumpoints_pages
 from bastion.network import api as network_api
 from bastion.network import pages as network_pages
 from bastion.platform.runtime import Runtime
@@ -44,6 +46,7 @@ ROUTERS = (
     backups_api.router,
     certificates_api.router,
     jump_clients_api.router,
+    jumpoints_api.router,
     sessions_api.router,
     failover_api.router,
     failover_peer_api.router,
@@ -57,6 +60,7 @@ ROUTERS = (
     network_pages.router,
     certificates_pages.router,
     jump_clients_pages.router,
+    jumpoints_pages.router,
     sessions_pages.router,
     failover_pages.router,
     updates_pages.router,

@@ -84,7 +84,7 @@ def register(
 ) -> service.JumpClientView:
     """An installed client registers its public key with its installer's token."""
     claims = rules.InstallerClaims(
-        body.site, body.site_version, body.mode, body.jump_group, body.tag
+        body.site, body.site_version, body.mode, body.jump_group, body.tag, body.kind
     )
     registration = service.Registration(
         token=body.token,

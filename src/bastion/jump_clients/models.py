@@ -22,6 +22,8 @@ class InstallerRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     mode: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="jump_client")
+    """"jump_client", or "jumpoint": what a client installed from it is."""
     jump_group: Mapped[str] = mapped_column(String(100))
     tag: Mapped[str] = mapped_column(String(100))
     comments: Mapped[str] = mapped_column(Text)
@@ -43,6 +45,9 @@ class JumpClientRow(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     name: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="jump_client")
+    """"jump_client" (sessions: a shell on its machine), or "jumpoint" (sessions: SSH to
+    servers in its network, through SSH Jump Items)."""
     jump_group: Mapped[str] = mapped_column(String(100))
     tag: Mapped[str] = mapped_column(String(100))
     comments: Mapped[str] = mapped_column(Text)

@@ -65,13 +65,14 @@ def make_installer(
     uow: UowDep,
     current: AdministratorDep,
     mode: FormText = "active",
+    kind: FormText = "jump_client",
     jump_group: FormText = "",
     tag: FormText = "",
     comments: FormText = "",
     valid_minutes: FormText = str(rules.DEFAULT_VALIDITY_MINUTES),
 ) -> Response:
     """The installer file downloads at once; its token is never shown again."""
-    form = {"mode": mode, "jump_group": jump_group, "tag": tag, "comments": comments}
+    form = {"mode": mode, "kind": kind, "jump_group": jump_group, "tag": tag, "comments": comments}
     try:
         wanted = service.InstallerRequest(**form, valid_minutes=_minutes(valid_minutes))
         made = service.make_installer(uow, setup, page_actor(request, current), wanted)

@@ -44,6 +44,17 @@ def parse_mode(text: str) -> Mode:
         raise JumpClientError(f"{text!r} is not a mode; choose active or passive.") from None
 
 
+KINDS = ("jump_client", "jumpoint")
+
+
+def parse_kind(text: str) -> str:
+    """What an installer installs: a Jump Client, or a Jumpoint."""
+    kind = text.strip().lower().replace("-", "_")
+    if kind not in KINDS:
+        raise JumpClientError(f"{text!r} is not a kind of client; choose jump_client or jumpoint.")
+    return kind
+
+
 def check_validity(minutes: int) -> timedelta:
     if not MIN_VALIDITY_MINUTES <= minutes <= MAX_VALIDITY_MINUTES:
         raise JumpClientError(
@@ -79,6 +90,7 @@ class InstallerClaims:
     mode: str
     jump_group: str
     tag: str
+    kind: str = "jump_client"
 
 
 @dataclass(frozen=True)

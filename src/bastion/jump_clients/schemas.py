@@ -11,6 +11,7 @@ from bastion.jump_clients import rules
 from bastion.platform.web.schemas import PRINTABLE, Strict, WholeNumber, whole
 
 ModeName = Literal["active", "passive"]
+KindName = Literal["jump_client", "jumpoint"]
 Port = Annotated[int, Field(ge=1, le=65535), BeforeValidator(whole)]
 """A port number; 1318.0 is 1318, as JSON Schema has it."""
 Label = Field(default="", max_length=rules.MAX_LABEL, pattern=PRINTABLE)
@@ -18,6 +19,8 @@ Label = Field(default="", max_length=rules.MAX_LABEL, pattern=PRINTABLE)
 
 class InstallerCreate(Strict):
     mode: ModeName = "active"
+    kind: KindName = "jump_client"
+    """What it installs: a Jump Client, or a Jumpoint (SSH to servers in its network)."""
     jump_group: str = Label
     tag: str = Label
     comments: str = Field(default="", max_length=rules.MAX_COMMENTS)
@@ -31,6 +34,7 @@ class InstallerCreate(Strict):
 class InstallerOut(BaseModel):
     id: int
     mode: str
+    kind: str
     jump_group: str
     tag: str
     comments: str
@@ -64,6 +68,7 @@ class RegistrationIn(Strict):
     site: str = Field(max_length=253)
     site_version: str = Field(max_length=64)
     mode: ModeName
+    kind: KindName = "jump_client"
     jump_group: str = Label
     tag: str = Label
     public_key: str = Field(
@@ -80,6 +85,7 @@ class JumpClientOut(BaseModel):
     client_id: str
     name: str
     mode: str
+    kind: str
     jump_group: str
     tag: str
     comments: str

@@ -66,6 +66,7 @@ def _invalid(error: JumpClientError) -> InvalidInputError:
 @dataclass(frozen=True)
 class InstallerRequest:
     mode: str = Mode.ACTIVE.value
+    kind: str = "jump_client"
     jump_group: str = ""
     tag: str = ""
     comments: str = ""
@@ -76,6 +77,7 @@ class InstallerRequest:
 class InstallerView:
     id: int
     mode: str
+    kind: str
     jump_group: str
     tag: str
     comments: str
@@ -97,7 +99,7 @@ class NewInstaller:
 
     @property
     def filename(self) -> str:
-        return f"bastion-jump-client-{self.installer.id}.json"
+        return f"bastion-{self.installer.kind.replace('_', '-')}-{self.installer.id}.json"
 
 
 def _digest(token: str) -> str:
@@ -110,6 +112,7 @@ def _installer_view(row: InstallerRow, setup: JumpClientsSetup, now: datetime) -
     return InstallerView(
         row.id,
         row.mode,
+        row.kind,
         row.jump_group,
         row.tag,
         row.comments,
@@ -128,6 +131,7 @@ def make_installer(
 ) -> NewInstaller:
     try:
         mode = rules.parse_mode(request.mode)
+        kind = rules.parse_kind(request.kind)
         valid = rules.check_validity(request.valid_minutes)
         group = rules.clean_label("Jump Group", request.jump_group)
         tag = rules.clean_label("tag", request.tag)
@@ -139,6 +143,7 @@ def make_installer(
         InstallerRow(
             token_hash=_digest(token),
             mode=mode.value,
+            kind=kind,
             jump_group=group,
             tag=tag,
             comments=comments,
@@ -163,6 +168,7 @@ def _installer_file(setup: JumpClientsSetup, row: InstallerRow, token: str) -> b
         "token": token,
         "site_version": row.site_version,
         "mode": row.mode,
+        "kind": row.kind,
         "jump_group": row.jump_group,
         "tag": row.tag,
         "comments": row.comments,
@@ -244,7 +250,9 @@ def audit_actor(source: str) -> Actor:
 
 
 def _issued(row: InstallerRow, site: str) -> rules.IssuedInstaller:
-    claims = rules.InstallerClaims(site, row.site_version, row.mode, row.jump_group, row.tag)
+    claims = rules.InstallerClaims(
+        site, row.site_version, row.mode, row.jump_group, row.tag, row.kind
+    )
     return rules.IssuedInstaller(claims, row.expires_at, row.revoked_at is not None)
 
 
@@ -270,6 +278,7 @@ def _new_client(
             public_key=key,
             name=rules.clean_label("name", endpoint.hostname, rules.MAX_NAME) or client_id,
             mode=installer.mode,
+            kind=installer.kind,
             jump_group=installer.jump_group,
             tag=installer.tag,
             comments=installer.comments,
@@ -311,6 +320,7 @@ class JumpClientView:
     client_id: str
     name: str
     mode: str
+    kind: str
     jump_group: str
     tag: str
     comments: str
@@ -347,6 +357,7 @@ def _view(
         row.client_id,
         row.name,
         row.mode,
+        row.kind,
         row.jump_group,
         row.tag,
         row.comments,

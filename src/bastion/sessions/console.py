@@ -22,6 +22,7 @@ from bastion.accounts.deps import AccountsDep
 from bastion.accounts.sign_in import CurrentSession
 from bastion.jump_clients import service as jump_clients
 from bastion.jump_clients.service import JumpClientsSetup
+from bastion.jumpoints.service import JumpointsSetup
 from bastion.platform import build
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import AuthenticationError, NotFoundError, PermissionDeniedError
@@ -171,7 +172,8 @@ async def download_console_build(
 
 @router.get("/jump-items", response_model=list[p.JumpItem], responses=errors(401, 403))
 def jump_items(setup: SetupDep, uow: UowDep, current: ConsoleDep) -> list[p.JumpItem]:
-    """The Jump Clients this person may use; `jumpable` says whether a jump can start now."""
+    """The Jump Items this person may use (Jump Clients, and SSH Jump Items through
+    Jumpoints: `kind`); `jumpable` says whether a jump can start now."""
     views = service.jump_items(uow, setup, current.principal)
     return [p.JumpItem.model_validate(v, from_attributes=True) for v in views]
 
@@ -186,9 +188,10 @@ def jump_items(setup: SetupDep, uow: UowDep, current: ConsoleDep) -> list[p.Jump
         404,
         409,
         503,
-        e403="the Jump Client's Jump Group is not granted to this person.",
-        e404="there is no Jump Client with this id.",
-        e409="the Jump Client is offline, lost, revoked, waiting for its upgrade (it is then "
+        e403="the Jump Item's Jump Group is not granted to this person.",
+        e404="there is no Jump Item of this kind with this id.",
+        e409="the Jump Client (or the SSH Jump Item's Jumpoint) is offline, lost, revoked, "
+        "waiting for its upgrade (it is then "
         "moved to the front of the upgrade queue), on a version without sessions, or not "
         "connected; or the licence's count of representatives or endpoints in sessions is "
         "reached (the message names the count and who holds it).",
@@ -218,8 +221,8 @@ async def start_session(
 ) -> p.SessionOpened:
     """Opening a session, for the access console and the web console alike: the record
     (every refusal with its reason), then the Jump Client told to connect back."""
-    plan = await asyncio.to_thread(_open, runtime, setup, actor, body.jump_item_id)
-    title = f"{actor.name} on {plan.client_name}"
+    plan = await asyncio.to_thread(_open, runtime, setup, actor, body)
+    title = f"{actor.name} on {plan.seat.client_name}"
     tickets = await rendezvous.open(plan, title, body.cols, body.rows)
     return p.SessionOpened(
         session_id=plan.session_id,
@@ -229,9 +232,13 @@ async def start_session(
 
 
 def _open(
-    runtime: Runtime, setup: JumpClientsSetup, actor: Actor, row_id: int
+    runtime: Runtime, setup: JumpClientsSetup, actor: Actor, body: p.OpenSession
 ) -> service.SessionPlan:
     with runtime.uow() as uow:
-        plan = service.open_session(uow, setup, actor, row_id)
+        if body.kind == "ssh":
+            vault = runtime.part(JumpointsSetup)
+            plan = service.open_ssh_session(uow, setup, vault, actor, body.jump_item_id)
+        else:
+            plan = service.open_session(uow, setup, actor, body.jump_item_id)
         uow.commit()
         return plan

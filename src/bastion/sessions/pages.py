@@ -162,12 +162,13 @@ async def web_console_open(
     rendezvous: RendezvousDep,
     current: SignedInDep,
     jump_item_id: Annotated[int, Form(ge=1, le=MAX_ID)],
+    kind: Annotated[p.JumpItemKind, Form()] = "jump_client",
     cols: Annotated[TerminalSize, Form()] = 80,
     rows: Annotated[TerminalSize, Form()] = 24,
 ) -> p.SessionOpened:
     """For the page's script: the session's terminal path and single-use token (JSON);
     a refusal is the error page, whose message the script shows."""
-    body = p.OpenSession(jump_item_id=jump_item_id, cols=cols, rows=rows)
+    body = p.OpenSession(jump_item_id=jump_item_id, kind=kind, cols=cols, rows=rows)
     return await start_session(runtime, setup, rendezvous, page_actor(request, current), body)
 
 

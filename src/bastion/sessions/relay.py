@@ -29,7 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -37,12 +37,14 @@ from typing import Protocol
 from bastion.access_console import protocol as console
 from bastion.agents.errors import ProtocolError
 from bastion.agents.protocol import (
+    AnySessionOrder,
     Codec,
     Command,
     Resize,
     SessionEnd,
     SessionExit,
     StartSession,
+    StartSshSession,
 )
 from bastion.agents.protocol import Error as AgentError
 from bastion.platform.clock import utc_now
@@ -188,21 +190,23 @@ class Rendezvous:
         ended with the reason) beyond the licence's counts, or when no gateway holds the
         client."""
         console_token, agent_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        live = LiveSession(plan, title, _digest(console_token), _digest(agent_token), cols, rows)
+        held = replace(plan, target=None)  # the credential goes in the order only, not kept
+        live = LiveSession(held, title, _digest(console_token), _digest(agent_token), cols, rows)
         refusal = self._hold(live)
         if refusal is not None:
             await self.end(live, refusal)
             raise ConflictError(refusal)
-        command = Command(
-            command_id=f"session-{secrets.token_hex(8)}",
-            body=StartSession(
-                session_id=plan.session_id,
-                rendezvous=self.rendezvous,
-                token=agent_token,
-                cols=cols,
-                rows=rows,
-            ),
+        shell = StartSession(
+            session_id=plan.session_id,
+            rendezvous=self.rendezvous,
+            token=agent_token,
+            cols=cols,
+            rows=rows,
         )
+        body: AnySessionOrder = shell
+        if plan.target is not None:  # through a Jumpoint: the same order, to an SSH server
+            body = StartSshSession(**shell.model_dump(exclude={"kind"}), target=plan.target)
+        command = Command(command_id=f"session-{secrets.token_hex(8)}", body=body)
         refusal = await self._deliver(plan, command)
         if refusal is not None:
             await self.end(live, refusal)

@@ -7,13 +7,16 @@ session ends; everything here runs over a unit of work and never commits.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from bastion.accounts import service as accounts
+from bastion.agents.protocol import SshTarget
 from bastion.jump_clients import service as jump_clients
 from bastion.jump_clients import upgrades
 from bastion.jump_clients.service import JumpClientsSetup, JumpClientView
+from bastion.jumpoints import service as jumpoints
+from bastion.jumpoints.service import JumpointsSetup, SshItemView
 from bastion.platform import audit
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import (
@@ -87,6 +90,8 @@ class JumpItemView:
     version: str
     jumpable: bool
     reason: str
+    kind: str = "jump_client"
+    """"jump_client" (a shell on the client's machine) or "ssh" (SSH through a Jumpoint)."""
 
 
 def _item(client: JumpClientView) -> JumpItemView:
@@ -113,9 +118,37 @@ def _wakeable(client: JumpClientView) -> bool:
 def jump_items(
     uow: UnitOfWork, setup: JumpClientsSetup, principal: Principal
 ) -> list[JumpItemView]:
-    """The Jump Clients this person may use, with whether a jump can start now."""
+    """The Jump Items this person may use, with whether a jump can start now: the Jump
+    Clients of their Jump Groups (not Jumpoints: they open no shell), then the SSH Jump
+    Items of their Jump Groups, each jumpable when its Jumpoint is."""
     groups = _groups_of(uow, principal)
-    return [_item(c) for c in jump_clients.clients_in_groups(uow, setup, groups)]
+    clients = jump_clients.clients_in_groups(uow, setup, groups)
+    shells = [_item(c) for c in clients if c.kind == "jump_client"]
+    every = {c.id: c for c in jump_clients.clients_in_groups(uow, setup, None)}
+    ssh = [
+        _ssh_item(i, every[i.jumpoint_id])
+        for i in jumpoints.list_items(uow, setup, groups)
+        if i.jumpoint_id in every
+    ]
+    return shells + ssh
+
+
+def _ssh_item(item: SshItemView, jumpoint: JumpClientView) -> JumpItemView:
+    """An SSH Jump Item as the console lists it: jumpable when its Jumpoint is."""
+    through = _item(jumpoint)
+    return JumpItemView(
+        item.id,
+        item.name,
+        item.host,
+        item.jump_group,
+        item.tag,
+        jumpoint.mode,
+        through.status,
+        jumpoint.version,
+        through.jumpable,
+        f"its Jumpoint: {through.reason}" if through.reason else "",
+        "ssh",
+    )
 
 
 # -- opening and ending ---------------------------------------------------------------------
@@ -136,6 +169,8 @@ class SessionPlan:
     """Whose session this is and on which endpoint, as the licence counts it."""
     licensed: LicensedCounts | None
     """The licence add-on's counts when the session opened; None: no limit."""
+    target: SshTarget | None = None
+    """Through a Jumpoint: the SSH server and the vaulted credential (None: a shell)."""
 
 
 def open_session(
@@ -147,27 +182,74 @@ def open_session(
     waiting for an upgrade (which moves it to the front of the queue), a version without
     sessions, offline. The plan carries the licence's counts: the rendezvous, which holds
     the sessions in progress, refuses one beyond them."""
+    client = jump_clients.get_client(uow, setup, row_id)
+    _check_permitted(uow, actor, client.name, client.jump_group)
+    if client.kind == "jumpoint":
+        raise ConflictError(
+            f"{client.name} is a Jumpoint: it opens no shell on its own machine. Jump to one "
+            "of the SSH Jump Items reached through it."
+        )
+    wake = _reachable(uow, setup, actor, client)
+    return _record(
+        uow, actor, client, wake, Reached(client.name, client.hostname, client.client_id)
+    )
+
+
+def open_ssh_session(
+    uow: UnitOfWork,
+    setup: JumpClientsSetup,
+    vault: JumpointsSetup,
+    actor: Actor,
+    item_id: int,
+) -> SessionPlan:
+    """The same checks and record as `open_session`, for an SSH Jump Item: the item's Jump
+    Group is the one granted, its Jumpoint the one that must be reachable. The plan
+    carries the vaulted credential, unsealed, for the Jumpoint's `start_ssh_session`."""
+    item = jumpoints.get_item(uow, setup, item_id)
+    _check_permitted(uow, actor, item.name, item.jump_group)
+    jumpoint = jump_clients.get_client(uow, setup, item.jumpoint_id)
+    wake = _reachable(uow, setup, actor, jumpoint)
+    where = f"{item.username}@{item.host}:{item.port}"
+    reached = Reached(item.name, where, f"{jumpoint.client_id}/ssh/{item.id}")
+    plan = _record(uow, actor, jumpoint, wake, reached)
+    return replace(plan, target=jumpoints.ssh_target(uow, vault, item))
+
+
+@dataclass(frozen=True)
+class Reached:
+    """What a session's record and the licence name as its endpoint."""
+
+    name: str
+    hostname: str
+    endpoint: str
+    """The endpoint as the licence counts it: a Jump Client, or one SSH server."""
+
+
+def _check_permitted(uow: UnitOfWork, actor: Actor, name: str, group: str) -> None:
     principal = actor.principal
     assert principal is not None
-    client = jump_clients.get_client(uow, setup, row_id)
-    if not rules.may_use(
-        principal.is_administrator, _groups_of(uow, principal) or (), client.jump_group
-    ):
-        group = f"the Jump Group {client.jump_group!r}" if client.jump_group else "no Jump Group"
+    if not rules.may_use(principal.is_administrator, _groups_of(uow, principal) or (), group):
+        where = f"the Jump Group {group!r}" if group else "no Jump Group"
         raise PermissionDeniedError(
-            f"You may not use {client.name}: it is in {group}, which is not granted to you. "
+            f"You may not use {name}: it is in {where}, which is not granted to you. "
             "Ask an administrator."
         )
+
+
+def _reachable(
+    uow: UnitOfWork, setup: JumpClientsSetup, actor: Actor, client: JumpClientView
+) -> jump_clients.WakeTarget | None:
+    """Refused with the reason when `client` cannot take a session now; a passive client
+    not connected is to be woken first (its wake target)."""
     status = client.status.value
     if status in rules.WAITING_FOR_UPGRADE:
-        upgrades.jump_refusal(uow, setup.site_version, row_id)
+        upgrades.jump_refusal(uow, setup.site_version, client.id)
     refusal = rules.jump_refusal(status, client.mode, client.version, client.name)
-    wake = None
     if refusal is not None and _wakeable(client):
-        wake = _wake_target(uow, setup, actor, client)
-    elif refusal is not None:
+        return _wake_target(uow, setup, actor, client)
+    if refusal is not None:
         raise ConflictError(refusal)
-    return _record(uow, actor, client, wake)
+    return None
 
 
 def _wake_target(
@@ -182,7 +264,11 @@ def _wake_target(
 
 
 def _record(
-    uow: UnitOfWork, actor: Actor, client: JumpClientView, wake: jump_clients.WakeTarget | None
+    uow: UnitOfWork,
+    actor: Actor,
+    client: JumpClientView,
+    wake: jump_clients.WakeTarget | None,
+    reached: Reached,
 ) -> SessionPlan:
     principal = actor.principal
     assert principal is not None
@@ -193,8 +279,8 @@ def _record(
             account_id=principal.account_id,
             username=principal.name[:64],
             jump_client_id=client.id,
-            jump_client_name=client.name[:200],
-            jump_client_hostname=client.hostname[:255],
+            jump_client_name=reached.name[:200],
+            jump_client_hostname=reached.hostname[:255],
             started_at=utc_now(),
             end_reason="",
             bytes_from_console=0,
@@ -202,8 +288,8 @@ def _record(
             input_recorded=record_input,
         )
     )
-    audit.record(uow, actor, "sessions.open", client.name, session_id=row.id)
-    seat = Seat(principal.account_id, row.username, client.client_id, row.jump_client_name)
+    audit.record(uow, actor, "sessions.open", reached.name, session_id=row.id)
+    seat = Seat(principal.account_id, row.username, reached.endpoint, row.jump_client_name)
     return SessionPlan(
         row.id, client.client_id, client.name, client.mode, record_input, wake, seat, licensed(uow)
     )
