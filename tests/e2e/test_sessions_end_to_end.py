@@ -140,7 +140,7 @@ def test_a_representative_reaches_the_endpoints_shell_and_the_session_is_recorde
         terminal.close()
 
     def ended() -> list[dict[str, Any]]:
-        found = site.api.get("/api/v1/sessions", params={"representative": "rep"}).json()
+        found = site.api.get("/api/v1/sessions", params={"username": "rep"}).json()
         return [s for s in found["sessions"] if not s["live"] and s["recording_sha256"]]
 
     eventually(lambda: bool(ended()), timeout=30, what="the session's record with its recording")

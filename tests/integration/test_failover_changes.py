@@ -110,6 +110,26 @@ def test_a_sealed_key_is_sealed_again_by_the_receiving_vault(pair: tuple[Engine,
     assert isinstance(sealed, bytes) and ours.unseal(sealed, "ab12") == pem
 
 
+def test_a_vaulted_credential_is_sealed_again_by_the_receiving_vault(
+    pair: tuple[Engine, Engine],
+) -> None:
+    primary, backup = pair
+    theirs, ours = KeyVault(secrets.token_bytes(32)), KeyVault(secrets.token_bytes(32))
+    with primary.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO vault_credentials (id, seal_id, name, kind, secret, created_at,"
+                " created_by, updated_at) VALUES (1, 'c0ffee', 'ünïcødé root', 'password',"
+                " :secret, '2026-12-02 12:00:00', 'admin', '2026-12-02 12:00:00')"
+            ),
+            {"secret": theirs.seal("pässwörd".encode(), "c0ffee")},
+        )
+    pull(primary, backup, unseal=theirs.unseal, seal=ours.seal)
+    ((name, sealed),) = table(backup, "SELECT name, secret FROM vault_credentials")
+    assert name == "ünïcødé root" and isinstance(sealed, bytes)
+    assert ours.unseal(sealed, "c0ffee") == "pässwörd".encode()
+
+
 def test_a_batch_that_cannot_be_applied_changes_nothing(pair: tuple[Engine, Engine]) -> None:
     primary, backup = pair
     add_account(primary, 1, "ann")
