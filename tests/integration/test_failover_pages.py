@@ -1,4 +1,5 @@
-"""`/login > Management > Security` in process: the inter-appliance key's field."""
+"""`/login > Management > Security` and `> Failover` in process: the inter-appliance key's
+field, and what the Failover page refuses."""
 
 from __future__ import annotations
 
@@ -40,4 +41,45 @@ async def test_the_key_is_set_on_the_security_page_and_stored_sealed(
 
 async def test_only_an_administrator_sees_the_page(browser: Browser) -> None:
     answer = await browser().get(PAGE)
+    assert answer.status_code in (303, 401, 403)
+
+
+FAILOVER = "/login/management/failover"
+
+
+async def test_the_failover_page_refuses_what_cannot_make_a_pair(admin: Client) -> None:
+    page = await admin.get(FAILOVER)
+    assert page.status_code == 200 and 'id="failover-role">none<' in page.text
+    assert 'href="/login/management/failover"' in page.text  # in the navigation
+    assert "not set here yet" in page.text and "Sync Now" not in page.text
+
+    fields = {"backup_port": "443", "reverse_host": "127.0.0.9", "reverse_port": "443"}
+    no_key = await post_form(
+        admin, FAILOVER, f"{FAILOVER}/establish", backup_host="127.0.0.8", **fields
+    )
+    assert no_key.status_code == 409 and "inter-appliance key" in no_key.text
+    assert 'value="127.0.0.8"' in no_key.text  # the form keeps what was typed
+    for port in ("0", "65536", "2" * 30, "x"):
+        odd = await post_form(
+            admin,
+            FAILOVER,
+            f"{FAILOVER}/establish",
+            backup_host="b",
+            **{**fields, "backup_port": port},
+        )
+        assert odd.status_code == 422, (port, odd.status_code)
+    long_host = await post_form(
+        admin, FAILOVER, f"{FAILOVER}/establish", backup_host="ü" * 300, **fields
+    )
+    assert long_host.status_code == 422
+    alone = await post_form(admin, FAILOVER, f"{FAILOVER}/sync")
+    assert alone.status_code == 409 and "not in a failover pair" in alone.text
+    forged = await admin.post(f"{FAILOVER}/sync", data={"csrf_token": "forged"})
+    assert forged.status_code == 403
+    back = await admin.get(f"{FAILOVER}/establish", follow_redirects=False)
+    assert back.status_code == 303 and back.headers["location"] == FAILOVER
+
+
+async def test_only_an_administrator_sees_the_failover_page(browser: Browser) -> None:
+    answer = await browser().get(FAILOVER)
     assert answer.status_code in (303, 401, 403)

@@ -1,16 +1,19 @@
-"""`/login > Management > Security`: the inter-appliance key of a failover pair."""
+"""`/login > Management > Security`: the inter-appliance key of a failover pair;
+`/login > Management > Failover`: the pair's state, establishing it, Sync Now."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
 from bastion.failover import service as failover
 from bastion.failover.api import FailoverDep
-from bastion.failover.service import FailoverSetup
+from bastion.failover.rules import PeerAddress
+from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import reloads_go_to
@@ -18,6 +21,9 @@ from bastion.platform.web.templating import render_form
 
 router = APIRouter(include_in_schema=False)
 SECURITY = "/login/management/security"
+FAILOVER = "/login/management/failover"
+Port = Annotated[int, Form(ge=1, le=65535)]
+Host = Annotated[str, Form(max_length=255)]
 
 
 def _page(
@@ -63,3 +69,83 @@ def set_key(
 
 
 reloads_go_to(router, SECURITY, f"{SECURITY}/key")
+
+
+# The Failover page: the same establishing and Sync Now as the API's.
+
+
+def _failover_page(
+    request: Request,
+    setup: FailoverSetup,
+    current: CurrentSession | None,
+    error: ServiceError | None = None,
+    notice: str | None = None,
+    form: dict[str, object] | None = None,
+) -> Response:
+    """The page; after a refused establishing, with the addresses as they were typed."""
+    return render_form(
+        request,
+        "failover.html",
+        current,
+        error,
+        notice=notice,
+        key_set=setup.keys.path.exists(),
+        pair=setup.pair(),
+        form=form or {},
+    )
+
+
+@router.get(FAILOVER)
+def failover_page(request: Request, setup: FailoverDep, current: AdministratorDep) -> Response:
+    return _failover_page(request, setup, current)
+
+
+@router.post(f"{FAILOVER}/establish", dependencies=[CsrfDep])
+async def establish(
+    request: Request,
+    setup: FailoverDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    backup_host: Host,
+    backup_port: Port,
+    reverse_host: Host,
+    reverse_port: Port,
+) -> Response:
+    wanted = EstablishRequest(
+        PeerAddress(backup_host.strip(), backup_port),
+        PeerAddress(reverse_host.strip(), reverse_port),
+    )
+    try:
+        await run_in_threadpool(
+            failover.establish, uow, setup, page_actor(request, current), wanted
+        )
+    except ServiceError as error:
+        typed = {
+            "backup_host": backup_host,
+            "backup_port": backup_port,
+            "reverse_host": reverse_host,
+            "reverse_port": reverse_port,
+        }
+        return _failover_page(request, setup, current, error, form=typed)
+    uow.commit()
+    notice = (
+        f"This appliance is now the primary; {wanted.backup} is its backup. Its first sync "
+        "starts in about a minute, or now with Sync Now."
+    )
+    return _failover_page(request, setup, current, notice=notice)
+
+
+@router.post(f"{FAILOVER}/sync", dependencies=[CsrfDep])
+async def sync_now(
+    request: Request, setup: FailoverDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    try:
+        pair = await run_in_threadpool(failover.sync_now, uow, setup, page_actor(request, current))
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error)
+    uow.commit()
+    notice = f"Synced: {pair.last_sync_status} at {pair.last_sync_time}."
+    return _failover_page(request, setup, current, notice=notice)
+
+
+reloads_go_to(router, FAILOVER, f"{FAILOVER}/establish", f"{FAILOVER}/sync")

@@ -1,0 +1,74 @@
+"""The Failover page in headless Chromium, with two real appliances on their own loopback
+addresses over real TLS: an administrator of the intended primary is refused with what
+was wrong (the form keeps what was typed), establishes the pair, and syncs at once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.e2e.test_browser import sign_in_the_first_time
+from tests.support.sessions import Site, session_site
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+SITE = "site.failover-page.test"
+KEY = "the pair's own inter-appliance key"
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    with (
+        session_site(tmp_path, "127.0.0.51", SITE) as primary,
+        session_site(tmp_path, "127.0.0.52", SITE) as backup,
+    ):
+        for site in (primary, backup):
+            answer = site.api.put("/api/v1/failover/key", json={"key": KEY})
+            assert answer.status_code == 204, answer.text
+        yield primary, backup
+
+
+def test_the_failover_page_refuses_then_establishes_and_syncs_now(
+    pair: tuple[Site, Site], chromium: Browser
+) -> None:
+    primary, backup = pair
+    context = chromium.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.goto(f"{primary.appliance.url}/login/management/failover")
+    sign_in_the_first_time(page)
+    page.get_by_role("navigation").get_by_role("link", name="Failover").click()
+    expect(page).to_have_url(re.compile(r"/login/management/failover$"))
+    expect(page.locator("#failover-role")).to_have_text("none")
+    expect(page.get_by_role("button", name="Sync Now")).to_have_count(0)
+
+    page.fill("#backup_host", SITE)  # the shared site hostname is refused
+    page.fill("#backup_port", str(backup.appliance.port))
+    page.fill("#reverse_host", primary.appliance.host)
+    page.fill("#reverse_port", str(primary.appliance.port))
+    page.get_by_role("button", name="Establish").click()
+    expect(page.locator("#form-error")).to_contain_text("shared site hostname")
+    expect(page.locator("#backup_host")).to_have_value(SITE)
+    expect(page.locator("#reverse_port")).to_have_value(str(primary.appliance.port))
+
+    page.fill("#backup_host", backup.appliance.host)
+    page.get_by_role("button", name="Establish").click()
+    expect(page.locator("#notice")).to_contain_text("now the primary", timeout=30_000)
+    expect(page.locator("#failover-role")).to_have_text("primary")
+    expect(page.locator("#failover-peer")).to_contain_text(backup.appliance.host)
+
+    page.get_by_role("button", name="Sync Now").click()
+    expect(page.locator("#notice")).to_contain_text("Synced: ok", timeout=60_000)
+    expect(page.locator("#last-sync")).to_contain_text("ok")
+    with backup.appliance.client() as client:
+        health = client.get("/check_health").json()
+    assert health["failover_role"] == "backup" and health["last_data_sync_status"] == "ok"
+    page.goto(page.url)  # opening the last form's address again leads back to the page
+    expect(page).to_have_url(re.compile(r"/login/management/failover$"))
+    assert failures == []
+    assert "Traceback" not in primary.appliance.log()
+    assert "Traceback" not in backup.appliance.log()
