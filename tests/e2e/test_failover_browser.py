@@ -1,6 +1,7 @@
 """The Failover page in headless Chromium, with two real appliances on their own loopback
 addresses over real TLS: an administrator of the intended primary is refused with what
-was wrong (the form keeps what was typed), establishes the pair, and syncs at once."""
+was wrong (the form keeps what was typed), establishes the pair, and syncs at once; on
+the backup, now holding the primary's accounts, the primary's pages are hidden."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.test_browser import sign_in_the_first_time
+from tests.e2e.test_browser import NEW_PASSWORD, sign_in_the_first_time
 from tests.support.sessions import Site, session_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -69,6 +70,22 @@ def test_the_failover_page_refuses_then_establishes_and_syncs_now(
     assert health["failover_role"] == "backup" and health["last_data_sync_status"] == "ok"
     page.goto(page.url)  # opening the last form's address again leads back to the page
     expect(page).to_have_url(re.compile(r"/login/management/failover$"))
+
+    # The backup now holds the primary's accounts, and hides the primary's pages.
+    on_backup = context.new_page()
+    on_backup.goto(f"{backup.appliance.url}/login")
+    on_backup.fill("#username", "admin")
+    on_backup.fill("#password", NEW_PASSWORD)
+    on_backup.get_by_role("button", name="Sign in").click()
+    expect(on_backup).to_have_url(re.compile(r"/login/home$"))
+    on_backup.goto(f"{backup.appliance.url}/login/users")
+    expect(on_backup).to_have_url(re.compile(r"/login/management/failover\?hidden=1$"))
+    expect(on_backup.locator("#notice")).to_contain_text("That page is the primary's")
+    expect(on_backup.locator("#backup-notice")).to_contain_text(primary.appliance.host)
+    expect(on_backup.locator("#failover-role")).to_have_text("backup")
+    navigation = on_backup.get_by_role("navigation")
+    expect(navigation.get_by_role("link", name="Users")).to_have_count(0)
+    expect(navigation.get_by_role("link", name="Failover")).to_have_count(1)
     assert failures == []
     assert "Traceback" not in primary.appliance.log()
     assert "Traceback" not in backup.appliance.log()

@@ -1,5 +1,5 @@
 """`/login > Management > Security` and `> Failover` in process: the inter-appliance key's
-field, and what the Failover page refuses."""
+field, what the Failover page refuses, and a backup hiding the primary's pages."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bastion.failover import state
+from bastion.failover.rules import Role
+from bastion.failover.state import Pair, Peer
 from tests.integration.test_pages import Browser, Client, post_form
 
 # The in-process appliance and its signed-in administrator, as the other pages use them:
@@ -83,3 +86,23 @@ async def test_the_failover_page_refuses_what_cannot_make_a_pair(admin: Client) 
 async def test_only_an_administrator_sees_the_failover_page(browser: Browser) -> None:
     answer = await browser().get(FAILOVER)
     assert answer.status_code in (303, 401, 403)
+
+
+async def test_a_backup_hides_the_primarys_pages_and_says_where_it_is(
+    admin: Client, tmp_path: Path
+) -> None:
+    assert (await admin.get("/login/users")).status_code == 200  # not in a pair: shown
+    peer = Peer("127.0.0.9", 8443, "ab" * 32)
+    state.write_pair(tmp_path / "appliance" / "state", Pair(Role.BACKUP, peer))
+    for path in ("/login/users", "/login/api-clients", "/login/jump/jump-clients", "/console"):
+        moved = await admin.get(path, follow_redirects=False)
+        assert moved.status_code == 303, path
+        assert moved.headers["location"] == f"{FAILOVER}?hidden=1"
+    made = await admin.post("/login/users", data={"username": "x"}, follow_redirects=False)
+    assert made.status_code == 303  # a form of the primary's pages changes nothing here
+    page = await admin.get(f"{FAILOVER}?hidden=1")
+    assert "That page is the primary" in page.text
+    assert "https://127.0.0.9:8443/login" in page.text
+    assert 'href="/login/users"' not in page.text and 'href="/console"' not in page.text
+    assert 'href="/login/audit"' in page.text and 'href="/login/management/security"' in page.text
+    assert (await admin.get("/login/audit")).status_code == 200

@@ -76,7 +76,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime,
         ROUTERS,
         handlers=accounts_pages.EXCEPTION_HANDLERS,
-        page_context=[banner_context],
+        page_context=[banner_context, failover_pages.backup_context],
         template_context={
             "updates.html": [updates_page_context],
             **accounts_pages.TEMPLATE_CONTEXT,
@@ -85,7 +85,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 sessions_pages.user_jump_groups,
             ],
         },
-        middleware=[metrics.middleware],
+        middleware=[metrics.middleware, failover_pages.backup_hides_primary_pages],
     )
     app.state.metrics = metrics
     app.state.health = health.HealthProbe(runtime)

@@ -1,20 +1,25 @@
 """`/login > Management > Security`: the inter-appliance key of a failover pair;
-`/login > Management > Failover`: the pair's state, establishing it, Sync Now."""
+`/login > Management > Failover`: the pair's state, establishing it, Sync Now; and, on a
+backup, the site's pages hidden (R34): they belong to the primary, whose data the
+backup's is overwritten by at each sync."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
 from bastion.failover import service as failover
 from bastion.failover.api import FailoverDep
-from bastion.failover.rules import PeerAddress
+from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.platform.errors import InvalidInputError, ServiceError
+from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import reloads_go_to
 from bastion.platform.web.templating import render_form
@@ -22,6 +27,8 @@ from bastion.platform.web.templating import render_form
 router = APIRouter(include_in_schema=False)
 SECURITY = "/login/management/security"
 FAILOVER = "/login/management/failover"
+PRIMARY_ONLY = ("/login/users", "/login/api-clients", "/login/jump/", "/login/reports", "/console")
+"""The site's pages that change (or start) what a backup takes from its primary."""
 Port = Annotated[int, Form(ge=1, le=65535)]
 Host = Annotated[str, Form(max_length=255)]
 
@@ -96,8 +103,43 @@ def _failover_page(
 
 
 @router.get(FAILOVER)
-def failover_page(request: Request, setup: FailoverDep, current: AdministratorDep) -> Response:
-    return _failover_page(request, setup, current)
+def failover_page(
+    request: Request, setup: FailoverDep, current: AdministratorDep, hidden: str = ""
+) -> Response:
+    notice = None
+    if hidden and setup.pair().role is Role.BACKUP:
+        notice = "That page is the primary's: this appliance is the backup of a pair."
+    return _failover_page(request, setup, current, notice=notice)
+
+
+def primary_only(path: str) -> bool:
+    return any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in PRIMARY_ONLY)
+
+
+def backup_hides_primary_pages(app: ASGIApp) -> ASGIApp:
+    """On a backup, the primary's pages lead to the Failover page, which says where the
+    primary is; the API is left as it is (its clients are told by `/check_health`)."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and primary_only(scope["path"]):
+            runtime: Runtime = scope["app"].state.runtime
+            setup = runtime.maybe(FailoverSetup)
+            if setup is not None and setup.pair().role is Role.BACKUP:
+                moved = RedirectResponse(f"{FAILOVER}?hidden=1", status_code=303)
+                await moved(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def backup_context(request: Request) -> dict[str, Any]:
+    """On every page: whether this appliance is a backup (the navigation then leaves out
+    the primary's pages)."""
+    runtime: Runtime = request.app.state.runtime
+    setup = runtime.maybe(FailoverSetup)
+    pair = setup.pair() if setup is not None else None
+    return {"failover_backup": pair is not None and pair.role is Role.BACKUP}
 
 
 @router.post(f"{FAILOVER}/establish", dependencies=[CsrfDep])
