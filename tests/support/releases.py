@@ -28,7 +28,7 @@ _VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
 
 _SUPERVISOR_MAIN = Path("src/bastion/supervisor/__main__.py")
 _SERVING_FILE = Path("src/bastion/entrypoints/serving.py")
-_SERVE_DEF = "async def serve(\n"
+_SERVE_DEF = "async def serve("
 _built: dict[tuple[str, bool, str, bool, bool, bool, Path], Path] = {}
 
 
