@@ -90,6 +90,7 @@ class Supervisor:
         return {"ok": True, "address": key}, [self.site.sockets[key].fileno()]
 
     def _request_install(self, request: messages.Install) -> messages.PendingInstall:
+        self._reap()  # an install that ended is no longer running, as `status` says
         if self.installing is not None or self.site.state.journal() is not None:
             raise InstallError("An install is running; wait for it to finish.")
         if self.site.state.pending() is not None:
@@ -187,13 +188,17 @@ class Supervisor:
             await self._stop_workers()
         return self.exit_code
 
-    async def _tick(self) -> None:
+    def _reap(self) -> None:
+        """Forget the install task once it has ended (an unexpected failure is logged)."""
         if self.installing is not None and self.installing.done():
             task, self.installing = self.installing, None
             if not task.cancelled() and task.exception() is not None:
                 # Never retried in a loop: a journal left behind is recovered at the next start.
                 log.error("the install stopped unexpectedly", exc_info=task.exception())
                 self.site.state.save_pending(None)
+
+    async def _tick(self) -> None:
+        self._reap()
         if self.installing is None:
             pending = self.site.state.pending()
             if pending is not None and pending.not_before <= now():
