@@ -1,7 +1,8 @@
 """The Failover page in headless Chromium, with two real appliances on their own loopback
 addresses over real TLS: an administrator of the intended primary is refused with what
 was wrong (the form keeps what was typed), establishes the pair, and syncs at once; on
-the backup, now holding the primary's accounts, the primary's pages are hidden."""
+the backup, now holding the primary's accounts, the primary's pages are hidden; breaking
+the pair from the primary leaves both standalone."""
 
 from __future__ import annotations
 
@@ -86,6 +87,15 @@ def test_the_failover_page_refuses_then_establishes_and_syncs_now(
     navigation = on_backup.get_by_role("navigation")
     expect(navigation.get_by_role("link", name="Users")).to_have_count(0)
     expect(navigation.get_by_role("link", name="Failover")).to_have_count(1)
+
+    page.goto(f"{primary.appliance.url}/login/management/failover")
+    page.get_by_role("button", name="Break Failover Relationship").click()
+    expect(page.locator("#notice")).to_contain_text("Its peer is standalone too.")
+    expect(page.locator("#failover-role")).to_have_text("none")
+    with backup.appliance.client() as client:
+        assert client.get("/check_health").json()["failover_role"] == "none"
+    on_backup.goto(f"{backup.appliance.url}/login/users")  # shown again on a standalone
+    expect(on_backup).to_have_url(re.compile(r"/login/users$"))
     assert failures == []
     assert "Traceback" not in primary.appliance.log()
     assert "Traceback" not in backup.appliance.log()

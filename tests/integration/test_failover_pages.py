@@ -106,3 +106,18 @@ async def test_a_backup_hides_the_primarys_pages_and_says_where_it_is(
     assert 'href="/login/users"' not in page.text and 'href="/console"' not in page.text
     assert 'href="/login/audit"' in page.text and 'href="/login/management/security"' in page.text
     assert (await admin.get("/login/audit")).status_code == 200
+
+
+async def test_breaking_a_pair_whose_peer_is_gone_says_so_and_leaves_this_one_standalone(
+    admin: Client, tmp_path: Path
+) -> None:
+    alone = await post_form(admin, FAILOVER, f"{FAILOVER}/break")
+    assert alone.status_code == 409 and "not in a failover pair" in alone.text
+    peer = Peer("127.0.0.9", 9, "ab" * 32)  # nothing listens there
+    state.write_pair(tmp_path / "appliance" / "state", Pair(Role.PRIMARY, peer))
+    broken = await post_form(admin, FAILOVER, f"{FAILOVER}/break")
+    assert broken.status_code == 200 and "The pair is broken" in broken.text
+    assert "127.0.0.9:9 could not be told" in broken.text
+    assert 'id="failover-role">none<' in broken.text
+    audit = await admin.get("/login/audit")
+    assert "failover.break" in audit.text

@@ -1,4 +1,5 @@
-"""Failover through the API: the inter-appliance key, the pair's state, establishing."""
+"""Failover through the API: the inter-appliance key, the pair's state, establishing,
+Sync Now and breaking the pair."""
 
 from __future__ import annotations
 
@@ -104,3 +105,22 @@ def _sync_now(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> s.Failover
 async def sync_now(setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -> s.FailoverOut:
     """Sync Now: the backup pulls the primary's changes and blobs; answers once done."""
     return await run_in_threadpool(_sync_now, uow, setup, actor)
+
+
+def _break(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> s.BrokenOut:
+    left_as_is = failover.break_pair(uow, setup, actor)
+    uow.commit()
+    return s.BrokenOut(
+        failover_role=setup.pair().role.value, peer_told=not left_as_is, message=left_as_is
+    )
+
+
+@router.post(
+    "/break",
+    response_model=s.BrokenOut,
+    responses=errors(409, e409="this appliance is in no pair."),
+)
+async def break_pair(setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -> s.BrokenOut:
+    """Break Failover Relationship: both appliances become standalone (the peer if it can
+    be reached; if not, `message` says to break the pair there too)."""
+    return await run_in_threadpool(_break, uow, setup, actor)

@@ -120,3 +120,25 @@ def sync_now(
             raise typer.Exit(2) from None
         uow.commit()
     console.print(f"Synced at {pair.last_sync_time}: {pair.last_sync_status}.")
+
+
+@failover_app.command("break")
+def break_pair(
+    ctx: typer.Context, data: DataOption = DEFAULT_DATA, database_url: DatabaseUrlOption = None
+) -> None:
+    """Break Failover Relationship: this appliance and its peer become standalone."""
+    from bastion.failover import service as failover
+    from bastion.platform.errors import ServiceError
+
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        try:
+            left_as_is = failover.break_pair(
+                uow, runtime.part(failover.FailoverSetup), console_actor()
+            )
+        except ServiceError as error:
+            console.print(f"[red]Not broken:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print("The pair is broken: this appliance is standalone.")
+    if left_as_is:
+        console.print(f"[yellow]{left_as_is}[/]")

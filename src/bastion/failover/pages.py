@@ -190,4 +190,21 @@ async def sync_now(
     return _failover_page(request, setup, current, notice=notice)
 
 
-reloads_go_to(router, FAILOVER, f"{FAILOVER}/establish", f"{FAILOVER}/sync")
+@router.post(f"{FAILOVER}/break", dependencies=[CsrfDep])
+async def break_pair(
+    request: Request, setup: FailoverDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    try:
+        left_as_is = await run_in_threadpool(
+            failover.break_pair, uow, setup, page_actor(request, current)
+        )
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error)
+    uow.commit()
+    notice = "The pair is broken: this appliance is standalone. " + (
+        left_as_is or "Its peer is standalone too."
+    )
+    return _failover_page(request, setup, current, notice=notice)
+
+
+reloads_go_to(router, FAILOVER, f"{FAILOVER}/establish", f"{FAILOVER}/sync", f"{FAILOVER}/break")

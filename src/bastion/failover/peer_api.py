@@ -1,6 +1,7 @@
 """What one appliance of a pair answers the other (not part of the public API): the
 key's challenge and response, then, with the ticket that earns, joining a pair, and
-what the backup pulls (snapshot, changes, blobs) or is asked to do (sync now)."""
+what the backup pulls (snapshot, changes, blobs) or is asked to do (sync now, leave the
+pair when the other broke it)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,16 @@ def blob(
 async def sync_now(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
     def work() -> s.FailoverOut:
         failover.sync_now(uow, setup, actor)
+        uow.commit()
+        return failover_out(setup)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/leave", response_model=s.FailoverOut)
+async def leave(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
+    def work() -> s.FailoverOut:
+        failover.leave(uow, setup, actor)
         uow.commit()
         return failover_out(setup)
 

@@ -50,6 +50,12 @@ class FailoverOut(BaseModel):
 # -- between the appliances of a pair (not in the public API) ------------------------------
 
 
+class BrokenOut(BaseModel):
+    failover_role: str = Field(description="none: this appliance is standalone again")
+    peer_told: bool = Field(description="Whether the peer left the pair too")
+    message: str = Field(description="What to do on the peer when it could not be told")
+
+
 class ProveIn(BaseModel):
     challenge: str = Field(max_length=200)
     nonce: str = Field(max_length=200)

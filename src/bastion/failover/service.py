@@ -177,6 +177,37 @@ def join(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, reverse: PeerAddre
     return pair
 
 
+def break_pair(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> str:
+    """Break Failover Relationship (R28): this appliance is standalone again, and so is its
+    peer when it can be told; if it cannot, what to do there is the answer (else "")."""
+    pair = setup.pair()
+    if pair.role is Role.NONE:
+        raise ConflictError("This appliance is not in a failover pair.")
+    left_as_is = ""
+    if pair.peer is not None:
+        try:
+            with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+                client.call("POST", "/leave", json={})
+        except (FailoverError, ConflictError) as error:  # unreachable, or no key here
+            left_as_is = (
+                f"{pair.peer.address} could not be told ({error}); it still counts itself "
+                "in the pair until the pair is broken there too."
+            )
+    state.write_pair(setup.state_dir, Pair())
+    peer = str(pair.peer.address) if pair.peer else ""
+    audit.record(uow, actor, "failover.break", peer, peer_told=not left_as_is)
+    return left_as_is
+
+
+def leave(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> None:
+    """Asked by the peer that broke the pair: this appliance is standalone again."""
+    pair = setup.pair()
+    if pair.role is Role.NONE:
+        return
+    state.write_pair(setup.state_dir, Pair())
+    audit.record(uow, actor, "failover.leave", str(pair.peer.address) if pair.peer else "")
+
+
 # -- syncing -----------------------------------------------------------------------------------
 
 
