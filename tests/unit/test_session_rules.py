@@ -221,3 +221,12 @@ def test_opening_and_ending_in_any_order_never_passes_the_counts(
         now = rules.in_sessions(held)
         assert len(now.representatives) <= representatives
         assert len(now.endpoints) <= endpoints
+
+
+def test_characters_that_line_readers_break_on_stay_inside_their_event(tmp_path: Path) -> None:
+    recording = Recording(tmp_path / "work", 80, 24, "t", record_input=False)
+    shown = "a\u0085b\u2028c\u2029d\x1ce"
+    recording.output(shown.encode())
+    stored = recording.store(tmp_path / "blobs")
+    _, events = _events(tmp_path / "blobs" / stored.sha256)
+    assert [e[2] for e in events if e[1] == "o"] == [shown]

@@ -73,7 +73,8 @@ class Recording:
             self._line([round(time.monotonic() - self._started, 6), code, text])
 
     def _line(self, value: object) -> None:
-        data = json.dumps(value, ensure_ascii=False, separators=(", ", ": ")).encode() + b"\n"
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+        data = text.translate(_LINE_BREAKS).encode() + b"\n"
         self._file.write(data)
         self._hash.update(data)
         self.size += len(data)
@@ -99,3 +100,8 @@ class Recording:
     def discard(self) -> None:
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+"""Characters that JSON leaves as they are but that line readers (Python's splitlines,
+JavaScript) take for line ends: escaped, so each event stays on one line."""
