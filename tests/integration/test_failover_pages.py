@@ -121,3 +121,37 @@ async def test_breaking_a_pair_whose_peer_is_gone_says_so_and_leaves_this_one_st
     assert 'id="failover-role">none<' in broken.text
     audit = await admin.get("/login/audit")
     assert "failover.break" in audit.text
+
+
+async def test_role_changes_on_the_page_refuse_or_force_and_a_split_brain_shows_its_fix(
+    admin: Client, tmp_path: Path
+) -> None:
+    alone = await post_form(admin, FAILOVER, f"{FAILOVER}/become-primary", sync_first="1")
+    assert alone.status_code == 409 and "not in a failover pair" in alone.text
+    forged = await admin.post(f"{FAILOVER}/become-backup", data={"csrf_token": "forged"})
+    assert forged.status_code == 403
+
+    await post_form(admin, PAGE, f"{PAGE}/key", key=KEY, confirm_key=KEY)
+    state_dir = tmp_path / "appliance" / "state"
+    peer = Peer("127.0.0.9", 9, "ab" * 32)  # nothing listens there
+    state.write_pair(state_dir, Pair(Role.PRIMARY, peer, "2026-01-01T00:00:00+00:00"))
+    page = await admin.get(FAILOVER)
+    assert "Become Backup" in page.text and "not checked yet" in page.text
+    refused = await post_form(admin, FAILOVER, f"{FAILOVER}/become-backup", sync_first="1")
+    assert refused.status_code == 409 and "Nothing changed" in refused.text
+    assert 'id="failover-role">primary<' in refused.text
+    forced = await post_form(admin, FAILOVER, f"{FAILOVER}/become-backup", force="1")
+    assert forced.status_code == 200 and 'id="failover-role">backup<' in forced.text
+    assert "forced: the peer was not told" in forced.text
+
+    state.record_status(state_dir, "2026-01-01T00:01:00+00:00", "ok", "primary", "")
+    state.record_status(
+        state_dir, "2026-01-01T00:02:00+00:00", "split brain", "backup", "Both are backup."
+    )
+    page = await admin.get(FAILOVER)
+    assert 'id="split-brain"' in page.text and "Both are backup." in page.text
+    assert page.text.count("<tr><td>2026-01-01T00:0") == 2  # the status history
+    unreachable = await post_form(admin, FAILOVER, f"{FAILOVER}/fix-split-brain")
+    assert unreachable.status_code == 409 and "could not be reached" in unreachable.text
+    back = await admin.get(f"{FAILOVER}/become-primary", follow_redirects=False)
+    assert back.status_code == 303 and back.headers["location"] == FAILOVER

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.accounts import sign_in
 from bastion.accounts.deps import principal_from_header
 from bastion.accounts.service import AccountsSetup
+from bastion.failover import shared_ips
 from bastion.failover.service import FailoverSetup
 from bastion.platform import build
 from bastion.platform.db.engine import database_size_bytes
@@ -71,11 +73,17 @@ class HealthProbe:
 
 @router.get("/check_health")
 async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    pair = runtime.part(FailoverSetup).pair()
+    setup = runtime.part(FailoverSetup)
+    pair = setup.pair()
+    held = (
+        await run_in_threadpool(shared_ips.enabled_recently, setup.shared_ips)
+        if setup.shared_ips
+        else []
+    )
     body: dict[str, object] = {
         "version": build.site_version(),
         "failover_role": pair.role.value,
-        "enabled_shared_ips": [],
+        "enabled_shared_ips": held,
         "last_data_sync_time": pair.last_sync_time or None,
         "last_data_sync_status": pair.last_sync_status or None,
         "status": "ok",

@@ -27,12 +27,13 @@ from bastion.backups.schedule import Sealer
 from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
-from bastion.failover import journal
+from bastion.failover import journal, shared_ips, swap
 from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.failover import service as failover
 from bastion.failover import sync as failover_sync
 from bastion.failover.rules import Role
 from bastion.failover.service import FailoverSetup
+from bastion.failover.shared_ips import SharedIp
 from bastion.failover.state import KeyStore
 from bastion.failover.sync import SyncSite
 from bastion.installs.service import InstallsSetup
@@ -171,6 +172,12 @@ def tend_failover(runtime: Runtime) -> None:
     journal.tend(runtime.engine, keeps_for_backup=role is Role.PRIMARY)
 
 
+def check_failover_peer(runtime: Runtime) -> None:
+    """In a pair: the peer's status and role (a split brain found), and the shared
+    addresses kept where this appliance's role says."""
+    swap.check_peer(runtime.part(FailoverSetup))
+
+
 def sync_if_due(runtime: Runtime) -> None:
     """On a backup: the first sync about a minute after joining, then every interval."""
     setup = runtime.part(FailoverSetup)
@@ -230,7 +237,15 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         dialect=runtime.engine.dialect.name,
         sync=SyncSite(runtime.part(BackupSite), threading.Lock()),
         first_sync_seconds=settings.failover_first_sync_seconds,
+        shared_ips=_shared_ips(settings.failover_shared_ips),
     )
+
+
+def _shared_ips(texts: list[str]) -> list[SharedIp]:
+    try:
+        return shared_ips.parse_all(texts)
+    except ValueError as error:
+        raise SystemExit(f"BASTION_FAILOVER_SHARED_IPS: {error}") from None
 
 
 def _sealer(certificates: SiteCertificates) -> Sealer:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 import uuid
 from dataclasses import dataclass, replace
 from functools import partial
@@ -285,18 +286,24 @@ async def _scheduled_backups(runtime: Runtime) -> None:
 
 
 FAILOVER_POLL_SECONDS = 5.0
-JOURNAL_TEND_EVERY = 12
+JOURNAL_TEND_SECONDS = 60.0
 
 
 async def _failover_work(runtime: Runtime) -> None:
-    """A backup's periodic sync when due; the journal tended every minute."""
-    rounds = 0
+    """A backup's periodic sync when due, the peer's check, the journal tended every
+    minute."""
+    check_every = runtime.settings.failover_check_seconds
+    tick = min(FAILOVER_POLL_SECONDS, check_every)
+    checked = tended = time.monotonic()
     while True:
-        await asyncio.sleep(FAILOVER_POLL_SECONDS)
-        rounds += 1
+        await asyncio.sleep(tick)
         try:
             await asyncio.to_thread(compose.sync_if_due, runtime)
-            if rounds % JOURNAL_TEND_EVERY == 0:
+            if time.monotonic() - checked >= check_every:
+                checked = time.monotonic()
+                await asyncio.to_thread(compose.check_failover_peer, runtime)
+            if time.monotonic() - tended >= JOURNAL_TEND_SECONDS:
+                tended = time.monotonic()
                 await asyncio.to_thread(compose.tend_failover, runtime)
         except Exception:  # the loop must outlive one bad run; a sync records its own failure
             log.exception("failover work failed")

@@ -11,7 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from bastion.accounts.deps import ApiActorDep
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
-from bastion.failover.rules import PeerAddress
+from bastion.failover import state, swap
+from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
@@ -25,6 +26,7 @@ FailoverDep = Annotated[FailoverSetup, Depends(part(FailoverSetup))]
 def failover_out(setup: FailoverSetup) -> s.FailoverOut:
     pair = setup.pair()
     peer = pair.peer
+    checked = state.read_status(setup.state_dir) if pair.role is not Role.NONE else None
     return s.FailoverOut(
         failover_role=pair.role.value,
         key_set=setup.keys.path.exists(),
@@ -32,8 +34,20 @@ def failover_out(setup: FailoverSetup) -> s.FailoverOut:
         if peer
         else None,
         established_at=pair.established_at,
+        role_since=pair.role_since,
         last_data_sync_time=pair.last_sync_time,
         last_data_sync_status=pair.last_sync_status,
+        split_brain=checked is not None and checked.status == swap.SPLIT_BRAIN,
+        peer_status=s.PeerStatusOut(
+            checked_at=checked.checked_at,
+            status=checked.status,
+            peer_role=checked.peer_role,
+            message=checked.message,
+            history=[s.PeerStatusEntry(**entry) for entry in checked.history],
+        )
+        if checked is not None and checked.checked_at
+        else None,
+        shared_ips=[str(item) for item in setup.shared_ips],
     )
 
 
@@ -124,3 +138,53 @@ async def break_pair(setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -> s.B
     """Break Failover Relationship: both appliances become standalone (the peer if it can
     be reached; if not, `message` says to break the pair there too)."""
     return await run_in_threadpool(_break, uow, setup, actor)
+
+
+SWAP_409 = (
+    "this appliance is in no pair or already has that role, the sync first did not finish, "
+    "or the peer could not be reached (nothing changed; `force` changes this appliance's "
+    "role anyway)."
+)
+
+
+def _become(
+    uow: UnitOfWork, setup: FailoverSetup, actor: Actor, body: s.SwapIn, role: Role
+) -> s.FailoverOut:
+    use_case = swap.become_primary if role is Role.PRIMARY else swap.become_backup
+    use_case(uow, setup, actor, body.sync_first, body.force)
+    uow.commit()
+    return failover_out(setup)
+
+
+@router.post("/become-primary", response_model=s.FailoverOut, responses=errors(409, e409=SWAP_409))
+async def become_primary(
+    body: s.SwapIn, setup: FailoverDep, uow: UowDep, actor: ApiActorDep
+) -> s.FailoverOut:
+    """On the backup: take over as the primary; the primary steps down first (and its
+    shared IP addresses move here)."""
+    return await run_in_threadpool(_become, uow, setup, actor, body, Role.PRIMARY)
+
+
+@router.post("/become-backup", response_model=s.FailoverOut, responses=errors(409, e409=SWAP_409))
+async def become_backup(
+    body: s.SwapIn, setup: FailoverDep, uow: UowDep, actor: ApiActorDep
+) -> s.FailoverOut:
+    """On the primary: step down and have the backup take over."""
+    return await run_in_threadpool(_become, uow, setup, actor, body, Role.BACKUP)
+
+
+def _fix(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> s.FailoverOut:
+    swap.fix_split_brain(uow, setup, actor)
+    uow.commit()
+    return failover_out(setup)
+
+
+@router.post(
+    "/fix-split-brain",
+    response_model=s.FailoverOut,
+    responses=errors(409, e409="there is no split brain, or the peer cannot be reached."),
+)
+async def fix_split_brain(setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -> s.FailoverOut:
+    """Both appliances claim the same role: this one's data wins. It is (or becomes) the
+    primary, and the peer becomes its backup and reloads this one's data."""
+    return await run_in_threadpool(_fix, uow, setup, actor)

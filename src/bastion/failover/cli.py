@@ -3,6 +3,7 @@ as the pages and the API wire it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -93,14 +94,25 @@ def status(
 ) -> None:
     """This appliance's role, its peer and the last sync."""
     from bastion.failover import service as failover
+    from bastion.failover import state
+    from bastion.failover.rules import Role
 
     with console_runtime(ctx, data, database_url) as runtime:
-        pair = runtime.part(failover.FailoverSetup).pair()
+        setup = runtime.part(failover.FailoverSetup)
+        pair = setup.pair()
     console.print(f"role: {pair.role.value}")
     if pair.peer:
         console.print(f"peer: {pair.peer.host}:{pair.peer.port} (SHA-256 {pair.peer.fingerprint})")
+    if pair.role_since:
+        console.print(f"role since: {pair.role_since}")
     if pair.last_sync_time:
         console.print(f"last sync: {pair.last_sync_time} ({pair.last_sync_status})")
+    checked = state.read_status(setup.state_dir)
+    if pair.role is not Role.NONE and checked.checked_at:
+        seen = f"peer: {checked.status}" + (f", {checked.peer_role}" if checked.peer_role else "")
+        console.print(f"{seen} (checked {checked.checked_at})")
+        if checked.message:
+            console.print(f"[yellow]{checked.message}[/]")
 
 
 @failover_app.command("sync")
@@ -142,3 +154,79 @@ def break_pair(
     console.print("The pair is broken: this appliance is standalone.")
     if left_as_is:
         console.print(f"[yellow]{left_as_is}[/]")
+
+
+NoSyncOption = Annotated[
+    bool, typer.Option("--no-sync", help="Change roles without bringing the backup up to date.")
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Change this appliance's role even though the peer cannot be reached."
+    ),
+]
+
+
+def _swap(ctx: typer.Context, data: Path, database_url: str | None, to: str, **how: bool) -> None:
+    from bastion.failover import service as failover
+    from bastion.failover import swap
+    from bastion.platform.errors import ServiceError
+
+    use_case = swap.become_primary if to == "primary" else swap.become_backup
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        try:
+            with console.status(f"Becoming the {to}..."):
+                pair = use_case(uow, runtime.part(failover.FailoverSetup), console_actor(), **how)
+        except ServiceError as error:
+            console.print(f"[red]Roles not changed:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print(f"This appliance is now the {pair.role.value}.")
+    if pair.details.get("forced"):
+        console.print(
+            "[yellow]The peer was not told: until it is, it may claim the same role (a split "
+            "brain, fixed with `bastion failover fix-split-brain`).[/]"
+        )
+
+
+@failover_app.command("become-primary")
+def become_primary(
+    ctx: typer.Context,
+    no_sync: NoSyncOption = False,
+    force: ForceOption = False,
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """On the backup: take over; the primary steps down first."""
+    _swap(ctx, data, database_url, "primary", sync_first=not no_sync, force=force)
+
+
+@failover_app.command("become-backup")
+def become_backup(
+    ctx: typer.Context,
+    no_sync: NoSyncOption = False,
+    force: ForceOption = False,
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """On the primary: step down and have the backup take over."""
+    _swap(ctx, data, database_url, "backup", sync_first=not no_sync, force=force)
+
+
+@failover_app.command("fix-split-brain")
+def fix_split_brain(
+    ctx: typer.Context, data: DataOption = DEFAULT_DATA, database_url: DatabaseUrlOption = None
+) -> None:
+    """Both appliances claim the same role: this one's data wins and it is the primary."""
+    from bastion.failover import service as failover
+    from bastion.failover import swap
+    from bastion.platform.errors import ServiceError
+
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        try:
+            swap.fix_split_brain(uow, runtime.part(failover.FailoverSetup), console_actor())
+        except ServiceError as error:
+            console.print(f"[red]Not fixed:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print("Fixed: this appliance is the primary and its peer its backup.")

@@ -15,11 +15,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
 from bastion.failover import service as failover
+from bastion.failover import state, swap
 from bastion.failover.api import FailoverDep
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.runtime import Runtime
+from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import reloads_go_to
 from bastion.platform.web.templating import render_form
@@ -90,6 +92,7 @@ def _failover_page(
     form: dict[str, object] | None = None,
 ) -> Response:
     """The page; after a refused establishing, with the addresses as they were typed."""
+    pair, checked = setup.pair(), state.read_status(setup.state_dir)
     return render_form(
         request,
         "failover.html",
@@ -97,8 +100,11 @@ def _failover_page(
         error,
         notice=notice,
         key_set=setup.keys.path.exists(),
-        pair=setup.pair(),
+        pair=pair,
         form=form or {},
+        checked=checked,
+        split_brain=pair.role is not Role.NONE and checked.status == swap.SPLIT_BRAIN,
+        shared_ips=[str(item) for item in setup.shared_ips],
     )
 
 
@@ -207,4 +213,75 @@ async def break_pair(
     return _failover_page(request, setup, current, notice=notice)
 
 
-reloads_go_to(router, FAILOVER, f"{FAILOVER}/establish", f"{FAILOVER}/sync", f"{FAILOVER}/break")
+@router.post(f"{FAILOVER}/become-primary", dependencies=[CsrfDep])
+async def become_primary(
+    request: Request,
+    setup: FailoverDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    sync_first: Annotated[bool, Form()] = False,
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    return await _swap(request, setup, uow, current, Role.PRIMARY, sync_first, force)
+
+
+@router.post(f"{FAILOVER}/become-backup", dependencies=[CsrfDep])
+async def become_backup(
+    request: Request,
+    setup: FailoverDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    sync_first: Annotated[bool, Form()] = False,
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    return await _swap(request, setup, uow, current, Role.BACKUP, sync_first, force)
+
+
+async def _swap(
+    request: Request,
+    setup: FailoverSetup,
+    uow: UnitOfWork,
+    current: CurrentSession,
+    role: Role,
+    sync_first: bool,
+    force: bool,
+) -> Response:
+    use_case = swap.become_primary if role is Role.PRIMARY else swap.become_backup
+    actor = page_actor(request, current)
+    try:
+        pair = await run_in_threadpool(use_case, uow, setup, actor, sync_first, force)
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error)
+    uow.commit()
+    notice = f"This appliance is now the {pair.role.value}." + (
+        " The peer was not told: fix the split brain here when it is back."
+        if pair.details.get("forced")
+        else ""
+    )
+    return _failover_page(request, setup, current, notice=notice)
+
+
+@router.post(f"{FAILOVER}/fix-split-brain", dependencies=[CsrfDep])
+async def fix_split_brain(
+    request: Request, setup: FailoverDep, uow: UowDep, current: AdministratorDep
+) -> Response:
+    actor = page_actor(request, current)
+    try:
+        await run_in_threadpool(swap.fix_split_brain, uow, setup, actor)
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error)
+    uow.commit()
+    notice = "Fixed: this appliance is the primary, and its peer is its backup again."
+    return _failover_page(request, setup, current, notice=notice)
+
+
+reloads_go_to(
+    router,
+    FAILOVER,
+    f"{FAILOVER}/establish",
+    f"{FAILOVER}/sync",
+    f"{FAILOVER}/break",
+    f"{FAILOVER}/become-primary",
+    f"{FAILOVER}/become-backup",
+    f"{FAILOVER}/fix-split-brain",
+)

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
-from bastion.failover import blobs
+from bastion.failover import blobs, swap
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
 from bastion.failover import sync as pulling
@@ -111,6 +111,26 @@ async def sync_now(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.Failove
 async def leave(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
     def work() -> s.FailoverOut:
         failover.leave(uow, setup, actor)
+        uow.commit()
+        return failover_out(setup)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/demote", response_model=s.FailoverOut)
+async def demote(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
+    def work() -> s.FailoverOut:
+        swap.demote(uow, setup, actor)
+        uow.commit()
+        return failover_out(setup)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/promote", response_model=s.FailoverOut)
+async def promote(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
+    def work() -> s.FailoverOut:
+        swap.promote(uow, setup, actor)
         uow.commit()
         return failover_out(setup)
 

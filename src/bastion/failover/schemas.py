@@ -38,13 +38,42 @@ class PeerOut(BaseModel):
     fingerprint: str = Field(description="SHA-256 of the peer's TLS certificate, as pinned")
 
 
+class PeerStatusEntry(BaseModel):
+    since: str
+    status: str
+    peer_role: str
+    message: str
+
+
+class PeerStatusOut(BaseModel):
+    checked_at: str = Field(description="When the peer was last checked (every few seconds)")
+    status: str = Field(description="ok, unreachable, refused, left or split brain")
+    peer_role: str
+    message: str
+    history: list[PeerStatusEntry] = Field(description="Changes of status, newest first")
+
+
 class FailoverOut(BaseModel):
     failover_role: str = Field(description="none, primary or backup")
     key_set: bool
     peer: PeerOut | None
     established_at: str
+    role_since: str = Field(description="When this appliance last swapped roles, if it did")
     last_data_sync_time: str
     last_data_sync_status: str
+    split_brain: bool = Field(description="Both appliances claim the same role")
+    peer_status: PeerStatusOut | None
+    shared_ips: list[str] = Field(description="The shared addresses this appliance is given")
+
+
+class SwapIn(Strict):
+    sync_first: bool = Field(
+        default=True, description="Bring the backup up to date before the roles change"
+    )
+    force: bool = Field(
+        default=False,
+        description="Change this appliance's role even though the peer cannot be reached",
+    )
 
 
 # -- between the appliances of a pair (not in the public API) ------------------------------

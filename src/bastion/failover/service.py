@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bastion.failover import rules, state
 from bastion.failover import sync as pulling
 from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, Role
+from bastion.failover.shared_ips import SharedIp
 from bastion.failover.state import KeyStore, Pair, Peer
 from bastion.failover.sync import SyncOutcome, SyncSite
 from bastion.platform import audit, identity
@@ -36,6 +37,8 @@ class FailoverSetup:
     dialect: str
     sync: SyncSite | None = None
     first_sync_seconds: float = pulling.FIRST_SYNC_SECONDS
+    shared_ips: list[SharedIp] = field(default_factory=list)
+    """Enabled only while this appliance is the primary."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
@@ -152,6 +155,7 @@ def establish(
     peer = Peer(request.backup.host, request.backup.port, fingerprint)
     pair = Pair(Role.PRIMARY, peer, utc_now().isoformat())
     state.write_pair(setup.state_dir, pair)
+    state.forget_status(setup.state_dir)
     audit.record(
         uow, actor, "failover.establish", str(request.backup), reverse=str(request.reverse)
     )
@@ -173,6 +177,7 @@ def join(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, reverse: PeerAddre
     peer = Peer(reverse.host, reverse.port, fingerprint)
     pair = Pair(Role.BACKUP, peer, utc_now().isoformat())
     state.write_pair(setup.state_dir, pair)
+    state.forget_status(setup.state_dir)
     audit.record(uow, actor, "failover.join", str(reverse))
     return pair
 
@@ -194,6 +199,7 @@ def break_pair(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> str:
                 "in the pair until the pair is broken there too."
             )
     state.write_pair(setup.state_dir, Pair())
+    state.forget_status(setup.state_dir)
     peer = str(pair.peer.address) if pair.peer else ""
     audit.record(uow, actor, "failover.break", peer, peer_told=not left_as_is)
     return left_as_is
@@ -205,6 +211,7 @@ def leave(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> None:
     if pair.role is Role.NONE:
         return
     state.write_pair(setup.state_dir, Pair())
+    state.forget_status(setup.state_dir)
     audit.record(uow, actor, "failover.leave", str(pair.peer.address) if pair.peer else "")
 
 

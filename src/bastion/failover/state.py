@@ -63,6 +63,9 @@ class Pair:
     last_sync_time: str = ""
     last_sync_status: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    role_since: str = ""
+    """When this appliance last changed role within the pair (a swap); empty: since it was
+    established."""
 
 
 def read_pair(state_dir: Path) -> Pair:
@@ -78,6 +81,7 @@ def read_pair(state_dir: Path) -> Pair:
         data.get("last_sync_time", ""),
         data.get("last_sync_status", ""),
         dict(data.get("details", {})),
+        data.get("role_since", ""),
     )
 
 
@@ -92,3 +96,55 @@ def record_sync(state_dir: Path, at: str, status: str) -> Pair:
     pair = replace(read_pair(state_dir), last_sync_time=at, last_sync_status=status)
     write_pair(state_dir, pair)
     return pair
+
+
+# -- the peer's status, as the periodic check sees it ------------------------------------
+
+STATUS_FILE = "failover-status.json"
+HISTORY_LENGTH = 50
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """The last check of the peer: when, what it said (`ok`, `unreachable`, `split brain`,
+    `refused`), its role, and the changes of status before it (newest first)."""
+
+    checked_at: str = ""
+    status: str = ""
+    peer_role: str = ""
+    message: str = ""
+    history: list[dict[str, str]] = field(default_factory=list)
+
+
+def read_status(state_dir: Path) -> PeerStatus:
+    path = state_dir / STATUS_FILE
+    if not path.exists():
+        return PeerStatus()
+    data = json.loads(path.read_text())
+    return PeerStatus(
+        str(data.get("checked_at", "")),
+        str(data.get("status", "")),
+        str(data.get("peer_role", "")),
+        str(data.get("message", "")),
+        [dict(entry) for entry in data.get("history", [])],
+    )
+
+
+def record_status(
+    state_dir: Path, at: str, status: str, peer_role: str, message: str
+) -> PeerStatus:
+    """The check's outcome; a change of status (or of the peer's role) starts a new entry
+    of the history, a check like the last one only moves its time."""
+    last = read_status(state_dir)
+    history = list(last.history)
+    if status != last.status or peer_role != last.peer_role or not history:
+        entry = {"since": at, "status": status, "peer_role": peer_role, "message": message}
+        history = [entry, *history][:HISTORY_LENGTH]
+    checked = PeerStatus(at, status, peer_role, message, history)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(state_dir / STATUS_FILE, json.dumps(asdict(checked), indent=2).encode())
+    return checked
+
+
+def forget_status(state_dir: Path) -> None:
+    (state_dir / STATUS_FILE).unlink(missing_ok=True)

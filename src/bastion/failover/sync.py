@@ -203,12 +203,12 @@ def interval_seconds(uow: UnitOfWork) -> int:
 def due(
     pair: Pair, now: datetime, interval_seconds: int, first_after: float = FIRST_SYNC_SECONDS
 ) -> bool:
-    """A backup syncs `first_after` seconds (about a minute) after it joined, then every
-    interval."""
+    """A backup syncs `first_after` seconds (about a minute) after it joined (or became
+    the backup in a swap), then every interval."""
     if pair.role is not Role.BACKUP:
         return False
     if not pair.last_sync_time:
-        joined = datetime.fromisoformat(pair.established_at)
+        joined = datetime.fromisoformat(pair.role_since or pair.established_at)
         return now >= joined + timedelta(seconds=first_after)
     last = datetime.fromisoformat(pair.last_sync_time)
     return now >= last + timedelta(seconds=interval_seconds)

@@ -80,6 +80,13 @@ class ApplianceSettings(BaseSettings):
     failover_first_sync_seconds: float = 60.0
     """How long after joining a pair a backup appliance makes its first sync (R34)."""
 
+    failover_shared_ips: list[str] = Field(default_factory=list)
+    """Shared IP addresses, `ADDRESS/PREFIX@INTERFACE`, enabled only while this appliance
+    is the primary of a failover pair (R30); a JSON list in the environment."""
+
+    failover_check_seconds: float = 10.0
+    """How often an appliance of a pair checks its peer (reachable, its role)."""
+
     install_health_deadline_seconds: float = 60.0
     """A new worker (or base) that is not healthy within this time is rolled back."""
     install_probation_seconds: float = 60.0

@@ -1,0 +1,257 @@
+"""Role swap (R30): Become Primary on the backup, Become Backup on the primary, each with
+or without a data sync first, forced when the peer cannot be reached; the periodic check
+of the peer, and a split brain (both primary, or both backup) found and fixed.
+
+The appliance that gives up the primary role always does so first, so that two
+primaries exist only when an administrator forced it. A swap moves the shared IP
+addresses with the role: disabled on the appliance that steps down, enabled (and
+announced) on the one that takes over.
+
+An appliance that becomes the backup forgets its position in the other's journal: its
+next sync loads a snapshot of the new primary, and what it changed since the last sync
+in the other direction is replaced (which is why a swap syncs first by default).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from sqlalchemy import delete
+
+from bastion.failover import journal, service, shared_ips, state
+from bastion.failover.peer import PeerClient
+from bastion.failover.rules import FailoverError, PeerRefusedError, Role
+from bastion.failover.service import FailoverSetup
+from bastion.failover.state import Pair, PeerStatus
+from bastion.platform import audit
+from bastion.platform.clock import utc_now
+from bastion.platform.errors import ConflictError
+from bastion.platform.principals import Actor
+from bastion.platform.unit_of_work import UnitOfWork
+
+log = logging.getLogger("bastion.failover")
+
+SPLIT_BRAIN = "split brain"
+
+
+def _peer_of(pair: Pair, role: Role) -> Pair:
+    if pair.role is Role.NONE or pair.peer is None:
+        raise ConflictError("This appliance is not in a failover pair.")
+    if pair.role is role:
+        raise ConflictError(f"This appliance is already the {role.value}.")
+    return pair
+
+
+def _take_role(setup: FailoverSetup, role: Role, forced: bool = False) -> Pair:
+    """Record `role` here and move the shared addresses with it. Stepping down fails,
+    changing nothing, when the addresses cannot be removed; taking over does not (the
+    role is recorded, the problem logged, and the periodic check tries again)."""
+    pair = setup.pair()
+    now = utc_now().isoformat()
+    details = {**pair.details, "forced": forced}
+    if role is Role.BACKUP:
+        try:
+            shared_ips.disable(setup.shared_ips)
+        except shared_ips.SharedIpError as error:
+            raise ConflictError(f"{error} Nothing changed: still the primary.") from None
+        _forget_position(setup)
+        taken = replace(
+            pair, role=role, role_since=now, last_sync_time="", last_sync_status="",
+            details=details,
+        )  # fmt: skip
+        state.write_pair(setup.state_dir, taken)
+    else:
+        taken = replace(pair, role=role, role_since=now, details=details)
+        state.write_pair(setup.state_dir, taken)
+        try:
+            shared_ips.enable(setup.shared_ips)
+        except shared_ips.SharedIpError as error:
+            log.error("now primary, but the shared addresses are not enabled: %s", error)
+    return taken
+
+
+def _forget_position(setup: FailoverSetup) -> None:
+    """The next sync starts from a snapshot of the (new) primary."""
+    if setup.sync is None:
+        return
+    with setup.sync.site.engine.begin() as connection:
+        connection.execute(
+            delete(journal.MARKS).where(journal.MARKS.c.name.in_(["primary_epoch", "position"]))
+        )
+
+
+def become_primary(
+    uow: UnitOfWork, setup: FailoverSetup, actor: Actor, sync_first: bool, force: bool
+) -> Pair:
+    """On the backup. `sync_first`: pull the primary's last changes before taking over;
+    `force`: take over even though the primary cannot be told to step down."""
+    pair = _peer_of(setup.pair(), Role.PRIMARY)
+    assert pair.peer is not None
+    skipped = ""
+    if sync_first:
+        try:
+            service.run_sync(setup)
+        except ConflictError as error:
+            if not force:
+                raise ConflictError(
+                    f"{error} Nothing changed: this appliance is still the backup. Become "
+                    "primary without a sync first, or with force if the primary is gone."
+                ) from None
+            skipped = str(error)
+    try:
+        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+            client.call("POST", "/demote", json={})
+        told = True
+    except FailoverError as error:
+        if not force:
+            raise ConflictError(
+                f"The primary could not be told to step down: {error} Nothing changed. If "
+                "it is gone, become primary with force; when it comes back, both appliances "
+                "are primary until that split brain is fixed on the Failover page."
+            ) from None
+        told = False
+    taken = _take_role(setup, Role.PRIMARY, forced=not told)
+    audit.record(
+        uow, actor, "failover.become_primary", str(pair.peer.address),
+        synced=sync_first and not skipped, forced=not told,
+    )  # fmt: skip
+    return taken
+
+
+def become_backup(
+    uow: UnitOfWork, setup: FailoverSetup, actor: Actor, sync_first: bool, force: bool
+) -> Pair:
+    """On the primary. `sync_first`: the backup pulls the last changes before it takes
+    over; `force`: step down even though the peer cannot be told to take over."""
+    pair = _peer_of(setup.pair(), Role.BACKUP)
+    assert pair.peer is not None
+    try:
+        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+            if sync_first:
+                client.call("POST", "/sync", json={})
+            _take_role(setup, Role.BACKUP)
+            try:
+                client.call("POST", "/promote", json={})
+            except FailoverError:
+                _take_role(setup, Role.PRIMARY)
+                raise
+        told = True
+    except FailoverError as error:
+        if not force:
+            raise ConflictError(
+                f"The peer could not take over: {error} Nothing changed: this appliance is "
+                "still the primary."
+            ) from None
+        if setup.pair().role is not Role.BACKUP:
+            _take_role(setup, Role.BACKUP, forced=True)
+        told = False
+    audit.record(
+        uow, actor, "failover.become_backup", str(pair.peer.address),
+        synced=sync_first and told, forced=not told,
+    )  # fmt: skip
+    return setup.pair()
+
+
+# -- asked by the peer -----------------------------------------------------------------------
+
+
+def demote(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
+    """The peer takes over: step down (already the backup: nothing to do)."""
+    pair = setup.pair()
+    if pair.role is Role.NONE:
+        raise ConflictError("This appliance is not in a failover pair.")
+    if pair.role is Role.BACKUP:
+        return pair
+    taken = _take_role(setup, Role.BACKUP)
+    audit.record(uow, actor, "failover.demoted", str(pair.peer.address) if pair.peer else "")
+    return taken
+
+
+def promote(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
+    """The peer stepped down: take over (already the primary: nothing to do)."""
+    pair = setup.pair()
+    if pair.role is Role.NONE:
+        raise ConflictError("This appliance is not in a failover pair.")
+    if pair.role is Role.PRIMARY:
+        return pair
+    taken = _take_role(setup, Role.PRIMARY)
+    audit.record(uow, actor, "failover.promoted", str(pair.peer.address) if pair.peer else "")
+    return taken
+
+
+# -- the periodic check of the peer, and a split brain --------------------------------------
+
+
+def check_peer(setup: FailoverSetup) -> PeerStatus | None:
+    """Reach the peer, learn its role, record what was found (None: not in a pair). Also
+    keeps the shared addresses where the role says they belong."""
+    pair = setup.pair()
+    if pair.role is Role.NONE or pair.peer is None:
+        return None
+    keep_addresses(setup, pair)
+    now = utc_now().isoformat()
+    try:
+        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+            met = client.introduce()
+    except PeerRefusedError as error:
+        return state.record_status(setup.state_dir, now, "refused", "", str(error))
+    except (FailoverError, ConflictError) as error:
+        return state.record_status(setup.state_dir, now, "unreachable", "", str(error))
+    if met.role == pair.role.value:
+        message = split_brain_message(pair.role)
+        return state.record_status(setup.state_dir, now, SPLIT_BRAIN, met.role, message)
+    if met.role == Role.NONE.value:
+        message = "The peer is standalone: it left the pair (break the pair here too)."
+        return state.record_status(setup.state_dir, now, "left", met.role, message)
+    return state.record_status(setup.state_dir, now, "ok", met.role, "")
+
+
+def split_brain_message(role: Role) -> str:
+    both = "primary" if role is Role.PRIMARY else "backup"
+    return (
+        f"Both appliances are {both}. Fix it on the appliance whose data should win: it "
+        "stays (or becomes) the primary, and the other becomes its backup and replaces "
+        "its data with the winner's at its next sync (sessions ended there since the "
+        "split are lost unless the pair is broken first)."
+    )
+
+
+def keep_addresses(setup: FailoverSetup, pair: Pair) -> None:
+    """The shared addresses on the primary, never on the backup (a standalone appliance
+    leaves them as they are)."""
+    if not setup.shared_ips:
+        return
+    try:
+        if pair.role is Role.PRIMARY:
+            shared_ips.enable(setup.shared_ips)
+        elif pair.role is Role.BACKUP:
+            shared_ips.disable(setup.shared_ips)
+    except shared_ips.SharedIpError as error:
+        log.error("shared addresses: %s", error)
+
+
+def fix_split_brain(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
+    """This appliance's data wins: it is (or becomes) the primary and the peer becomes
+    its backup."""
+    pair = setup.pair()
+    if pair.role is Role.NONE or pair.peer is None:
+        raise ConflictError("This appliance is not in a failover pair.")
+    try:
+        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+            met = client.introduce()
+            if met.role != pair.role.value:
+                raise ConflictError(
+                    f"There is no split brain: this appliance is {pair.role.value} and the "
+                    f"peer is {met.role}."
+                )
+            client.call("POST", "/demote", json={})
+    except FailoverError as error:
+        raise ConflictError(f"The peer could not be reached to fix it: {error}") from None
+    if pair.role is not Role.PRIMARY:
+        _take_role(setup, Role.PRIMARY)
+    state.record_status(
+        setup.state_dir, utc_now().isoformat(), "ok", Role.BACKUP.value, "split brain fixed"
+    )
+    audit.record(uow, actor, "failover.fix_split_brain", str(pair.peer.address))
+    return setup.pair()

@@ -1,0 +1,51 @@
+"""A role swap moves the site's shared IP address: two real appliances in network
+namespaces on one switch, and a client that keeps polling the shared address every
+10 ms while the backup becomes the primary. The answers move from one appliance's
+certificate to the other's, none comes from the old primary after that, and the
+longest gap stays short (`bench/bench_role_swap.py` measures it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.support import netns
+from tests.support.shared_ip import (
+    SHARED,
+    Node,
+    held,
+    longest_gap,
+    shared_ip_pair,
+    swap_while_polling,
+)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node, netns.Host]]:
+    why = netns.unavailable()
+    if why:
+        skip_or_fail(why)
+    with shared_ip_pair(tmp_path_factory.mktemp("shared-ip")) as made:
+        yield made
+
+
+def test_the_shared_address_moves_with_the_primary_role(
+    pair: tuple[Node, Node, netns.Host],
+) -> None:
+    primary, backup, client = pair
+    assert held(primary, client) == [SHARED] and held(backup, client) == []
+
+    answers, swapped = swap_while_polling(primary, backup, client)
+
+    certificates = [seen for _, seen in answers]
+    old, new = certificates[0], certificates[-1]
+    assert old != new, "the shared address did not move"
+    first_new = certificates.index(new)
+    assert old not in certificates[first_new:], "the old primary answered after the move"
+    assert answers[first_new][0] <= swapped + 1.0
+    gap = longest_gap(answers)
+    assert gap < 10.0, f"the shared address answered nothing for {gap:.2f} s"
+    assert held(backup, client) == [SHARED] and held(primary, client) == []
+    assert backup.call(client, "GET", "/check_health").json()["failover_role"] == "primary"

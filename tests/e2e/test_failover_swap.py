@@ -1,0 +1,194 @@
+"""Two real appliances over real TLS swap roles: Become Primary and Become Backup with a
+sync first, a forced takeover while the primary is down, the split brain both find once
+it is back, and its fix. (Shared IP addresses moving with the role are tested in network
+namespaces, in test_failover_shared_ip.py.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support.appliance import RunningAppliance, free_port, start_appliance
+
+SITE = "site.swap.test"
+KEY = "the swap pair's inter-appliance key"
+ENV = {
+    "BASTION_GATEWAY_LISTEN": "off",
+    "BASTION_FAILOVER_CHECK_SECONDS": "0.5",
+    "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
+}
+
+
+@dataclass
+class Node:
+    """One appliance of the pair, restartable on the same address and data."""
+
+    tmp: Path
+    host: str
+    port: int
+    stack: ExitStack
+    appliance: RunningAppliance | None = None
+    credentials: dict[str, str] | None = None
+    token: str = ""
+
+    def start(self) -> None:
+        data = self.tmp / f"data-{self.host}"
+        running = self.stack.enter_context(
+            start_appliance(
+                self.tmp,
+                host=self.host,
+                port=self.port,
+                data_dir=data,
+                env=ENV,
+                extra_args=["--hostname", SITE],
+            )
+        )
+        self.appliance = running
+        if self.credentials is None:
+            self.credentials = create_client(running, "swap")
+        self.token = ""
+
+    def stop(self) -> None:
+        assert self.appliance is not None
+        self.appliance.stop()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        assert self.appliance is not None and self.credentials is not None
+        for _ in range(2):  # a sync replaces the API clients: then ask for a new token
+            if not self.token:
+                given = get_token(self.appliance, self.credentials)
+                self.token = str(given.json().get("access_token", ""))
+            with self.appliance.client(headers=bearer(self.token), timeout=120) as api:
+                answer = api.request(method, path, **kwargs)
+            if answer.status_code != 401:
+                break
+            self.token = ""
+        return answer
+
+    def role(self) -> str:
+        return str(self.call("GET", "/check_health").json()["failover_role"])
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
+    tmp = tmp_path_factory.mktemp("swap")
+    with ExitStack() as stack:
+        first = Node(tmp, "127.0.0.171", free_port("127.0.0.171"), stack)
+        second = Node(tmp, "127.0.0.172", free_port("127.0.0.172"), stack)
+        first.start()
+        second.start()
+        for node in (first, second):
+            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
+        body = {
+            "backup_host": second.host,
+            "backup_port": second.port,
+            "reverse_host": first.host,
+            "reverse_port": first.port,
+        }
+        answer = first.call("POST", "/api/v1/failover/establish", json=body)
+        assert answer.status_code == 200, answer.text
+        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
+        second.credentials = first.credentials  # the backup now holds the primary's clients
+        yield first, second
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.2)
+
+
+def add_account(node: Node, username: str) -> None:
+    made = node.call(
+        "POST",
+        "/api/v1/accounts",
+        json={"username": username, "password": "a long pass phrase 9", "role": "representative"},
+    )
+    assert made.status_code == 201, made.text
+
+
+def usernames(node: Node) -> set[str]:
+    answer = node.call("GET", "/api/v1/accounts")
+    assert answer.status_code == 200, answer.text
+    return {str(item["username"]) for item in answer.json()}
+
+
+def message(answer: httpx.Response) -> str:
+    return str(answer.json()["error"]["message"])
+
+
+def test_roles_swap_both_ways_and_nothing_done_on_the_primary_is_lost(
+    nodes: tuple[Node, Node],
+) -> None:
+    first, second = nodes
+    add_account(first, "made-just-before-the-swap")
+
+    answer = first.call("POST", "/api/v1/failover/become-primary", json={})
+    assert answer.status_code == 409 and "already the primary" in message(answer)
+
+    answer = second.call("POST", "/api/v1/failover/become-primary", json={"sync_first": True})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["failover_role"] == "primary" and answer.json()["role_since"]
+    assert first.role() == "backup" and second.role() == "primary"
+    assert "made-just-before-the-swap" in usernames(second)
+
+    # the new backup reloads the new primary's data at its first sync
+    add_account(second, "made-on-the-new-primary")
+    assert second.call("POST", "/api/v1/failover/sync").status_code == 200
+    assert "made-on-the-new-primary" in usernames(first)
+    health = first.call("GET", "/check_health").json()
+    assert health["last_data_sync_status"] == "ok"
+
+    # and back, from the primary's side
+    answer = second.call("POST", "/api/v1/failover/become-backup", json={"sync_first": True})
+    assert answer.status_code == 200, answer.text
+    assert first.role() == "primary" and second.role() == "backup"
+    audit = first.call("GET", "/api/v1/audit", params={"action": "failover.promoted"})
+    assert audit.status_code == 200 and audit.json()["total"] >= 1
+
+
+def test_a_forced_takeover_then_the_split_brain_is_found_on_both_and_fixed(
+    nodes: tuple[Node, Node],
+) -> None:
+    first, second = nodes
+    if first.role() != "primary":
+        assert first.call("POST", "/api/v1/failover/become-primary", json={}).status_code == 200
+    first.stop()
+
+    answer = second.call("POST", "/api/v1/failover/become-primary", json={"sync_first": True})
+    assert answer.status_code == 409
+    assert "Nothing changed" in message(answer) and second.role() == "backup"
+
+    answer = second.call(
+        "POST", "/api/v1/failover/become-primary", json={"sync_first": True, "force": True}
+    )
+    assert answer.status_code == 200, answer.text
+    assert second.role() == "primary"
+
+    first.start()  # it comes back still counting itself the primary
+    assert first.role() == "primary"
+
+    def split_on(node: Node) -> bool:
+        return bool(node.call("GET", "/api/v1/failover").json()["split_brain"])
+
+    eventually(lambda: split_on(first) and split_on(second))
+    status = second.call("GET", "/api/v1/failover").json()["peer_status"]
+    assert status["status"] == "split brain" and "Both appliances are primary" in status["message"]
+    assert next(entry["status"] for entry in status["history"]) == "split brain"
+
+    answer = second.call("POST", "/api/v1/failover/fix-split-brain")
+    assert answer.status_code == 200, answer.text
+    assert second.role() == "primary" and first.role() == "backup"
+    eventually(lambda: not split_on(first) and not split_on(second))
+
+    answer = second.call("POST", "/api/v1/failover/fix-split-brain")
+    assert answer.status_code == 409 and "no split brain" in message(answer)

@@ -1,0 +1,164 @@
+"""Two real appliances in network namespaces with a shared IP address, and a client that
+polls the address during a role swap: for the shared-IP test and its benchmark."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support import netns
+from tests.support.appliance import (
+    RunningAppliance,
+    appliance_command,
+    test_environment,
+    wait_healthy,
+)
+
+SITE = "site.shared-ip.test"
+KEY = "the shared address pair's key"
+PORT = 8443
+SHARED = "198.18.0.10"
+
+
+@dataclass
+class Node:
+    host: netns.Host
+    appliance: RunningAppliance
+    credentials: dict[str, str]
+
+    def call(self, client: netns.Host, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        def ask() -> httpx.Response:
+            token = get_token(self.appliance, self.credentials).json()["access_token"]
+            with self.appliance.client(headers=bearer(token), timeout=120) as api:
+                return api.request(method, path, **kwargs)
+
+        return client.run(ask)
+
+
+@contextmanager
+def appliance_in(host: netns.Host, client: netns.Host, tmp: Path) -> Iterator[RunningAppliance]:
+    data, log_path = tmp / f"data-{host.address}", tmp / f"appliance-{host.address}.log"
+    env = test_environment(
+        {
+            "BASTION_GATEWAY_LISTEN": "off",
+            "BASTION_FAILOVER_SHARED_IPS": f'["{SHARED}/{netns.PREFIX}@eth0"]',
+            "BASTION_FAILOVER_CHECK_SECONDS": "1",
+            "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
+        }
+    )
+    command = appliance_command(data, [f"0.0.0.0:{PORT}"], ["--hostname", SITE])
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            host.command(*command), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    appliance = RunningAppliance(
+        host.address, PORT, data, log_path, process, env, verify_hostname=False
+    )
+    try:
+        client.run(wait_healthy, appliance)
+        yield appliance
+    finally:
+        appliance.stop(signal.SIGTERM)
+
+
+@contextmanager
+def shared_ip_pair(tmp: Path) -> Iterator[tuple[Node, Node, netns.Host]]:
+    """A primary (198.18.0.1, holding the shared address) and its synced backup
+    (198.18.0.2), and the client host (198.18.0.3)."""
+    with (
+        netns.network("a", "b", "client") as hosts,
+        appliance_in(hosts["a"], hosts["client"], tmp) as first,
+        appliance_in(hosts["b"], hosts["client"], tmp) as second,
+    ):
+        client = hosts["client"]
+        primary = Node(hosts["a"], first, create_client(first, "swap"))
+        backup = Node(hosts["b"], second, create_client(second, "swap"))
+        for node in (primary, backup):
+            set_key = node.call(client, "PUT", "/api/v1/failover/key", json={"key": KEY})
+            assert set_key.status_code == 204
+        body = {
+            "backup_host": backup.host.address,
+            "backup_port": PORT,
+            "reverse_host": primary.host.address,
+            "reverse_port": PORT,
+        }
+        answer = primary.call(client, "POST", "/api/v1/failover/establish", json=body)
+        assert answer.status_code == 200, answer.text
+        assert primary.call(client, "POST", "/api/v1/failover/sync").status_code == 200
+        backup.credentials = primary.credentials  # the backup holds the primary's clients now
+        yield primary, backup, client
+
+
+def fingerprint(response: httpx.Response) -> str:
+    ssl_object = response.extensions["network_stream"].get_extra_info("ssl_object")
+    return hashlib.sha256(ssl_object.getpeercert(True)).hexdigest()
+
+
+def tls_trusting(*appliances: RunningAppliance) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    for appliance in appliances:
+        context.load_verify_locations(cafile=str(appliance.ca_file))
+    context.check_hostname = False  # the shared address is in neither certificate
+    return context
+
+
+def poll(url: str, context: ssl.SSLContext, stop: threading.Event) -> list[tuple[float, str]]:
+    """Every 10 ms: when an answer came, and from which certificate."""
+    answers: list[tuple[float, str]] = []
+    timeout = httpx.Timeout(0.5)
+    with httpx.Client(verify=context, timeout=timeout) as client:
+        while not stop.is_set():
+            try:
+                with client.stream("GET", url) as response:
+                    seen = fingerprint(response)
+                    response.read()
+                if response.status_code == 200:
+                    answers.append((time.monotonic(), seen))
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.01)
+    return answers
+
+
+def held(node: Node, client: netns.Host) -> list[str]:
+    return list(node.call(client, "GET", "/check_health").json()["enabled_shared_ips"])
+
+
+def swap_while_polling(
+    primary: Node, backup: Node, client: netns.Host
+) -> tuple[list[tuple[float, str]], float]:
+    """Become Primary on the backup while the shared address is polled; the answers and
+    when the swap's request returned."""
+    poller = netns.Host(client.namespace, client.address)
+    stop = threading.Event()
+    context = tls_trusting(primary.appliance, backup.appliance)
+    try:
+        url = f"https://{SHARED}:{PORT}/check_health"
+        polling = poller.submit(poll, url, context, stop)
+        time.sleep(1.5)
+        answer = backup.call(client, "POST", "/api/v1/failover/become-primary", json={})
+        assert answer.status_code == 200, answer.text
+        swapped = time.monotonic()
+        time.sleep(2.0)
+        stop.set()
+        return polling.result(), swapped
+    finally:
+        poller.close()
+
+
+def longest_gap(answers: list[tuple[float, str]]) -> float:
+    times = [at for at, _ in answers]
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
