@@ -31,3 +31,10 @@ def test_only_a_backup_pulls() -> None:
     later = JOINED + timedelta(days=1)
     assert not due(Pair(Role.PRIMARY, PEER, JOINED.isoformat()), later, 300)
     assert not due(Pair(), later, 300)
+
+
+def test_after_a_swap_the_new_backup_counts_from_when_it_stepped_down() -> None:
+    swapped = JOINED + timedelta(days=3)
+    demoted = Pair(Role.BACKUP, PEER, JOINED.isoformat(), role_since=swapped.isoformat())
+    assert not due(demoted, swapped + timedelta(seconds=59), 300)
+    assert due(demoted, swapped + timedelta(seconds=60), 300)

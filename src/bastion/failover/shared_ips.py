@@ -27,7 +27,7 @@ from bastion.failover.rules import FailoverError
 
 log = logging.getLogger("bastion.failover")
 
-INTERFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+INTERFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 COMMAND_SECONDS = 10.0
 ANNOUNCEMENTS = 3
 """Unsolicited ARP replies sent for a newly enabled address, one a second."""
@@ -53,7 +53,7 @@ class SharedIp:
 def parse(text: str) -> SharedIp:
     """`ADDRESS/PREFIX@INTERFACE`, e.g. `10.0.0.10/24@eth0`."""
     address, at, interface = text.strip().partition("@")
-    if not at or not INTERFACE.match(interface):
+    if not at or not INTERFACE.fullmatch(interface):
         raise ValueError(
             f"{text!r} is not ADDRESS/PREFIX@INTERFACE (e.g. 10.0.0.10/24@eth0): name the "
             "interface the address goes on."
