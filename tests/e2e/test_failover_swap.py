@@ -81,8 +81,8 @@ class Node:
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
     tmp = tmp_path_factory.mktemp("swap")
     with ExitStack() as stack:
-        first = Node(tmp, "127.0.0.171", free_port("127.0.0.171"), stack)
-        second = Node(tmp, "127.0.0.172", free_port("127.0.0.172"), stack)
+        first = Node(tmp, "127.0.0.173", free_port("127.0.0.173"), stack)
+        second = Node(tmp, "127.0.0.174", free_port("127.0.0.174"), stack)
         first.start()
         second.start()
         for node in (first, second):
