@@ -206,11 +206,21 @@ def test_a_damaged_recording_or_a_session_in_progress_refuses_establishing(
 
     with closing(sqlite3.connect(database(backup))) as connection, connection:
         connection.execute("DELETE FROM sessions WHERE id = ?", (damaged,))
-    record_while_broken(backup, like, b"still going\n", ended=False)
+    going = record_while_broken(backup, like, b"still going\n", ended=False)
     answer = establish(primary, backup)
     assert answer.status_code == 409, answer.text
-    assert "1 session(s) in progress" in answer.json()["error"]["message"]
+    assert f"1 session(s) in progress (the first: {going})" in answer.json()["error"]["message"]
 
     assert sorted(s["id"] for s in ended(primary)) == before
     assert len(merge_audits(primary)) == audits
     assert role(primary) == "none" and role(backup) == "none"
+
+    # The primary's own session, copied to the backup while it was live there, does not
+    # hold the establishing up: the primary has its record.
+    with closing(sqlite3.connect(database(backup))) as connection, connection:
+        connection.execute("DELETE FROM sessions WHERE id = ?", (going,))
+        connection.execute("UPDATE sessions SET ended_at = NULL WHERE id = ?", (like,))
+    answer = establish(primary, backup)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["merged"]["merged"] == 0
+    assert sorted(s["id"] for s in ended(primary)) == before

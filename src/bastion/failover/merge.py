@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select
+from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.failover import blobs, changes
@@ -29,6 +29,7 @@ from bastion.platform.errors import ConflictError, NotFoundError
 from bastion.platform.principals import Actor
 
 PAGE = 500
+IN_PROGRESS_MAX = 10_000
 SESSIONS = "sessions"
 
 
@@ -90,8 +91,8 @@ def _refuse_primary(pair: Pair) -> None:
 
 
 def serve_sessions(sync: SyncSite, pair: Pair, after: str, limit: int) -> dict[str, Any]:
-    """Ended session records by id after `after`; on the first page, how many are still
-    in progress."""
+    """Ended session records by id after `after`; on the first page, the ids of those still
+    in progress (the primary's own, copied here while they were live, among them)."""
     _refuse_primary(pair)
     table = sync.site.metadata.tables[SESSIONS]
     query = select(table).where(table.c.ended_at.is_not(None), table.c.id > after)
@@ -101,8 +102,8 @@ def serve_sessions(sync: SyncSite, pair: Pair, after: str, limit: int) -> dict[s
             "sessions": [{k: changes.encode(v) for k, v in row.items()} for row in rows]
         }
         if not after:
-            counted = select(func.count()).select_from(table).where(table.c.ended_at.is_(None))
-            answer["in_progress"] = int(connection.scalar(counted) or 0)
+            live = select(table.c.id).where(table.c.ended_at.is_(None)).limit(IN_PROGRESS_MAX)
+            answer["in_progress"] = list(connection.scalars(live))
     return answer
 
 
@@ -140,8 +141,8 @@ def _missing_records(
     missing: list[dict[str, Any]] = []
     while True:
         answer = client.call("GET", "/sessions", params={"after": after, "limit": PAGE})
-        if not after and int(answer.get("in_progress", 0)):
-            raise FailoverError(_in_progress(client, int(answer["in_progress"])))
+        if not after:
+            _refuse_in_progress(engine, table, client, [str(i) for i in answer["in_progress"]])
         records = [_decoded(table, row) for row in answer.get("sessions", [])]
         if not records:
             return missing, present
@@ -152,12 +153,17 @@ def _missing_records(
         after = records[-1]["id"]
 
 
-def _in_progress(client: PeerClient, count: int) -> str:
-    return (
-        f"{client.address} has {count} session(s) in progress; their records would be lost "
-        "when it becomes the backup. Let them end, or end them there (Reports, or POST "
-        "/api/v1/sessions/<id>/end), then establish the pair again."
-    )
+def _refuse_in_progress(engine: Engine, table: Table, client: PeerClient, ids: list[str]) -> None:
+    """A session in progress on the backup would be lost at its first sync, unless it is
+    one of ours (copied there while it was live here, before a break)."""
+    with engine.connect() as connection:
+        own = sorted(set(ids) - _held(connection, table, ids))
+    if own:
+        raise FailoverError(
+            f"{client.address} has {len(own)} session(s) in progress (the first: {own[0]}); "
+            "their records would be lost when it becomes the backup. Let them end, or end "
+            "them there (POST /api/v1/sessions/<id>/end), then establish the pair again."
+        )
 
 
 def _decoded(table: Table, row: Any) -> dict[str, Any]:
