@@ -11,6 +11,7 @@ backup with the normal sync. Any failure leaves the primary's records as they we
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from bastion.failover import blobs, changes
+from bastion.failover import blobs, changes, rules
 from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, Role
 from bastion.failover.state import Pair
@@ -118,13 +119,28 @@ def recording_file(sync: SyncSite, pair: Pair, sha256: str) -> Path:
 # -- on the intended primary -------------------------------------------------------------------
 
 
+class _Fresh:
+    """The peer's ticket renewed before it runs out (it holds `rules.TICKET_SECONDS`), so
+    a merge that fetches for long leaves the join after it a valid ticket."""
+
+    def __init__(self, client: PeerClient) -> None:
+        self.client, self._at = client, time.monotonic()
+
+    def __call__(self) -> PeerClient:
+        if time.monotonic() - self._at > rules.TICKET_SECONDS / 2:
+            self.client.introduce()
+            self._at = time.monotonic()
+        return self.client
+
+
 def merge(sync: SyncSite, client: PeerClient, actor: Actor) -> MergeOutcome:
     """Take the backup's ended sessions this appliance lacks, with their recordings; raises
     FailoverError (nothing merged) when that cannot be done whole."""
-    table = sync.site.metadata.tables[SESSIONS]
+    table, fresh = sync.site.metadata.tables[SESSIONS], _Fresh(client)
     try:
-        missing, present = _missing_records(sync.site.engine, table, client)
-        fetched = _fetch_recordings(sync, client, missing)
+        missing, present = _missing_records(sync.site.engine, table, fresh)
+        fetched = _fetch_recordings(sync, fresh, missing)
+        fresh()
     except (ValueError, KeyError, TypeError, OSError) as error:
         raise FailoverError(
             f"The sessions of {client.address} could not be merged ({error}); nothing was "
@@ -135,14 +151,15 @@ def merge(sync: SyncSite, client: PeerClient, actor: Actor) -> MergeOutcome:
 
 
 def _missing_records(
-    engine: Engine, table: Table, client: PeerClient
+    engine: Engine, table: Table, fresh: _Fresh
 ) -> tuple[list[dict[str, Any]], int]:
     after, present = "", 0
     missing: list[dict[str, Any]] = []
     while True:
-        answer = client.call("GET", "/sessions", params={"after": after, "limit": PAGE})
+        answer = fresh().call("GET", "/sessions", params={"after": after, "limit": PAGE})
         if not after:
-            _refuse_in_progress(engine, table, client, [str(i) for i in answer["in_progress"]])
+            in_progress = [str(i) for i in answer["in_progress"]]
+            _refuse_in_progress(engine, table, fresh.client, in_progress)
         records = [_decoded(table, row) for row in answer.get("sessions", [])]
         if not records:
             return missing, present
@@ -185,16 +202,16 @@ def _held(connection: Connection, table: Table, ids: Iterable[str]) -> set[str]:
     return found
 
 
-def _fetch_recordings(sync: SyncSite, client: PeerClient, records: list[dict[str, Any]]) -> int:
+def _fetch_recordings(sync: SyncSite, fresh: _Fresh, records: list[dict[str, Any]]) -> int:
     wanted = {r["recording_sha256"] for r in records if r.get("recording_sha256")}
     lacking = sorted(wanted - set(blobs.listed(sync.blobs_dir)))
     for sha in lacking:
-        with client.download(f"/sessions/recordings/{sha}") as response:
+        with fresh().download(f"/sessions/recordings/{sha}") as response:
             try:
                 blobs.receive(response, sync.partial_dir, sync.blobs_dir, sha)
             except blobs.BlobMismatchError:
                 raise FailoverError(
-                    f"The recording {sha[:16]}… of a session on {client.address} does not "
+                    f"The recording {sha[:16]}… of a session on {fresh.client.address} does not "
                     "match its SHA-256 (damaged there or on the way); nothing was merged and "
                     "the pair is not established. Check that appliance's recordings, then "
                     "establish again."
