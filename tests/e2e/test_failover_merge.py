@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bastion.failover.peer import TICKET_HEADER, PeerClient
+from bastion.failover.rules import PeerAddress, PeerRefusedError
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.endpoints import eventually
 from tests.support.sessions import (
@@ -224,3 +226,29 @@ def test_a_damaged_recording_or_a_session_in_progress_refuses_establishing(
     assert answer.status_code == 200, answer.text
     assert answer.json()["merged"]["merged"] == 0
     assert sorted(s["id"] for s in ended(primary)) == before
+
+
+def peer_of(site: Site) -> PeerClient:
+    return PeerClient(PeerAddress(site.appliance.host, site.appliance.port), KEY.encode())
+
+
+def test_the_merge_endpoints_want_the_key_proved_and_a_primary_keeps_its_sessions(
+    pair: tuple[Site, Site],
+) -> None:
+    primary, backup = pair
+    prefix = "/api/v1/failover/peer/sessions"
+    with backup.appliance.client() as client:
+        assert client.get(prefix).status_code == 403
+        assert client.get(f"{prefix}/recordings/{'0' * 64}").status_code == 403
+    with peer_of(backup) as peer, backup.appliance.client() as client:
+        proved = {TICKET_HEADER: peer.introduce().ticket}
+        for bad in ({"limit": 0}, {"limit": 501}, {"after": "x" * 37}):
+            assert client.get(prefix, params=bad, headers=proved).status_code in (400, 422)
+        bad_hash = client.get(f"{prefix}/recordings/{'0' * 63}Z", headers=proved)
+        assert bad_hash.status_code in (400, 404, 422)
+        with pytest.raises(PeerRefusedError, match="holds no recording"):
+            peer.call("GET", f"/sessions/recordings/{'0' * 64}")
+    if role(primary) != "primary":
+        assert establish(primary, backup).status_code == 200
+    with peer_of(primary) as peer, pytest.raises(PeerRefusedError, match="primary of a pair"):
+        peer.call("GET", "/sessions")
