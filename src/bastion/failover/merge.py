@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bastion.failover import blobs, changes, rules
 from bastion.failover.peer import PeerClient
@@ -229,12 +229,13 @@ def _insert(
     fetched: int,
 ) -> int:
     """The records, kept as `merged_record` says, and the audit entry: in one transaction."""
-    metadata = table.metadata
-    with engine.connect() as connection:
-        held = _held(connection, table, [r["id"] for r in records])
-        accounts = _names(connection, metadata.tables["accounts"], "username")
-        clients = _names(connection, metadata.tables["jump_clients"], "name")
-    rows = [merged_record(r, accounts, clients) for r in records if r["id"] not in held]
+    metadata, rows = table.metadata, []
+    if records:
+        with engine.connect() as connection:
+            held = _held(connection, table, [r["id"] for r in records])
+            accounts = _names(connection, metadata.tables["accounts"], "username")
+            clients = _names(connection, metadata.tables["jump_clients"], "name")
+        rows = [merged_record(r, accounts, clients) for r in records if r["id"] not in held]
     try:
         with engine.begin() as connection:
             if rows:
@@ -251,6 +252,11 @@ def _insert(
     except IntegrityError:
         raise FailoverError(
             "A session record arrived here while merging; nothing was merged. Establish again."
+        ) from None
+    except OperationalError as error:  # the database busy for longer than its timeout
+        raise FailoverError(
+            f"The merged sessions could not be written ({error.orig}); nothing was merged. "
+            "Establish again."
         ) from None
     return len(rows)
 
