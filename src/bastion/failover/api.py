@@ -3,6 +3,7 @@ Sync Now and breaking the pair."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -72,32 +73,36 @@ def set_key(body: s.KeyIn, setup: FailoverDep, uow: UowDep, actor: ApiActorDep) 
 
 def _establish(
     uow: UnitOfWork, setup: FailoverSetup, actor: Actor, body: s.EstablishIn
-) -> s.FailoverOut:
+) -> s.EstablishedOut:
     request = EstablishRequest(
         PeerAddress(body.backup_host.strip(), body.backup_port),
         PeerAddress(body.reverse_host.strip(), body.reverse_port),
     )
-    failover.establish(uow, setup, actor, request)
+    merged = failover.establish(uow, setup, actor, request).merged
     uow.commit()
-    return failover_out(setup)
+    return s.EstablishedOut(
+        **failover_out(setup).model_dump(), merged=s.MergedOut(**asdict(merged))
+    )
 
 
 @router.post(
     "/establish",
-    response_model=s.FailoverOut,
+    response_model=s.EstablishedOut,
     responses=errors(
         400,
         409,
         e400="a host is not a hostname or IP address, or is the shared site hostname.",
         e409="the backup is unreachable, holds another inter-appliance key, runs another "
-        "version, its clock is off, or it cannot reach this appliance at the reverse address.",
+        "version, its clock is off, it cannot reach this appliance at the reverse address, "
+        "or its sessions cannot be merged here (some still in progress, a recording damaged).",
     ),
 )
 async def establish(
     body: s.EstablishIn, setup: FailoverDep, uow: UowDep, actor: ApiActorDep
-) -> s.FailoverOut:
+) -> s.EstablishedOut:
     """From the intended primary: make the appliance at `backup_host:backup_port` its
-    backup, which reaches this one back at `reverse_host:reverse_port`."""
+    backup, which reaches this one back at `reverse_host:reverse_port`. The sessions it
+    completed while standalone are merged here first (`merged`)."""
     return await run_in_threadpool(_establish, uow, setup, actor, body)
 
 

@@ -80,12 +80,13 @@ def establish(
         setup = runtime.part(failover.FailoverSetup)
         try:
             with console.status(f"Reaching {request.backup} and back..."):
-                failover.establish(uow, setup, console_actor(), request)
+                established = failover.establish(uow, setup, console_actor(), request)
         except ServiceError as error:
             console.print(f"[red]Not established:[/] {error}")
             raise typer.Exit(2) from None
         uow.commit()
     console.print(f"This appliance is now the primary; {request.backup} is its backup.")
+    console.print(established.merged.summary())
 
 
 @failover_app.command("status")

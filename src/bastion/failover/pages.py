@@ -164,7 +164,7 @@ async def establish(
         PeerAddress(reverse_host.strip(), reverse_port),
     )
     try:
-        await run_in_threadpool(
+        established = await run_in_threadpool(
             failover.establish, uow, setup, page_actor(request, current), wanted
         )
     except ServiceError as error:
@@ -178,7 +178,7 @@ async def establish(
     uow.commit()
     notice = (
         f"This appliance is now the primary; {wanted.backup} is its backup. Its first sync "
-        "starts in about a minute, or now with Sync Now."
+        f"starts in about a minute, or now with Sync Now. {established.merged.summary()}"
     )
     return _failover_page(request, setup, current, notice=notice)
 

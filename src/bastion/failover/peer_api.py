@@ -1,20 +1,22 @@
 """What one appliance of a pair answers the other (not part of the public API): the
 key's challenge and response, then, with the ticket that earns, joining a pair, and
-what the backup pulls (snapshot, changes, blobs) or is asked to do (sync now, leave the
-pair when the other broke it)."""
+what the backup pulls (snapshot, changes, blobs), what the primary takes from a
+would-be backup before it joins (its ended sessions and their recordings), or what a
+backup is asked to do (sync now, leave the pair when the other broke it)."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
 from bastion.failover import blobs, swap
+from bastion.failover import merge as merging
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
 from bastion.failover import sync as pulling
@@ -94,6 +96,24 @@ def blob(
     setup: FailoverDep, sha256: Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
 ) -> FileResponse:
     path = pulling.blob_file(failover.sync_site(setup), setup.pair(), sha256)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.get("/sessions", dependencies=[Depends(peer_actor)])
+def merge_sessions(
+    setup: FailoverDep,
+    after: Annotated[str, Query(max_length=36)] = "",
+    limit: Annotated[int, Query(ge=1, le=merging.PAGE)] = merging.PAGE,
+) -> dict[str, Any]:
+    """On the would-be backup: its ended sessions, for the primary to merge (R32)."""
+    return merging.serve_sessions(failover.sync_site(setup), setup.pair(), after, limit)
+
+
+@router.get("/sessions/recordings/{sha256}", dependencies=[Depends(peer_actor)])
+def merge_recording(
+    setup: FailoverDep, sha256: Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
+) -> FileResponse:
+    path = merging.recording_file(failover.sync_site(setup), setup.pair(), sha256)
     return FileResponse(path, media_type="application/octet-stream")
 
 

@@ -76,6 +76,19 @@ class SwapIn(Strict):
     )
 
 
+class MergedOut(BaseModel):
+    merged: int = Field(description="Ended sessions of the backup that this appliance lacked")
+    already_present: int = Field(description="Ended sessions of the backup held here already")
+    blobs_fetched: int = Field(description="Recordings fetched from the backup")
+
+
+class EstablishedOut(FailoverOut):
+    merged: MergedOut = Field(
+        description="The sessions completed on the backup while it stood alone, merged "
+        "here before it joined (they reach it back with the sync)"
+    )
+
+
 # -- between the appliances of a pair (not in the public API) ------------------------------
 
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bastion.failover import merge as merging
 from bastion.failover import rules, state
 from bastion.failover import sync as pulling
 from bastion.failover.peer import PeerClient
@@ -138,16 +139,24 @@ def _meet(setup: FailoverSetup, client: PeerClient) -> str:
     return met.fingerprint
 
 
+@dataclass(frozen=True)
+class Established:
+    pair: Pair
+    merged: merging.MergeOutcome
+
+
 def establish(
     uow: UnitOfWork, setup: FailoverSetup, actor: Actor, request: EstablishRequest
-) -> Pair:
-    """From the intended primary: reach the backup, have it reach back, then record both
-    roles (the backup's first, so a failure leaves this appliance as it was)."""
+) -> Established:
+    """From the intended primary: reach the backup, take the sessions it made alone (R32),
+    have it reach back, then record both roles (the backup's first, so a failure leaves
+    this appliance's role as it was)."""
     check_request(setup, request)
     key = setup.key()
     try:
         with PeerClient(request.backup, key) as client:
             fingerprint = _meet(setup, client)
+            merged = merging.merge(sync_site(setup), client, actor)
             body = {"host": request.reverse.host, "port": request.reverse.port}
             client.call("POST", "/join", json=body)
     except FailoverError as error:
@@ -159,7 +168,7 @@ def establish(
     audit.record(
         uow, actor, "failover.establish", str(request.backup), reverse=str(request.reverse)
     )
-    return pair
+    return Established(pair, merged)
 
 
 def join(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, reverse: PeerAddress) -> Pair:
