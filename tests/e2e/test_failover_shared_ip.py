@@ -13,8 +13,10 @@ import pytest
 from tests.conftest import skip_or_fail
 from tests.support import netns
 from tests.support.shared_ip import (
+    AUTO_TAKEOVER_SECONDS,
     SHARED,
     Node,
+    gone_while_polling,
     held,
     longest_gap,
     shared_ip_pair,
@@ -49,3 +51,24 @@ def test_the_shared_address_moves_with_the_primary_role(
     assert gap < 10.0, f"the shared address answered nothing for {gap:.2f} s"
     assert held(backup, client) == [SHARED] and held(primary, client) == []
     assert backup.call(client, "GET", "/check_health").json()["failover_role"] == "primary"
+
+
+def test_the_backup_takes_over_by_itself_when_the_primarys_machine_is_gone(
+    pair: tuple[Node, Node, netns.Host],
+) -> None:
+    first, second, client = pair  # the first test left `second` the primary
+    primary, backup = (second, first) if held(second, client) else (first, second)
+
+    answers, went = gone_while_polling(primary, backup, client)
+
+    before = [seen for at, seen in answers if at < went]
+    after = [seen for at, seen in answers if at > went]
+    assert before and after and after[-1] != before[-1], "the shared address did not move"
+    resumed = next(at for at, seen in answers if at > went and seen == after[-1])
+    assert resumed - went >= AUTO_TAKEOVER_SECONDS  # not before the set time
+    assert held(backup, client) == [SHARED]
+    audit = backup.call(
+        client, "GET", "/api/v1/audit", params={"action": "failover.automatic_takeover"}
+    )
+    assert audit.json()["total"] == 1
+    print(f"site address answered again {resumed - went:.2f} s after the primary went")

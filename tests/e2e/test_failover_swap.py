@@ -5,6 +5,7 @@ namespaces, in test_failover_shared_ip.py.)"""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -20,10 +21,14 @@ from tests.support.appliance import RunningAppliance, free_port, start_appliance
 
 SITE = "site.swap.test"
 KEY = "the swap pair's inter-appliance key"
+SERVED = ("127.0.0.178", free_port("127.0.0.178"))
+"""The site's test address: it keeps answering, so the site counts as served."""
 ENV = {
     "BASTION_GATEWAY_LISTEN": "off",
     "BASTION_FAILOVER_CHECK_SECONDS": "0.5",
     "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
+    "BASTION_FAILOVER_AUTO_TAKEOVER_SECONDS": "1",
+    "BASTION_FAILOVER_TEST_ADDRESSES": f'["{SERVED[0]}:{SERVED[1]}"]',
 }
 
 
@@ -80,7 +85,7 @@ class Node:
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
     tmp = tmp_path_factory.mktemp("swap")
-    with ExitStack() as stack:
+    with ExitStack() as stack, socket.create_server(SERVED):
         first = Node(tmp, "127.0.0.173", free_port("127.0.0.173"), stack)
         second = Node(tmp, "127.0.0.174", free_port("127.0.0.174"), stack)
         first.start()
@@ -167,6 +172,11 @@ def test_a_forced_takeover_then_the_split_brain_is_found_on_both_and_fixed(
     answer = second.call("POST", "/api/v1/failover/become-primary", json={"sync_first": True})
     assert answer.status_code == 409
     assert "Nothing changed" in message(answer) and second.role() == "backup"
+    # automatic failover is on (1 s), but the site's test address answers: no takeover
+    time.sleep(4)
+    assert second.role() == "backup"
+    peer_status = second.call("GET", "/api/v1/failover").json()["peer_status"]
+    assert peer_status["status"] == "unreachable"
 
     answer = second.call(
         "POST", "/api/v1/failover/become-primary", json={"sync_first": True, "force": True}

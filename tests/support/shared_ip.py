@@ -31,6 +31,7 @@ SITE = "site.shared-ip.test"
 KEY = "the shared address pair's key"
 PORT = 8443
 SHARED = "198.18.0.10"
+AUTO_TAKEOVER_SECONDS = 3
 
 
 @dataclass
@@ -57,6 +58,8 @@ def appliance_in(host: netns.Host, client: netns.Host, tmp: Path) -> Iterator[Ru
             "BASTION_FAILOVER_SHARED_IPS": f'["{SHARED}/{netns.PREFIX}@eth0"]',
             "BASTION_FAILOVER_CHECK_SECONDS": "1",
             "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
+            "BASTION_FAILOVER_AUTO_TAKEOVER_SECONDS": str(AUTO_TAKEOVER_SECONDS),
+            "BASTION_FAILOVER_TEST_ADDRESSES": f'["{SHARED}:{PORT}"]',
         }
     )
     command = appliance_command(data, [f"0.0.0.0:{PORT}"], ["--hostname", SITE])
@@ -155,6 +158,35 @@ def swap_while_polling(
         time.sleep(2.0)
         stop.set()
         return polling.result(), swapped
+    finally:
+        poller.close()
+
+
+def gone_while_polling(
+    primary: Node, backup: Node, client: netns.Host
+) -> tuple[list[tuple[float, str]], float]:
+    """The primary's machine goes away (its appliance killed, its link down) while the
+    shared address is polled, until the backup took over by itself; the answers and when
+    the primary went."""
+    poller = netns.Host(client.namespace, client.address)
+    stop = threading.Event()
+    context = tls_trusting(primary.appliance, backup.appliance)
+    try:
+        url = f"https://{SHARED}:{PORT}/check_health"
+        polling = poller.submit(poll, url, context, stop)
+        time.sleep(1.5)
+        primary.appliance.stop(signal.SIGKILL)
+        subprocess.run(
+            ["ip", "-n", primary.host.namespace, "link", "set", "eth0", "down"], check=True
+        )
+        went = time.monotonic()
+        deadline = went + 60
+        while backup.call(client, "GET", "/check_health").json()["failover_role"] != "primary":
+            assert time.monotonic() < deadline, "the backup did not take over by itself"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        return polling.result(), went
     finally:
         poller.close()
 

@@ -59,6 +59,9 @@ def password_shadow(tmp: Path, user: str, password: str) -> Path:
     return shadow
 
 
+PRIVSEP = Path("/run/sshd")
+
+
 @contextmanager
 def ssh_server(
     tmp: Path, host: str = "127.0.0.9", password: str | None = None
@@ -85,6 +88,8 @@ def ssh_server(
         "LogLevel VERBOSE\n"
     )
     log = tmp / "sshd.log"
+    if os.geteuid() == 0:  # sshd's privilege separation directory, made at boot by systemd
+        PRIVSEP.mkdir(mode=0o755, exist_ok=True)
     user = pwd.getpwuid(os.getuid()).pw_name
     command = [SSHD, "-D", "-e", "-f", str(config)]
     if password:

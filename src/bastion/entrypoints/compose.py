@@ -31,7 +31,7 @@ from bastion.failover import journal, shared_ips, swap
 from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.failover import service as failover
 from bastion.failover import sync as failover_sync
-from bastion.failover.rules import Role
+from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import FailoverSetup
 from bastion.failover.shared_ips import SharedIp
 from bastion.failover.state import KeyStore
@@ -54,6 +54,7 @@ from bastion.platform.clock import utc_now
 from bastion.platform.db.engine import database_size_bytes, make_engine, migrate, session_factory
 from bastion.platform.db.models import Base
 from bastion.platform.errors import ServiceError
+from bastion.platform.principals import APPLIANCE
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.sessions import models as _session_tables  # noqa: F401
@@ -173,9 +174,13 @@ def tend_failover(runtime: Runtime) -> None:
 
 
 def check_failover_peer(runtime: Runtime) -> None:
-    """In a pair: the peer's status and role (a split brain found), and the shared
-    addresses kept where this appliance's role says."""
-    swap.check_peer(runtime.part(FailoverSetup))
+    """In a pair: the peer's status and role (a split brain found), the shared addresses
+    kept where this appliance's role says, and automatic failover when it is due."""
+    setup = runtime.part(FailoverSetup)
+    swap.check_peer(setup)
+    with runtime.uow() as uow:
+        if swap.take_over_if_due(uow, setup, APPLIANCE):
+            uow.commit()
 
 
 def sync_if_due(runtime: Runtime) -> None:
@@ -238,7 +243,16 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         sync=SyncSite(runtime.part(BackupSite), threading.Lock()),
         first_sync_seconds=settings.failover_first_sync_seconds,
         shared_ips=_shared_ips(settings.failover_shared_ips),
+        auto_takeover_seconds=settings.failover_auto_takeover_seconds,
+        test_addresses=[_test_address(text) for text in settings.failover_test_addresses],
     )
+
+
+def _test_address(text: str) -> PeerAddress:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"BASTION_FAILOVER_TEST_ADDRESSES: {text!r} is not HOST:PORT.")
+    return PeerAddress(host.strip("[]"), int(port))
 
 
 def _shared_ips(texts: list[str]) -> list[SharedIp]:

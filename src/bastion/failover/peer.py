@@ -60,12 +60,18 @@ def _fingerprint(response: httpx.Response) -> str:
 class PeerClient:
     """Requests to one peer appliance; `pinned`: the fingerprint it must show."""
 
-    def __init__(self, address: PeerAddress, key: bytes, pinned: str | None = None) -> None:
+    def __init__(
+        self,
+        address: PeerAddress,
+        key: bytes,
+        pinned: str | None = None,
+        connect_seconds: float = CONNECT_SECONDS,
+    ) -> None:
         self.address = address
         self._key = key
         self._pinned = pinned
         self._ticket = ""
-        timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
+        timeout = httpx.Timeout(READ_SECONDS, connect=connect_seconds)
         self._http = httpx.Client(base_url=f"https://{address}", verify=_context(), timeout=timeout)
 
     def close(self) -> None:

@@ -40,6 +40,11 @@ class FailoverSetup:
     first_sync_seconds: float = pulling.FIRST_SYNC_SECONDS
     shared_ips: list[SharedIp] = field(default_factory=list)
     """Enabled only while this appliance is the primary."""
+    auto_takeover_seconds: float = 0.0
+    """Automatic failover: a backup takes over once the primary has not answered for this
+    long (0: never by itself)."""
+    test_addresses: list[PeerAddress] = field(default_factory=list)
+    """The site's test addresses: while one answers, a backup does not take over."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""

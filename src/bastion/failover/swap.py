@@ -15,13 +15,15 @@ in the other direction is replaced (which is why a swap syncs first by default).
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import replace
+from datetime import datetime
 
 from sqlalchemy import delete
 
 from bastion.failover import journal, service, shared_ips, state
 from bastion.failover.peer import PeerClient
-from bastion.failover.rules import FailoverError, PeerRefusedError, Role
+from bastion.failover.rules import FailoverError, PeerAddress, PeerRefusedError, Role
 from bastion.failover.service import FailoverSetup
 from bastion.failover.state import Pair, PeerStatus
 from bastion.platform import audit
@@ -33,6 +35,7 @@ from bastion.platform.unit_of_work import UnitOfWork
 log = logging.getLogger("bastion.failover")
 
 SPLIT_BRAIN = "split brain"
+UNREACHABLE = "unreachable"
 
 
 def _peer_of(pair: Pair, role: Role) -> Pair:
@@ -183,6 +186,12 @@ def promote(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
 # -- the periodic check of the peer, and a split brain --------------------------------------
 
 
+CHECK_CONNECT_SECONDS = 3.0
+"""A peer check gives up connecting after this long (a peer that is gone may not even
+refuse the connection)."""
+TEST_ADDRESS_SECONDS = 2.0
+
+
 def check_peer(setup: FailoverSetup) -> PeerStatus | None:
     """Reach the peer, learn its role, record what was found (None: not in a pair). Also
     keeps the shared addresses where the role says they belong."""
@@ -192,12 +201,15 @@ def check_peer(setup: FailoverSetup) -> PeerStatus | None:
     keep_addresses(setup, pair)
     now = utc_now().isoformat()
     try:
-        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+        key = setup.key()
+        with PeerClient(
+            pair.peer.address, key, pair.peer.fingerprint, CHECK_CONNECT_SECONDS
+        ) as client:
             met = client.introduce()
-    except PeerRefusedError as error:
+    except (PeerRefusedError, ConflictError) as error:
         return state.record_status(setup.state_dir, now, "refused", "", str(error))
-    except (FailoverError, ConflictError) as error:
-        return state.record_status(setup.state_dir, now, "unreachable", "", str(error))
+    except FailoverError as error:
+        return state.record_status(setup.state_dir, now, UNREACHABLE, "", str(error))
     if met.role == pair.role.value:
         message = split_brain_message(pair.role)
         return state.record_status(setup.state_dir, now, SPLIT_BRAIN, met.role, message)
@@ -205,6 +217,63 @@ def check_peer(setup: FailoverSetup) -> PeerStatus | None:
         message = "The peer is standalone: it left the pair (break the pair here too)."
         return state.record_status(setup.state_dir, now, "left", met.role, message)
     return state.record_status(setup.state_dir, now, "ok", met.role, "")
+
+
+# -- automatic failover ----------------------------------------------------------------------
+
+
+def unreachable_for(checked: PeerStatus, now: datetime) -> float:
+    """How long the peer has not answered, without a break, as the checks saw it."""
+    if checked.status != UNREACHABLE or not checked.history:
+        return 0.0
+    since = datetime.fromisoformat(checked.history[0]["since"])
+    return max(0.0, (now - since).total_seconds())
+
+
+def answering(addresses: list[PeerAddress], timeout: float = TEST_ADDRESS_SECONDS) -> str:
+    """The first of the site's test addresses that accepts a connection ("" if none)."""
+    for address in addresses:
+        try:
+            socket.create_connection((address.host, address.port), timeout).close()
+        except OSError:
+            continue
+        return str(address)
+    return ""
+
+
+def take_over_if_due(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> bool:
+    """Automatic failover, on a backup where it is turned on: take over once the primary
+    has not answered for the set time and none of the site's test addresses answers
+    either (one that does means the site is still served: the fault is between the
+    appliances, and taking over would make two primaries)."""
+    wait = setup.auto_takeover_seconds
+    pair = setup.pair()
+    if wait <= 0 or pair.role is not Role.BACKUP or pair.peer is None:
+        return False
+    checked = state.read_status(setup.state_dir)
+    down = unreachable_for(checked, utc_now())
+    if down < wait:
+        return False
+    served_at = answering(setup.test_addresses)
+    if served_at:
+        log.warning(
+            "the primary has not answered for %.0f s, but the site's test address %s does: "
+            "not taking over",
+            down,
+            served_at,
+        )
+        return False
+    _take_role(setup, Role.PRIMARY, forced=True)
+    now = utc_now().isoformat()
+    message = f"Took over automatically: the primary did not answer for {down:.0f} s."
+    state.record_status(setup.state_dir, now, "taken over", "", message)
+    audit.record(
+        uow, actor, "failover.automatic_takeover", str(pair.peer.address),
+        unreachable_seconds=round(down),
+        test_addresses=[str(a) for a in setup.test_addresses],
+    )  # fmt: skip
+    log.warning("%s", message)
+    return True
 
 
 def split_brain_message(role: Role) -> str:

@@ -87,6 +87,14 @@ class ApplianceSettings(BaseSettings):
     failover_check_seconds: float = 10.0
     """How often an appliance of a pair checks its peer (reachable, its role)."""
 
+    failover_auto_takeover_seconds: float = 0.0
+    """Automatic failover: the backup takes over once the primary has not answered for
+    this long and none of the test addresses answers; 0 turns it off."""
+
+    failover_test_addresses: list[str] = Field(default_factory=list)
+    """HOST:PORT addresses that answer while the site is served (e.g. the shared
+    address's HTTPS port); a JSON list in the environment."""
+
     install_health_deadline_seconds: float = 60.0
     """A new worker (or base) that is not healthy within this time is rolled back."""
     install_probation_seconds: float = 60.0
