@@ -8,6 +8,7 @@ is resized, Ctrl-C, and the shell's exit code as the console's own. The session 
 names them both, and its recording plays back with `asciinema` holding what was typed
 and shown. A representative without the group sees nothing to jump to and is refused.
 An administrator's console lists the sessions in progress and watches one as it goes.
+A Jump Client run with `--no-sessions` refuses a jump at once, and the console says why.
 """
 
 from __future__ import annotations
