@@ -7,7 +7,8 @@ password) and makes an SSH Jump Item pinning the server's host key; a representa
 granted its Jump Group jumps to it and runs a command. The session is reported and
 recorded like a Jump Client's; the vaulted secret appears in no API answer, page,
 recording, console output or log. A changed host key and a refused credential are clear
-refusals with nothing relayed; bad input is a 4xx, never a 500.
+refusals with nothing relayed; a changed host key is pinned again on the item's page;
+bad input is a 4xx, never a 500.
 """
 
 from __future__ import annotations
@@ -322,3 +323,76 @@ def test_an_administrator_manages_the_vault_and_items_on_the_page(
         deleted = web.submit(browser, page, f"{page}/credentials/{credential}/delete")
         assert deleted.status_code == 303
         assert "page-ssh" not in browser.get(page).text
+
+
+def test_an_administrator_pins_a_changed_host_key_on_the_items_page(
+    site: Site, jumpoint: Client, sshd: SshServer, tmp_path: Path
+) -> None:
+    """The page's edit form is the API's PUT (one use case): refusals keep what was typed
+    and say why in #form-error, a saved change says so in #notice, the secret is never
+    on the page, and a session after the change reaches the server."""
+    _, old_key = keypair(tmp_path / "old_host", "the server before it was rebuilt")
+    stored = vault(site, "repin key", sshd.client_key)
+    other = vault(site, "another key", keypair(tmp_path / "other_client", "other")[0])
+    body = item_body(site, sshd, stored["id"], name="rebuilt-ssh", host_key=old_key)
+    made = site.api.post("/api/v1/jumpoints/ssh-items", json=body)
+    assert made.status_code == 201, made.text
+    item = made.json()["id"]
+    taken = site.api.post("/api/v1/jumpoints/ssh-items", json=body | {"name": "taken-ssh"})
+    assert taken.status_code == 201, taken.text
+    representative(site, "pages-admin", [], role="administrator")
+    representative(site, "dba-repin", ["Databases"])
+    page = f"/login/jump/jumpoints/ssh-items/{item}"
+    secret_line = sshd.client_key.strip().splitlines()[1]
+    fields = {
+        "name": "rebuilt-ssh ☃", "jumpoint_id": str(jumpoint_id(site)), "host": sshd.host,
+        "port": str(sshd.port), "username": sshd.username, "credential_id": str(stored["id"]),
+        "jump_group": "Databases", "tag": "rebuilt", "comments": "re-pinned after the rebuild",
+    }  # fmt: skip
+    with site.appliance.client(timeout=60) as browser:
+        web.sign_in(browser, "pages-admin", PASSWORD)
+        listed = browser.get("/login/jump/jumpoints")
+        assert f'href="{page}"' in listed.text
+        shown = browser.get(page)
+        assert shown.status_code == 200 and 'id="edit-ssh-item"' in shown.text
+        assert old_key.split()[1] in shown.text and "repin key" in shown.text
+        assert secret_line not in shown.text and "PRIVATE KEY" not in shown.text
+        assert browser.get(f"/login/jump/jumpoints/ssh-items/{MAX_ID}").status_code == 404
+
+        forged = browser.post(page, data={**fields, "host_key": sshd.host_key})
+        assert forged.status_code == 403  # no CSRF token: nothing changes
+
+        bad = web.submit(browser, page, page, **fields, host_key="nonsense")
+        assert bad.status_code == 400 and 'id="form-error"' in bad.text
+        assert "OpenSSH public key" in bad.text
+        assert "rebuilt-ssh ☃" in bad.text and "re-pinned after the rebuild" in bad.text
+        assert secret_line not in bad.text
+        clash = web.submit(
+            browser, page, page, **fields | {"name": "taken-ssh"}, host_key=sshd.host_key
+        )
+        assert clash.status_code == 409 and "exists already" in clash.text
+        unchanged = site.api.get(f"/api/v1/jumpoints/ssh-items/{item}").json()
+        assert unchanged["host_key"].split() == old_key.split()[:2]
+
+        saved = web.submit(
+            browser, page, page, **fields | {"credential_id": str(other["id"])},
+            host_key=sshd.host_key,
+        )  # fmt: skip
+        assert saved.status_code == 303 and saved.headers["location"] == f"{page}?saved=1"
+        after = browser.get(saved.headers["location"])
+        assert 'id="notice"' in after.text and "is saved" in after.text
+        assert "another key" in after.text and secret_line not in after.text
+        again = web.submit(browser, page, page, **fields, host_key=sshd.host_key)
+        assert again.status_code == 303, again.text
+
+    now = site.api.get(f"/api/v1/jumpoints/ssh-items/{item}").json()
+    assert now["name"] == "rebuilt-ssh ☃"
+    assert now["host_key"].split() == sshd.host_key.split()[:2]
+    assert (now["tag"], now["comments"]) == ("rebuilt", "re-pinned after the rebuild")
+    assert now["credential_name"] == "repin key"
+    home = signed_in_console(site, "dba-repin")
+    jumped = console(home, "jump", "rebuilt-ssh ☃", stdin="echo repinned-$((6*7))\nexit 0\n")
+    assert jumped.returncode == 0 and "repinned-42" in jumped.stdout, jumped.stdout + jumped.stderr
+    audit = site.api.get("/api/v1/audit", params={"action": "jumpoints.ssh_item.replace"})
+    assert audit.status_code == 200 and "rebuilt-ssh" in audit.text
+    assert "Traceback" not in site.appliance.log()

@@ -8,6 +8,7 @@ is resized, Ctrl-C, and the shell's exit code as the console's own. The session 
 names them both, and its recording plays back with `asciinema` holding what was typed
 and shown. A representative without the group sees nothing to jump to and is refused.
 An administrator's console lists the sessions in progress and watches one as it goes.
+A Jump Client run with `--no-sessions` refuses a jump at once, and the console says why.
 """
 
 from __future__ import annotations
@@ -217,3 +218,26 @@ def test_an_administrator_watches_a_session_from_the_console(site: Site, endpoin
     assert "Watching watched on" in said and "The session ended" in said, said
     refused = console(rep, "watch")
     assert refused.returncode != 0 and "administrators" in refused.stdout + refused.stderr
+
+
+def test_a_jump_client_with_sessions_off_refuses_at_once_and_says_why(site: Site) -> None:
+    """Its refusal reaches a gateway process; the session's record carries it to the
+    serving worker, which ends the session long before the 30 s join deadline."""
+    with online_endpoint(site, "Kiosks", "jump_client", "--no-sessions"):
+        representative(site, "kiosk-rep", ["Kiosks"])
+        home = signed_in_console(site, "kiosk-rep")
+        (kiosk,) = [c for c in clients(site) if c["jump_group"] == "Kiosks"]
+        started = time.monotonic()
+        terminal = Terminal(home, "jump", kiosk["name"])
+        try:
+            code = terminal.exit_code(timeout=30)
+        finally:
+            terminal.close()
+        took = time.monotonic() - started
+    shown = terminal.shown.decode(errors="replace")
+    assert code != 0 and took < 10, (took, shown)
+    assert "sessions turned off" in shown and "--no-sessions" in shown, shown
+    assert "did not answer" not in shown and "Traceback" not in shown, shown
+    found = site.api.get("/api/v1/sessions", params={"username": "kiosk-rep"}).json()
+    (record,) = found["sessions"]
+    assert not record["live"] and "sessions turned off" in record["end_reason"], record

@@ -20,7 +20,7 @@ from bastion.access_console import protocol as console
 from bastion.access_console.errors import WatchRefusedError
 from bastion.access_console.terminal import watch as console_watch
 from bastion.agents.protocol import Resize, SessionExit
-from bastion.sessions.relay import WATCH_QUEUE
+from bastion.sessions.relay import MAX_WATCHERS, WATCH_QUEUE
 from tests.integration.test_sessions import (
     CODEC,
     HOST,
@@ -186,6 +186,56 @@ async def test_only_administrators_watch_and_a_token_serves_once(site: Site) -> 
             assert code == 1008 and "read-only" in reason
         await live.agent.send(b"still going\r\n")  # nothing typed by a watcher reached it
         assert await live.term.recv() == b"still going\r\n"
+
+
+async def ask_to_watch(site: Site, token: str, session_id: str) -> httpx.Response:
+    """One request for a watch token, on a connection of its own."""
+    async with site.client(token) as client:
+        return await client.post(f"{console.CONSOLE_API}/live-sessions/{session_id}/watch")
+
+
+async def test_no_more_than_eight_watch_one_session_however_many_ask_at_once(
+    site: Site,
+) -> None:
+    rep = await representative(site)
+    boss = await administrator(site)
+    async with live_session(site, rep) as live:
+        session_id = live.opened.session_id
+        asked = MAX_WATCHERS + 5
+        answers = await asyncio.gather(
+            *(ask_to_watch(site, boss, session_id) for _ in range(asked))
+        )
+        given = [a for a in answers if a.status_code == 201]
+        refused = [a for a in answers if a.status_code != 201]
+        assert len(given) == MAX_WATCHERS and len(refused) == asked - MAX_WATCHERS
+        for answer in refused:
+            assert answer.status_code == 409, answer.text
+            assert f"{MAX_WATCHERS} watchers" in answer.json()["error"]["message"]
+        tokens = [console.WatchOpened.model_validate(a.json()) for a in given]
+        async with contextlib.AsyncExitStack() as stack:
+            watchers = await asyncio.gather(
+                *(stack.enter_async_context(site.websocket(t.watch_path)) for t in tokens)
+            )
+            for watcher, opened in zip(watchers, tokens, strict=True):
+                await watcher.send(console.write(console.ConsoleHello(token=opened.token)))
+            for watcher in watchers:
+                assert isinstance(await site_says(watcher), console.Watching)
+            assert len(site.rendezvous.live[session_id].watchers) == MAX_WATCHERS
+            full = await ask_to_watch(site, boss, session_id)
+            assert full.status_code == 409 and "watchers" in full.json()["error"]["message"]
+            await live.agent.send(b"seen by all\r\n")  # the session goes on, watched
+            assert await live.term.recv() == b"seen by all\r\n"
+            for watcher in watchers:
+                assert b"seen by all" in await shows(watcher, b"seen by all")
+            await watchers[0].close()
+            for _ in range(50):  # the site hears that one leave
+                if len(site.rendezvous.live[session_id].watchers) < MAX_WATCHERS:
+                    break
+                await asyncio.sleep(0.1)
+            again = await ask_to_watch(site, boss, session_id)
+            assert again.status_code == 201, again.text
+        await live.term.send(b"still here")
+        assert await live.agent.recv() == b"still here"
 
 
 async def test_a_watcher_that_stops_reading_is_dropped_and_the_session_goes_on(

@@ -36,15 +36,15 @@ def bastion(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def install_and_run(
-    installer: Path, state: Path, log: Path, command: str = "jump-client"
+    installer: Path, state: Path, log: Path, command: str = "jump-client", *options: str
 ) -> Client:
-    """Install a Jump Client (`command` "jumpoint": a Jumpoint) into `state` and start it,
-    its output going to `log`."""
+    """Install a Jump Client (`command` "jumpoint": a Jumpoint) into `state` and start it
+    (`run` with `options`), its output going to `log`."""
     done = bastion(command, "install", str(installer), "--dir", str(state))
     assert done.returncode == 0, done.stdout + done.stderr
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bastion", command, "run", "--dir", str(state)],
+            [sys.executable, "-m", "bastion", command, "run", "--dir", str(state), *options],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -51,10 +51,10 @@ def session_site(
 
 @contextmanager
 def online_endpoint(
-    site: Site, group: str = "Servers", kind: str = "jump_client"
+    site: Site, group: str = "Servers", kind: str = "jump_client", *options: str
 ) -> Iterator[Client]:
     """A Jump Client (or, `kind` "jumpoint", a Jumpoint) installed from an installer for
-    `group`, running until the end."""
+    `group`, running (`run` with `options`) until the end."""
     answer = site.api.post(
         "/api/v1/jump-clients/installers",
         json={"mode": "active", "jump_group": group, "kind": kind},
@@ -64,7 +64,7 @@ def online_endpoint(
     made.write_text(answer.json()["installer"])
     state = site.tmp / f"endpoint-{answer.json()['id']}"
     command = kind.replace("_", "-")
-    client = install_and_run(made, state, state.with_suffix(".log"), command)
+    client = install_and_run(made, state, state.with_suffix(".log"), command, *options)
     online = [c for c in clients(site) if c["status"] == "online" and c["kind"] == kind]
     try:
         eventually(

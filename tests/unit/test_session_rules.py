@@ -230,3 +230,17 @@ def test_characters_that_line_readers_break_on_stay_inside_their_event(tmp_path:
     stored = recording.store(tmp_path / "blobs")
     _, events = _events(tmp_path / "blobs" / stored.sha256)
     assert [e[2] for e in events if e[1] == "o"] == [shown]
+
+
+@given(st.uuids())
+def test_a_sessions_order_leads_back_to_its_session(session_id: object) -> None:
+    order = rules.order_id(str(session_id))
+    assert len(order) <= 64 and rules.session_of(order) == str(session_id)
+    assert rules.session_of("upgrade-1234") is None and rules.session_of("session-") is None
+
+
+def test_a_jump_client_refusing_a_session_says_what_to_do() -> None:
+    off = rules.client_refusal("kiosk-1", "unsupported", "sessions are turned off for this one")
+    assert off.startswith("kiosk-1 has sessions turned off") and "--no-sessions" in off
+    failed = rules.client_refusal("jp-1", "failed", "the SSH server refused the key")
+    assert failed == "jp-1 would not start the session (failed: the SSH server refused the key)"

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+SESSIONS_ENV = "BASTION_JUMP_CLIENT_SESSIONS"
 console = Console(soft_wrap=True)
 """Messages stay whole lines: they land in logs and scripts as often as on a terminal."""
 
@@ -67,6 +68,15 @@ def agent_app(kind: str) -> typer.Typer:
         wake_port: Annotated[
             int, typer.Option(help="Passive: the port to listen on for wakes (0: any).")
         ] = 0,
+        sessions: Annotated[
+            bool,
+            typer.Option(
+                "--sessions/--no-sessions",
+                envvar=SESSIONS_ENV,
+                help="Open remote sessions when the site asks (--no-sessions: refuse them, "
+                "and the representative is told so at once).",
+            ),
+        ] = True,
     ) -> None:
         from bastion.agents import upgrading
         from bastion.agents.errors import AgentError
@@ -75,11 +85,13 @@ def agent_app(kind: str) -> typer.Typer:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
+        if not sessions:  # kept when the service replaces itself with another build
+            os.environ[SESSIONS_ENV] = "off"
         wanted = upgrading.wanted_lib(state)
         if wanted != upgrading.running_lib():
             upgrading.run_from(wanted, state)
         try:
-            service = Service(state, wake_port)
+            service = Service(state, wake_port, sessions)
         except AgentError as error:
             console.print(f"[red]Cannot run:[/] {error}")
             raise typer.Exit(2) from None

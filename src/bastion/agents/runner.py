@@ -46,7 +46,9 @@ def control_path(state: Path) -> Path:
     return state / CONTROL
 
 
-def _config(installed: Installation, state: Path, wake_port: int) -> JumpClientConfig:
+def _config(
+    installed: Installation, state: Path, wake_port: int, sessions: bool
+) -> JumpClientConfig:
     host = installed.gateway_host
     endpoint = Endpoint(
         site=installed.site,
@@ -59,7 +61,7 @@ def _config(installed: Installation, state: Path, wake_port: int) -> JumpClientC
         mode=mode,
         anchors=anchor_fingerprints(state / ANCHORS),
         wake_address=("0.0.0.0", wake_port) if mode == "passive" else None,
-        sessions=True,
+        sessions=sessions,
         jumpoint=installed.kind == "jumpoint",
     )
 
@@ -108,11 +110,11 @@ class LoggingObserver(Observer):
 class Service:
     """One installed Jump Client, running."""
 
-    def __init__(self, state: Path, wake_port: int = 0) -> None:
+    def __init__(self, state: Path, wake_port: int = 0, sessions: bool = True) -> None:
         self.state = state
         self.installed = load(state)
         self.client = JumpClient(
-            _config(self.installed, state, wake_port),
+            _config(self.installed, state, wake_port, sessions),
             load_or_create(state / IDENTITY),
             anchors_context(state / ANCHORS),
             _statistics,

@@ -16,10 +16,13 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.agents.protocol import CommandResult
 from bastion.certificates import tls
 from bastion.jump_clients import service
 from bastion.jump_clients.config import GatewayConfig
@@ -32,6 +35,8 @@ from bastion.jump_clients.store import DatabaseDirectory, DatabaseSink, wake_sec
 from bastion.platform.db.engine import make_engine, session_factory
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
+from bastion.sessions import rules as session_rules
+from bastion.sessions import service as sessions
 
 log = logging.getLogger("bastion.gateway")
 PR_SET_PDEATHSIG = 1
@@ -97,15 +102,32 @@ async def _watch_settings(gateway: Gateway, factory: sessionmaker[Session]) -> N
         gateway.reconfigure(float(fleet.connection_rate), float(fleet.statistics_interval_seconds))
 
 
+def _refused_sessions(
+    factory: sessionmaker[Session], results: Sequence[tuple[str, CommandResult]]
+) -> None:
+    """End the records of the sessions the Jump Clients would not start: the serving
+    worker that holds each sees it within a second and tells the representative why."""
+    refused = [
+        (client_id, result)
+        for client_id, result in results
+        if result.outcome != "done" and session_rules.session_of(result.command_id)
+    ]
+    if not refused:
+        return
+    with UnitOfWork(factory) as uow:
+        for client_id, result in refused:
+            sessions.refused_by_client(uow, client_id, result)
+        uow.commit()
+
+
 async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
     engine = make_engine(settings.sqlalchemy_url())
     factory = session_factory(engine)
     config = _config(settings, index, wake_secret(factory))
     context = tls.server_context(settings.certs_dir)
     local = InProcessMessagePort()
-    gateway = Gateway(
-        config, context, DatabaseDirectory(factory), DatabaseSink(engine, local), local
-    )
+    sink = DatabaseSink(engine, local, partial(_refused_sessions, factory))
+    gateway = Gateway(config, context, DatabaseDirectory(factory), sink, local)
     port = await serve_port(gateway_socket(settings.data_dir, index), local)
     await gateway.serve(inherited(fd))
     watchers = [

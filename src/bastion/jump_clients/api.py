@@ -7,10 +7,10 @@ import asyncio
 import base64
 import binascii
 import time
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.jump_clients import fleet, rules, service, upgrades
@@ -22,6 +22,7 @@ from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import AuthenticationError, InvalidInputError, NotFoundError
 from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
 from bastion.platform.web.schemas import RowId, errors
+from bastion.platform.web.streaming import GuardedStream
 
 router = APIRouter(prefix="/api/v1/jump-clients", tags=["jump clients"])
 SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
@@ -135,24 +136,30 @@ def resume_rollout(
     return upgrades.progress(uow, setup.site_version)
 
 
-@router.get("/builds/{sha256}", response_class=StreamingResponse, include_in_schema=False)
+@router.get("/builds/{sha256}", response_class=GuardedStream, include_in_schema=False)
 async def download_build(
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
     runtime: RuntimeDep,
     token: Annotated[str, Query(max_length=300)] = "",
-) -> StreamingResponse:
-    """A Jump Client fetches the site's build with the token its upgrade order carried."""
+) -> GuardedStream:
+    """A Jump Client fetches the site's build with the token its upgrade order carried.
+    One that stops reading is cut off after `build_stall_seconds`, and its upgrade
+    fails (its place goes to the next client)."""
     rollout = runtime.maybe(Rollout)
     build = None if rollout is None else await asyncio.to_thread(rollout.build)
     if rollout is None or build is None or build.sha256 != sha256:
         raise NotFoundError("The site serves no Jump Client build with this digest now.")
-    if check_token(rollout.fleet.wake_secret, token, sha256, time.time()) is None:
+    client_id = check_token(rollout.fleet.wake_secret, token, sha256, time.time())
+    if client_id is None:
         raise AuthenticationError(
             "The download token is not valid (or expired); the site sends a new one."
         )
     headers = {"Content-Length": str(build.size), "Cache-Control": "no-store"}
-    return StreamingResponse(
-        stream(build, rollout.bandwidth), media_type="application/octet-stream", headers=headers
+    return GuardedStream(
+        stream(build, rollout.bandwidth),
+        runtime.settings.build_stall_seconds,
+        partial(rollout.download_stalled, client_id),
+        headers=headers,
     )
 
 

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import tarfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +127,7 @@ class Bandwidth:
                 await asyncio.sleep(-self._allowance / self.rate)
 
 
-async def stream(build: Build, bandwidth: Bandwidth) -> AsyncIterator[bytes]:
+async def stream(build: Build, bandwidth: Bandwidth) -> AsyncGenerator[bytes, None]:
     """The build's bytes, no faster than the site's cap allows all downloads together."""
     with build.path.open("rb") as source:
         while chunk := source.read(CHUNK):

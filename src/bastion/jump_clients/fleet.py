@@ -199,6 +199,21 @@ class Rollout:
             uow.commit()
         return orders
 
+    async def download_stalled(self, client_id: str, stall_seconds: float) -> None:
+        """A client stopped reading its download of the build and was cut off."""
+        log.warning(
+            "Jump Client %s read nothing of the build for %g s; its download was aborted "
+            "and its upgrade counts as failed",
+            client_id,
+            stall_seconds,
+        )
+        await asyncio.to_thread(self._stalled, client_id, stall_seconds)
+
+    def _stalled(self, client_id: str, stall_seconds: float) -> None:
+        with self.runtime.uow() as uow:
+            upgrades.download_stalled(uow, client_id, stall_seconds)
+            uow.commit()
+
     def _not_sent(self, orders: list[Order]) -> None:
         with self.runtime.uow() as uow:
             upgrades.not_sent(uow, orders)

@@ -171,6 +171,15 @@ class UpgradeRepository:
         )
         return int(self._session.execute(query).rowcount)  # type: ignore[attr-defined]
 
+    def fail(self, client_id: str, now: datetime, detail: str) -> int:
+        """The upgrade of `client_id` in progress has failed; 0 if none was."""
+        query = (
+            update(JumpClientRow)
+            .where(JumpClientRow.client_id == client_id, JumpClientRow.upgrade_state == "upgrading")
+            .values(upgrade_state="failed", upgrade_finished_at=now, upgrade_detail=detail)
+        )
+        return int(self._session.execute(query).rowcount)  # type: ignore[attr-defined]
+
     def retry_failed(self, version: str) -> int:
         query = (
             update(JumpClientRow)

@@ -413,6 +413,12 @@ def get_client(uow: UnitOfWork, setup: JumpClientsSetup, row_id: int) -> JumpCli
     return _view(_row(uow, row_id), setup, settings(uow), utc_now())
 
 
+def row_id_of(uow: UnitOfWork, client_id: str) -> int | None:
+    """The record id of the Jump Client `client_id`, or None if the site has none."""
+    row = uow.repository(JumpClientRepository).by_client_id(client_id)
+    return None if row is None else row.id
+
+
 def _row(uow: UnitOfWork, row_id: int) -> JumpClientRow:
     row = uow.repository(JumpClientRepository).get(row_id)
     if row is None:

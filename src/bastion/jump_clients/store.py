@@ -6,30 +6,37 @@ transaction: one UPDATE per changed client, never one per heartbeat. Both run th
 database work in a thread, so the gateway's event loop never waits on it.
 
 After a batch, clients that arrived while the site asks them to uninstall are told to,
-through the message port of the gateway that holds them.
+through the message port of the gateway that holds them, and the clients' answers to
+commands go to whoever the composition root named (`answered`: sessions' refusals end
+their records, which the serving worker watches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.agents.protocol import Command, Mode, Uninstall
+from bastion.agents.protocol import Command, CommandResult, Mode, Uninstall
 from bastion.jump_clients.directory import ClientRecord
 from bastion.jump_clients.models import JumpClientRow
 from bastion.jump_clients.presence import PresenceBatch, PresenceUpdate
 from bastion.jump_clients.routing import Deliver, MessagePort
 from bastion.jump_clients.upgrades import UPGRADE
 
+log = logging.getLogger(__name__)
 WAKE_SECRET_KEY = "jump_clients.wake_secret"
 UNINSTALL = "uninstall-"
 """How uninstall commands are named, so that their results can be told apart."""
+Answered = Callable[[Sequence[tuple[str, CommandResult]]], None]
+"""Takes (client id, result) of the commands answered in a batch; runs in a thread."""
 
 
 class DatabaseDirectory:
@@ -61,12 +68,17 @@ _STATEMENT = (
 class DatabaseSink:
     """Implements `PresenceSink` on the `jump_clients` table."""
 
-    def __init__(self, engine: Engine, port: MessagePort | None = None) -> None:
+    def __init__(
+        self, engine: Engine, port: MessagePort | None = None, answered: Answered | None = None
+    ) -> None:
         self._engine = engine
         self._port = port
+        self._answered = answered
 
     async def write(self, batch: PresenceBatch) -> None:
         uninstalling = await asyncio.to_thread(self._write, batch)
+        if self._answered is not None and batch.results:
+            await asyncio.to_thread(self._pass_on, batch.results)
         if self._port is not None:
             for client_id in uninstalling:
                 command = Command(command_id=UNINSTALL + secrets.token_hex(8), body=Uninstall())
@@ -90,6 +102,15 @@ class DatabaseSink:
                 JumpClientRow.uninstall_requested_at.is_not(None),
             )
             return [row[0] for row in connection.execute(query) if row[0] not in done]
+
+    def _pass_on(self, results: Sequence[tuple[str, CommandResult]]) -> None:
+        """Hand the answers on; the batch is stored already, so a failure here is logged,
+        not retried with the presence."""
+        assert self._answered is not None
+        try:
+            self._answered(results)
+        except Exception:
+            log.exception("could not pass on the Jump Clients' answers to commands")
 
 
 def _record_upgrades(connection: Connection, batch: PresenceBatch) -> None:

@@ -85,6 +85,16 @@ def _may_start(client: Behind, site_version: str) -> bool:
     return client.upgrade_state != "upgrading" and not failed_here
 
 
+def download_stalled(uow: UnitOfWork, client_id: str, stall_seconds: float) -> bool:
+    """The client stopped reading the build it was downloading and was cut off: its
+    upgrade failed, and its place goes to the next client. False if it held none."""
+    detail = (
+        f"its download of the build stalled: it read nothing for {stall_seconds:g} s, and "
+        "the site cut it off; resume the rollout with retry to let it try again"
+    )
+    return uow.repository(UpgradeRepository).fail(client_id, utc_now(), detail) > 0
+
+
 def not_sent(uow: UnitOfWork, orders: list[Order]) -> None:
     """The gateways no longer held these clients: they wait for their next turn."""
     uow.repository(UpgradeRepository).unstart([order.row_id for order in orders])

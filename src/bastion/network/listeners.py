@@ -1,7 +1,8 @@
 """Serve one ASGI app on any number of addresses, opened and closed while it runs.
 
 Each address gets its own uvicorn server sharing the app and one TLS context.
-The app's lifespan is run by the appliance itself, once, not per address.
+The app's lifespan is run by the appliance itself, once, not per address. Each request
+may abort its connection (`platform.web.streaming`), for readers that stop reading.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from bastion.agents.protocol import MAX_FRAME_BYTES
+from bastion.platform.web.streaming import ExposeAbort
 from bastion.supervisor.sockets import ListenAddress, ListenError, bind
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class UvicornListeners:
         context = self._ssl
         factory = (lambda _config, _default: context) if context is not None else None
         return uvicorn.Config(
-            self._app,
+            ExposeAbort(self._app),  # a stalled download can abort its connection
             lifespan="off",
             log_config=None,
             log_level=UVICORN_LOG_LEVEL,

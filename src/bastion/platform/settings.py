@@ -31,6 +31,9 @@ class ApplianceSettings(BaseSettings):
     hostname and the first listen address's port."""
     gateway_processes: int = 1
     """Gateway processes holding the fleet (each holds up to about 19,000 clients)."""
+    build_stall_seconds: float = 30.0
+    """A Jump Client downloading the site's build that reads nothing for this long is cut
+    off, and its upgrade counts as failed (the slot goes to the next client)."""
 
     ntp_server_default: str = "pool.ntp.org"
     ntp_poll_seconds: float = 300.0

@@ -65,6 +65,8 @@ WATCH_CHUNK = 16 * 1024
 """The recent output is sent to a new watcher in frames of this size."""
 MAX_WATCHERS = 8
 """Watchers of one session at once."""
+REFUSAL_CHECK = 0.5
+"""How often a session waiting for its Jump Client looks whether the client refused it."""
 Publish = Callable[[str, Command], Awaitable[bool]]
 """Send a command to the gateway process holding this client; True if one held it."""
 Units = Callable[[], UnitOfWork]
@@ -206,7 +208,7 @@ class Rendezvous:
         body: AnySessionOrder = shell
         if plan.target is not None:  # through a Jumpoint: the same order, to an SSH server
             body = StartSshSession(**shell.model_dump(exclude={"kind"}), target=plan.target)
-        command = Command(command_id=f"session-{secrets.token_hex(8)}", body=body)
+        command = Command(command_id=rules.order_id(plan.session_id), body=body)
         refusal = await self._deliver(plan, command)
         if refusal is not None:
             await self.end(live, refusal)
@@ -256,13 +258,25 @@ class Rendezvous:
             return f"the wake was not answered: {error}"
 
     async def _watch(self, live: LiveSession) -> None:
-        await asyncio.sleep(self.join_timeout)
+        deadline = live.opened + self.join_timeout
+        while live.agent is None and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(REFUSAL_CHECK, left))
+            refusal = await asyncio.to_thread(self._refusal, live.session_id)
+            if refusal is not None and live.agent is None:
+                await self.end(live, refusal)
+                return
         if live.agent is None:
             await self.end(live, rules.DID_NOT_ANSWER)
             return
         await asyncio.sleep(max(0.0, self.token_lifetime - self.join_timeout))
         if live.console is None:
             await self.end(live, rules.CONSOLE_DID_NOT_CONNECT)
+
+    def _refusal(self, session_id: str) -> str | None:
+        """Why the Jump Client refused the session, once its answer (which reaches a
+        gateway process, not this worker) has ended the session's record."""
+        with self.units() as uow:
+            return service.ended_early(uow, session_id)
 
     # -- joining ---------------------------------------------------------------------------
 

@@ -18,6 +18,36 @@ SESSIONS_SINCE = (1, 0, 0)
 
 DID_NOT_ANSWER = "the Jump Client did not answer"
 CONSOLE_DID_NOT_CONNECT = "the console did not connect"
+ORDER_PREFIX = "session-"
+"""A session's order to its Jump Client is the command `session-<session id>`, so that
+the client's answer can be told apart and led back to the session."""
+SESSIONS_OFF = "sessions are turned off"
+"""What a Jump Client that runs no sessions answers (`unsupported`) begins with."""
+
+
+def order_id(session_id: str) -> str:
+    """The command id of the order that opens `session_id` on its Jump Client."""
+    return ORDER_PREFIX + session_id
+
+
+def session_of(command_id: str) -> str | None:
+    """The session a command id orders opened, or None if it is no session's order."""
+    if not command_id.startswith(ORDER_PREFIX):
+        return None
+    return command_id.removeprefix(ORDER_PREFIX) or None
+
+
+def client_refusal(client_name: str, outcome: str, detail: str) -> str:
+    """Why the session ended when its Jump Client answered its order with `outcome`
+    (not "done"), for the representative: what happened and what to do."""
+    if outcome == "unsupported" and detail.startswith(SESSIONS_OFF):
+        return (
+            f"{client_name} has sessions turned off: its Jump Client runs with "
+            "--no-sessions (or BASTION_JUMP_CLIENT_SESSIONS=off). Ask the endpoint's "
+            "administrator to run it with sessions on, or jump to another endpoint."
+        )
+    said = f": {detail}" if detail else ""
+    return f"{client_name} would not start the session ({outcome}{said})"
 
 
 class SessionRuleError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from bastion.accounts import service as accounts
-from bastion.agents.protocol import SshTarget
+from bastion.agents.protocol import CommandResult, SshTarget
 from bastion.jump_clients import service as jump_clients
 from bastion.jump_clients import upgrades
 from bastion.jump_clients.service import JumpClientsSetup, JumpClientView
@@ -328,6 +328,33 @@ def finish(uow: UnitOfWork, session_id: str, outcome: Outcome) -> bool:
         reason=row.end_reason,
     )
     return True
+
+
+def refused_by_client(uow: UnitOfWork, client_id: str, result: CommandResult) -> bool:
+    """End the record of a session whose Jump Client would not start it (its answer to
+    the order, not "done"), with a reason for the representative. Runs where the answer
+    arrives (a gateway process); the serving worker that holds the session sees the
+    record ended (`ended_early`) and ends the session at once. False if `result` is no
+    refusal of a session of `client_id`'s still open."""
+    session_id = rules.session_of(result.command_id)
+    if session_id is None or result.outcome == "done":
+        return False
+    row = uow.repository(SessionRepository).get(session_id)
+    if row is None or row.ended_at is not None or row.joined_at is not None:
+        return False
+    if row.jump_client_id is None or row.jump_client_id != jump_clients.row_id_of(uow, client_id):
+        return False
+    reason = rules.client_refusal(row.jump_client_name, result.outcome, result.detail)
+    return finish(uow, session_id, Outcome(reason=reason))
+
+
+def ended_early(uow: UnitOfWork, session_id: str) -> str | None:
+    """Why the record of a session still waiting for its Jump Client was ended elsewhere
+    (`refused_by_client`), or None while it is open."""
+    row = uow.repository(SessionRepository).get(session_id)
+    if row is None or row.ended_at is None:
+        return None
+    return row.end_reason
 
 
 def end_reason_by(actor: Actor) -> str:
