@@ -3,13 +3,19 @@ field, what the Failover page refuses, and a backup hiding the primary's pages."
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
+from bastion.backups import service as backups
+from bastion.backups.service import BackupSite
 from bastion.failover import state
 from bastion.failover.rules import Role
 from bastion.failover.state import Pair, Peer
+from bastion.platform.errors import ConflictError
+from bastion.platform.principals import APPLIANCE
 from tests.integration.test_pages import Browser, Client, post_form
 
 # The in-process appliance and its signed-in administrator, as the other pages use them:
@@ -155,3 +161,32 @@ async def test_role_changes_on_the_page_refuse_or_force_and_a_split_brain_shows_
     assert unreachable.status_code == 409 and "could not be reached" in unreachable.text
     back = await admin.get(f"{FAILOVER}/become-primary", follow_redirects=False)
     assert back.status_code == 303 and back.headers["location"] == FAILOVER
+
+
+async def test_a_backup_refuses_site_changes_through_the_api_a_restore_and_a_reset(
+    app: FastAPI, admin: Client, tmp_path: Path
+) -> None:
+    peer = Peer("127.0.0.9", 8443, "ab" * 32)
+    state.write_pair(tmp_path / "appliance" / "state", Pair(Role.BACKUP, peer))
+    for method, path in (
+        ("POST", "/api/v1/accounts"),
+        ("PATCH", "/api/v1/jump-clients/1"),
+        ("PUT", "/api/v1/vault/credentials/9223372036854775807"),
+        ("DELETE", "/api/v1/api-clients/1"),
+        ("POST", "/api/v1/console/sessions"),
+    ):
+        refused = await admin.request(method, path, json={})
+        assert refused.status_code == 409, (method, path)
+        error = refused.json()["error"]["message"]
+        assert "backup of a failover pair" in error and "https://127.0.0.9:8443" in error
+    assert (await admin.get("/api/v1/accounts")).status_code == 401  # reads are not refused
+    assert (await admin.post("/api/v1/updates/check")).status_code == 401  # the machine's own
+    assert (await admin.get("/api/v1/failover")).status_code == 401
+
+    site = app.state.runtime.part(BackupSite)
+    with pytest.raises(ConflictError, match="a restore is refused here"):
+        backups.restore(site, APPLIANCE, io.BytesIO(b"not read"), "passphrase")
+    basics = "/appliance/status/basics"
+    reset = await post_form(admin, basics, f"{basics}/factory-reset", confirmation="RESET")
+    assert "a reset to factory defaults is refused here" in reset.text
+    assert (tmp_path / "appliance" / "state" / "failover.json").exists()

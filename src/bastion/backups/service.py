@@ -52,6 +52,8 @@ class BackupSite:
     unseal_key: site_tables.KeyTransform = _keep
     seal_key: site_tables.KeyTransform = _keep
     after_restore: list[Callable[[], None]] = field(default_factory=list)
+    before_restore: list[Callable[[], None]] = field(default_factory=list)
+    """Checks that may refuse a restore (they raise a ServiceError saying why)."""
     upload_limit_bytes: int = 8 * 1024**3
     """Uploaded backups larger than this are refused before they reach the disk."""
 
@@ -140,6 +142,8 @@ def restore(site: BackupSite, actor: Actor, upload: BinaryIO, passphrase: str) -
     zstd and SQLite, outside the GIL): the backup of the current site, SQLite's check of
     the unpacked database, and its preparation and copy over the live one, which commits
     only once the other two have succeeded."""
+    for check in site.before_restore:
+        check()
     verified = _open(site, upload, passphrase)
     migrate_from = _migration_start(site, verified.header)
     with _workdir(site, "restore-") as work, ThreadPoolExecutor(2) as background:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -54,7 +56,7 @@ from bastion.platform.clock import utc_now
 from bastion.platform.db.engine import database_size_bytes, make_engine, migrate, session_factory
 from bastion.platform.db.models import Base
 from bastion.platform.errors import ServiceError
-from bastion.platform.principals import APPLIANCE
+from bastion.platform.principals import APPLIANCE, Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.sessions import models as _session_tables  # noqa: F401
@@ -96,7 +98,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
         certificates,
         listen_hosts(settings),
     )
-    runtime.add(ApplianceControl(reset, shut_down=None))
+    runtime.add(ApplianceControl(_unless_backup(settings.state_dir, reset), shut_down=None))
     jump_clients = _jump_clients(settings, certificates)
     runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
     runtime.add(JumpointsSetup(certificates.vault.seal, certificates.vault.unseal))
@@ -195,6 +197,14 @@ def sync_if_due(runtime: Runtime) -> None:
             log.warning("failover sync failed: %s", error)
 
 
+def _unless_backup(state_dir: Path, reset: Callable[[Actor], None]) -> Callable[[Actor], None]:
+    def reset_unless_backup(actor: Actor) -> None:
+        failover.refuse_on_backup(state_dir, "a reset to factory defaults")
+        reset(actor)
+
+    return reset_unless_backup
+
+
 def listen_hosts(settings: ApplianceSettings) -> list[str]:
     return [parse_listen_address(text).host for text in settings.listen]
 
@@ -210,6 +220,7 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
         unseal_key=certificates.vault.unseal,
         seal_key=certificates.vault.seal,
         after_restore=[certificates.serve_default, partial(journal.restart, runtime.engine)],
+        before_restore=[partial(failover.refuse_on_backup, settings.state_dir, "a restore")],
         upload_limit_bytes=settings.backup_upload_limit_bytes,
     )
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
@@ -19,6 +19,7 @@ from bastion.failover import state, swap
 from bastion.failover.api import FailoverDep
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
+from bastion.failover.state import Pair
 from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
@@ -122,21 +123,58 @@ def primary_only(path: str) -> bool:
     return any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in PRIMARY_ONLY)
 
 
+SITE_API = (
+    "/api/v1/accounts",
+    "/api/v1/api-clients",
+    "/api/v1/jump-clients",
+    "/api/v1/jumpoints",
+    "/api/v1/vault",
+    "/api/v1/sessions",
+    "/api/v1/console",
+)
+"""The API's site data (and sessions): on a backup its changes are refused, since the
+primary's next sync would overwrite them. Reads, the machine's own settings and the
+failover API stay open."""
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def site_write(method: str, path: str) -> bool:
+    return method in CHANGES and any(path == p or path.startswith(p + "/") for p in SITE_API)
+
+
 def backup_hides_primary_pages(app: ASGIApp) -> ASGIApp:
     """On a backup, the primary's pages lead to the Failover page, which says where the
-    primary is; the API is left as it is (its clients are told by `/check_health`)."""
+    primary is, and the API refuses changes to the site's data with the same advice."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and primary_only(scope["path"]):
+        if scope["type"] == "http" and (
+            primary_only(scope["path"]) or site_write(scope["method"], scope["path"])
+        ):
             runtime: Runtime = scope["app"].state.runtime
             setup = runtime.maybe(FailoverSetup)
-            if setup is not None and setup.pair().role is Role.BACKUP:
-                moved = RedirectResponse(f"{FAILOVER}?hidden=1", status_code=303)
-                await moved(scope, receive, send)
+            pair = setup.pair() if setup is not None else None
+            if pair is not None and pair.role is Role.BACKUP:
+                answer: Response
+                if scope["path"].startswith("/api/"):
+                    answer = JSONResponse(
+                        {"error": {"type": "ConflictError", "message": _use_primary(pair)}},
+                        status_code=409,
+                    )
+                else:
+                    answer = RedirectResponse(f"{FAILOVER}?hidden=1", status_code=303)
+                await answer(scope, receive, send)
                 return
         await app(scope, receive, send)
 
     return guarded
+
+
+def _use_primary(pair: Pair) -> str:
+    where = f" at https://{pair.peer.address}" if pair.peer else ""
+    return (
+        "This appliance is the backup of a failover pair: a change to the site's data here "
+        f"would be overwritten by the primary's next sync. Make it on the primary{where}."
+    )
 
 
 def backup_context(request: Request) -> dict[str, Any]:

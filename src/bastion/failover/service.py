@@ -107,6 +107,21 @@ def check_ticket(setup: FailoverSetup, ticket: str) -> None:
         )
 
 
+# -- what a backup refuses --------------------------------------------------------------
+
+
+def refuse_on_backup(state_dir: Path, what: str) -> None:
+    """A restore or a reset to factory defaults on a backup: the primary's next sync would
+    undo it (and a reset would leave a pair behind that no longer knows its key)."""
+    pair = state.read_pair(state_dir)
+    if pair.role is Role.BACKUP:
+        where = f" ({pair.peer.address})" if pair.peer else ""
+        raise ConflictError(
+            f"This appliance is the backup of a failover pair{where}: {what} is refused here. "
+            "Break the pair first (Management > Failover), or do it on the primary."
+        )
+
+
 # -- establishing ----------------------------------------------------------------------------
 
 
