@@ -1,8 +1,8 @@
 """The Failover page in headless Chromium, with two real appliances on their own loopback
 addresses over real TLS: an administrator of the intended primary is refused with what
 was wrong (the form keeps what was typed), establishes the pair, and syncs at once; on
-the backup, now holding the primary's accounts, the primary's pages are hidden; breaking
-the pair from the primary leaves both standalone."""
+the backup, now holding the primary's accounts, the primary's pages are hidden; the
+backup becomes the primary from its page; breaking the pair leaves both standalone."""
 
 from __future__ import annotations
 
@@ -87,6 +87,17 @@ def test_the_failover_page_refuses_then_establishes_and_syncs_now(
     navigation = on_backup.get_by_role("navigation")
     expect(navigation.get_by_role("link", name="Users")).to_have_count(0)
     expect(navigation.get_by_role("link", name="Failover")).to_have_count(1)
+
+    # Become Primary on the backup's page: the roles swap (with a sync first)
+    on_backup.goto(f"{backup.appliance.url}/login/management/failover")
+    on_backup.get_by_role("button", name="Become Primary").click()
+    expect(on_backup.locator("#notice")).to_contain_text("now the primary", timeout=60_000)
+    expect(on_backup.locator("#failover-role")).to_have_text("primary")
+    expect(on_backup.get_by_role("navigation").get_by_role("link", name="Users")).to_have_count(1)
+    page.goto(f"{primary.appliance.url}/login/management/failover")
+    expect(page.locator("#failover-role")).to_have_text("backup")
+    expect(page.locator("#role-since")).not_to_be_empty()
+    expect(page.get_by_role("button", name="Become Primary")).to_have_count(1)
 
     page.goto(f"{primary.appliance.url}/login/management/failover")
     page.get_by_role("button", name="Break Failover Relationship").click()
