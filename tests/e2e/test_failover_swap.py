@@ -6,10 +6,12 @@ namespaces, in test_failover_shared_ip.py.)"""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,12 @@ import httpx
 import pytest
 
 from tests.integration.test_api import bearer, create_client, get_token
-from tests.support.appliance import RunningAppliance, free_port, start_appliance
+from tests.support.appliance import (
+    RunningAppliance,
+    free_port,
+    start_appliance,
+    test_environment,
+)
 
 SITE = "site.swap.test"
 KEY = "the swap pair's inter-appliance key"
@@ -43,6 +50,7 @@ class Node:
     appliance: RunningAppliance | None = None
     credentials: dict[str, str] | None = None
     token: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         data = self.tmp / f"data-{self.host}"
@@ -52,7 +60,7 @@ class Node:
                 host=self.host,
                 port=self.port,
                 data_dir=data,
-                env=ENV,
+                env={**ENV, **self.env},
                 extra_args=["--hostname", SITE],
             )
         )
@@ -88,6 +96,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node
     with ExitStack() as stack, socket.create_server(SERVED):
         first = Node(tmp, "127.0.0.173", free_port("127.0.0.173"), stack)
         second = Node(tmp, "127.0.0.174", free_port("127.0.0.174"), stack)
+        # the site's public address leads to the first, as a NAT rule would
+        site = {"BASTION_PUBLIC_URL": f"https://{first.host}:{first.port}"}
+        first.env, second.env = site, site
         first.start()
         second.start()
         for node in (first, second):
@@ -146,6 +157,12 @@ def test_roles_swap_both_ways_and_nothing_done_on_the_primary_is_lost(
     assert first.role() == "backup" and second.role() == "primary"
     assert "made-just-before-the-swap" in usernames(second)
 
+    # the NAT rule still leads to the first appliance, now the backup: the check says so
+    checked = second.call("POST", "/api/v1/failover/site-check").json()
+    assert checked["reached"] and not checked["leads_to_primary"]
+    assert checked["failover_role"] == "backup" and "NAT rule" in checked["message"]
+    assert len(checked["certificate_sha256"]) == 64
+
     # the new backup reloads the new primary's data at its first sync
     add_account(second, "made-on-the-new-primary")
     assert second.call("POST", "/api/v1/failover/sync").status_code == 200
@@ -159,6 +176,31 @@ def test_roles_swap_both_ways_and_nothing_done_on_the_primary_is_lost(
     assert first.role() == "primary" and second.role() == "backup"
     audit = first.call("GET", "/api/v1/audit", params={"action": "failover.promoted"})
     assert audit.status_code == 200 and audit.json()["total"] >= 1
+    assert first.call("POST", "/api/v1/failover/site-check").json()["leads_to_primary"]
+    assert first.appliance is not None
+    command = [sys.executable, "-m", "bastion", "failover", "site-check", "--wait", "5"]
+    on_console = subprocess.run(
+        [*command, "--data", str(first.appliance.data_dir)],
+        env=test_environment(first.env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert on_console.returncode == 0 and "leads to the primary" in on_console.stdout
+
+
+def test_the_sync_interval_is_set_on_the_primary_only(nodes: tuple[Node, Node]) -> None:
+    first, second = nodes
+    primary, backup = (first, second) if first.role() == "primary" else (second, first)
+    answer = primary.call("PUT", "/api/v1/failover/settings", json={"sync_interval_seconds": 59})
+    assert answer.status_code == 422
+    answer = primary.call("PUT", "/api/v1/failover/settings", json={"sync_interval_seconds": 900})
+    assert answer.status_code == 200 and answer.json()["sync_interval_seconds"] == 900
+    answer = backup.call("PUT", "/api/v1/failover/settings", json={"sync_interval_seconds": 120})
+    assert answer.status_code == 409 and "set it on the primary" in message(answer)
+    assert primary.call("POST", "/api/v1/failover/sync").status_code == 200
+    settings = backup.call("GET", "/api/v1/failover/settings").json()
+    assert settings["sync_interval_seconds"] == 900  # the site's setting, synced
 
 
 def test_a_forced_takeover_then_the_split_brain_is_found_on_both_and_fixed(

@@ -190,3 +190,28 @@ async def test_a_backup_refuses_site_changes_through_the_api_a_restore_and_a_res
     reset = await post_form(admin, basics, f"{basics}/factory-reset", confirmation="RESET")
     assert "a reset to factory defaults is refused here" in reset.text
     assert (tmp_path / "appliance" / "state" / "failover.json").exists()
+
+
+async def test_the_sync_interval_and_the_site_address_check_on_the_page(
+    admin: Client, tmp_path: Path
+) -> None:
+    peer = Peer("127.0.0.9", 9, "ab" * 32)
+    state.write_pair(tmp_path / "appliance" / "state", Pair(Role.PRIMARY, peer))
+    page = await admin.get(FAILOVER)
+    assert 'id="seconds"' in page.text and 'value="300"' in page.text
+    short = await post_form(admin, FAILOVER, f"{FAILOVER}/sync-interval", seconds="59")
+    assert short.status_code == 400 and "between 60 and 86400 seconds" in short.text
+    saved = await post_form(admin, FAILOVER, f"{FAILOVER}/sync-interval", seconds="900")
+    assert saved.status_code == 200 and "every 900 seconds" in saved.text
+    assert 'value="900"' in saved.text
+    huge = await post_form(admin, FAILOVER, f"{FAILOVER}/sync-interval", seconds="9" * 40)
+    assert huge.status_code == 422
+
+    nothing = await post_form(admin, FAILOVER, f"{FAILOVER}/site-check")
+    assert nothing.status_code == 409 and "Nothing answered at https://" in nothing.text
+
+    state.write_pair(tmp_path / "appliance" / "state", Pair(Role.BACKUP, peer))
+    page = await admin.get(FAILOVER)
+    assert 'id="sync-interval"' in page.text and 'id="seconds"' not in page.text
+    refused = await post_form(admin, FAILOVER, f"{FAILOVER}/sync-interval", seconds="600")
+    assert refused.status_code == 409 and "set it on the primary" in refused.text

@@ -227,7 +227,6 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
 
 def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -> JumpClientsSetup:
     gateway = parse_listen_address(settings.gateway).port if settings.gateway else 0
-    web = parse_listen_address(settings.listen[0]).port if settings.listen else 443
 
     def anchors() -> str:
         pem = serialization.Encoding.PEM
@@ -237,7 +236,7 @@ def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -
         site=settings.hostname,
         site_version=this_build.site_version(),
         gateway_address=settings.gateway_address or f"{settings.hostname}:{gateway}",
-        site_url=settings.public_url or f"https://{settings.hostname}:{web}",
+        site_url=_site_url(settings),
         anchors_pem=anchors,
     )
 
@@ -256,7 +255,13 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         shared_ips=_shared_ips(settings.failover_shared_ips),
         auto_takeover_seconds=settings.failover_auto_takeover_seconds,
         test_addresses=[_test_address(text) for text in settings.failover_test_addresses],
+        site_url=_site_url(settings),
     )
+
+
+def _site_url(settings: ApplianceSettings) -> str:
+    web = parse_listen_address(settings.listen[0]).port if settings.listen else 443
+    return settings.public_url or f"https://{settings.hostname}:{web}"
 
 
 def _test_address(text: str) -> PeerAddress:

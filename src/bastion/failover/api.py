@@ -13,6 +13,7 @@ from bastion.accounts.deps import ApiActorDep
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
 from bastion.failover import state, swap
+from bastion.failover import sync as pulling
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.platform.principals import Actor
@@ -193,3 +194,40 @@ async def fix_split_brain(setup: FailoverDep, uow: UowDep, actor: ApiActorDep) -
     """Both appliances claim the same role: this one's data wins. It is (or becomes) the
     primary, and the peer becomes its backup and reloads this one's data."""
     return await run_in_threadpool(_fix, uow, setup, actor)
+
+
+@router.get("/settings", response_model=s.SyncSettingsBody)
+def get_settings(uow: UowDep, actor: ApiActorDep) -> s.SyncSettingsBody:
+    return s.SyncSettingsBody(sync_interval_seconds=pulling.interval_seconds(uow))
+
+
+@router.put(
+    "/settings",
+    response_model=s.SyncSettingsBody,
+    responses=errors(409, e409="this appliance is the backup (set it on the primary)."),
+)
+def put_settings(
+    body: s.SyncSettingsBody, setup: FailoverDep, uow: UowDep, actor: ApiActorDep
+) -> s.SyncSettingsBody:
+    """The site's sync interval: how often the backup pulls the primary's changes."""
+    seconds = failover.set_sync_interval(uow, setup, actor, body.sync_interval_seconds)
+    uow.commit()
+    return s.SyncSettingsBody(sync_interval_seconds=seconds)
+
+
+def site_check_out(checked: swap.SiteCheck) -> s.SiteCheckOut:
+    return s.SiteCheckOut(
+        url=checked.url,
+        reached=checked.role is not None,
+        failover_role=checked.role,
+        leads_to_primary=checked.leads_to_primary,
+        certificate_sha256=checked.certificate_sha256,
+        message=checked.message,
+    )
+
+
+@router.post("/site-check", response_model=s.SiteCheckOut)
+async def site_check(setup: FailoverDep, actor: ApiActorDep) -> s.SiteCheckOut:
+    """Where the site's public address leads now: after a NAT or DNS swing it must lead to
+    the new primary (`leads_to_primary`)."""
+    return site_check_out(await run_in_threadpool(swap.check_site_address, setup))

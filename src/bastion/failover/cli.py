@@ -231,3 +231,55 @@ def fix_split_brain(
             raise typer.Exit(2) from None
         uow.commit()
     console.print("Fixed: this appliance is the primary and its peer its backup.")
+
+
+@failover_app.command("site-check")
+def site_check(
+    ctx: typer.Context,
+    wait: Annotated[
+        float,
+        typer.Option(help="Keep checking, every 2 s, up to this many seconds (after a NAT swing)."),
+    ] = 0.0,
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Where the site's public address leads: exit 0 once it leads to the primary."""
+    import time
+
+    from bastion.failover import service as failover
+    from bastion.failover import swap
+
+    with console_runtime(ctx, data, database_url) as runtime:
+        setup = runtime.part(failover.FailoverSetup)
+    deadline = time.monotonic() + wait
+    while True:
+        checked = swap.check_site_address(setup)
+        if checked.leads_to_primary or time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+    console.print(checked.message, markup=False)
+    if not checked.leads_to_primary:
+        raise typer.Exit(1)
+
+
+@failover_app.command("sync-interval")
+def sync_interval(
+    ctx: typer.Context,
+    seconds: Annotated[int, typer.Argument(help="60 to 86,400.")],
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Set how often the backup pulls (the site's setting; on the primary)."""
+    from bastion.failover import service as failover
+    from bastion.platform.errors import ServiceError
+
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        try:
+            failover.set_sync_interval(
+                uow, runtime.part(failover.FailoverSetup), console_actor(), seconds
+            )
+        except ServiceError as error:
+            console.print(f"[red]Not set:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print(f"The backup pulls every {seconds} seconds.")

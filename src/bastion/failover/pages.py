@@ -16,11 +16,12 @@ from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
 from bastion.failover import service as failover
 from bastion.failover import state, swap
+from bastion.failover import sync as pulling
 from bastion.failover.api import FailoverDep
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.failover.state import Pair
-from bastion.platform.errors import InvalidInputError, ServiceError
+from bastion.platform.errors import ConflictError, InvalidInputError, ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
@@ -94,6 +95,9 @@ def _failover_page(
 ) -> Response:
     """The page; after a refused establishing, with the addresses as they were typed."""
     pair, checked = setup.pair(), state.read_status(setup.state_dir)
+    runtime: Runtime = request.app.state.runtime
+    with runtime.uow() as uow:
+        interval = pulling.interval_seconds(uow)
     return render_form(
         request,
         "failover.html",
@@ -106,6 +110,8 @@ def _failover_page(
         checked=checked,
         split_brain=pair.role is not Role.NONE and checked.status == swap.SPLIT_BRAIN,
         shared_ips=[str(item) for item in setup.shared_ips],
+        interval=interval,
+        site_url=setup.site_url,
     )
 
 
@@ -313,9 +319,36 @@ async def fix_split_brain(
     return _failover_page(request, setup, current, notice=notice)
 
 
+@router.post(f"{FAILOVER}/sync-interval", dependencies=[CsrfDep])
+def sync_interval(
+    request: Request,
+    setup: FailoverDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    seconds: Annotated[int, Form(ge=1, le=2**31)],
+) -> Response:
+    try:
+        failover.set_sync_interval(uow, setup, page_actor(request, current), seconds)
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error)
+    uow.commit()
+    notice = f"The backup now pulls every {seconds} seconds."
+    return _failover_page(request, setup, current, notice=notice)
+
+
+@router.post(f"{FAILOVER}/site-check", dependencies=[CsrfDep])
+async def site_check(request: Request, setup: FailoverDep, current: AdministratorDep) -> Response:
+    checked = await run_in_threadpool(swap.check_site_address, setup)
+    if checked.leads_to_primary:
+        return _failover_page(request, setup, current, notice=checked.message)
+    return _failover_page(request, setup, current, ConflictError(checked.message))
+
+
 reloads_go_to(
     router,
     FAILOVER,
+    f"{FAILOVER}/sync-interval",
+    f"{FAILOVER}/site-check",
     f"{FAILOVER}/establish",
     f"{FAILOVER}/sync",
     f"{FAILOVER}/break",

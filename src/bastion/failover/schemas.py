@@ -112,3 +112,18 @@ class JoinIn(BaseModel):
 class ChangesIn(BaseModel):
     epoch: str = Field(max_length=64)
     since: int = Field(ge=0, le=2**62)
+
+
+class SyncSettingsBody(Strict):
+    sync_interval_seconds: int = Field(
+        ge=60, le=86_400, description="How often the backup pulls (60 to 86,400 seconds)"
+    )
+
+
+class SiteCheckOut(BaseModel):
+    url: str = Field(description="The site's public address, as this appliance knows it")
+    reached: bool
+    failover_role: str | None = Field(description="The role of the appliance that answered")
+    leads_to_primary: bool
+    certificate_sha256: str = Field(description="The certificate served there (not checked)")
+    message: str

@@ -45,6 +45,9 @@ class FailoverSetup:
     long (0: never by itself)."""
     test_addresses: list[PeerAddress] = field(default_factory=list)
     """The site's test addresses: while one answers, a backup does not take over."""
+    site_url: str = ""
+    """The site's public address (`BASTION_PUBLIC_URL`, else the site hostname): where
+    clients reach the primary, through a shared address, DNS or NAT."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
@@ -288,3 +291,19 @@ def sync_now(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
     state.write_pair(setup.state_dir, synced)
     audit.record(uow, actor, "failover.sync", str(pair.peer.address))
     return synced
+
+
+def set_sync_interval(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, seconds: int) -> int:
+    """The site's sync interval: a site setting, so the backup reads the primary's once
+    synced (set it on the primary)."""
+    problem = pulling.interval_problem(seconds)
+    if problem:
+        raise InvalidInputError(problem)
+    if setup.pair().role is Role.BACKUP:
+        raise ConflictError(
+            "This appliance is the backup: the sync interval is the site's, set it on the "
+            "primary (it reaches the backup with the next sync)."
+        )
+    uow.settings.set(pulling.INTERVAL_SETTING, seconds)
+    audit.record(uow, actor, "failover.sync_interval", setup.site_hostname, seconds=seconds)
+    return seconds

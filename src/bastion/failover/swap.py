@@ -14,11 +14,14 @@ in the other direction is replaced (which is why a swap syncs first by default).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
-from dataclasses import replace
+import ssl
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+import httpx
 from sqlalchemy import delete
 
 from bastion.failover import journal, service, shared_ips, state
@@ -324,3 +327,57 @@ def fix_split_brain(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair
     )
     audit.record(uow, actor, "failover.fix_split_brain", str(pair.peer.address))
     return setup.pair()
+
+
+# -- where the site address leads (a NAT or DNS swing's check) ------------------------------
+
+SITE_CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SiteCheck:
+    """What answered at the site's address: its role (None: nothing answered)."""
+
+    url: str
+    role: str | None
+    certificate_sha256: str
+    message: str
+
+    @property
+    def leads_to_primary(self) -> bool:
+        return self.role == Role.PRIMARY.value
+
+
+def check_site_address(setup: FailoverSetup) -> SiteCheck:
+    """Ask the site's public address for its health: after a NAT swing (or a DNS swing,
+    or a move of a shared address), it must lead to the primary. Nothing is sent; the
+    certificate is not checked, only shown: this reads the public health answer."""
+    url = setup.site_url.rstrip("/")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            httpx.Client(verify=context, timeout=SITE_CHECK_SECONDS) as client,
+            client.stream("GET", f"{url}/check_health") as response,
+        ):
+            stream = response.extensions.get("network_stream")
+            tls = stream.get_extra_info("ssl_object") if stream is not None else None
+            der = tls.getpeercert(True) if tls is not None else None
+            response.read()
+        role = str(response.json().get("failover_role", ""))
+    except (httpx.HTTPError, ValueError, AttributeError) as error:
+        return SiteCheck(
+            url, None, "", f"Nothing answered at {url} ({type(error).__name__}: {error})."
+        )
+    fingerprint = hashlib.sha256(der).hexdigest() if der else ""
+    if role == Role.PRIMARY.value:
+        message = f"{url} leads to the primary."
+    elif role == Role.BACKUP.value:
+        message = (
+            f"{url} leads to the backup: point the NAT rule (or DNS record) for the site "
+            "address at the primary."
+        )
+    else:
+        message = f"{url} leads to an appliance in no pair ({role or 'no role given'})."
+    return SiteCheck(url, role, fingerprint, message)

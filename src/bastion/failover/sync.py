@@ -195,6 +195,16 @@ def _pull_blobs(sync: SyncSite, client: PeerClient) -> int:
 INTERVAL_SETTING = "failover.sync_interval_seconds"
 
 
+INTERVAL_RANGE = (60, 86_400)
+
+
+def interval_problem(seconds: int) -> str:
+    low, high = INTERVAL_RANGE
+    if not low <= seconds <= high:
+        return f"The sync interval must be between {low} and {high} seconds (one day)."
+    return ""
+
+
 def interval_seconds(uow: UnitOfWork) -> int:
     """The site's sync interval (a site setting, so both appliances read the same)."""
     return int(uow.settings.get(INTERVAL_SETTING, DEFAULT_INTERVAL_SECONDS))
