@@ -27,10 +27,11 @@ from bastion.backups.schedule import Sealer
 from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
-from bastion.failover import journal, shared_ips, swap
+from bastion.failover import dns_swing, journal, shared_ips, swap
 from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.failover import service as failover
 from bastion.failover import sync as failover_sync
+from bastion.failover.dns_swing import DnsSwing
 from bastion.failover.rules import Role
 from bastion.failover.service import FailoverSetup
 from bastion.failover.shared_ips import SharedIp
@@ -173,9 +174,12 @@ def tend_failover(runtime: Runtime) -> None:
 
 
 def check_failover_peer(runtime: Runtime) -> None:
-    """In a pair: the peer's status and role (a split brain found), and the shared
-    addresses kept where this appliance's role says."""
-    swap.check_peer(runtime.part(FailoverSetup))
+    """In a pair: the peer's status and role (a split brain found), the shared
+    addresses kept where this appliance's role says, and on the primary the site's DNS
+    name kept pointing here."""
+    setup = runtime.part(FailoverSetup)
+    swap.check_peer(setup)
+    dns_swing.keep_here(setup.dns_swing, setup.state_dir, setup.pair().role)
 
 
 def sync_if_due(runtime: Runtime) -> None:
@@ -238,6 +242,7 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         sync=SyncSite(runtime.part(BackupSite), threading.Lock()),
         first_sync_seconds=settings.failover_first_sync_seconds,
         shared_ips=_shared_ips(settings.failover_shared_ips),
+        dns_swing=_dns_swing(settings),
     )
 
 
@@ -246,6 +251,20 @@ def _shared_ips(texts: list[str]) -> list[SharedIp]:
         return shared_ips.parse_all(texts)
     except ValueError as error:
         raise SystemExit(f"BASTION_FAILOVER_SHARED_IPS: {error}") from None
+
+
+def _dns_swing(settings: ApplianceSettings) -> DnsSwing | None:
+    try:
+        return dns_swing.from_settings(
+            settings.failover_dns_server,
+            settings.failover_dns_zone,
+            settings.failover_dns_name,
+            settings.failover_dns_address,
+            settings.failover_dns_tsig_key_file,
+            settings.failover_dns_ttl,
+        )
+    except ValueError as error:
+        raise SystemExit(f"BASTION_FAILOVER_DNS_*: {error}") from None
 
 
 def _sealer(certificates: SiteCertificates) -> Sealer:

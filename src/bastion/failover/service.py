@@ -11,6 +11,7 @@ from pathlib import Path
 from bastion.failover import merge as merging
 from bastion.failover import rules, state
 from bastion.failover import sync as pulling
+from bastion.failover.dns_swing import DnsSwing
 from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, Role
 from bastion.failover.shared_ips import SharedIp
@@ -40,6 +41,8 @@ class FailoverSetup:
     first_sync_seconds: float = pulling.FIRST_SYNC_SECONDS
     shared_ips: list[SharedIp] = field(default_factory=list)
     """Enabled only while this appliance is the primary."""
+    dns_swing: DnsSwing | None = None
+    """Points the site's DNS name here when this appliance takes the primary role."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
