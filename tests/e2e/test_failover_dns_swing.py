@@ -78,3 +78,27 @@ def test_a_name_changed_behind_the_primarys_back_is_put_right(
     dns_swing.point_here(other)
     assert resolve(server) == "192.0.2.99"
     eventually(lambda: resolve(server) == primary.host)
+
+
+def test_a_forced_takeover_keeps_the_name_through_the_split_brain_and_its_fix(
+    server: named.NameServer, nodes: tuple[Node, Node]
+) -> None:
+    old = next(node for node in nodes if node.failover()["failover_role"] == "primary")
+    new = next(node for node in nodes if node is not old)
+    eventually(lambda: resolve(server) == old.host)
+    old.appliance.stop()
+    answer = new.call(
+        "POST", "/api/v1/failover/become-primary", json={"sync_first": False, "force": True}
+    )
+    assert answer.status_code == 200, answer.text
+    assert resolve(server) == new.host
+
+    old.start_again()  # still counting itself the primary: a split brain, found by both
+    eventually(lambda: bool(old.failover()["split_brain"]) and bool(new.failover()["split_brain"]))
+    time.sleep(2)  # several checks: neither primary takes the name back and forth
+    assert resolve(server) == new.host
+
+    answer = old.call("POST", "/api/v1/failover/fix-split-brain")  # the old one's data wins
+    assert answer.status_code == 200, answer.text
+    assert old.failover()["failover_role"] == "primary"
+    eventually(lambda: resolve(server) == old.host)

@@ -33,7 +33,23 @@ POLL_SECONDS = 0.01
 class Node:
     appliance: RunningAppliance
     credentials: dict[str, str]
+    stack: ExitStack
     token: str = ""
+
+    def start_again(self) -> None:
+        """After `appliance.stop()`: the same appliance, address and data."""
+        old = self.appliance
+        self.appliance = self.stack.enter_context(
+            start_appliance(
+                old.log_path.parent,
+                host=old.host,
+                port=old.port,
+                data_dir=old.data_dir,
+                env=old.env,
+                extra_args=["--hostname", SITE],
+            )
+        )
+        self.token = ""
 
     @property
     def host(self) -> str:
@@ -89,7 +105,7 @@ def dns_pair(
                     extra_args=["--hostname", SITE],
                 )
             )
-            nodes.append(Node(running, create_client(running, "dns-swing")))
+            nodes.append(Node(running, create_client(running, "dns-swing"), stack))
         first, second = nodes
         for node in nodes:
             assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204

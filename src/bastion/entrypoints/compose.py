@@ -176,10 +176,12 @@ def tend_failover(runtime: Runtime) -> None:
 def check_failover_peer(runtime: Runtime) -> None:
     """In a pair: the peer's status and role (a split brain found), the shared
     addresses kept where this appliance's role says, and on the primary the site's DNS
-    name kept pointing here."""
+    name kept pointing here (not in a split brain: two primaries would take it in turns;
+    it stays where the last takeover put it until the split brain is fixed)."""
     setup = runtime.part(FailoverSetup)
-    swap.check_peer(setup)
-    dns_swing.keep_here(setup.dns_swing, setup.state_dir, setup.pair().role)
+    checked = swap.check_peer(setup)
+    if checked is None or checked.status != swap.SPLIT_BRAIN:
+        dns_swing.keep_here(setup.dns_swing, setup.state_dir, setup.pair().role)
 
 
 def sync_if_due(runtime: Runtime) -> None:
