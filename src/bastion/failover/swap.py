@@ -44,10 +44,9 @@ def _peer_of(pair: Pair, role: Role) -> Pair:
 
 
 def _take_role(setup: FailoverSetup, role: Role, forced: bool = False) -> Pair:
-    """Record `role` here and move the shared addresses with it (and, taking over,
-    the site's DNS name). Stepping down fails, changing nothing, when the addresses
-    cannot be removed; taking over does not (the role is recorded, the problem logged,
-    and the periodic check tries again)."""
+    """Record `role` here and move the shared addresses with it. Stepping down fails,
+    changing nothing, when the addresses cannot be removed; taking over does not (the
+    role is recorded, the problem logged, and the periodic check tries again)."""
     pair = setup.pair()
     now = utc_now().isoformat()
     details = {**pair.details, "forced": forced}
@@ -69,7 +68,7 @@ def _take_role(setup: FailoverSetup, role: Role, forced: bool = False) -> Pair:
             shared_ips.enable(setup.shared_ips)
         except shared_ips.SharedIpError as error:
             log.error("now primary, but the shared addresses are not enabled: %s", error)
-        dns_swing.swing_here(setup.dns_swing, setup.state_dir)
+        dns_swing.swing_here(setup.dns_swing, setup.state_dir)  # never raises
     return taken
 
 
