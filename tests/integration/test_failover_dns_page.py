@@ -1,5 +1,5 @@
 """`/login > Management > Failover` shows the DNS swing an appliance is given and its last
-update (a refusal with what to check)."""
+update (a refusal with what to check); an appliance given only part of it does not start."""
 
 from __future__ import annotations
 
@@ -65,3 +65,11 @@ async def test_the_page_shows_the_dns_swing_and_its_last_update(
     page = await admin.get(FAILOVER)
     assert "<strong>failed</strong>" in page.text and "is unreachable" in page.text
     assert SECRET not in page.text
+
+
+def test_an_appliance_given_part_of_the_dns_swing_refuses_to_start(tmp_path: Path) -> None:
+    settings = ApplianceSettings(
+        data_dir=tmp_path / "appliance", failover_dns_server="10.0.0.53", password_hash_fast=True
+    )
+    with pytest.raises(SystemExit, match=r"BASTION_FAILOVER_DNS_\*: .*DNS_ZONE, .*too"):
+        compose.build(settings)
