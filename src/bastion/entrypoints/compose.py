@@ -29,10 +29,11 @@ from bastion.backups.schedule import Sealer
 from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
-from bastion.failover import journal, shared_ips, swap
+from bastion.failover import dns_swing, journal, shared_ips, swap
 from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.failover import service as failover
 from bastion.failover import sync as failover_sync
+from bastion.failover.dns_swing import DnsSwing
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import FailoverSetup
 from bastion.failover.shared_ips import SharedIp
@@ -177,12 +178,17 @@ def tend_failover(runtime: Runtime) -> None:
 
 def check_failover_peer(runtime: Runtime) -> None:
     """In a pair: the peer's status and role (a split brain found), the shared addresses
-    kept where this appliance's role says, and automatic failover when it is due."""
+    kept where this appliance's role says, automatic failover when it is due, and on the
+    primary the site's DNS name kept pointing here (not in a split brain: two primaries
+    would take it in turns; it stays where the last takeover put it until the split
+    brain is fixed)."""
     setup = runtime.part(FailoverSetup)
-    swap.check_peer(setup)
+    checked = swap.check_peer(setup)
     with runtime.uow() as uow:
         if swap.take_over_if_due(uow, setup, APPLIANCE):
             uow.commit()
+    if checked is None or checked.status != swap.SPLIT_BRAIN:
+        dns_swing.keep_here(setup.dns_swing, setup.state_dir, setup.pair().role)
 
 
 def sync_if_due(runtime: Runtime) -> None:
@@ -256,6 +262,7 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         auto_takeover_seconds=settings.failover_auto_takeover_seconds,
         test_addresses=[_test_address(text) for text in settings.failover_test_addresses],
         site_url=_site_url(settings),
+        dns_swing=_dns_swing(settings),
     )
 
 
@@ -276,6 +283,20 @@ def _shared_ips(texts: list[str]) -> list[SharedIp]:
         return shared_ips.parse_all(texts)
     except ValueError as error:
         raise SystemExit(f"BASTION_FAILOVER_SHARED_IPS: {error}") from None
+
+
+def _dns_swing(settings: ApplianceSettings) -> DnsSwing | None:
+    try:
+        return dns_swing.from_settings(
+            settings.failover_dns_server,
+            settings.failover_dns_zone,
+            settings.failover_dns_name,
+            settings.failover_dns_address,
+            settings.failover_dns_tsig_key_file,
+            settings.failover_dns_ttl,
+        )
+    except ValueError as error:
+        raise SystemExit(f"BASTION_FAILOVER_DNS_*: {error}") from None
 
 
 def _sealer(certificates: SiteCertificates) -> Sealer:

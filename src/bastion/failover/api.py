@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from bastion.accounts.deps import ApiActorDep
+from bastion.failover import dns_swing, state, swap
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
-from bastion.failover import state, swap
 from bastion.failover import sync as pulling
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
@@ -50,6 +50,23 @@ def failover_out(setup: FailoverSetup) -> s.FailoverOut:
         if checked is not None and checked.checked_at
         else None,
         shared_ips=[str(item) for item in setup.shared_ips],
+        dns_swing=_dns_swing_out(setup),
+    )
+
+
+def _dns_swing_out(setup: FailoverSetup) -> s.DnsSwingOut | None:
+    swing = setup.dns_swing
+    if swing is None:
+        return None
+    last = dns_swing.read_status(setup.state_dir)
+    return s.DnsSwingOut(
+        name=swing.name.to_text(omit_final_dot=True),
+        address=str(swing.address),
+        server=f"{swing.server}:{swing.port}",
+        ttl=swing.ttl,
+        last_update_at=last.at if last else "",
+        last_update_ok=last.ok if last else None,
+        message=last.message if last else "",
     )
 
 

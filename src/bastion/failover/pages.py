@@ -14,8 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
+from bastion.failover import dns_swing, state, swap
 from bastion.failover import service as failover
-from bastion.failover import state, swap
 from bastion.failover import sync as pulling
 from bastion.failover.api import FailoverDep
 from bastion.failover.rules import PeerAddress, Role
@@ -112,6 +112,8 @@ def _failover_page(
         shared_ips=[str(item) for item in setup.shared_ips],
         interval=interval,
         site_url=setup.site_url,
+        dns_swing=setup.dns_swing,
+        dns_status=dns_swing.read_status(setup.state_dir),
     )
 
 

@@ -53,6 +53,16 @@ class PeerStatusOut(BaseModel):
     history: list[PeerStatusEntry] = Field(description="Changes of status, newest first")
 
 
+class DnsSwingOut(BaseModel):
+    name: str = Field(description="The site's DNS name this appliance points at itself")
+    address: str = Field(description="This appliance's address, held while it is primary")
+    server: str = Field(description="The DNS server sent the dynamic updates")
+    ttl: int = Field(description="The record's TTL in seconds")
+    last_update_at: str = Field(description="When the name was last updated or checked")
+    last_update_ok: bool | None = Field(description="None: not updated yet")
+    message: str = Field(description="What happened, or why it failed and what to check")
+
+
 class FailoverOut(BaseModel):
     failover_role: str = Field(description="none, primary or backup")
     key_set: bool
@@ -64,6 +74,9 @@ class FailoverOut(BaseModel):
     split_brain: bool = Field(description="Both appliances claim the same role")
     peer_status: PeerStatusOut | None
     shared_ips: list[str] = Field(description="The shared addresses this appliance is given")
+    dns_swing: DnsSwingOut | None = Field(
+        default=None, description="The DNS swing this appliance is given, and its last update"
+    )
 
 
 class SwapIn(Strict):

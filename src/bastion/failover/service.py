@@ -11,6 +11,7 @@ from pathlib import Path
 from bastion.failover import merge as merging
 from bastion.failover import rules, state
 from bastion.failover import sync as pulling
+from bastion.failover.dns_swing import DnsSwing
 from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, Role
 from bastion.failover.shared_ips import SharedIp
@@ -48,6 +49,8 @@ class FailoverSetup:
     site_url: str = ""
     """The site's public address (`BASTION_PUBLIC_URL`, else the site hostname): where
     clients reach the primary, through a shared address, DNS or NAT."""
+    dns_swing: DnsSwing | None = None
+    """Points the site's DNS name here when this appliance takes the primary role."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""

@@ -24,7 +24,7 @@ from datetime import datetime
 import httpx
 from sqlalchemy import delete
 
-from bastion.failover import journal, service, shared_ips, state
+from bastion.failover import dns_swing, journal, service, shared_ips, state
 from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, PeerRefusedError, Role
 from bastion.failover.service import FailoverSetup
@@ -74,6 +74,7 @@ def _take_role(setup: FailoverSetup, role: Role, forced: bool = False) -> Pair:
             shared_ips.enable(setup.shared_ips)
         except shared_ips.SharedIpError as error:
             log.error("now primary, but the shared addresses are not enabled: %s", error)
+        dns_swing.swing_here(setup.dns_swing, setup.state_dir)  # never raises
     return taken
 
 

@@ -98,6 +98,23 @@ class ApplianceSettings(BaseSettings):
     """HOST:PORT addresses that answer while the site is served (e.g. the shared
     address's HTTPS port); a JSON list in the environment."""
 
+    failover_dns_server: str = ""
+    """DNS swing (R30): the site's primary DNS server, `ADDRESS[:PORT]` (port 53 if not
+    given), sent an RFC 2136 update when this appliance takes the primary role; empty:
+    no DNS swing. The five `failover_dns_*` settings without a default go together."""
+    failover_dns_zone: str = ""
+    """The zone the name is in, e.g. `example.com`."""
+    failover_dns_name: str = ""
+    """The site's DNS name whose A and AAAA records point at the primary."""
+    failover_dns_address: str = ""
+    """This appliance's own address, which the name holds while it is the primary (an
+    A record for IPv4, AAAA for IPv6)."""
+    failover_dns_tsig_key_file: Path | None = None
+    """A BIND key file (`key "NAME" { algorithm hmac-sha256; secret "..."; };`) with the
+    TSIG key the server lets update the name."""
+    failover_dns_ttl: int = 30
+    """The record's TTL in seconds: how long a resolver may keep the old primary's address."""
+
     install_health_deadline_seconds: float = 60.0
     """A new worker (or base) that is not healthy within this time is rolled back."""
     install_probation_seconds: float = 60.0

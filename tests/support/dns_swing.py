@@ -1,0 +1,182 @@
+"""A failover pair that swings a DNS name: two real appliances on loopback, each given
+the DNS swing's settings for a real named (tests/support/named.py), established and
+synced; and a client that resolves the name through named every 10 ms, so that the time
+the answer still pointed at the appliance that stepped down can be measured."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import httpx
+
+from tests.integration.test_api import bearer, create_client, get_token
+from tests.support.appliance import RunningAppliance, free_port, start_appliance
+from tests.support.named import NameServer
+
+SITE = "site.swing.test"
+KEY = "the DNS swing pair's inter-appliance key"
+TTL = 30
+POLL_SECONDS = 0.01
+
+
+@dataclass
+class Node:
+    appliance: RunningAppliance
+    credentials: dict[str, str]
+    stack: ExitStack
+    token: str = ""
+
+    def start_again(self) -> None:
+        """After `appliance.stop()`: the same appliance, address and data."""
+        old = self.appliance
+        self.appliance = self.stack.enter_context(
+            start_appliance(
+                old.log_path.parent,
+                host=old.host,
+                port=old.port,
+                data_dir=old.data_dir,
+                env=old.env,
+                extra_args=["--hostname", SITE],
+            )
+        )
+        self.token = ""
+
+    @property
+    def host(self) -> str:
+        return self.appliance.host
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(2):  # a sync replaces the API clients: then ask for a new token
+            if not self.token:
+                given = get_token(self.appliance, self.credentials)
+                self.token = str(given.json().get("access_token", ""))
+            with self.appliance.client(headers=bearer(self.token), timeout=120) as api:
+                answer = api.request(method, path, **kwargs)
+            if answer.status_code != 401:
+                break
+            self.token = ""
+        return answer
+
+    def failover(self) -> dict[str, Any]:
+        answer = self.call("GET", "/api/v1/failover")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+def dns_env(server: NameServer, own_address: str) -> dict[str, str]:
+    return {
+        "BASTION_GATEWAY_LISTEN": "off",
+        "BASTION_FAILOVER_CHECK_SECONDS": "0.5",
+        "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
+        "BASTION_FAILOVER_DNS_SERVER": server.address,
+        "BASTION_FAILOVER_DNS_ZONE": server.zone,
+        "BASTION_FAILOVER_DNS_NAME": SITE,
+        "BASTION_FAILOVER_DNS_ADDRESS": own_address,
+        "BASTION_FAILOVER_DNS_TSIG_KEY_FILE": str(server.key_file),
+        "BASTION_FAILOVER_DNS_TTL": str(TTL),
+    }
+
+
+@contextmanager
+def dns_pair(
+    tmp: Path, server: NameServer, hosts: tuple[str, str] = ("127.0.0.175", "127.0.0.176")
+) -> Iterator[tuple[Node, Node]]:
+    """The first host the primary, the second its backup, established and synced."""
+    with ExitStack() as stack:
+        nodes = []
+        for host in hosts:
+            running = stack.enter_context(
+                start_appliance(
+                    tmp,
+                    host=host,
+                    port=free_port(host),
+                    data_dir=tmp / f"data-{host}",
+                    env=dns_env(server, host),
+                    extra_args=["--hostname", SITE],
+                )
+            )
+            nodes.append(Node(running, create_client(running, "dns-swing"), stack))
+        first, second = nodes
+        for node in nodes:
+            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
+        body = {
+            "backup_host": second.host,
+            "backup_port": second.appliance.port,
+            "reverse_host": first.host,
+            "reverse_port": first.appliance.port,
+        }
+        answer = first.call("POST", "/api/v1/failover/establish", json=body)
+        assert answer.status_code == 200, answer.text
+        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
+        second.credentials = first.credentials  # the backup now holds the primary's clients
+        yield first, second
+
+
+def resolve(server: NameServer, name: str = SITE) -> str:
+    """The A record's address as the server answers now ("" if none); nothing cached."""
+    query = dns.message.make_query(name, "A")
+    answer = dns.query.udp(query, server.host, port=server.port, timeout=1.0)
+    for rrset in answer.answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            return ",".join(sorted(item.to_text() for item in rrset))
+    return ""
+
+
+class Poller:
+    """Resolves the name every 10 ms in a thread: (wall-clock time, answer) pairs."""
+
+    def __init__(self, server: NameServer) -> None:
+        self.server = server
+        self.answers: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dns poller", daemon=True)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append((time.time(), resolve(self.server)))
+            except Exception:  # a lost datagram counts as no answer
+                self.answers.append((time.time(), "?"))
+            self._stop.wait(POLL_SECONDS)
+
+
+def stale_seconds(answers: list[tuple[float, str]], new: str, stepped_down_at: float) -> float:
+    """How long after the old primary stepped down the answer still was not the new
+    primary's address (to the first answer that was)."""
+    for at, address in answers:
+        if at >= stepped_down_at and address == new:
+            return at - stepped_down_at
+    raise AssertionError(f"the name never pointed at {new}: last answers {answers[-5:]}")
+
+
+def swap_while_polling(
+    server: NameServer, caller: Node, action: str, new_primary: Node, old_primary: Node
+) -> tuple[float, list[tuple[float, str]]]:
+    """`action` (become-primary, become-backup) on `caller` while the name is polled: how
+    long the answer still pointed at the appliance that stepped down (from its
+    `role_since`) before it named the new primary, and the answers."""
+    with Poller(server) as poller:
+        time.sleep(0.3)
+        answer = caller.call("POST", f"/api/v1/failover/{action}", json={})
+        assert answer.status_code == 200, answer.text
+        time.sleep(0.5)
+    stepped_down = datetime.fromisoformat(old_primary.failover()["role_since"]).timestamp()
+    return stale_seconds(poller.answers, new_primary.host, stepped_down), poller.answers
