@@ -41,19 +41,22 @@ def resume_from(partial_dir: Path, sha256: str) -> int:
 
 def receive(response: httpx.Response, partial_dir: Path, blobs_dir: Path, sha256: str) -> None:
     """Append the answer to the part file (a 206 continues it, a 200 starts it over), then
-    verify the whole and move it into the store."""
+    verify the whole and move it into the store. The hash is taken as the bytes arrive
+    (after the part's earlier bytes, when it continues), so the file is not read back."""
     partial_dir.mkdir(parents=True, exist_ok=True)
     part = part_path(partial_dir, sha256)
+    digest = hashlib.sha256()
     mode = "ab" if response.status_code == 206 else "wb"
+    if mode == "ab" and part.exists():
+        with part.open("rb") as earlier:
+            for chunk in iter(lambda: earlier.read(CHUNK), b""):
+                digest.update(chunk)
     with part.open(mode) as out:
         for chunk in response.iter_bytes(CHUNK):
+            digest.update(chunk)
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
-    digest = hashlib.sha256()
-    with part.open("rb") as whole:
-        for chunk in iter(lambda: whole.read(CHUNK), b""):
-            digest.update(chunk)
     if digest.hexdigest() != sha256:
         part.unlink()
         raise BlobMismatchError(f"blob {sha256[:16]}… arrived damaged; it is fetched again")
