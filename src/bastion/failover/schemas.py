@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from bastion.failover import rules
-from bastion.platform.web.schemas import PRINTABLE, Strict
+from bastion.platform.web.schemas import PRINTABLE, Strict, WholeNumber
 
 HOST = Field(
     max_length=253,
@@ -128,7 +128,7 @@ class ChangesIn(BaseModel):
 
 
 class SyncSettingsBody(Strict):
-    sync_interval_seconds: int = Field(
+    sync_interval_seconds: WholeNumber = Field(
         ge=60, le=86_400, description="How often the backup pulls (60 to 86,400 seconds)"
     )
 
