@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bastion.failover import merge as merging
-from bastion.failover import rules, state
+from bastion.failover import rules, shared_ips, state
 from bastion.failover import sync as pulling
 from bastion.failover.dns_swing import DnsSwing
 from bastion.failover.peer import PeerClient
@@ -191,6 +191,7 @@ def establish(
     pair = Pair(Role.PRIMARY, peer, utc_now().isoformat())
     state.write_pair(setup.state_dir, pair)
     state.forget_status(setup.state_dir)
+    shared_ips.place(setup.shared_ips, holds=True)
     audit.record(
         uow, actor, "failover.establish", str(request.backup), reverse=str(request.reverse)
     )
@@ -213,6 +214,7 @@ def join(uow: UnitOfWork, setup: FailoverSetup, actor: Actor, reverse: PeerAddre
     pair = Pair(Role.BACKUP, peer, utc_now().isoformat())
     state.write_pair(setup.state_dir, pair)
     state.forget_status(setup.state_dir)
+    shared_ips.place(setup.shared_ips, holds=False)
     audit.record(uow, actor, "failover.join", str(reverse))
     return pair
 

@@ -142,8 +142,18 @@ def _failed(action: str, item: SharedIp, done: subprocess.CompletedProcess[str])
     return SharedIpError(f"Could not {action} shared IP {item}: {reason}.{advice}")
 
 
+def place(shared: Sequence[SharedIp], holds: bool) -> None:
+    """Enable (`holds`) or disable the addresses as a new role says, at once; a failure
+    is logged, and the periodic peer check tries again."""
+    try:
+        enable(shared) if holds else disable(shared)
+    except SharedIpError as error:
+        log.error("shared addresses: %s", error)
+
+
 def enable(shared: Sequence[SharedIp]) -> list[str]:
     """Add what is missing and announce it; the addresses added."""
+    _seen.clear()
     added: list[str] = []
     for item in shared:
         if item.address.with_prefixlen in _held(item.interface):
@@ -161,6 +171,7 @@ def enable(shared: Sequence[SharedIp]) -> list[str]:
 
 def disable(shared: Sequence[SharedIp]) -> list[str]:
     """Remove those this machine holds; the addresses removed."""
+    _seen.clear()
     removed: list[str] = []
     for item in shared:
         if item.address.with_prefixlen not in _held(item.interface):
