@@ -11,20 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.test_api import bearer, create_client, get_token
-from tests.support.appliance import (
-    RunningAppliance,
-    free_port,
-    start_appliance,
-    test_environment,
-)
+from tests.integration.test_api import create_client
+from tests.support.appliance import free_port, start_appliance, test_environment
+from tests.support.pair_node import Node
 
 SITE = "site.swap.test"
 KEY = "the swap pair's inter-appliance key"
@@ -39,75 +32,34 @@ ENV = {
 }
 
 
-@dataclass
-class Node:
-    """One appliance of the pair, restartable on the same address and data."""
-
-    tmp: Path
-    host: str
-    port: int
-    stack: ExitStack
-    appliance: RunningAppliance | None = None
-    credentials: dict[str, str] | None = None
-    token: str = ""
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> None:
-        data = self.tmp / f"data-{self.host}"
-        running = self.stack.enter_context(
-            start_appliance(
-                self.tmp,
-                host=self.host,
-                port=self.port,
-                data_dir=data,
-                env={**ENV, **self.env},
-                extra_args=["--hostname", SITE],
-            )
-        )
-        self.appliance = running
-        if self.credentials is None:
-            self.credentials = create_client(running, "swap")
-        self.token = ""
-
-    def stop(self) -> None:
-        assert self.appliance is not None
-        self.appliance.stop()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        assert self.appliance is not None and self.credentials is not None
-        for _ in range(2):  # a sync replaces the API clients: then ask for a new token
-            if not self.token:
-                given = get_token(self.appliance, self.credentials)
-                self.token = str(given.json().get("access_token", ""))
-            with self.appliance.client(headers=bearer(self.token), timeout=120) as api:
-                answer = api.request(method, path, **kwargs)
-            if answer.status_code != 401:
-                break
-            self.token = ""
-        return answer
-
-    def role(self) -> str:
-        return str(self.call("GET", "/check_health").json()["failover_role"])
-
-
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
     tmp = tmp_path_factory.mktemp("swap")
+    hosts, made = ("127.0.0.173", "127.0.0.174"), []
+    ports = [free_port(host) for host in hosts]
+    # the site's public address leads to the first, as a NAT rule would
+    env = {**ENV, "BASTION_PUBLIC_URL": f"https://{hosts[0]}:{ports[0]}"}
     with ExitStack() as stack, socket.create_server(SERVED):
-        first = Node(tmp, "127.0.0.173", free_port("127.0.0.173"), stack)
-        second = Node(tmp, "127.0.0.174", free_port("127.0.0.174"), stack)
-        # the site's public address leads to the first, as a NAT rule would
-        site = {"BASTION_PUBLIC_URL": f"https://{first.host}:{first.port}"}
-        first.env, second.env = site, site
-        first.start()
-        second.start()
-        for node in (first, second):
+        for host, port in zip(hosts, ports, strict=True):
+            running = stack.enter_context(
+                start_appliance(
+                    tmp,
+                    host=host,
+                    port=port,
+                    data_dir=tmp / f"data-{host}",
+                    env=env,
+                    extra_args=["--hostname", SITE],
+                )
+            )
+            made.append(Node(running, create_client(running, "swap"), stack, SITE))
+        first, second = made
+        for node in made:
             assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
         body = {
             "backup_host": second.host,
-            "backup_port": second.port,
+            "backup_port": second.appliance.port,
             "reverse_host": first.host,
-            "reverse_port": first.port,
+            "reverse_port": first.appliance.port,
         }
         answer = first.call("POST", "/api/v1/failover/establish", json=body)
         assert answer.status_code == 200, answer.text
@@ -177,11 +129,10 @@ def test_roles_swap_both_ways_and_nothing_done_on_the_primary_is_lost(
     audit = first.call("GET", "/api/v1/audit", params={"action": "failover.promoted"})
     assert audit.status_code == 200 and audit.json()["total"] >= 1
     assert first.call("POST", "/api/v1/failover/site-check").json()["leads_to_primary"]
-    assert first.appliance is not None
     command = [sys.executable, "-m", "bastion", "failover", "site-check", "--wait", "5"]
     on_console = subprocess.run(
         [*command, "--data", str(first.appliance.data_dir)],
-        env=test_environment(first.env),
+        env=test_environment(first.appliance.env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -209,7 +160,7 @@ def test_a_forced_takeover_then_the_split_brain_is_found_on_both_and_fixed(
     first, second = nodes
     if first.role() != "primary":
         assert first.call("POST", "/api/v1/failover/become-primary", json={}).status_code == 200
-    first.stop()
+    first.appliance.stop()
 
     answer = second.call("POST", "/api/v1/failover/become-primary", json={"sync_first": True})
     assert answer.status_code == 409
@@ -226,7 +177,7 @@ def test_a_forced_takeover_then_the_split_brain_is_found_on_both_and_fixed(
     assert answer.status_code == 200, answer.text
     assert second.role() == "primary"
 
-    first.start()  # it comes back still counting itself the primary
+    first.start_again()  # it comes back still counting itself the primary
     assert first.role() == "primary"
 
     def split_on(node: Node) -> bool:

@@ -9,68 +9,22 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import dns.message
 import dns.query
 import dns.rdatatype
-import httpx
 
-from tests.integration.test_api import bearer, create_client, get_token
-from tests.support.appliance import RunningAppliance, free_port, start_appliance
+from tests.integration.test_api import create_client
+from tests.support.appliance import free_port, start_appliance
 from tests.support.named import NameServer
+from tests.support.pair_node import Node
 
 SITE = "site.swing.test"
 KEY = "the DNS swing pair's inter-appliance key"
 TTL = 30
 POLL_SECONDS = 0.01
-
-
-@dataclass
-class Node:
-    appliance: RunningAppliance
-    credentials: dict[str, str]
-    stack: ExitStack
-    token: str = ""
-
-    def start_again(self) -> None:
-        """After `appliance.stop()`: the same appliance, address and data."""
-        old = self.appliance
-        self.appliance = self.stack.enter_context(
-            start_appliance(
-                old.log_path.parent,
-                host=old.host,
-                port=old.port,
-                data_dir=old.data_dir,
-                env=old.env,
-                extra_args=["--hostname", SITE],
-            )
-        )
-        self.token = ""
-
-    @property
-    def host(self) -> str:
-        return self.appliance.host
-
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for _ in range(2):  # a sync replaces the API clients: then ask for a new token
-            if not self.token:
-                given = get_token(self.appliance, self.credentials)
-                self.token = str(given.json().get("access_token", ""))
-            with self.appliance.client(headers=bearer(self.token), timeout=120) as api:
-                answer = api.request(method, path, **kwargs)
-            if answer.status_code != 401:
-                break
-            self.token = ""
-        return answer
-
-    def failover(self) -> dict[str, Any]:
-        answer = self.call("GET", "/api/v1/failover")
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
 
 
 def dns_env(server: NameServer, own_address: str) -> dict[str, str]:
@@ -105,7 +59,7 @@ def dns_pair(
                     extra_args=["--hostname", SITE],
                 )
             )
-            nodes.append(Node(running, create_client(running, "dns-swing"), stack))
+            nodes.append(Node(running, create_client(running, "dns-swing"), stack, SITE))
         first, second = nodes
         for node in nodes:
             assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204

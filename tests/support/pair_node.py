@@ -1,0 +1,62 @@
+"""One real appliance of a failover pair as a test drives it: its API with a token that
+is asked for again when a sync has replaced the API clients, and a restart on the same
+address and data."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.integration.test_api import bearer, get_token
+from tests.support.appliance import RunningAppliance, start_appliance
+
+
+@dataclass
+class Node:
+    appliance: RunningAppliance
+    credentials: dict[str, str]
+    stack: ExitStack
+    hostname: str
+    token: str = ""
+
+    def start_again(self) -> None:
+        """After `appliance.stop()`: the same appliance, address and data."""
+        old = self.appliance
+        self.appliance = self.stack.enter_context(
+            start_appliance(
+                old.log_path.parent,
+                host=old.host,
+                port=old.port,
+                data_dir=old.data_dir,
+                env=old.env,
+                extra_args=["--hostname", self.hostname],
+            )
+        )
+        self.token = ""
+
+    @property
+    def host(self) -> str:
+        return self.appliance.host
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(2):  # a sync replaces the API clients: then ask for a new token
+            if not self.token:
+                given = get_token(self.appliance, self.credentials)
+                self.token = str(given.json().get("access_token", ""))
+            with self.appliance.client(headers=bearer(self.token), timeout=120) as api:
+                answer = api.request(method, path, **kwargs)
+            if answer.status_code != 401:
+                break
+            self.token = ""
+        return answer
+
+    def failover(self) -> dict[str, Any]:
+        answer = self.call("GET", "/api/v1/failover")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def role(self) -> str:
+        return str(self.call("GET", "/check_health").json()["failover_role"])
