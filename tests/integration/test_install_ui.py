@@ -143,6 +143,12 @@ def in_an_hour() -> datetime:
     return (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
 
 
+def as_shown(at: datetime) -> str:
+    """How the pages write a time: with its date when that is not today (near midnight)."""
+    today = datetime.now(UTC).date()
+    return f"{at:%H:%M} UTC" + (f" on {at:%Y-%m-%d}" if at.date() != today else "")
+
+
 def test_the_api_installs_a_downloaded_site_release(
     appliance: RunningAppliance, api: httpx.Client
 ) -> None:
@@ -191,7 +197,7 @@ def test_a_new_major_version_asks_for_its_licence_and_can_be_cancelled(
         assert ("updates.licence_accepted", "site 2.0.0") in audit_actions(api)
         status = get(api, INSTALL).json()
         assert status["state"] == "scheduled" and status["pending"]["not_before"] == at.isoformat()
-        banner = f"Bastion will be updated to site 2.0.0 at {at:%H:%M} UTC"
+        banner = f"Bastion will be updated to site 2.0.0 at {as_shown(at)};"
         with browser(appliance) as page:
             for path in ("/login/home", "/appliance/status/basics"):
                 shown = page.get(path).text
@@ -234,7 +240,7 @@ def test_the_page_plans_asks_for_the_licence_schedules_and_cancels(
             assert started.status_code == 303, started.text
             scheduled = page.get("/appliance/updates").text
             assert 'id="install-scheduled"' in scheduled and 'id="install-cancel-form"' in scheduled
-            assert f"site 2.0.0 at {at:%H:%M} UTC; you will be signed out then." in scheduled
+            assert f"site 2.0.0 at {as_shown(at)}; you will be signed out then." in scheduled
             assert 'src="/static/installs.js"' in scheduled
             view = page.get("/appliance/updates/installs/status").json()
             assert view["state"] == "scheduled" and view["pending"]["releases"] == "site 2.0.0"
