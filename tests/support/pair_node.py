@@ -35,6 +35,7 @@ class Node:
                 extra_args=["--hostname", self.hostname],
             )
         )
+        self.appliance.trust, self.appliance.verify_hostname = old.trust, old.verify_hostname
         self.token = ""
 
     @property

@@ -29,16 +29,19 @@ from bastion.backups.schedule import Sealer
 from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
+from bastion.entrypoints.pair_upgrade import SiteInstaller
 from bastion.failover import dns_swing, journal, shared_ips, swap
 from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.failover import service as failover
 from bastion.failover import sync as failover_sync
+from bastion.failover import upgrade as upgrading
 from bastion.failover.dns_swing import DnsSwing
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import FailoverSetup
 from bastion.failover.shared_ips import SharedIp
 from bastion.failover.state import KeyStore
 from bastion.failover.sync import SyncSite
+from bastion.failover.upgrade import UpgradeSetup
 from bastion.installs.service import InstallsSetup
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
@@ -104,6 +107,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
     runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
     runtime.add(JumpointsSetup(certificates.vault.seal, certificates.vault.unseal))
     runtime.add(_failover(runtime, certificates))
+    runtime.add(UpgradeSetup(SiteInstaller(runtime), runtime.uow))
     return runtime
 
 
@@ -189,6 +193,15 @@ def check_failover_peer(runtime: Runtime) -> None:
             uow.commit()
     if checked is None or checked.status != swap.SPLIT_BRAIN:
         dns_swing.keep_here(setup.dns_swing, setup.state_dir, setup.pair().role)
+
+
+def go_on_with_upgrade(runtime: Runtime) -> None:
+    """The pair's upgrade runbook, when one is running and no process runs it (this
+    worker replaced the one that started it, at its own install or after a crash)."""
+    upgrade = runtime.part(UpgradeSetup)
+    upgrading.run_in_background(
+        runtime.part(FailoverSetup), upgrade.installer, upgrade.uow, APPLIANCE
+    )
 
 
 def sync_if_due(runtime: Runtime) -> None:

@@ -299,6 +299,7 @@ async def _failover_work(runtime: Runtime) -> None:
         await asyncio.sleep(tick)
         try:
             await asyncio.to_thread(compose.sync_if_due, runtime)
+            compose.go_on_with_upgrade(runtime)
             if time.monotonic() - checked >= check_every:
                 checked = time.monotonic()
                 await asyncio.to_thread(compose.check_failover_peer, runtime)

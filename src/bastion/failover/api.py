@@ -14,8 +14,10 @@ from bastion.failover import dns_swing, state, swap
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
 from bastion.failover import sync as pulling
+from bastion.failover import upgrade as upgrading
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
+from bastion.platform.errors import NotFoundError
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep, part
@@ -248,3 +250,118 @@ async def site_check(setup: FailoverDep, actor: ApiActorDep) -> s.SiteCheckOut:
     """Where the site's public address leads now: after a NAT or DNS swing it must lead to
     the new primary (`leads_to_primary`)."""
     return site_check_out(await run_in_threadpool(swap.check_site_address, setup))
+
+
+# -- the pair's upgrade runbook (failover/upgrade.py) -----------------------------------------
+
+UpgradeDep = Annotated[upgrading.UpgradeSetup, Depends(part(upgrading.UpgradeSetup))]
+
+
+def upgrade_out(setup: FailoverSetup) -> s.UpgradeOut:
+    runbook = upgrading.read(setup.state_dir)
+    if runbook is None:
+        raise NotFoundError("No upgrade of the pair has been started on this appliance.")
+    return s.UpgradeOut.of(upgrading.report(runbook))
+
+
+@router.get(
+    "/upgrade",
+    response_model=s.UpgradeOut,
+    responses=errors(404, e404="no upgrade of the pair was started here."),
+)
+def get_upgrade(setup: FailoverDep, actor: ApiActorDep) -> s.UpgradeOut:
+    """The pair's upgrade: each step with its state and time, and where it stopped (the
+    report, once done)."""
+    return upgrade_out(setup)
+
+
+def _start_upgrade(
+    uow: UnitOfWork,
+    setup: FailoverSetup,
+    upgrade: upgrading.UpgradeSetup,
+    actor: Actor,
+    body: s.UpgradeIn,
+) -> s.UpgradeOut:
+    request = upgrading.UpgradeRequest(
+        body.releases,
+        upgrading.Mode(body.mode),
+        body.backup_passphrase,
+        body.accept_licence,
+        body.accept_offline_clients,
+    )
+    upgrading.start(uow, setup, upgrade.installer, actor, request)
+    uow.commit()
+    upgrading.run_in_background(setup, upgrade.installer, upgrade.uow, actor)
+    return upgrade_out(setup)
+
+
+@router.post(
+    "/upgrade",
+    status_code=202,
+    response_model=s.UpgradeOut,
+    responses=errors(
+        400,
+        404,
+        409,
+        e400="a release name that is blank, or a passphrase refused for backups.",
+        e404="a release is not offered to one of the appliances; check for updates.",
+        e409="the preflight failed (the message lists every problem: not the primary of a "
+        "pair, the backup unreachable or on another version, clocks off, the last sync "
+        "failed or old, too little disk, a licence or offline Jump Clients not accepted), "
+        "or an upgrade is already under way.",
+    ),
+)
+async def start_upgrade(
+    body: s.UpgradeIn,
+    setup: FailoverDep,
+    upgrade: UpgradeDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+) -> s.UpgradeOut:
+    """From the primary: upgrade both appliances of the pair (R35). Answers once the
+    preflight passed and the backup is written; the steps after go on by themselves
+    (follow them with `GET`)."""
+    return await run_in_threadpool(_start_upgrade, uow, setup, upgrade, actor, body)
+
+
+@router.post(
+    "/upgrade/stop",
+    response_model=s.UpgradeOut,
+    responses=errors(404, 409, e404="no upgrade was started here.", e409="it is not running."),
+)
+def stop_upgrade(setup: FailoverDep, actor: ApiActorDep) -> s.UpgradeOut:
+    """Stop before the next step (a step under way, such as an install, finishes)."""
+    try:
+        upgrading.stop(setup)
+    except upgrading.NoRunbookError as error:
+        raise NotFoundError(str(error)) from None
+    return upgrade_out(setup)
+
+
+@router.post(
+    "/upgrade/resume",
+    status_code=202,
+    response_model=s.UpgradeOut,
+    responses=errors(404, 409, e404="no upgrade was started here.", e409="it is running or done."),
+)
+def resume_upgrade(setup: FailoverDep, upgrade: UpgradeDep, actor: ApiActorDep) -> s.UpgradeOut:
+    """Go on from the step that stopped or failed."""
+    try:
+        upgrading.resume(setup)
+    except upgrading.NoRunbookError as error:
+        raise NotFoundError(str(error)) from None
+    upgrading.run_in_background(setup, upgrade.installer, upgrade.uow, actor)
+    return upgrade_out(setup)
+
+
+@router.delete(
+    "/upgrade",
+    status_code=204,
+    responses=errors(404, 409, e404="no upgrade was started here.", e409="it is running."),
+)
+def forget_upgrade(setup: FailoverDep, actor: ApiActorDep) -> None:
+    """Forget a finished, stopped or failed upgrade (its backup file stays)."""
+    try:
+        upgrading.forget(setup)
+    except upgrading.NoRunbookError as error:
+        raise NotFoundError(str(error)) from None

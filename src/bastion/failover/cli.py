@@ -283,3 +283,172 @@ def sync_interval(
             raise typer.Exit(2) from None
         uow.commit()
     console.print(f"The backup pulls every {seconds} seconds.")
+
+
+# -- the pair's upgrade runbook ---------------------------------------------------------------
+
+UpgradePassphraseOption = Annotated[
+    str,
+    typer.Option(
+        "--backup-passphrase",
+        prompt="Passphrase for the backup taken first",
+        hide_input=True,
+        confirmation_prompt=True,
+        envvar="BASTION_BACKUP_PASSPHRASE",
+        help="Encrypts the backup taken before anything changes; at least 12 characters, "
+        "not kept (or BASTION_BACKUP_PASSPHRASE).",
+    ),
+]
+
+
+def _print_upgrade(report: dict[str, object], printed: set[tuple[str, str]] | None = None) -> None:
+    """Each step's state; with `printed`, only the lines not printed before."""
+    from rich.markup import escape
+
+    steps = report.get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        line = f"{step['state']:>8}  {step['title']}"
+        said = step.get("error") or step.get("detail") or ""
+        if said and step["state"] in ("done", "failed"):
+            line += f": {said}"
+        if printed is not None:
+            if (step["name"], step["state"]) in printed:
+                continue
+            printed.add((step["name"], step["state"]))
+        console.print(escape(line))
+
+
+def _upgrade_end(report: dict[str, object]) -> None:
+    from rich.markup import escape
+
+    state = report["state"]
+    message = escape(str(report.get("message", "")))
+    console.print(f"Upgrade {state} after {report['total_seconds']} s. {message}")
+    if state != "done":
+        raise typer.Exit(1)
+
+
+def _follow(state_dir: Path) -> None:
+    """Print the steps as they change until the runbook stops, fails or is done."""
+    import time
+
+    from bastion.failover import upgrade as upgrading
+
+    printed: set[tuple[str, str]] = set()
+    while True:
+        runbook = upgrading.read(state_dir)
+        if runbook is None:
+            raise typer.Exit(1)
+        report = upgrading.report(runbook)
+        _print_upgrade(report, printed)
+        if runbook.state != upgrading.RUNNING:
+            _upgrade_end(report)
+            return
+        time.sleep(2)
+
+
+@failover_app.command("upgrade")
+def upgrade(
+    ctx: typer.Context,
+    releases: Annotated[list[str], typer.Argument(help="Releases, e.g. 'site 1.2.0'.")],
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="sync: this appliance (the primary) first, the site down while it installs; "
+            "async: the backup first, tried, then it takes the site."
+        ),
+    ],
+    backup_passphrase: UpgradePassphraseOption,
+    accept_licence: Annotated[
+        bool, typer.Option(help="Accept the licence agreement of a new major version.")
+    ] = False,
+    accept_offline_clients: Annotated[
+        bool, typer.Option(help="Install though some Jump Clients lack the new trust anchors.")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Follow the steps until the end.")] = True,
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """On the primary: upgrade both appliances of the pair as one operation (preflight,
+    backup, sync, break, install, verify, swing, install, establish). The appliance runs
+    the steps; leaving this command does not stop them."""
+    from bastion.failover import service as failover
+    from bastion.failover import upgrade as upgrading
+    from bastion.platform.errors import ServiceError
+
+    if mode not in ("sync", "async"):
+        raise typer.BadParameter("choose sync or async", param_hint="--mode")
+    request = upgrading.UpgradeRequest(
+        [" ".join(r.split()) for r in releases],
+        upgrading.Mode(mode),
+        backup_passphrase,
+        accept_licence,
+        accept_offline_clients,
+    )
+    with console_runtime(ctx, data, database_url) as runtime, runtime.uow() as uow:
+        setup = runtime.part(failover.FailoverSetup)
+        installer = runtime.part(upgrading.UpgradeSetup).installer
+        try:
+            with console.status("Preflight and backup..."):
+                runbook = upgrading.start(uow, setup, installer, console_actor(), request)
+        except ServiceError as error:
+            console.print(f"[red]Not started:[/] {error}")
+            raise typer.Exit(2) from None
+        uow.commit()
+    console.print(f"Started ({runbook.mode.value}); the backup is {runbook.backup_file}.")
+    console.print("The appliance goes on with the steps; `bastion failover upgrade-status`.")
+    if wait:
+        _follow(setup.state_dir)
+
+
+@failover_app.command("upgrade-status")
+def upgrade_status(
+    ctx: typer.Context,
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+    follow: Annotated[bool, typer.Option(help="Follow the steps until the end.")] = False,
+) -> None:
+    """The pair's upgrade: each step, and where it stopped (exit 1 unless done)."""
+    from bastion.failover import service as failover
+    from bastion.failover import upgrade as upgrading
+
+    with console_runtime(ctx, data, database_url) as runtime:
+        state_dir = runtime.part(failover.FailoverSetup).state_dir
+    runbook = upgrading.read(state_dir)
+    if runbook is None:
+        console.print("No upgrade of the pair was started on this appliance.")
+        raise typer.Exit(1)
+    if follow:
+        _follow(state_dir)
+        return
+    report = upgrading.report(runbook)
+    _print_upgrade(report)
+    _upgrade_end(report)
+
+
+@failover_app.command("upgrade-control")
+def upgrade_control(
+    ctx: typer.Context,
+    action: Annotated[str, typer.Argument(help="stop, resume or forget.")],
+    data: DataOption = DEFAULT_DATA,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Stop the pair's upgrade before its next step, resume it where it stopped or
+    failed (the appliance goes on with it), or forget one that is not running."""
+    from bastion.failover import service as failover
+    from bastion.failover import upgrade as upgrading
+    from bastion.platform.errors import ServiceError
+
+    actions = {"stop": upgrading.stop, "resume": upgrading.resume, "forget": upgrading.forget}
+    if action not in actions:
+        raise typer.BadParameter("choose stop, resume or forget", param_hint="ACTION")
+    with console_runtime(ctx, data, database_url) as runtime:
+        setup = runtime.part(failover.FailoverSetup)
+    try:
+        actions[action](setup)
+    except ServiceError as error:
+        console.print(f"[red]Not done:[/] {error}")
+        raise typer.Exit(2) from None
+    said = {"stop": "It stops before its next step.", "resume": "The appliance goes on with it.",
+            "forget": "Forgotten (its backup file stays)."}  # fmt: skip
+    console.print(said[action])

@@ -20,11 +20,12 @@ from bastion.failover import merge as merging
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
 from bastion.failover import sync as pulling
+from bastion.failover import upgrade as upgrading
 from bastion.failover.api import FailoverDep, failover_out
 from bastion.failover.peer import PEER_PREFIX, TICKET_HEADER
 from bastion.failover.rules import PeerAddress
 from bastion.platform.principals import Actor, Principal, Role
-from bastion.platform.web.deps import UowDep
+from bastion.platform.web.deps import UowDep, part
 
 router = APIRouter(prefix=PEER_PREFIX, include_in_schema=False)
 
@@ -158,6 +159,79 @@ async def demote(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverO
 async def promote(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> s.FailoverOut:
     def work() -> s.FailoverOut:
         swap.promote(uow, setup, actor)
+        uow.commit()
+        return failover_out(setup)
+
+    return await run_in_threadpool(work)
+
+
+# -- the pair's upgrade runbook, asked of the other appliance (failover/upgrade.py) -----------
+
+UpgradeDep = Annotated[upgrading.UpgradeSetup, Depends(part(upgrading.UpgradeSetup))]
+
+
+@router.post("/upgrade/prepare")
+async def upgrade_prepare(
+    body: s.UpgradePrepareIn, setup: FailoverDep, upgrade: UpgradeDep, actor: PeerDep
+) -> dict[str, Any]:
+    """Ready to install the releases (downloaded if missing), and how this appliance
+    reaches the one that asks."""
+    return await run_in_threadpool(
+        upgrading.prepare_here, setup, upgrade.installer, actor, body.releases
+    )
+
+
+@router.post("/upgrade/install")
+async def upgrade_install(
+    body: s.UpgradeInstallIn, upgrade: UpgradeDep, actor: PeerDep
+) -> dict[str, Any]:
+    accepted = upgrading.Accepted(body.accept_licence, body.accept_offline_clients)
+    install_id = await run_in_threadpool(upgrade.installer.install, body.releases, accepted, actor)
+    return {"install_id": install_id}
+
+
+@router.get("/upgrade/status", dependencies=[Depends(peer_actor)])
+def upgrade_status(
+    setup: FailoverDep,
+    upgrade: UpgradeDep,
+    install_id: Annotated[str, Query(max_length=64)] = "",
+) -> dict[str, Any]:
+    """The site version this appliance runs, and how an install it was asked for ended."""
+    answer: dict[str, Any] = {"version": setup.version, "role": setup.pair().role.value}
+    if install_id:
+        answer["state"], answer["finished"] = upgrade.installer.outcome(install_id)
+    return answer
+
+
+@router.post("/upgrade/verify", dependencies=[Depends(peer_actor)])
+async def upgrade_verify(setup: FailoverDep, upgrade: UpgradeDep) -> dict[str, Any]:
+    about = await run_in_threadpool(upgrade.installer.verify)
+    return {"version": setup.version, "about": about}
+
+
+@router.post("/upgrade/take-site")
+async def upgrade_take_site(setup: FailoverDep, uow: UowDep, actor: PeerDep) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        detail = upgrading.take_site(uow, setup, actor)
+        uow.commit()
+        return {"detail": detail}
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/upgrade/establish", response_model=s.FailoverOut)
+async def upgrade_establish(
+    body: s.UpgradeEstablishIn, setup: FailoverDep, uow: UowDep, actor: PeerDep
+) -> s.FailoverOut:
+    """Asked by the runbook once both run the new version (async mode): establish the
+    pair from here, with the asking appliance as the backup."""
+
+    def work() -> s.FailoverOut:
+        request = failover.EstablishRequest(
+            PeerAddress(body.backup.host.strip(), body.backup.port),
+            PeerAddress(body.reverse.host.strip(), body.reverse.port),
+        )
+        failover.establish(uow, setup, actor, request)
         uow.commit()
         return failover_out(setup)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 from pydantic import BaseModel, Field
 
 from bastion.failover import rules
@@ -140,3 +142,80 @@ class SiteCheckOut(BaseModel):
     leads_to_primary: bool
     certificate_sha256: str = Field(description="The certificate served there (not checked)")
     message: str
+
+
+# -- the pair's upgrade runbook ----------------------------------------------------------------
+
+Release = Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
+Releases = Field(
+    min_length=1,
+    max_length=20,
+    description='Releases as the Updates page lists them, e.g. ["site 1.2.0"]',
+)
+
+
+class UpgradeIn(Strict):
+    releases: list[Release] = Releases
+    mode: Literal["sync", "async"] = Field(
+        description="sync: this appliance (the primary) first, the site down while it "
+        "installs; async: the backup first, tried, then it takes the site"
+    )
+    backup_passphrase: str = Field(
+        min_length=12,
+        max_length=1024,
+        description="Encrypts the fresh backup taken before anything changes (not kept)",
+    )
+    accept_licence: bool = Field(
+        default=False, description="Accept the licence agreement of a new major version"
+    )
+    accept_offline_clients: bool = Field(
+        default=False,
+        description="Install even though some Jump Clients lack the release's trust anchors",
+    )
+
+
+class UpgradeStepOut(BaseModel):
+    name: str
+    title: str
+    state: str = Field(description="pending, running, done or failed")
+    started_at: str = ""
+    ended_at: str = ""
+    seconds: float | None = None
+    detail: str = ""
+    error: str = ""
+
+
+class UpgradeOut(BaseModel):
+    id: str
+    mode: str
+    releases: list[str]
+    state: str = Field(description="running, stopped, failed or done")
+    message: str
+    requested_by: str
+    started_at: str
+    ended_at: str
+    total_seconds: float
+    from_version: str
+    to_version: str
+    backup_file: str = Field(description="The backup taken before the upgrade")
+    stop_requested: bool
+    steps: list[UpgradeStepOut]
+
+    @classmethod
+    def of(cls, report: dict[str, Any]) -> UpgradeOut:
+        return cls.model_validate({k: v for k, v in report.items() if k in cls.model_fields})
+
+
+class UpgradePrepareIn(BaseModel):
+    releases: list[Release] = Releases
+
+
+class UpgradeInstallIn(BaseModel):
+    releases: list[Release] = Releases
+    accept_licence: bool = False
+    accept_offline_clients: bool = False
+
+
+class UpgradeEstablishIn(BaseModel):
+    backup: JoinIn
+    reverse: JoinIn

@@ -1,0 +1,120 @@
+"""Installing on this appliance for the pair's upgrade runbook (`failover/upgrade.py`):
+the Updates page's own use cases (download, plan, licence, install), and a check of the
+new version that a worker and a console of it can serve."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import httpx
+
+from bastion.failover.upgrade import Accepted, Prepared, free_bytes, needed_bytes
+from bastion.installs import service as installs
+from bastion.installs.service import InstallsSetup
+from bastion.platform import build as this_build
+from bastion.platform.errors import ConflictError
+from bastion.platform.principals import Actor
+from bastion.platform.runtime import Runtime
+from bastion.releases.versions import ReleaseKind
+from bastion.supervisor.client import SupervisorClient
+from bastion.supervisor.sockets import parse_listen_address
+from bastion.updates import service as updates
+
+CONSOLE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class SiteInstaller:
+    runtime: Runtime
+
+    @property
+    def _installs(self) -> InstallsSetup:
+        return self.runtime.part(InstallsSetup)
+
+    def _missing(self, releases: list[str]) -> list[str]:
+        setup = self._installs.updates
+        with self.runtime.uow() as uow:
+            known = {s.release.name: s for s in updates.known_statuses(uow, setup)}
+        missing = []
+        for name in releases:
+            status = known.get(name)
+            if (
+                status is None
+                or not (setup.packages_dir / status.target.hashes["sha256"]).is_file()
+            ):
+                missing.append(name)
+        return missing
+
+    def prepare(self, releases: list[str], actor: Actor) -> Prepared:
+        for name in self._missing(releases):
+            with self.runtime.uow() as uow:
+                updates.download(uow, self._installs.updates, actor, name)
+                uow.commit()
+        with self.runtime.uow() as uow:
+            chosen = installs.plan(uow, self._installs, releases)
+        site = [r for r in chosen.releases if r.kind is ReleaseKind.SITE]
+        estimate = chosen.estimate
+        return Prepared(
+            order=chosen.names,
+            licences=sorted(chosen.licences),
+            target_version=str(site[-1].version) if site else this_build.site_version(),
+            needed_bytes=needed_bytes(estimate.package_bytes, estimate.database_bytes),
+            free_bytes=free_bytes(self.runtime.settings.data_dir),
+            offline=sorted(chosen.offline),
+        )
+
+    def install(self, releases: list[str], accepted: Accepted, actor: Actor) -> str:
+        with self.runtime.uow() as uow:
+            chosen = installs.plan(uow, self._installs, releases)
+            pending = installs.submit(
+                uow,
+                self._installs,
+                actor,
+                chosen,
+                accepted_licence=accepted.licence,
+                accepted_offline=accepted.offline_clients,
+            )
+            uow.commit()
+        return pending.install_id
+
+    def outcome(self, install_id: str) -> tuple[str, list[dict[str, str]]]:
+        status = self.runtime.part(SupervisorClient).status()
+        finished = [
+            {"release": e.release, "outcome": e.outcome.value, "reason": e.reason}
+            for e in status.history
+            if e.install_id.partition("+")[0] == install_id  # one entry per release: ID+name
+        ]
+        return status.state, finished
+
+    def verify(self) -> str:
+        """`/check_health` over this appliance's own TLS listener, then a console of the
+        installed version run against its data (it opens the database, migrated)."""
+        settings = self.runtime.settings
+        listen = parse_listen_address(settings.listen[0])
+        host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+        url = f"https://{host}:{listen.port}/check_health"
+        try:
+            answer = httpx.get(url, verify=False, timeout=10)
+            health = answer.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise ConflictError(f"{url} did not answer: {error}") from None
+        version = this_build.site_version()
+        if answer.status_code != 200 or health.get("version") != version:
+            raise ConflictError(f"{url} answered {answer.status_code}: {answer.text[:200]}")
+        command = [sys.executable, "-m", "bastion", "failover", "status"]
+        command += ["--data", str(settings.data_dir)]  # a pair runs on SQLite (failover/rules)
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=CONSOLE_SECONDS, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise ConflictError(
+                f"The console did not answer within {CONSOLE_SECONDS:.0f} s."
+            ) from None
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise ConflictError(f"The console failed ({done.returncode}): {' '.join(said)}")
+        first = (done.stdout.strip().splitlines() or [""])[0]
+        return f"health ok at {version}; console: {first}"
