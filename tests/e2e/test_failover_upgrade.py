@@ -7,85 +7,35 @@ half way."""
 
 from __future__ import annotations
 
+import re
 import signal
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-from tests.integration._update_env import Vendor, service
-from tests.integration.test_api import create_client
-from tests.support.appliance import free_port, start_appliance
+from bastion.entrypoints.cli import app as bastion_command
 from tests.support.pair_node import Node
-from tests.support.releases import project_wheel
+from tests.support.pair_upgrade import UPGRADE, ended, start, upgrade_pair, wait_for
+from tests.support.web import change_password, sign_in, submit
 
-SITE = "site.upgrade.test"
-KEY = "the upgraded pair's inter-appliance key"
 PASSPHRASE = "a passphrase for the backup first"
 SERVICE_HOST, HOSTS = "127.0.0.190", ("127.0.0.191", "127.0.0.192")
-UPGRADE = "/api/v1/failover/upgrade"
+FAILOVER = "/login/management/failover"
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    """A (primary) and B (backup), both told of the update service, which offers a site
-    release that fails its health check (1.1.0), then 1.2.0 and 1.3.0."""
+    """A (primary) and B (backup); the update service offers a site release that fails
+    its health check (1.1.0), then 1.2.0 and 1.3.0."""
     tmp = tmp_path_factory.mktemp("pair-upgrade")
-    vendor = Vendor.for_site(tmp / "vendor", SITE)
-    wheels = tmp / "wheels"
-    vendor.publish_wheel(
-        "site", "1.1.0", project_wheel("1.1.0", wheels, broken_health=True), "--site", SITE
-    )
-    for version in ("1.2.0", "1.3.0"):
-        vendor.publish_wheel("site", version, project_wheel(version, wheels), "--site", SITE)
-    root_file = tmp / "root.json"
-    root_file.write_bytes(vendor.trusted_root())
-    with service(vendor, SERVICE_HOST) as running, ExitStack() as stack:
-        env = {
-            **running.env(),
-            "BASTION_UPDATE_SITE": SITE,
-            "BASTION_UPDATE_TRUSTED_ROOT": str(root_file),
-            "BASTION_INSTALL_PROBATION_SECONDS": "2",
-            "BASTION_GATEWAY_LISTEN": "off",
-            "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
-        }
-        made = []
-        for host in HOSTS:
-            appliance = stack.enter_context(
-                start_appliance(
-                    tmp,
-                    host=host,
-                    port=free_port(host),
-                    data_dir=tmp / f"data-{host}",
-                    env=env,
-                    extra_args=["--hostname", SITE],
-                )
-            )
-            vendor.enrol(SITE, appliance.data_dir)
-            made.append(Node(appliance, create_client(appliance, "upgrade"), stack, SITE))
-        first, second = made
-        for node, other in ((first, second), (second, first)):
-            # after a restart the backup serves the site certificate its sync brought (the
-            # primary's, issued by the primary's CA for the site name)
-            node.appliance.trust = [other.appliance.ca_file]
-            node.appliance.verify_hostname = False
-        for node in made:
-            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
-        body = {
-            "backup_host": second.host,
-            "backup_port": second.appliance.port,
-            "reverse_host": first.host,
-            "reverse_port": first.appliance.port,
-        }
-        answer = first.call("POST", "/api/v1/failover/establish", json=body)
-        assert answer.status_code == 200, answer.text
-        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
-        second.credentials = first.credentials  # the backup now holds the primary's clients
-        yield first, second
+    with upgrade_pair(tmp, SERVICE_HOST, HOSTS, ["1.2.0", "1.3.0"], broken=["1.1.0"]) as pair:
+        yield pair
 
 
 def version(node: Node) -> str:
@@ -93,41 +43,8 @@ def version(node: Node) -> str:
         return str(client.get("/check_health").json()["version"])
 
 
-def runbook(node: Node) -> dict[str, Any]:
-    answer = node.call("GET", UPGRADE)
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
-
-
-def wait_for(node: Node, done: Any, timeout: float = 300) -> dict[str, Any]:
-    """The runbook once `done(it)`; the appliance may be restarting meanwhile."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        try:
-            last = runbook(node)
-        except (httpx.HTTPError, AssertionError):
-            time.sleep(0.5)
-            continue
-        if done(last):
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"the runbook did not get there in {timeout} s: {last}")
-
-
-def ended(report: dict[str, Any]) -> bool:
-    return report["state"] != "running"
-
-
 def steps(report: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["state"] for s in report["steps"]}
-
-
-def start(node: Node, release: str, mode: str) -> dict[str, Any]:
-    body = {"releases": [release], "mode": mode, "backup_passphrase": PASSPHRASE}
-    answer = node.call("POST", UPGRADE, json=body)
-    assert answer.status_code == 202, answer.text
-    return dict(answer.json())
 
 
 def test_the_preflight_refuses_from_the_backup_and_a_release_nobody_offers(
@@ -150,7 +67,7 @@ def test_a_release_that_fails_on_the_backup_leaves_the_pair_as_it_was(
 ) -> None:
     first, second = nodes
     before = version(first)
-    started = start(first, "site 1.1.0", "async")
+    started = start(first, "site 1.1.0", "async", PASSPHRASE)
     assert steps(started)["preflight"] == "done" and steps(started)["backup"] == "done"
     assert Path(started["backup_file"]).is_file()
     report = wait_for(first, ended)
@@ -166,7 +83,17 @@ def test_synchronous_upgrade_installs_the_primary_first_and_keeps_the_roles(
     nodes: tuple[Node, Node],
 ) -> None:
     first, second = nodes
-    start(first, "site 1.2.0", "sync")
+    body = {"releases": ["site 1.2.0"], "mode": "sync", "backup_passphrase": PASSPHRASE}
+    with ThreadPoolExecutor(2) as both:  # two administrators at once: one runbook
+        answers = list(both.map(lambda _: first.call("POST", UPGRADE, json=body), range(2)))
+    assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409).json()["error"]["message"]
+    assert "being started already" in refused or "is running" in refused, refused
+    assert first.call("POST", f"{UPGRADE}/stop").status_code == 200
+    stopped = wait_for(first, ended)
+    assert stopped["state"] == "stopped", stopped
+    assert "Resume to go on" in stopped["message"] and steps(stopped)["install_here"] == "pending"
+    assert first.call("POST", f"{UPGRADE}/resume").status_code == 202
     report = wait_for(first, ended)
     assert report["state"] == "done", report
     assert set(steps(report).values()) == {"done"}, report
@@ -184,7 +111,7 @@ def test_asynchronous_upgrade_goes_on_after_its_appliance_was_killed(
 ) -> None:
     first, second = nodes
     assert first.call("POST", "/api/v1/failover/sync").status_code == 200
-    start(first, "site 1.3.0", "async")
+    start(first, "site 1.3.0", "async", PASSPHRASE)
     wait_for(first, lambda r: steps(r)["install_peer"] in ("running", "done", "failed"))
     first.appliance.stop(signal.SIGKILL)  # the appliance that runs the runbook, mid-way
     first.start_again()
@@ -192,5 +119,45 @@ def test_asynchronous_upgrade_goes_on_after_its_appliance_was_killed(
     assert report["state"] == "done", report
     assert version(first) == "1.3.0" and version(second) == "1.3.0"
     assert second.role() == "primary" and first.role() == "backup"
+    assert second.failover()["last_data_sync_status"] == "ok"  # synced as the last step
     order = [s["name"] for s in report["steps"]]
     assert order.index("install_peer") < order.index("swing") < order.index("install_here")
+    shown = CliRunner().invoke(
+        bastion_command, ["failover", "upgrade-status", "--data", str(first.appliance.data_dir)]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "done  Move the site to the other appliance" in shown.output
+    assert "Upgrade done after" in shown.output
+
+
+@contextmanager
+def admin_pages(node: Node) -> Iterator[httpx.Client]:
+    with node.appliance.client(timeout=120) as client:
+        sign_in(client, "admin", "password")
+        change_password(client, "password", "a long and private phrase")
+        yield client
+
+
+def test_the_failover_page_shows_the_report_and_starts_through_the_preflight(
+    nodes: tuple[Node, Node],
+) -> None:
+    first, second = nodes  # after the asynchronous upgrade: second is the primary
+    with admin_pages(first) as page:
+        shown = page.get(FAILOVER)
+        assert 'id="upgrade-steps"' in shown.text and "<strong>done</strong>" in shown.text
+        assert "Move the site to the other appliance" in shown.text
+        forgotten = submit(page, FAILOVER, f"{FAILOVER}/upgrade/forget")
+        assert 'id="notice"' in forgotten.text and 'id="upgrade-steps"' not in forgotten.text
+        assert 'id="upgrade-form"' not in forgotten.text  # a backup does not start one
+    with admin_pages(second) as page:
+        assert 'id="upgrade-form"' in page.get(FAILOVER).text
+        fields = {"releases": "site 1.3.0", "mode": "sync", "backup_passphrase": PASSPHRASE}
+        mismatch = submit(page, FAILOVER, f"{FAILOVER}/upgrade", **fields, confirm_passphrase="x")
+        assert 'id="form-error"' in mismatch.text and "site 1.3.0</textarea>" in mismatch.text
+        same = submit(
+            page, FAILOVER, f"{FAILOVER}/upgrade", **fields, confirm_passphrase=PASSPHRASE
+        )
+        said = re.search(r'id="form-error"[^>]*>(.*?)</', same.text, re.S)
+        assert said, same.text
+        assert "site 1.3.0 is installed" in said.group(1), said.group(1)
+    assert second.call("GET", UPGRADE).status_code == 404

@@ -14,10 +14,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
+from bastion.backups import service as backups
 from bastion.failover import dns_swing, state, swap
 from bastion.failover import service as failover
 from bastion.failover import sync as pulling
-from bastion.failover.api import FailoverDep
+from bastion.failover import upgrade as upgrading
+from bastion.failover.api import FailoverDep, UpgradeDep
 from bastion.failover.rules import PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
 from bastion.failover.state import Pair
@@ -114,7 +116,13 @@ def _failover_page(
         site_url=setup.site_url,
         dns_swing=setup.dns_swing,
         dns_status=dns_swing.read_status(setup.state_dir),
+        upgrade=_upgrade_report(setup),
     )
+
+
+def _upgrade_report(setup: FailoverSetup) -> dict[str, Any] | None:
+    runbook = upgrading.read(setup.state_dir)
+    return upgrading.report(runbook) if runbook is not None else None
 
 
 @router.get(FAILOVER)
@@ -358,3 +366,74 @@ reloads_go_to(
     f"{FAILOVER}/become-backup",
     f"{FAILOVER}/fix-split-brain",
 )
+
+
+# -- the pair's upgrade runbook (failover/upgrade.py) -----------------------------------------
+
+
+@router.post(f"{FAILOVER}/upgrade", dependencies=[CsrfDep])
+async def start_upgrade(
+    request: Request,
+    setup: FailoverDep,
+    upgrade: UpgradeDep,
+    uow: UowDep,
+    current: AdministratorDep,
+    releases: Annotated[str, Form(max_length=2000)] = "",
+    mode: Annotated[str, Form(max_length=10)] = "",
+    backup_passphrase: Annotated[str, Form(max_length=1024)] = "",
+    confirm_passphrase: Annotated[str, Form(max_length=1024)] = "",
+    accept_licence: Annotated[bool, Form()] = False,
+    accept_offline_clients: Annotated[bool, Form()] = False,
+) -> Response:
+    """Upgrade the Pair: the preflight and the backup now, the steps after in the
+    background (the same use case as the API and the console)."""
+    typed: dict[str, object] = {"releases": releases, "mode": mode}
+    actor = page_actor(request, current)
+    try:
+        if mode not in ("sync", "async"):
+            raise InvalidInputError("Choose the synchronous or the asynchronous upgrade.")
+        backups.check_new_passphrase(backup_passphrase, confirm_passphrase)
+        chosen = [line for line in releases.replace(",", "\n").splitlines() if line.strip()]
+        request_ = upgrading.UpgradeRequest(
+            chosen,
+            upgrading.Mode(mode),
+            backup_passphrase,
+            accept_licence,
+            accept_offline_clients,
+        )
+        await run_in_threadpool(upgrading.start, uow, setup, upgrade.installer, actor, request_)
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error, form=typed)
+    uow.commit()
+    upgrading.run_in_background(setup, upgrade.installer, upgrade.uow, actor)
+    notice = "The upgrade of the pair has started; the steps below go on by themselves."
+    return _failover_page(request, setup, current, notice=notice)
+
+
+@router.post(f"{FAILOVER}/upgrade/{{action}}", dependencies=[CsrfDep])
+def control_upgrade(
+    request: Request,
+    action: str,
+    setup: FailoverDep,
+    upgrade: UpgradeDep,
+    current: AdministratorDep,
+) -> Response:
+    """Stop (before the next step), Resume (from the step that stopped or failed), or
+    Forget a runbook that is not running."""
+    said = {
+        "stop": "The upgrade stops before its next step.",
+        "resume": "The upgrade goes on.",
+        "forget": "The upgrade's record is forgotten; its backup file stays.",
+    }
+    if action not in said:
+        return _failover_page(request, setup, current, InvalidInputError("No such action."))
+    try:
+        {"stop": upgrading.stop, "resume": upgrading.resume, "forget": upgrading.forget}[action](
+            setup
+        )
+    except ServiceError as error:
+        return _failover_page(request, setup, current, error)
+    if action == "resume":
+        actor = page_actor(request, current)
+        upgrading.run_in_background(setup, upgrade.installer, upgrade.uow, actor)
+    return _failover_page(request, setup, current, notice=said[action])

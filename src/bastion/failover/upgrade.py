@@ -60,6 +60,7 @@ log = logging.getLogger("bastion.failover.upgrade")
 
 RUNBOOK_FILE = "failover-upgrade.json"
 LOCK_FILE = "failover-upgrade.lock"
+START_LOCK_FILE = "failover-upgrade-start.lock"
 MAX_SYNC_AGE_SECONDS = 24 * 3600
 """The preflight refuses a pair whose backup has not synced well for this long."""
 INSTALL_WAIT_SECONDS = 3 * 3600.0
@@ -446,6 +447,19 @@ def start(
     """The preflight, then a fresh backup (written under `backups/` in the data
     directory, encrypted with the passphrase given, which is not kept); the rest runs in
     the background (`run`)."""
+    with _exclusive(setup.state_dir / START_LOCK_FILE) as alone:
+        if not alone:
+            raise ConflictError("An upgrade of the pair is being started already; wait for it.")
+        return _start(uow, setup, installer, actor, request)
+
+
+def _start(
+    uow: UnitOfWork,
+    setup: FailoverSetup,
+    installer: Installer,
+    actor: Actor,
+    request: UpgradeRequest,
+) -> Runbook:
     checked = preflight(setup, installer, actor, request)
     site = service.sync_site(setup).site
     started = _now()
@@ -552,10 +566,10 @@ class Sides:
 
 
 @contextmanager
-def runner_lock(state_dir: Path) -> Iterator[bool]:
-    """True while this process alone runs the runbook (a lock file, freed at a crash)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+def _exclusive(path: Path) -> Iterator[bool]:
+    """True while this open file alone holds the lock on `path` (freed at a crash)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -568,6 +582,19 @@ def runner_lock(state_dir: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def runner_lock(state_dir: Path) -> AbstractContextManager[bool]:
+    """True while this process alone runs the runbook."""
+    return _exclusive(state_dir / LOCK_FILE)
+
+
+def _save(state_dir: Path, runbook: Runbook) -> None:
+    """The runner's write: a stop asked meanwhile (written by another request) is kept."""
+    on_disk = read(state_dir)
+    if on_disk is not None and on_disk.id == runbook.id and on_disk.stop_requested:
+        runbook.stop_requested = True
+    write(state_dir, runbook)
 
 
 def run(
@@ -594,17 +621,18 @@ def run(
             record = runbook.steps[step]
             record.update(state="running", started_at=record.get("started_at") or _now())
             record.pop("error", None)
-            write(setup.state_dir, runbook)
+            _save(setup.state_dir, runbook)
             try:
                 detail = STEP_WORK[step](sides, record)
             except (StepFailedError, ServiceError, FailoverError) as error:
                 return _failed(sides, step, str(error))
             record.update(state=DONE, ended_at=_now(), detail=detail)
-            write(setup.state_dir, runbook)
+            _save(setup.state_dir, runbook)
         runbook.state, runbook.ended_at = DONE, _now()
         runbook.message = (
             f"Both appliances run {runbook.to_version}; the pair is established again."
         )
+        runbook.stop_requested = False
         write(setup.state_dir, runbook)
         with uow() as work:
             audit.record(
@@ -675,7 +703,7 @@ def _install_here(sides: Sides, record: dict[str, Any]) -> str:
     if not record.get("install_id"):
         record["install_id"] = sides.installer.install(book.releases, book.accepted, sides.actor)
         record["deadline"] = time.time() + INSTALL_WAIT_SECONDS
-        write(sides.setup.state_dir, book)
+        _save(sides.setup.state_dir, book)
     _, finished = _wait(lambda: sides.installer.outcome(record["install_id"]), record)
     return _installed(finished, "this appliance", sides.setup.version, book.to_version)
 
@@ -696,7 +724,7 @@ def _install_peer(sides: Sides, record: dict[str, Any]) -> str:
                 client.call("POST", "/upgrade/install", json=body)["install_id"]
             )
             record["deadline"] = time.time() + INSTALL_WAIT_SECONDS
-            write(sides.setup.state_dir, book)
+            _save(sides.setup.state_dir, book)
 
     def outcome() -> tuple[str, list[dict[str, str]]]:
         with sides.peer() as client:
@@ -801,6 +829,13 @@ def _establish(sides: Sides, record: dict[str, Any]) -> str:
             }
             with sides.peer() as client:
                 client.call("POST", "/upgrade/establish", json=body)
+        with sides.peer() as client:  # Sync Now from the new primary, which records it too
+            synced = client.call("POST", "/sync", json={})
+        if synced.get("last_data_sync_status") != "ok":
+            raise StepFailedError(
+                f"The backup's sync did not succeed: {synced.get('last_data_sync_status')}."
+            )
+        return f"{said}; synced at {synced.get('last_data_sync_time')}"
     return f"{said}; {_sync(sides, record)}"
 
 
@@ -855,6 +890,7 @@ def _failed(sides: Sides, step: Step, error: str) -> Runbook:
         after = f" The pair stays broken; {serving} serves the site. Fix the cause, then resume."
     book.state, book.ended_at = FAILED, _now()
     book.message = f"{TITLES[step]} failed: {error}{after}"
+    book.stop_requested = False
     write(setup.state_dir, book)
     with sides.uow() as work:
         audit.record(work, sides.actor, "failover.upgrade.failed", step.value, error=error[:500])

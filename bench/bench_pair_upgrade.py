@@ -1,0 +1,105 @@
+"""The pair's upgrade runbook: total time of each mode, and how long the site does not
+answer, seen by a client that asks each appliance's `/check_health` every 10 ms.
+
+Two real appliances on loopback addresses and a real update service offering site
+releases of this project's own source. The synchronous upgrade keeps the roles, so the
+site is the first appliance throughout, down while it installs itself. The asynchronous
+upgrade moves the site to the second appliance at its swing step: before that step ends
+the site is the first appliance, after it the second. Without shared addresses on
+loopback the swing itself moves nothing; with them it adds the move that
+`bench_role_swap.py` measures (about 0.25 s).
+
+    uv run python bench/bench_pair_upgrade.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.pair_node import Node  # noqa: E402
+from tests.support.pair_upgrade import ended, start, upgrade_pair, wait_for  # noqa: E402
+
+PASSPHRASE = "the benchmark's backup passphrase"
+
+
+def poll(node: Node, stop: threading.Event, answers: list[float]) -> None:
+    """Every 10 ms: when `node` answered 200 (wall-clock time, as the runbook records)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with httpx.Client(verify=context, timeout=httpx.Timeout(0.5)) as client:
+        while not stop.is_set():
+            try:
+                if client.get(f"{node.appliance.url}/check_health").status_code == 200:
+                    answers.append(time.time())
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.01)
+
+
+def longest_gap(times: list[float], start_at: float, end_at: float) -> float:
+    inside = [start_at, *(t for t in times if start_at <= t <= end_at), end_at]
+    return max(b - a for a, b in itertools.pairwise(inside))
+
+
+def run(first: Node, second: Node, release: str, mode: str) -> tuple[float, float]:
+    stop = threading.Event()
+    seen: dict[str, list[float]] = {"first": [], "second": []}
+    pollers = [
+        threading.Thread(target=poll, args=(node, stop, seen[name]))
+        for name, node in (("first", first), ("second", second))
+    ]
+    for poller in pollers:
+        poller.start()
+    began = time.time()
+    start(first, release, mode, PASSPHRASE)
+    report = wait_for(first, ended, timeout=900)
+    finished = time.time()
+    time.sleep(1)
+    stop.set()
+    for poller in pollers:
+        poller.join()
+    assert report["state"] == "done", report
+    if mode == "sync":
+        gap = longest_gap(seen["first"], began, finished)
+    else:
+        swing = next(s for s in report["steps"] if s["name"] == "swing")
+        moved = datetime.fromisoformat(swing["ended_at"]).timestamp()  # to the second
+        gap = max(
+            longest_gap(seen["first"], began, moved),
+            longest_gap(seen["second"], moved, finished),
+        )
+    return float(report["total_seconds"]), gap
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-pair-upgrade-") as tmp:
+        hosts = ("127.0.0.201", "127.0.0.202")
+        with upgrade_pair(Path(tmp), "127.0.0.200", hosts, ["1.2.0", "1.3.0"]) as (a, b):
+            sync_total, sync_gap = run(a, b, "site 1.2.0", "sync")
+            print(f"sync: {sync_total:.0f} s in all, the site did not answer for {sync_gap:.2f} s")
+            assert a.call("POST", "/api/v1/failover/sync").status_code == 200
+            async_total, async_gap = run(a, b, "site 1.3.0", "async")
+            print(f"async: {async_total:.0f} s in all, longest gap {async_gap:.2f} s")
+    print()
+    print("| pair upgrade | total time | longest time the site did not answer |")
+    print("| --- | --- | --- |")
+    print(f"| synchronous (primary first) | {sync_total:.0f} s | {sync_gap:.2f} s |")
+    print(
+        f"| asynchronous (backup first, then the swing) | {async_total:.0f} s | {async_gap:.2f} s |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""A failover pair whose appliances are told of a real update service offering site
+releases of this project's own source: for the pair upgrade test and its benchmark."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration._update_env import Vendor, service
+from tests.integration.test_api import create_client
+from tests.support.appliance import free_port, start_appliance
+from tests.support.pair_node import Node
+from tests.support.releases import project_wheel
+
+SITE = "site.upgrade.test"
+KEY = "the upgraded pair's inter-appliance key"
+UPGRADE = "/api/v1/failover/upgrade"
+
+
+@contextmanager
+def upgrade_pair(
+    tmp: Path,
+    service_host: str,
+    hosts: tuple[str, str],
+    versions: Sequence[str],
+    broken: Sequence[str] = (),
+) -> Iterator[tuple[Node, Node]]:
+    """A (primary) and B (its synced backup); the service offers each of `versions` (and
+    `broken`: releases whose health check fails)."""
+    vendor = Vendor.for_site(tmp / "vendor", SITE)
+    wheels = tmp / "wheels"
+    for version in broken:
+        wheel = project_wheel(version, wheels, broken_health=True)
+        vendor.publish_wheel("site", version, wheel, "--site", SITE)
+    for version in versions:
+        vendor.publish_wheel("site", version, project_wheel(version, wheels), "--site", SITE)
+    root_file = tmp / "root.json"
+    root_file.write_bytes(vendor.trusted_root())
+    with service(vendor, service_host) as running, ExitStack() as stack:
+        env = {
+            **running.env(),
+            "BASTION_UPDATE_SITE": SITE,
+            "BASTION_UPDATE_TRUSTED_ROOT": str(root_file),
+            "BASTION_INSTALL_PROBATION_SECONDS": "2",
+            "BASTION_GATEWAY_LISTEN": "off",
+            "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
+        }
+        made = []
+        for host in hosts:
+            appliance = stack.enter_context(
+                start_appliance(
+                    tmp,
+                    host=host,
+                    port=free_port(host),
+                    data_dir=tmp / f"data-{host}",
+                    env=env,
+                    extra_args=["--hostname", SITE],
+                )
+            )
+            vendor.enrol(SITE, appliance.data_dir)
+            made.append(Node(appliance, create_client(appliance, "upgrade"), stack, SITE))
+        first, second = made
+        for node, other in ((first, second), (second, first)):
+            # after a restart the backup serves the site certificate its sync brought (the
+            # primary's, issued by the primary's CA for the site name)
+            node.appliance.trust = [other.appliance.ca_file]
+            node.appliance.verify_hostname = False
+        for node in made:
+            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
+        body = {
+            "backup_host": second.host,
+            "backup_port": second.appliance.port,
+            "reverse_host": first.host,
+            "reverse_port": first.appliance.port,
+        }
+        answer = first.call("POST", "/api/v1/failover/establish", json=body)
+        assert answer.status_code == 200, answer.text
+        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
+        second.credentials = first.credentials  # the backup now holds the primary's clients
+        yield first, second
+
+
+def runbook(node: Node) -> dict[str, Any]:
+    answer = node.call("GET", UPGRADE)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def wait_for(
+    node: Node, done: Callable[[dict[str, Any]], bool], timeout: float = 300
+) -> dict[str, Any]:
+    """The runbook once `done(it)`; the appliance may be restarting meanwhile."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = runbook(node)
+        except (httpx.HTTPError, AssertionError):
+            time.sleep(0.5)
+            continue
+        if done(last):
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"the runbook did not get there in {timeout} s: {last}")
+
+
+def ended(report: dict[str, Any]) -> bool:
+    return report["state"] != "running"
+
+
+def start(node: Node, release: str, mode: str, passphrase: str) -> dict[str, Any]:
+    body = {"releases": [release], "mode": mode, "backup_passphrase": passphrase}
+    answer = node.call("POST", UPGRADE, json=body)
+    assert answer.status_code == 202, answer.text
+    return dict(answer.json())
