@@ -193,7 +193,7 @@ def service(
     process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE)
     running = UpdateService(f"https://{host}:{port}", ca_file)
     try:
-        _wait_ready(running, process)
+        wait_ready(running, process)
         yield running
     finally:
         stop(process)
@@ -215,7 +215,7 @@ START_TIMEOUT = 60.0
 loaded machine."""
 
 
-def _wait_ready(running: UpdateService, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(running: UpdateService, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

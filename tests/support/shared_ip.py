@@ -8,9 +8,10 @@ import itertools
 import signal
 import ssl
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,13 @@ from typing import Any
 
 import httpx
 
+from tests.integration._update_env import (
+    UpdateService,
+    Vendor,
+    service_certificate,
+    stop,
+    wait_ready,
+)
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support import netns
 from tests.support.appliance import (
@@ -26,6 +34,7 @@ from tests.support.appliance import (
     test_environment,
     wait_healthy,
 )
+from tests.support.releases import project_wheel
 
 SITE = "site.shared-ip.test"
 KEY = "the shared address pair's key"
@@ -50,7 +59,9 @@ class Node:
 
 
 @contextmanager
-def appliance_in(host: netns.Host, client: netns.Host, tmp: Path) -> Iterator[RunningAppliance]:
+def appliance_in(
+    host: netns.Host, client: netns.Host, tmp: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningAppliance]:
     data, log_path = tmp / f"data-{host.address}", tmp / f"appliance-{host.address}.log"
     env = test_environment(
         {
@@ -60,6 +71,7 @@ def appliance_in(host: netns.Host, client: netns.Host, tmp: Path) -> Iterator[Ru
             "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
             "BASTION_FAILOVER_AUTO_TAKEOVER_SECONDS": str(AUTO_TAKEOVER_SECONDS),
             "BASTION_FAILOVER_TEST_ADDRESSES": f'["{SHARED}:{PORT}"]',
+            **(extra_env or {}),
         }
     )
     command = appliance_command(data, [f"0.0.0.0:{PORT}"], ["--hostname", SITE])
@@ -81,11 +93,28 @@ def appliance_in(host: netns.Host, client: netns.Host, tmp: Path) -> Iterator[Ru
 def shared_ip_pair(tmp: Path) -> Iterator[tuple[Node, Node, netns.Host]]:
     """A primary (198.18.0.1, holding the shared address) and its synced backup
     (198.18.0.2), and the client host (198.18.0.3)."""
+    with netns.network("a", "b", "client") as hosts, pair_on(hosts, tmp) as made:
+        yield made
+
+
+@contextmanager
+def pair_on(
+    hosts: dict[str, netns.Host],
+    tmp: Path,
+    extra_env: dict[str, str] | None = None,
+    before_pairing: Callable[[RunningAppliance], None] | None = None,
+) -> Iterator[tuple[Node, Node, netns.Host]]:
+    """On hosts "a", "b" and "client": the pair established from "a" and synced
+    (`before_pairing` is done on each appliance once it serves)."""
     with (
-        netns.network("a", "b", "client") as hosts,
-        appliance_in(hosts["a"], hosts["client"], tmp) as first,
-        appliance_in(hosts["b"], hosts["client"], tmp) as second,
+        appliance_in(hosts["a"], hosts["client"], tmp, extra_env) as first,
+        appliance_in(hosts["b"], hosts["client"], tmp, extra_env) as second,
     ):
+        for appliance, other in ((first, second), (second, first)):
+            # a backup restarted after a sync serves the site certificate it brought
+            appliance.trust = [other.ca_file]
+            if before_pairing is not None:
+                before_pairing(appliance)
         client = hosts["client"]
         primary = Node(hosts["a"], first, create_client(first, "swap"))
         backup = Node(hosts["b"], second, create_client(second, "swap"))
@@ -194,3 +223,87 @@ def gone_while_polling(
 def longest_gap(answers: list[tuple[float, str]]) -> float:
     times = [at for at, _ in answers]
     return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+SERVICE_PORT = 9443
+
+
+@contextmanager
+def update_service_on(vendor: Vendor, host: netns.Host) -> Iterator[UpdateService]:
+    """`update-service serve` inside `host`'s namespace, over HTTPS with a certificate of
+    a test CA of its own (as `service` runs it on a loopback address)."""
+    ca_file, cert_file, key_file = service_certificate(vendor.root / "tls-netns", host.address)
+    command = [sys.executable, "-m", "bastion.update_service.cli", "update-service", "serve"]
+    command += ["--data", str(vendor.data), "--keys", str(vendor.keys)]
+    command += ["--listen", f"{host.address}:{SERVICE_PORT}"]
+    command += ["--certfile", str(cert_file), "--keyfile", str(key_file)]
+    process = subprocess.Popen(host.command(*command), stderr=subprocess.PIPE)
+    running = UpdateService(f"https://{host.address}:{SERVICE_PORT}", ca_file)
+    try:
+        host.run(wait_ready, running, process)
+        yield running
+    finally:
+        stop(process)
+
+
+def upgrade_while_polling(
+    primary: Node, backup: Node, client: netns.Host, body: dict[str, Any]
+) -> tuple[list[tuple[float, str]], dict[str, Any] | None]:
+    """The pair's upgrade (`body` as the API takes it) started on the primary while the
+    shared address is polled, until it ends; the answers and the runbook's report."""
+    poller = netns.Host(client.namespace, client.address)
+    stop = threading.Event()
+    context = tls_trusting(primary.appliance, backup.appliance)
+    last: dict[str, Any] | None = None
+    try:
+        polling = poller.submit(poll, f"https://{SHARED}:{PORT}/check_health", context, stop)
+        time.sleep(1.0)
+        started = primary.call(client, "POST", "/api/v1/failover/upgrade", json=body)
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            last = _report(primary, client) or last
+            if last is not None and last["state"] != "running":
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)
+        stop.set()
+        return polling.result(), last
+    finally:
+        poller.close()
+
+
+def _report(node: Node, client: netns.Host) -> dict[str, Any] | None:
+    try:
+        answer = node.call(client, "GET", "/api/v1/failover/upgrade")
+    except (httpx.HTTPError, KeyError, ValueError):  # restarting for its own install
+        return None
+    return dict(answer.json()) if answer.status_code == 200 else None
+
+
+@contextmanager
+def upgradable_pair(tmp: Path, versions: Sequence[str]) -> Iterator[tuple[Node, Node, netns.Host]]:
+    """`shared_ip_pair` whose appliances are told of an update service (on a fourth
+    host, 198.18.0.4) offering site releases of this source at `versions`."""
+    vendor = Vendor.for_site(tmp / "vendor", SITE)
+    for version in versions:
+        wheel = project_wheel(version, tmp / "wheels")
+        vendor.publish_wheel("site", version, wheel, "--site", SITE)
+    root_file = tmp / "root.json"
+    root_file.write_bytes(vendor.trusted_root())
+    with (
+        netns.network("a", "b", "client", "vendor") as hosts,
+        update_service_on(vendor, hosts["vendor"]) as running,
+    ):
+        env = {
+            **running.env(),
+            "BASTION_UPDATE_SITE": SITE,
+            "BASTION_UPDATE_TRUSTED_ROOT": str(root_file),
+            "BASTION_INSTALL_PROBATION_SECONDS": "2",
+        }
+
+        def enrol(appliance: RunningAppliance) -> None:
+            vendor.enrol(SITE, appliance.data_dir)
+
+        with pair_on(hosts, tmp, env, before_pairing=enrol) as made:
+            yield made
