@@ -5,6 +5,7 @@ backup's is overwritten by at each sync."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
@@ -410,30 +411,56 @@ async def start_upgrade(
     return _failover_page(request, setup, current, notice=notice)
 
 
-@router.post(f"{FAILOVER}/upgrade/{{action}}", dependencies=[CsrfDep])
-def control_upgrade(
+def _control_upgrade(
     request: Request,
-    action: str,
-    setup: FailoverDep,
-    upgrade: UpgradeDep,
-    current: AdministratorDep,
+    setup: FailoverSetup,
+    upgrade: upgrading.UpgradeSetup,
+    current: CurrentSession,
+    action: Callable[[FailoverSetup], object],
+    notice: str,
 ) -> Response:
-    """Stop (before the next step), Resume (from the step that stopped or failed), or
-    Forget a runbook that is not running."""
-    said = {
-        "stop": "The upgrade stops before its next step.",
-        "resume": "The upgrade goes on.",
-        "forget": "The upgrade's record is forgotten; its backup file stays.",
-    }
-    if action not in said:
-        return _failover_page(request, setup, current, InvalidInputError("No such action."))
     try:
-        {"stop": upgrading.stop, "resume": upgrading.resume, "forget": upgrading.forget}[action](
-            setup
-        )
+        action(setup)
     except ServiceError as error:
         return _failover_page(request, setup, current, error)
-    if action == "resume":
+    if action is upgrading.resume:
         actor = page_actor(request, current)
         upgrading.run_in_background(setup, upgrade.installer, upgrade.uow, actor)
-    return _failover_page(request, setup, current, notice=said[action])
+    return _failover_page(request, setup, current, notice=notice)
+
+
+@router.post(f"{FAILOVER}/upgrade/stop", dependencies=[CsrfDep])
+def stop_upgrade(
+    request: Request, setup: FailoverDep, upgrade: UpgradeDep, current: AdministratorDep
+) -> Response:
+    """Stop before the next step (a step under way finishes)."""
+    said = "The upgrade stops before its next step."
+    return _control_upgrade(request, setup, upgrade, current, upgrading.stop, said)
+
+
+@router.post(f"{FAILOVER}/upgrade/resume", dependencies=[CsrfDep])
+def resume_upgrade(
+    request: Request, setup: FailoverDep, upgrade: UpgradeDep, current: AdministratorDep
+) -> Response:
+    """Go on from the step that stopped or failed."""
+    said = "The upgrade goes on."
+    return _control_upgrade(request, setup, upgrade, current, upgrading.resume, said)
+
+
+@router.post(f"{FAILOVER}/upgrade/forget", dependencies=[CsrfDep])
+def forget_upgrade(
+    request: Request, setup: FailoverDep, upgrade: UpgradeDep, current: AdministratorDep
+) -> Response:
+    """Forget a runbook that is not running (its backup file stays)."""
+    said = "The upgrade's record is forgotten; its backup file stays."
+    return _control_upgrade(request, setup, upgrade, current, upgrading.forget, said)
+
+
+reloads_go_to(
+    router,
+    FAILOVER,
+    f"{FAILOVER}/upgrade",
+    f"{FAILOVER}/upgrade/stop",
+    f"{FAILOVER}/upgrade/resume",
+    f"{FAILOVER}/upgrade/forget",
+)
