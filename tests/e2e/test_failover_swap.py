@@ -18,6 +18,7 @@ import pytest
 from tests.integration.test_api import create_client
 from tests.support.appliance import free_port, start_appliance, test_environment
 from tests.support.pair_node import Node
+from tests.support.shared_ip import fingerprint
 
 SITE = "site.swap.test"
 KEY = "the swap pair's inter-appliance key"
@@ -195,3 +196,33 @@ def test_a_forced_takeover_then_the_split_brain_is_found_on_both_and_fixed(
 
     answer = second.call("POST", "/api/v1/failover/fix-split-brain")
     assert answer.status_code == 409 and "no split brain" in message(answer)
+
+
+def served_certificate(node: Node) -> str:
+    with node.appliance.client() as client, client.stream("GET", "/check_health") as answer:
+        return fingerprint(answer)
+
+
+def test_a_restarted_primary_that_serves_the_synced_site_certificate_is_still_its_peer(
+    nodes: tuple[Node, Node],
+) -> None:
+    first, second = nodes  # the split brain's fix left second the primary, first its backup
+    assert second.role() == "primary" and first.role() == "backup"
+    before = served_certificate(second)
+    # once restarted it serves the default certificate of its site tables: the first's,
+    # which its first sync brought, not the one the first pinned when the pair was made
+    second.appliance.trust, second.appliance.verify_hostname = [first.appliance.ca_file], False
+    second.appliance.stop()
+    second.start_again()
+    assert served_certificate(second) != before
+
+    pulled = first.call("POST", "/api/v1/failover/sync")  # the backup pulls from it
+    assert pulled.status_code == 200, pulled.text
+    asked = second.call("POST", "/api/v1/failover/sync")  # and it asks the backup to
+    assert asked.status_code == 200, asked.text
+
+    def peer_ok(node: Node) -> bool:
+        status = node.call("GET", "/api/v1/failover").json()["peer_status"]
+        return status is not None and status["status"] == "ok"
+
+    eventually(lambda: peer_ok(first) and peer_ok(second))

@@ -136,8 +136,12 @@ def start_appliance(
     env: dict[str, str] | None = None,
     data_dir: Path | None = None,
     port: int | None = None,
+    trust: Sequence[Path] = (),
+    verify_hostname: bool = True,
 ) -> Iterator[RunningAppliance]:
-    """A running appliance with a fresh (or given) data directory, stopped on exit."""
+    """A running appliance with a fresh (or given) data directory, stopped on exit;
+    `trust` and `verify_hostname` as `RunningAppliance` takes them (also while waiting
+    for it to answer)."""
     data_dir = data_dir or tmp_path / f"appliance-{host}"
     port = port or free_port(host)
     log_path = tmp_path / f"appliance-{host}-{port}.log"
@@ -148,7 +152,9 @@ def start_appliance(
             stderr=subprocess.STDOUT,
             env=test_environment(env),
         )
-    appliance = RunningAppliance(host, port, data_dir, log_path, process, env or {})
+    appliance = RunningAppliance(
+        host, port, data_dir, log_path, process, env or {}, list(trust), verify_hostname
+    )
     try:
         wait_healthy(appliance)
         yield appliance

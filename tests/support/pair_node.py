@@ -33,9 +33,10 @@ class Node:
                 data_dir=old.data_dir,
                 env=old.env,
                 extra_args=["--hostname", self.hostname],
+                trust=old.trust,
+                verify_hostname=old.verify_hostname,
             )
         )
-        self.appliance.trust, self.appliance.verify_hostname = old.trust, old.verify_hostname
         self.token = ""
 
     @property

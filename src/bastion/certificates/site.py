@@ -7,6 +7,7 @@ the restore of a backup alike.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
 
 from bastion.certificates import internal_ca, service, tls
 from bastion.certificates.key_vault import KeyVault
@@ -84,6 +86,14 @@ class SiteCertificates:
         return service.StoreContext(
             self.site_hostname, self.trust_roots, internal_ca=self.internal_ca()
         )
+
+    def served_fingerprints(self) -> set[str]:
+        """SHA-256 of the default certificate, which new connections are served."""
+        with self.uow() as uow:
+            chain = service.default_chain(uow)
+        if not chain:
+            return set()
+        return {hashlib.sha256(chain[0].public_bytes(serialization.Encoding.DER)).hexdigest()}
 
     def serve_default(self) -> None:
         """After a commit that chose a new default: new connections get it, no restart."""

@@ -276,6 +276,7 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         test_addresses=[_test_address(text) for text in settings.failover_test_addresses],
         site_url=_site_url(settings),
         dns_swing=_dns_swing(settings),
+        served_fingerprints=certificates.served_fingerprints,
     )
 
 

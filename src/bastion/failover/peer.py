@@ -4,7 +4,9 @@ then ask with the ticket that earns.
 Each appliance has its own certificate, usually from its own internal CA, so the
 certificate is not checked against a CA: the first connection records its SHA-256
 fingerprint (taken only once the peer proved it holds the key), and every later
-connection must show the same one.
+connection must show that one or another the caller allows
+(`FailoverSetup.peer_certificates`: the certificate it serves itself, which a restarted
+peer serves once a sync made it the pair's).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import secrets
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -58,18 +60,20 @@ def _fingerprint(response: httpx.Response) -> str:
 
 
 class PeerClient:
-    """Requests to one peer appliance; `pinned`: the fingerprint it must show."""
+    """Requests to one peer appliance; `pinned`: the fingerprints it may show (one
+    certificate's, or those of `FailoverSetup.peer_certificates`)."""
 
     def __init__(
         self,
         address: PeerAddress,
         key: bytes,
-        pinned: str | None = None,
+        pinned: str | Collection[str] | None = None,
         connect_seconds: float = CONNECT_SECONDS,
     ) -> None:
         self.address = address
         self._key = key
-        self._pinned = pinned
+        self._pinned = frozenset([pinned] if isinstance(pinned, str) else pinned or ())
+        self._pins = pinned is not None
         self._ticket = ""
         timeout = httpx.Timeout(READ_SECONDS, connect=connect_seconds)
         self._http = httpx.Client(base_url=f"https://{address}", verify=_context(), timeout=timeout)
@@ -105,7 +109,7 @@ class PeerClient:
                 "same key on both appliances (Management > Security)."
             )
         self._check_pin(seen)
-        self._pinned, self._ticket = seen, str(answer["ticket"])
+        self._pinned, self._pins, self._ticket = frozenset([seen]), True, str(answer["ticket"])
         return Introduction(
             self._ticket,
             seen,
@@ -141,7 +145,7 @@ class PeerClient:
             with self._http.stream(
                 method, PEER_PREFIX + path, headers=headers, **kwargs
             ) as response:
-                if self._pinned is not None:
+                if self._pins:
                     self._check_pin(_fingerprint(response))
                 yield response
         except httpx.HTTPError as error:
@@ -151,10 +155,10 @@ class PeerClient:
             ) from None
 
     def _check_pin(self, seen: str) -> None:
-        if self._pinned is not None and seen != self._pinned:
+        if self._pins and seen not in self._pinned:
             raise PeerRefusedError(
                 f"{self.name} shows another TLS certificate than when the pair was "
-                f"established (SHA-256 {seen[:16]}…, expected {self._pinned[:16]}…); if its "
+                f"established (SHA-256 {seen[:16]}…, expected {_first(self._pinned)}…); if its "
                 "certificate was replaced, establish the pair again."
             )
 
@@ -172,6 +176,10 @@ class PeerClient:
         if response.status_code == 404 and "error" not in response.text:
             message = "it does not know failover pairs (older software?)"
         raise PeerRefusedError(f"{self.name} refused: {message}")
+
+
+def _first(fingerprints: frozenset[str]) -> str:
+    return " or ".join(sorted(f[:16] for f in fingerprints))
 
 
 def clock_now() -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from bastion.failover import merge as merging
 from bastion.failover import rules, shared_ips, state
 from bastion.failover import sync as pulling
 from bastion.failover.dns_swing import DnsSwing
-from bastion.failover.peer import PeerClient
+from bastion.failover.peer import CONNECT_SECONDS, PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, Role
 from bastion.failover.shared_ips import SharedIp
 from bastion.failover.state import KeyStore, Pair, Peer
@@ -51,6 +52,8 @@ class FailoverSetup:
     clients reach the primary, through a shared address, DNS or NAT."""
     dns_swing: DnsSwing | None = None
     """Points the site's DNS name here when this appliance takes the primary role."""
+    served_fingerprints: Callable[[], set[str]] = set
+    """SHA-256 of the certificates this appliance serves now (its default one)."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
@@ -58,6 +61,18 @@ class FailoverSetup:
 
     def pair(self) -> Pair:
         return state.read_pair(self.state_dir)
+
+    def peer_certificates(self, peer: Peer) -> frozenset[str]:
+        """What the peer may show: the certificate pinned when the pair was made, or one
+        this appliance serves itself. An appliance that restarts serves the default
+        certificate of its site tables, which a sync made the other's (or, once the roles
+        swapped, this one's own): a certificate whose key only the pair holds, so an
+        appliance in between cannot show it."""
+        return frozenset({peer.fingerprint, *self.served_fingerprints()})
+
+    def reach(self, peer: Peer, connect_seconds: float = CONNECT_SECONDS) -> PeerClient:
+        """The peer over HTTPS, its certificate held to `peer_certificates`."""
+        return PeerClient(peer.address, self.key(), self.peer_certificates(peer), connect_seconds)
 
     def key(self) -> bytes:
         found = self.keys.read()
@@ -228,7 +243,7 @@ def break_pair(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> str:
     left_as_is = ""
     if pair.peer is not None:
         try:
-            with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+            with setup.reach(pair.peer) as client:
                 client.call("POST", "/leave", json={})
         except (FailoverError, ConflictError) as error:  # unreachable, or no key here
             left_as_is = (
@@ -264,7 +279,9 @@ def sync_site(setup: FailoverSetup) -> SyncSite:
 def run_sync(setup: FailoverSetup) -> SyncOutcome:
     """On the backup: pull now and record how it went (in `state/failover.json`)."""
     try:
-        outcome = pulling.pull(sync_site(setup), setup.pair(), setup.key())
+        pair = setup.pair()
+        accepted = setup.peer_certificates(pair.peer) if pair.peer else frozenset()
+        outcome = pulling.pull(sync_site(setup), pair, setup.key(), accepted)
     except (FailoverError, ValueError, KeyError, OSError) as error:
         pulling.record(setup.state_dir, f"failed: {error}")
         raise ConflictError(
@@ -284,7 +301,7 @@ def sync_now(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair:
     if pair.role is not Role.PRIMARY or pair.peer is None:
         raise ConflictError("This appliance is not in a failover pair; establish one first.")
     try:
-        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+        with setup.reach(pair.peer) as client:
             answer = client.call("POST", "/sync", json={})
     except FailoverError as error:
         raise ConflictError(str(error)) from None

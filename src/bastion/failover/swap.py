@@ -107,7 +107,7 @@ def become_primary(
                 ) from None
             skipped = str(error)
     try:
-        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+        with setup.reach(pair.peer) as client:
             client.call("POST", "/demote", json={})
         told = True
     except FailoverError as error:
@@ -134,7 +134,7 @@ def become_backup(
     pair = _peer_of(setup.pair(), Role.BACKUP)
     assert pair.peer is not None
     try:
-        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+        with setup.reach(pair.peer) as client:
             if sync_first:
                 client.call("POST", "/sync", json={})
             _take_role(setup, Role.BACKUP)
@@ -207,7 +207,7 @@ def check_peer(setup: FailoverSetup) -> PeerStatus | None:
     try:
         key = setup.key()
         with PeerClient(
-            pair.peer.address, key, pair.peer.fingerprint, CHECK_CONNECT_SECONDS
+            pair.peer.address, key, setup.peer_certificates(pair.peer), CHECK_CONNECT_SECONDS
         ) as client:
             met = client.introduce()
     except (PeerRefusedError, ConflictError) as error:
@@ -311,7 +311,7 @@ def fix_split_brain(uow: UnitOfWork, setup: FailoverSetup, actor: Actor) -> Pair
     if pair.role is Role.NONE or pair.peer is None:
         raise ConflictError("This appliance is not in a failover pair.")
     try:
-        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+        with setup.reach(pair.peer) as client:
             met = client.introduce()
             if met.role != pair.role.value:
                 raise ConflictError(

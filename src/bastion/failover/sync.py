@@ -114,12 +114,13 @@ def blob_file(sync: SyncSite, pair: Pair, sha256: str) -> Path:
 # -- on the backup ---------------------------------------------------------------------------
 
 
-def pull(sync: SyncSite, pair: Pair, key: bytes) -> SyncOutcome:
-    """One whole sync; raises FailoverError (or an error of the transport) on the way."""
+def pull(sync: SyncSite, pair: Pair, key: bytes, accepted: frozenset[str]) -> SyncOutcome:
+    """One whole sync, the primary's certificate held to `accepted`; raises FailoverError
+    (or an error of the transport) on the way."""
     _require(pair, Role.BACKUP)
     peer = pair.peer
     assert peer is not None  # a backup always has its primary
-    with sync.lock, _only_sync(sync), PeerClient(peer.address, key, peer.fingerprint) as client:
+    with sync.lock, _only_sync(sync), PeerClient(peer.address, key, accepted) as client:
         took_snapshot, rows = _pull_rows(sync, client)
         fetched = _pull_blobs(sync, client)
     return SyncOutcome(took_snapshot, rows, fetched)

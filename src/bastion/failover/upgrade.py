@@ -49,6 +49,7 @@ from bastion.failover import dns_swing, rules, service, shared_ips
 from bastion.failover.peer import PeerClient
 from bastion.failover.rules import FailoverError, PeerAddress, Role
 from bastion.failover.service import EstablishRequest, FailoverSetup
+from bastion.failover.state import Peer
 from bastion.platform import audit
 from bastion.platform.clock import utc_now
 from bastion.platform.errors import ConflictError, InvalidInputError, ServiceError
@@ -377,7 +378,7 @@ def preflight(
             problems.append("The backup has not synced for more than a day; Sync Now first.")
     here = installer.prepare(releases, actor)
     try:
-        with PeerClient(pair.peer.address, setup.key(), pair.peer.fingerprint) as client:
+        with setup.reach(pair.peer) as client:
             met = client.introduce()
             answer = client.call("POST", "/upgrade/prepare", json={"releases": releases})
     except FailoverError as error:
@@ -556,12 +557,12 @@ class Sides:
 
     @contextmanager
     def peer(self) -> Iterator[PeerClient]:
-        """The other appliance, the key proved both ways at each connection. Its
-        certificate is not held to the fingerprint pinned when the pair was made: once it
-        restarts (its own install) it serves the site certificate its syncs brought, as
-        establishing the pair again would find; the key, not the certificate, is what
-        the runbook trusts, as establishing does."""
-        with PeerClient(self.runbook.peer_address, self.setup.key()) as client:
+        """The other appliance, as the pair was made: the key proved both ways, and its
+        certificate the one pinned then or, once it restarted for its install, the site
+        certificate its syncs brought (`FailoverSetup.peer_certificates`)."""
+        book = self.runbook
+        pinned = Peer(book.peer_address.host, book.peer_address.port, str(book.peer["fingerprint"]))
+        with self.setup.reach(pinned) as client:
             yield client
 
 
