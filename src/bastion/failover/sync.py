@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -120,9 +121,13 @@ def pull(sync: SyncSite, pair: Pair, key: bytes, accepted: frozenset[str]) -> Sy
     _require(pair, Role.BACKUP)
     peer = pair.peer
     assert peer is not None  # a backup always has its primary
-    with sync.lock, _only_sync(sync), PeerClient(peer.address, key, accepted) as client:
+
+    def connect() -> PeerClient:
+        return PeerClient(peer.address, key, accepted)
+
+    with sync.lock, _only_sync(sync), connect() as client:
         took_snapshot, rows = _pull_rows(sync, client)
-        fetched = _pull_blobs(sync, client)
+        fetched = _pull_blobs(sync, client, connect)
     return SyncOutcome(took_snapshot, rows, fetched)
 
 
@@ -175,22 +180,60 @@ def _pull_snapshot(sync: SyncSite, client: PeerClient) -> tuple[str, int]:
     return epoch, position
 
 
-def _pull_blobs(sync: SyncSite, client: PeerClient) -> int:
+BLOB_STREAMS = 2
+"""Blobs fetched at once, each over its own connection: while one waits (for its disk
+sync, or for the primary to read the next chunk), the other moves bytes."""
+
+
+def _pull_blobs(sync: SyncSite, client: PeerClient, connect: Callable[[], PeerClient]) -> int:
+    """Every blob the backup lacks, `BLOB_STREAMS` at a time; the first failure stops
+    the others after the blob each is fetching (whole blobs stay, a part file resumes)."""
     listed = {str(k): int(v) for k, v in client.call("GET", "/blobs")["blobs"].items()}
-    fetched = 0
-    for sha in blobs.missing(sync.blobs_dir, listed):
-        start = blobs.resume_from(sync.partial_dir, sha)
-        if start >= listed[sha]:  # a part file as long as the blob, but not it: start over
-            blobs.part_path(sync.partial_dir, sha).unlink()
-            start = 0
-        headers = {"Range": f"bytes={start}-"} if start else {}
-        with client.download(f"/blobs/{sha}", headers=headers) as response:
+    todo = iter(blobs.missing(sync.blobs_dir, listed))
+    taking, failed = threading.Lock(), threading.Event()
+
+    def fetch_with(peer: PeerClient) -> int:
+        fetched = 0
+        while not failed.is_set():
+            with taking:
+                sha = next(todo, None)
+            if sha is None:
+                break
             try:
-                blobs.receive(response, sync.partial_dir, sync.blobs_dir, sha)
-            except blobs.BlobMismatchError as error:
-                raise FailoverError(str(error)) from None
-        fetched += 1
-    return fetched
+                _fetch_blob(sync, peer, sha, listed[sha])
+            except BaseException:
+                failed.set()
+                raise
+            fetched += 1
+        return fetched
+
+    def fetch_with_own() -> int:
+        with connect() as own:
+            return fetch_with(own)
+
+    with ThreadPoolExecutor(max(1, BLOB_STREAMS - 1), thread_name_prefix="failover-blobs") as pool:
+        others = [pool.submit(fetch_with_own) for _ in range(BLOB_STREAMS - 1)]
+        try:
+            mine = fetch_with(client)
+        finally:
+            done = [f.exception() for f in others]  # wait for each; the first error wins
+    problems = [e for e in done if e is not None]
+    if problems:
+        raise problems[0]
+    return mine + sum(f.result() for f in others)
+
+
+def _fetch_blob(sync: SyncSite, client: PeerClient, sha: str, size: int) -> None:
+    start = blobs.resume_from(sync.partial_dir, sha)
+    if start >= size:  # a part file as long as the blob, but not it: start over
+        blobs.part_path(sync.partial_dir, sha).unlink()
+        start = 0
+    headers = {"Range": f"bytes={start}-"} if start else {}
+    with client.download(f"/blobs/{sha}", headers=headers) as response:
+        try:
+            blobs.receive(response, sync.partial_dir, sync.blobs_dir, sha)
+        except blobs.BlobMismatchError as error:
+            raise FailoverError(str(error)) from None
 
 
 INTERVAL_SETTING = "failover.sync_interval_seconds"
