@@ -20,8 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.entrypoints.cli import app as bastion_command
+from tests.conftest import skip_or_fail
+from tests.support import named
+from tests.support.dns_swing import resolve
 from tests.support.pair_node import Node
-from tests.support.pair_upgrade import UPGRADE, ended, start, upgrade_pair, wait_for
+from tests.support.pair_upgrade import SITE, UPGRADE, ended, start, upgrade_pair, wait_for
 from tests.support.web import change_password, sign_in, submit
 
 PASSPHRASE = "a passphrase for the backup first"
@@ -30,11 +33,35 @@ FAILOVER = "/login/management/failover"
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    """A (primary) and B (backup); the update service offers a site release that fails
-    its health check (1.1.0), then 1.2.0 and 1.3.0."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[named.NameServer]:
+    """The site's DNS server (Debian bind9), which the pair's swing updates."""
+    if not named.available():
+        skip_or_fail("named (Debian bind9) is not installed")
+    tmp = tmp_path_factory.mktemp("upgrade-named")
+    with named.name_server(tmp, zone="upgrade.test", site=HOSTS[0]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    server: named.NameServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Node, Node]]:
+    """A (primary) and B (backup), each pointing the site's name at itself when it takes
+    the site; the update service offers a site release that fails its health check
+    (1.1.0), then 1.2.0 and 1.3.0."""
     tmp = tmp_path_factory.mktemp("pair-upgrade")
-    with upgrade_pair(tmp, SERVICE_HOST, HOSTS, ["1.2.0", "1.3.0"], broken=["1.1.0"]) as pair:
+
+    def dns(host: str) -> dict[str, str]:
+        return {
+            "BASTION_FAILOVER_DNS_SERVER": server.address,
+            "BASTION_FAILOVER_DNS_ZONE": server.zone,
+            "BASTION_FAILOVER_DNS_NAME": SITE,
+            "BASTION_FAILOVER_DNS_ADDRESS": host,
+            "BASTION_FAILOVER_DNS_TSIG_KEY_FILE": str(server.key_file),
+        }
+
+    versions, broken = ["1.2.0", "1.3.0"], ["1.1.0"]
+    with upgrade_pair(tmp, SERVICE_HOST, HOSTS, versions, broken, env_for=dns) as pair:
         yield pair
 
 
@@ -107,7 +134,7 @@ def test_synchronous_upgrade_installs_the_primary_first_and_keeps_the_roles(
 
 
 def test_asynchronous_upgrade_goes_on_after_its_appliance_was_killed(
-    nodes: tuple[Node, Node],
+    server: named.NameServer, nodes: tuple[Node, Node]
 ) -> None:
     first, second = nodes
     assert first.call("POST", "/api/v1/failover/sync").status_code == 200
@@ -120,6 +147,9 @@ def test_asynchronous_upgrade_goes_on_after_its_appliance_was_killed(
     assert version(first) == "1.3.0" and version(second) == "1.3.0"
     assert second.role() == "primary" and first.role() == "backup"
     assert second.failover()["last_data_sync_status"] == "ok"  # synced as the last step
+    swing = {s["name"]: s["detail"] for s in report["steps"]}["swing"]
+    assert f"points here ({second.host})" in swing, swing
+    assert resolve(server, SITE) == second.host
     order = [s["name"] for s in report["steps"]]
     assert order.index("install_peer") < order.index("swing") < order.index("install_here")
     shown = CliRunner().invoke(

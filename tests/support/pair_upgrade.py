@@ -29,9 +29,11 @@ def upgrade_pair(
     hosts: tuple[str, str],
     versions: Sequence[str],
     broken: Sequence[str] = (),
+    env_for: Callable[[str], dict[str, str]] | None = None,
 ) -> Iterator[tuple[Node, Node]]:
     """A (primary) and B (its synced backup); the service offers each of `versions` (and
-    `broken`: releases whose health check fails)."""
+    `broken`: releases whose health check fails); `env_for(host)`: more settings of the
+    appliance on `host`."""
     vendor = Vendor.for_site(tmp / "vendor", SITE)
     wheels = tmp / "wheels"
     for version in broken:
@@ -58,7 +60,7 @@ def upgrade_pair(
                     host=host,
                     port=free_port(host),
                     data_dir=tmp / f"data-{host}",
-                    env=env,
+                    env={**env, **(env_for(host) if env_for else {})},
                     extra_args=["--hostname", SITE],
                 )
             )
