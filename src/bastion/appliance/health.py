@@ -6,7 +6,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -28,12 +28,14 @@ from bastion.failover.service import FailoverSetup
 from bastion.platform import build
 from bastion.platform.db.engine import database_size_bytes
 from bastion.platform.runtime import Runtime
+from bastion.platform.web import answers
 from bastion.platform.web.deps import RuntimeDep, UowDep
 
 router = APIRouter(include_in_schema=False)
 
 
 PING_TIMEOUT_SECONDS = 5.0
+HEALTH = "/check_health"
 
 
 class HealthProbe:
@@ -50,14 +52,23 @@ class HealthProbe:
         self._asking: asyncio.Future[bool] | None = None
 
     async def database_answers(self) -> bool:
+        """Whether the database answers within `PING_TIMEOUT_SECONDS` of the question that
+        this call shares."""
         if self._asking is None:
-            asking = asyncio.get_running_loop().run_in_executor(self._thread, self._ping)
-            asking.add_done_callback(self._answered)
-            self._asking = asking
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._asking), PING_TIMEOUT_SECONDS)
-        except TimeoutError:
-            return False
+            loop = asyncio.get_running_loop()
+            answer: asyncio.Future[bool] = loop.create_future()
+            late = loop.call_later(PING_TIMEOUT_SECONDS, _settle, answer, False)
+            asked = loop.run_in_executor(self._thread, self._ping)
+
+            def pinged(done: asyncio.Future[bool]) -> None:
+                late.cancel()
+                failed = done.cancelled() or done.exception() is not None
+                _settle(answer, not failed and done.result())
+
+            asked.add_done_callback(pinged)
+            answer.add_done_callback(self._answered)
+            self._asking = answer
+        return await asyncio.shield(self._asking)
 
     def _answered(self, _asked: asyncio.Future[bool]) -> None:
         self._asking = None
@@ -71,8 +82,20 @@ class HealthProbe:
         return True
 
 
-@router.get("/check_health")
+def _settle(answer: asyncio.Future[bool], value: bool) -> None:
+    if not answer.done():
+        answer.set_result(value)
+
+
+@router.get(HEALTH)
 async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    status, body = await health_answer(runtime, request.app.state.health)
+    return JSONResponse(body, status_code=status)
+
+
+async def health_answer(runtime: Runtime, probe: HealthProbe) -> tuple[int, dict[str, object]]:
+    """The status and body of `/check_health`: 200 while this worker serves and its
+    database answers, 503 with the reason otherwise."""
     setup = runtime.part(FailoverSetup)
     pair = setup.pair()
     held = (
@@ -90,12 +113,21 @@ async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:
     }
     if not runtime.serving:
         body["status"] = "stopping" if runtime.stopping else "starting"
-        return JSONResponse(body, status_code=503)
-    probe: HealthProbe = request.app.state.health
+        return 503, body
     if not await probe.database_answers():
         body["status"] = "database unavailable"
-        return JSONResponse(body, status_code=503)
-    return JSONResponse(body)
+        return 503, body
+    return 200, body
+
+
+_JSON = JSONResponse(None)
+"""Renders a body as every JSON answer does."""
+
+
+def _answer_headers() -> list[tuple[bytes, bytes]]:
+    """The headers of a JSON answer that passed the app's middleware, as raw pairs."""
+    headers = answers.secure(JSONResponse(None), HEALTH).raw_headers
+    return [(k, v) for k, v in headers if k != b"content-length"]
 
 
 class Metrics:
@@ -143,6 +175,42 @@ class Metrics:
                 self.requests.labels(scope["method"], name, str(status)).inc()
 
         return measured
+
+    def health_ahead(self, app: FastAPI) -> ASGIApp:
+        """`app`, with `GET /check_health` answered ahead of it (its middleware, routing
+        and dependencies) with the same answer and headers: a load balancer polls it hard,
+        and it is the measure of whether the appliance keeps up. A draining worker's
+        answers also close their connection, so there it takes the usual way."""
+        runtime: Runtime = app.state.runtime
+        probe: HealthProbe = app.state.health
+        head = _answer_headers()
+        latency = self.latency.labels("GET", HEALTH)
+        answered = {code: self.requests.labels("GET", HEALTH, str(code)) for code in (200, 503)}
+
+        async def ahead(scope: Scope, receive: Receive, send: Send) -> None:
+            if (
+                scope["type"] != "http"
+                or scope["path"] != HEALTH
+                or scope["method"] != "GET"
+                or runtime.draining
+            ):
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            try:
+                status, body = await health_answer(runtime, probe)
+            except Exception:  # the usual way answers and logs it as it does every crash
+                await app(scope, receive, send)
+                return
+            content = _JSON.render(body)
+            length = (b"content-length", str(len(content)).encode())
+            start = {"type": "http.response.start", "status": status, "headers": [length, *head]}
+            await send(start)
+            await send({"type": "http.response.body", "body": content})
+            latency.observe(time.perf_counter() - started)
+            answered[status].inc()
+
+        return ahead
 
 
 def _signed_in(runtime: Runtime) -> float:

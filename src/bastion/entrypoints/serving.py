@@ -25,7 +25,7 @@ from bastion.backups.service import BackupSite
 from bastion.certificates import tls
 from bastion.certificates.site import SiteCertificates
 from bastion.entrypoints import compose
-from bastion.entrypoints.web import create_app
+from bastion.entrypoints.web import create_app, served
 from bastion.entrypoints.worker_control import WorkerControl
 from bastion.installs import service as installs
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
@@ -134,7 +134,7 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
         client = supervised.client
         listeners = UvicornListeners(ssl_context, client.listen, client.unlisten)
     clock = compose.add_network(runtime, listeners).clock
-    listeners.attach(app)
+    listeners.attach(served(app))
     _settle_memory(app, runtime)
     runtime.serving = True
     background: list[asyncio.Task[None]] = []

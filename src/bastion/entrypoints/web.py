@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from bastion.accounts import api as accounts_api
 from bastion.accounts import pages as accounts_pages
@@ -90,3 +91,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.metrics = metrics
     app.state.health = health.HealthProbe(runtime)
     return app
+
+
+def served(app: FastAPI) -> ASGIApp:
+    """What the listeners serve: the app, with `/check_health` answered ahead of it."""
+    metrics: health.Metrics = app.state.metrics
+    return metrics.health_ahead(app)

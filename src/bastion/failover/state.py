@@ -8,8 +8,11 @@ and the backup appliance's pull does not overwrite them.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +72,26 @@ class Pair:
 
 
 def read_pair(state_dir: Path) -> Pair:
-    path = state_dir / PAIR_FILE
-    if not path.exists():
+    """The pair's state as the file holds it now.
+
+    Read on every health check and many requests, so a file that has not changed since
+    the last read is not parsed again. It is only replaced whole, by a rename; but an inode
+    can be reused and a file's time is coarse, so a file changed within the last second
+    is read every time and kept only once it is older (as git treats a "racily clean"
+    index entry)."""
+    path = _pair_file(state_dir)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
         return Pair()
+    seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    known = _read.get(path)
+    settled = time.time_ns() - stat.st_mtime_ns > _SETTLED_NS
+    if known is not None and known[0] == seen and settled:
+        return known[1]
     data = json.loads(path.read_text())
     peer = Peer(**data["peer"]) if data.get("peer") else None
-    return Pair(
+    pair = Pair(
         Role(data.get("role", "none")),
         peer,
         data.get("established_at", ""),
@@ -83,6 +100,18 @@ def read_pair(state_dir: Path) -> Pair:
         dict(data.get("details", {})),
         data.get("role_since", ""),
     )
+    if settled:  # kept only once no change can share its time
+        _read[path] = (seen, pair)
+    return pair
+
+
+@cache
+def _pair_file(state_dir: Path) -> Path:
+    return state_dir / PAIR_FILE
+
+
+_read: dict[Path, tuple[tuple[int, int, int], Pair]] = {}
+_SETTLED_NS = 1_000_000_000
 
 
 def write_pair(state_dir: Path, pair: Pair) -> None:
