@@ -63,7 +63,9 @@ def signed_in(request: Request, setup: AccountsDep, uow: UowDep) -> CurrentSessi
     return current
 
 
-def administrator(current: Annotated[CurrentSession, Depends(signed_in)]) -> CurrentSession:
+async def administrator(
+    current: Annotated[CurrentSession, Depends(signed_in)],
+) -> CurrentSession:
     if not current.principal.is_administrator:
         raise PermissionDeniedError("This page is for administrators only.")
     return current
@@ -137,7 +139,9 @@ def api_principal(
     return principal_from_header(request, uow)
 
 
-def api_actor(request: Request, principal: Annotated[Principal, Depends(api_principal)]) -> Actor:
+async def api_actor(
+    request: Request, principal: Annotated[Principal, Depends(api_principal)]
+) -> Actor:
     return Actor(principal, source_of(request))
 
 
