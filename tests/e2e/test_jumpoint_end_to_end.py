@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.support import web
 from tests.support.endpoints import Client, bastion, eventually
@@ -173,6 +174,70 @@ def test_a_vaulted_password_reaches_a_server_that_takes_passwords(
     assert password not in site.appliance.log() + jumpoint.output()
 
 
+def passphrase_key(path: Path, passphrase: str, pem: bool = False) -> tuple[str, str]:
+    """A key pair whose private key is protected by `passphrase` (OpenSSH form, or PEM
+    PKCS#8 with `pem`)."""
+    kind = ["-t", "rsa", "-b", "2048", "-m", "PKCS8"] if pem else ["-t", "ed25519"]
+    command = ["ssh-keygen", "-q", *kind, "-N", passphrase, "-f", str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    return path.read_text(), path.with_suffix(".pub").read_text().strip()
+
+
+def test_a_key_protected_by_a_passphrase_is_opened_once_and_signs_in(
+    site: Site, jumpoint: Client, sshd: SshServer, tmp_path: Path
+) -> None:
+    creds = "/api/v1/vault/credentials"
+    passphrase = "Schlüssel-Paßwort 🔑 " + tmp_path.name[-8:]
+    locked, public = passphrase_key(tmp_path / "locked", passphrase)
+    pem_locked, pem_public = passphrase_key(tmp_path / "pem_locked", passphrase, pem=True)
+    assert "ENCRYPTED PRIVATE KEY" in pem_locked
+    with pytest.raises(TypeError, match="password-protected"):  # really locked
+        serialization.load_ssh_private_key(locked.encode(), password=None)
+    authorized = sshd.log.parent / "authorized_keys"
+    authorized.write_text(authorized.read_text() + public + "\n" + pem_public + "\n")
+    before = site.api.get(creds).json()
+
+    def refused(body: dict[str, str], words: str) -> None:
+        answer = site.api.post(creds, json={"name": "locked key", **body})
+        assert answer.status_code == 400 and words in answer.text, answer.text
+        assert passphrase not in answer.text
+
+    key = {"kind": "private_key", "secret": locked}
+    refused(key, "protected by a passphrase; give the passphrase too")
+    refused(key | {"passphrase": "not " + passphrase}, "passphrase does not open this private key")
+    refused({"kind": "password", "secret": "pw", "passphrase": passphrase}, "private key only")
+    refused(
+        {"kind": "private_key", "secret": sshd.client_key, "passphrase": passphrase},
+        "has no passphrase",
+    )
+    assert site.api.get(creds).json() == before  # nothing was stored
+
+    stored = site.api.post(creds, json={"name": "locked key", **key, "passphrase": passphrase})
+    assert stored.status_code == 201, stored.text
+    body = item_body(site, sshd, stored.json()["id"], name="locked-ssh")
+    assert site.api.post("/api/v1/jumpoints/ssh-items", json=body).status_code == 201
+    representative(site, "dba5", ["Databases"])
+    home = signed_in_console(site, "dba5")
+    jumped = console(home, "jump", "locked-ssh", stdin="echo opened-$((40+2))\nexit 5\n")
+    assert jumped.returncode == 5 and "opened-42" in jumped.stdout, jumped.stdout + jumped.stderr
+
+    replaced = site.api.put(
+        f"{creds}/{stored.json()['id']}",
+        json={"kind": "private_key", "secret": pem_locked, "passphrase": passphrase},
+    )
+    assert replaced.status_code == 200, replaced.text
+    again = console(home, "jump", "locked-ssh", stdin="echo pem-$((40+2))\nexit 6\n")
+    assert again.returncode == 6 and "pem-42" in again.stdout, again.stdout + again.stderr
+    used = sshd.log.read_text(errors="replace")
+    for line in (public, pem_public):  # each key signed in: sshd logs its fingerprint
+        fingerprint = subprocess.run(
+            ["ssh-keygen", "-lf", "-"], input=line, capture_output=True, text=True, check=True
+        ).stdout.split()[1]
+        assert f"Accepted publickey for {sshd.username}" in used and fingerprint in used
+    said = site.appliance.log() + jumpoint.output() + site.api.get("/api/v1/audit").text
+    assert passphrase not in said and "PRIVATE KEY" not in said
+
+
 def test_a_changed_host_key_is_refused_and_nothing_is_relayed(
     site: Site, jumpoint: Client, sshd: SshServer, tmp_path: Path
 ) -> None:
@@ -289,8 +354,17 @@ def test_an_administrator_manages_the_vault_and_items_on_the_page(
         refused = web.submit(
             browser, page, f"{page}/credentials", name="page key", kind="private_key", secret=secret
         )
-        assert refused.status_code == 400 and "unencrypted OpenSSH or PEM" in refused.text
+        assert refused.status_code == 400 and "OpenSSH or PEM key file" in refused.text
         assert secret not in refused.text  # a refused form does not echo the secret back
+        locked, _ = passphrase_key(site.tmp / "page_locked", "page pass phrase")
+        form = {"name": "page locked key", "kind": "private_key", "secret": locked}
+        unopened = web.submit(browser, page, f"{page}/credentials", **form)
+        assert unopened.status_code == 400 and "give the passphrase too" in unopened.text
+        opened = web.submit(
+            browser, page, f"{page}/credentials", **form, passphrase="page pass phrase"
+        )
+        assert opened.status_code == 303, opened.text
+        assert "page pass phrase" not in browser.get(page).text
         credential = next(
             c["id"]
             for c in site.api.get("/api/v1/vault/credentials").json()

@@ -21,8 +21,8 @@ SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
 CREDENTIALS = "/api/v1/vault/credentials"
 ITEMS = "/api/v1/jumpoints/ssh-items"
 BAD_SECRET = (
-    "the name is empty or not printable, the password is empty or too long, or the private "
-    "key is not an unencrypted OpenSSH or PEM key."
+    "the name is empty or not printable, the password is empty or too long, the private "
+    "key is not an OpenSSH or PEM key, or its passphrase is missing, wrong or not needed."
 )
 BAD_ITEM = (
     "the name, host, user name or labels are not valid, the host key is not an OpenSSH "
@@ -46,7 +46,9 @@ def add_credential(
     body: s.CredentialIn, vault: VaultDep, uow: UowDep, actor: ApiActorDep
 ) -> service.CredentialView:
     """Store a password or a private key, sealed by the appliance's key vault."""
-    added = service.add_credential(uow, vault, actor, body.name, body.kind, body.secret)
+    added = service.add_credential(
+        uow, vault, actor, body.name, body.kind, body.secret, body.passphrase
+    )
     uow.commit()
     return added
 
@@ -65,7 +67,9 @@ def replace_secret(
     row_id: RowId, body: s.SecretIn, vault: VaultDep, uow: UowDep, actor: ApiActorDep
 ) -> service.CredentialView:
     """Give the credential a new secret; the Jump Items using it use the new one."""
-    replaced = service.replace_secret(uow, vault, actor, row_id, body.kind, body.secret)
+    replaced = service.replace_secret(
+        uow, vault, actor, row_id, body.kind, body.secret, body.passphrase
+    )
     uow.commit()
     return replaced
 

@@ -65,10 +65,12 @@ def add_credential(
     name: FormText = "",
     kind: FormText = "password",
     secret: FormText = "",
+    passphrase: FormText = "",
 ) -> Response:
     """Store a credential; the form comes back without the secret if it is refused."""
     try:
-        service.add_credential(uow, vault, page_actor(request, current), name, kind, secret)
+        actor = page_actor(request, current)
+        service.add_credential(uow, vault, actor, name, kind, secret, passphrase)
     except ServiceError as error:
         return _page(request, setup, uow, current, error, name=name, kind=kind)
     uow.commit()

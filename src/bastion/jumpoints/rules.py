@@ -70,7 +70,7 @@ def check_secret(kind: str, secret: str) -> str:
         or not key.startswith("-----BEGIN")
     ):
         raise JumpointRuleError(
-            "A private key is the text of an unencrypted OpenSSH or PEM key file "
+            "A private key is the text of an OpenSSH or PEM key file "
             f"(-----BEGIN ... PRIVATE KEY-----), at most {MAX_PRIVATE_KEY} characters."
         )
     return key + "\n"

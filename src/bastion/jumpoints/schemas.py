@@ -19,16 +19,23 @@ one past the largest id: the service answers "no such row" for ids past it (neve
 Label = Field(default="", max_length=rules.MAX_LABEL, pattern=PRINTABLE)
 
 
+Passphrase = Field(default="", max_length=rules.MAX_PASSWORD, repr=False)
+"""A private key's passphrase, if it has one: the key is opened with it and the vault
+keeps the key, sealed, without it (the passphrase is not kept)."""
+
+
 class CredentialIn(Strict):
     name: str = Field(min_length=1, max_length=rules.MAX_NAME, pattern=PRINTABLE)
     kind: CredentialKind
     secret: str = Field(min_length=1, max_length=rules.MAX_PRIVATE_KEY, repr=False)
-    """The password, or the text of an unencrypted OpenSSH or PEM private key."""
+    """The password, or the text of an OpenSSH or PEM private key."""
+    passphrase: str = Passphrase
 
 
 class SecretIn(Strict):
     kind: CredentialKind
     secret: str = Field(min_length=1, max_length=rules.MAX_PRIVATE_KEY, repr=False)
+    passphrase: str = Passphrase
 
 
 class CredentialOut(BaseModel):

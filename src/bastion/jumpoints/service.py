@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from bastion.agents.protocol import SshTarget
 from bastion.jump_clients import service as jump_clients
@@ -68,28 +70,70 @@ def _credential_view(uow: UnitOfWork, row: VaultCredentialRow) -> CredentialView
     )
 
 
-def _checked_secret(kind: str, secret: str) -> str:
+def _checked_secret(kind: str, secret: str, passphrase: str = "") -> str:
+    """The secret as the vault keeps it. A private key protected by a passphrase is opened
+    with it and kept without it: sealed in the vault, it needs no second lock, and the
+    Jumpoint that uses it never learns the passphrase."""
     try:
         cleaned = rules.check_secret(kind, secret)
     except JumpointRuleError as error:
         raise _invalid(error) from None
-    if kind == "private_key":
-        _check_private_key(cleaned)
-    return cleaned
+    if kind != "private_key":
+        if passphrase:
+            raise InvalidInputError(
+                "A passphrase goes with a private key only; leave it empty for a password."
+            )
+        return cleaned
+    return _opened_private_key(cleaned, passphrase)
 
 
-def _check_private_key(text: str) -> None:
+def _opened_private_key(text: str, passphrase: str) -> str:
+    """`text` if it is readable as it is, else the key opened with `passphrase`, in
+    OpenSSH form and unencrypted."""
     data = text.encode()
+    password = passphrase.encode() if passphrase else None
+    key: PrivateKeyTypes
     try:
         if b"OPENSSH PRIVATE KEY" in data:
-            serialization.load_ssh_private_key(data, password=None)
+            key = serialization.load_ssh_private_key(data, password=password)
         else:
-            serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as error:
+            key = serialization.load_pem_private_key(data, password=password)
+    except TypeError:
+        if passphrase:
+            raise InvalidInputError(
+                "This private key has no passphrase; leave the passphrase empty."
+            ) from None
         raise InvalidInputError(
-            f"The private key cannot be read ({error}). Store it unencrypted, in OpenSSH or "
-            "PEM form (ssh-keygen -p -N '' -f KEY removes a passphrase from a copy)."
+            "This private key is protected by a passphrase; give the passphrase too (it "
+            "opens the key once, and the vault keeps the key sealed without it)."
         ) from None
+    except ValueError as error:
+        if passphrase:
+            raise InvalidInputError(
+                "The passphrase does not open this private key (or the key is damaged); "
+                "nothing was stored."
+            ) from None
+        raise InvalidInputError(
+            f"The private key cannot be read ({error}). Store an OpenSSH or PEM private key."
+        ) from None
+    except UnsupportedAlgorithm as error:
+        raise InvalidInputError(
+            f"The private key cannot be read ({error}). Store an OpenSSH or PEM private key."
+        ) from None
+    if password is None:
+        return text
+    try:
+        opened = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"A {type(key).__name__.removesuffix('PrivateKey')} key cannot sign in over SSH; "
+            "store an Ed25519, ECDSA or RSA key."
+        ) from None
+    return opened.decode()
 
 
 def list_credentials(uow: UnitOfWork) -> list[CredentialView]:
@@ -108,14 +152,20 @@ def _credential(uow: UnitOfWork, row_id: int) -> VaultCredentialRow:
 
 
 def add_credential(
-    uow: UnitOfWork, setup: JumpointsSetup, actor: Actor, name: str, kind: str, secret: str
+    uow: UnitOfWork,
+    setup: JumpointsSetup,
+    actor: Actor,
+    name: str,
+    kind: str,
+    secret: str,
+    passphrase: str = "",
 ) -> CredentialView:
-    """Store a password or a private key, sealed."""
+    """Store a password or a private key (opened with `passphrase` if it has one), sealed."""
     try:
         name = rules.clean_name("credential", name, rules.MAX_NAME)
     except JumpointRuleError as error:
         raise _invalid(error) from None
-    cleaned = _checked_secret(kind, secret)
+    cleaned = _checked_secret(kind, secret, passphrase)
     repo = uow.repository(CredentialRepository)
     if repo.by_name(name) is not None:
         raise ConflictError(
@@ -138,11 +188,17 @@ def add_credential(
 
 
 def replace_secret(
-    uow: UnitOfWork, setup: JumpointsSetup, actor: Actor, row_id: int, kind: str, secret: str
+    uow: UnitOfWork,
+    setup: JumpointsSetup,
+    actor: Actor,
+    row_id: int,
+    kind: str,
+    secret: str,
+    passphrase: str = "",
 ) -> CredentialView:
     """Give a credential a new secret (a changed password, a new key)."""
     row = _credential(uow, row_id)
-    cleaned = _checked_secret(kind, secret)
+    cleaned = _checked_secret(kind, secret, passphrase)
     row.kind = kind
     row.secret = setup.seal(cleaned.encode(), row.seal_id)
     row.updated_at = utc_now()
