@@ -64,10 +64,15 @@ PRIVSEP = Path("/run/sshd")
 
 @contextmanager
 def ssh_server(
-    tmp: Path, host: str = "127.0.0.9", password: str | None = None
+    tmp: Path,
+    host: str = "127.0.0.9",
+    password: str | None = None,
+    keyboard_interactive: bool = False,
 ) -> Iterator[SshServer]:
     """sshd in the foreground on `host` and a free high port, until the block ends; with
-    `password`, the running user signs in with it too (root only: it needs a namespace)."""
+    `password`, the running user signs in with it too (root only: it needs a namespace),
+    and with `keyboard_interactive` only by answering PAM's password prompt (a server
+    that turned plain password authentication off)."""
     tmp.mkdir(parents=True, exist_ok=True)
     _, host_public = keypair(tmp / "host_key", "test host")
     client_private, client_public = keypair(tmp / "client_key", "test client")
@@ -81,8 +86,9 @@ def ssh_server(
         f"HostKey {tmp / 'host_key'}\n"
         f"PidFile {tmp / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {authorized}\n"
-        f"PasswordAuthentication {'yes' if password else 'no'}\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\n"
+        f"PasswordAuthentication {'yes' if password and not keyboard_interactive else 'no'}\n"
+        f"KbdInteractiveAuthentication {'yes' if keyboard_interactive else 'no'}\n"
+        f"UsePAM {'yes' if keyboard_interactive else 'no'}\n"
         f"PermitRootLogin {'yes' if password else 'prohibit-password'}\n"
         "StrictModes no\nPrintMotd no\nPrintLastLog no\n"
         "LogLevel VERBOSE\n"

@@ -4,7 +4,10 @@ relayed like a Jump Client's shell.
 The server's host key must be the one pinned on the Jump Item: asyncssh checks it during
 the key exchange, before any credential is sent, and a different key ends the attempt
 with a refusal that names the key presented. The credential (a password or a private
-key from the site's vault) is used for this connection only and never written down.
+key from the site's vault) is used for this connection only and never written down. A
+password answers the server's password authentication or, on a server that turned that
+off, its keyboard-interactive password prompt (PAM's "Password:"); no other prompt is
+answered.
 
 The relay side sees a `Pty`: one end of a socket pair (`master`) whose other end is
 pumped to and from the SSH channel, so the session's flow control (read the terminal
@@ -104,8 +107,10 @@ class SshTerminal:
                     agent_path=None,
                     config=None,
                     gss_auth=False,
-                    kbdint_auth=False,
-                    preferred_auth="publickey" if target.private_key else "password",
+                    kbdint_auth=bool(target.password),  # a server asking "Password:" by PAM
+                    preferred_auth=(
+                        "publickey" if target.private_key else "password,keyboard-interactive"
+                    ),
                 ),
                 CONNECT_TIMEOUT,
             )
