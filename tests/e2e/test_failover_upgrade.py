@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,9 +24,18 @@ from typer.testing import CliRunner
 from bastion.entrypoints.cli import app as bastion_command
 from tests.conftest import skip_or_fail
 from tests.support import named
+from tests.support.appliance import test_environment
 from tests.support.dns_swing import resolve
 from tests.support.pair_node import Node
-from tests.support.pair_upgrade import SITE, UPGRADE, ended, start, upgrade_pair, wait_for
+from tests.support.pair_upgrade import (
+    SITE,
+    UPGRADE,
+    ended,
+    runbook,
+    start,
+    upgrade_pair,
+    wait_for,
+)
 from tests.support.web import change_password, sign_in, submit
 
 PASSPHRASE = "a passphrase for the backup first"
@@ -94,9 +105,19 @@ def test_a_release_that_fails_on_the_backup_leaves_the_pair_as_it_was(
 ) -> None:
     first, second = nodes
     before = version(first)
-    started = start(first, "site 1.1.0", "async", PASSPHRASE)
+    # started from the primary's console, as an administrator on the machine would; the
+    # appliance that serves goes on with the steps
+    command = ["failover", "upgrade", "site 1.1.0", "--mode", "async", "--no-wait"]
+    command += ["--data", str(first.appliance.data_dir)]
+    env = test_environment({**first.appliance.env, "BASTION_BACKUP_PASSPHRASE": PASSPHRASE})
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion", *command], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Started (async)" in done.stdout and PASSPHRASE not in done.stdout + done.stderr
+    started = runbook(first)
     assert steps(started)["preflight"] == "done" and steps(started)["backup"] == "done"
-    assert Path(started["backup_file"]).is_file()
+    assert Path(started["backup_file"]).is_file() and started["backup_file"] in done.stdout
     report = wait_for(first, ended)
     assert report["state"] == "failed", report
     assert steps(report)["install_peer"] == "failed", report
