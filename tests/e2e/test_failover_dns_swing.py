@@ -60,6 +60,7 @@ def test_the_name_follows_the_primary_role_both_ways(
     status = second.failover()["dns_swing"]
     assert status["last_update_ok"] is True and status["ttl"] == 30
     assert status["name"] == SITE and status["address"] == second.host
+    assert status["addresses"] == [second.host]
 
     back, _ = swap_while_polling(server, second, "become-backup", first, second)
     print(f"Become Backup: the name named the old primary for {back * 1000:.0f} ms more")

@@ -47,6 +47,23 @@ def test_the_update_points_the_name_here_and_replaces_both_families(
     assert dns_swing.held(swing(server, "10.0.0.2")) == {"10.0.0.2"}
 
 
+def test_a_dual_stack_appliance_points_the_name_at_both_its_addresses(
+    server: named.NameServer, tmp_path: Path
+) -> None:
+    both = swing(server, "10.0.0.12,fd00::12")
+    status = dns_swing.swing_here(both, tmp_path)
+    assert status is not None and status.ok and "(10.0.0.12, fd00::12)" in status.message
+    assert dns_swing.held(both) == {"10.0.0.12", "fd00::12"}
+    kept = dns_swing.keep_here(both, tmp_path, Role.PRIMARY)
+    assert kept == status  # the name already holds both: nothing sent again
+    dns_swing.point_here(swing(server, "10.0.0.12"))  # one of them lost behind its back
+    repaired = dns_swing.keep_here(both, tmp_path, Role.PRIMARY)
+    assert repaired is not None and repaired.ok
+    assert dns_swing.held(both) == {"10.0.0.12", "fd00::12"}
+    dns_swing.point_here(swing(server, "10.0.0.13"))  # the other appliance takes the name
+    assert dns_swing.held(both) == {"10.0.0.13"}
+
+
 def test_a_wrong_secret_or_key_is_refused_with_what_to_check_and_changes_nothing(
     server: named.NameServer,
 ) -> None:

@@ -41,7 +41,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
         failover_dns_server="127.0.0.1:1",  # nothing listens there
         failover_dns_zone="example.com",
         failover_dns_name="support.example.com",
-        failover_dns_address="10.0.0.11",
+        failover_dns_address="10.0.0.11, fd00::11",  # a dual-stack appliance
         failover_dns_tsig_key_file=key_file,
     )
     runtime = compose.build(settings)
@@ -56,7 +56,8 @@ async def test_the_page_shows_the_dns_swing_and_its_last_update(
     app: FastAPI, admin: Client
 ) -> None:
     page = await admin.get(FAILOVER)
-    assert "<code>support.example.com</code> &rarr; <code>10.0.0.11</code>" in page.text
+    shown = "<code>support.example.com</code> &rarr; <code>10.0.0.11, fd00::11</code>"
+    assert shown in page.text
     assert "TTL 30 s" in page.text and "last update: none yet" in page.text
 
     setup = app.state.runtime.part(FailoverSetup)

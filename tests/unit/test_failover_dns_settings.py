@@ -23,6 +23,7 @@ from bastion.failover.dns_swing import (
     from_settings,
     parse_key,
     parse_server,
+    record_type,
     refusal,
     update_message,
 )
@@ -46,11 +47,12 @@ def swing(key_file: Path, address: str = "10.0.0.11") -> DnsSwing:
 
 def test_the_settings_make_a_swing_with_a_stated_default_ttl(key_file: Path) -> None:
     made = swing(key_file)
-    assert (made.server, made.port, made.rdtype, made.ttl) == ("10.0.0.53", 5353, "A", 30)
+    assert (made.server, made.port, made.ttl) == ("10.0.0.53", 5353, 30)
+    assert [record_type(a) for a in made.addresses] == ["A"]
     assert made.name == dns.name.from_text("support.example.com")
     assert made.zone == dns.name.from_text("example.com")
     assert DEFAULT_TTL == 30
-    assert swing(key_file, "fd00::11").rdtype == "AAAA"
+    assert [record_type(a) for a in swing(key_file, "fd00::11").addresses] == ["AAAA"]
     assert from_settings("", "", "", "", None) is None
 
 
@@ -140,3 +142,36 @@ def test_a_refusal_says_what_to_check_and_never_the_secret(key_file: Path) -> No
     assert "(SERVFAIL)" in refusal(made, dns.rcode.SERVFAIL)
     for rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH, dns.rcode.NOTZONE):
         assert SECRET not in refusal(made, rcode)
+
+
+def test_a_dual_stack_appliance_gives_both_addresses_and_one_update_holds_both(
+    key_file: Path,
+) -> None:
+    made = swing(key_file, " 10.0.0.11, fd00::11 ")
+    assert made.shown == "10.0.0.11, fd00::11" and made.held_when_here == {"10.0.0.11", "fd00::11"}
+    assert str(made) == "support.example.com. -> 10.0.0.11, fd00::11 at 10.0.0.53:5353"
+    parsed = dns.message.from_wire(
+        update_message(made).to_wire(), keyring=dns.tsig.Key("bastion-swing", SECRET, "hmac-sha256")
+    )
+    assert isinstance(parsed, dns.update.UpdateMessage)
+    added = [
+        (r.rdtype, [item.to_text() for item in r]) for r in parsed.update if r.deleting is None
+    ]
+    assert added == [(dns.rdatatype.A, ["10.0.0.11"]), (dns.rdatatype.AAAA, ["fd00::11"])]
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("10.0.0.11,10.0.0.11", "given twice"),
+        ("10.0.0.11, fd00::0:11, fd00::11", "given twice"),
+        ("10.0.0.11, nonsense", "'nonsense' is not an IP address"),
+        (", ".join(f"10.0.0.{n}" for n in range(1, 10)), "at most 8 addresses"),
+        (" , ", "give this appliance's address"),
+    ],
+)
+def test_addresses_given_twice_too_many_or_wrong_are_refused(
+    key_file: Path, address: str, says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        from_settings("10.0.0.53", "example.com", "a.example.com", address, key_file)

@@ -63,7 +63,8 @@ def _dns_swing_out(setup: FailoverSetup) -> s.DnsSwingOut | None:
     last = dns_swing.read_status(setup.state_dir)
     return s.DnsSwingOut(
         name=swing.name.to_text(omit_final_dot=True),
-        address=str(swing.address),
+        address=str(swing.addresses[0]),
+        addresses=[str(a) for a in swing.addresses],
         server=f"{swing.server}:{swing.port}",
         ttl=swing.ttl,
         last_update_at=last.at if last else "",

@@ -2,13 +2,14 @@
 at itself, with an RFC 2136 dynamic update signed with TSIG, sent to the site's primary
 DNS server.
 
-Each appliance is given the server, the zone, the name, its own address and the TSIG key
-(`BASTION_FAILOVER_DNS_*`, per appliance). One update message replaces the name's A and
-AAAA records with this appliance's address (A or AAAA by its family), without
-prerequisites. Taking over never fails because of DNS: the outcome is recorded in
+Each appliance is given the server, the zone, the name, its own addresses and the TSIG
+key (`BASTION_FAILOVER_DNS_*`, per appliance): one address, or several (a dual-stack
+appliance's IPv4 and IPv6 ones). One update message replaces the name's A and AAAA
+records with this appliance's addresses (A or AAAA by family), without prerequisites.
+Taking over never fails because of DNS: the outcome is recorded in
 `state/failover-dns.json` and logged, and the periodic peer check asks the server for the
-name and sends the update again while it does not hold this appliance's address alone.
-A backup leaves DNS alone. The key's secret is never logged nor shown.
+name and sends the update again while it does not hold exactly this appliance's
+addresses. A backup leaves DNS alone. The key's secret is never logged nor shown.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ KEY_CLAUSE = re.compile(
 KEY_FIELD = re.compile(r'(?P<field>algorithm|secret)\s+"?(?P<value>[^";\s]+)"?\s*;', re.IGNORECASE)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_ADDRESSES = 8
 
 
 class DnsSwingError(FailoverError):
@@ -80,17 +82,47 @@ class DnsSwing:
     port: int
     zone: dns.name.Name
     name: dns.name.Name
-    address: Address
+    addresses: tuple[Address, ...]
+    """This appliance's addresses, at least one, each once."""
     key: TsigKey
     ttl: int = DEFAULT_TTL
     timeout: float = TIMEOUT_SECONDS
 
     @property
-    def rdtype(self) -> str:
-        return "A" if self.address.version == 4 else "AAAA"
+    def shown(self) -> str:
+        """The addresses as the page and the log say them: "10.0.0.11, fd00::11"."""
+        return ", ".join(str(a) for a in self.addresses)
+
+    @property
+    def held_when_here(self) -> set[str]:
+        """What the server holds for the name once it points here."""
+        return {str(a) for a in self.addresses}
 
     def __str__(self) -> str:
-        return f"{self.name.to_text()} -> {self.address} at {self.server}:{self.port}"
+        return f"{self.name.to_text()} -> {self.shown} at {self.server}:{self.port}"
+
+
+def record_type(address: Address) -> str:
+    return "A" if address.version == 4 else "AAAA"
+
+
+def parse_addresses(text: str) -> tuple[Address, ...]:
+    """One address or several, separated by commas or spaces."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if not parts:
+        raise ValueError("give this appliance's address (or several, separated by commas).")
+    found: list[Address] = []
+    for part in parts:
+        try:
+            address = ipaddress.ip_address(part)
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address.") from None
+        if address in found:
+            raise ValueError(f"the address {address} is given twice.")
+        found.append(address)
+    if len(found) > MAX_ADDRESSES:
+        raise ValueError(f"at most {MAX_ADDRESSES} addresses, not {len(found)}.")
+    return tuple(found)
 
 
 # -- the settings ------------------------------------------------------------------------------
@@ -164,10 +196,7 @@ def from_settings(
     record = dns.name.from_text(name.strip())
     if not record.is_subdomain(zone_name):
         raise ValueError(f"the name {name.strip()!r} is not in the zone {zone.strip()!r}.")
-    try:
-        own = ipaddress.ip_address(address.strip())
-    except ValueError:
-        raise ValueError(f"{address.strip()!r} is not an IP address.") from None
+    own = parse_addresses(address)
     if not 1 <= ttl <= 86400:
         raise ValueError(f"the TTL must be from 1 to 86400 seconds, not {ttl}.")
     try:
@@ -181,13 +210,14 @@ def from_settings(
 
 
 def update_message(swing: DnsSwing) -> dns.update.UpdateMessage:
-    """One signed update: the name's A and AAAA records deleted, this address added."""
+    """One signed update: the name's A and AAAA records deleted, this appliance's added."""
     key = dns.tsig.Key(swing.key.name, swing.key.secret, swing.key.algorithm)
     update = dns.update.UpdateMessage(swing.zone, keyring=key)
     relative = swing.name.relativize(swing.zone)
     update.delete(relative, "A")
     update.delete(relative, "AAAA")
-    update.add(relative, swing.ttl, swing.rdtype, str(swing.address))
+    for address in swing.addresses:
+        update.add(relative, swing.ttl, record_type(address), str(address))
     return update
 
 
@@ -315,12 +345,12 @@ def swing_here(swing: DnsSwing | None, state_dir: Path) -> DnsStatus | None:
         log.error("now primary, but the site's DNS name was not updated: %s", error)
         return _record(state_dir, False, str(error))
     log.info("DNS swing: %s", swing)
-    return _record(state_dir, True, f"{swing.name.to_text()} points here ({swing.address}).")
+    return _record(state_dir, True, f"{swing.name.to_text()} points here ({swing.shown}).")
 
 
 def keep_here(swing: DnsSwing | None, state_dir: Path, role: Role) -> DnsStatus | None:
     """At the periodic check, on the primary only: update the name again when the server
-    does not hold this appliance's address alone (asked first, so that a name already
+    does not hold exactly this appliance's addresses (asked first, so that a name already
     right costs one query per record type)."""
     if swing is None or role is not Role.PRIMARY:
         return None
@@ -329,7 +359,7 @@ def keep_here(swing: DnsSwing | None, state_dir: Path, role: Role) -> DnsStatus 
     except DnsSwingError as error:
         log.error("DNS swing: could not check the site's DNS name: %s", error)
         return _record(state_dir, False, str(error))
-    if holds == {str(swing.address)}:
+    if holds == swing.held_when_here:
         last = read_status(state_dir)
         if last is None or not last.ok:
             return _record(state_dir, True, f"{swing.name.to_text()} points here.")

@@ -57,7 +57,10 @@ class PeerStatusOut(BaseModel):
 
 class DnsSwingOut(BaseModel):
     name: str = Field(description="The site's DNS name this appliance points at itself")
-    address: str = Field(description="This appliance's address, held while it is primary")
+    address: str = Field(description="This appliance's (first) address, held while it is primary")
+    addresses: list[str] = Field(
+        description="All of this appliance's addresses the name holds while it is primary"
+    )
     server: str = Field(description="The DNS server sent the dynamic updates")
     ttl: int = Field(description="The record's TTL in seconds")
     last_update_at: str = Field(description="When the name was last updated or checked")

@@ -108,7 +108,8 @@ class ApplianceSettings(BaseSettings):
     """The site's DNS name whose A and AAAA records point at the primary."""
     failover_dns_address: str = ""
     """This appliance's own address, which the name holds while it is the primary (an
-    A record for IPv4, AAAA for IPv6)."""
+    A record for IPv4, AAAA for IPv6); several separated by commas, e.g. a dual-stack
+    appliance's "192.0.2.10,2001:db8::10"."""
     failover_dns_tsig_key_file: Path | None = None
     """A BIND key file (`key "NAME" { algorithm hmac-sha256; secret "..."; };`) with the
     TSIG key the server lets update the name."""
