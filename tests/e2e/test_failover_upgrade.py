@@ -149,8 +149,10 @@ def test_synchronous_upgrade_installs_the_primary_first_and_keeps_the_roles(
     assert order.index("install_here") < order.index("install_peer")
     assert version(first) == "1.2.0" and version(second) == "1.2.0"
     assert first.role() == "primary" and second.role() == "backup"
-    verified = {s["name"]: s["detail"] for s in report["steps"]}["verify_here"]
-    assert "health ok at 1.2.0" in verified and "console: role: none" in verified, verified
+    details = {s["name"]: s["detail"] for s in report["steps"]}
+    for verified in (details["verify_here"], details["verify_peer"]):
+        assert "health ok at 1.2.0" in verified and "console: role: none" in verified, verified
+        assert "consoles told 1.2.0" in verified and "fleet build 1.2.0" in verified, verified
     assert first.call("DELETE", UPGRADE).status_code == 204
 
 

@@ -13,6 +13,7 @@ import httpx
 from bastion.failover.upgrade import Accepted, Prepared, free_bytes, needed_bytes
 from bastion.installs import service as installs
 from bastion.installs.service import InstallsSetup
+from bastion.jump_clients.service import site_build
 from bastion.platform import build as this_build
 from bastion.platform.errors import ConflictError
 from bastion.platform.principals import Actor
@@ -89,20 +90,30 @@ class SiteInstaller:
         return status.state, finished
 
     def verify(self) -> str:
-        """`/check_health` over this appliance's own TLS listener, then a console of the
+        """Over this appliance's own TLS listener: `/check_health`, then what access
+        consoles are told (`/api/v1/console/about`: the new version and this build);
+        the Jump Client and console build that fleets will fetch; then a console of the
         installed version run against its data (it opens the database, migrated)."""
         settings = self.runtime.settings
         listen = parse_listen_address(settings.listen[0])
         host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
-        url = f"https://{host}:{listen.port}/check_health"
-        try:
-            answer = httpx.get(url, verify=False, timeout=10)
-            health = answer.json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise ConflictError(f"{url} did not answer: {error}") from None
-        version = this_build.site_version()
+        base = f"https://{host}:{listen.port}"
+        version, build_id = this_build.site_version(), this_build.build_id()
+        answer, health = _get(f"{base}/check_health")
         if answer.status_code != 200 or health.get("version") != version:
-            raise ConflictError(f"{url} answered {answer.status_code}: {answer.text[:200]}")
+            raise ConflictError(f"{answer.url} answered {answer.status_code}: {answer.text[:200]}")
+        answer, about = _get(f"{base}/api/v1/console/about")
+        if (about.get("site_version"), about.get("site_build")) != (version, build_id):
+            raise ConflictError(
+                f"{answer.url} tells consoles {answer.text[:200]}, not {version} (build "
+                f"{build_id})."
+            )
+        fleet = site_build(settings.data_dir)
+        if fleet is None or fleet.version != version:
+            raise ConflictError(
+                f"This appliance serves no Jump Client and console build of {version} "
+                f"({fleet.version if fleet else 'none'}): its fleet could not upgrade."
+            )
         command = [sys.executable, "-m", "bastion", "failover", "status"]
         command += ["--data", str(settings.data_dir)]  # a pair runs on SQLite (failover/rules)
         try:
@@ -117,4 +128,20 @@ class SiteInstaller:
             said = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ConflictError(f"The console failed ({done.returncode}): {' '.join(said)}")
         first = (done.stdout.strip().splitlines() or [""])[0]
-        return f"health ok at {version}; console: {first}"
+        return (
+            f"health ok at {version}; consoles told {version} (build {build_id}); fleet build "
+            f"{fleet.version}, {fleet.size:,} bytes; console: {first}"
+        )
+
+
+def _get(url: str) -> tuple[httpx.Response, dict[str, object]]:
+    """An answer of this appliance's own listener (its certificate is not checked: the
+    address is its own), and its JSON body."""
+    try:
+        answer = httpx.get(url, verify=False, timeout=10)
+        body = answer.json()
+    except (httpx.HTTPError, ValueError) as error:
+        raise ConflictError(f"{url} did not answer: {error}") from None
+    if not isinstance(body, dict):
+        raise ConflictError(f"{url} answered {answer.text[:200]}")
+    return answer, body
