@@ -18,11 +18,16 @@ BROKEN_DIR = "broken-health"
 """Subdirectory of `out_dir` for broken variants: they share the healthy wheel's file name."""
 
 _HEALTH_FILE = Path("src/bastion/appliance/health.py")
-_HEALTH_DEF = "async def check_health(request: Request, runtime: RuntimeDep) -> JSONResponse:\n"
+_HEALTH_DEF = (
+    "async def health_answer(runtime: Runtime, probe: HealthProbe)"
+    " -> tuple[int, dict[str, object]]:\n"
+)
+"""The one place both ways to `/check_health` (the listeners' and the route the supervisor
+asks) take their answer from."""
 _HEALTH_BROKEN = (
-    '    body = {"version": build.site_version(), "failover_role": "none",'
+    '    body: dict[str, object] = {"version": build.site_version(), "failover_role": "none",'
     ' "status": "broken on purpose"}\n'
-    "    return JSONResponse(body, status_code=500)\n"
+    "    return 500, body\n"
 )
 _VERSION_LINE = re.compile(r'^version\s*=\s*"[^"\n]*"[ \t]*$', re.MULTILINE)
 

@@ -208,7 +208,8 @@ class Metrics:
             await send(start)
             await send({"type": "http.response.body", "body": content})
             latency.observe(time.perf_counter() - started)
-            answered[status].inc()
+            counter = answered.get(status) or self.requests.labels("GET", HEALTH, str(status))
+            counter.inc()
 
         return ahead
 
