@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,17 @@ def test_a_site_release_carries_the_fingerprints_of_its_trust_anchors() -> None:
         PackageInfo(ReleaseKind.SITE, parse_version("1.1"), (), "s.example", anchors=("AB",))
     with pytest.raises(PackageError, match="not PEM certificates"):
         anchor_fingerprints(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+
+
+def test_the_same_release_builds_the_same_bytes_a_second_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheel = tmp_path / "bastion-1.1-py3-none-any.whl"
+    wheel.write_bytes(b"PK\x03\x04 wheel bytes")
+    site = PackageInfo(
+        ReleaseKind.SITE, parse_version("1.1"), (parse_requirement("base>=1.1"),), "s.example"
+    )
+    first = build_package(site, [wheel], tmp_path / "out").read_bytes()
+    later = time.time() + 1.5
+    monkeypatch.setattr(time, "time", lambda: later)  # what a gzip header would carry
+    assert build_package(site, [wheel], tmp_path / "again").read_bytes() == first

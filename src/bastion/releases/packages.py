@@ -7,6 +7,7 @@ requirements from signed metadata before downloading anything.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import re
@@ -193,7 +194,12 @@ def build_package(info: PackageInfo, sources: Iterable[Path], out_dir: Path) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / info.file_name
     manifest = json.dumps(info.to_dict(), indent=2, sort_keys=True).encode()
-    with tarfile.open(out, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=6) as tar:
+    with (
+        out.open("wb") as raw,
+        # the gzip header's time fixed too, so that the same release builds the same bytes
+        gzip.GzipFile(out.name, "wb", compresslevel=6, fileobj=raw, mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         _add_bytes(tar, MANIFEST, manifest)
         for name, path in _payload_files(sources):
             _add_file(tar, f"payload/{name}", path)
