@@ -90,7 +90,7 @@ def test_secrets_are_checked_by_kind() -> None:
     for bad in ("", "x" * 1025, "a\0b"):
         with pytest.raises(JumpointRuleError, match="1 to 1024 characters"):
             check_secret("password", bad)
-    with pytest.raises(JumpointRuleError, match="unencrypted OpenSSH or PEM"):
+    with pytest.raises(JumpointRuleError, match="OpenSSH or PEM key file"):
         check_secret("private_key", "ssh-ed25519 AAAA")
 
 
