@@ -225,11 +225,21 @@ def test_a_session_ended_while_its_server_is_still_being_reached_ends_at_once(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a password server needs a mount namespace")
-def test_a_vaulted_password_signs_in(tmp_path: Path) -> None:
-    with ssh_server(tmp_path, "127.0.0.10", password="a vaulted pass phrase") as server:
+@pytest.mark.parametrize(
+    ("keyboard_interactive", "accepted"),
+    [(False, "Accepted password for"), (True, "Accepted keyboard-interactive/pam for")],
+    ids=["password", "keyboard-interactive"],
+)
+def test_a_vaulted_password_signs_in(
+    tmp_path: Path, keyboard_interactive: bool, accepted: str
+) -> None:
+    """By password authentication, or by answering PAM's prompt on a server that turned
+    password authentication off."""
+    password = "a vaulted pass phrase"
+    with ssh_server(tmp_path, "127.0.0.10", password, keyboard_interactive) as server:
 
         async def scenario() -> None:
-            signed_in = target(server, private_key=None, password="a vaulted pass phrase")
+            signed_in = target(server, private_key=None, password=password)
             terminal = await SshTerminal.open(signed_in, 80, 24)
             try:
                 os.write(terminal.master, b"echo by-$((40+2)); exit 0\n")
@@ -241,27 +251,6 @@ def test_a_vaulted_password_signs_in(tmp_path: Path) -> None:
                 await SshTerminal.open(target(server, private_key=None, password="wrong"), 80, 24)
 
         run(scenario())
-    assert "Accepted password for" in server.log.read_text(errors="replace")
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="a password server needs a mount namespace")
-def test_a_vaulted_password_answers_a_keyboard_interactive_prompt(tmp_path: Path) -> None:
-    password = "a keyboard pass phrase"
-    with ssh_server(tmp_path, "127.0.0.11", password, keyboard_interactive=True) as server:
-
-        async def scenario() -> None:
-            signed_in = target(server, private_key=None, password=password)
-            terminal = await SshTerminal.open(signed_in, 80, 24)
-            try:
-                os.write(terminal.master, b"echo typed-$((40+2)); exit 0\n")
-                assert b"typed-42" in await read_all(terminal)
-                assert await asyncio.wait_for(terminal.exited, 10) == 0
-            finally:
-                terminal.close()
-            with pytest.raises(CannotStartError, match="refused the vaulted credential"):
-                await SshTerminal.open(target(server, private_key=None, password="wrong"), 80, 24)
-
-        run(scenario())
     log = server.log.read_text(errors="replace")
-    assert "Accepted keyboard-interactive/pam for" in log, log
-    assert "Accepted password" not in log
+    assert accepted in log, log
+    assert keyboard_interactive == ("Accepted password for" not in log)

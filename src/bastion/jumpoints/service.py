@@ -111,7 +111,7 @@ def _opened_private_key(text: str, passphrase: str) -> str:
         if passphrase:
             raise InvalidInputError(
                 "The passphrase does not open this private key (or the key is damaged); "
-                "nothing was stored."
+                "nothing was stored. Check the passphrase, e.g. with ssh-keygen -y -f KEY."
             ) from None
         raise InvalidInputError(
             f"The private key cannot be read ({error}). Store an OpenSSH or PEM private key."
