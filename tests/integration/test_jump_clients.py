@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from bastion.accounts import api_clients
 from bastion.accounts.service import AccountsSetup
+from bastion.agents.identity import registration_payload
 from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
 from bastion.entrypoints.web import create_app
@@ -215,3 +216,86 @@ async def test_settings_are_kept_within_their_limits(api: httpx.AsyncClient) -> 
     assert (await api.put("/api/v1/jump-clients/settings", json=too_many)).status_code == 422
     too_fast = {**current, "connection_rate": 301}
     assert (await api.put("/api/v1/jump-clients/settings", json=too_fast)).status_code == 422
+
+
+def signed_registration(
+    installer: dict[str, Any], key: Ed25519PrivateKey, signer: Ed25519PrivateKey | None = None
+) -> dict[str, Any]:
+    """A registration with the endpoint key's proof (made by `signer` when forged)."""
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    signature = (signer or key).sign(registration_payload(installer["site"], installer["token"]))
+    return registration(
+        installer,
+        public_key=base64.b64encode(raw).decode(),
+        proof=base64.b64encode(signature).decode(),
+    )
+
+
+async def test_an_installer_run_over_an_installation_replaces_it_in_place(
+    api: httpx.AsyncClient,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    first = await new_installer(api, jump_group="Old", tag="before")
+    registered = await api.post("/api/v1/jump-clients/register", json=registration(first))
+    placed = await api.post("/api/v1/jump-clients/register", json=signed_registration(first, key))
+    assert placed.status_code == 201 and registered.status_code == 201
+    renamed = await api.patch(f"/api/v1/jump-clients/{placed.json()['id']}", json={"name": "db"})
+    assert renamed.status_code == 200
+
+    second = await new_installer(api, mode="passive", jump_group="New", tag="after")
+    forged = await api.post(
+        "/api/v1/jump-clients/register",
+        json=signed_registration(second, key, signer=Ed25519PrivateKey.generate()),
+    )
+    assert forged.status_code == 409
+    assert "did not prove it holds the key" in forged.json()["error"]["message"]
+    unproven = {**signed_registration(second, key), "proof": ""}
+    assert (await api.post("/api/v1/jump-clients/register", json=unproven)).status_code == 409
+
+    replaced = await api.post(
+        "/api/v1/jump-clients/register", json=signed_registration(second, key)
+    )
+    assert replaced.status_code == 201, replaced.text
+    shown = replaced.json()
+    assert shown["id"] == placed.json()["id"] and shown["client_id"] == placed.json()["client_id"]
+    assert (shown["name"], shown["mode"], shown["jump_group"], shown["tag"]) == (
+        "db",
+        "passive",
+        "New",
+        "after",
+    )
+    assert await count(api) == 2
+    audit = await api.get("/api/v1/audit", params={"action": "jump_clients.register"})
+    assert [e["details"].get("replaced") for e in audit.json()["entries"]].count(True) == 1
+
+    revoked = await api.post(f"/api/v1/jump-clients/{shown['id']}/revoke")
+    assert revoked.status_code == 200
+    third = await new_installer(api)
+    again = await api.post("/api/v1/jump-clients/register", json=signed_registration(third, key))
+    assert again.status_code == 409
+    assert "was revoked by an administrator" in again.json()["error"]["message"]
+
+
+async def test_an_installer_for_a_later_site_version_waits_and_registers_nothing(
+    app: FastAPI, api: httpx.AsyncClient
+) -> None:
+    refused = await api.post("/api/v1/jump-clients/installers", json={"site_version": "9.9.9"})
+    assert refused.status_code == 409
+    message = refused.json()["error"]["message"]
+    assert "holds no release of that version" in message and "Updates page" in message
+    later = await new_installer(api)
+    with app.state.runtime.uow() as uow:
+        uow.session.query(InstallerRow).one().site_version = later["site_version"] = "99.0.0"
+        uow.commit()
+    listed = (await api.get("/api/v1/jump-clients/installers")).json()
+    assert (listed[0]["usable"], listed[0]["waiting"]) == (False, True)
+    waits = await api.post("/api/v1/jump-clients/register", json=registration(later))
+    assert waits.status_code == 409
+    assert waits.json()["error"]["type"] == "SiteNotYetUpgradedError"
+    assert "registers once the site runs 99.0.0" in waits.json()["error"]["message"]
+    assert await count(api) == 0
+    audit = await api.get("/api/v1/audit", params={"action": "jump_clients.register.refused"})
+    assert audit.json()["total"] == 0
+    missing = await api.get("/api/v1/jump-clients/installers/builds/99.0.0")
+    assert missing.status_code == 404
+    assert "holds no site release '99.0.0'" in missing.json()["error"]["message"]

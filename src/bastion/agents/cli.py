@@ -14,6 +14,9 @@ import typer
 from rich.console import Console
 
 SESSIONS_ENV = "BASTION_JUMP_CLIENT_SESSIONS"
+REFUSED = 3
+"""The exit status when the site refused the installation for good (its service manager
+does not start it again)."""
 console = Console(soft_wrap=True)
 """Messages stay whole lines: they land in logs and scripts as often as on a terminal."""
 
@@ -47,19 +50,40 @@ def agent_app(kind: str) -> typer.Typer:
         ],
         state: StateOption,
     ) -> None:
+        from bastion.agents import upgrading
         from bastion.agents.errors import AgentError
+        from bastion.agents.installation import Waiting, installed_site
         from bastion.agents.installation import install as install_from
+        from bastion.agents.runner import ask
         from bastion.platform.build import site_version
 
+        replacing = installed_site(state) is not None
         try:
             installed = install_from(installer, state, site_version(), kind)
         except AgentError as error:
             console.print(f"[red]Not installed:[/] {error}")
             raise typer.Exit(2) from None
+        start = (
+            f"Start it with `bastion {command} run --dir {state}`, or as a service "
+            f"(`bastion {command} systemd-unit`)."
+        )
+        if replacing:
+            upgrading.reset(state)
+            try:  # the running service stops; its service manager starts the new one
+                asyncio.run(ask(state, "stop"))
+                start = f"The running {name} was stopped: its service starts it again."
+            except OSError:
+                pass
+        if isinstance(installed, Waiting):
+            console.print(
+                f"{name} installed in {state} for {installed.site}, waiting for the site to "
+                f"run version {installed.site_version}: {installed.message} {start}"
+            )
+            return
         console.print(
-            f"{name} {installed.client_id} ({installed.mode}) installed in {state} for "
-            f"{installed.site}. Start it with `bastion {command} run --dir {state}`, or as a "
-            f"service (`bastion {command} systemd-unit`)."
+            f"{name} {installed.client_id} ({installed.mode}) "
+            f"{'replaced' if replacing else 'installed'} in {state} for {installed.site}. "
+            f"{start}"
         )
 
     @app.command("run", help=f"Run the installed {name} until stopped (what its service does).")
@@ -80,7 +104,8 @@ def agent_app(kind: str) -> typer.Typer:
     ) -> None:
         from bastion.agents import upgrading
         from bastion.agents.errors import AgentError
-        from bastion.agents.runner import Service
+        from bastion.agents.installation import waiting
+        from bastion.agents.runner import Service, Waiter
 
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -90,6 +115,18 @@ def agent_app(kind: str) -> typer.Typer:
         wanted = upgrading.wanted_lib(state)
         if wanted != upgrading.running_lib():
             upgrading.run_from(wanted, state)
+        try:
+            if waiting(state) is not None:
+                waiter = Waiter(state)
+                asyncio.run(waiter.run())
+                if waiter.refused is not None:
+                    console.print(f"[red]Cannot run:[/] {waiter.refused}")
+                    raise typer.Exit(REFUSED)
+                if waiter.installed is None:  # stopped while waiting
+                    return
+        except AgentError as error:
+            console.print(f"[red]Cannot run:[/] {error}")
+            raise typer.Exit(2) from None
         try:
             service = Service(state, wake_port, sessions)
         except AgentError as error:
@@ -113,10 +150,13 @@ def agent_app(kind: str) -> typer.Typer:
     @app.command("status", help="What is installed here, for which site.")
     def status(state: StateOption) -> None:
         from bastion.agents.errors import AgentError
-        from bastion.agents.installation import load
+        from bastion.agents.installation import NotYetError, load
 
         try:
             installed = load(state)
+        except NotYetError as error:
+            console.print(str(error))
+            return
         except AgentError as error:
             console.print(f"[red]{error}[/]")
             raise typer.Exit(2) from None
@@ -135,7 +175,13 @@ def agent_app(kind: str) -> typer.Typer:
 
     @app.command("systemd-unit", help=f"Print a systemd unit that runs this {name} as a service.")
     def systemd_unit(state: StateOption) -> None:
-        unit = UNIT.format(name=name, command=command, python=sys.executable, state=state.resolve())
+        unit = UNIT.format(
+            name=name,
+            command=command,
+            python=sys.executable,
+            state=state.resolve(),
+            refused=REFUSED,
+        )
         typer.echo(unit, nl=False)
 
     return app
@@ -150,6 +196,7 @@ Wants=network-online.target
 ExecStart={python} -m bastion {command} run --dir {state}
 Restart=always
 RestartSec=5
+RestartPreventExitStatus={refused}
 
 [Install]
 WantedBy=multi-user.target

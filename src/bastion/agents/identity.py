@@ -26,6 +26,7 @@ from bastion.agents.errors import IdentityError
 from bastion.platform.files import create_once
 
 HELLO_CONTEXT = b"bastion jump client hello v1\0"
+REGISTRATION_CONTEXT = b"bastion jump client registration v1\0"
 
 
 def client_id_for(public_key: bytes) -> str:
@@ -52,6 +53,10 @@ class EndpointIdentity:
     def sign_hello(self, site: str, nonce: bytes) -> bytes:
         return self.private_key.sign(hello_payload(site, self.client_id, nonce))
 
+    def sign_registration(self, site: str, token: str) -> bytes:
+        """Proof that this endpoint holds its key, sent with a registration."""
+        return self.private_key.sign(registration_payload(site, token))
+
     def __repr__(self) -> str:
         return f"EndpointIdentity(client_id={self.client_id!r})"
 
@@ -68,6 +73,20 @@ def verify_hello(
     try:
         key = Ed25519PublicKey.from_public_bytes(public_key)
         key.verify(signature, hello_payload(site, client_id, nonce))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def registration_payload(site: str, token: str) -> bytes:
+    return REGISTRATION_CONTEXT + site.encode() + b"\0" + token.encode()
+
+
+def verify_registration(public_key: bytes, site: str, token: str, signature: bytes) -> bool:
+    """Did the holder of `public_key` sign this registration (this site, this token)?"""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+        key.verify(signature, registration_payload(site, token))
     except (InvalidSignature, ValueError):
         return False
     return True

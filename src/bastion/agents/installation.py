@@ -4,10 +4,17 @@ Installing reads the installer file the site made, writes the anchors it carries
 only certificates the client will trust), makes the endpoint's key pair (the private key
 never leaves this directory) and registers the public key with the site over TLS,
 with the installer's token. The site refuses an installer that is unknown, revoked,
-expired, altered, for another site or for another site version, with its own message;
+expired, altered, for another site or for an earlier site version, with its own message;
 then nothing is left behind.
 
+An installer made for a later site version than the site runs (R11) is installed but
+waits: the installer is kept, and the service registers with it once the site runs that
+version, staying offline until then. Run over an installation for the same site, an
+installer replaces it in place: the endpoint's key is kept, and the site keeps the
+client's record (the registration carries the key's proof).
+
     <state>/installation.json   the site, its addresses, the mode, the client id
+    <state>/pending.json        an installer waiting for its site version (0600)
     <state>/anchors.pem         the trust anchors the installer carried
     <state>/identity.key        the endpoint's Ed25519 private key (0600)
 """
@@ -29,19 +36,40 @@ from urllib.parse import urlsplit
 
 from bastion.agents.errors import AgentError
 from bastion.agents.identity import EndpointIdentity, load_or_create
-from bastion.agents.trust import anchor_fingerprints, anchors_context
+from bastion.agents.trust import anchor_fingerprints_of, anchors_context_of
 from bastion.platform.files import write_atomically
 
 INSTALLER_FORMAT = "bastion-jump-client-installer/1"
 INSTALLATION = "installation.json"
+PENDING = "pending.json"
 ANCHORS = "anchors.pem"
 IDENTITY = "identity.key"
 REGISTER_PATH = "/api/v1/jump-clients/register"
 TIMEOUT = 30.0
+NOT_YET = "SiteNotYetUpgradedError"
+"""The error type of the site's answer to an installer for a later version of it."""
 
 
 class InstallError(AgentError):
     """The Jump Client could not be installed; the message says why and what to do."""
+
+
+class NotYetError(InstallError):
+    """The installer is for a later site version than the site runs: wait, then retry."""
+
+
+class SiteUnreachableError(InstallError):
+    """The site did not answer the registration (or answered that it is busy): retry."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Installed from an installer for a later site version: registers once the site
+    runs it (the site's message says which versions)."""
+
+    site: str
+    site_version: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -91,9 +119,10 @@ KIND_NAMES = {"jump_client": ("Jump Client", "jump-client"), "jumpoint": ("Jumpo
 
 def install(
     installer: Path, state: Path, agent_version: str, kind: str = "jump_client"
-) -> Installation:
+) -> Installation | Waiting:
     """Install the client described by `installer` into `state` and register it; the
-    installer must be one for `kind` (a Jump Client's or a Jumpoint's)."""
+    installer must be one for `kind` (a Jump Client's or a Jumpoint's). Over an
+    installation for the same site, replace it in place (the endpoint's key is kept)."""
     body = read_installer(installer)
     made_for = str(body.get("kind", "jump_client"))
     if made_for != kind:
@@ -102,24 +131,76 @@ def install(
             f"{installer} is a {name} installer, not a {KIND_NAMES[kind][0]} one: install "
             f"it with `bastion {command} install`, or download the right one from the site."
         )
-    if (state / INSTALLATION).exists():
+    installed_for = installed_site(state)
+    if installed_for is not None and installed_for != body["site"]:
         raise InstallError(
-            f"A Jump Client is installed in {state} already; uninstall it first "
+            f"A Jump Client of the site {installed_for!r} is installed in {state}; this "
+            f"installer is for {body['site']!r}. Uninstall it first "
             "(`bastion jump-client uninstall`) or choose another --dir."
         )
     state.mkdir(parents=True, exist_ok=True)
+    if installed_for is not None:  # replaced in place: what was there stays if this fails
+        return _install(body, state, agent_version)
     try:
         return _install(body, state, agent_version)
     except BaseException:
-        for name in (INSTALLATION, ANCHORS, IDENTITY):
+        for name in (INSTALLATION, PENDING, ANCHORS, IDENTITY):
             (state / name).unlink(missing_ok=True)
         raise
 
 
-def _install(body: dict[str, Any], state: Path, agent_version: str) -> Installation:
-    write_atomically(state / ANCHORS, str(body["anchors"]).encode(), 0o644)
+def installed_site(state: Path) -> str | None:
+    """The site of the installation (or the waiting installer) in `state`, if any."""
+    for name, key in ((INSTALLATION, "site"), (PENDING, "site")):
+        try:
+            body = json.loads((state / name).read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return "(a damaged installation)"
+        return str(body.get(key, "")) if isinstance(body, dict) else "(a damaged installation)"
+    return None
+
+
+def _install(body: dict[str, Any], state: Path, agent_version: str) -> Installation | Waiting:
     identity = load_or_create(state / IDENTITY)
-    answer = _register(body, identity, state, agent_version)
+    anchors = str(body["anchors"]).encode()
+    try:
+        answer = _register(body, identity, anchors, agent_version)
+    except NotYetError as error:
+        write_atomically(state / ANCHORS, anchors, 0o644)
+        write_atomically(state / PENDING, json.dumps(body, indent=2).encode(), 0o600)
+        (state / INSTALLATION).unlink(missing_ok=True)
+        return Waiting(str(body["site"]), str(body.get("site_version", "")), str(error))
+    write_atomically(state / ANCHORS, anchors, 0o644)
+    return _installed(body, state, answer)
+
+
+def register_pending(state: Path, agent_version: str) -> Installation:
+    """Register with the installer that waits in `state` for its site version; raises
+    NotYetError while the site runs an earlier one, SiteUnreachableError when it cannot
+    be asked, and InstallError when it refuses for good."""
+    try:
+        body = json.loads((state / PENDING).read_text())
+    except (OSError, ValueError) as error:
+        raise InstallError(f"{state / PENDING} cannot be read ({error}); reinstall.") from None
+    identity = load_or_create(state / IDENTITY)
+    answer = _register(body, identity, (state / ANCHORS).read_bytes(), agent_version)
+    return _installed(body, state, answer)
+
+
+def waiting(state: Path) -> dict[str, Any] | None:
+    """The installer waiting in `state` for its site version, if one does."""
+    try:
+        body = json.loads((state / PENDING).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InstallError(f"{state / PENDING} cannot be read ({error}); reinstall.") from None
+    return body if isinstance(body, dict) else None
+
+
+def _installed(body: dict[str, Any], state: Path, answer: dict[str, Any]) -> Installation:
     installed = Installation(
         site=str(body["site"]),
         site_url=str(body["site_url"]),
@@ -132,6 +213,7 @@ def _install(body: dict[str, Any], state: Path, agent_version: str) -> Installat
         kind=str(body.get("kind", "jump_client")),
     )
     write_atomically(state / INSTALLATION, json.dumps(asdict(installed), indent=2).encode())
+    (state / PENDING).unlink(missing_ok=True)
     return installed
 
 
@@ -139,6 +221,12 @@ def load(state: Path) -> Installation:
     try:
         return Installation(**json.loads((state / INSTALLATION).read_text()))
     except FileNotFoundError:
+        pending = waiting(state)
+        if pending is not None:
+            raise NotYetError(
+                f"The Jump Client in {state} waits for its site {pending.get('site')} to run "
+                f"version {pending.get('site_version')}; it registers then."
+            ) from None
         raise InstallError(
             f"No Jump Client is installed in {state}: run `bastion jump-client install FILE`."
         ) from None
@@ -164,7 +252,7 @@ def machine_digest() -> str:
 
 
 def _register(
-    body: dict[str, Any], identity: EndpointIdentity, state: Path, agent_version: str
+    body: dict[str, Any], identity: EndpointIdentity, anchors: bytes, agent_version: str
 ) -> dict[str, Any]:
     request = {
         "token": body["token"],
@@ -182,9 +270,12 @@ def _register(
             "os": f"{platform.system()} {platform.release()}".strip(),
         },
         "agent_version": agent_version,
-        "anchors": list(anchor_fingerprints(state / ANCHORS)),
+        "anchors": list(anchor_fingerprints_of(anchors)),
+        "proof": base64.b64encode(
+            identity.sign_registration(str(body["site"]), str(body["token"]))
+        ).decode(),
     }
-    return _post(str(body["site_url"]), request, anchors_context(state / ANCHORS))
+    return _post(str(body["site_url"]), request, anchors_context_of(anchors))
 
 
 def _post(site_url: str, body: dict[str, Any], tls: ssl.SSLContext) -> dict[str, Any]:
@@ -204,10 +295,17 @@ def _post(site_url: str, body: dict[str, Any], tls: ssl.SSLContext) -> dict[str,
             f"trust ({error.verify_message}); download a new installer from the site."
         ) from None
     except (OSError, ValueError) as error:
-        raise InstallError(f"Cannot register with the site at {site_url}: {error}.") from None
+        raise SiteUnreachableError(
+            f"Cannot register with the site at {site_url}: {error}."
+        ) from None
     finally:
         connection.close()
-    if response.status != 201:
-        message = (answer.get("error") or {}).get("message") or response.reason
-        raise InstallError(f"The site refused this installation: {message}")
-    return dict(answer)
+    if response.status == 201:
+        return dict(answer)
+    refusal = answer.get("error") or {}
+    message = refusal.get("message") or response.reason
+    if response.status == 409 and refusal.get("type") == NOT_YET:
+        raise NotYetError(message)
+    if response.status in (429, 502, 503, 504):
+        raise SiteUnreachableError(f"The site at {site_url} is busy ({message}).")
+    raise InstallError(f"The site refused this installation: {message}")

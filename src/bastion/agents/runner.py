@@ -5,6 +5,10 @@ carries out what the site asks (check in, sessions, upgrade, uninstall), and tak
 
 An upgrade never cuts a session: with sessions in progress, the new build is fetched and
 checked at once, new sessions are refused, and the restart waits until the last one ends.
+
+A client installed from an installer for a later site version (R11) first waits: it asks
+the site to register it every few minutes (at once on `check-in`), stays offline while
+the site runs an earlier version, and runs as any client once registered.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -22,7 +27,17 @@ from bastion.agents import upgrading
 from bastion.agents.connection import Endpoint
 from bastion.agents.errors import AgentError
 from bastion.agents.identity import load_or_create
-from bastion.agents.installation import ANCHORS, IDENTITY, Installation, load, uninstall
+from bastion.agents.installation import (
+    ANCHORS,
+    IDENTITY,
+    Installation,
+    NotYetError,
+    SiteUnreachableError,
+    load,
+    register_pending,
+    uninstall,
+    waiting,
+)
 from bastion.agents.jump_client import AGENT_VERSION, JumpClient, JumpClientConfig, Observer
 from bastion.agents.protocol import (
     AnySessionOrder,
@@ -40,6 +55,9 @@ from bastion.agents.trust import anchor_fingerprints, anchors_context
 log = logging.getLogger("bastion.jump_client")
 CONTROL = "control.sock"
 UNINSTALL_GRACE = 1.0
+WAIT_ENV = "BASTION_JUMP_CLIENT_WAIT_SECONDS"
+DEFAULT_WAIT = 300.0
+"""How often a client waiting for its site version asks the site (jittered by a fifth)."""
 
 
 def control_path(state: Path) -> Path:
@@ -229,6 +247,80 @@ class Service:
         line = (await reader.readline()).strip()
         if line == b"check-in":
             self.client.wake()
+            writer.write(b"ok\n")
+        elif line == b"stop":  # replaced by a new installation: its service starts again
+            log.warning("replaced by a new installation: stopping")
+            self.stop.set()
+            writer.write(b"ok\n")
+        else:
+            writer.write(b"unknown request\n")
+        await writer.drain()
+        writer.close()
+
+
+class Waiter:
+    """An installation waiting for its site version (R11): registers once the site runs
+    it. `refused` says why the site refused it for good (a revoked or expired installer)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.installer = waiting(state) or {}
+        self.stop = asyncio.Event()
+        self._ask = asyncio.Event()
+        self.installed: Installation | None = None
+        self.refused: str | None = None
+
+    async def run(self) -> None:
+        control = await asyncio.start_unix_server(self._control, path=str(control_path(self.state)))
+        os.chmod(control_path(self.state), 0o600)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        try:
+            await self._until_registered()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            control.close()
+            control_path(self.state).unlink(missing_ok=True)
+
+    async def _until_registered(self) -> None:
+        every = float(os.environ.get(WAIT_ENV) or DEFAULT_WAIT)
+        said = ""
+        while not self.stop.is_set():
+            try:
+                self.installed = await asyncio.to_thread(
+                    register_pending, self.state, AGENT_VERSION
+                )
+            except (NotYetError, SiteUnreachableError) as error:
+                if str(error) != said:
+                    log.warning("waiting: %s", error)
+                    said = str(error)
+            except AgentError as error:
+                self.refused = str(error)
+                log.error("%s", error)
+                return
+            else:
+                log.info("registered as %s: connecting", self.installed.client_id)
+                return
+            self._ask.clear()
+            pause = every * random.uniform(0.8, 1.2)
+            asked, stopped = (
+                asyncio.ensure_future(self._ask.wait()),
+                asyncio.ensure_future(self.stop.wait()),
+            )
+            await asyncio.wait({asked, stopped}, timeout=pause, return_when="FIRST_COMPLETED")
+            asked.cancel()
+            stopped.cancel()
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = (await reader.readline()).strip()
+        if line == b"check-in":
+            self._ask.set()
+            version = self.installer.get("site_version", "")
+            writer.write(f"Asking the site; this client waits for it to run {version}.\n".encode())
+        elif line == b"stop":
+            self.stop.set()
             writer.write(b"ok\n")
         else:
             writer.write(b"unknown request\n")

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from bastion.agents.errors import AgentError
-from bastion.agents.installation import INSTALLATION, Installation
+from bastion.agents.installation import INSTALLATION, PENDING, Installation
 from bastion.agents.protocol import Upgrade
 from bastion.platform.files import write_atomically
 from bastion.releases.wheels import WheelError, install_wheel
@@ -151,6 +151,14 @@ def heard(state: Path) -> None:
     (state / FAILED).unlink(missing_ok=True)
 
 
+def reset(state: Path) -> None:
+    """A new installation replaced this one: it runs the build installed with it, and
+    the builds the old one upgraded to go."""
+    for name in (ACTIVE, TRIAL, FAILED):
+        (state / name).unlink(missing_ok=True)
+    shutil.rmtree(state / BUILDS, ignore_errors=True)
+
+
 def wanted_lib(state: Path) -> str:
     """The lib this client should run from: a build on trial (undone once its deadline
     has passed, say after the new build crashed), else the confirmed one."""
@@ -168,7 +176,7 @@ def run_from(lib: str, state: Path) -> NoReturn:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", BUILD_ENV)}
     if lib:
         env["PYTHONPATH"], env[BUILD_ENV] = lib, lib
-    installed = _read(state / INSTALLATION) or {}
+    installed = _read(state / INSTALLATION) or _read(state / PENDING) or {}
     agent = "jumpoint" if installed.get("kind") == "jumpoint" else "jump-client"
     command = [sys.executable, "-m", "bastion", agent, "run", "--dir", str(state)]
     sys.stdout.flush()

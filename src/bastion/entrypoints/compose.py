@@ -42,7 +42,7 @@ from bastion.failover.shared_ips import SharedIp
 from bastion.failover.state import KeyStore
 from bastion.failover.sync import SyncSite
 from bastion.failover.upgrade import UpgradeSetup
-from bastion.installs.service import InstallsSetup
+from bastion.installs.service import InstallsSetup, held_site_versions
 from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.jump_clients.routing import Deliver
@@ -103,7 +103,7 @@ def build(settings: ApplianceSettings, engine: Engine | None = None) -> Runtime:
         listen_hosts(settings),
     )
     runtime.add(ApplianceControl(_unless_backup(settings.state_dir, reset), shut_down=None))
-    jump_clients = _jump_clients(settings, certificates)
+    jump_clients = _jump_clients(settings, certificates, updates)
     runtime.add(jump_clients, _rendezvous(runtime, jump_clients))
     runtime.add(JumpointsSetup(certificates.vault.seal, certificates.vault.unseal))
     runtime.add(_failover(runtime, certificates))
@@ -244,7 +244,9 @@ def _backup_site(runtime: Runtime, certificates: SiteCertificates) -> BackupSite
     )
 
 
-def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -> JumpClientsSetup:
+def _jump_clients(
+    settings: ApplianceSettings, certificates: SiteCertificates, updates: UpdateSetup
+) -> JumpClientsSetup:
     gateway = parse_listen_address(settings.gateway).port if settings.gateway else 0
 
     def anchors() -> str:
@@ -257,6 +259,7 @@ def _jump_clients(settings: ApplianceSettings, certificates: SiteCertificates) -
         gateway_address=settings.gateway_address or f"{settings.hostname}:{gateway}",
         site_url=_site_url(settings),
         anchors_pem=anchors,
+        next_versions=partial(held_site_versions, setup=updates),
     )
 
 

@@ -19,7 +19,7 @@ from bastion.accounts import sign_in
 from bastion.installs.rules import Estimate, estimate, needs_licence
 from bastion.jump_clients.upgrades import TrustPreflight, trust_preflight
 from bastion.platform import audit
-from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError
+from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError, ServiceError
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.releases import packages
@@ -183,6 +183,29 @@ def installable(uow: UnitOfWork, setup: updates.UpdateSetup) -> dict[str, list[s
         if status.release.kind in SLOT_KINDS and status.assessment.resolvable:
             found[status.release.name] = [r.name for r in status.assessment.blocked_by]
     return found
+
+
+def held_site_versions(uow: UnitOfWork, setup: updates.UpdateSetup) -> dict[str, Path]:
+    """Site releases later than the running one that this appliance holds, verified and
+    ready to install (not rolled back): version -> package. Installers can be made for
+    them before their install (R11). An update channel that cannot be read offers none."""
+    try:
+        known = updates.known_statuses(uow, setup)
+    except ServiceError:
+        return {}
+    rolled = updates.rolled_back_releases(setup)
+    held = {}
+    for status in known:
+        release = status.release
+        package = setup.packages_dir / status.target.hashes["sha256"]
+        if (
+            release.kind is ReleaseKind.SITE
+            and status.assessment.state in (ReleaseState.INSTALLABLE, ReleaseState.BLOCKED)
+            and release.name not in rolled
+            and package.is_file()
+        ):
+            held[str(release.version)] = package
+    return held
 
 
 def submit(

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.jump_clients import fleet, rules, service, upgrades
@@ -42,17 +43,48 @@ def list_installers(setup: SetupDep, uow: UowDep, actor: ApiActorDep) -> list[s.
     "/installers",
     response_model=s.InstallerCreated,
     status_code=201,
-    responses=errors(400, e400=LABELS),
+    responses=errors(
+        400,
+        409,
+        e400=LABELS,
+        e409="the appliance holds no release of that site version ready to install.",
+    ),
 )
 def make_installer(
     body: s.InstallerCreate, response: Response, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> s.InstallerCreated:
-    """The installer file is in the answer, once: keep it like a password until it is used."""
+    """The installer file is in the answer, once: keep it like a password until it is used.
+    `site_version` may name a later site version whose release the appliance holds: its
+    clients wait, offline, until the site runs it (R11)."""
     made = service.make_installer(uow, setup, actor, service.InstallerRequest(**body.model_dump()))
     uow.commit()
     response.headers["Cache-Control"] = "no-store"
     out = _installer(made.installer)
     return s.InstallerCreated(**out.model_dump(), installer=made.file.decode())
+
+
+@router.get(
+    "/installers/builds/{version}",
+    response_class=FileResponse,
+    responses=errors(404, e404="the appliance holds no build of this site version."),
+)
+def installer_build(
+    version: Annotated[str, Path(max_length=64)],
+    runtime: RuntimeDep,
+    setup: SetupDep,
+    uow: UowDep,
+    actor: ApiActorDep,
+) -> FileResponse:
+    """The `bastion` wheel that Jump Clients, Jumpoints and access consoles of this site
+    version run: the site's own, or a later release's held ahead of its install, to put on
+    endpoints with that version's installers (R11)."""
+    found = service.installer_build(uow, setup, runtime.settings.data_dir, version)
+    return FileResponse(
+        found.path,
+        media_type="application/octet-stream",
+        filename=f"bastion-{found.version}-py3-none-any.whl",
+        headers={"Cache-Control": "no-store", "X-Content-SHA256": found.sha256},
+    )
 
 
 @router.delete(
@@ -77,7 +109,10 @@ def revoke_installer(
         e400="the public key is not base64 of 32 bytes, or a label is not printable.",
         e401="the installer is expired, revoked, for another site or version, or altered; "
         "nothing was registered.",
-        e409="this endpoint's key is registered already.",
+        e409="the installer is for a later site version than the site runs (type "
+        "SiteNotYetUpgradedError: the client waits and tries again); or this endpoint's key "
+        "is registered already and the registration did not prove it holds the key, or that "
+        "client was revoked or deleted.",
     ),
 )
 def register(
@@ -95,6 +130,7 @@ def register(
         agent_version=body.agent_version,
         anchors=tuple(body.anchors),
         wake_port=body.wake_port,
+        proof=_base64(body.proof, "proof"),
     )
     registered = service.register(uow, setup, registration, source_of(request))
     uow.commit()
@@ -102,10 +138,14 @@ def register(
 
 
 def _public_key(text: str) -> bytes:
+    return _base64(text, "public_key")
+
+
+def _base64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text.encode(), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInputError("public_key is not base64; send the 32-byte key encoded.") from None
+        raise InvalidInputError(f"{what} is not base64; send its bytes encoded.") from None
 
 
 @router.get("/settings", response_model=s.FleetSettingsBody)

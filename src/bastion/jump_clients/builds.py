@@ -51,10 +51,15 @@ def current_build(data_dir: Path) -> Build | None:
     package = manifest.get("package")
     if manifest.get("factory", True) or not package:
         return None
-    version = str(manifest["version"])
+    return build_of(data_dir, str(manifest["version"]), Path(str(package)))
+
+
+def build_of(data_dir: Path, version: str, package: Path) -> Build:
+    """The Jump Client build a site release package carries, taken out once; for the
+    running release, or for one held ahead of its install (its installers, R11)."""
     wheel = data_dir / "blobs" / "jump-clients" / f"bastion-{version}.whl"
     if not wheel.exists():
-        write_atomically(wheel, _wheel_of(Path(str(package))), 0o644)
+        write_atomically(wheel, _wheel_of(package), 0o644)
     data = wheel.read_bytes()
     return Build(version, hashlib.sha256(data).hexdigest(), len(data), wheel)
 

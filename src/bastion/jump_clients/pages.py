@@ -6,7 +6,8 @@ from __future__ import annotations
 from math import ceil
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi.responses import FileResponse
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
@@ -46,6 +47,7 @@ def _installer_page(
         error,
         installers=service.list_installers(uow, setup),
         site_version=setup.site_version,
+        versions=service.installer_versions(uow, setup),
         limits=rules,
         form=form,
     )
@@ -70,9 +72,17 @@ def make_installer(
     tag: FormText = "",
     comments: FormText = "",
     valid_minutes: FormText = str(rules.DEFAULT_VALIDITY_MINUTES),
+    site_version: FormText = "",
 ) -> Response:
     """The installer file downloads at once; its token is never shown again."""
-    form = {"mode": mode, "kind": kind, "jump_group": jump_group, "tag": tag, "comments": comments}
+    form = {
+        "mode": mode,
+        "kind": kind,
+        "jump_group": jump_group,
+        "tag": tag,
+        "comments": comments,
+        "site_version": site_version,
+    }
     try:
         wanted = service.InstallerRequest(**form, valid_minutes=_minutes(valid_minutes))
         made = service.make_installer(uow, setup, page_actor(request, current), wanted)
@@ -82,6 +92,28 @@ def make_installer(
     disposition = f'attachment; filename="{made.filename}"'
     headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
     return Response(made.file, media_type="application/json", headers=headers)
+
+
+@router.get(f"{INSTALLER}/builds/{{version}}")
+def installer_build(
+    request: Request,
+    version: Annotated[str, Path(max_length=64)],
+    runtime: RuntimeDep,
+    setup: SetupDep,
+    uow: UowDep,
+    current: AdministratorDep,
+) -> Response:
+    """The `bastion` wheel of a site version, for endpoints and consoles (R11)."""
+    try:
+        found = service.installer_build(uow, setup, runtime.settings.data_dir, version)
+    except ServiceError as error:
+        return _installer_page(request, setup, uow, current, error)
+    return FileResponse(
+        found.path,
+        media_type="application/octet-stream",
+        filename=f"bastion-{found.version}-py3-none-any.whl",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _minutes(text: str) -> int:

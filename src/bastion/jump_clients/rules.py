@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from hashlib import sha256
 
+from bastion.releases.versions import VersionError, parse_version
+
 MIN_VALIDITY_MINUTES = 10
 MAX_VALIDITY_MINUTES = 525_600
 DEFAULT_VALIDITY_MINUTES = 1_440
@@ -119,12 +121,32 @@ def installer_refusal(
         return "This installer was altered after the site made it: download a new one."
     if now >= issued.expires_at:
         return f"This installer expired at {issued.expires_at:%Y-%m-%d %H:%M} UTC: make a new one."
-    if claims.site_version != version:
+    if claims.site_version != version and not is_newer(claims.site_version, version):
         return (
             f"This installer was made for site version {claims.site_version}, and the site now "
             f"runs {version}: its clients would be out of date. Make a new installer."
         )
     return None
+
+
+def is_newer(version: str, than: str) -> bool:
+    """Is `version` a later site version than `than`? (False if either is not a version.)"""
+    try:
+        return parse_version(than) < parse_version(version)
+    except VersionError:
+        return False
+
+
+def not_yet(claims: InstallerClaims, version: str) -> str | None:
+    """Why an installer the site made for a later version of itself cannot register yet:
+    its clients wait, offline, until the site runs that version (R11)."""
+    if not is_newer(claims.site_version, version):
+        return None
+    return (
+        f"This installer is for site version {claims.site_version}, and the site still runs "
+        f"{version}: the client waits, offline, and registers once the site runs "
+        f"{claims.site_version}."
+    )
 
 
 @dataclass(frozen=True)

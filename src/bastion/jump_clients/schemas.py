@@ -29,6 +29,9 @@ class InstallerCreate(Strict):
         ge=rules.MIN_VALIDITY_MINUTES,
         le=rules.MAX_VALIDITY_MINUTES,
     )
+    site_version: str = Field(default="", max_length=64)
+    """The site version its clients run: empty for the one the site runs now, or a later
+    one whose release the appliance holds (its clients wait until the site runs it)."""
 
 
 class InstallerOut(BaseModel):
@@ -45,6 +48,8 @@ class InstallerOut(BaseModel):
     revoked: bool
     installed: int
     usable: bool
+    waiting: bool
+    """Made for a later site version: its clients register once the site runs it."""
 
 
 class InstallerCreated(InstallerOut):
@@ -78,6 +83,9 @@ class RegistrationIn(Strict):
     agent_version: str = Field(max_length=64)
     anchors: list[str] = Field(default_factory=list, max_length=16)
     wake_port: Port | None = None
+    proof: str = Field(default="", max_length=200)
+    """Base64 of the endpoint key's signature of the site and the token: needed to replace
+    an installation registered with this key."""
 
 
 class JumpClientOut(BaseModel):

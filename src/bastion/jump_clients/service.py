@@ -1,8 +1,10 @@
 """Jump Clients: installers, registration, the site's list, edits, revocation, settings.
 
 An installer is a file the site makes for one kind of client (mode, Jump Group, tag,
-comments) and one site version; a client installed from it registers its public key
-with the installer's token. The gateway (its own processes) holds the connections and
+comments) and one site version: the one it runs, or a later one whose release it holds,
+whose clients wait until the site runs it (R11). A client installed from it registers
+its public key with the installer's token; with the key's proof, a client registered
+already is replaced in place. The gateway (its own processes) holds the connections and
 writes presence back; this module is what the pages, the API and the console do.
 """
 
@@ -12,12 +14,13 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from bastion.agents.identity import verify_registration
 from bastion.jump_clients import builds, rules
 from bastion.jump_clients.models import InstallerRow, JumpClientRow
 from bastion.jump_clients.repository import (
@@ -37,6 +40,7 @@ from bastion.platform.errors import (
 )
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
+from bastion.releases.versions import parse_version
 
 INSTALLER_FORMAT = "bastion-jump-client-installer/1"
 SETTINGS_KEY = "jump_clients.settings"
@@ -54,6 +58,13 @@ class JumpClientsSetup:
     site_url: str
     anchors_pem: Callable[[], str]
     """The PEM of the anchors a client installed now must trust (the served chain's root)."""
+    next_versions: Callable[[UnitOfWork], Mapping[str, Path]] = field(default=lambda uow: {})
+    """Later site versions whose release this appliance holds, ready to install: version ->
+    its package. Installers can be made for them ahead of the install (R11)."""
+
+
+class SiteNotYetUpgradedError(ConflictError):
+    """The installer is for a later site version than the site runs: the client waits."""
 
 
 def _invalid(error: JumpClientError) -> InvalidInputError:
@@ -71,6 +82,9 @@ class InstallerRequest:
     tag: str = ""
     comments: str = ""
     valid_minutes: int = rules.DEFAULT_VALIDITY_MINUTES
+    site_version: str = ""
+    """The site version its clients run: "" for the one the site runs now, or a later one
+    whose release the appliance holds."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ class InstallerView:
     installed: int
     usable: bool
     """Not revoked, not expired, and made for the version the site runs now (R18)."""
+    waiting: bool = False
+    """Made for a later site version: its clients register once the site runs it (R11)."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +123,9 @@ def _digest(token: str) -> str:
 
 
 def _installer_view(row: InstallerRow, setup: JumpClientsSetup, now: datetime) -> InstallerView:
-    usable = row.revoked_at is None and now < row.expires_at
-    usable = usable and row.site_version == setup.site_version
+    alive = row.revoked_at is None and now < row.expires_at
+    usable = alive and row.site_version == setup.site_version
+    waiting = alive and rules.is_newer(row.site_version, setup.site_version)
     return InstallerView(
         row.id,
         row.mode,
@@ -123,6 +140,7 @@ def _installer_view(row: InstallerRow, setup: JumpClientsSetup, now: datetime) -
         row.revoked_at is not None,
         row.installed,
         usable,
+        waiting,
     )
 
 
@@ -138,6 +156,7 @@ def make_installer(
         comments = rules.clean_comments(request.comments)
     except JumpClientError as error:
         raise _invalid(error) from None
+    version = _installer_version(uow, setup, request.site_version)
     token, now = secrets.token_urlsafe(32), utc_now()
     row = uow.repository(InstallerRepository).add(
         InstallerRow(
@@ -147,15 +166,43 @@ def make_installer(
             jump_group=group,
             tag=tag,
             comments=comments,
-            site_version=setup.site_version,
+            site_version=version,
             created_at=now,
             created_by=actor.name,
             expires_at=now + valid,
             installed=0,
         )
     )
-    audit.record(uow, actor, "jump_clients.installer.create", f"installer {row.id}", mode=mode)
+    audit.record(
+        uow,
+        actor,
+        "jump_clients.installer.create",
+        f"installer {row.id}",
+        mode=mode,
+        site_version=version,
+    )
     return NewInstaller(_installer_view(row, setup, now), _installer_file(setup, row, token))
+
+
+def installer_versions(uow: UnitOfWork, setup: JumpClientsSetup) -> list[str]:
+    """The site versions installers can be made for: this one, then the later ones whose
+    release the appliance holds."""
+    return [setup.site_version, *sorted(setup.next_versions(uow), key=parse_version)]
+
+
+def _installer_version(uow: UnitOfWork, setup: JumpClientsSetup, wanted: str) -> str:
+    wanted = wanted.strip()
+    if wanted in ("", setup.site_version):
+        return setup.site_version
+    offered = installer_versions(uow, setup)
+    if wanted not in offered:
+        raise ConflictError(
+            f"The site cannot make installers for version {wanted!r}: it runs "
+            f"{setup.site_version}, and holds no release of that version ready to install. "
+            f"Download the site release on the Updates page first. Versions offered now: "
+            f"{', '.join(offered)}."
+        )
+    return wanted
 
 
 def _installer_file(setup: JumpClientsSetup, row: InstallerRow, token: str) -> bytes:
@@ -218,6 +265,9 @@ class Registration:
     agent_version: str
     anchors: tuple[str, ...] = ()
     wake_port: int | None = None
+    proof: bytes = b""
+    """The endpoint key's signature of the site and the token (`agents.identity`): what
+    lets an installation replace the one already registered with this key."""
 
 
 def register(
@@ -226,7 +276,12 @@ def register(
     """A client installed from an installer: its public key becomes its identity.
 
     Refused (and audited) when the installer is unknown, revoked, expired, altered, for
-    another site or for another site version; nothing is registered then.
+    another site or for an earlier site version; nothing is registered then. An installer
+    for a later site version is not refused: the client is told to wait (R11).
+
+    A key registered already is an installer run over an installation (R11): with the
+    key's proof, the client keeps its record, and takes the new installer's mode, Jump
+    Group, tag and comments.
     """
     installer = uow.repository(InstallerRepository).by_token_hash(_digest(registration.token))
     issued = None if installer is None else _issued(installer, setup.site)
@@ -236,11 +291,19 @@ def register(
     if refusal is not None:
         audit.record(uow, audit_actor(source), "jump_clients.register.refused", "", reason=refusal)
         raise AuthenticationError(refusal, recorded=True)
+    waiting = rules.not_yet(registration.claims, setup.site_version)
+    if waiting is not None:
+        raise SiteNotYetUpgradedError(waiting)
     assert installer is not None
-    row = _new_client(uow, installer, registration, source)
+    row, replaced = _registered(uow, installer, registration, setup.site, source)
     installer.installed += 1
     audit.record(
-        uow, audit_actor(source), "jump_clients.register", row.name, client_id=row.client_id
+        uow,
+        audit_actor(source),
+        "jump_clients.register",
+        row.name,
+        client_id=row.client_id,
+        replaced=replaced,
     )
     return _view(row, setup, settings(uow), utc_now())
 
@@ -256,21 +319,60 @@ def _issued(row: InstallerRow, site: str) -> rules.IssuedInstaller:
     return rules.IssuedInstaller(claims, row.expires_at, row.revoked_at is not None)
 
 
-def _new_client(
-    uow: UnitOfWork, installer: InstallerRow, registration: Registration, source: str
-) -> JumpClientRow:
+def _registered(
+    uow: UnitOfWork, installer: InstallerRow, registration: Registration, site: str, source: str
+) -> tuple[JumpClientRow, bool]:
+    """The client's record, new or replaced in place, and whether it was replaced."""
     key = registration.public_key
     if len(key) != PUBLIC_KEY_BYTES:
         raise InvalidInputError(
             "The public key must be 32 bytes of Ed25519; nothing was registered."
         )
+    existing = uow.repository(JumpClientRepository).by_client_id(client_id_for(key))
+    if existing is None:
+        return _new_client(uow, installer, registration, source), False
+    if not verify_registration(key, site, registration.token, registration.proof):
+        raise ConflictError(
+            "This endpoint key is registered already, and the installation did not prove it "
+            "holds the key, so it cannot replace that client. Install with this site's "
+            "version of the Jump Client, or remove the client's state directory to install "
+            "it as a new client."
+        )
+    if existing.revoked_at is not None or existing.uninstall_requested_at is not None:
+        gone = "revoked" if existing.revoked_at is not None else "deleted"
+        raise ConflictError(
+            f"The Jump Client registered with this endpoint key was {gone} by an "
+            "administrator; it cannot be installed again with the same key. Remove the "
+            "client's state directory (`bastion jump-client uninstall`) and install again."
+        )
+    _replace(existing, installer, registration, source)
+    return existing, True
+
+
+def _replace(
+    row: JumpClientRow, installer: InstallerRow, registration: Registration, source: str
+) -> None:
+    """A new installation over this client's: its record stays (name, history); what the
+    installer chose and what the endpoint says now are taken."""
+    endpoint = registration.endpoint
+    row.mode, row.kind, row.installer_id = installer.mode, installer.kind, installer.id
+    row.jump_group, row.tag, row.comments = installer.jump_group, installer.tag, installer.comments
+    row.endpoint = _endpoint_digest(endpoint)
+    row.hostname, row.fqdn = endpoint.hostname[:255], endpoint.fqdn[:255]
+    row.os, row.console_user = endpoint.os[:255], endpoint.console_user[:255]
+    row.version, row.revision = registration.agent_version[:64], ""
+    row.anchors = json.dumps(list(registration.anchors))
+    row.address, row.wake_port = source[:64], registration.wake_port
+    row.installed_at = row.last_check_in_at = utc_now()
+    row.upgrade_state, row.upgrade_version, row.upgrade_detail = "", "", ""
+
+
+def _new_client(
+    uow: UnitOfWork, installer: InstallerRow, registration: Registration, source: str
+) -> JumpClientRow:
+    key = registration.public_key
     client_id = client_id_for(key)
     clients = uow.repository(JumpClientRepository)
-    if clients.by_client_id(client_id) is not None:
-        raise ConflictError(
-            "This endpoint key is registered already: a client cannot register twice with one "
-            "identity. Remove the client's state directory to install it again."
-        )
     endpoint, now = registration.endpoint, utc_now()
     return clients.add(
         JumpClientRow(
@@ -552,3 +654,29 @@ def site_build(data_dir: Path) -> builds.Build | None:
     fetch to run the site's version; None while the appliance runs the code it was
     installed with."""
     return builds.current_build(data_dir)
+
+
+def installer_build(
+    uow: UnitOfWork, setup: JumpClientsSetup, data_dir: Path, version: str
+) -> builds.Build:
+    """The build (the `bastion` wheel) that clients and consoles of `version` run: this
+    site's, or that of a later release the appliance holds, to install on endpoints with
+    that version's installers before the site install (R11)."""
+    if version == setup.site_version:
+        found = builds.current_build(data_dir)
+        if found is None:
+            raise NotFoundError(
+                f"This appliance runs the code it was installed with and holds no build of "
+                f"{version}; install the `bastion` package of that version on endpoints."
+            )
+        return found
+    package = setup.next_versions(uow).get(version)
+    if package is None:
+        raise NotFoundError(
+            f"The appliance holds no site release {version!r} ready to install; versions with "
+            f"a build here: {', '.join(installer_versions(uow, setup))}."
+        )
+    try:
+        return builds.build_of(data_dir, version, package)
+    except builds.BuildError as error:
+        raise UnavailableError(str(error)) from None
