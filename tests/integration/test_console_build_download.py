@@ -223,6 +223,7 @@ def test_an_older_site_is_refused_and_an_upgraded_console_does_not_upgrade_again
     code, output = cli(tmp_path, "list")
     mine = this_build.site_version()
     assert code == 2 and f"The site runs 0.9.0, older than this console ({mine})" in output
+    assert f"installed ahead of the site's upgrade to {mine} works once the site runs it" in output
     code, output = cli(tmp_path, "about")
     assert code == 0 and "older than this console" in output
     offer(wheel_of("1.2.3"))

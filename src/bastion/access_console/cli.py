@@ -90,7 +90,8 @@ def _older_site(site: str, mine: str) -> str:
     )
     return (
         f"The site runs {site}, older than this console ({mine}); a console does not go back "
-        f"to an older version by itself: {fix}."
+        f"to an older version by itself: {fix}. A console installed ahead of the site's "
+        f"upgrade to {mine} works once the site runs it."
     )
 
 
