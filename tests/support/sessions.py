@@ -103,7 +103,13 @@ def representative(
 
 
 def console_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_CONFIG_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    """The console's settings and the builds it upgrades itself to stay under `home`."""
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def console(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -39,7 +39,7 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.client import SupervisorClient
-from bastion.supervisor.messages import GoLive, WentLive
+from bastion.supervisor.messages import GoLive, Retire, WentLive
 from bastion.supervisor.sockets import (
     ListenAddress,
     ListenAddressError,
@@ -161,10 +161,23 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
 
     stop = _stop_event()
     loop = asyncio.get_running_loop()
+    keeping = Keeping()
+
+    def retire(order: Retire) -> int:
+        """An install replaced this worker: keep its sessions in progress, then stop."""
+        keeping.seconds = order.keep_seconds
+        stop.set()
+        return len(runtime.part(Rendezvous).in_progress())
+
     private = None
     if supervised is not None:
         control = WorkerControl(
-            app, runtime, supervised.token, go_live, partial(_audit_install_outcomes, runtime)
+            app,
+            runtime,
+            supervised.token,
+            go_live,
+            partial(_audit_install_outcomes, runtime),
+            retire,
         )
         private = await serve_private(control, supervised.socket)
         await asyncio.to_thread(_audit_install_outcomes, runtime)
@@ -183,7 +196,11 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
     runtime.draining = True
     for task in background:
         task.cancel()
-    await runtime.part(Rendezvous).end_all("the appliance is stopping")
+    reason = "the appliance is stopping"
+    if keeping.seconds > 0:
+        stop.clear()  # a SIGTERM now (the appliance stops) ends the sessions kept at once
+        reason = await _keep_sessions(runtime, listeners, fleets, keeping.seconds, stop)
+    await runtime.part(Rendezvous).end_all(reason)
     # Stop accepting first and answer what was accepted normally: after an install's
     # switch the new worker serves the same sockets, so this worker is not "stopping".
     await listeners.close_all()
@@ -195,6 +212,52 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
         await private[1]
     runtime.engine.dispose()
     console.print("Bastion appliance stopped.")
+
+
+@dataclass
+class Keeping:
+    seconds: float = 0.0
+    """Set when an install replaced this worker: how long it may keep its sessions."""
+
+
+async def _keep_sessions(
+    runtime: Runtime,
+    listeners: UvicornListeners,
+    fleets: list[GatewayFleet],
+    seconds: float,
+    cut_short: asyncio.Event,
+) -> str:
+    """A worker replaced by an install keeps the remote sessions in progress here until
+    they end, for `seconds` at most: it stops accepting (the new version serves every
+    new connection on the same sockets), hands its Jump Clients to the new version's
+    gateway, closes every connection but the sessions' WebSockets, and waits. The reason
+    the sessions still here then end with."""
+    rendezvous = runtime.part(Rendezvous)
+    await listeners.stop_accepting()
+    for fleet in fleets:
+        await fleet.stop()
+    fleets.clear()
+    for live in rendezvous.in_progress():
+        if not live.paired.is_set():
+            await rendezvous.end(live, "the site was upgraded before the session started")
+    kept = rendezvous.in_progress()
+    if not kept:
+        return "the appliance is stopping"
+    await listeners.close_idle()
+    log.warning(
+        "replaced by the new version: keeping %d session(s) for up to %.0f s", len(kept), seconds
+    )
+    waited = asyncio.ensure_future(rendezvous.until_idle())
+    stopped = asyncio.ensure_future(cut_short.wait())
+    await asyncio.wait({waited, stopped}, timeout=seconds, return_when="FIRST_COMPLETED")
+    waited.cancel()
+    stopped.cancel()
+    if cut_short.is_set():
+        return "the appliance is stopping"
+    return (
+        f"the site was upgraded; sessions in progress were kept on the previous version for "
+        f"{seconds:.0f} s at most"
+    )
 
 
 async def _start_gateways(runtime: Runtime, supervised: Supervised | None) -> list[GatewayFleet]:

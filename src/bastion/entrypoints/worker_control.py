@@ -27,6 +27,8 @@ from bastion.supervisor import messages
 
 TOKEN_HEADER = b"x-bastion-worker-token"
 GoLiveHandler = Callable[[messages.GoLive], Awaitable[messages.WentLive]]
+RetireHandler = Callable[[messages.Retire], int]
+"""Start retiring this worker; the number of sessions it keeps meanwhile."""
 
 
 class WorkerControl:
@@ -39,12 +41,14 @@ class WorkerControl:
         token: str,
         go_live: GoLiveHandler,
         audit_outcomes: Callable[[], int],
+        retire: RetireHandler,
     ) -> None:
         self.app = app
         self.runtime = runtime
         self.token = token.encode()
         self.go_live = go_live
         self.audit_outcomes = audit_outcomes
+        self.retire = retire
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,6 +80,8 @@ class WorkerControl:
             return {"frozen": None}
         if isinstance(order, messages.AuditOutcomes):
             return {"audited": await asyncio.to_thread(self.audit_outcomes)}
+        if isinstance(order, messages.Retire):
+            return {"kept": self.retire(order)}
         await asyncio.to_thread(self.runtime.part(SiteCertificates).serve_default)
         return {"served": True}
 

@@ -77,6 +77,27 @@ class UvicornListeners:
         if self._release is not None:
             await asyncio.to_thread(self._release, address)
 
+    async def stop_accepting(self) -> None:
+        """Accept no new connection anywhere; those open are served on. After an install's
+        switch the new worker accepts on the same sockets."""
+        for server, _task in self._servers.values():
+            for listening in getattr(server, "servers", []):
+                listening.close()
+        await asyncio.sleep(FIRST_REQUEST_GRACE)
+
+    async def close_idle(self) -> None:
+        """Close every connection but WebSockets (a retiring worker keeps only its remote
+        sessions): an HTTP connection closes once its request in progress is answered."""
+        for server, _task in self._servers.values():
+            for connection in list(server.server_state.connections):
+                if not hasattr(connection, "cycle"):  # a WebSocket (HTTP protocols have one)
+                    continue
+                connection.shutdown()
+                transport = getattr(connection, "transport", None)
+                cycle = getattr(connection, "cycle", None)
+                if transport is not None and (cycle is None or cycle.response_complete):
+                    transport.abort()  # idle: no close_notify to wait for (see below)
+
     async def close_all(self) -> None:
         """Stop serving everywhere (the process ends); the addresses stay enabled."""
         await asyncio.gather(*(self._stop(a) for a in list(self._servers)))

@@ -122,6 +122,9 @@ class ApplianceSettings(BaseSettings):
     """A new version that exits within this time after the switch is rolled back."""
     install_drain_seconds: float = 15.0
     """How long the old worker may take to finish its requests after the switch."""
+    install_session_keep_seconds: float = 3600.0
+    """How long the old worker may keep the remote sessions in progress at an install's
+    switch (they end with the reason when this passes; 0: they end at the switch)."""
     install_migration_timeout_seconds: float = 3600.0
     install_pause_after: str = ""
     """Fault injection for crash-safety tests: stop an install after this step is recorded

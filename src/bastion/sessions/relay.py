@@ -422,6 +422,11 @@ class Rendezvous:
         """The sessions live here, oldest first. Safe to call from a thread."""
         return sorted((s for s in tuple(self.live.values()) if not s.ended), key=lambda s: s.opened)
 
+    async def until_idle(self, poll: float = 0.5) -> None:
+        """Return once no session is live here (a retiring worker waits for this)."""
+        while self.in_progress():
+            await asyncio.sleep(poll)
+
     def watch_ticket(self, session_id: str) -> str:
         """A single-use token with which an administrator's console may watch the session."""
         live = self.live.get(session_id)

@@ -229,6 +229,7 @@ class Supervisor:
             )
 
     async def _stop_workers(self) -> None:
+        await self.site.stop_retiring()
         for worker in (self.site.candidate, self.site.worker):
             if worker is not None:
                 try:

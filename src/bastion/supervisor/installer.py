@@ -8,7 +8,9 @@ Every step is recorded in the install journal once done (see
 3. pause changes on the running worker (writes are refused, reads go on);
 4. snapshot the database; 5. run the new release's migrations;
 6. let the new worker begin (in standby) and wait for its health check;
-7. let it go live on the same sockets, switch `current`; 8. drain the old worker;
+7. let it go live on the same sockets, switch `current`; 8. retire the old worker: it
+   accepts nothing more and ends once the remote sessions it holds end (at most
+   `install_session_keep_seconds`), while the install goes on;
 9. watch the new worker for its probation period; a crash rolls back.
 
 A base install unpacks and tries the new base, switches the `base` link and
@@ -192,7 +194,7 @@ async def _install_site(
         old = site.promote_candidate()
         journal = await record(site, journal, Step.SWITCHED)
         if old is not None:
-            await old.stop(settings.install_drain_seconds)
+            await site.retire(old)
         journal = await record(site, journal, Step.DRAINED)
         probation = settings.install_probation_seconds
         site.activity = f"watching the new version through its first {probation:g} s"
@@ -325,6 +327,7 @@ async def _install_base(
     site.releases.point(BASE_PREVIOUS, journal.from_slot)
     site.releases.point(BASE, planned.slot)
     await record(site, journal, Step.SWITCHED)
+    await site.stop_retiring()  # a new supervisor image would not know them
     reexec(site, planned.slot)
 
 

@@ -149,9 +149,19 @@ class ServeDefaultCertificate:
     path: ClassVar[str] = "/worker/serve-certificate"
 
 
-Order = GoLive | Freeze | Thaw | AuditOutcomes | ServeDefaultCertificate
+@dataclass(frozen=True)
+class Retire:
+    """An install replaced this worker: stop accepting, and end once the remote sessions
+    in progress here end, or after `keep_seconds` at most (R43: sessions survive)."""
+
+    path: ClassVar[str] = "/worker/retire"
+    keep_seconds: float = 0.0
+
+
+Order = GoLive | Freeze | Thaw | AuditOutcomes | ServeDefaultCertificate | Retire
 ORDERS: dict[str, type[Order]] = {
-    kind.path: kind for kind in (GoLive, Freeze, Thaw, AuditOutcomes, ServeDefaultCertificate)
+    kind.path: kind
+    for kind in (GoLive, Freeze, Thaw, AuditOutcomes, ServeDefaultCertificate, Retire)
 }
 
 
@@ -160,6 +170,8 @@ def order_to_wire(order: Order) -> dict[str, Any]:
         return {"release": order.release}
     if isinstance(order, Freeze):
         return {"reason": order.reason}
+    if isinstance(order, Retire):
+        return {"keep_seconds": order.keep_seconds}
     return {}
 
 
@@ -171,6 +183,13 @@ def order_from_wire(path: str, body: dict[str, Any]) -> Order:
         return GoLive(str(body["release"]) if body.get("release") else None)
     if kind is Freeze:
         return Freeze(str(body.get("reason") or Freeze.reason))
+    if kind is Retire:
+        try:
+            return Retire(max(0.0, float(body.get("keep_seconds") or 0)))
+        except (TypeError, ValueError):
+            raise MessageError(
+                f"keep_seconds {body.get('keep_seconds')!r} is not a number"
+            ) from None
     return kind()
 
 

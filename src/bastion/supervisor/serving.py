@@ -7,16 +7,19 @@ installer changes which worker serves only through its methods.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 from pathlib import Path
 
 from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
+from bastion.supervisor.messages import Retire
 from bastion.supervisor.process import Inherited, settings_env
 from bastion.supervisor.slots import BASE, Releases
 from bastion.supervisor.state import InstallState
-from bastion.supervisor.workers import Worker, spawn
+from bastion.supervisor.workers import Worker, WorkerError, spawn
 
 log = logging.getLogger("bastion.supervisor")
 
@@ -30,6 +33,8 @@ class Serving:
         self.sockets: dict[str, socket.socket] = dict(inherited.sockets) if inherited else {}
         self.worker: Worker | None = inherited.worker if inherited else None
         self.candidate: Worker | None = None
+        self.retiring: dict[int, tuple[Worker, asyncio.Task[None]]] = {}
+        """Workers an install replaced that keep their remote sessions until they end."""
         self.activity = ""
         """What an install is doing now, in words, for the status."""
 
@@ -73,6 +78,47 @@ class Serving:
         """The candidate becomes the live worker; returns the worker it replaces."""
         old, self.worker, self.candidate = self.worker, self.candidate, None
         return old
+
+    async def retire(self, old: Worker) -> int:
+        """The worker an install replaced stops accepting and ends once the remote sessions
+        it holds end, or after `install_session_keep_seconds`; the install goes on
+        meanwhile. Returns the sessions it keeps. A worker that cannot retire (a version
+        without the order) is stopped as before."""
+        keep = self.settings.install_session_keep_seconds
+        grace = self.settings.install_drain_seconds
+        try:
+            answer = await old.order(Retire(keep))
+        except WorkerError as error:
+            log.info("worker %s cannot keep its sessions (%s): stopping it", old.pid, error)
+            await old.stop(grace)
+            return 0
+        kept = int(answer.get("kept", 0))
+        if kept:
+            log.warning("worker %s keeps %d session(s) for up to %.0f s", old.pid, kept, keep)
+        self.retiring[old.pid] = (old, asyncio.create_task(self._retired(old, keep + grace + 30)))
+        return kept
+
+    async def _retired(self, old: Worker, deadline: float) -> None:
+        try:
+            await asyncio.wait_for(old.wait(), deadline)
+        except TimeoutError:
+            log.error("worker %s did not end %.0f s after it retired: killed", old.pid, deadline)
+            old.kill()
+            await old.wait()
+        finally:
+            self.retiring.pop(old.pid, None)
+
+    async def stop_retiring(self) -> None:
+        """End the workers still keeping sessions (the appliance stops, or re-executes)."""
+        for old, task in list(self.retiring.values()):
+            try:
+                await old.stop(self.settings.install_drain_seconds)
+            except WorkerError:
+                old.kill()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.retiring.clear()
 
     async def drop_candidate(self) -> None:
         if self.candidate is not None:

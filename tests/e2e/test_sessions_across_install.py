@@ -1,0 +1,126 @@
+"""Remote sessions survive a site install, all real processes: an appliance, a Jump Client
+and two access consoles on real terminals (PTYs).
+
+Two sessions are open when site 1.1.0 is installed. The old worker stops accepting at the
+switch, but keeps the two sessions' connections: a command typed after the install still
+reaches the endpoint and its output comes back, and that session ends as usual (its
+shell's exit code). The other is left open: the old worker ends it once the site's cap
+(`BASTION_INSTALL_SESSION_KEEP_SECONDS`) passes, with that reason, and then exits. The
+Jump Client defers its own upgrade until its sessions end, then upgrades, and a new
+session (the representative signs in again: an install signs everyone out) goes to the
+new version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_sessions_end_to_end import Terminal
+from tests.support.endpoints import Client, eventually
+from tests.support.installs import request_install, store_release, wait_idle
+from tests.support.releases import project_wheel
+from tests.support.sessions import (
+    PASSWORD,
+    Site,
+    clients,
+    console,
+    online_endpoint,
+    representative,
+    session_site,
+    signed_in_console,
+)
+
+SITE = "kept.example.test"
+HOST = "127.0.0.212"
+KEEP = 20
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    env = {
+        "BASTION_INSTALL_PROBATION_SECONDS": "1",
+        "BASTION_INSTALL_SESSION_KEEP_SECONDS": str(KEEP),
+    }
+    with session_site(tmp_path_factory.mktemp("kept"), HOST, SITE, env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def endpoint(site: Site) -> Iterator[Client]:
+    with online_endpoint(site) as client:
+        yield client
+
+
+def sessions(site: Site) -> list[dict[str, Any]]:
+    found = site.api.get("/api/v1/sessions", params={"username": "rep"}).json()
+    return list(found["sessions"])
+
+
+def test_sessions_in_progress_survive_a_site_install(
+    site: Site, endpoint: Client, tmp_path: Path
+) -> None:
+    representative(site, "rep", ["Servers"])
+    home = signed_in_console(site, "rep")
+    name = clients(site)[0]["name"]
+    working, idle = Terminal(home, "jump", name), Terminal(home, "jump", name)
+    try:
+        working.type("echo before-$((20+1))\r")
+        working.expect("before-21")
+        idle.type("echo idle-$((1+1))\r")
+        idle.expect("idle-2")
+
+        data = site.appliance.data_dir
+        wheel = project_wheel("1.1.0", tmp_path / "wheels")
+        request_install(data, store_release(data, "site", "1.1.0", wheel, site=SITE))
+        last = wait_idle(data, timeout=240)["history"][-1]
+        assert last["outcome"] == "installed", last
+        switched = time.monotonic()
+        assert site.api.get("/check_health").json()["version"] == "1.1.0"
+
+        working.type("echo after-install-$((2*3))\r")
+        working.expect("after-install-6")
+        working.type("exit 3\r")
+        assert working.exit_code() == 3, working.shown
+        assert "keeps 2 session(s)" in site.appliance.log()
+
+        idle.expect("The session ended", timeout=KEEP + 30)
+        idle.expect("kept on the previous version")
+        assert time.monotonic() - switched < KEEP + 15
+    finally:
+        working.close()
+        idle.close()
+
+    def ended() -> list[dict[str, Any]]:
+        return [s for s in sessions(site) if not s["live"] and s["recording_sha256"]]
+
+    eventually(lambda: len(ended()) == 2, timeout=30, what="both sessions recorded")
+    reasons = sorted(s["end_reason"] for s in ended())
+    assert "3" in reasons[1] or "3" in reasons[0], reasons
+    assert any("kept on the previous version" in r for r in reasons), reasons
+    log = site.appliance.log()
+    assert "did not end" not in log and "Traceback" not in log
+
+    eventually(
+        lambda: clients(site)[0]["version"] == "1.1.0" and clients(site)[0]["online"],
+        timeout=120,
+        what="the Jump Client upgraded once its sessions ended",
+    )
+    url = f"https://{site.appliance.host}:{site.appliance.port}"
+    again = console(
+        home, "sign-in", "--site", url, "--ca-file", str(site.appliance.ca_file),
+        "--username", "rep", "--password-stdin", stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr  # the install signed all out
+    fresh = Terminal(home, "jump", name)
+    try:
+        fresh.type("echo new-version-$((3*3))\r")
+        fresh.expect("new-version-9", timeout=60)
+        fresh.type("exit\r")
+        assert fresh.exit_code() == 0
+    finally:
+        fresh.close()
