@@ -7,7 +7,7 @@ runs a loop on the endpoint that prints a line every `--interval` seconds; a sit
 (this source as 1.1.0) is installed while it runs. Printed for each way: whether the
 session outlived the install, the longest time the console saw no output from the start
 of the install until 5 s after it ended, the install's duration, and how long the old
-worker took to end once the session did. Compared in the same run with
+worker took to end once the session did (its console exited). Compared in the same run with
 `BASTION_INSTALL_SESSION_KEEP_SECONDS=0`: sessions end at the switch, as before (and as
 the commercial appliances do at every upgrade).
 """
@@ -91,10 +91,12 @@ def one_way(keep: float, interval: float, wheel: Path, tmp: Path) -> dict[str, o
                 terminal.shown
             )
             longest = max(gaps) if gaps else float("nan")
-            ended_at = time.monotonic()
             terminal.type("\x03")
             terminal.type("exit\r")
-            terminal.exit_code()
+            typed = time.monotonic()
+            terminal.exit_code(timeout=60)
+            ended_at = time.monotonic()
+            console_exit = ended_at - typed
             old_gone = float("nan")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -108,7 +110,8 @@ def one_way(keep: float, interval: float, wheel: Path, tmp: Path) -> dict[str, o
         "survived": survived,
         "longest_silence_s": round(longest, 3) if survived else "- (ended)",
         "install_s": round(installed, 1),
-        "old_worker_ended_after_s": round(old_gone, 2),
+        "console_exited_after_exit_s": round(console_exit, 2) if survived else "-",
+        "old_worker_ended_after_console_s": round(old_gone, 2) if survived else "-",
     }
 
 

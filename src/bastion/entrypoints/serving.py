@@ -203,7 +203,7 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
     await runtime.part(Rendezvous).end_all(reason)
     # Stop accepting first and answer what was accepted normally: after an install's
     # switch the new worker serves the same sockets, so this worker is not "stopping".
-    await listeners.close_all()
+    await listeners.close_all(at_once=keeping.seconds > 0)
     for fleet in fleets:
         await fleet.stop()
     runtime.serving, runtime.stopping = False, True

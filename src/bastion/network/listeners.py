@@ -98,11 +98,13 @@ class UvicornListeners:
                 if transport is not None and (cycle is None or cycle.response_complete):
                     transport.abort()  # idle: no close_notify to wait for (see below)
 
-    async def close_all(self) -> None:
-        """Stop serving everywhere (the process ends); the addresses stay enabled."""
-        await asyncio.gather(*(self._stop(a) for a in list(self._servers)))
+    async def close_all(self, at_once: bool = False) -> None:
+        """Stop serving everywhere (the process ends); the addresses stay enabled.
+        `at_once`: wait for no connection (a retired worker whose sessions have ended:
+        what it still holds came before the switch, and the new version serves it)."""
+        await asyncio.gather(*(self._stop(a, at_once) for a in list(self._servers)))
 
-    async def _stop(self, address: ListenAddress) -> None:
+    async def _stop(self, address: ListenAddress, at_once: bool = False) -> None:
         entry = self._servers.pop(address, None)
         if entry is None:
             return
@@ -114,6 +116,7 @@ class UvicornListeners:
             listening.close()
         await asyncio.sleep(FIRST_REQUEST_GRACE)
         server.should_exit = True
+        server.force_exit = at_once
         await _cut_idle_connections(server, task)
         log.info("stopped serving on %s", address)
 
