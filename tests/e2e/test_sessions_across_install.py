@@ -1,10 +1,11 @@
 """Remote sessions survive a site install, all real processes: an appliance, a Jump Client
 and two access consoles on real terminals (PTYs).
 
-Two sessions are open when site 1.1.0 is installed. The old worker stops accepting at the
-switch, but keeps the two sessions' connections: a command typed after the install still
+Three sessions are open when site 1.1.0 is installed. The old worker stops accepting at
+the switch, but keeps the sessions' connections: a command typed after the install still
 reaches the endpoint and its output comes back, and that session ends as usual (its
-shell's exit code). The other is left open: the old worker ends it once the site's cap
+shell's exit code). An administrator ends another through the new version's API. The
+third is left open: the old worker ends it once the site's cap
 (`BASTION_INSTALL_SESSION_KEEP_SECONDS`) passes, with that reason, and then exits. The
 Jump Client defers its own upgrade until its sessions end, then upgrades, and a new
 session (the representative signs in again: an install signs everyone out) goes to the
@@ -67,13 +68,20 @@ def test_sessions_in_progress_survive_a_site_install(
     representative(site, "rep", ["Servers"])
     home = signed_in_console(site, "rep")
     name = clients(site)[0]["name"]
-    working, idle = Terminal(home, "jump", name), Terminal(home, "jump", name)
-    try:
-        working.type("echo before-$((20+1))\r")
-        working.expect("before-21")
-        idle.type("echo idle-$((1+1))\r")
-        idle.expect("idle-2")
+    opened: list[str] = []
 
+    def jump(command: str, shown: str) -> Terminal:
+        terminal = Terminal(home, "jump", name)
+        terminal.type(command)
+        terminal.expect(shown)
+        (new,) = {s["id"] for s in sessions(site) if s["live"]} - set(opened)
+        opened.append(new)
+        return terminal
+
+    working = jump("echo before-$((20+1))\r", "before-21")
+    idle = jump("echo idle-$((1+1))\r", "idle-2")
+    stopped = jump("echo to-end-$((2+2))\r", "to-end-4")
+    try:
         data = site.appliance.data_dir
         wheel = project_wheel("1.1.0", tmp_path / "wheels")
         request_install(data, store_release(data, "site", "1.1.0", wheel, site=SITE))
@@ -86,22 +94,31 @@ def test_sessions_in_progress_survive_a_site_install(
         working.expect("after-install-6")
         working.type("exit 3\r")
         assert working.exit_code() == 3, working.shown
-        assert "keeps 2 session(s)" in site.appliance.log()
+        assert "keeps 3 session(s)" in site.appliance.log()
+
+        # the new version's API ends a session the old worker keeps (via the supervisor)
+        answer = site.api.post(f"/api/v1/sessions/{opened[2]}/end")
+        assert answer.status_code == 200, answer.text
+        assert not answer.json()["live"] and answer.json()["end_reason"] == "ended by api:setup"
+        stopped.expect("The session ended")
+        stopped.expect("ended by api:setup")
+        assert stopped.exit_code() != 0
 
         idle.expect("The session ended", timeout=KEEP + 30)
         idle.expect("kept on the previous version")
         assert time.monotonic() - switched < KEEP + 15
     finally:
-        working.close()
-        idle.close()
+        for terminal in (working, idle, stopped):
+            terminal.close()
 
     def ended() -> list[dict[str, Any]]:
         return [s for s in sessions(site) if not s["live"] and s["recording_sha256"]]
 
-    eventually(lambda: len(ended()) == 2, timeout=30, what="both sessions recorded")
-    reasons = sorted(s["end_reason"] for s in ended())
-    assert "3" in reasons[1] or "3" in reasons[0], reasons
-    assert any("kept on the previous version" in r for r in reasons), reasons
+    eventually(lambda: len(ended()) == 3, timeout=30, what="the three sessions recorded")
+    reasons = {s["id"]: s["end_reason"] for s in ended()}
+    assert "3" in reasons[opened[0]], reasons
+    assert "kept on the previous version" in reasons[opened[1]], reasons
+    assert reasons[opened[2]] == "ended by api:setup", reasons
     log = site.appliance.log()
     assert "did not end" not in log and "Traceback" not in log
 

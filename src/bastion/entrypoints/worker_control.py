@@ -23,6 +23,7 @@ from bastion.certificates.site import SiteCertificates
 from bastion.installs import rules as install_rules
 from bastion.platform.db.engine import database_size_bytes
 from bastion.platform.runtime import Pause, Runtime
+from bastion.sessions.relay import Rendezvous
 from bastion.supervisor import messages
 
 TOKEN_HEADER = b"x-bastion-worker-token"
@@ -82,6 +83,9 @@ class WorkerControl:
             return {"audited": await asyncio.to_thread(self.audit_outcomes)}
         if isinstance(order, messages.Retire):
             return {"kept": self.retire(order)}
+        if isinstance(order, messages.EndSession):
+            rendezvous = self.runtime.part(Rendezvous)
+            return {"ended": await rendezvous.end_session(order.session_id, order.reason)}
         await asyncio.to_thread(self.runtime.part(SiteCertificates).serve_default)
         return {"served": True}
 

@@ -24,6 +24,7 @@ from bastion.sessions.recording import MEDIA_TYPE, blob_path
 from bastion.sessions.relay import Rendezvous
 from bastion.sessions.repository import SessionFilter
 from bastion.sessions.rules import SessionSettings
+from bastion.supervisor.client import SupervisorClient
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 SessionId = Annotated[str, Path(pattern=s.UUID_PATTERN, description="The session's id")]
@@ -163,10 +164,16 @@ async def end_session(
 
 
 async def end_now(runtime: Runtime, rendezvous: Rendezvous, actor: Actor, session_id: str) -> None:
-    """An administrator ends a session: live here, or only recorded as live (its worker
-    stopped). For the API and the page alike."""
-    if not await rendezvous.end_session(session_id, service.end_reason_by(actor)):
-        await asyncio.to_thread(_end_not_live, runtime, actor, session_id)
+    """An administrator ends a session: live here, kept by the worker an install replaced
+    (through the supervisor), or only recorded as live (its worker stopped). For the API
+    and the page alike."""
+    reason = service.end_reason_by(actor)
+    if await rendezvous.end_session(session_id, reason):
+        return
+    supervisor = runtime.part(SupervisorClient)
+    if await asyncio.to_thread(supervisor.end_kept_session, session_id, reason):
+        return
+    await asyncio.to_thread(_end_not_live, runtime, actor, session_id)
 
 
 def _end_not_live(runtime: Runtime, actor: Actor, session_id: str) -> None:

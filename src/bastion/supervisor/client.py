@@ -59,6 +59,15 @@ class SupervisorClient:
         reply, _ = self._call(messages.Status(), timeout=10)
         return messages.SupervisorStatus.from_wire(reply)
 
+    def end_kept_session(self, session_id: str, reason: str) -> bool:
+        """End a remote session an install left on the old worker; False if no worker
+        keeps it (or no supervisor runs this appliance)."""
+        try:
+            reply, _ = self._call(messages.EndKeptSession(session_id, reason))
+        except (UnavailableError, ConflictError):
+            return False
+        return bool(reply.get("ended"))
+
     def serve_certificate(self) -> bool:
         """Have the live worker serve the store's default certificate; False if no
         appliance runs on this data directory (its next start serves it)."""

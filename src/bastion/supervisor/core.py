@@ -75,6 +75,9 @@ class Supervisor:
             return {"ok": True, **self.status().to_wire()}, []
         if isinstance(request, messages.ServeCertificate):
             return {"ok": True, "served": await self._serve_certificate()}, []
+        if isinstance(request, messages.EndKeptSession):
+            ended = await self.site.end_kept_session(request.session_id, request.reason)
+            return {"ok": True, "ended": ended}, []
         log.info("shut down requested")
         self.stopping.set()
         return {"ok": True}, []

@@ -74,7 +74,18 @@ class Shutdown:
     op: ClassVar[str] = "shutdown"
 
 
-Request = Listen | Unlisten | Install | Cancel | Status | ServeCertificate | Shutdown
+@dataclass(frozen=True)
+class EndKeptSession:
+    """An administrator ends a remote session that an install left on the old worker."""
+
+    op: ClassVar[str] = "end-kept-session"
+    session_id: str
+    reason: str
+
+
+Request = (
+    Listen | Unlisten | Install | Cancel | Status | ServeCertificate | Shutdown | EndKeptSession
+)
 _PLAIN_REQUESTS: dict[str, type[Cancel | Status | ServeCertificate | Shutdown]] = {
     kind.op: kind for kind in (Cancel, Status, ServeCertificate, Shutdown)
 }
@@ -89,6 +100,8 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         body["not_before"] = request.not_before
         body["requested_by"] = request.requested_by
         body["estimate_seconds"] = request.estimate_seconds
+    elif isinstance(request, EndKeptSession):
+        body["session_id"], body["reason"] = request.session_id, request.reason
     return body
 
 
@@ -105,6 +118,8 @@ def request_from_wire(body: dict[str, Any]) -> Request:
                 str(body.get("requested_by", "")),
                 float(body.get("estimate_seconds") or 0),
             )
+        if op == EndKeptSession.op:
+            return EndKeptSession(str(body["session_id"]), str(body["reason"]))
     except (KeyError, TypeError, ValueError) as error:
         raise MessageError(f"a {op} request is not well formed: {error}") from None
     if op not in _PLAIN_REQUESTS:
@@ -158,10 +173,19 @@ class Retire:
     keep_seconds: float = 0.0
 
 
-Order = GoLive | Freeze | Thaw | AuditOutcomes | ServeDefaultCertificate | Retire
+@dataclass(frozen=True)
+class EndSession:
+    """End this remote session if it is live here (a retiring worker's)."""
+
+    path: ClassVar[str] = "/worker/end-session"
+    session_id: str = ""
+    reason: str = ""
+
+
+Order = GoLive | Freeze | Thaw | AuditOutcomes | ServeDefaultCertificate | Retire | EndSession
 ORDERS: dict[str, type[Order]] = {
     kind.path: kind
-    for kind in (GoLive, Freeze, Thaw, AuditOutcomes, ServeDefaultCertificate, Retire)
+    for kind in (GoLive, Freeze, Thaw, AuditOutcomes, ServeDefaultCertificate, Retire, EndSession)
 }
 
 
@@ -172,6 +196,8 @@ def order_to_wire(order: Order) -> dict[str, Any]:
         return {"reason": order.reason}
     if isinstance(order, Retire):
         return {"keep_seconds": order.keep_seconds}
+    if isinstance(order, EndSession):
+        return {"session_id": order.session_id, "reason": order.reason}
     return {}
 
 
@@ -183,6 +209,8 @@ def order_from_wire(path: str, body: dict[str, Any]) -> Order:
         return GoLive(str(body["release"]) if body.get("release") else None)
     if kind is Freeze:
         return Freeze(str(body.get("reason") or Freeze.reason))
+    if kind is EndSession:
+        return EndSession(str(body.get("session_id", "")), str(body.get("reason", "")))
     if kind is Retire:
         try:
             return Retire(max(0.0, float(body.get("keep_seconds") or 0)))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
-from bastion.supervisor.messages import Retire
+from bastion.supervisor.messages import EndSession, Retire
 from bastion.supervisor.process import Inherited, settings_env
 from bastion.supervisor.slots import BASE, Releases
 from bastion.supervisor.state import InstallState
@@ -107,6 +107,18 @@ class Serving:
             await old.wait()
         finally:
             self.retiring.pop(old.pid, None)
+
+    async def end_kept_session(self, session_id: str, reason: str) -> bool:
+        """End a remote session a retiring worker keeps; False if none keeps it."""
+        for old, _task in list(self.retiring.values()):
+            try:
+                answer = await old.order(EndSession(session_id, reason))
+            except WorkerError as error:
+                log.warning("worker %s could not be asked to end a session: %s", old.pid, error)
+                continue
+            if answer.get("ended"):
+                return True
+        return False
 
     async def stop_retiring(self) -> None:
         """End the workers still keeping sessions (the appliance stops, or re-executes)."""
