@@ -14,6 +14,9 @@ new version.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_sessions_end_to_end import Terminal
+from tests.support import web
 from tests.support.endpoints import Client, eventually
 from tests.support.installs import request_install, store_release, wait_idle
 from tests.support.releases import project_wheel
@@ -38,7 +42,7 @@ from tests.support.sessions import (
 
 SITE = "kept.example.test"
 HOST = "127.0.0.212"
-KEEP = 20
+KEEP = 30
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,33 @@ def endpoint(site: Site) -> Iterator[Client]:
 def sessions(site: Site) -> list[dict[str, Any]]:
     found = site.api.get("/api/v1/sessions", params={"username": "rep"}).json()
     return list(found["sessions"])
+
+
+def kept(site: Site) -> list[dict[str, Any]]:
+    workers = site.api.get("/api/v1/updates/install").json()["workers"]
+    return [w for role, w in workers.items() if role.startswith("retiring ")]
+
+
+def shown_kept(site: Site, sessions: int) -> None:
+    """What an administrator is told: the API, the console and the Updates page."""
+    (old,) = kept(site)
+    data = str(site.appliance.data_dir)
+    assert (old["slot"], old["sessions"]) == ("site-1.0.0", sessions), old
+    status = subprocess.run(
+        [sys.executable, "-m", "bastion", "appliance", "install-status", "--data", data],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert f"keeps {sessions} remote session(s)" in status.stdout, status.stdout + status.stderr
+    with site.appliance.client() as browser:
+        web.sign_in(browser, "admin", "password")
+        changed = web.change_password(browser, "password", "a long pass phrase for updates")
+        assert changed.status_code == 303, changed.text
+        page = browser.get("/appliance/updates")
+        assert f'id="kept-sessions-{old["pid"]}"' in page.text
+        assert f"keeps {sessions} remote session(s)" in page.text
 
 
 def test_sessions_in_progress_survive_a_site_install(
@@ -89,6 +120,7 @@ def test_sessions_in_progress_survive_a_site_install(
         assert last["outcome"] == "installed", last
         switched = time.monotonic()
         assert site.api.get("/check_health").json()["version"] == "1.1.0"
+        shown_kept(site, 3)
 
         working.type("echo after-install-$((2*3))\r")
         working.expect("after-install-6")
@@ -116,11 +148,12 @@ def test_sessions_in_progress_survive_a_site_install(
 
     eventually(lambda: len(ended()) == 3, timeout=30, what="the three sessions recorded")
     reasons = {s["id"]: s["end_reason"] for s in ended()}
-    assert "3" in reasons[opened[0]], reasons
+    assert reasons[opened[0]] == "the remote shell exited with code 3", reasons
     assert "kept on the previous version" in reasons[opened[1]], reasons
     assert reasons[opened[2]] == "ended by api:setup", reasons
     log = site.appliance.log()
     assert "did not end" not in log and "Traceback" not in log
+    eventually(lambda: not kept(site), timeout=30, what="the old worker gone from the status")
 
     eventually(
         lambda: clients(site)[0]["version"] == "1.1.0" and clients(site)[0]["online"],

@@ -233,6 +233,12 @@ def _print_status(status: SupervisorStatus) -> None:
             f"  Scheduled: {pending.names} at {pending.not_before}, "
             f"requested by {pending.requested_by}"
         )
+    for kept in status.kept_sessions:
+        console.print(
+            f"  The previous version ({kept['slot']}) keeps {kept['sessions']} remote "
+            f"session(s) that were in progress at the switch, until they end, at the latest "
+            f"{kept['until']}. New sessions use the new version."
+        )
     if status.history:
         table = Table("Release", "Outcome", "Reason", "At")
         for entry in reversed(status.history):

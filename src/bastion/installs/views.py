@@ -79,6 +79,10 @@ def progress(status: SupervisorStatus, now: datetime) -> dict[str, Any]:
         "base_version": status.base_version,
         "history": list(reversed(history)),
         "last": history[-1] if history else None,
+        "kept": [
+            {**kept, "at": utc_text(str(kept.get("until", "")), now)}
+            for kept in status.kept_sessions
+        ],
     }
 
 

@@ -151,9 +151,24 @@ class Supervisor:
             rolled_back=tuple(sorted(rolled_back(history))),
             links={link: self.site.releases.target(link) for link in (CURRENT, PREVIOUS, BASE)},
             workers={
-                role: {"pid": worker.pid, "slot": worker.slot}
-                for role, worker in (("live", self.site.worker), ("candidate", self.site.candidate))
-                if worker is not None and worker.poll() is None
+                **{
+                    role: {"pid": worker.pid, "slot": worker.slot}
+                    for role, worker in (
+                        ("live", self.site.worker),
+                        ("candidate", self.site.candidate),
+                    )
+                    if worker is not None and worker.poll() is None
+                },
+                **{
+                    f"retiring {pid}": {
+                        "pid": pid,
+                        "slot": kept.worker.slot,
+                        "sessions": kept.sessions,
+                        "until": kept.until,
+                    }
+                    for pid, kept in self.site.retiring.items()
+                    if kept.sessions and kept.worker.poll() is None
+                },
             },
         )
 

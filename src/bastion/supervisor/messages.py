@@ -308,6 +308,13 @@ class SupervisorStatus:
     rolled_back: tuple[str, ...] = ()
     links: dict[str, str | None] = field(default_factory=dict)
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """"live", "candidate", and "retiring <pid>" for a worker an install replaced that keeps
+    remote sessions ("sessions" kept at the switch, "until" the latest they end, UTC)."""
+
+    @property
+    def kept_sessions(self) -> list[dict[str, Any]]:
+        """The workers an install replaced that still keep remote sessions."""
+        return [w for role, w in self.workers.items() if role.startswith("retiring ")]
 
     @property
     def last(self) -> HistoryEntry | None:

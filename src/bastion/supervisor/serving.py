@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bastion.platform import build
@@ -24,6 +26,17 @@ from bastion.supervisor.workers import Worker, WorkerError, spawn
 log = logging.getLogger("bastion.supervisor")
 
 
+@dataclass
+class Retiring:
+    """A worker an install replaced, keeping the remote sessions in progress at the switch."""
+
+    worker: Worker
+    ending: asyncio.Task[None]
+    sessions: int
+    until: str
+    """UTC ISO time at which the sessions still kept end."""
+
+
 class Serving:
     def __init__(self, settings: ApplianceSettings, inherited: Inherited | None = None) -> None:
         self.settings = settings
@@ -33,7 +46,7 @@ class Serving:
         self.sockets: dict[str, socket.socket] = dict(inherited.sockets) if inherited else {}
         self.worker: Worker | None = inherited.worker if inherited else None
         self.candidate: Worker | None = None
-        self.retiring: dict[int, tuple[Worker, asyncio.Task[None]]] = {}
+        self.retiring: dict[int, Retiring] = {}
         """Workers an install replaced that keep their remote sessions until they end."""
         self.activity = ""
         """What an install is doing now, in words, for the status."""
@@ -95,7 +108,9 @@ class Serving:
         kept = int(answer.get("kept", 0))
         if kept:
             log.warning("worker %s keeps %d session(s) for up to %.0f s", old.pid, kept, keep)
-        self.retiring[old.pid] = (old, asyncio.create_task(self._retired(old, keep + grace + 30)))
+        until = datetime.now(UTC) + timedelta(seconds=keep)
+        ending = asyncio.create_task(self._retired(old, keep + grace + 30))
+        self.retiring[old.pid] = Retiring(old, ending, kept, until.isoformat(timespec="seconds"))
         return kept
 
     async def _retired(self, old: Worker, deadline: float) -> None:
@@ -110,7 +125,7 @@ class Serving:
 
     async def end_kept_session(self, session_id: str, reason: str) -> bool:
         """End a remote session a retiring worker keeps; False if none keeps it."""
-        for old, _task in list(self.retiring.values()):
+        for old in [r.worker for r in self.retiring.values()]:
             try:
                 answer = await old.order(EndSession(session_id, reason))
             except WorkerError as error:
@@ -122,14 +137,14 @@ class Serving:
 
     async def stop_retiring(self) -> None:
         """End the workers still keeping sessions (the appliance stops, or re-executes)."""
-        for old, task in list(self.retiring.values()):
+        for retiring in list(self.retiring.values()):
             try:
-                await old.stop(self.settings.install_drain_seconds)
+                await retiring.worker.stop(self.settings.install_drain_seconds)
             except WorkerError:
-                old.kill()
-            task.cancel()
+                retiring.worker.kill()
+            retiring.ending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await retiring.ending
         self.retiring.clear()
 
     async def drop_candidate(self) -> None:

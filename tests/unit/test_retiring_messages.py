@@ -1,0 +1,38 @@
+"""The messages that let a worker an install replaced keep its remote sessions: the
+supervisor's orders to it, the worker's request to end one it keeps, and the status that
+tells an administrator it is still there."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.supervisor import messages as m
+
+
+@pytest.mark.parametrize(
+    "order", [m.Retire(3600.0), m.Retire(0.0), m.EndSession("s-1", "ended by admin")]
+)
+def test_orders_travel_whole(order: m.Order) -> None:
+    assert m.order_from_wire(order.path, m.order_to_wire(order)) == order
+
+
+def test_a_retire_order_without_a_number_is_refused_with_what_is_wrong() -> None:
+    with pytest.raises(m.MessageError, match="keep_seconds 'soon' is not a number"):
+        m.order_from_wire(m.Retire.path, {"keep_seconds": "soon"})
+    assert m.order_from_wire(m.Retire.path, {"keep_seconds": -5}) == m.Retire(0.0)
+
+
+def test_ending_a_kept_session_travels_whole_and_needs_its_session() -> None:
+    request = m.EndKeptSession("s-1", "ended by api:ops")
+    assert m.request_from_wire(m.request_to_wire(request)) == request
+    with pytest.raises(m.MessageError, match="not well formed"):
+        m.request_from_wire({"op": m.EndKeptSession.op, "reason": "x"})
+
+
+def test_the_status_names_the_workers_that_keep_sessions() -> None:
+    kept = {"pid": 42, "slot": "site-1.0.0", "sessions": 2, "until": "2026-12-03T11:00:00+00:00"}
+    status = m.SupervisorStatus(
+        "idle", "1.0.0", workers={"live": {"pid": 7, "slot": "site-1.1.0"}, "retiring 42": kept}
+    )
+    again = m.SupervisorStatus.from_wire(status.to_wire())
+    assert again.kept_sessions == [kept]
