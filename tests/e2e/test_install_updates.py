@@ -9,7 +9,6 @@ says so, and the old slot is kept as `previous`.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -19,6 +18,7 @@ from bastion.supervisor.slots import Releases
 from tests.integration._update_env import Vendor, service
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import RunningAppliance, start_appliance
+from tests.support.installs import wait_installed
 from tests.support.releases import project_wheel
 from tests.support.web import change_password, sign_in
 
@@ -47,16 +47,6 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppli
             yield running
 
 
-def wait_installed(api: httpx.Client, timeout: float = 120) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = api.get("/api/v1/updates/install")
-        if answer.status_code == 200 and answer.json()["state"] == "idle":
-            return dict(answer.json())
-        time.sleep(0.3)
-    raise AssertionError("the install did not finish")
-
-
 def reasons(answer: httpx.Response) -> dict[str, str]:
     return {r["name"]: r["reason"] for r in answer.json()["releases"]}
 
@@ -83,7 +73,7 @@ def test_base_then_site_from_the_update_service(appliance: RunningAppliance) -> 
         assert started.status_code == 202, started.text
         status = wait_installed(api)
         history = status["history"]
-        assert [h["outcome"] for h in history] == ["installed", "installed"]  # type: ignore[index]
+        assert [h["outcome"] for h in history] == ["installed", "installed"]
         assert api.get("/check_health").json()["version"] == "1.1.0"
 
     assert Releases(appliance.data_dir).target("previous") == "site-1.0.0"

@@ -32,6 +32,7 @@ from tests.integration.test_api import bearer, create_client, get_token
 from tests.support import web
 from tests.support.appliance import RunningAppliance, free_port, start_appliance
 from tests.support.endpoints import Client, eventually, install_and_run
+from tests.support.installs import wait_installed
 from tests.support.releases import project_wheel
 
 SERVICE_HOST, HOST = "127.0.0.210", "127.0.0.211"
@@ -84,16 +85,6 @@ def installed(state: Path, log: Path, lib: Path, installer: Path) -> str:
 
 def clients(api: httpx.Client) -> list[dict[str, Any]]:
     return list(api.get("/api/v1/jump-clients").json()["clients"])
-
-
-def wait_installed(api: httpx.Client) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        answer = api.get("/api/v1/updates/install")
-        if answer.status_code == 200 and answer.json()["state"] == "idle":
-            return dict(answer.json())
-        time.sleep(0.3)
-    raise AssertionError("the install did not finish")
 
 
 def test_clients_installed_ahead_wait_offline_then_connect_on_the_new_version(

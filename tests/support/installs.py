@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bastion.releases.packages import PackageInfo, build_package
 from bastion.releases.versions import ReleaseKind, parse_requirement, parse_version
 from bastion.supervisor.client import SupervisorClient
@@ -72,3 +74,14 @@ def wait_step(data_dir: Path, step: str, timeout: float = 120) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError(f"the install never recorded step {step!r}")
+
+
+def wait_installed(api: httpx.Client, timeout: float = 240) -> dict[str, Any]:
+    """The install status from the appliance's API once it is idle again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = api.get("/api/v1/updates/install")
+        if answer.status_code == 200 and answer.json()["state"] == "idle":
+            return dict(answer.json())
+        time.sleep(0.3)
+    raise AssertionError("the install did not finish")

@@ -57,8 +57,8 @@ def agent_app(kind: str) -> typer.Typer:
         from bastion.agents.runner import ask
         from bastion.platform.build import site_version
 
-        replacing = installed_site(state) is not None
         try:
+            replacing = installed_site(state) is not None
             installed = install_from(installer, state, site_version(), kind)
         except AgentError as error:
             console.print(f"[red]Not installed:[/] {error}")

@@ -151,14 +151,19 @@ def install(
 
 def installed_site(state: Path) -> str | None:
     """The site of the installation (or the waiting installer) in `state`, if any."""
-    for name, key in ((INSTALLATION, "site"), (PENDING, "site")):
+    for name in (INSTALLATION, PENDING):
         try:
             body = json.loads((state / name).read_text())
         except FileNotFoundError:
             continue
         except (OSError, ValueError):
-            return "(a damaged installation)"
-        return str(body.get(key, "")) if isinstance(body, dict) else "(a damaged installation)"
+            body = None
+        if not isinstance(body, dict):
+            raise InstallError(
+                f"{state / name} is damaged: remove the installation "
+                f"(`bastion jump-client uninstall --dir {state}`) and install again."
+            )
+        return str(body.get("site", ""))
     return None
 
 

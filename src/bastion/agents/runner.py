@@ -244,18 +244,16 @@ class Service:
         control_path(self.state).unlink(missing_ok=True)
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = (await reader.readline()).strip()
-        if line == b"check-in":
-            self.client.wake()
-            writer.write(b"ok\n")
-        elif line == b"stop":  # replaced by a new installation: its service starts again
-            log.warning("replaced by a new installation: stopping")
-            self.stop.set()
-            writer.write(b"ok\n")
-        else:
-            writer.write(b"unknown request\n")
-        await writer.drain()
-        writer.close()
+        await answer(reader, writer, check_in=self._check_in, stop=self._replaced)
+
+    def _check_in(self) -> str:
+        self.client.wake()
+        return "ok"
+
+    def _replaced(self) -> str:  # a new installation: its service manager starts it again
+        log.warning("replaced by a new installation: stopping")
+        self.stop.set()
+        return "ok"
 
 
 class Waiter:
@@ -314,18 +312,30 @@ class Waiter:
             stopped.cancel()
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = (await reader.readline()).strip()
-        if line == b"check-in":
-            self._ask.set()
-            version = self.installer.get("site_version", "")
-            writer.write(f"Asking the site; this client waits for it to run {version}.\n".encode())
-        elif line == b"stop":
-            self.stop.set()
-            writer.write(b"ok\n")
-        else:
-            writer.write(b"unknown request\n")
-        await writer.drain()
-        writer.close()
+        await answer(reader, writer, check_in=self._check_in, stop=self._stopped)
+
+    def _check_in(self) -> str:
+        self._ask.set()
+        version = self.installer.get("site_version", "")
+        return f"Asking the site; this client waits for it to run {version}."
+
+    def _stopped(self) -> str:
+        self.stop.set()
+        return "ok"
+
+
+async def answer(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    check_in: Callable[[], str],
+    stop: Callable[[], str],
+) -> None:
+    """One request on the control socket (`check-in` or `stop`), answered in a line."""
+    line = (await reader.readline()).strip()
+    handler = {b"check-in": check_in, b"stop": stop}.get(line)
+    writer.write(((handler() if handler else "unknown request") + "\n").encode())
+    await writer.drain()
+    writer.close()
 
 
 async def ask(state: Path, request: str) -> str:
