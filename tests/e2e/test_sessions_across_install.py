@@ -5,8 +5,10 @@ Three sessions are open when site 1.1.0 is installed. The old worker stops accep
 the switch, but keeps the sessions' connections: a command typed after the install still
 reaches the endpoint and its output comes back, and that session ends as usual (its
 shell's exit code). An administrator ends another through the new version's API. The
-third is left open: the old worker ends it once the site's cap
-(`BASTION_INSTALL_SESSION_KEEP_SECONDS`) passes, with that reason, and then exits. The
+third is left open: an administrator's console lists the three and watches it through
+the new version (which relays the watch from the old worker), and the old worker ends
+it once the site's cap (`BASTION_INSTALL_SESSION_KEEP_SECONDS`) passes, with that
+reason, and then exits. The
 Jump Client defers its own upgrade until its sessions end, then upgrades, and a new
 session (the representative signs in again: an install signs everyone out) goes to the
 new version.
@@ -34,6 +36,7 @@ from tests.support.sessions import (
     Site,
     clients,
     console,
+    console_env,
     online_endpoint,
     representative,
     session_site,
@@ -112,6 +115,7 @@ def test_sessions_in_progress_survive_a_site_install(
     working = jump("echo before-$((20+1))\r", "before-21")
     idle = jump("echo idle-$((1+1))\r", "idle-2")
     stopped = jump("echo to-end-$((2+2))\r", "to-end-4")
+    watcher: subprocess.Popen[str] | None = None
     try:
         data = site.appliance.data_dir
         wheel = project_wheel("1.1.0", tmp_path / "wheels")
@@ -121,6 +125,27 @@ def test_sessions_in_progress_survive_a_site_install(
         switched = time.monotonic()
         assert site.api.get("/check_health").json()["version"] == "1.1.0"
         shown_kept(site, 3)
+
+        representative(site, "supervisor", [], role="administrator")
+        boss = console_env(signed_in_console(site, "supervisor"))
+        listed = subprocess.run(
+            [sys.executable, "-m", "bastion", "console", "watch"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**boss, "COLUMNS": "300"},
+        )
+        assert all(session in listed.stdout for session in opened), listed.stdout + listed.stderr
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "bastion", "console", "watch", opened[1]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=boss,
+        )
+        time.sleep(2)  # the watcher joins; what the screen showed is sent to it first
+        idle.type("echo watched-$((3+4))\r")
+        idle.expect("watched-7")
 
         working.type("echo after-install-$((2*3))\r")
         working.expect("after-install-6")
@@ -139,9 +164,15 @@ def test_sessions_in_progress_survive_a_site_install(
         idle.expect("The session ended", timeout=KEEP + 30)
         idle.expect("kept on the previous version")
         assert time.monotonic() - switched < KEEP + 15
+        shown, said = watcher.communicate(timeout=30)
     finally:
         for terminal in (working, idle, stopped):
             terminal.close()
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, said
+    assert "idle-2" in shown and "watched-7" in shown, shown
+    assert "Watching rep on" in said and "kept on the previous version" in said, said
 
     def ended() -> list[dict[str, Any]]:
         return [s for s in sessions(site) if not s["live"] and s["recording_sha256"]]

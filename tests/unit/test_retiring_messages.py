@@ -1,16 +1,21 @@
 """The messages that let a worker an install replaced keep its remote sessions: the
-supervisor's orders to it, the worker's request to end one it keeps, and the status that
-tells an administrator it is still there."""
+supervisor's orders to it, the live worker's requests to end or watch one it keeps, and
+the status that tells an administrator it is still there; and the live worker's tickets
+for watches it relays from it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from bastion.sessions.relay import KeptWatches
 from bastion.supervisor import messages as m
 
 
 @pytest.mark.parametrize(
-    "order", [m.Retire(3600.0), m.Retire(0.0), m.EndSession("s-1", "ended by admin")]
+    "order",
+    [m.Retire(3600.0), m.Retire(0.0), m.EndSession("s-1", "ended by admin"), m.WatchTicket("s-1")],
 )
 def test_orders_travel_whole(order: m.Order) -> None:
     assert m.order_from_wire(order.path, m.order_to_wire(order)) == order
@@ -27,6 +32,30 @@ def test_ending_a_kept_session_travels_whole_and_needs_its_session() -> None:
     assert m.request_from_wire(m.request_to_wire(request)) == request
     with pytest.raises(m.MessageError, match="not well formed"):
         m.request_from_wire({"op": m.EndKeptSession.op, "reason": "x"})
+
+
+def test_watching_a_kept_session_travels_whole_and_needs_its_session() -> None:
+    request = m.WatchKeptSession("s-1")
+    assert m.request_from_wire(m.request_to_wire(request)) == request
+    with pytest.raises(m.MessageError, match="not well formed"):
+        m.request_from_wire({"op": m.WatchKeptSession.op})
+
+
+def test_a_relayed_watch_ticket_is_single_use_for_its_session_and_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watches = KeptWatches(lifetime=60)
+    ours = watches.give("s-1", "bastion-x-worker-1", "theirs")
+    assert ours != "theirs"
+    assert watches.take("s-2", ours) is None  # another session's watch
+    assert watches.take("s-1", "theirs") is None  # the old worker's ticket is not ours
+    kept = watches.take("s-1", ours)
+    assert kept is not None and (kept.socket, kept.token) == ("bastion-x-worker-1", "theirs")
+    assert watches.take("s-1", ours) is None  # used
+    late = watches.give("s-1", "bastion-x-worker-1", "theirs")
+    now = time.monotonic()
+    monkeypatch.setattr("bastion.sessions.relay.time.monotonic", lambda: now + 61)
+    assert watches.take("s-1", late) is None
 
 
 def test_the_status_names_the_workers_that_keep_sessions() -> None:

@@ -2,7 +2,8 @@
 (`bastion.supervisor.messages`): go live (a worker started in standby serves
 nothing until then; at an install's switch everyone is signed out, R5), freeze and
 thaw changes while an install snapshots and migrates the database, audit finished
-installs, serve the default certificate a console command chose. Every other path
+installs, serve the default certificate a console command chose; as a worker an install
+replaced: retire, end a session it keeps, list them, give a ticket to watch one. Every other path
 goes to the application itself, so the supervisor's health check is the real
 `/check_health`. Each request must carry the token the supervisor gave this worker.
 """
@@ -22,8 +23,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.certificates.site import SiteCertificates
 from bastion.installs import rules as install_rules
 from bastion.platform.db.engine import database_size_bytes
+from bastion.platform.errors import ConflictError, NotFoundError
 from bastion.platform.runtime import Pause, Runtime
 from bastion.sessions.relay import Rendezvous
+from bastion.sessions.watching import live_info
 from bastion.supervisor import messages
 
 TOKEN_HEADER = b"x-bastion-worker-token"
@@ -86,8 +89,23 @@ class WorkerControl:
         if isinstance(order, messages.EndSession):
             rendezvous = self.runtime.part(Rendezvous)
             return {"ended": await rendezvous.end_session(order.session_id, order.reason)}
+        if isinstance(order, messages.WatchTicket):
+            return self._watch_ticket(order.session_id)
+        if isinstance(order, messages.LiveSessions):
+            in_progress = self.runtime.part(Rendezvous).in_progress()
+            return {"sessions": [live_info(s).model_dump(mode="json") for s in in_progress]}
         await asyncio.to_thread(self.runtime.part(SiteCertificates).serve_default)
         return {"served": True}
+
+    def _watch_ticket(self, session_id: str) -> dict[str, Any]:
+        """A ticket to watch a session live here; none (and why, if it is here but may not
+        be watched now) otherwise."""
+        try:
+            return {"token": self.runtime.part(Rendezvous).watch_ticket(session_id)}
+        except NotFoundError:
+            return {"token": None}
+        except ConflictError as error:
+            return {"token": None, "refused": str(error)}
 
     def _database_bytes(self) -> int:
         """What the install's snapshot copies; 0 if the database cannot say."""

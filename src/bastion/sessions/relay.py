@@ -148,17 +148,60 @@ class LiveSession:
         return self.plan.session_id
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _token_matches(token: str, digest: str) -> bool:
-    return hmac.compare_digest(_digest(token), digest)
+    return hmac.compare_digest(token_digest(token), digest)
 
 
 @dataclass(frozen=True)
 class Tickets:
     console_token: str
+
+
+@dataclass(frozen=True)
+class KeptWatch:
+    """A watch of a session another worker of this appliance keeps (`kept.py`)."""
+
+    session_id: str
+    socket: str
+    """That worker's private socket (an abstract Unix socket name)."""
+    token: str
+    """That worker's single-use watch ticket."""
+    given: float
+
+
+class KeptWatches:
+    """The watch tickets this worker gave for sessions a retiring worker keeps."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self._given: dict[str, KeptWatch] = {}
+
+    def give(self, session_id: str, socket: str, token: str) -> str:
+        """Our single-use ticket for the other worker's; it expires as a watch token does."""
+        self._forget_expired()
+        ours = secrets.token_urlsafe(32)
+        self._given[token_digest(ours)] = KeptWatch(session_id, socket, token, time.monotonic())
+        return ours
+
+    def take(self, session_id: str, token: str) -> KeptWatch | None:
+        """The kept watch this ticket was given for (once), or None."""
+        self._forget_expired()
+        digest = token_digest(token)
+        kept = self._given.get(digest)
+        if kept is None or kept.session_id != session_id:
+            return None
+        del self._given[digest]
+        return kept
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        for digest, kept in list(self._given.items()):
+            if now - kept.given > self.lifetime:
+                del self._given[digest]
 
 
 class Rendezvous:
@@ -183,6 +226,8 @@ class Rendezvous:
         """Set when the worker's gateways start; without it no session can open."""
         self.waker: Waker | None = None
         self.live: dict[str, LiveSession] = {}
+        self.kept_watches = KeptWatches(token_lifetime)
+        """Watches of sessions that the worker an install replaced keeps."""
         self.codec = Codec()
 
     # -- opening ---------------------------------------------------------------------------
@@ -193,7 +238,8 @@ class Rendezvous:
         client."""
         console_token, agent_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         held = replace(plan, target=None)  # the credential goes in the order only, not kept
-        live = LiveSession(held, title, _digest(console_token), _digest(agent_token), cols, rows)
+        digests = token_digest(console_token), token_digest(agent_token)
+        live = LiveSession(held, title, *digests, cols, rows)
         refusal = self._hold(live)
         if refusal is not None:
             await self.end(live, refusal)
@@ -442,7 +488,7 @@ class Rendezvous:
                 "already; try again when one has left."
             )
         token = secrets.token_urlsafe(32)
-        live.watch_tokens[_digest(token)] = time.monotonic()
+        live.watch_tokens[token_digest(token)] = time.monotonic()
         return token
 
     def join_watcher(self, session_id: str, token: str, channel: Channel) -> Watcher:
@@ -452,7 +498,7 @@ class Rendezvous:
         if live is None or live.ended:
             raise JoinRefusedError("there is no such session live on this appliance")
         self._forget_expired_watch_tokens(live)
-        if live.watch_tokens.pop(_digest(token), None) is None:
+        if live.watch_tokens.pop(token_digest(token), None) is None:
             raise JoinRefusedError("the watch token is not this session's, or was used or expired")
         watcher = Watcher(channel)
         watcher.offer(
@@ -484,7 +530,7 @@ class Rendezvous:
                 if watcher.sender is not None:
                     watcher.sender.cancel()
             else:
-                self._drop(live, watcher, f"watching is read-only; {_kind(frame)} was refused")
+                self._drop(live, watcher, f"watching is read-only; {frame_kind(frame)} was refused")
         if watcher.sender is not None:
             await asyncio.wait([watcher.sender])
 
@@ -592,7 +638,7 @@ def _last_word(reason: str, exit_code: int | None) -> str:
     return console.write(console.Ended(reason=reason[:500]))
 
 
-def _kind(frame: bytes | str) -> str:
+def frame_kind(frame: bytes | str) -> str:
     return "typing" if isinstance(frame, bytes) else "a message"
 
 

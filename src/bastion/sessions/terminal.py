@@ -26,6 +26,7 @@ from bastion.access_console import protocol as console
 from bastion.agents.errors import ProtocolError
 from bastion.agents.protocol import SESSION_PATH, Codec, SessionHello
 from bastion.platform.runtime import Runtime
+from bastion.sessions.kept import relay_kept
 from bastion.sessions.relay import Channel, JoinRefusedError, LiveSession, Rendezvous
 
 router = APIRouter()
@@ -122,6 +123,10 @@ async def watch_terminal(websocket: WebSocket, session_id: str) -> None:
     rendezvous = _rendezvous(websocket)
     if rendezvous is None:
         await channel.close(REFUSED, "this appliance holds no sessions")
+        return
+    kept = rendezvous.kept_watches.take(session_id, hello.token)
+    if kept is not None:
+        await relay_kept(kept, channel, REFUSED)
         return
     try:
         watcher = rendezvous.join_watcher(session_id, hello.token, channel)

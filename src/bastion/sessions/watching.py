@@ -5,12 +5,13 @@ The watch connection itself is in `terminal.py`."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 
 from bastion.access_console import protocol as p
-from bastion.platform.errors import PermissionDeniedError
+from bastion.platform.errors import NotFoundError, PermissionDeniedError
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, source_of
@@ -19,6 +20,7 @@ from bastion.sessions import service
 from bastion.sessions.api import SessionId
 from bastion.sessions.console import ConsoleDep, RendezvousDep
 from bastion.sessions.relay import LiveSession, Rendezvous
+from bastion.supervisor.client import SupervisorClient
 
 router = APIRouter(prefix=p.CONSOLE_API + "/live-sessions", tags=["access console"])
 
@@ -38,13 +40,25 @@ AdministratorDep = Annotated[Actor, Depends(administrator)]
     responses=errors(401, 403, e403="only administrators may watch sessions."),
 )
 async def live_sessions(
-    rendezvous: RendezvousDep, actor: AdministratorDep
+    runtime: RuntimeDep, rendezvous: RendezvousDep, actor: AdministratorDep
 ) -> list[p.LiveSessionInfo]:
-    """The sessions in progress on this appliance, oldest first."""
-    return [_info(live) for live in rendezvous.in_progress()]
+    """The sessions in progress on this appliance, oldest first: those live here, then
+    those the worker an install replaced still keeps."""
+    here = [live_info(live) for live in rendezvous.in_progress()]
+    supervisor = runtime.part(SupervisorClient)
+    kept = await asyncio.to_thread(supervisor.kept_live_sessions)
+    return here + [info for info in map(_kept_info, kept) if info is not None]
 
 
-def _info(live: LiveSession) -> p.LiveSessionInfo:
+def _kept_info(described: dict[str, Any]) -> p.LiveSessionInfo | None:
+    """A session another worker keeps, as it described it; None if it cannot be read."""
+    try:
+        return p.LiveSessionInfo.model_validate(described)
+    except ValidationError:
+        return None
+
+
+def live_info(live: LiveSession) -> p.LiveSessionInfo:
     return p.LiveSessionInfo(
         session_id=live.session_id,
         title=live.title,
@@ -85,8 +99,17 @@ async def watch(
 async def open_watch(
     runtime: Runtime, rendezvous: Rendezvous, actor: Actor, session_id: str
 ) -> p.WatchOpened:
-    """A watch of a session in progress, for the access console and the web page alike."""
-    token = rendezvous.watch_ticket(session_id)
+    """A watch of a session in progress, for the access console and the web page alike:
+    live here, or kept by the worker an install replaced (the watch is relayed from it,
+    `kept.py`)."""
+    try:
+        token = rendezvous.watch_ticket(session_id)
+    except NotFoundError:
+        supervisor = runtime.part(SupervisorClient)
+        kept = await asyncio.to_thread(supervisor.watch_kept_session, session_id)
+        if kept is None:
+            raise
+        token = rendezvous.kept_watches.give(session_id, *kept)
     await asyncio.to_thread(_audit, runtime, actor, session_id)
     return p.WatchOpened(
         session_id=session_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 from bastion.platform.errors import ConflictError, UnavailableError
 from bastion.supervisor import control_socket as control
@@ -67,6 +68,30 @@ class SupervisorClient:
         except (UnavailableError, ConflictError):
             return False
         return bool(reply.get("ended"))
+
+    def kept_live_sessions(self) -> list[dict[str, Any]]:
+        """The remote sessions that workers an install replaced keep, as each describes
+        them; none if no supervisor runs this appliance or it cannot say."""
+        try:
+            reply, _ = self._call(messages.KeptLiveSessions(), timeout=10)
+        except (UnavailableError, ConflictError):
+            return []
+        return [s for s in reply.get("sessions") or [] if isinstance(s, dict)]
+
+    def watch_kept_session(self, session_id: str) -> tuple[str, str] | None:
+        """The private socket of the worker an install left keeping this remote session,
+        and that worker's ticket to watch it; None if no worker keeps it (or no supervisor
+        runs this appliance, or it is of a version that cannot say). A `ConflictError`
+        if the worker keeps it but may not give a ticket now."""
+        try:
+            reply, _ = self._call(messages.WatchKeptSession(session_id))
+        except (UnavailableError, ConflictError):
+            return None
+        if reply.get("refused"):
+            raise ConflictError(str(reply["refused"]))
+        if not reply.get("token"):
+            return None
+        return str(reply["socket"]), str(reply["token"])
 
     def serve_certificate(self) -> bool:
         """Have the live worker serve the store's default certificate; False if no

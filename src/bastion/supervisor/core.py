@@ -78,6 +78,10 @@ class Supervisor:
         if isinstance(request, messages.EndKeptSession):
             ended = await self.site.end_kept_session(request.session_id, request.reason)
             return {"ok": True, "ended": ended}, []
+        if isinstance(request, messages.KeptLiveSessions):
+            return {"ok": True, "sessions": await self.site.kept_live_sessions()}, []
+        if isinstance(request, messages.WatchKeptSession):
+            return {"ok": True, **await self.site.watch_kept_session(request.session_id)}, []
         log.info("shut down requested")
         self.stopping.set()
         return {"ok": True}, []

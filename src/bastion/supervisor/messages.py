@@ -1,9 +1,11 @@
 """Every message between the supervisor and the processes that talk to it, typed once.
 
 - **Requests** on the supervisor's control socket, from workers and console commands:
-  listen, unlisten, install, cancel, status, serve the default certificate, shut down.
+  listen, unlisten, install, cancel, status, serve the default certificate, shut down,
+  end or watch a session the worker an install replaced still keeps.
 - **Orders** the supervisor gives a worker on the worker's private socket: go live,
-  freeze and thaw changes, audit install outcomes, serve the default certificate.
+  freeze and thaw changes, audit install outcomes, serve the default certificate,
+  retire, end a session, give a watch ticket for one.
 - **Answers**: the supervisor's status, a scheduled install, what going live opened.
 
 On the wire each is a JSON object (`to_wire` / `from_wire`); a request names itself
@@ -83,11 +85,38 @@ class EndKeptSession:
     reason: str
 
 
+@dataclass(frozen=True)
+class WatchKeptSession:
+    """An administrator watches a remote session that an install left on the old worker:
+    the supervisor answers with that worker's private socket and a watch ticket of its."""
+
+    op: ClassVar[str] = "watch-kept-session"
+    session_id: str
+
+
+@dataclass(frozen=True)
+class KeptLiveSessions:
+    """The remote sessions in progress that workers an install replaced keep, as each
+    describes them (for the live worker's list of sessions to watch)."""
+
+    op: ClassVar[str] = "kept-live-sessions"
+
+
 Request = (
-    Listen | Unlisten | Install | Cancel | Status | ServeCertificate | Shutdown | EndKeptSession
+    Listen
+    | Unlisten
+    | Install
+    | Cancel
+    | Status
+    | ServeCertificate
+    | Shutdown
+    | EndKeptSession
+    | WatchKeptSession
+    | KeptLiveSessions
 )
-_PLAIN_REQUESTS: dict[str, type[Cancel | Status | ServeCertificate | Shutdown]] = {
-    kind.op: kind for kind in (Cancel, Status, ServeCertificate, Shutdown)
+_Plain = Cancel | Status | ServeCertificate | Shutdown | KeptLiveSessions
+_PLAIN_REQUESTS: dict[str, type[_Plain]] = {
+    kind.op: kind for kind in (Cancel, Status, ServeCertificate, Shutdown, KeptLiveSessions)
 }
 
 
@@ -102,6 +131,8 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         body["estimate_seconds"] = request.estimate_seconds
     elif isinstance(request, EndKeptSession):
         body["session_id"], body["reason"] = request.session_id, request.reason
+    elif isinstance(request, WatchKeptSession):
+        body["session_id"] = request.session_id
     return body
 
 
@@ -120,6 +151,8 @@ def request_from_wire(body: dict[str, Any]) -> Request:
             )
         if op == EndKeptSession.op:
             return EndKeptSession(str(body["session_id"]), str(body["reason"]))
+        if op == WatchKeptSession.op:
+            return WatchKeptSession(str(body["session_id"]))
     except (KeyError, TypeError, ValueError) as error:
         raise MessageError(f"a {op} request is not well formed: {error}") from None
     if op not in _PLAIN_REQUESTS:
@@ -182,10 +215,46 @@ class EndSession:
     reason: str = ""
 
 
-Order = GoLive | Freeze | Thaw | AuditOutcomes | ServeDefaultCertificate | Retire | EndSession
+@dataclass(frozen=True)
+class WatchTicket:
+    """A single-use ticket to watch this remote session if it is live here; the watch
+    comes on this worker's private socket, relayed by the live worker."""
+
+    path: ClassVar[str] = "/worker/watch-ticket"
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
+class LiveSessions:
+    """The remote sessions in progress here, described for a watcher's list."""
+
+    path: ClassVar[str] = "/worker/live-sessions"
+
+
+Order = (
+    GoLive
+    | Freeze
+    | Thaw
+    | AuditOutcomes
+    | ServeDefaultCertificate
+    | Retire
+    | EndSession
+    | WatchTicket
+    | LiveSessions
+)
 ORDERS: dict[str, type[Order]] = {
     kind.path: kind
-    for kind in (GoLive, Freeze, Thaw, AuditOutcomes, ServeDefaultCertificate, Retire, EndSession)
+    for kind in (
+        GoLive,
+        Freeze,
+        Thaw,
+        AuditOutcomes,
+        ServeDefaultCertificate,
+        Retire,
+        EndSession,
+        WatchTicket,
+        LiveSessions,
+    )
 }
 
 
@@ -198,6 +267,8 @@ def order_to_wire(order: Order) -> dict[str, Any]:
         return {"keep_seconds": order.keep_seconds}
     if isinstance(order, EndSession):
         return {"session_id": order.session_id, "reason": order.reason}
+    if isinstance(order, WatchTicket):
+        return {"session_id": order.session_id}
     return {}
 
 
@@ -211,6 +282,8 @@ def order_from_wire(path: str, body: dict[str, Any]) -> Order:
         return Freeze(str(body.get("reason") or Freeze.reason))
     if kind is EndSession:
         return EndSession(str(body.get("session_id", "")), str(body.get("reason", "")))
+    if kind is WatchTicket:
+        return WatchTicket(str(body.get("session_id", "")))
     if kind is Retire:
         try:
             return Retire(max(0.0, float(body.get("keep_seconds") or 0)))

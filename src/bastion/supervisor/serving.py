@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
-from bastion.supervisor.messages import EndSession, Retire
+from bastion.supervisor.messages import EndSession, LiveSessions, Order, Retire, WatchTicket
 from bastion.supervisor.process import Inherited, settings_env
 from bastion.supervisor.slots import BASE, Releases
 from bastion.supervisor.state import InstallState
@@ -125,15 +127,38 @@ class Serving:
 
     async def end_kept_session(self, session_id: str, reason: str) -> bool:
         """End a remote session a retiring worker keeps; False if none keeps it."""
-        for old in [r.worker for r in self.retiring.values()]:
-            try:
-                answer = await old.order(EndSession(session_id, reason))
-            except WorkerError as error:
-                log.warning("worker %s could not be asked to end a session: %s", old.pid, error)
-                continue
+        async for _old, answer in self._ask_retiring(EndSession(session_id, reason)):
             if answer.get("ended"):
                 return True
         return False
+
+    async def watch_kept_session(self, session_id: str) -> dict[str, Any]:
+        """A ticket to watch a remote session a retiring worker keeps, with that worker's
+        private socket (the live worker relays the watch); `refused` and why if it keeps
+        the session but may not give one now; empty if none keeps it."""
+        async for old, answer in self._ask_retiring(WatchTicket(session_id)):
+            if answer.get("token"):
+                return {"socket": old.socket, "token": str(answer["token"])}
+            if answer.get("refused"):
+                return {"refused": str(answer["refused"])}
+        return {}
+
+    async def kept_live_sessions(self) -> list[dict[str, Any]]:
+        """The remote sessions the retiring workers keep, as each describes them."""
+        found: list[dict[str, Any]] = []
+        async for _old, answer in self._ask_retiring(LiveSessions()):
+            found += [s for s in answer.get("sessions") or [] if isinstance(s, dict)]
+        return found
+
+    async def _ask_retiring(self, order: Order) -> AsyncIterator[tuple[Worker, dict[str, Any]]]:
+        """Each retiring worker's answer to `order`; one that cannot answer is skipped."""
+        for old in [r.worker for r in self.retiring.values()]:
+            try:
+                answer = await old.order(order)
+            except WorkerError as error:
+                log.warning("worker %s could not answer %s: %s", old.pid, order.path, error)
+                continue
+            yield old, answer
 
     async def stop_retiring(self) -> None:
         """End the workers still keeping sessions (the appliance stops, or re-executes)."""
