@@ -1,8 +1,10 @@
 """Remote sessions survive a site install, all real processes: an appliance, a Jump Client
 and two access consoles on real terminals (PTYs).
 
-Three sessions are open when site 1.1.0 is installed. The old worker stops accepting at
-the switch, but keeps the sessions' connections: a command typed after the install still
+Three sessions are open when site 1.1.0 is installed, and a fourth was opened whose
+console joins only after the switch: the new version relays it to the old worker, and it
+runs there. The old worker stops accepting at the switch, but keeps the sessions'
+connections: a command typed after the install still
 reaches the endpoint and its output comes back, and that session ends as usual (its
 shell's exit code). An administrator ends another through the new version's API. The
 third is left open: an administrator's console lists the three and watches it through
@@ -16,7 +18,9 @@ new version.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +30,9 @@ from typing import Any
 
 import pytest
 
+from bastion.access_console.client import ConsoleClient
+from bastion.access_console.protocol import Exited, Started, read_from_site
+from bastion.access_console.terminal import open_terminal
 from tests.e2e.test_sessions_end_to_end import Terminal
 from tests.support import web
 from tests.support.endpoints import Client, eventually
@@ -96,6 +103,25 @@ def shown_kept(site: Site, sessions: int) -> None:
         assert f"keeps {sessions} remote session(s)" in page.text
 
 
+async def join_late(url: str, tls: ssl.SSLContext, token: str) -> int | None:
+    """The console of a session opened before the switch joins after it: it starts, a
+    command's output comes back, and the shell's exit code is the session's end."""
+    async with await open_terminal(url, tls, token) as ws:
+        first = await asyncio.wait_for(ws.recv(), 30)
+        assert isinstance(first, str) and isinstance(read_from_site(first), Started), first
+        await ws.send(b"echo late-$((5*5))\r")
+        shown = b""
+        while b"late-25" not in shown:
+            frame = await asyncio.wait_for(ws.recv(), 30)
+            assert isinstance(frame, bytes), frame
+            shown += frame
+        await ws.send(b"exit 5\r")
+        while isinstance(frame := await asyncio.wait_for(ws.recv(), 30), bytes):
+            pass
+        said = read_from_site(frame)
+        return said.code if isinstance(said, Exited) else None
+
+
 def test_sessions_in_progress_survive_a_site_install(
     site: Site, endpoint: Client, tmp_path: Path
 ) -> None:
@@ -115,6 +141,13 @@ def test_sessions_in_progress_survive_a_site_install(
     working = jump("echo before-$((20+1))\r", "before-21")
     idle = jump("echo idle-$((1+1))\r", "idle-2")
     stopped = jump("echo to-end-$((2+2))\r", "to-end-4")
+    late = ConsoleClient(
+        f"https://{site.appliance.host}:{site.appliance.port}", site.appliance.ca_file
+    )
+    late.sign_in("rep", PASSWORD)
+    (item,) = [i.id for i in late.jump_items() if i.name == name]
+    unjoined = late.open_session(item)  # the Jump Client joins now, the console after
+    opened.append(unjoined.session_id)
     watcher: subprocess.Popen[str] | None = None
     try:
         data = site.appliance.data_dir
@@ -124,7 +157,9 @@ def test_sessions_in_progress_survive_a_site_install(
         assert last["outcome"] == "installed", last
         switched = time.monotonic()
         assert site.api.get("/check_health").json()["version"] == "1.1.0"
-        shown_kept(site, 3)
+        shown_kept(site, 4)
+        url = late.terminal_url(unjoined)
+        assert asyncio.run(join_late(url, late.tls, unjoined.token)) == 5
 
         representative(site, "supervisor", [], role="administrator")
         boss = console_env(signed_in_console(site, "supervisor"))
@@ -135,7 +170,7 @@ def test_sessions_in_progress_survive_a_site_install(
             timeout=60,
             env={**boss, "COLUMNS": "300"},
         )
-        assert all(session in listed.stdout for session in opened), listed.stdout + listed.stderr
+        assert all(s in listed.stdout for s in opened[:3]), listed.stdout + listed.stderr
         watcher = subprocess.Popen(
             [sys.executable, "-m", "bastion", "console", "watch", opened[1]],
             stdout=subprocess.PIPE,
@@ -151,7 +186,7 @@ def test_sessions_in_progress_survive_a_site_install(
         working.expect("after-install-6")
         working.type("exit 3\r")
         assert working.exit_code() == 3, working.shown
-        assert "keeps 3 session(s)" in site.appliance.log()
+        assert "keeps 4 session(s)" in site.appliance.log()
 
         # the new version's API ends a session the old worker keeps (via the supervisor)
         answer = site.api.post(f"/api/v1/sessions/{opened[2]}/end")
@@ -168,6 +203,7 @@ def test_sessions_in_progress_survive_a_site_install(
     finally:
         for terminal in (working, idle, stopped):
             terminal.close()
+        late.close()
         if watcher is not None and watcher.poll() is None:
             watcher.kill()
     assert watcher.returncode == 0, said
@@ -177,8 +213,9 @@ def test_sessions_in_progress_survive_a_site_install(
     def ended() -> list[dict[str, Any]]:
         return [s for s in sessions(site) if not s["live"] and s["recording_sha256"]]
 
-    eventually(lambda: len(ended()) == 3, timeout=30, what="the three sessions recorded")
+    eventually(lambda: len(ended()) == 4, timeout=30, what="the four sessions recorded")
     reasons = {s["id"]: s["end_reason"] for s in ended()}
+    assert reasons[opened[3]] == "the remote shell exited with code 5", reasons
     assert reasons[opened[0]] == "the remote shell exited with code 3", reasons
     assert "kept on the previous version" in reasons[opened[1]], reasons
     assert reasons[opened[2]] == "ended by api:setup", reasons

@@ -15,7 +15,14 @@ from bastion.supervisor import messages as m
 
 @pytest.mark.parametrize(
     "order",
-    [m.Retire(3600.0), m.Retire(0.0), m.EndSession("s-1", "ended by admin"), m.WatchTicket("s-1")],
+    [
+        m.Retire(3600.0),
+        m.Retire(0.0),
+        m.EndSession("s-1", "ended by admin"),
+        m.WatchTicket("s-1"),
+        m.HoldsSession("s-1"),
+        m.LiveSessions(),
+    ],
 )
 def test_orders_travel_whole(order: m.Order) -> None:
     assert m.order_from_wire(order.path, m.order_to_wire(order)) == order
@@ -34,11 +41,16 @@ def test_ending_a_kept_session_travels_whole_and_needs_its_session() -> None:
         m.request_from_wire({"op": m.EndKeptSession.op, "reason": "x"})
 
 
-def test_watching_a_kept_session_travels_whole_and_needs_its_session() -> None:
-    request = m.WatchKeptSession("s-1")
+@pytest.mark.parametrize("kind", [m.WatchKeptSession, m.FindKeptSession])
+def test_asking_after_a_kept_session_travels_whole_and_needs_its_session(
+    kind: type[m.WatchKeptSession | m.FindKeptSession],
+) -> None:
+    request = kind("s-1")
     assert m.request_from_wire(m.request_to_wire(request)) == request
     with pytest.raises(m.MessageError, match="not well formed"):
-        m.request_from_wire({"op": m.WatchKeptSession.op})
+        m.request_from_wire({"op": kind.op})
+    listing = m.KeptLiveSessions()
+    assert m.request_from_wire(m.request_to_wire(listing)) == listing
 
 
 def test_a_relayed_watch_ticket_is_single_use_for_its_session_and_expires(

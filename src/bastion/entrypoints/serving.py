@@ -230,16 +230,15 @@ async def _keep_sessions(
     """A worker replaced by an install keeps the remote sessions in progress here until
     they end, for `seconds` at most: it stops accepting (the new version serves every
     new connection on the same sockets), hands its Jump Clients to the new version's
-    gateway, closes every connection but the sessions' WebSockets, and waits. The reason
-    the sessions still here then end with."""
+    gateway, closes every connection but the sessions' WebSockets, and waits. A session
+    whose console or Jump Client has not connected yet is kept too: the new version
+    relays that end here when it comes (`sessions/kept.py`), and the usual deadlines
+    end it if it does not. The reason the sessions still here then end with."""
     rendezvous = runtime.part(Rendezvous)
     await listeners.stop_accepting()
     for fleet in fleets:
         await fleet.stop()
     fleets.clear()
-    for live in rendezvous.in_progress():
-        if not live.paired.is_set():
-            await rendezvous.end(live, "the site was upgraded before the session started")
     kept = rendezvous.in_progress()
     if not kept:
         return "the appliance is stopping"

@@ -3,7 +3,8 @@
 nothing until then; at an install's switch everyone is signed out, R5), freeze and
 thaw changes while an install snapshots and migrates the database, audit finished
 installs, serve the default certificate a console command chose; as a worker an install
-replaced: retire, end a session it keeps, list them, give a ticket to watch one. Every other path
+replaced: retire, list the sessions it keeps, say whether it keeps one, end one, give a
+ticket to watch one. Every other path
 goes to the application itself, so the supervisor's health check is the real
 `/check_health`. Each request must carry the token the supervisor gave this worker.
 """
@@ -91,6 +92,9 @@ class WorkerControl:
             return {"ended": await rendezvous.end_session(order.session_id, order.reason)}
         if isinstance(order, messages.WatchTicket):
             return self._watch_ticket(order.session_id)
+        if isinstance(order, messages.HoldsSession):
+            live = self.runtime.part(Rendezvous).live.get(order.session_id)
+            return {"held": live is not None and not live.ended}
         if isinstance(order, messages.LiveSessions):
             in_progress = self.runtime.part(Rendezvous).in_progress()
             return {"sessions": [live_info(s).model_dump(mode="json") for s in in_progress]}

@@ -1,18 +1,26 @@
-"""Watching a session that an install left on the old worker, from the new version.
+"""Reaching, from the new version, a session that an install left on the old worker.
 
 After a site install the worker of the previous version keeps the remote sessions in
 progress until they end (`bastion.supervisor.serving.Serving.retire`), but it no longer
-accepts connections: an administrator's watch reaches the live worker. The live worker
-asks the supervisor for a watch ticket of the worker that keeps the session, gives the
-administrator a ticket of its own for it, and, when the watcher connects, opens the
-watch on the old worker's private socket and relays what that worker sends. The watch
-is read-only both ways: the watcher's frames are never passed on.
+accepts connections: every new connection reaches the live worker. Two kinds still
+belong to a kept session, and the live worker relays them to the old worker's private
+socket (the supervisor says which worker keeps a session):
+
+- an administrator's **watch**: the live worker gets a watch ticket of the old worker's
+  through the supervisor, gives the administrator a ticket of its own for it, and relays
+  what the old worker sends; read-only both ways, the watcher's frames are never passed
+  on;
+- a **session's own end that joins after the switch** (a session opened in the seconds
+  before it, whose console or Jump Client had not connected yet): its first message is
+  passed on as it came, the old worker checks its token as usual, and the two
+  connections are joined both ways until either closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -22,50 +30,86 @@ from bastion.sessions.relay import Channel, KeptWatch, frame_kind
 
 CONNECT_TIMEOUT = 10.0
 MAX_FRAME_BYTES = 1024 * 1024
+NOT_SENT = (1005, 1006, 1015)
+"""Close codes that say what happened to a connection but may not be sent on one."""
 
 
-async def relay_kept(kept: KeptWatch, channel: Channel, refused: int) -> None:
-    """Open the watch on the worker that keeps the session and relay its frames to the
-    watcher until the session ends there, the watcher leaves, or the watcher sends
-    anything (refused: watching is read-only). The old worker's close reason is passed
-    on, so the watcher hears why the session ended."""
+async def relay_kept_watch(kept: KeptWatch, channel: Channel, refused: int) -> None:
+    """Relay a watch of a kept session until the session ends there, the watcher leaves,
+    or the watcher sends anything (refused: watching is read-only). The old worker's
+    close reason is passed on, so the watcher hears why the session ended."""
     path = f"{console.CONSOLE_API}/live-sessions/{kept.session_id}/watch"
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            upstream = await unix_connect(
-                "\0" + kept.socket,
-                uri=f"ws://worker{path}",
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
-            )
-    except (OSError, InvalidHandshake, TimeoutError) as error:
-        await channel.close(
-            refused, f"the previous version keeping this session does not answer: {error}"[:120]
-        )
+    upstream = await _open(kept.socket, path, channel, refused)
+    if upstream is None:
         return
     async with upstream:
         await upstream.send(console.write(console.ConsoleHello(token=kept.token)))
         down = asyncio.create_task(_down(upstream, channel), name=f"kept watch {kept.session_id}")
         up = asyncio.create_task(channel.receive(), name=f"kept watcher {kept.session_id}")
         await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
-        if not up.done():
-            up.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await up
-            return
-        said = up.result()
-        down.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await down
+        await _cancel(up, down)
+        said = up.result() if up.done() and not up.cancelled() else None
         if said is not None:
             await channel.close(refused, f"watching is read-only; {frame_kind(said)} was refused")
 
 
+async def relay_kept_end(
+    socket: str, path: str, first: bytes | str, channel: Channel, refused: int
+) -> None:
+    """Join a session's end (its console or its Jump Client), whose first message was
+    `first`, to the worker that keeps the session, both ways, until either closes."""
+    upstream = await _open(socket, path, channel, refused)
+    if upstream is None:
+        return
+    async with upstream:
+        await upstream.send(first)
+        down = asyncio.create_task(_down(upstream, channel), name=f"kept end {path}")
+        up = asyncio.create_task(_up(channel, upstream), name=f"kept end {path} up")
+        await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        await _cancel(up, down)
+
+
+async def _open(socket: str, path: str, channel: Channel, refused: int) -> ClientConnection | None:
+    """The same WebSocket path on the old worker's private socket; None once the end
+    was told the old worker does not answer (and closed)."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await unix_connect(
+                "\0" + socket,
+                uri=f"ws://worker{path}",
+                max_size=MAX_FRAME_BYTES,
+                compression=None,
+            )
+    except (OSError, InvalidHandshake, TimeoutError) as error:
+        said = f"the previous version keeping this session does not answer: {error}"
+        await channel.close(refused, said)
+        return None
+
+
 async def _down(upstream: ClientConnection, channel: Channel) -> None:
-    """The old worker's frames to the watcher, then its close code and reason."""
+    """The old worker's frames to this end, then its close code and reason."""
     with contextlib.suppress(ConnectionClosed):
         async for frame in upstream:
             await channel.send(frame)
-    code = upstream.close_code if upstream.close_code is not None else 1011
-    reason = upstream.close_reason or "the previous version closed the watch"
-    await channel.close(1000 if code == 1000 else code, reason)
+    code = upstream.close_code
+    if code is None or code in NOT_SENT:
+        code = 1011
+    reason = upstream.close_reason or "the previous version closed the connection"
+    await channel.close(code, reason)
+
+
+async def _up(channel: Channel, upstream: ClientConnection) -> None:
+    """This end's frames to the old worker; once this end leaves, the old worker's side
+    is closed as if it had left there."""
+    with contextlib.suppress(ConnectionClosed):
+        while (frame := await channel.receive()) is not None:
+            await upstream.send(frame)
+        await upstream.close()
+
+
+async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

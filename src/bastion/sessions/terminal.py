@@ -26,8 +26,9 @@ from bastion.access_console import protocol as console
 from bastion.agents.errors import ProtocolError
 from bastion.agents.protocol import SESSION_PATH, Codec, SessionHello
 from bastion.platform.runtime import Runtime
-from bastion.sessions.kept import relay_kept
+from bastion.sessions.kept import relay_kept_end, relay_kept_watch
 from bastion.sessions.relay import Channel, JoinRefusedError, LiveSession, Rendezvous
+from bastion.supervisor.client import SupervisorClient
 
 router = APIRouter()
 HELLO_TIMEOUT = 10.0
@@ -101,10 +102,13 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 async def console_terminal(websocket: WebSocket, session_id: str) -> None:
     await websocket.accept()
     channel = WebSocketChannel(websocket)
-    hello = await console_hello(websocket, channel)
-    if hello is None:
+    said = await console_hello(websocket, channel)
+    if said is None:
         return
+    hello, first = said
     rendezvous = _rendezvous(websocket)
+    if await _kept_elsewhere(websocket, rendezvous, session_id, first, channel):
+        return
     live = await _join(
         channel, rendezvous, lambda r: r.join_console(session_id, hello.token, channel)
     )
@@ -117,16 +121,17 @@ async def watch_terminal(websocket: WebSocket, session_id: str) -> None:
     """An administrator's read-only view of a session in progress."""
     await websocket.accept()
     channel = WebSocketChannel(websocket)
-    hello = await console_hello(websocket, channel)
-    if hello is None:
+    said = await console_hello(websocket, channel)
+    if said is None:
         return
+    hello, _first_frame = said
     rendezvous = _rendezvous(websocket)
     if rendezvous is None:
         await channel.close(REFUSED, "this appliance holds no sessions")
         return
     kept = rendezvous.kept_watches.take(session_id, hello.token)
     if kept is not None:
-        await relay_kept(kept, channel, REFUSED)
+        await relay_kept_watch(kept, channel, REFUSED)
         return
     try:
         watcher = rendezvous.join_watcher(session_id, hello.token, channel)
@@ -136,9 +141,12 @@ async def watch_terminal(websocket: WebSocket, session_id: str) -> None:
     await rendezvous.relay_watcher(session_id, watcher)
 
 
-async def console_hello(websocket: WebSocket, channel: Channel) -> console.ConsoleHello | None:
-    """The first message of a console (or a watcher), or None once the connection is
-    refused and closed: a page of another origin, no hello in time, another message."""
+async def console_hello(
+    websocket: WebSocket, channel: Channel
+) -> tuple[console.ConsoleHello, bytes | str] | None:
+    """The first message of a console (or a watcher), read and as it came, or None once
+    the connection is refused and closed: a page of another origin, no hello in time,
+    another message."""
     origin = websocket.headers.get("origin")
     if foreign_origin(origin, websocket.url.scheme, websocket.headers.get("host", "")):
         await channel.close(REFUSED, f"a page of {origin} may not open a terminal of this site")
@@ -153,7 +161,7 @@ async def console_hello(websocket: WebSocket, channel: Channel) -> console.Conso
     except ProtocolError as error:
         await channel.close(MALFORMED, str(error))
         return None
-    return hello
+    return hello, frame
 
 
 @router.websocket(SESSION_PATH + "{session_id}")
@@ -171,6 +179,8 @@ async def agent_session(websocket: WebSocket, session_id: str) -> None:
     except ProtocolError as error:
         await channel.close(MALFORMED, str(error))
         return
+    if await _kept_elsewhere(websocket, rendezvous, session_id, frame, channel):
+        return
     live = await _join(
         channel,
         rendezvous,
@@ -178,6 +188,27 @@ async def agent_session(websocket: WebSocket, session_id: str) -> None:
     )
     if live is not None and rendezvous is not None:
         await rendezvous.relay_agent(live, channel)
+
+
+async def _kept_elsewhere(
+    websocket: WebSocket,
+    rendezvous: Rendezvous | None,
+    session_id: str,
+    first: bytes | str,
+    channel: Channel,
+) -> bool:
+    """A session that is not live here may be kept by the worker an install replaced (it
+    was opened in the seconds before the switch): if so, join this end to it there
+    (`kept.py`) and return True once it is over."""
+    if rendezvous is None or session_id in rendezvous.live:
+        return False
+    runtime: Runtime = websocket.app.state.runtime
+    supervisor = runtime.part(SupervisorClient)
+    keeper = await asyncio.to_thread(supervisor.kept_session_socket, session_id)
+    if keeper is None:
+        return False
+    await relay_kept_end(keeper, websocket.url.path, first, channel, REFUSED)
+    return True
 
 
 async def _join(channel: Channel, rendezvous: Rendezvous | None, join: Join) -> LiveSession | None:

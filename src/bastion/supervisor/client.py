@@ -69,6 +69,16 @@ class SupervisorClient:
             return False
         return bool(reply.get("ended"))
 
+    def kept_session_socket(self, session_id: str) -> str | None:
+        """The private socket of the worker an install left keeping this remote session;
+        None if no worker keeps it (or no supervisor runs this appliance, or it is of a
+        version that cannot say)."""
+        try:
+            reply, _ = self._call(messages.FindKeptSession(session_id), timeout=10)
+        except (UnavailableError, ConflictError):
+            return None
+        return str(reply["socket"]) if reply.get("socket") else None
+
     def kept_live_sessions(self) -> list[dict[str, Any]]:
         """The remote sessions that workers an install replaced keep, as each describes
         them; none if no supervisor runs this appliance or it cannot say."""

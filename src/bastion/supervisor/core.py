@@ -78,6 +78,8 @@ class Supervisor:
         if isinstance(request, messages.EndKeptSession):
             ended = await self.site.end_kept_session(request.session_id, request.reason)
             return {"ok": True, "ended": ended}, []
+        if isinstance(request, messages.FindKeptSession):
+            return {"ok": True, **await self.site.find_kept_session(request.session_id)}, []
         if isinstance(request, messages.KeptLiveSessions):
             return {"ok": True, "sessions": await self.site.kept_live_sessions()}, []
         if isinstance(request, messages.WatchKeptSession):

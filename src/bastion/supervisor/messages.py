@@ -2,10 +2,11 @@
 
 - **Requests** on the supervisor's control socket, from workers and console commands:
   listen, unlisten, install, cancel, status, serve the default certificate, shut down,
-  end or watch a session the worker an install replaced still keeps.
+  list, find, end or watch the sessions the worker an install replaced still keeps.
 - **Orders** the supervisor gives a worker on the worker's private socket: go live,
   freeze and thaw changes, audit install outcomes, serve the default certificate,
-  retire, end a session, give a watch ticket for one.
+  retire, list the sessions live there, say whether one is, end one, give a watch
+  ticket for one.
 - **Answers**: the supervisor's status, a scheduled install, what going live opened.
 
 On the wire each is a JSON object (`to_wire` / `from_wire`); a request names itself
@@ -95,6 +96,16 @@ class WatchKeptSession:
 
 
 @dataclass(frozen=True)
+class FindKeptSession:
+    """A session's console or Jump Client connected to the live worker after the switch,
+    but the session was opened before it: the supervisor answers with the private socket
+    of the worker an install replaced that keeps it, if one does."""
+
+    op: ClassVar[str] = "find-kept-session"
+    session_id: str
+
+
+@dataclass(frozen=True)
 class KeptLiveSessions:
     """The remote sessions in progress that workers an install replaced keep, as each
     describes them (for the live worker's list of sessions to watch)."""
@@ -113,6 +124,7 @@ Request = (
     | EndKeptSession
     | WatchKeptSession
     | KeptLiveSessions
+    | FindKeptSession
 )
 _Plain = Cancel | Status | ServeCertificate | Shutdown | KeptLiveSessions
 _PLAIN_REQUESTS: dict[str, type[_Plain]] = {
@@ -131,7 +143,7 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         body["estimate_seconds"] = request.estimate_seconds
     elif isinstance(request, EndKeptSession):
         body["session_id"], body["reason"] = request.session_id, request.reason
-    elif isinstance(request, WatchKeptSession):
+    elif isinstance(request, WatchKeptSession | FindKeptSession):
         body["session_id"] = request.session_id
     return body
 
@@ -153,6 +165,8 @@ def request_from_wire(body: dict[str, Any]) -> Request:
             return EndKeptSession(str(body["session_id"]), str(body["reason"]))
         if op == WatchKeptSession.op:
             return WatchKeptSession(str(body["session_id"]))
+        if op == FindKeptSession.op:
+            return FindKeptSession(str(body["session_id"]))
     except (KeyError, TypeError, ValueError) as error:
         raise MessageError(f"a {op} request is not well formed: {error}") from None
     if op not in _PLAIN_REQUESTS:
@@ -225,6 +239,14 @@ class WatchTicket:
 
 
 @dataclass(frozen=True)
+class HoldsSession:
+    """Whether this remote session is live here."""
+
+    path: ClassVar[str] = "/worker/holds-session"
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
 class LiveSessions:
     """The remote sessions in progress here, described for a watcher's list."""
 
@@ -241,6 +263,7 @@ Order = (
     | EndSession
     | WatchTicket
     | LiveSessions
+    | HoldsSession
 )
 ORDERS: dict[str, type[Order]] = {
     kind.path: kind
@@ -254,6 +277,7 @@ ORDERS: dict[str, type[Order]] = {
         EndSession,
         WatchTicket,
         LiveSessions,
+        HoldsSession,
     )
 }
 
@@ -267,7 +291,7 @@ def order_to_wire(order: Order) -> dict[str, Any]:
         return {"keep_seconds": order.keep_seconds}
     if isinstance(order, EndSession):
         return {"session_id": order.session_id, "reason": order.reason}
-    if isinstance(order, WatchTicket):
+    if isinstance(order, WatchTicket | HoldsSession):
         return {"session_id": order.session_id}
     return {}
 
@@ -284,6 +308,8 @@ def order_from_wire(path: str, body: dict[str, Any]) -> Order:
         return EndSession(str(body.get("session_id", "")), str(body.get("reason", "")))
     if kind is WatchTicket:
         return WatchTicket(str(body.get("session_id", "")))
+    if kind is HoldsSession:
+        return HoldsSession(str(body.get("session_id", "")))
     if kind is Retire:
         try:
             return Retire(max(0.0, float(body.get("keep_seconds") or 0)))

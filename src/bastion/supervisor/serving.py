@@ -19,7 +19,14 @@ from typing import Any
 
 from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
-from bastion.supervisor.messages import EndSession, LiveSessions, Order, Retire, WatchTicket
+from bastion.supervisor.messages import (
+    EndSession,
+    HoldsSession,
+    LiveSessions,
+    Order,
+    Retire,
+    WatchTicket,
+)
 from bastion.supervisor.process import Inherited, settings_env
 from bastion.supervisor.slots import BASE, Releases
 from bastion.supervisor.state import InstallState
@@ -141,6 +148,14 @@ class Serving:
                 return {"socket": old.socket, "token": str(answer["token"])}
             if answer.get("refused"):
                 return {"refused": str(answer["refused"])}
+        return {}
+
+    async def find_kept_session(self, session_id: str) -> dict[str, Any]:
+        """The private socket of the retiring worker that keeps this remote session (its
+        console or Jump Client connected after the switch); empty if none does."""
+        async for old, answer in self._ask_retiring(HoldsSession(session_id)):
+            if answer.get("held"):
+                return {"socket": old.socket}
         return {}
 
     async def kept_live_sessions(self) -> list[dict[str, Any]]:
