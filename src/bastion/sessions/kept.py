@@ -43,7 +43,8 @@ async def relay_kept_watch(kept: KeptWatch, channel: Channel, refused: int) -> N
     if upstream is None:
         return
     async with upstream:
-        await upstream.send(console.write(console.ConsoleHello(token=kept.token)))
+        with contextlib.suppress(ConnectionClosed):  # its close reaches the watcher below
+            await upstream.send(console.write(console.ConsoleHello(token=kept.token)))
         down = asyncio.create_task(_down(upstream, channel), name=f"kept watch {kept.session_id}")
         up = asyncio.create_task(channel.receive(), name=f"kept watcher {kept.session_id}")
         await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
@@ -62,7 +63,8 @@ async def relay_kept_end(
     if upstream is None:
         return
     async with upstream:
-        await upstream.send(first)
+        with contextlib.suppress(ConnectionClosed):  # its close reaches the end below
+            await upstream.send(first)
         down = asyncio.create_task(_down(upstream, channel), name=f"kept end {path}")
         up = asyncio.create_task(_up(channel, upstream), name=f"kept end {path} up")
         await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
@@ -99,12 +101,11 @@ async def _down(upstream: ClientConnection, channel: Channel) -> None:
 
 
 async def _up(channel: Channel, upstream: ClientConnection) -> None:
-    """This end's frames to the old worker; once this end leaves, the old worker's side
-    is closed as if it had left there."""
+    """This end's frames to the old worker, until this end leaves (the caller then closes
+    the old worker's side, as if it had left there)."""
     with contextlib.suppress(ConnectionClosed):
         while (frame := await channel.receive()) is not None:
             await upstream.send(frame)
-        await upstream.close()
 
 
 async def _cancel(*tasks: asyncio.Task[Any]) -> None:
