@@ -7,7 +7,9 @@ machine here).
     python bench/_upgrade_clients.py --site S --address A --port P --web-port W \\
         --anchors ca.pem --seed fleet --first 0 --count 5000 --version 1.0.0
 
-prints one JSON line a second: online, upgraded, downloaded bytes, failures.
+prints one JSON line a second: online, upgraded, downloaded bytes, failures, and the
+heartbeat round trips since the last line (milliseconds -> count). `bench_held_fleet.py`
+runs the same clients at the site's version: they connect and stay.
 """
 
 from __future__ import annotations
@@ -126,7 +128,6 @@ async def main(args: argparse.Namespace) -> None:
     while True:
         await asyncio.sleep(1.0)
         line = {"wall": time.time(), **observer.report(), **counts}
-        line.pop("round_trips_ms", None)
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
