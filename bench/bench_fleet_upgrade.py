@@ -63,6 +63,22 @@ def register(data_dir: Path, count: int) -> None:
     engine.dispose()
 
 
+def simulator_command(
+    site: str, host: str, ports: tuple[int, int], anchors: Path, clients: tuple[int, int],
+    sources: list[str],
+) -> list[str]:  # fmt: skip
+    """A simulator process of `_upgrade_clients.py` running `clients` (first, count) of
+    version 1.0.0 against the appliance's gateway and web `ports` on `host`."""
+    gateway, web = ports
+    first, count = clients
+    return [
+        sys.executable, str(ROOT / "bench" / "_upgrade_clients.py"), "--site", site,
+        "--address", host, "--port", str(gateway), "--web-port", str(web),
+        "--anchors", str(anchors), "--seed", SEED, "--version", "1.0.0",
+        "--first", str(first), "--count", str(count), "--sources", ",".join(sources),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=10_000)
@@ -103,13 +119,10 @@ def main() -> None:
         share = args.clients // args.simulators
         simulators = []
         for number in range(args.simulators):
-            command = [
-                sys.executable, str(ROOT / "bench" / "_upgrade_clients.py"), "--site", SITE,
-                "--address", HOST, "--port", str(gateway), "--web-port", str(web),
-                "--anchors", str(anchors), "--seed", SEED, "--version", "1.0.0",
-                "--first", str(number * share), "--count", str(share),
-                "--sources", ",".join(SOURCES[number::args.simulators]),
-            ]  # fmt: skip
+            command = simulator_command(
+                SITE, HOST, (gateway, web), anchors, (number * share, share),
+                SOURCES[number :: args.simulators],
+            )  # fmt: skip
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ)
             stack.callback(process.kill)
             simulators.append(process)

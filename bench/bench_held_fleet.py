@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from _fleet import percentile, rss_kib  # noqa: E402
 from _sessions import children, command_line, cpu_seconds  # noqa: E402
 from bench_api import Run, Target, drive  # noqa: E402
-from bench_fleet_upgrade import SEED, SOURCES, register  # noqa: E402
+from bench_fleet_upgrade import SOURCES, register, simulator_command  # noqa: E402
 
 from tests.integration.test_api import bearer, create_client, get_token  # noqa: E402
 from tests.support.appliance import free_port, start_appliance  # noqa: E402
@@ -78,13 +78,10 @@ class Simulators:
         share = args.clients // args.simulators
         for number in range(args.simulators):
             output = self.work / f"simulator-{number}.jsonl"
-            command = [
-                sys.executable, str(ROOT / "bench" / "_upgrade_clients.py"), "--site", SITE,
-                "--address", HOST, "--port", str(gateway), "--web-port", str(web),
-                "--anchors", str(anchors), "--seed", SEED, "--version", "1.0.0",
-                "--first", str(number * share), "--count", str(share),
-                "--sources", ",".join(SOURCES[number :: args.simulators]),
-            ]  # fmt: skip
+            command = simulator_command(
+                SITE, HOST, (gateway, web), anchors, (number * share, share),
+                SOURCES[number :: args.simulators],
+            )  # fmt: skip
             with output.open("wb") as sink:
                 self.processes.append(subprocess.Popen(command, stdout=sink))
             self.outputs.append(output)
