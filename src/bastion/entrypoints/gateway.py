@@ -32,6 +32,7 @@ from bastion.jump_clients.routing import InProcessMessagePort
 from bastion.jump_clients.rules import FleetSettings
 from bastion.jump_clients.sockets import inherited
 from bastion.jump_clients.store import DatabaseDirectory, DatabaseSink, wake_secret
+from bastion.platform.collector import keep_collections_short
 from bastion.platform.db.engine import make_engine, session_factory
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
@@ -133,6 +134,7 @@ async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
     watchers = [
         asyncio.create_task(_watch_certificate(context, settings.certs_dir)),
         asyncio.create_task(_watch_settings(gateway, factory)),
+        asyncio.create_task(keep_collections_short()),
     ]
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
