@@ -43,11 +43,11 @@ from tests.support.sessions import (
     Site,
     clients,
     console,
-    console_env,
     online_endpoint,
     representative,
     session_site,
     signed_in_console,
+    start_watch,
 )
 
 SITE = "kept.example.test"
@@ -162,22 +162,10 @@ def test_sessions_in_progress_survive_a_site_install(
         assert asyncio.run(join_late(url, late.tls, unjoined.token)) == 5
 
         representative(site, "supervisor", [], role="administrator")
-        boss = console_env(signed_in_console(site, "supervisor"))
-        listed = subprocess.run(
-            [sys.executable, "-m", "bastion", "console", "watch"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**boss, "COLUMNS": "300"},
-        )
+        boss = signed_in_console(site, "supervisor")
+        listed = console(boss, "watch", columns=300)
         assert all(s in listed.stdout for s in opened[:3]), listed.stdout + listed.stderr
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "bastion", "console", "watch", opened[1]],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=boss,
-        )
+        watcher = start_watch(boss, opened[1])
         time.sleep(2)  # the watcher joins; what the screen showed is sent to it first
         idle.type("echo watched-$((3+4))\r")
         idle.expect("watched-7")

@@ -37,6 +37,7 @@ from tests.support.sessions import (
     representative,
     session_site,
     signed_in_console,
+    start_watch,
 )
 
 SITE = "sessions.example.test"
@@ -196,13 +197,7 @@ def test_an_administrator_watches_a_session_from_the_console(site: Site, endpoin
             ]
             if s["live"]
         )
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "bastion", "console", "watch", session_id],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=console_env(boss),
-        )
+        watcher = start_watch(boss, session_id)
         time.sleep(2)  # the watcher joins; what the screen showed is sent to it first
         terminal.type("echo during-$((6*7))\r")
         terminal.expect("during-42")

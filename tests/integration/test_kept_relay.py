@@ -185,6 +185,7 @@ async def test_an_old_worker_that_is_gone_is_a_clear_refusal() -> None:
             code, reason = await closed(ws)
         assert code == REFUSED
         assert reason.startswith("the previous version keeping this session does not answer")
+        assert reason.endswith("cannot be reached any more; start a new one")
     finally:
         front[0].should_exit = True
         await front[1]

@@ -112,13 +112,28 @@ def console_env(home: Path) -> dict[str, str]:
     }
 
 
-def console(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def console(
+    home: Path, *args: str, stdin: str = "", columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`bastion console ARGS…` run to its end; `columns`: the width its tables get."""
+    wide = {} if columns is None else {"COLUMNS": str(columns)}
     return subprocess.run(
         [sys.executable, "-m", "bastion", "console", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
+        env={**console_env(home), **wide},
+    )
+
+
+def start_watch(home: Path, session_id: str) -> subprocess.Popen[str]:
+    """`bastion console watch SESSION_ID`, left running: read it with `communicate()`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bastion", "console", "watch", session_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=console_env(home),
     )
 

@@ -1,15 +1,19 @@
 """The messages that let a worker an install replaced keep its remote sessions: the
 supervisor's orders to it, the live worker's requests to end or watch one it keeps, and
-the status that tells an administrator it is still there; and the live worker's tickets
-for watches it relays from it."""
+the status that tells an administrator it is still there; the live worker's tickets
+for watches it relays from it, and its reading of the sessions it lists."""
 
 from __future__ import annotations
 
+import logging
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from bastion.access_console.protocol import LiveSessionInfo
 from bastion.sessions.relay import KeptWatches
+from bastion.sessions.watching import kept_infos
 from bastion.supervisor import messages as m
 
 
@@ -77,3 +81,26 @@ def test_the_status_names_the_workers_that_keep_sessions() -> None:
     )
     again = m.SupervisorStatus.from_wire(status.to_wire())
     assert again.kept_sessions == [kept]
+
+
+def test_kept_sessions_an_old_worker_describes_are_listed_and_unreadable_ones_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What `worker_control` answers to `LiveSessions` is read back whole; a description
+    the new version cannot read (another shape, a bad id) is left out of the list and
+    logged, and the others are still shown."""
+    sent = LiveSessionInfo(
+        session_id="s-1", title="rep on web-01", representative="rep", endpoint="web-01",
+        started_at=datetime(2026, 12, 3, 12, 0, tzinfo=UTC), cols=80, rows=24, watchers=1,
+    )  # fmt: skip
+    unreadable = [
+        {"session_id": "s-2"},
+        {**sent.model_dump(mode="json"), "session_id": "../s-3"},
+        {**sent.model_dump(mode="json"), "cols": "wide"},
+    ]
+    described = [unreadable[0], sent.model_dump(mode="json"), *unreadable[1:]]
+    with caplog.at_level(logging.WARNING, logger="bastion.sessions"):
+        assert kept_infos(described) == [sent]
+    skipped = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(skipped) == 3
+    assert "../s-3" not in caplog.text  # what was sent is not repeated into the log

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -28,10 +29,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from bastion.access_console import protocol as console
 from bastion.sessions.relay import Channel, KeptWatch, frame_kind
 
+log = logging.getLogger("bastion.sessions")
+
 CONNECT_TIMEOUT = 10.0
 MAX_FRAME_BYTES = 1024 * 1024
 NOT_SENT = (1005, 1006, 1015)
 """Close codes that say what happened to a connection but may not be sent on one."""
+GONE = (
+    "the previous version keeping this session does not answer: the session cannot be "
+    "reached any more; start a new one"
+)
+"""The close reason when the old worker is gone (it fits the 123 bytes a reason may have)."""
 
 
 async def relay_kept_watch(kept: KeptWatch, channel: Channel, refused: int) -> None:
@@ -83,8 +91,8 @@ async def _open(socket: str, path: str, channel: Channel, refused: int) -> Clien
                 compression=None,
             )
     except (OSError, InvalidHandshake, TimeoutError) as error:
-        said = f"the previous version keeping this session does not answer: {error}"
-        await channel.close(refused, said)
+        log.warning("The previous version keeping %s does not answer: %r", path, error)
+        await channel.close(refused, GONE)
         return None
 
 

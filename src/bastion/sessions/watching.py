@@ -5,6 +5,7 @@ The watch connection itself is in `terminal.py`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -21,6 +22,8 @@ from bastion.sessions.api import SessionId
 from bastion.sessions.console import ConsoleDep, RendezvousDep
 from bastion.sessions.relay import LiveSession, Rendezvous
 from bastion.supervisor.client import SupervisorClient
+
+log = logging.getLogger("bastion.sessions")
 
 router = APIRouter(prefix=p.CONSOLE_API + "/live-sessions", tags=["access console"])
 
@@ -47,15 +50,23 @@ async def live_sessions(
     here = [live_info(live) for live in rendezvous.in_progress()]
     supervisor = runtime.part(SupervisorClient)
     kept = await asyncio.to_thread(supervisor.kept_live_sessions)
-    return here + [info for info in map(_kept_info, kept) if info is not None]
+    return here + kept_infos(kept)
 
 
-def _kept_info(described: dict[str, Any]) -> p.LiveSessionInfo | None:
-    """A session another worker keeps, as it described it; None if it cannot be read."""
-    try:
-        return p.LiveSessionInfo.model_validate(described)
-    except ValidationError:
-        return None
+def kept_infos(described: list[dict[str, Any]]) -> list[p.LiveSessionInfo]:
+    """The sessions other workers keep, as they described them. A description that
+    cannot be read (a version that describes them otherwise) is left out and logged:
+    the list still shows every other session."""
+    infos = []
+    for one in described:
+        try:
+            infos.append(p.LiveSessionInfo.model_validate(one))
+        except ValidationError as error:
+            log.warning(
+                "A kept session's description cannot be read, so it is not listed: %s",
+                error.errors(include_url=False, include_input=False),
+            )
+    return infos
 
 
 def live_info(live: LiveSession) -> p.LiveSessionInfo:
