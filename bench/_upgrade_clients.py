@@ -7,15 +7,20 @@ machine here).
     python bench/_upgrade_clients.py --site S --address A --port P --web-port W \\
         --anchors ca.pem --seed fleet --first 0 --count 5000 --version 1.0.0
 
-prints one JSON line a second: online, upgraded, downloaded bytes, failures, and the
-heartbeat round trips since the last line (milliseconds -> count). `bench_held_fleet.py`
-runs the same clients at the site's version: they connect and stay.
+prints one JSON line a second: online, upgraded, downloaded bytes, failures, the
+heartbeat round trips since the last line (milliseconds -> count), and the garbage
+collector's passes since the last line (how many full ones, the longest in ms): a pass
+stalls every client of the process, and a heartbeat waiting meanwhile reads as slow.
+The process keeps its passes short as the gateways do
+(`bastion.platform.collector`) unless `--collector-as-is`. `bench_held_fleet.py` runs
+the same clients at the site's version: they connect and stay.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import ssl
@@ -35,8 +40,30 @@ from bastion.agents.statistics import collect  # noqa: E402
 from bastion.agents.trust import anchor_fingerprints, anchors_context  # noqa: E402
 from bastion.jump_clients.gateway import run_event_loop  # noqa: E402
 from bastion.jump_clients.simulator import FleetObserver, fleet_identity  # noqa: E402
+from bastion.platform.collector import keep_collections_short  # noqa: E402
 
 counts: Counter[str] = Counter()
+
+
+class CollectorPasses:
+    """The garbage collector's passes since the last report, timed (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.full = 0
+        self.longest_ms = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        self.longest_ms = max(self.longest_ms, (time.perf_counter() - self.started) * 1000)
+        self.full += info["generation"] == 2
+
+    def report(self) -> dict[str, float]:
+        said = {"collector_full": self.full, "collector_longest_ms": round(self.longest_ms, 1)}
+        self.full, self.longest_ms = 0, 0.0
+        return said
 
 
 async def fetch(host: str, port: int, site: str, tls: ssl.SSLContext, order: Upgrade) -> bool:
@@ -120,14 +147,16 @@ async def main(args: argparse.Namespace) -> None:
     endpoints = [
         Endpoint_(args, i, tls, base, observer) for i in range(args.first, args.first + args.count)
     ]
-    tasks = []
+    passes = CollectorPasses()
+    gc.callbacks.append(passes)
+    tasks = [] if args.collector_as_is else [asyncio.create_task(keep_collections_short())]
     for number, endpoint in enumerate(endpoints):
         tasks.append(asyncio.create_task(endpoint.run()))
         if number % 50 == 49:
             await asyncio.sleep(0.05)
     while True:
         await asyncio.sleep(1.0)
-        line = {"wall": time.time(), **observer.report(), **counts}
+        line = {"wall": time.time(), **observer.report(), **passes.report(), **counts}
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
@@ -141,4 +170,5 @@ if __name__ == "__main__":
     parser.add_argument("--anchors", type=Path, required=True)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--collector-as-is", action="store_true")
     run_event_loop(main(parser.parse_args()))

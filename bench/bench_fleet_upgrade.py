@@ -63,6 +63,18 @@ def register(data_dir: Path, count: int) -> None:
     engine.dispose()
 
 
+def gateway_env(host: str, ports: tuple[int, int], processes: int) -> dict[str, str]:
+    """The appliance's settings for `processes` gateway processes on `host`: its gateway
+    and web `ports`, the gateway's address the clients are given, the site's URL."""
+    gateway, web = ports
+    return {
+        "BASTION_GATEWAY_LISTEN": f"{host}:{gateway}",
+        "BASTION_GATEWAY_ADDRESS": f"{host}:{gateway}",
+        "BASTION_PUBLIC_URL": f"https://{host}:{web}",
+        "BASTION_GATEWAY_PROCESSES": str(processes),
+    }
+
+
 def simulator_command(
     site: str, host: str, ports: tuple[int, int], anchors: Path, clients: tuple[int, int],
     sources: list[str],
@@ -90,13 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-upgrade-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         web, gateway = free_port(HOST), free_port(HOST)
-        env = {
-            "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
-            "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
-            "BASTION_PUBLIC_URL": f"https://{HOST}:{web}",
-            "BASTION_GATEWAY_PROCESSES": "2",
-            "BASTION_INSTALL_PROBATION_SECONDS": "1",
-        }
+        env = {**gateway_env(HOST, (gateway, web), 2), "BASTION_INSTALL_PROBATION_SECONDS": "1"}
         appliance = stack.enter_context(
             start_appliance(work, host=HOST, port=web, env=env, extra_args=["--hostname", SITE])
         )

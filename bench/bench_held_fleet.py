@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from _fleet import percentile, rss_kib  # noqa: E402
 from _sessions import children, command_line, cpu_seconds  # noqa: E402
 from bench_api import Run, Target, drive  # noqa: E402
-from bench_fleet_upgrade import SOURCES, register, simulator_command  # noqa: E402
+from bench_fleet_upgrade import SOURCES, gateway_env, register, simulator_command  # noqa: E402
 
 from tests.integration.test_api import bearer, create_client, get_token  # noqa: E402
 from tests.support.appliance import free_port, start_appliance  # noqa: E402
@@ -63,6 +63,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=30.0, help="once all are online")
     parser.add_argument("--hold", type=float, default=60.0, help="then, before the wrk runs")
     parser.add_argument("--ramp-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--simulators-collector-as-is", action="store_true",
+        help="the simulators leave Python's garbage collector as it is (to compare)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -82,6 +86,7 @@ class Simulators:
                 SITE, HOST, (gateway, web), anchors, (number * share, share),
                 SOURCES[number :: args.simulators],
             )  # fmt: skip
+            command += ["--collector-as-is"] if args.simulators_collector_as_is else []
             with output.open("wb") as sink:
                 self.processes.append(subprocess.Popen(command, stdout=sink))
             self.outputs.append(output)
@@ -98,8 +103,10 @@ class Simulators:
         return sum(int(lines[-1]["online"]) for lines in self.lines() if lines)
 
     def between(self, start: float, end: float) -> tuple[Counter[int], Counter[str]]:
-        """Heartbeat round trips (ms histogram) and refusals/failures reported in the
-        simulators' lines from `start` to `end` (wall clock)."""
+        """Heartbeat round trips (ms histogram) and the rest reported in the simulators'
+        lines from `start` to `end` (wall clock): refusals and failures, and the
+        simulators' own garbage-collector passes (`collector_full`, a count, and
+        `collector_longest_ms`, the longest)."""
         trips: Counter[int] = Counter()
         other: Counter[str] = Counter()
         for lines in self.lines():
@@ -108,8 +115,10 @@ class Simulators:
                     continue
                 trips.update({int(k): v for k, v in line["round_trips_ms"].items()})
                 for key, value in line.items():
-                    if key.startswith(("refused_", "failed_", "lost")):
+                    if key.startswith(("refused_", "failed_", "lost", "collector_full")):
                         other[key] += int(value)
+                longest = int(line.get("collector_longest_ms", 0))
+                other["collector_longest_ms"] = max(other["collector_longest_ms"], longest)
         return trips, other
 
     def stop(self) -> None:
@@ -144,12 +153,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-held-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         web, gateway = free_port(HOST), free_port(HOST)
-        env = {
-            "BASTION_GATEWAY_LISTEN": f"{HOST}:{gateway}",
-            "BASTION_GATEWAY_ADDRESS": f"{HOST}:{gateway}",
-            "BASTION_PUBLIC_URL": f"https://{HOST}:{web}",
-            "BASTION_GATEWAY_PROCESSES": str(args.gateways),
-        }
+        env = gateway_env(HOST, (gateway, web), args.gateways)
         appliance = stack.enter_context(
             start_appliance(work, host=HOST, port=web, env=env, extra_args=["--hostname", SITE])
         )
@@ -200,6 +204,10 @@ def main() -> None:
         time.sleep(1.5)  # the simulators' last lines
         quiet, troubles = simulators.between(held_from, wrk_from)
         busy, more = simulators.between(wrk_from, wrk_to)
+        passes = {"during the hold": troubles.copy(), "during the wrk runs": more.copy()}
+        for said in (troubles, more):
+            for key in ("collector_full", "collector_longest_ms"):
+                said.pop(key, None)
         troubles += more
         online_after = simulators.online()
         held_for = time.monotonic() - hold_started + args.settle
@@ -218,6 +226,11 @@ def main() -> None:
         print(f"  {label:<20} {sum(trips.values()):>7} beats: p50 {percentile(trips, 0.5):.0f} ms,"
               f" p99 {percentile(trips, 0.99):.0f} ms, max {max(trips, default=0)} ms")  # fmt: skip
     print(f"  refusals/failures while held: {dict(troubles) or 'none'}")
+    policy = "as it is" if args.simulators_collector_as_is else "kept short, as in the gateways"
+    print(f"the simulators' own garbage-collector passes (collector {policy}):")
+    for label, said in passes.items():
+        print(f"  {label:<20} {said['collector_full']:>4} full passes, longest pass "
+              f"{said['collector_longest_ms']} ms")  # fmt: skip
     worst = max(run.p99_ms for run in held)
     beats = max(percentile(quiet, 0.99), percentile(busy, 0.99))
     print(f"goal: every p99 under {GOAL_MS:.0f} ms with the fleet held: "
