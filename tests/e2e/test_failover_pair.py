@@ -1,5 +1,6 @@
 """Two real appliances on their own loopback addresses, over real TLS: establishing a
-failover pair from the intended primary, and each refusal naming what failed."""
+failover pair from the intended primary, and each refusal naming what failed (one of
+them: something in between that ends TLS, which the key's proof is bound against)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from tests.support.appliance import free_port, start_appliance, test_environment
 from tests.support.sessions import Site, session_site
+from tests.support.tls_relay import TlsRelay
 
 SITE = "site.failover.test"
 KEY = "a shared inter-appliance key"
@@ -73,6 +75,15 @@ def test_establishing_is_refused_with_what_failed_then_succeeds(pair: tuple[Site
     assert status == 409 and "keys of the two appliances differ" in message(body)
 
     set_key(backup, KEY)
+    backup_address = (backup.appliance.host, backup.appliance.port)
+    with TlsRelay("127.0.0.43", backup_address).running() as relay:
+        status, body = establish(primary, backup, backup_host=relay.host, backup_port=relay.port)
+    assert relay.relayed >= 1
+    assert status == 409, body
+    assert "something between the two appliances ends TLS" in message(body)
+    assert relay.fingerprint[:16] in message(body)
+    assert health(backup)["failover_role"] == "none"
+
     status, body = establish(primary, backup, backup_host=SITE)
     assert status == 400 and "shared site hostname" in message(body)
     status, body = establish(primary, backup, reverse_host=SITE.upper())
@@ -114,7 +125,12 @@ def test_peer_requests_without_a_valid_proof_are_refused(pair: tuple[Site, Site]
         assert answer.status_code == 403
         challenge = client.post(f"{prefix}/challenge", json={}).json()["challenge"]
         wrong = {"challenge": challenge, "nonce": "n", "proof": "0" * 64}
-        assert client.post(f"{prefix}/prove", json=wrong).status_code == 403
+        unbound = client.post(f"{prefix}/prove", json=wrong)
+        assert unbound.status_code == 403 and "without binding it" in unbound.text
+        bound = {**wrong, "binding": "certificate-sha256", "certificate": "0" * 64}
+        answer = client.post(f"{prefix}/prove", json=bound)
+        assert answer.status_code == 403 and "keys of the two appliances differ" in answer.text
+        assert "ticket" not in answer.json()
         huge = {"challenge": "x" * 100_000, "nonce": "n", "proof": "p"}
         assert client.post(f"{prefix}/prove", json=huge).status_code in (400, 422)
         assert client.post(f"{prefix}/prove", content=b"\xff").status_code in (400, 422)

@@ -135,19 +135,34 @@ def test_serving_changes_the_shared_context_and_refuses_a_broken_bundle(tmp_path
     first, second = ca.issue([SITE]), ca.issue([SITE])
     tls.write_served(tmp_path, CertificateBundle(first.certificate, first.key, (ca.certificate,)))
     context = tls.server_context(tmp_path)
-    assert handshake_fingerprint(context) == first.fingerprint
+    assert handshake_fingerprint(context) == first.fingerprint == tls.serving(context)
 
     tls.serve(context, tmp_path, CertificateBundle(second.certificate, second.key))
-    assert handshake_fingerprint(context) == second.fingerprint
+    assert handshake_fingerprint(context) == second.fingerprint == tls.serving(context)
 
     served = tls.paths(tmp_path).served.read_bytes()
     broken = CertificateBundle(first.certificate, second.key)
     with pytest.raises(ssl.SSLError):
         tls.serve(context, tmp_path, broken)
     assert tls.paths(tmp_path).served.read_bytes() == served
-    assert handshake_fingerprint(context) == second.fingerprint
+    assert handshake_fingerprint(context) == second.fingerprint == tls.serving(context)
     assert list(tls.paths(tmp_path).served.parent.iterdir()) == [tls.paths(tmp_path).served]
     assert b"ENCRYPTED PRIVATE KEY" in served and b"BEGIN PRIVATE KEY" not in served
+
+
+def test_what_a_context_serves_is_known_even_after_another_process_rewrote_the_file(
+    tmp_path: Path,
+) -> None:
+    """An install's new worker writes `certs/active/` at its start; a worker serving
+    since before (kept after a rollback) still serves what it loaded, and says so: the
+    failover key's proof is bound to that."""
+    ca = TestCa()
+    first, second = ca.issue([SITE]), ca.issue([SITE])
+    tls.write_served(tmp_path, CertificateBundle(first.certificate, first.key, (ca.certificate,)))
+    context = tls.server_context(tmp_path)
+    tls.write_served(tmp_path, CertificateBundle(second.certificate, second.key))
+    assert handshake_fingerprint(context) == first.fingerprint == tls.serving(context)
+    assert list(tls.paths(tmp_path).served.parent.iterdir()) == [tls.paths(tmp_path).served]
 
 
 def test_a_key_left_in_plain_files_moves_into_the_store(store: Store) -> None:

@@ -25,11 +25,25 @@ def test_no_made_up_token_is_valid(token: str) -> None:
     assert not rules.stamp_valid(KEY, "ticket", token, 1000, 300)
 
 
-def test_each_side_proves_the_key_over_the_same_challenge_and_nonce() -> None:
-    caller = rules.caller_proof(KEY, "c", "n")
-    assert rules.proof_matches(caller, rules.caller_proof(KEY, "c", "n"))
-    assert not rules.proof_matches(caller, rules.caller_proof(OTHER, "c", "n"))
-    assert not rules.proof_matches(caller, rules.answer_proof(KEY, "c", "n"))  # no reflection
+SERVED, IN_BETWEEN = "ab" * 32, "cd" * 32
+
+
+def test_each_side_proves_the_key_over_the_same_challenge_nonce_and_certificate() -> None:
+    caller = rules.caller_proof(KEY, "c", "n", SERVED)
+    assert rules.proof_matches(caller, rules.caller_proof(KEY, "c", "n", SERVED))
+    assert not rules.proof_matches(caller, rules.caller_proof(OTHER, "c", "n", SERVED))
+    assert not rules.proof_matches(caller, rules.answer_proof(KEY, "c", "n", SERVED))  # reflected
+
+
+def test_a_proof_made_for_another_certificate_or_unbound_is_no_proof_for_this_one() -> None:
+    """What a caller proved to something in between (which served its own certificate)
+    cannot be passed on to the appliance, nor turned into the unbound form."""
+    relayed = rules.caller_proof(KEY, "c", "n", IN_BETWEEN)
+    assert not rules.proof_matches(rules.caller_proof(KEY, "c", "n", SERVED), relayed)
+    unbound = rules.caller_proof(KEY, "c", "n", "")
+    assert not rules.proof_matches(rules.caller_proof(KEY, "c", "n", SERVED), unbound)
+    answer = rules.answer_proof(KEY, "c", "n", SERVED)
+    assert not rules.proof_matches(rules.answer_proof(KEY, "c", "n", IN_BETWEEN), answer)
 
 
 def test_the_key_must_be_long_enough_and_printable() -> None:

@@ -88,12 +88,22 @@ class SiteCertificates:
         )
 
     def served_fingerprints(self) -> set[str]:
-        """SHA-256 of the default certificate, which new connections are served."""
+        """SHA-256 of the certificate the listeners serve new connections and of the
+        store's default one. They differ for the instant a new default is put in place,
+        and until the next start when a sync brought the other appliance's default.
+        Without listeners (a console command): what `certs/active/` holds."""
         with self.uow() as uow:
             chain = service.default_chain(uow)
-        if not chain:
-            return set()
-        return {hashlib.sha256(chain[0].public_bytes(serialization.Encoding.DER)).hexdigest()}
+        der = serialization.Encoding.DER
+        found = {hashlib.sha256(c.public_bytes(der)).hexdigest() for c in chain[:1]}
+        if self.ssl_context is not None:
+            serving = tls.serving(self.ssl_context)
+            return found | ({serving} if serving else set())
+        try:
+            served = load_certificates(tls.paths(self.certs_dir).served.read_bytes())[:1]
+        except (OSError, CertificateError):
+            served = []
+        return found | {hashlib.sha256(c.public_bytes(der)).hexdigest() for c in served}
 
     def serve_default(self) -> None:
         """After a commit that chose a new default: new connections get it, no restart."""

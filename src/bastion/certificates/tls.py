@@ -13,20 +13,23 @@ import os
 import secrets
 import ssl
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bastion.certificates.key_vault import KeyVault
-from bastion.certificates.x509 import CertificateBundle
+from bastion.certificates.x509 import CertificateBundle, load_certificates
 from bastion.platform.files import write_atomically
 
 MASTER_KEY_FILE = "master.key"
 _SERVING_INFO = b"bastion/served-site-key/1"
 _PLAIN_KEY_FILES = ("site.key", "internal-ca.key")
 _reload_lock = threading.Lock()
+_serving: weakref.WeakKeyDictionary[ssl.SSLContext, str] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -93,15 +96,36 @@ def serve(context: ssl.SSLContext, certs_dir: Path, bundle: CertificateBundle) -
         write_atomically(staging, _served_file(bundle, password))
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(staging, password=password)
+            context.load_cert_chain(staging, password=password)
+            _serving[context] = _fingerprint(bundle.certificate)
             os.replace(staging, served)
         finally:
             staging.unlink(missing_ok=True)
-        context.load_cert_chain(served, password=password)
 
 
 def server_context(certs_dir: Path) -> ssl.SSLContext:
     """One TLS context shared by every listener, serving what ``certs/active/`` holds."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(paths(certs_dir).served, password=serving_password(certs_dir))
+    served = paths(certs_dir).served
+    pem = served.read_bytes()
+    # Loaded from a private copy of what was read: what `serving` tells is what is served,
+    # even if another process (an install's new worker) writes the file meanwhile.
+    copy = served.with_name(f".loading-{secrets.token_hex(4)}.pem")
+    try:
+        write_atomically(copy, pem)
+        context.load_cert_chain(copy, password=serving_password(certs_dir))
+    finally:
+        copy.unlink(missing_ok=True)
+    _serving[context] = _fingerprint(load_certificates(pem)[0])
     return context
+
+
+def serving(context: ssl.SSLContext) -> str | None:
+    """SHA-256 (hex) of the certificate `context` serves new connections, if it was
+    loaded here (`server_context`, `serve`)."""
+    return _serving.get(context)
+
+
+def _fingerprint(certificate: x509.Certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex()

@@ -93,17 +93,27 @@ class PeerClient:
 
     def introduce(self) -> Introduction:
         """Challenge and response, both ways; the ticket is kept for the requests after."""
-        asked = self._json("POST", "/challenge", json={})
+        with self._stream("POST", "/challenge", json={}) as response:
+            served = _fingerprint(response)
+            asked = self._answer(response)
         challenge, nonce = str(asked.get("challenge", "")), secrets.token_hex(16)
-        proof = rules.caller_proof(self._key, challenge, nonce)
-        with self._stream(
-            "POST", "/prove", json={"challenge": challenge, "nonce": nonce, "proof": proof}
-        ) as response:
+        # Bound to the certificate served (see `rules`); unbound only for an earlier build.
+        certificate = served if asked.get("binding") == rules.BINDING else ""
+        proof = rules.caller_proof(self._key, challenge, nonce, certificate)
+        body = {"challenge": challenge, "nonce": nonce, "proof": proof}
+        if certificate:
+            body |= {"binding": rules.BINDING, "certificate": certificate}
+        with self._stream("POST", "/prove", json=body) as response:
             seen = _fingerprint(response)
             answer = self._answer(response)
-        if not rules.proof_matches(
-            rules.answer_proof(self._key, challenge, nonce), str(answer.get("proof", ""))
-        ):
+        if seen != served:
+            raise PeerUnreachableError(
+                f"{self.name} showed another TLS certificate for the proof than for its "
+                "challenge (it changed its certificate just then, or something in between "
+                "did); try again."
+            )
+        expected = rules.answer_proof(self._key, challenge, nonce, certificate)
+        if not rules.proof_matches(expected, str(answer.get("proof", ""))):
             raise PeerRefusedError(
                 f"{self.name} could not prove it holds the same inter-appliance key; set the "
                 "same key on both appliances (Management > Security)."

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
-from bastion.failover import blobs, swap
+from bastion.failover import blobs, rules, swap
 from bastion.failover import merge as merging
 from bastion.failover import schemas as s
 from bastion.failover import service as failover
@@ -50,12 +50,12 @@ class BlobFile(FileResponse):
 
 @router.post("/challenge")
 def challenge(setup: FailoverDep) -> dict[str, str]:
-    return {"challenge": failover.challenge(setup)}
+    return {"challenge": failover.challenge(setup), "binding": rules.BINDING}
 
 
 @router.post("/prove")
 def prove(body: s.ProveIn, setup: FailoverDep) -> dict[str, Any]:
-    proof, ticket = failover.prove(setup, body.challenge, body.nonce, body.proof)
+    proof, ticket = failover.prove(setup, failover.Proof(**body.model_dump()))
     return {
         "proof": proof,
         "ticket": ticket,

@@ -6,6 +6,15 @@ other side chose: the caller asks for a challenge (stateless: a time, a random p
 the answering appliance's MAC over them), answers it with a nonce of its own and its
 proof, and gets back the other side's proof over the same pair and a short-lived
 ticket for the requests that follow.
+
+Both proofs are bound to the TLS connection: they cover the SHA-256 of the certificate
+the caller was served (`BINDING`, as RFC 5929's tls-server-end-point), and the
+answering appliance accepts only its own certificate there. Something in between that
+ends TLS with a certificate of its own (an interception proxy, an attacker) cannot pass
+a caller's proof on to the real appliance, and so never gets a ticket. A proof without
+the binding, as earlier builds made it, is refused; a caller still makes one for a
+peer whose challenge does not offer the binding (an earlier build, which cannot check
+it anyway).
 """
 
 from __future__ import annotations
@@ -77,12 +86,22 @@ def stamp_valid(key: bytes, purpose: str, token: str, now: int, lifetime: int) -
     return hmac.compare_digest(parts[2], _mac(key, purpose, parts[0], parts[1]))
 
 
-def caller_proof(key: bytes, challenge: str, nonce: str) -> str:
-    return _mac(key, "caller-proof", challenge, nonce)
+BINDING = "certificate-sha256"
+"""How proofs are bound to the connection: the SHA-256 (hex) of the served certificate."""
 
 
-def answer_proof(key: bytes, challenge: str, nonce: str) -> str:
-    return _mac(key, "answer-proof", challenge, nonce)
+def caller_proof(key: bytes, challenge: str, nonce: str, certificate: str) -> str:
+    """The caller's proof over the challenge, its nonce and the certificate it was served
+    (empty: the unbound proof an earlier build answers to)."""
+    if not certificate:
+        return _mac(key, "caller-proof", challenge, nonce)
+    return _mac(key, "bound-caller-proof", challenge, nonce, certificate)
+
+
+def answer_proof(key: bytes, challenge: str, nonce: str, certificate: str) -> str:
+    if not certificate:
+        return _mac(key, "answer-proof", challenge, nonce)
+    return _mac(key, "bound-answer-proof", challenge, nonce, certificate)
 
 
 def proof_matches(expected: str, given: str) -> bool:

@@ -120,6 +120,8 @@ class ProveIn(BaseModel):
     challenge: str = Field(max_length=200)
     nonce: str = Field(max_length=200)
     proof: str = Field(max_length=200)
+    binding: str = Field("", max_length=40, description="empty from earlier builds")
+    certificate: str = Field("", max_length=64, description="SHA-256 of the served one")
 
 
 class JoinIn(BaseModel):

@@ -3,6 +3,7 @@ establishing a pair from the intended primary (checked in both directions)."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from bastion.platform.errors import (
 )
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
+
+log = logging.getLogger("bastion.failover")
 
 
 @dataclass
@@ -53,7 +56,8 @@ class FailoverSetup:
     dns_swing: DnsSwing | None = None
     """Points the site's DNS name here when this appliance takes the primary role."""
     served_fingerprints: Callable[[], set[str]] = set
-    """SHA-256 of the certificates this appliance serves now (its default one)."""
+    """SHA-256 of the certificates this appliance serves now: what a peer's proof of the
+    key must be bound to (`rules.BINDING`)."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""
@@ -106,19 +110,57 @@ def challenge(setup: FailoverSetup) -> str:
     return rules.stamp(setup.key(), "challenge", _now(), secrets.token_hex(16))
 
 
-def prove(setup: FailoverSetup, challenge: str, nonce: str, proof: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Proof:
+    """A caller's proof of the key, bound (`rules.BINDING`) to the certificate it was served."""
+
+    challenge: str
+    nonce: str
+    proof: str
+    binding: str
+    certificate: str
+    """The SHA-256 of the certificate the caller says it was served."""
+
+
+def prove(setup: FailoverSetup, given: Proof) -> tuple[str, str]:
     """The caller's proof checked; this appliance's proof and a ticket in return."""
     key = setup.key()
-    fresh = rules.stamp_valid(key, "challenge", challenge, _now(), rules.CHALLENGE_SECONDS)
-    if not fresh:
+    now = _now()
+    if not rules.stamp_valid(key, "challenge", given.challenge, now, rules.CHALLENGE_SECONDS):
         raise PermissionDeniedError("The challenge is unknown or expired; ask for a new one.")
-    if not rules.proof_matches(rules.caller_proof(key, challenge, nonce), proof):
+    if given.binding != rules.BINDING:
         raise PermissionDeniedError(
-            "The inter-appliance keys of the two appliances differ; set the same key on "
-            "both (Management > Security)."
+            "The appliance that asked proves the inter-appliance key without binding it to "
+            "the TLS connection, as earlier builds did; this one accepts only a bound proof. "
+            "Upgrade that appliance to this version first."
         )
-    ticket = rules.stamp(key, "ticket", _now(), secrets.token_hex(16))
-    return rules.answer_proof(key, challenge, nonce), ticket
+    served = setup.served_fingerprints()
+    for certificate in sorted(served):
+        expected = rules.caller_proof(key, given.challenge, given.nonce, certificate)
+        if rules.proof_matches(expected, given.proof):
+            ticket = rules.stamp(key, "ticket", now, secrets.token_hex(16))
+            return rules.answer_proof(key, given.challenge, given.nonce, certificate), ticket
+    claimed = rules.caller_proof(key, given.challenge, given.nonce, given.certificate)
+    if (
+        given.certificate
+        and given.certificate not in served
+        and rules.proof_matches(claimed, given.proof)
+    ):
+        log.warning(
+            "A peer's proof of the key was made for certificate %s…, which this appliance "
+            "does not serve: something between the appliances ends TLS",
+            given.certificate[:16],
+        )
+        raise PermissionDeniedError(
+            "The appliance that asked holds the same key, but was served another TLS "
+            f"certificate (SHA-256 {given.certificate[:16]}…) than this appliance's: "
+            "something between the two appliances ends TLS (a proxy or an interception "
+            "device). Let them reach each other directly."
+        )
+    raise PermissionDeniedError(
+        "The inter-appliance keys of the two appliances differ; set the same key on "
+        "both (Management > Security)."
+    )
 
 
 def check_ticket(setup: FailoverSetup, ticket: str) -> None:
