@@ -131,6 +131,8 @@ def test_peer_requests_without_a_valid_proof_are_refused(pair: tuple[Site, Site]
         answer = client.post(f"{prefix}/prove", json=bound)
         assert answer.status_code == 403 and "keys of the two appliances differ" in answer.text
         assert "ticket" not in answer.json()
+        odd = {**bound, "certificate": "a\nforged log line"}
+        assert client.post(f"{prefix}/prove", json=odd).status_code == 422
         huge = {"challenge": "x" * 100_000, "nonce": "n", "proof": "p"}
         assert client.post(f"{prefix}/prove", json=huge).status_code in (400, 422)
         assert client.post(f"{prefix}/prove", content=b"\xff").status_code in (400, 422)

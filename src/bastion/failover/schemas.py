@@ -121,7 +121,9 @@ class ProveIn(BaseModel):
     nonce: str = Field(max_length=200)
     proof: str = Field(max_length=200)
     binding: str = Field("", max_length=40, description="empty from earlier builds")
-    certificate: str = Field("", max_length=64, description="SHA-256 of the served one")
+    certificate: str = Field(
+        "", pattern=r"^([0-9a-f]{64})?$", description="SHA-256 (hex) of the one it was served"
+    )
 
 
 class JoinIn(BaseModel):
