@@ -58,7 +58,8 @@ class CollectorPasses:
             self.started = time.perf_counter()
             return
         self.longest_ms = max(self.longest_ms, (time.perf_counter() - self.started) * 1000)
-        self.full += info["generation"] == 2
+        if info["generation"] == 2:
+            self.full += 1
 
     def report(self) -> dict[str, float]:
         said = {"collector_full": self.full, "collector_longest_ms": round(self.longest_ms, 1)}

@@ -16,7 +16,8 @@ browser and scripts, not a load test. Prints:
 - both requests' rate, p50 and p99 without the fleet and with it held (goal: p99 under
   250 ms with the fleet held);
 - the heartbeat round trips the clients measured during the hold and during the wrk
-  runs (goal: p99 < 250 ms);
+  runs (goal: p99 < 250 ms), and the simulators' own garbage-collector passes then
+  (kept short as in the gateways, or as they are with `--simulators-collector-as-is`);
 - the gateway processes' and the worker's resident memory, and its growth per client;
 - the CPU each part used during the `--hold` seconds before the wrk runs.
 
@@ -34,6 +35,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,17 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+@dataclass
+class Window:
+    """The simulators' reports over a stretch of time: heartbeat round trips (ms
+    histogram), refusals and failures, and their own garbage-collector passes."""
+
+    trips: Counter[int] = field(default_factory=Counter)
+    troubles: Counter[str] = field(default_factory=Counter)
+    full_passes: int = 0
+    longest_pass_ms: float = 0.0
+
+
 class Simulators:
     """The simulator processes, each writing a JSON line a second to its own file."""
 
@@ -102,24 +115,21 @@ class Simulators:
     def online(self) -> int:
         return sum(int(lines[-1]["online"]) for lines in self.lines() if lines)
 
-    def between(self, start: float, end: float) -> tuple[Counter[int], Counter[str]]:
-        """Heartbeat round trips (ms histogram) and the rest reported in the simulators'
-        lines from `start` to `end` (wall clock): refusals and failures, and the
-        simulators' own garbage-collector passes (`collector_full`, a count, and
-        `collector_longest_ms`, the longest)."""
-        trips: Counter[int] = Counter()
-        other: Counter[str] = Counter()
+    def between(self, start: float, end: float) -> Window:
+        """What the simulators' lines from `start` to `end` (wall clock) reported."""
+        window = Window()
         for lines in self.lines():
             for line in lines:
                 if not start <= float(line["wall"]) < end:
                     continue
-                trips.update({int(k): v for k, v in line["round_trips_ms"].items()})
+                window.trips.update({int(k): v for k, v in line["round_trips_ms"].items()})
                 for key, value in line.items():
-                    if key.startswith(("refused_", "failed_", "lost", "collector_full")):
-                        other[key] += int(value)
-                longest = int(line.get("collector_longest_ms", 0))
-                other["collector_longest_ms"] = max(other["collector_longest_ms"], longest)
-        return trips, other
+                    if key.startswith(("refused_", "failed_", "lost")):
+                        window.troubles[key] += int(value)
+                window.full_passes += int(line.get("collector_full", 0))
+                longest = float(line.get("collector_longest_ms", 0))
+                window.longest_pass_ms = max(window.longest_pass_ms, longest)
+        return window
 
     def stop(self) -> None:
         for process in self.processes:
@@ -202,13 +212,10 @@ def main() -> None:
         held = measure(appliance.url, script, args)
         wrk_to = time.time()
         time.sleep(1.5)  # the simulators' last lines
-        quiet, troubles = simulators.between(held_from, wrk_from)
-        busy, more = simulators.between(wrk_from, wrk_to)
-        passes = {"during the hold": troubles.copy(), "during the wrk runs": more.copy()}
-        for said in (troubles, more):
-            for key in ("collector_full", "collector_longest_ms"):
-                said.pop(key, None)
-        troubles += more
+        windows = {
+            "during the hold": simulators.between(held_from, wrk_from),
+            "during the wrk runs": simulators.between(wrk_from, wrk_to),
+        }
         online_after = simulators.online()
         held_for = time.monotonic() - hold_started + args.settle
 
@@ -222,17 +229,19 @@ def main() -> None:
             print(f"{run.target:<24}{label:>10}{run.rate:>9.0f}{run.p50_ms:>9.1f}"
                   f"{run.p99_ms:>9.1f}{run.errors:>8}")  # fmt: skip
     print("\nheartbeat round trips the clients measured:")
-    for label, trips in (("during the hold", quiet), ("during the wrk runs", busy)):
+    for label, window in windows.items():
+        trips = window.trips
         print(f"  {label:<20} {sum(trips.values()):>7} beats: p50 {percentile(trips, 0.5):.0f} ms,"
               f" p99 {percentile(trips, 0.99):.0f} ms, max {max(trips, default=0)} ms")  # fmt: skip
+    troubles = sum((w.troubles for w in windows.values()), Counter[str]())
     print(f"  refusals/failures while held: {dict(troubles) or 'none'}")
     policy = "as it is" if args.simulators_collector_as_is else "kept short, as in the gateways"
     print(f"the simulators' own garbage-collector passes (collector {policy}):")
-    for label, said in passes.items():
-        print(f"  {label:<20} {said['collector_full']:>4} full passes, longest pass "
-              f"{said['collector_longest_ms']} ms")  # fmt: skip
+    for label, window in windows.items():
+        print(f"  {label:<20} {window.full_passes:>4} full passes, longest pass "
+              f"{window.longest_pass_ms:.0f} ms")  # fmt: skip
     worst = max(run.p99_ms for run in held)
-    beats = max(percentile(quiet, 0.99), percentile(busy, 0.99))
+    beats = max(percentile(w.trips, 0.99) for w in windows.values())
     print(f"goal: every p99 under {GOAL_MS:.0f} ms with the fleet held: "
           f"requests {worst:.1f} ms, heartbeats {beats:.0f} ms")  # fmt: skip
     print(f"\nmemory once all were online, and CPU over the {hold:.0f} s hold before the wrk runs:")

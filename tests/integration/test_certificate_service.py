@@ -162,6 +162,8 @@ def test_what_a_context_serves_is_known_even_after_another_process_rewrote_the_f
     context = tls.server_context(tmp_path)
     tls.write_served(tmp_path, CertificateBundle(second.certificate, second.key))
     assert handshake_fingerprint(context) == first.fingerprint == tls.serving(context)
+    tls.load_served(context, tmp_path)  # as a gateway does once it sees the file change
+    assert handshake_fingerprint(context) == second.fingerprint == tls.serving(context)
     assert list(tls.paths(tmp_path).served.parent.iterdir()) == [tls.paths(tmp_path).served]
 
 

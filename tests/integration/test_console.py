@@ -9,7 +9,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import ssl
 import stat
 import struct
@@ -17,14 +16,12 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -40,6 +37,7 @@ from bastion.access_console.protocol import Ended, Exited, Started, read_from_co
 from bastion.access_console.terminal import Outcome, relay
 from bastion.entrypoints.cli import app
 from bastion.platform import build as this_build
+from tests.support.asgi_tls import served
 from tests.support.pki import TestCa
 
 TOKEN = "K" * 43
@@ -386,26 +384,6 @@ def starlette_site() -> Starlette:
             WebSocketRoute(f"{api}/sessions/{{session_id}}/terminal", terminal),
         ]
     )
-
-
-@contextlib.contextmanager
-def served(app: Starlette, chain: Path) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, lifespan="off", log_config=None, ssl_certfile=str(chain), ssl_keyfile=str(chain)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.02)
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def bastion(config: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

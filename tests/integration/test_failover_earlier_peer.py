@@ -18,7 +18,7 @@ from starlette.routing import Route
 from bastion.failover import rules
 from bastion.failover.peer import PEER_PREFIX, PeerClient
 from bastion.failover.rules import PeerAddress
-from tests.integration.test_console import served
+from tests.support.asgi_tls import served
 from tests.support.pki import TestCa
 
 KEY = b"a shared inter-appliance key"

@@ -107,10 +107,17 @@ def server_context(certs_dir: Path) -> ssl.SSLContext:
     """One TLS context shared by every listener, serving what ``certs/active/`` holds."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_served(context, certs_dir)
+    return context
+
+
+def load_served(context: ssl.SSLContext, certs_dir: Path) -> None:
+    """Serve on ``context`` what ``certs/active/`` holds now (written by another process).
+
+    Loaded from a private copy of what was read, so that `serving` tells what is served
+    even if the file is written again meanwhile (an install's new worker writes it)."""
     served = paths(certs_dir).served
     pem = served.read_bytes()
-    # Loaded from a private copy of what was read: what `serving` tells is what is served,
-    # even if another process (an install's new worker) writes the file meanwhile.
     copy = served.with_name(f".loading-{secrets.token_hex(4)}.pem")
     try:
         write_atomically(copy, pem)
@@ -118,7 +125,6 @@ def server_context(certs_dir: Path) -> ssl.SSLContext:
     finally:
         copy.unlink(missing_ok=True)
     _serving[context] = _fingerprint(load_certificates(pem)[0])
-    return context
 
 
 def serving(context: ssl.SSLContext) -> str | None:

@@ -80,7 +80,7 @@ async def _watch_certificate(context: ssl.SSLContext, certs_dir: Path) -> None:
         with contextlib.suppress(OSError):
             changed = served.stat().st_mtime_ns
             if changed != seen:
-                context.load_cert_chain(served, password=tls.serving_password(certs_dir))
+                tls.load_served(context, certs_dir)
                 seen = changed
                 log.info("gateway serves the site's new default certificate")
 
