@@ -3,7 +3,7 @@ TLS and releases of this project's own source published by a real update service
 release that fails on the backup leaves the pair as it was; the synchronous mode
 upgrades the primary first and keeps the roles; the asynchronous mode upgrades the
 backup first and swaps them, and goes on after the appliance that runs it was killed
-half way."""
+half way; a base-only release upgrades the pair's bases and leaves the site version."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.entrypoints.cli import app as bastion_command
+from bastion.supervisor.client import SupervisorClient
 from tests.conftest import skip_or_fail
 from tests.support import named
 from tests.support.appliance import test_environment
@@ -59,7 +60,7 @@ def nodes(
 ) -> Iterator[tuple[Node, Node]]:
     """A (primary) and B (backup), each pointing the site's name at itself when it takes
     the site; the update service offers a site release that fails its health check
-    (1.1.0), then 1.2.0 and 1.3.0."""
+    (1.1.0), then 1.2.0 and 1.3.0, and base 1.1.0."""
     tmp = tmp_path_factory.mktemp("pair-upgrade")
 
     def dns(host: str) -> dict[str, str]:
@@ -72,7 +73,9 @@ def nodes(
         }
 
     versions, broken = ["1.2.0", "1.3.0"], ["1.1.0"]
-    with upgrade_pair(tmp, SERVICE_HOST, HOSTS, versions, broken, env_for=dns) as pair:
+    with upgrade_pair(
+        tmp, SERVICE_HOST, HOSTS, versions, broken, env_for=dns, bases=["1.1.0"]
+    ) as pair:
         yield pair
 
 
@@ -214,3 +217,30 @@ def test_the_failover_page_shows_the_report_and_starts_through_the_preflight(
         assert said, same.text
         assert "site 1.3.0 is installed" in said.group(1), said.group(1)
     assert second.call("GET", UPGRADE).status_code == 404
+
+
+def test_a_base_only_release_upgrades_both_bases_and_leaves_the_site_version(
+    nodes: tuple[Node, Node],
+) -> None:
+    first, second = nodes  # after the asynchronous upgrade: second is the primary
+    assert [base_version(n) for n in nodes] == ["1.0.0", "1.0.0"]
+    assert second.call("POST", "/api/v1/failover/sync").status_code == 200
+    start(second, "base 1.1.0", "sync", PASSPHRASE)
+    report = wait_for(second, ended)
+    assert report["state"] == "done", report
+    assert (report["from_base"], report["to_base"]) == ("1.0.0", "1.1.0"), report
+    assert report["message"].startswith("Both appliances run 1.3.0 on base 1.1.0"), report
+    details = {s["name"]: s["detail"] for s in report["steps"]}
+    assert details["install_here"] == "base 1.1.0 installed", details
+    assert details["install_peer"] == "base 1.1.0 installed", details
+    assert [base_version(n) for n in nodes] == ["1.1.0", "1.1.0"]
+    assert version(first) == "1.3.0" and version(second) == "1.3.0"
+    assert second.role() == "primary" and first.role() == "backup"
+    with second.appliance.client(timeout=120) as page:
+        sign_in(page, "admin", "a long and private phrase")  # as the page test left it
+        assert "sync upgrade to 1.3.0 on base 1.1.0 (base 1.1.0)" in page.get(FAILOVER).text
+    assert second.call("DELETE", UPGRADE).status_code == 204
+
+
+def base_version(node: Node) -> str:
+    return SupervisorClient(node.appliance.data_dir).status().base_version

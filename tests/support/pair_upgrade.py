@@ -30,9 +30,11 @@ def upgrade_pair(
     versions: Sequence[str],
     broken: Sequence[str] = (),
     env_for: Callable[[str], dict[str, str]] | None = None,
+    bases: Sequence[str] = (),
 ) -> Iterator[tuple[Node, Node]]:
     """A (primary) and B (its synced backup); the service offers each of `versions` (and
-    `broken`: releases whose health check fails); `env_for(host)`: more settings of the
+    `broken`: releases whose health check fails) and base releases of `bases` (their
+    payload the last site version's wheel); `env_for(host)`: more settings of the
     appliance on `host`."""
     vendor = Vendor.for_site(tmp / "vendor", SITE)
     wheels = tmp / "wheels"
@@ -41,6 +43,8 @@ def upgrade_pair(
         vendor.publish_wheel("site", version, wheel, "--site", SITE)
     for version in versions:
         vendor.publish_wheel("site", version, project_wheel(version, wheels), "--site", SITE)
+    for version in bases:
+        vendor.publish_wheel("base", version, project_wheel(versions[-1], wheels))
     root_file = tmp / "root.json"
     root_file.write_bytes(vendor.trusted_root())
     with service(vendor, service_host) as running, ExitStack() as stack:

@@ -19,6 +19,7 @@ from bastion.platform.errors import ConflictError
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.releases.versions import ReleaseKind
+from bastion.supervisor import slots
 from bastion.supervisor.client import SupervisorClient
 from bastion.supervisor.sockets import parse_listen_address
 from bastion.updates import service as updates
@@ -56,6 +57,7 @@ class SiteInstaller:
         with self.runtime.uow() as uow:
             chosen = installs.plan(uow, self._installs, releases)
         site = [r for r in chosen.releases if r.kind is ReleaseKind.SITE]
+        base = [r for r in chosen.releases if r.kind is ReleaseKind.BASE]
         estimate = chosen.estimate
         return Prepared(
             order=chosen.names,
@@ -64,6 +66,8 @@ class SiteInstaller:
             needed_bytes=needed_bytes(estimate.package_bytes, estimate.database_bytes),
             free_bytes=free_bytes(self.runtime.settings.data_dir),
             offline=sorted(chosen.offline),
+            base_version=self.base_version(),
+            target_base=str(base[-1].version) if base else self.base_version(),
         )
 
     def install(self, releases: list[str], accepted: Accepted, actor: Actor) -> str:
@@ -88,6 +92,11 @@ class SiteInstaller:
             if e.install_id.partition("+")[0] == install_id  # one entry per release: ID+name
         ]
         return status.state, finished
+
+    def base_version(self) -> str:
+        """The base the supervisor points at (read at each call: a base install changes
+        it while this worker runs)."""
+        return slots.base_version(self.runtime.settings.data_dir) or this_build.base_version()
 
     def verify(self) -> str:
         """Over this appliance's own TLS listener: `/check_health`, then what access

@@ -196,8 +196,13 @@ def upgrade_status(
     upgrade: UpgradeDep,
     install_id: Annotated[str, Query(max_length=64)] = "",
 ) -> dict[str, Any]:
-    """The site version this appliance runs, and how an install it was asked for ended."""
-    answer: dict[str, Any] = {"version": setup.version, "role": setup.pair().role.value}
+    """The site and base versions this appliance runs, and how an install it was asked
+    for ended."""
+    answer: dict[str, Any] = {
+        "version": setup.version,
+        "base_version": upgrade.installer.base_version(),
+        "role": setup.pair().role.value,
+    }
     if install_id:
         answer["state"], answer["finished"] = upgrade.installer.outcome(install_id)
     return answer
@@ -206,7 +211,11 @@ def upgrade_status(
 @router.post("/upgrade/verify", dependencies=[Depends(peer_actor)])
 async def upgrade_verify(setup: FailoverDep, upgrade: UpgradeDep) -> dict[str, Any]:
     about = await run_in_threadpool(upgrade.installer.verify)
-    return {"version": setup.version, "about": about}
+    return {
+        "version": setup.version,
+        "base_version": upgrade.installer.base_version(),
+        "about": about,
+    }
 
 
 @router.post("/upgrade/take-site")

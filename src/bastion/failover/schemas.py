@@ -204,6 +204,8 @@ class UpgradeOut(BaseModel):
     total_seconds: float
     from_version: str
     to_version: str
+    from_base: str = Field(description="The base before the upgrade")
+    to_base: str = Field(description="The base after it (a base-only upgrade changes it alone)")
     backup_file: str = Field(description="The backup taken before the upgrade")
     stop_requested: bool
     steps: list[UpgradeStepOut]

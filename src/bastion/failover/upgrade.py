@@ -17,8 +17,9 @@ The appliance that runs the runbook installs itself on the way, so its worker is
 replaced: the new worker finds the file and goes on (the failover loop picks up a
 runbook that is running and that no process holds: `state/failover-upgrade.lock`). A
 crash does the same. Each step finds out first whether it was already done (the
-version an appliance runs, the install it asked for, the pair's role), so running it
-again is safe.
+site and base versions an appliance runs, the install it asked for, the pair's role), so
+running it again is safe. A base-only upgrade goes through the same steps: the site
+version stays and the base is what changes.
 
 When a step fails the runbook stops with the site served: if neither appliance runs
 the new version yet, the pair is established again as it was; otherwise the one that
@@ -120,6 +121,23 @@ RUNNING, STOPPED, FAILED, DONE = "running", "stopped", "failed", "done"
 
 
 @dataclass(frozen=True)
+class Runs:
+    """What an appliance runs: its site version and its base's. A base-only release
+    changes the second alone, so each step compares both."""
+
+    site: str
+    base: str
+
+    def __str__(self) -> str:
+        return f"{self.site} on base {self.base}" if self.base else self.site
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Runs:
+        """From a peer's answer (`version`, `base_version`)."""
+        return cls(str(data.get("version", "")), str(data.get("base_version", "")))
+
+
+@dataclass(frozen=True)
 class Prepared:
     """One appliance ready to install: the releases are there and plan."""
 
@@ -131,6 +149,14 @@ class Prepared:
     free_bytes: int
     offline: list[str] = field(default_factory=list)
     """Releases that would take Jump Clients offline (they lack its trust anchors)."""
+    base_version: str = ""
+    """The base it runs now."""
+    target_base: str = ""
+    """The base it will run afterwards (its own when no base release is chosen)."""
+
+    @property
+    def target(self) -> Runs:
+        return Runs(self.target_version, self.target_base)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -140,6 +166,8 @@ class Prepared:
             "needed_bytes": self.needed_bytes,
             "free_bytes": self.free_bytes,
             "offline": self.offline,
+            "base_version": self.base_version,
+            "target_base": self.target_base,
         }
 
     @classmethod
@@ -151,6 +179,8 @@ class Prepared:
             int(data.get("needed_bytes", 0)),
             int(data.get("free_bytes", 0)),
             [str(n) for n in data.get("offline", [])],
+            str(data.get("base_version", "")),
+            str(data.get("target_base", "")),
         )
 
 
@@ -177,6 +207,10 @@ class Installer(Protocol):
 
     def outcome(self, install_id: str) -> tuple[str, list[dict[str, str]]]:
         """The supervisor's state, and the finished releases of that install."""
+        ...
+
+    def base_version(self) -> str:
+        """The version of the base this appliance runs."""
         ...
 
     def verify(self) -> str:
@@ -217,6 +251,17 @@ class Runbook:
     ended_at: str = ""
     backup_file: str = ""
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    from_base: str = ""
+    to_base: str = ""
+    """The bases before and after ("" in a record of an earlier version: not compared)."""
+
+    @property
+    def target(self) -> Runs:
+        return Runs(self.to_version, self.to_base)
+
+    @property
+    def before(self) -> Runs:
+        return Runs(self.from_version, self.from_base)
 
     @property
     def order(self) -> tuple[Step, ...]:
@@ -238,6 +283,8 @@ class Runbook:
             "reverse": self.reverse,
             "from_version": self.from_version,
             "to_version": self.to_version,
+            "from_base": self.from_base,
+            "to_base": self.to_base,
             "state": self.state,
             "stop_requested": self.stop_requested,
             "message": self.message,
@@ -267,6 +314,8 @@ class Runbook:
             ended_at=str(data.get("ended_at", "")),
             backup_file=str(data.get("backup_file", "")),
             steps=steps,
+            from_base=str(data.get("from_base", "")),
+            to_base=str(data.get("to_base", "")),
         )
 
     @property
@@ -393,13 +442,17 @@ def preflight(
             f"The backup runs {met.version}, this appliance {setup.version}; a pair upgrade "
             "starts from one version."
         )
-    if here.target_version != there.target_version:
+    if here.target != there.target:
         problems.append(
-            f"The releases would leave this appliance at {here.target_version} and the backup at "
-            f"{there.target_version}; choose the same releases for both."
+            f"The releases would leave this appliance at {here.target} and the backup at "
+            f"{there.target}; choose the same releases for both."
         )
-    if here.target_version == setup.version:
-        problems.append(f"The chosen releases do not change the site version ({setup.version}).")
+    if here.target == Runs(setup.version, here.base_version) and there.target == Runs(
+        met.version, there.base_version
+    ):
+        problems.append(
+            f"The chosen releases change neither the site version nor the base ({here.target})."
+        )
     for name, ready in (("this appliance", here), ("the backup", there)):
         if ready.free_bytes < ready.needed_bytes:
             problems.append(
@@ -433,6 +486,7 @@ def preflight(
         },
         "reverse": {"host": str(reverse["host"]), "port": int(reverse["port"])},
         "to_version": here.target_version,
+        "to_base": here.target_base,
         "order": here.order,
         "last_sync_time": pair.last_sync_time,
     }
@@ -481,6 +535,8 @@ def _start(
         from_version=setup.version,
         to_version=checked["to_version"],
         backup_file=str(path),
+        from_base=installer.base_version(),
+        to_base=checked["to_base"],
     )
     for step in runbook.order:
         runbook.steps[step] = {"state": "pending"}
@@ -495,6 +551,7 @@ def _start(
     audit.record(
         uow, actor, "failover.upgrade.started", ", ".join(runbook.releases),
         mode=runbook.mode.value, backup=str(path), to_version=runbook.to_version,
+        to_base=runbook.to_base,
     )  # fmt: skip
     return runbook
 
@@ -630,9 +687,7 @@ def run(
             record.update(state=DONE, ended_at=_now(), detail=detail)
             _save(setup.state_dir, runbook)
         runbook.state, runbook.ended_at = DONE, _now()
-        runbook.message = (
-            f"Both appliances run {runbook.to_version}; the pair is established again."
-        )
+        runbook.message = f"Both appliances run {runbook.target}; the pair is established again."
         runbook.stop_requested = False
         write(setup.state_dir, runbook)
         with uow() as work:
@@ -697,24 +752,32 @@ def _break(sides: Sides, record: dict[str, Any]) -> str:
     return "both appliances are standalone"
 
 
+def _runs_here(sides: Sides) -> Runs:
+    return Runs(sides.setup.version, sides.installer.base_version())
+
+
+def _at(runs: Runs, wanted: Runs) -> bool:
+    """Whether an appliance runs what is wanted (a base not recorded is not compared)."""
+    return runs.site == wanted.site and (not wanted.base or runs.base == wanted.base)
+
+
 def _install_here(sides: Sides, record: dict[str, Any]) -> str:
     book = sides.runbook
-    if sides.setup.version == book.to_version:
-        return f"runs {book.to_version}"
+    if _at(_runs_here(sides), book.target):
+        return f"runs {book.target}"
     if not record.get("install_id"):
         record["install_id"] = sides.installer.install(book.releases, book.accepted, sides.actor)
         record["deadline"] = time.time() + INSTALL_WAIT_SECONDS
         _save(sides.setup.state_dir, book)
     _, finished = _wait(lambda: sides.installer.outcome(record["install_id"]), record)
-    return _installed(finished, "this appliance", sides.setup.version, book.to_version)
+    return _installed(finished, "this appliance", _runs_here(sides), book.target)
 
 
 def _install_peer(sides: Sides, record: dict[str, Any]) -> str:
     book = sides.runbook
     with sides.peer() as client:
-        version = str(client.call("GET", "/upgrade/status").get("version", ""))
-        if version == book.to_version:
-            return f"runs {book.to_version}"
+        if _at(Runs.from_wire(client.call("GET", "/upgrade/status")), book.target):
+            return f"runs {book.target}"
         if not record.get("install_id"):
             body = {
                 "releases": book.releases,
@@ -737,8 +800,8 @@ def _install_peer(sides: Sides, record: dict[str, Any]) -> str:
 
     _, finished = _wait(outcome, record)
     with sides.peer() as client:
-        version = str(client.call("GET", "/upgrade/status").get("version", ""))
-    return _installed(finished, "the other appliance", version, book.to_version)
+        runs = Runs.from_wire(client.call("GET", "/upgrade/status"))
+    return _installed(finished, "the other appliance", runs, book.target)
 
 
 def _wait(
@@ -764,36 +827,33 @@ def _wait(
     )
 
 
-def _installed(finished: list[dict[str, str]], where: str, version: str, wanted: str) -> str:
+def _installed(finished: list[dict[str, str]], where: str, runs: Runs, wanted: Runs) -> str:
     failed = [f for f in finished if f.get("outcome") != "installed"]
     if failed:
         said = "; ".join(
             f"{f.get('release')} {f.get('outcome')}: {f.get('reason', '')}" for f in failed
         )
         raise StepFailedError(
-            f"The install on {where} did not succeed ({said}); it runs {version} again."
+            f"The install on {where} did not succeed ({said}); it runs {runs} again."
         )
-    if version and version != wanted:
-        raise StepFailedError(f"{where} runs {version} after the install, not {wanted}.")
+    if runs.site and not _at(runs, wanted):
+        raise StepFailedError(f"{where} runs {runs} after the install, not {wanted}.")
     return ", ".join(f"{f.get('release')} installed" for f in finished)
 
 
 def _verify_here(sides: Sides, record: dict[str, Any]) -> str:
-    if sides.setup.version != sides.runbook.to_version:
-        raise StepFailedError(
-            f"This appliance runs {sides.setup.version}, not {sides.runbook.to_version}."
-        )
+    runs, wanted = _runs_here(sides), sides.runbook.target
+    if not _at(runs, wanted):
+        raise StepFailedError(f"This appliance runs {runs}, not {wanted}.")
     return sides.installer.verify()
 
 
 def _verify_peer(sides: Sides, record: dict[str, Any]) -> str:
     with sides.peer() as client:
         answer = client.call("POST", "/upgrade/verify", json={})
-    version = str(answer.get("version", ""))
-    if version != sides.runbook.to_version:
-        raise StepFailedError(
-            f"The other appliance runs {version}, not {sides.runbook.to_version}."
-        )
+    runs, wanted = Runs.from_wire(answer), sides.runbook.target
+    if not _at(runs, wanted):
+        raise StepFailedError(f"The other appliance runs {runs}, not {wanted}.")
     return str(answer.get("about", ""))
 
 
@@ -861,12 +921,12 @@ STEP_WORK: dict[Step, Callable[[Sides, dict[str, Any]], str]] = {
 # -- a failed step: the site stays served -----------------------------------------------------
 
 
-def _peer_version(sides: Sides) -> str:
+def _peer_runs(sides: Sides) -> Runs | None:
     try:
         with sides.peer() as client:
-            return str(client.call("GET", "/upgrade/status").get("version", ""))
+            return Runs.from_wire(client.call("GET", "/upgrade/status"))
     except (FailoverError, ServiceError):
-        return ""
+        return None
 
 
 def _failed(sides: Sides, step: Step, error: str) -> Runbook:
@@ -878,7 +938,8 @@ def _failed(sides: Sides, step: Step, error: str) -> Runbook:
     record.pop("install_id", None)  # a resumed install asks again (a rolled-back one with retry)
     after = ""
     broken = setup.pair().role is Role.NONE
-    if broken and setup.version == book.from_version and _peer_version(sides) == book.from_version:
+    peer = _peer_runs(sides) if broken else None
+    if broken and _at(_runs_here(sides), book.before) and peer and _at(peer, book.before):
         after = _establish_as_before(sides, record)
         for again in (Step.SYNC, Step.BREAK):
             book.steps[again] = {"state": "pending"}
