@@ -10,11 +10,17 @@ loopback the swing itself moves nothing; `--shared-ip` runs the asynchronous upg
 in network namespaces instead, where the client polls the shared address that moves at
 the swing (needs root).
 
-    uv run python bench/bench_pair_upgrade.py [--shared-ip]
+`--rows N --blob-mib M` upgrade a large site: before its first start the primary holds
+N audit entries and M MiB of recordings (built as `bench_failover_sync.py` and
+`bench_failover_bulk.py` build theirs), which the first sync brings to the backup; the
+figures then include each step's time, to show which ones grow with the site.
+
+    uv run python bench/bench_pair_upgrade.py [--shared-ip] [--rows 1000000] [--blob-mib 1024]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import ssl
 import sys
@@ -28,6 +34,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_failover_bulk import MIB, add_recordings  # noqa: E402
+from bench_failover_sync import build_site  # noqa: E402
 
 from tests.support.pair_node import Node  # noqa: E402
 from tests.support.pair_upgrade import ended, start, upgrade_pair, wait_for  # noqa: E402
@@ -55,6 +64,8 @@ def longest_gap(times: list[float], start_at: float, end_at: float) -> float:
 
 
 def run(first: Node, second: Node, release: str, mode: str) -> tuple[float, float]:
+    """The runbook's total time and the longest time the site did not answer; each step's
+    time is printed."""
     stop = threading.Event()
     seen: dict[str, list[float]] = {"first": [], "second": []}
     pollers = [
@@ -72,6 +83,9 @@ def run(first: Node, second: Node, release: str, mode: str) -> tuple[float, floa
     for poller in pollers:
         poller.join()
     assert report["state"] == "done", report
+    print(
+        f"{mode}: " + ", ".join(f"{s['name']} {s.get('seconds', 0):.0f} s" for s in report["steps"])
+    )
     if mode == "sync":
         gap = longest_gap(seen["first"], began, finished)
     else:
@@ -108,12 +122,32 @@ def shared_ip() -> None:
 
 
 def main() -> None:
-    if "--shared-ip" in sys.argv[1:]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared-ip", action="store_true")
+    parser.add_argument("--rows", type=int, default=0, help="audit entries on the site")
+    parser.add_argument("--blob-mib", type=int, default=0, help="MiB of recordings")
+    options = parser.parse_args()
+    if options.shared_ip:
         shared_ip()
         return
+
+    def seed(data_dir: Path) -> None:
+        if not (options.rows or options.blob_mib):
+            return
+        started = time.perf_counter()
+        build_site(data_dir, options.rows)
+        count, size = add_recordings(data_dir, options.blob_mib * MIB)
+        database = (data_dir / "db" / "bastion.sqlite").stat().st_size
+        print(
+            f"site: {options.rows:,} audit entries, database {database / MIB:,.0f} MiB, "
+            f"{count} recordings of {size / MIB:,.0f} MiB "
+            f"(built in {time.perf_counter() - started:.0f} s)"
+        )
+
     with tempfile.TemporaryDirectory(prefix="bench-pair-upgrade-") as tmp:
         hosts = ("127.0.0.201", "127.0.0.202")
-        with upgrade_pair(Path(tmp), "127.0.0.200", hosts, ["1.2.0", "1.3.0"]) as (a, b):
+        pair = upgrade_pair(Path(tmp), "127.0.0.200", hosts, ["1.2.0", "1.3.0"], seed=seed)
+        with pair as (a, b):
             sync_total, sync_gap = run(a, b, "site 1.2.0", "sync")
             print(f"sync: {sync_total:.0f} s in all, the site did not answer for {sync_gap:.2f} s")
             assert a.call("POST", "/api/v1/failover/sync").status_code == 200

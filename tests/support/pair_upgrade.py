@@ -31,11 +31,13 @@ def upgrade_pair(
     broken: Sequence[str] = (),
     env_for: Callable[[str], dict[str, str]] | None = None,
     bases: Sequence[str] = (),
+    seed: Callable[[Path], None] | None = None,
 ) -> Iterator[tuple[Node, Node]]:
     """A (primary) and B (its synced backup); the service offers each of `versions` (and
     `broken`: releases whose health check fails) and base releases of `bases` (their
     payload the last site version's wheel); `env_for(host)`: more settings of the
-    appliance on `host`."""
+    appliance on `host`; `seed(data_dir)`: fills A's data directory before its first
+    start (the first sync brings it to B)."""
     vendor = Vendor.for_site(tmp / "vendor", SITE)
     wheels = tmp / "wheels"
     for version in broken:
@@ -57,6 +59,8 @@ def upgrade_pair(
             "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600",
         }
         made = []
+        if seed is not None:
+            seed(tmp / f"data-{hosts[0]}")
         for host in hosts:
             appliance = stack.enter_context(
                 start_appliance(
