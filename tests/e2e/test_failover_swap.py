@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.test_api import create_client
 from tests.support.appliance import free_port, start_appliance, test_environment
-from tests.support.pair_node import Node
+from tests.support.pair_node import Node, pair_up
 from tests.support.shared_ip import fingerprint
 
 SITE = "site.swap.test"
@@ -54,18 +54,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node
             )
             made.append(Node(running, create_client(running, "swap"), stack, SITE))
         first, second = made
-        for node in made:
-            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
-        body = {
-            "backup_host": second.host,
-            "backup_port": second.appliance.port,
-            "reverse_host": first.host,
-            "reverse_port": first.appliance.port,
-        }
-        answer = first.call("POST", "/api/v1/failover/establish", json=body)
-        assert answer.status_code == 200, answer.text
-        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
-        second.credentials = first.credentials  # the backup now holds the primary's clients
+        pair_up(first, second, KEY)
         yield first, second
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -32,14 +33,15 @@ def pair(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
 
 
 def add_account(engine: Engine, account_id: int, username: str) -> None:
+    """A representative's row as it is stored (on SQLite or PostgreSQL)."""
     with engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO accounts (id, username, display_name, role, password_hash,"
                 " must_change_password, disabled, created_at) VALUES (:id, :name, '',"
-                " 'representative', 'h', 0, 0, '2026-12-02 12:00:00')"
+                " 'representative', 'h', :no, :no, :at)"
             ),
-            {"id": account_id, "name": username},
+            {"id": account_id, "name": username, "no": False, "at": datetime(2026, 12, 2, 12)},
         )
 
 

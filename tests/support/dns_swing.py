@@ -19,7 +19,7 @@ import dns.rdatatype
 from tests.integration.test_api import create_client
 from tests.support.appliance import free_port, start_appliance
 from tests.support.named import NameServer
-from tests.support.pair_node import Node
+from tests.support.pair_node import Node, pair_up
 
 SITE = "site.swing.test"
 KEY = "the DNS swing pair's inter-appliance key"
@@ -61,18 +61,7 @@ def dns_pair(
             )
             nodes.append(Node(running, create_client(running, "dns-swing"), stack, SITE))
         first, second = nodes
-        for node in nodes:
-            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
-        body = {
-            "backup_host": second.host,
-            "backup_port": second.appliance.port,
-            "reverse_host": first.host,
-            "reverse_port": first.appliance.port,
-        }
-        answer = first.call("POST", "/api/v1/failover/establish", json=body)
-        assert answer.status_code == 200, answer.text
-        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
-        second.credentials = first.credentials  # the backup now holds the primary's clients
+        pair_up(first, second, KEY)
         yield first, second
 
 

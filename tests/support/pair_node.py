@@ -62,3 +62,21 @@ class Node:
 
     def role(self) -> str:
         return str(self.call("GET", "/check_health").json()["failover_role"])
+
+
+def pair_up(first: Node, second: Node, key: str) -> None:
+    """Both given `key`, the pair established from `first` (the primary) and synced; the
+    backup then holds the primary's API clients, so it is driven with the primary's."""
+    for node in (first, second):
+        assert node.call("PUT", "/api/v1/failover/key", json={"key": key}).status_code == 204
+    body = {
+        "backup_host": second.host,
+        "backup_port": second.appliance.port,
+        "reverse_host": first.host,
+        "reverse_port": first.appliance.port,
+    }
+    answer = first.call("POST", "/api/v1/failover/establish", json=body)
+    assert answer.status_code == 200, answer.text
+    answer = first.call("POST", "/api/v1/failover/sync")
+    assert answer.status_code == 200, answer.text
+    second.credentials = first.credentials

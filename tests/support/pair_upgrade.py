@@ -14,7 +14,7 @@ import httpx
 from tests.integration._update_env import Vendor, service
 from tests.integration.test_api import create_client
 from tests.support.appliance import free_port, start_appliance
-from tests.support.pair_node import Node
+from tests.support.pair_node import Node, pair_up
 from tests.support.releases import project_wheel
 
 SITE = "site.upgrade.test"
@@ -80,18 +80,7 @@ def upgrade_pair(
             # primary's, issued by the primary's CA for the site name)
             node.appliance.trust = [other.appliance.ca_file]
             node.appliance.verify_hostname = False
-        for node in made:
-            assert node.call("PUT", "/api/v1/failover/key", json={"key": KEY}).status_code == 204
-        body = {
-            "backup_host": second.host,
-            "backup_port": second.appliance.port,
-            "reverse_host": first.host,
-            "reverse_port": first.appliance.port,
-        }
-        answer = first.call("POST", "/api/v1/failover/establish", json=body)
-        assert answer.status_code == 200, answer.text
-        assert first.call("POST", "/api/v1/failover/sync").status_code == 200
-        second.credentials = first.credentials  # the backup now holds the primary's clients
+        pair_up(first, second, KEY)
         yield first, second
 
 

@@ -76,7 +76,8 @@ def test_versions_must_match_and_clocks_agree() -> None:
     assert late and "100 s behind" in late
 
 
-def test_failover_is_refused_on_postgresql_for_now() -> None:
+def test_failover_needs_a_database_with_a_change_journal() -> None:
     assert rules.database_problem("sqlite") is None
-    found = rules.database_problem("postgresql")
-    assert found and "SQLite" in found
+    assert rules.database_problem("postgresql") is None
+    found = rules.database_problem("mysql")
+    assert found and "PostgreSQL" in found and "mysql" in found

@@ -341,12 +341,12 @@ def _fill(connection: Connection, tables: list[Table], snapshot: Path, attached:
         with source.connect() as reader:
             for table in tables:
                 _copy_table(reader, connection, table)
-        _reset_sequences(connection, tables)
+        reset_sequences(connection, tables)
     finally:
         source.dispose()
 
 
-def _reset_sequences(connection: Connection, tables: list[Table]) -> None:
+def reset_sequences(connection: Connection, tables: list[Table]) -> None:
     """PostgreSQL keeps serial counters apart from the rows; move them past the restored ids
     (tables keyed by an integer id; a UUID key has no counter)."""
     for table in tables:

@@ -4,6 +4,7 @@ new version that a worker and a console of it can serve."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -124,10 +125,18 @@ class SiteInstaller:
                 f"({fleet.version if fleet else 'none'}): its fleet could not upgrade."
             )
         command = [sys.executable, "-m", "bastion", "failover", "status"]
-        command += ["--data", str(settings.data_dir)]  # a pair runs on SQLite (failover/rules)
+        command += ["--data", str(settings.data_dir)]
+        env = dict(os.environ)
+        if settings.database_url is not None:  # in the environment, not on a command line
+            env["BASTION_DATABASE_URL"] = settings.database_url.get_secret_value()
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=CONSOLE_SECONDS, check=False
+                command,
+                capture_output=True,
+                text=True,
+                timeout=CONSOLE_SECONDS,
+                check=False,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise ConflictError(

@@ -6,6 +6,13 @@ a key without a row was deleted. The backup applies a batch in one transaction: 
 rows under those keys removed, the rows sent inserted, its position moved, or nothing.
 Sealed private keys travel opened (over the pair's TLS) and are sealed again by the
 backup's own key vault, as a restore does.
+
+On PostgreSQL, whose foreign keys cannot be turned off for a transaction (and whose
+`ON DELETE CASCADE` would take a changed row's children with it), the backup removes
+only the keys without a row, children first, and writes each row sent over the one
+under its key (`INSERT … ON CONFLICT DO UPDATE`), parents first. A batch that still
+breaks a constraint there (two rows that swapped a unique name) is not applied: the
+backup starts again from a snapshot.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, delete, insert, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 
+from bastion.backups.site_tables import reset_sequences
 from bastion.failover import journal
 
 BATCH_ENTRIES = 20_000
@@ -29,7 +39,8 @@ KeyTransform = Callable[[bytes, str], bytes]
 
 
 class SnapshotNeededError(Exception):
-    """The backup's position is not in the primary's journal (another epoch, or dropped)."""
+    """The backup's position is not in the primary's journal (another epoch, or dropped),
+    or a batch could not be applied as changes on the backup's PostgreSQL."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ def _chunks(keys: list[list[Any]]) -> Iterable[list[list[Any]]]:
 def read(engine: Engine, metadata: MetaData, epoch: str, since: int, unseal: KeyTransform) -> Batch:
     """The changes after `since`, as the rows are now; all in one read transaction."""
     with engine.connect() as connection, connection.begin():
+        journal.settle_writers(connection)
         if epoch != journal.epoch(connection) or since < journal.floor(connection):
             raise SnapshotNeededError
         head = journal.head(connection)
@@ -132,6 +144,9 @@ def apply(engine: Engine, metadata: MetaData, batch: Batch, epoch: str, seal: Ke
     """The batch and the new position in one transaction; foreign keys checked at the end
     (a row may arrive before the row it points at, within the batch)."""
     tables = [t for t in journal.journaled_tables(metadata) if t.name in batch.tables]
+    if engine.dialect.name == "postgresql":
+        _apply_writing_over(engine, tables, batch, epoch, seal)
+        return
     with engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # before the transaction
         try:
@@ -148,6 +163,42 @@ def apply(engine: Engine, metadata: MetaData, batch: Batch, epoch: str, seal: Ke
         finally:
             connection.rollback()
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def _apply_writing_over(
+    engine: Engine, tables: list[Table], batch: Batch, epoch: str, seal: KeyTransform
+) -> None:
+    """PostgreSQL's way (the module's docstring), in one transaction; the serial counters
+    are moved past the ids written, for when this appliance becomes the primary."""
+    try:
+        with engine.begin() as connection:
+            for table in reversed(tables):
+                sent = batch.tables[table.name]
+                kept = {_row_key(table, row) for row in sent["rows"]}
+                gone = [key for key in sent["keys"] if tuple(key) not in kept]
+                for chunk in _chunks(gone):
+                    connection.execute(delete(table).where(_where_keys(table, chunk)))
+            for table in tables:
+                rows = [_decoded(table, r, seal) for r in batch.tables[table.name]["rows"]]
+                if rows:
+                    connection.execute(_write_over(table), rows)
+            reset_sequences(connection, tables)
+            settle(connection, epoch, batch.through)
+    except IntegrityError as error:
+        raise SnapshotNeededError(str(error.orig)) from None
+
+
+def _row_key(table: Table, row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(decode(row[c.name]) for c in table.primary_key.columns)
+
+
+def _write_over(table: Table) -> Any:
+    statement = pg_insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    others = {c.name: statement.excluded[c.name] for c in table.columns if not c.primary_key}
+    if not others:
+        return statement.on_conflict_do_nothing(index_elements=keys)
+    return statement.on_conflict_do_update(index_elements=keys, set_=others)
 
 
 def _decoded(table: Table, row: dict[str, Any], seal: KeyTransform) -> dict[str, Any]:

@@ -1,12 +1,18 @@
-"""The change journal: SQLite triggers on every site table write the table and primary
-key of each inserted, updated or deleted row into `failover_journal`, in the same
-transaction as the change, so a change and its journal entry commit or roll back
-together.
+"""The change journal: triggers on every site table write the table and primary key of
+each inserted, updated or deleted row into `failover_journal`, in the same transaction
+as the change, so a change and its journal entry commit or roll back together.
 
 The triggers are made from the tables declared in the code (machine tables are left
 out) and brought up to date at every start, after the migrations: a new site table is
-journaled from the first start that knows it. PostgreSQL gets no triggers (a failover
-pair is SQLite-only for now).
+journaled from the first start that knows it. SQLite gets three triggers a table;
+PostgreSQL one a table, all calling one PL/pgSQL function given the key's columns.
+
+On SQLite writers take turns, so entries commit in the order of their numbers. On
+PostgreSQL a transaction may commit its entry after a later-numbered one did; a reader
+that went past it would never send that change. So whoever reads a position to hand to
+a backup (`settled_head`, a batch of changes) first takes the journal in SHARE mode:
+that waits for every transaction that has written an entry to end, and holds new ones
+back until the read's transaction ends (a batch read takes milliseconds).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import cast
 
-from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, select, text
+from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, inspect, select, text
 
 from bastion.failover.models import JournalEntry, JournalMark
 
@@ -55,9 +61,9 @@ def trigger_sql(table: Table) -> dict[str, str]:
 
 def ensure_triggers(engine: Engine, metadata: MetaData) -> int:
     """Create, replace or drop triggers so that exactly the site tables present are
-    journaled; returns how many were (re)created. Nothing to do on PostgreSQL."""
-    if engine.dialect.name != "sqlite":
-        return 0
+    journaled; returns how many were (re)created."""
+    if engine.dialect.name == "postgresql":
+        return _ensure_pg_triggers(engine, metadata)
     with engine.begin() as connection:
         present = {
             row[0]
@@ -84,15 +90,122 @@ def ensure_triggers(engine: Engine, metadata: MetaData) -> int:
     return len(created)
 
 
+PG_FUNCTION = "failover_journal_row"
+PG_FUNCTION_BODY = """
+DECLARE
+  old_key jsonb := '[]';
+  new_key jsonb := '[]';
+BEGIN
+  FOR i IN 0 .. TG_NARGS - 1 LOOP
+    IF TG_OP <> 'INSERT' THEN
+      old_key := old_key || jsonb_build_array(to_jsonb(OLD) -> TG_ARGV[i]);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+      new_key := new_key || jsonb_build_array(to_jsonb(NEW) -> TG_ARGV[i]);
+    END IF;
+  END LOOP;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO failover_journal (table_name, row_key, operation)
+      VALUES (TG_TABLE_NAME, new_key::text, 'I');
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO failover_journal (table_name, row_key, operation)
+      VALUES (TG_TABLE_NAME, old_key::text, 'D');
+  ELSE
+    IF old_key IS DISTINCT FROM new_key THEN
+      INSERT INTO failover_journal (table_name, row_key, operation)
+        VALUES (TG_TABLE_NAME, old_key::text, 'U');
+    END IF;
+    INSERT INTO failover_journal (table_name, row_key, operation)
+      VALUES (TG_TABLE_NAME, new_key::text, 'U');
+  END IF;
+  RETURN NULL;
+END
+"""
+"""One function for every table: the key's column names are the trigger's arguments.
+An update that changes the primary key records the old key too, as on SQLite."""
+
+
+def _key_columns(table: Table) -> list[str]:
+    return [c.name for c in table.primary_key.columns]
+
+
+def pg_trigger_sql(table: Table) -> str:
+    columns = ", ".join(f"'{name}'" for name in _key_columns(table))
+    return (
+        f"CREATE OR REPLACE TRIGGER {PREFIX}{table.name} AFTER INSERT OR UPDATE OR DELETE "
+        f"ON {table.name} FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}({columns})"
+    )
+
+
+def _ensure_pg_triggers(engine: Engine, metadata: MetaData) -> int:
+    """The function, then one trigger a site table present, each written only when it is
+    missing or differs (so that the starts of a worker and a console at once do not
+    rewrite them under each other); a trigger of ours on a table no longer journaled is
+    dropped."""
+    with engine.begin() as connection:
+        present = set(inspect(connection).get_table_names())
+        wanted = {t.name: t for t in journaled_tables(metadata) if t.name in present}
+        body = connection.exec_driver_sql(
+            "SELECT prosrc FROM pg_proc WHERE proname = %(name)s "
+            "AND pronamespace = current_schema()::regnamespace",
+            {"name": PG_FUNCTION},
+        ).scalar()
+        if body != PG_FUNCTION_BODY:
+            connection.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql "
+                f"AS $${PG_FUNCTION_BODY}$$"
+            )
+        existing = connection.exec_driver_sql(
+            "SELECT t.tgname, c.relname, t.tgargs FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal "
+            "AND t.tgname LIKE %(prefix)s AND c.relnamespace = current_schema()::regnamespace",
+            {"prefix": f"{PREFIX}%"},
+        ).all()
+        current: dict[str, list[str]] = {}
+        for name, table_name, args in existing:
+            if wanted.get(table_name) is None or name != f"{PREFIX}{table_name}":
+                connection.exec_driver_sql(f'DROP TRIGGER "{name}" ON "{table_name}"')
+            else:
+                current[table_name] = bytes(args).decode().split("\0")[:-1]
+        made = [t for t in wanted.values() if current.get(t.name) != _key_columns(t)]
+        for table in made:
+            connection.exec_driver_sql(pg_trigger_sql(table))
+    return len(made)
+
+
 # -- positions and marks ---------------------------------------------------------------
 
 
 def head(connection: Connection) -> int:
-    """The last journal sequence number ever given (kept by SQLite even once pruned)."""
-    found = connection.execute(
-        text("SELECT seq FROM sqlite_sequence WHERE name = 'failover_journal'")
-    ).scalar()
+    """The last journal sequence number ever given (kept even once pruned: by SQLite in
+    `sqlite_sequence`, by PostgreSQL in the column's sequence)."""
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(
+            text(
+                "SELECT last_value FROM pg_sequences WHERE schemaname || '.' || sequencename "
+                "= pg_get_serial_sequence('failover_journal', 'seq')"
+            )
+        ).scalar()
+    else:
+        found = connection.execute(
+            text("SELECT seq FROM sqlite_sequence WHERE name = 'failover_journal'")
+        ).scalar()
     return int(found or 0)
+
+
+def settle_writers(connection: Connection) -> None:
+    """In a transaction that reads a position to hand to a backup: on PostgreSQL, wait
+    for the transactions that wrote entries to end and hold new ones back until this
+    one ends, so that no entry below the position read can still commit (the module's
+    docstring). SQLite's writers already take turns."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE failover_journal IN SHARE MODE")
+
+
+def settled_head(connection: Connection) -> int:
+    """`head`, once no entry at or below it can still commit."""
+    settle_writers(connection)
+    return head(connection)
 
 
 def mark(connection: Connection, name: str, default: str = "") -> str:

@@ -166,9 +166,9 @@ def clock_problem(mine: float, theirs: float, peer: str) -> str | None:
 
 
 def database_problem(dialect: str) -> str | None:
-    if dialect == "sqlite":
+    if dialect in ("sqlite", "postgresql"):
         return None
     return (
-        "Failover pairs need the embedded SQLite database for now; this appliance stores "
-        f"its data in {dialect}, whose change journal is not built yet."
+        "Failover pairs need the embedded SQLite database or PostgreSQL; this appliance "
+        f"stores its data in {dialect}, for which no change journal is built."
     )

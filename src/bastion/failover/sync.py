@@ -9,6 +9,7 @@ backup lacks, by hash, verified, resumed where a cut left them.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -30,6 +31,8 @@ from bastion.platform.clock import utc_now
 from bastion.platform.errors import ConflictError, InvalidInputError, NotFoundError
 from bastion.platform.files import LockBusyError, exclusively
 from bastion.platform.unit_of_work import UnitOfWork
+
+log = logging.getLogger("bastion.failover.sync")
 
 FIRST_SYNC_SECONDS = 60
 DEFAULT_INTERVAL_SECONDS = 300
@@ -78,7 +81,7 @@ def serve_snapshot(sync: SyncSite, pair: Pair) -> tuple[Path, str, int]:
     applying them again changes nothing."""
     _require(pair, Role.PRIMARY)
     with sync.site.engine.begin() as connection:
-        epoch, position = journal.epoch(connection), journal.head(connection)
+        epoch, position = journal.epoch(connection), journal.settled_head(connection)
     descriptor, name = tempfile.mkstemp(dir=sync.site.scratch_dir, suffix=".sqlite")
     os.close(descriptor)
     path = Path(name)
@@ -159,7 +162,17 @@ def _pull_rows(sync: SyncSite, client: PeerClient) -> tuple[bool, int]:
             took_snapshot = True
             continue
         batch = changes.Batch.from_json(answer)
-        changes.apply(site.engine, site.metadata, batch, epoch, site.seal_key)
+        try:
+            changes.apply(site.engine, site.metadata, batch, epoch, site.seal_key)
+        except changes.SnapshotNeededError as error:
+            if took_snapshot:
+                raise FailoverError(
+                    f"The primary's changes could not be applied: {error}"
+                ) from None
+            log.warning("the primary's changes need a snapshot here: %s", error)
+            epoch, position = _pull_snapshot(sync, client)
+            took_snapshot = True
+            continue
         rows, position = rows + batch.rows, batch.through
         if batch.through >= batch.head:
             return took_snapshot, rows
