@@ -1,10 +1,13 @@
 """A failover pair whose appliances keep their data in PostgreSQL (each its own
 database on a real server): established, synced through the change journal (a changed
 account keeps its Jump Groups on the backup, a group taken away goes), a role swap, and
-a new account on the new primary that comes back to the other appliance."""
+a new account on the new primary that comes back to the other appliance; then a break,
+a session record made on each, and both on both once the pair is established again."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -125,3 +128,45 @@ def test_a_pair_on_postgresql_syncs_swaps_and_syncs_back(
     sync(second)
     assert "made-on-the-new-primary" in usernames(server, first)
     assert usernames(server, first) == usernames(server, second)
+
+
+def record_session(server: PostgresServer, node: Node, recording: bytes) -> str:
+    """An ended session's record and its recording in the blob store, as a session's end
+    leaves them."""
+    sha = hashlib.sha256(recording).hexdigest()
+    store = node.appliance.data_dir / "blobs" / "sha256"
+    store.mkdir(parents=True, exist_ok=True)
+    (store / sha).write_bytes(recording)
+    made = str(uuid.uuid4())
+    with connect(server, database(node.host)) as connection:
+        connection.execute(
+            "INSERT INTO sessions (id, username, jump_client_name, jump_client_hostname, "
+            "started_at, joined_at, ended_at, end_reason, bytes_from_console, "
+            "bytes_from_endpoint, recording_sha256, recording_size, input_recorded) VALUES "
+            "(%s, 'rep', 'web-1', 'web-1.example', now(), now(), now(), 'ended', 0, %s, %s, "
+            "%s, false)",
+            (made, len(recording), sha, len(recording)),
+        )
+    return made
+
+
+def sessions(server: PostgresServer, node: Node) -> list[str]:
+    with connect(server, database(node.host)) as connection:
+        return sorted(r[0] for r in connection.execute("SELECT id FROM sessions"))
+
+
+def test_sessions_made_on_each_while_broken_are_on_both_once_established_again(
+    pair: tuple[Node, Node, PostgresServer],
+) -> None:
+    first, second, server = pair  # second is the primary since the swap
+    answer = second.call("POST", "/api/v1/failover/break")
+    assert answer.status_code == 200, answer.text
+    made = [record_session(server, n, f"made on {n.host}\n".encode()) for n in (first, second)]
+    pair_up(second, first, KEY)  # the merge takes the backup's, the sync brings the union
+    for node in (first, second):
+        assert sessions(server, node) == sorted(made)  # each once
+        blobs = node.appliance.data_dir / "blobs" / "sha256"
+        for other in (first, second):
+            sha = hashlib.sha256(f"made on {other.host}\n".encode()).hexdigest()
+            assert (blobs / sha).is_file(), (node.host, other.host)
+    assert second.role() == "primary" and first.role() == "backup"
