@@ -48,9 +48,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node,
             credentials = create_client(appliance, "pg", "--database-url", server.url(name))
             made.append(Node(appliance, credentials, stack, SITE))
         first, second = made
-        for node, other in ((first, second), (second, first)):
-            node.appliance.trust = [other.appliance.ca_file]  # a synced backup serves the
-            node.appliance.verify_hostname = False  # primary's certificate
         yield first, second, server
 
 

@@ -473,3 +473,53 @@ def test_connections_beyond_the_pending_cap_wait_in_the_listening_queue(pki: Pki
                 sock.close()
 
     run(scenario())
+
+
+def test_a_gateway_standing_by_sends_its_clients_away_at_their_offsets(pki: Pki) -> None:
+    """What a gateway does while its appliance is a failover backup: its clients are sent
+    away, each at its own offset within the time the site's rate needs to admit them all
+    (they reach the new primary through the site's name or address), and a newcomer is
+    told to try again later; once it serves again, clients are welcome."""
+
+    async def scenario() -> None:
+        rate, clients = 10.0, 4
+        async with serving(pki, connection_rate=rate) as site:
+            recorders = [Recorder() for _ in range(clients)]
+            for n, recorder in enumerate(recorders):
+                site.start(site.client(site.enrol(f"standby-{n}"), recorder))
+            for recorder in recorders:
+                await recorder.wait_for("welcomed")
+            sent_at = time.monotonic()
+            assert site.gateway.stand_by(True) and not site.gateway.stand_by(True)
+            assert site.gateway.counters["sent_to_primary"] == clients
+            await site.sink.wait_for(lambda: not site.gateway.online)
+            returns = []
+            for recorder in recorders:
+                # each is told when to come back (or, if the close overtook that, goes by
+                # the offset its welcome gave); it comes back then, to be told to try later
+                async with asyncio.timeout(10):
+                    while not (back := refused_with(recorder, "unavailable")):
+                        recorder.changed.clear()
+                        await recorder.changed.wait()
+                told = [a for _, a in refused_with(recorder, "shutting_down")]
+                assert all("failover backup" in a.detail for a in told)
+                returns.append(back[0][0] - sent_at)
+            allowance = site.config.restart_allowance
+            assert all(allowance - 0.1 <= s <= allowance + clients / rate + 1 for s in returns)
+            assert max(returns) - min(returns) > 0.1, returns  # spread, not all at once
+
+            newcomer = site.enrol("newcomer")
+            answer = await site.client(newcomer, Recorder()).connect_once()
+            assert isinstance(answer, RetryAfter) and answer.reason == "unavailable"
+            assert answer.seconds >= 20 and "primary serves" in answer.detail
+
+            assert site.gateway.stand_by(False)
+            later = Recorder()
+            site.start(site.client(newcomer, later))
+            await later.wait_for("welcomed")
+
+    run(scenario())
+
+
+def refused_with(recorder: Recorder, reason: str) -> list[tuple[float, RetryAfter]]:
+    return [(t, a) for t, kind, a in recorder.events if kind == "refused" and a.reason == reason]

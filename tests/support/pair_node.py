@@ -66,7 +66,13 @@ class Node:
 
 def pair_up(first: Node, second: Node, key: str) -> None:
     """Both given `key`, the pair established from `first` (the primary) and synced; the
-    backup then holds the primary's API clients, so it is driven with the primary's."""
+    backup then holds the primary's API clients, so it is driven with the primary's. Each
+    is trusted with the other's CA too: an appliance that takes the primary role (or
+    restarts) serves the site certificate the syncs brought, the first primary's."""
+    for node, other in ((first, second), (second, first)):
+        if other.appliance.ca_file not in node.appliance.trust:
+            node.appliance.trust = [*node.appliance.trust, other.appliance.ca_file]
+        node.appliance.verify_hostname = False
     for node in (first, second):
         assert node.call("PUT", "/api/v1/failover/key", json={"key": key}).status_code == 204
     body = {

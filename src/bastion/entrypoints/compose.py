@@ -280,6 +280,7 @@ def _failover(runtime: Runtime, certificates: SiteCertificates) -> FailoverSetup
         site_url=_site_url(settings),
         dns_swing=_dns_swing(settings),
         served_fingerprints=certificates.served_fingerprints,
+        serve_site_certificate=certificates.serve_default,
     )
 
 

@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.agents.protocol import CommandResult
 from bastion.certificates import tls
+from bastion.failover import state as failover_state
+from bastion.failover.rules import Role
 from bastion.jump_clients import service
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.gateway import Gateway, run_event_loop
@@ -43,6 +45,7 @@ log = logging.getLogger("bastion.gateway")
 PR_SET_PDEATHSIG = 1
 CERTIFICATE_CHECK_SECONDS = 5.0
 SETTINGS_CHECK_SECONDS = float(os.environ.get("BASTION_GATEWAY_SETTINGS_CHECK_SECONDS", "5"))
+ROLE_CHECK_SECONDS = 1.0
 
 
 def _die_with_parent() -> None:
@@ -103,6 +106,22 @@ async def _watch_settings(gateway: Gateway, factory: sessionmaker[Session]) -> N
         gateway.reconfigure(float(fleet.connection_rate), float(fleet.statistics_interval_seconds))
 
 
+def _is_backup(state_dir: Path) -> bool:
+    return failover_state.read_pair(state_dir).role is Role.BACKUP
+
+
+async def _watch_role(gateway: Gateway, state_dir: Path) -> None:
+    """Stand by while this appliance is a failover backup (a role swap, or joining a pair
+    as the backup), and serve again once it is not; seen within a second (the pair's
+    file is parsed again only when it changed)."""
+    while True:
+        await asyncio.sleep(ROLE_CHECK_SECONDS)
+        try:
+            gateway.stand_by(_is_backup(state_dir))
+        except Exception:
+            log.exception("could not read this appliance's failover role; keeping the current")
+
+
 def _refused_sessions(
     factory: sessionmaker[Session], results: Sequence[tuple[str, CommandResult]]
 ) -> None:
@@ -130,10 +149,12 @@ async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
     sink = DatabaseSink(engine, local, partial(_refused_sessions, factory))
     gateway = Gateway(config, context, DatabaseDirectory(factory), sink, local)
     port = await serve_port(gateway_socket(settings.data_dir, index), local)
+    gateway.stand_by(_is_backup(settings.state_dir))
     await gateway.serve(inherited(fd))
     watchers = [
         asyncio.create_task(_watch_certificate(context, settings.certs_dir)),
         asyncio.create_task(_watch_settings(gateway, factory)),
+        asyncio.create_task(_watch_role(gateway, settings.state_dir)),
         asyncio.create_task(keep_collections_short()),
     ]
     stop = asyncio.Event()

@@ -58,6 +58,9 @@ class FailoverSetup:
     served_fingerprints: Callable[[], set[str]] = set
     """SHA-256 of the certificates this appliance serves now: what a peer's proof of the
     key must be bound to (`rules.BINDING`)."""
+    serve_site_certificate: Callable[[], None] = lambda: None
+    """Serve the default certificate of the site tables from now on (on taking the
+    primary role: the one the syncs brought, which the site's clients trust)."""
 
     def appliance_id(self) -> str:
         """This appliance's own id (`state/appliance.json`), to know itself as a peer."""

@@ -70,6 +70,10 @@ def _take_role(setup: FailoverSetup, role: Role, forced: bool = False) -> Pair:
     else:
         taken = replace(pair, role=role, role_since=now, details=details)
         state.write_pair(setup.state_dir, taken)
+        try:  # before the site's traffic comes: the certificate its clients trust
+            setup.serve_site_certificate()
+        except Exception:
+            log.exception("now primary, but the site's certificate is not served")
         try:
             shared_ips.enable(setup.shared_ips)
         except shared_ips.SharedIpError as error:

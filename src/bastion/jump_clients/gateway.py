@@ -44,6 +44,9 @@ STOP_GRACE = 3.0
 CAPACITY_RETRY = 10.0
 """A full process: another process (or this one, later) will have room."""
 UNAVAILABLE_RETRY = 30.0
+STANDBY_RETRY = 30.0
+"""A client that reached a standing-by gateway: by then the site's name or address
+should lead to the primary."""
 
 
 class Gateway:
@@ -72,6 +75,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._acceptor: Acceptor | None = None
         self._accepting: asyncio.Task[None] | None = None
+        self.standing_by = False
 
     # -- running -------------------------------------------------------------------
 
@@ -139,6 +143,29 @@ class Gateway:
         )
         return True
 
+    def stand_by(self, standing_by: bool) -> bool:
+        """While its appliance is a failover backup, the gateway holds no Jump Clients: on
+        becoming one it sends every client away, each at its own reconnect offset (so
+        that they reach the new primary at the site's connection rate, through the site
+        name or address that now leads there), and tells each newcomer to try again
+        later. False if nothing changed."""
+        if standing_by == self.standing_by:
+            return False
+        self.standing_by = standing_by
+        if standing_by:
+            window = self.gate.reconnect_window(len(self.online))
+            for link in list(self.online.values()):
+                self.counters["sent_to_primary"] += 1
+                link.retry("shutting_down", self._offset(link, window), STANDBY)
+        log.info(
+            "gateway %s %s",
+            self.config.gateway_id,
+            "stands by: this appliance is the failover backup"
+            if standing_by
+            else "serves Jump Clients again",
+        )
+        return True
+
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
@@ -188,11 +215,17 @@ class Gateway:
     def reconnect_after(self, link: GatewayLink) -> float:
         """When `link`'s client should return if the connection is lost: after the restart
         allowance, at its own place in the time this process needs to admit its clients."""
-        window = self.gate.reconnect_window(len(self.online))
+        return self._offset(link, self.gate.reconnect_window(len(self.online)))
+
+    def _offset(self, link: GatewayLink, window: float) -> float:
         return round(self.config.restart_allowance + link.spread * window, 3)
 
     def authenticate(self, link: GatewayLink, hello: Hello) -> None:
         """Check `hello` (the directory may be slow: this runs as a short task)."""
+        if self.standing_by:
+            self.counters["standing_by"] += 1
+            link.retry("unavailable", self._jittered(STANDBY_RETRY), STANDBY)
+            return
         self._spawn(self._authenticate(link, hello))
 
     async def _authenticate(self, link: GatewayLink, hello: Hello) -> None:
@@ -324,6 +357,7 @@ REVOKED = "this Jump Client was removed from the site; uninstall it or reinstall
 UNKNOWN = "the site does not know this Jump Client; reinstall it with an installer from the site"
 UNAVAILABLE = "the site cannot check Jump Client identities right now; it will soon"
 REPLACED = "a newer connection with this Jump Client's identity took over"
+STANDBY = "this appliance is the failover backup; the site's primary serves Jump Clients"
 BAD_SIGNATURE = (
     "the hello is not signed with this Jump Client's key over this connection's challenge"
 )
