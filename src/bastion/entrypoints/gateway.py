@@ -43,7 +43,9 @@ from bastion.sessions import service as sessions
 
 log = logging.getLogger("bastion.gateway")
 PR_SET_PDEATHSIG = 1
-CERTIFICATE_CHECK_SECONDS = 5.0
+CERTIFICATE_CHECK_SECONDS = 1.0
+"""A stat of the served file: within a second of a new default (or of a role swap, before
+the fleet sent away by the old primary returns, 2 s at the earliest)."""
 SETTINGS_CHECK_SECONDS = float(os.environ.get("BASTION_GATEWAY_SETTINGS_CHECK_SECONDS", "5"))
 ROLE_CHECK_SECONDS = 1.0
 
