@@ -103,6 +103,8 @@ def test_the_failover_page_refuses_then_establishes_and_syncs_now(
     page.get_by_role("button", name="Break Failover Relationship").click()
     expect(page.locator("#notice")).to_contain_text("Its peer is standalone too.")
     expect(page.locator("#failover-role")).to_have_text("none")
+    # the backup took the primary role: it serves the site certificate, the primary's
+    backup.appliance.trust, backup.appliance.verify_hostname = [primary.appliance.ca_file], False
     with backup.appliance.client() as client:
         assert client.get("/check_health").json()["failover_role"] == "none"
     on_backup.goto(f"{backup.appliance.url}/login/users")  # shown again on a standalone

@@ -1,8 +1,9 @@
 """A role swap moves the site's shared IP address: two real appliances in network
 namespaces on one switch, and a client that keeps polling the shared address every
 10 ms while the backup becomes the primary. The answers move from one appliance's
-certificate to the other's, none comes from the old primary after that, and the
-longest gap stays short (`bench/bench_role_swap.py` measures it)."""
+machine to the other's (the link-layer address the client sends to), none comes from
+the old primary after that, and the longest gap stays short (`bench/bench_role_swap.py`
+measures it)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,11 @@ def test_the_shared_address_moves_with_the_primary_role(
 
     answers, swapped = swap_while_polling(primary, backup, client)
 
-    certificates = [seen for _, seen in answers]
-    old, new = certificates[0], certificates[-1]
-    assert old != new, "the shared address did not move"
-    first_new = certificates.index(new)
-    assert old not in certificates[first_new:], "the old primary answered after the move"
+    machines = [seen for _, seen in answers]
+    old, new = machines[0], machines[-1]
+    assert old and new and old != new, "the shared address did not move"
+    first_new = machines.index(new)
+    assert old not in machines[first_new:], "the old primary answered after the move"
     assert answers[first_new][0] <= swapped + 1.0
     gap = longest_gap(answers)
     assert gap < 10.0, f"the shared address answered nothing for {gap:.2f} s"

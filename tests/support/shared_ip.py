@@ -135,6 +135,7 @@ def pair_on(
 
 
 def fingerprint(response: httpx.Response) -> str:
+    """SHA-256 of the certificate served on `response`'s connection."""
     ssl_object = response.extensions["network_stream"].get_extra_info("ssl_object")
     return hashlib.sha256(ssl_object.getpeercert(True)).hexdigest()
 
@@ -147,15 +148,27 @@ def tls_trusting(*appliances: RunningAppliance) -> ssl.SSLContext:
     return context
 
 
+def holder(address: str) -> str:
+    """The link-layer address this thread's network namespace sends `address`'s packets
+    to: which machine holds it (both appliances serve the same site certificate once a
+    swap is over, so the certificate does not tell them apart)."""
+    for line in Path("/proc/thread-self/net/arp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == address:
+            return fields[3]
+    return ""
+
+
 def poll(url: str, context: ssl.SSLContext, stop: threading.Event) -> list[tuple[float, str]]:
-    """Every 10 ms: when an answer came, and from which certificate."""
+    """Every 10 ms: when an answer came, and from which machine (`holder`)."""
     answers: list[tuple[float, str]] = []
     timeout = httpx.Timeout(0.5)
+    host = httpx.URL(url).host
     with httpx.Client(verify=context, timeout=timeout) as client:
         while not stop.is_set():
             try:
                 with client.stream("GET", url) as response:
-                    seen = fingerprint(response)
+                    seen = holder(host)
                     response.read()
                 if response.status_code == 200:
                     answers.append((time.monotonic(), seen))
