@@ -90,7 +90,8 @@ class SiteCertificates:
     def served_fingerprints(self) -> set[str]:
         """SHA-256 of the certificate the listeners serve new connections and of the
         store's default one. They differ for the instant a new default is put in place,
-        and until the next start when a sync brought the other appliance's default.
+        and on a backup whose sync brought the other appliance's default (until it
+        restarts or takes the primary role, when it serves that one).
         Without listeners (a console command): what `certs/active/` holds."""
         with self.uow() as uow:
             chain = service.default_chain(uow)
