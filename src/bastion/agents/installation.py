@@ -11,7 +11,9 @@ An installer made for a later site version than the site runs (R11) is installed
 waits: the installer is kept, and the service registers with it once the site runs that
 version, staying offline until then. Run over an installation for the same site, an
 installer replaces it in place: the endpoint's key is kept, and the site keeps the
-client's record (the registration carries the key's proof).
+client's record (the registration carries the key's proof). An installer may name a
+`site_address`: registration then dials it, and checks the certificate as the site URL's
+host (a name that may not lead to that appliance where the client runs).
 
     <state>/installation.json   the site, its addresses, the mode, the client id
     <state>/pending.json        an installer waiting for its site version (0600)
@@ -280,13 +282,34 @@ def _register(
             identity.sign_registration(str(body["site"]), str(body["token"]))
         ).decode(),
     }
-    return _post(str(body["site_url"]), request, anchors_context_of(anchors))
+    address = str(body.get("site_address") or "")
+    return _post(str(body["site_url"]), request, anchors_context_of(anchors), address)
 
 
-def _post(site_url: str, body: dict[str, Any], tls: ssl.SSLContext) -> dict[str, Any]:
+class _Dialled(http.client.HTTPSConnection):
+    """HTTPS to `address`, the certificate checked as `host`: the site's name, which may
+    not resolve to the appliance the installer was made for."""
+
+    def __init__(self, host: str, port: int, address: str, tls: ssl.SSLContext) -> None:
+        super().__init__(host, port, context=tls, timeout=TIMEOUT)
+        self.address, self.tls = address, tls
+
+    def connect(self) -> None:
+        plain = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(plain, server_hostname=self.host)
+
+
+def _post(
+    site_url: str, body: dict[str, Any], tls: ssl.SSLContext, address: str = ""
+) -> dict[str, Any]:
+    """The registration, to the site URL's host, or dialled at `address` (an installer's
+    `site_address`) and checked as that host."""
     url = urlsplit(site_url)
-    connection = http.client.HTTPSConnection(
-        url.hostname or "", url.port or 443, context=tls, timeout=TIMEOUT
+    host, port = url.hostname or "", url.port or 443
+    connection = (
+        _Dialled(host, port, address, tls)
+        if address
+        else http.client.HTTPSConnection(host, port, context=tls, timeout=TIMEOUT)
     )
     try:
         connection.request(
