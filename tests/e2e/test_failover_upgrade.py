@@ -25,7 +25,7 @@ from bastion.entrypoints.cli import app as bastion_command
 from bastion.supervisor.client import SupervisorClient
 from tests.conftest import skip_or_fail
 from tests.support import named
-from tests.support.appliance import test_environment
+from tests.support.appliance import free_port, test_environment
 from tests.support.dns_swing import resolve
 from tests.support.pair_node import Node
 from tests.support.pair_upgrade import (
@@ -70,6 +70,7 @@ def nodes(
             "BASTION_FAILOVER_DNS_NAME": SITE,
             "BASTION_FAILOVER_DNS_ADDRESS": host,
             "BASTION_FAILOVER_DNS_TSIG_KEY_FILE": str(server.key_file),
+            "BASTION_GATEWAY_LISTEN": f"{host}:{free_port(host)}",  # for verify's test session
         }
 
     versions, broken = ["1.2.0", "1.3.0"], ["1.1.0"]
@@ -146,16 +147,32 @@ def test_synchronous_upgrade_installs_the_primary_first_and_keeps_the_roles(
     assert "Resume to go on" in stopped["message"] and steps(stopped)["install_here"] == "pending"
     assert first.call("POST", f"{UPGRADE}/resume").status_code == 202
     report = wait_for(first, ended)
-    assert report["state"] == "done", report
+    assert report["state"] == "done", str(report)
     assert set(steps(report).values()) == {"done"}, report
     order = [s["name"] for s in report["steps"]]
     assert order.index("install_here") < order.index("install_peer")
     assert version(first) == "1.2.0" and version(second) == "1.2.0"
     assert first.role() == "primary" and second.role() == "backup"
     details = {s["name"]: s["detail"] for s in report["steps"]}
+    tested = []
     for verified in (details["verify_here"], details["verify_peer"]):
         assert "health ok at 1.2.0" in verified and "console: role: none" in verified, verified
         assert "consoles told 1.2.0" in verified and "fleet build 1.2.0" in verified, verified
+        found = re.search(r"test session ([0-9a-f-]{36}): a Jump Client of this build", verified)
+        assert found and "exit code 7 relayed" in verified, verified
+        assert "the client uninstalled" in verified, verified
+        tested.append(found.group(1))
+    # each appliance's test session is in the site's reports, once, with its recording
+    # (the backup's merged when the pair was established again); no test client is left
+    assert first.call("POST", "/api/v1/failover/sync").status_code == 200
+    for node in (first, second):
+        listed = node.call("GET", "/api/v1/sessions", params={"limit": 100}).json()
+        probes = {r["id"]: r for r in listed["sessions"] if r["id"] in tested}
+        assert sorted(probes) == sorted(tested), listed
+        for record in probes.values():
+            assert record["username"] == "appliance:failover-upgrade", record
+            assert record["joined_at"] and record["recording_sha256"], record
+        assert node.call("GET", "/api/v1/jump-clients").json()["clients"] == []
     assert first.call("DELETE", UPGRADE).status_code == 204
 
 

@@ -8,6 +8,7 @@ vault, the same backup site and the same hooks; nothing else builds them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -30,6 +31,7 @@ from bastion.backups.service import BackupSite
 from bastion.certificates import models as _certificate_tables  # noqa: F401
 from bastion.certificates.site import SiteCertificates
 from bastion.entrypoints.pair_upgrade import SiteInstaller
+from bastion.entrypoints.session_probe import SessionProbe, own_host
 from bastion.failover import dns_swing, journal, shared_ips, swap
 from bastion.failover import models as _failover_tables  # noqa: F401
 from bastion.failover import service as failover
@@ -136,6 +138,16 @@ def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
     rendezvous = runtime.part(Rendezvous)
     rendezvous.publish = partial(_start_session, fleet)
     rendezvous.waker = fleet
+    gateway = listening.getsockname()
+    web = parse_listen_address(settings.listen[0])
+    runtime.add(
+        SessionProbe(
+            runtime,
+            asyncio.get_running_loop(),
+            (own_host(gateway[0]), gateway[1]),
+            (own_host(web.host), web.port),
+        )
+    )
     return fleet
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bastion.entrypoints.session_probe import SessionProbe, own_host
 from bastion.failover.upgrade import Accepted, Prepared, free_bytes, needed_bytes
 from bastion.installs import service as installs
 from bastion.installs.service import InstallsSetup
@@ -102,12 +103,14 @@ class SiteInstaller:
     def verify(self) -> str:
         """Over this appliance's own TLS listener: `/check_health`, then what access
         consoles are told (`/api/v1/console/about`: the new version and this build);
-        the Jump Client and console build that fleets will fetch; then a console of the
-        installed version run against its data (it opens the database, migrated)."""
+        the Jump Client and console build that fleets will fetch; a console of the
+        installed version run against its data (it opens the database, migrated); then,
+        where a gateway runs, a test session to a Jump Client of this build
+        (`session_probe`)."""
         settings = self.runtime.settings
         listen = parse_listen_address(settings.listen[0])
-        host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
-        base = f"https://{host}:{listen.port}"
+        host = own_host(listen.host)
+        base = f"https://{f'[{host}]' if ':' in host else host}:{listen.port}"
         version, build_id = this_build.site_version(), this_build.build_id()
         answer, health = _get(f"{base}/check_health")
         if answer.status_code != 200 or health.get("version") != version:
@@ -146,9 +149,15 @@ class SiteInstaller:
             said = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ConflictError(f"The console failed ({done.returncode}): {' '.join(said)}")
         first = (done.stdout.strip().splitlines() or [""])[0]
+        probe = self.runtime.maybe(SessionProbe)
+        session = (
+            probe.run()
+            if probe is not None
+            else "no test session: this appliance runs no Jump Client gateway"
+        )
         return (
             f"health ok at {version}; consoles told {version} (build {build_id}); fleet build "
-            f"{fleet.version}, {fleet.size:,} bytes; console: {first}"
+            f"{fleet.version}, {fleet.size:,} bytes; console: {first}; {session}"
         )
 
 
