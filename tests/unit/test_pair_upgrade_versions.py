@@ -4,7 +4,6 @@ read with its base left out of the comparison."""
 
 from __future__ import annotations
 
-from bastion.failover import upgrade
 from bastion.failover.upgrade import Mode, Prepared, Runbook, Runs
 
 
@@ -22,9 +21,9 @@ def runbook(**changed: str) -> Runbook:
 
 def test_a_base_only_upgrade_is_done_when_the_base_changed() -> None:
     book = runbook(from_base="1.0.0", to_base="1.1.0")
-    assert not upgrade._at(Runs("1.3.0", "1.0.0"), book.target)
-    assert upgrade._at(Runs("1.3.0", "1.1.0"), book.target)
-    assert upgrade._at(Runs("1.3.0", "1.0.0"), book.before)
+    assert not Runs("1.3.0", "1.0.0").reaches(book.target)
+    assert Runs("1.3.0", "1.1.0").reaches(book.target)
+    assert Runs("1.3.0", "1.0.0").reaches(book.before)
     assert str(book.target) == "1.3.0 on base 1.1.0"
 
 
@@ -34,8 +33,8 @@ def test_the_record_keeps_the_bases_and_an_earlier_record_compares_the_site_alon
     earlier = book.to_dict()
     del earlier["from_base"], earlier["to_base"]
     read = Runbook.from_dict(earlier)
-    assert upgrade._at(Runs("1.3.0", "1.0.0"), read.target)
-    assert not upgrade._at(Runs("1.2.0", "1.0.0"), read.target)
+    assert Runs("1.3.0", "1.0.0").reaches(read.target)
+    assert not Runs("1.2.0", "1.0.0").reaches(read.target)
 
 
 def test_what_an_appliance_will_run_crosses_the_wire() -> None:

@@ -131,6 +131,10 @@ class Runs:
     def __str__(self) -> str:
         return f"{self.site} on base {self.base}" if self.base else self.site
 
+    def reaches(self, wanted: Runs) -> bool:
+        """Whether this is what is wanted (a base not recorded is not compared)."""
+        return self.site == wanted.site and (not wanted.base or self.base == wanted.base)
+
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Runs:
         """From a peer's answer (`version`, `base_version`)."""
@@ -451,7 +455,8 @@ def preflight(
         met.version, there.base_version
     ):
         problems.append(
-            f"The chosen releases change neither the site version nor the base ({here.target})."
+            f"The chosen releases change neither the site version nor the base ({here.target}); "
+            "choose a newer site or base release from the Updates page."
         )
     for name, ready in (("this appliance", here), ("the backup", there)):
         if ready.free_bytes < ready.needed_bytes:
@@ -756,14 +761,9 @@ def _runs_here(sides: Sides) -> Runs:
     return Runs(sides.setup.version, sides.installer.base_version())
 
 
-def _at(runs: Runs, wanted: Runs) -> bool:
-    """Whether an appliance runs what is wanted (a base not recorded is not compared)."""
-    return runs.site == wanted.site and (not wanted.base or runs.base == wanted.base)
-
-
 def _install_here(sides: Sides, record: dict[str, Any]) -> str:
     book = sides.runbook
-    if _at(_runs_here(sides), book.target):
+    if _runs_here(sides).reaches(book.target):
         return f"runs {book.target}"
     if not record.get("install_id"):
         record["install_id"] = sides.installer.install(book.releases, book.accepted, sides.actor)
@@ -776,7 +776,7 @@ def _install_here(sides: Sides, record: dict[str, Any]) -> str:
 def _install_peer(sides: Sides, record: dict[str, Any]) -> str:
     book = sides.runbook
     with sides.peer() as client:
-        if _at(Runs.from_wire(client.call("GET", "/upgrade/status")), book.target):
+        if Runs.from_wire(client.call("GET", "/upgrade/status")).reaches(book.target):
             return f"runs {book.target}"
         if not record.get("install_id"):
             body = {
@@ -836,14 +836,14 @@ def _installed(finished: list[dict[str, str]], where: str, runs: Runs, wanted: R
         raise StepFailedError(
             f"The install on {where} did not succeed ({said}); it runs {runs} again."
         )
-    if runs.site and not _at(runs, wanted):
+    if runs.site and not runs.reaches(wanted):
         raise StepFailedError(f"{where} runs {runs} after the install, not {wanted}.")
     return ", ".join(f"{f.get('release')} installed" for f in finished)
 
 
 def _verify_here(sides: Sides, record: dict[str, Any]) -> str:
     runs, wanted = _runs_here(sides), sides.runbook.target
-    if not _at(runs, wanted):
+    if not runs.reaches(wanted):
         raise StepFailedError(f"This appliance runs {runs}, not {wanted}.")
     return sides.installer.verify()
 
@@ -852,7 +852,7 @@ def _verify_peer(sides: Sides, record: dict[str, Any]) -> str:
     with sides.peer() as client:
         answer = client.call("POST", "/upgrade/verify", json={})
     runs, wanted = Runs.from_wire(answer), sides.runbook.target
-    if not _at(runs, wanted):
+    if not runs.reaches(wanted):
         raise StepFailedError(f"The other appliance runs {runs}, not {wanted}.")
     return str(answer.get("about", ""))
 
@@ -939,7 +939,7 @@ def _failed(sides: Sides, step: Step, error: str) -> Runbook:
     after = ""
     broken = setup.pair().role is Role.NONE
     peer = _peer_runs(sides) if broken else None
-    if broken and _at(_runs_here(sides), book.before) and peer and _at(peer, book.before):
+    if broken and _runs_here(sides).reaches(book.before) and peer and peer.reaches(book.before):
         after = _establish_as_before(sides, record)
         for again in (Step.SYNC, Step.BREAK):
             book.steps[again] = {"state": "pending"}
