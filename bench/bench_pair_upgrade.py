@@ -2,7 +2,8 @@
 answer, seen by a client that asks each appliance's `/check_health` every 10 ms.
 
 Two real appliances on loopback addresses and a real update service offering site
-releases of this project's own source. The synchronous upgrade keeps the roles, so the
+releases of this project's own source; each runs a Jump Client gateway, so verifying
+opens a test session on each. The synchronous upgrade keeps the roles, so the
 site is the first appliance throughout, down while it installs itself. The asynchronous
 upgrade moves the site to the second appliance at its swing step: before that step ends
 the site is the first appliance, after it the second. Without shared addresses on
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench_failover_bulk import MIB, add_recordings  # noqa: E402
 from bench_failover_sync import build_site  # noqa: E402
 
+from tests.support.appliance import free_port  # noqa: E402
 from tests.support.pair_node import Node  # noqa: E402
 from tests.support.pair_upgrade import ended, start, upgrade_pair, wait_for  # noqa: E402
 
@@ -61,6 +63,12 @@ def poll(node: Node, stop: threading.Event, answers: list[float]) -> None:
 def longest_gap(times: list[float], start_at: float, end_at: float) -> float:
     inside = [start_at, *(t for t in times if start_at <= t <= end_at), end_at]
     return max(b - a for a, b in itertools.pairwise(inside))
+
+
+def gateway(host: str) -> dict[str, str]:
+    """Each appliance runs a Jump Client gateway, as a site does: verifying then opens a
+    test session."""
+    return {"BASTION_GATEWAY_LISTEN": f"{host}:{free_port(host)}"}
 
 
 def run(first: Node, second: Node, release: str, mode: str) -> tuple[float, float]:
@@ -146,7 +154,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-pair-upgrade-") as tmp:
         hosts = ("127.0.0.201", "127.0.0.202")
-        pair = upgrade_pair(Path(tmp), "127.0.0.200", hosts, ["1.2.0", "1.3.0"], seed=seed)
+        pair = upgrade_pair(
+            Path(tmp), "127.0.0.200", hosts, ["1.2.0", "1.3.0"], env_for=gateway, seed=seed
+        )
         with pair as (a, b):
             sync_total, sync_gap = run(a, b, "site 1.2.0", "sync")
             print(f"sync: {sync_total:.0f} s in all, the site did not answer for {sync_gap:.2f} s")
