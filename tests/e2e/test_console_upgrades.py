@@ -21,6 +21,7 @@ import pytest
 
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import free_port, start_appliance
+from tests.support.endpoints import eventually
 from tests.support.installs import request_install, store_release, wait_idle
 from tests.support.releases import project_wheel
 from tests.support.sessions import PASSWORD, Site, representative
@@ -47,7 +48,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             )
             last = wait_idle(a.data_dir, timeout=240)["history"][-1]
             assert last["outcome"] == "installed", last
-            assert api.get("/api/v1/status").json()["product_version"] == "1.1.0"
+            # the replaced worker may still answer on a kept-alive connection for an instant
+            eventually(
+                lambda: api.get("/api/v1/status").json()["product_version"] == "1.1.0",
+                timeout=10,
+                what="the new version serving",
+            )
             yield upgraded
 
 

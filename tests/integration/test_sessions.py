@@ -85,6 +85,8 @@ class Site:
     tls: ssl.SSLContext
     gateway: Gateway
     admin: httpx.AsyncClient
+    anchors: str = ""
+    """The PEM of the CA that issued the listener's certificate (for `HOST` and `SITE`)."""
 
     @property
     def url(self) -> str:
@@ -118,7 +120,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     gateway = Gateway()
     runtime.part(Rendezvous).publish = gateway.publish
     ca = TestCa()
-    issued = ca.issue([HOST])
+    issued = ca.issue([HOST, SITE])
     chain = tmp_path / "server.pem"
     chain.write_bytes(issued.certificate_pem() + issued.key_pem())
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -138,7 +140,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     )
     admin.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
     try:
-        yield Site(runtime, port, client_tls, gateway, admin)
+        yield Site(runtime, port, client_tls, gateway, admin, ca.pem().decode())
     finally:
         await admin.aclose()
         await runtime.part(Rendezvous).end_all("the test ended")
