@@ -29,6 +29,8 @@ from bastion.agents.protocol import (
     encode_bytes,
 )
 from bastion.agents.wake import make_wake, send_wake, wake_key
+from bastion.entrypoints import gateway as gateway_process
+from bastion.failover.state import PAIR_FILE
 from bastion.jump_clients.presence import MemoryPresenceSink, PresenceBatch
 from bastion.jump_clients.routing import Deliver, Disconnect
 from tests.support.jump_clients import SITE, WAKE_SECRET, Pki, Recorder, Site, run, serving
@@ -523,3 +525,33 @@ def test_a_gateway_standing_by_sends_its_clients_away_at_their_offsets(pki: Pki)
 
 def refused_with(recorder: Recorder, reason: str) -> list[tuple[float, RetryAfter]]:
     return [(t, a) for t, kind, a in recorder.events if kind == "refused" and a.reason == reason]
+
+
+def test_a_role_that_cannot_be_read_is_logged_once_and_read_again_later(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway process's watch of its appliance's failover role: a pair file that
+    cannot be read is said once (not every check), the gateway keeps its stance, and it
+    follows the role again once the file reads."""
+    monkeypatch.setattr(gateway_process, "ROLE_CHECK_SECONDS", 0.01)
+    pair_file = tmp_path / PAIR_FILE
+
+    async def scenario() -> None:
+        async with serving(pki) as site:
+            watch = asyncio.create_task(gateway_process._watch_role(site.gateway, tmp_path))
+            try:
+                pair_file.write_text("{not json")
+                await asyncio.sleep(0.5)  # about 50 checks
+                assert not site.gateway.standing_by
+                pair_file.write_text(json.dumps({"role": "backup"}))
+                async with asyncio.timeout(5):
+                    while not site.gateway.standing_by:
+                        await asyncio.sleep(0.01)
+            finally:
+                watch.cancel()
+
+    with caplog.at_level("INFO", logger=gateway_process.log.name):
+        run(scenario())
+    said = [r.getMessage() for r in caplog.records if r.name == gateway_process.log.name]
+    assert said.count("could not read this appliance's failover role; keeping the current") == 1
+    assert said.count("this appliance's failover role can be read again") == 1

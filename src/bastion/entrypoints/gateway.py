@@ -115,13 +115,23 @@ def _is_backup(state_dir: Path) -> bool:
 async def _watch_role(gateway: Gateway, state_dir: Path) -> None:
     """Stand by while this appliance is a failover backup (a role swap, or joining a pair
     as the backup), and serve again once it is not; seen within a second (the pair's
-    file is parsed again only when it changed)."""
+    file is parsed again only when it changed). A file that cannot be read is logged once
+    (and once more for another reason), not every second; the gateway keeps its current
+    stance meanwhile."""
+    failing = ""
     while True:
         await asyncio.sleep(ROLE_CHECK_SECONDS)
         try:
             gateway.stand_by(_is_backup(state_dir))
-        except Exception:
-            log.exception("could not read this appliance's failover role; keeping the current")
+        except Exception as error:
+            said = f"{type(error).__name__}: {error}"
+            if said != failing:
+                log.exception("could not read this appliance's failover role; keeping the current")
+            failing = said
+            continue
+        if failing:
+            log.info("this appliance's failover role can be read again")
+            failing = ""
 
 
 def _refused_sessions(
