@@ -204,3 +204,56 @@ def test_a_backup_on_postgresql_keeps_the_children_of_a_changed_row(
     finally:
         primary.dispose()
         backup.dispose()
+
+
+def test_a_worker_and_a_console_starting_at_once_write_the_journal_triggers_once(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """Each process that opens a site writes the journal's function and triggers where
+    they are missing; several doing it at once on a fresh database (a worker and a
+    console) must all start, and leave one function and one trigger a table."""
+    runtime = site(server, tmp_path, "at_once")
+    engines = [
+        compose.build(
+            ApplianceSettings(
+                data_dir=tmp_path / f"at_once-{n}", database_url=SecretStr(server.url("at_once"))
+            )
+        ).engine
+        for n in range(4)
+    ]
+    for _ in range(3):
+        with runtime.engine.begin() as connection:
+            connection.execute(text(f"DROP FUNCTION IF EXISTS {journal.PG_FUNCTION}() CASCADE"))
+        start = threading.Barrier(len(engines))
+        failed: list[BaseException] = []
+
+        def open_site(
+            engine: Engine, start: threading.Barrier, failed: list[BaseException]
+        ) -> None:
+            start.wait()
+            try:
+                journal.ensure_triggers(engine, compose.METADATA)
+            except BaseException as error:
+                failed.append(error)
+
+        threads = [threading.Thread(target=open_site, args=(e, start, failed)) for e in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not failed, failed
+        with runtime.engine.connect() as connection:
+            functions = connection.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = :name"),
+                {"name": journal.PG_FUNCTION},
+            ).scalar()
+            triggers = connection.execute(
+                text(
+                    "SELECT count(*), count(DISTINCT tgrelid) FROM pg_trigger "
+                    "WHERE tgname LIKE 'failover_journal_%' AND NOT tgisinternal"
+                )
+            ).one()
+        assert functions == 1 and triggers[0] == triggers[1] > 0
+        assert journal.ensure_triggers(runtime.engine, compose.METADATA) == 0
+    for engine in [runtime.engine, *engines]:
+        engine.dispose()

@@ -91,6 +91,8 @@ def ensure_triggers(engine: Engine, metadata: MetaData) -> int:
 
 
 PG_FUNCTION = "failover_journal_row"
+PG_LOCK_KEY = int.from_bytes(b"bastjrnl", "big") & (2**63 - 1)
+"""The advisory lock under which a process writes the journal's function and triggers."""
 PG_FUNCTION_BODY = """
 DECLARE
   old_key jsonb := '[]';
@@ -141,8 +143,10 @@ def _ensure_pg_triggers(engine: Engine, metadata: MetaData) -> int:
     """The function, then one trigger a site table present, each written only when it is
     missing or differs (so that the starts of a worker and a console at once do not
     rewrite them under each other); a trigger of ours on a table no longer journaled is
-    dropped."""
+    dropped. Processes doing it at once take turns (a transaction-level advisory lock):
+    two creating the missing function together would otherwise collide in the catalogue."""
     with engine.begin() as connection:
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": PG_LOCK_KEY})
         present = set(inspect(connection).get_table_names())
         wanted = {t.name: t for t in journaled_tables(metadata) if t.name in present}
         body = connection.exec_driver_sql(
