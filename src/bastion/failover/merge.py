@@ -208,7 +208,7 @@ def _fetch_recordings(sync: SyncSite, fresh: _Fresh, records: list[dict[str, Any
     for sha in lacking:
         with fresh().download(f"/sessions/recordings/{sha}") as response:
             try:
-                blobs.receive(response, sync.partial_dir, sync.blobs_dir, sha)
+                part = blobs.receive(response, sync.partial_dir, sha)
             except blobs.BlobMismatchError:
                 raise FailoverError(
                     f"The recording {sha[:16]}… of a session on {fresh.client.address} does not "
@@ -216,6 +216,7 @@ def _fetch_recordings(sync: SyncSite, fresh: _Fresh, records: list[dict[str, Any
                     "the pair is not established. Check that appliance's recordings, then "
                     "establish again."
                 ) from None
+        blobs.settle(part, sync.blobs_dir, sha)
     return len(lacking)
 
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -194,16 +194,30 @@ def _pull_snapshot(sync: SyncSite, client: PeerClient) -> tuple[str, int]:
 
 
 BLOB_STREAMS = 2
-"""Blobs fetched at once, each over its own connection: while one waits (for its disk
-sync, or for the primary to read the next chunk), the other moves bytes."""
+"""Blobs fetched at once, each over its own connection: while one waits for the primary
+to read the next chunk, the other moves bytes."""
+SETTLING = 2
+"""Fetched blobs put on disk at once, apart from the fetches (a disk sync takes a while,
+and the next blob's bytes move meanwhile)."""
 
 
 def _pull_blobs(sync: SyncSite, client: PeerClient, connect: Callable[[], PeerClient]) -> int:
-    """Every blob the backup lacks, `BLOB_STREAMS` at a time; the first failure stops
-    the others after the blob each is fetching (whole blobs stay, a part file resumes)."""
+    """Every blob the backup lacks, `BLOB_STREAMS` at a time, each put on disk and into
+    the store apart from the fetches; the first failure stops the others after the blob
+    each is fetching (whole blobs stay, a part file resumes). Returns once every fetched
+    blob is in the store."""
     listed = {str(k): int(v) for k, v in client.call("GET", "/blobs")["blobs"].items()}
     todo = iter(blobs.missing(sync.blobs_dir, listed))
     taking, failed = threading.Lock(), threading.Event()
+    settling = ThreadPoolExecutor(SETTLING, thread_name_prefix="failover-blob-sync")
+    settled: list[Future[None]] = []
+
+    def settle(part: Path, sha: str) -> None:
+        try:
+            blobs.settle(part, sync.blobs_dir, sha)
+        except BaseException:
+            failed.set()
+            raise
 
     def fetch_with(peer: PeerClient) -> int:
         fetched = 0
@@ -213,10 +227,12 @@ def _pull_blobs(sync: SyncSite, client: PeerClient, connect: Callable[[], PeerCl
             if sha is None:
                 break
             try:
-                _fetch_blob(sync, peer, sha, listed[sha])
+                part = _fetch_blob(sync, peer, sha, listed[sha])
             except BaseException:
                 failed.set()
                 raise
+            with taking:
+                settled.append(settling.submit(settle, part, sha))
             fetched += 1
         return fetched
 
@@ -224,27 +240,35 @@ def _pull_blobs(sync: SyncSite, client: PeerClient, connect: Callable[[], PeerCl
         with connect() as own:
             return fetch_with(own)
 
-    with ThreadPoolExecutor(max(1, BLOB_STREAMS - 1), thread_name_prefix="failover-blobs") as pool:
+    with (
+        settling,
+        ThreadPoolExecutor(max(1, BLOB_STREAMS - 1), thread_name_prefix="failover-blobs") as pool,
+    ):
         others = [pool.submit(fetch_with_own) for _ in range(BLOB_STREAMS - 1)]
         try:
             mine = fetch_with(client)
         finally:
             done = [f.exception() for f in others]  # wait for each; the first error wins
+            done += [f.exception() for f in list(settled)]
     problems = [e for e in done if e is not None]
     if problems:
         raise problems[0]
     return mine + sum(f.result() for f in others)
 
 
-def _fetch_blob(sync: SyncSite, client: PeerClient, sha: str, size: int) -> None:
+def _fetch_blob(sync: SyncSite, client: PeerClient, sha: str, size: int) -> Path:
+    """The blob fetched into its part file, whole and verified (not yet settled)."""
     start = blobs.resume_from(sync.partial_dir, sha)
-    if start >= size:  # a part file as long as the blob, but not it: start over
-        blobs.part_path(sync.partial_dir, sha).unlink()
+    if start >= size:  # fetched whole when a sync was cut before it settled, or not it
+        part = blobs.whole(sync.partial_dir, sha) if start == size else None
+        if part is not None:
+            return part
+        blobs.part_path(sync.partial_dir, sha).unlink(missing_ok=True)
         start = 0
     headers = {"Range": f"bytes={start}-"} if start else {}
     with client.download(f"/blobs/{sha}", headers=headers) as response:
         try:
-            blobs.receive(response, sync.partial_dir, sync.blobs_dir, sha)
+            return blobs.receive(response, sync.partial_dir, sha)
         except blobs.BlobMismatchError as error:
             raise FailoverError(str(error)) from None
 
