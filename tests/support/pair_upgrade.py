@@ -62,18 +62,22 @@ def upgrade_pair(
         if seed is not None:
             seed(tmp / f"data-{hosts[0]}")
         for host in hosts:
+            own = {**env, **(env_for(host) if env_for else {})}
             appliance = stack.enter_context(
                 start_appliance(
                     tmp,
                     host=host,
                     port=free_port(host),
                     data_dir=tmp / f"data-{host}",
-                    env={**env, **(env_for(host) if env_for else {})},
+                    env=own,
                     extra_args=["--hostname", SITE],
                 )
             )
             vendor.enrol(SITE, appliance.data_dir)
-            made.append(Node(appliance, create_client(appliance, "upgrade"), stack, SITE))
+            database = own.get("BASTION_DATABASE_URL")
+            console = ["--database-url", database] if database else []
+            credentials = create_client(appliance, "upgrade", *console)
+            made.append(Node(appliance, credentials, stack, SITE))
         first, second = made
         pair_up(first, second, KEY)
         yield first, second
