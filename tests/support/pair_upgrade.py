@@ -73,8 +73,10 @@ def upgrade_pair(
                     extra_args=["--hostname", SITE],
                 )
             )
-            vendor.enrol(SITE, appliance.data_dir)
             database = own.get("BASTION_DATABASE_URL")
+            vendor.enrol(
+                SITE, appliance.data_dir, {"BASTION_DATABASE_URL": database} if database else None
+            )
             console = ["--database-url", database] if database else []
             credentials = create_client(appliance, "upgrade", *console)
             made.append(Node(appliance, credentials, stack, SITE))
