@@ -96,12 +96,18 @@ class SessionProbe:
         """The test session, waited for from a thread other than the loop's."""
         future = asyncio.run_coroutine_threadsafe(self._probe(), self.loop)
         try:
-            return future.result(timeout=PROBE_SECONDS)
+            done = future.result(timeout=PROBE_SECONDS)
         except TimeoutError:
             future.cancel()
+            log.warning("the test session did not end within %.0f s", PROBE_SECONDS)
             raise ProbeFailedError(
                 f"The test session did not end within {PROBE_SECONDS:.0f} s."
             ) from None
+        except ProbeFailedError as error:
+            log.warning("%s", error)
+            raise
+        log.info("%s", done)
+        return done
 
     async def _probe(self) -> str:
         started = time.monotonic()
@@ -193,14 +199,15 @@ class SessionProbe:
         """Deleted as the Jump Clients page and API delete a client: a connected one is
         told to uninstall itself at once, and its record goes then (not registered, or
         gone already: nothing to do)."""
-        with self.runtime.uow() as uow:
+        uow = self.runtime.uow().__enter__()  # as a request's: the database only off the loop
+        try:
             row_id = await asyncio.to_thread(jump_clients.row_id_of, uow, client_id)
-            if row_id is None:
-                return
-            try:
+            if row_id is not None:
                 await jump_client_fleet.delete_client(self.runtime, uow, PROBE, row_id)
-            except NotFoundError:
-                return
+        except NotFoundError:
+            pass
+        finally:
+            await asyncio.to_thread(uow.__exit__, None, None, None)
 
     async def _bastion(self, *args: str) -> None:
         done = await asyncio.create_subprocess_exec(
