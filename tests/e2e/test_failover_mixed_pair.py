@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack
 
-import psycopg
 import pytest
 
-from tests.conftest import skip_or_fail
 from tests.integration.test_api import create_client
 from tests.support.appliance import start_appliance
 from tests.support.pair_node import Node, pair_up
-from tests.support.postgres import find_binaries, postgres_server
+from tests.support.postgres import available_server
 
 pytestmark = pytest.mark.postgres
 SITE = "site.mixed-pair.test"
@@ -27,20 +25,13 @@ PASSWORD = "a long pass phrase 1"
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     tmp = tmp_path_factory.mktemp("mixed-pair")
     env = {"BASTION_GATEWAY_LISTEN": "off", "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600"}
-    with postgres_server(bindir, host="127.0.0.235") as server, ExitStack() as stack:  # type: ignore[arg-type]
-        with psycopg.connect(
-            f"host={server.host} port={server.port} user={server.user}", autocommit=True
-        ) as admin:
-            admin.execute('CREATE DATABASE "mixed"')
+    with available_server(host="127.0.0.235") as server, ExitStack() as stack:
         on_sqlite = stack.enter_context(
             start_appliance(tmp, host=HOSTS[0], extra_args=["--hostname", SITE], env=env)
         )
-        url = server.url("mixed")
+        url = server.create_database("mixed")
         args = ["--hostname", SITE, "--database-url", url]
         on_postgres = stack.enter_context(
             start_appliance(tmp, host=HOSTS[1], extra_args=args, env=env)

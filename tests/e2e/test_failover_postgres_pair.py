@@ -14,11 +14,10 @@ from contextlib import ExitStack
 import psycopg
 import pytest
 
-from tests.conftest import skip_or_fail
 from tests.integration.test_api import create_client
 from tests.support.appliance import start_appliance
 from tests.support.pair_node import Node, pair_up
-from tests.support.postgres import PostgresServer, find_binaries, postgres_server
+from tests.support.postgres import PostgresServer, available_server
 
 pytestmark = pytest.mark.postgres
 SITE = "site.postgres-pair.test"
@@ -29,23 +28,17 @@ PASSWORD = "a long pass phrase 1"
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node, PostgresServer]]:
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     tmp = tmp_path_factory.mktemp("postgres-pair")
-    with postgres_server(bindir, host="127.0.0.98") as server, ExitStack() as stack:  # type: ignore[arg-type]
+    with available_server(host="127.0.0.98") as server, ExitStack() as stack:
         made = []
         for host in HOSTS:
-            name = database(host)
-            with connect(server, "postgres") as admin:
-                admin.autocommit = True
-                admin.execute(f'CREATE DATABASE "{name}"')
-            args = ["--hostname", SITE, "--database-url", server.url(name)]
+            url = server.create_database(database(host))
+            args = ["--hostname", SITE, "--database-url", url]
             env = {"BASTION_GATEWAY_LISTEN": "off", "BASTION_FAILOVER_FIRST_SYNC_SECONDS": "3600"}
             appliance = stack.enter_context(
                 start_appliance(tmp, host=host, extra_args=args, env=env)
             )
-            credentials = create_client(appliance, "pg", "--database-url", server.url(name))
+            credentials = create_client(appliance, "pg", "--database-url", url)
             made.append(Node(appliance, credentials, stack, SITE))
         first, second = made
         yield first, second, server

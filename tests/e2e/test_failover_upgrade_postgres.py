@@ -9,14 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
-from tests.conftest import skip_or_fail
 from tests.support.appliance import free_port
 from tests.support.pair_node import Node
 from tests.support.pair_upgrade import ended, start, upgrade_pair, wait_for
-from tests.support.postgres import PostgresServer, find_binaries, postgres_server
+from tests.support.postgres import available_server
 
 pytestmark = pytest.mark.postgres
 HOSTS = ("127.0.0.86", "127.0.0.87")
@@ -29,28 +27,17 @@ def database(host: str) -> str:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     tmp = tmp_path_factory.mktemp("pair-upgrade-postgres")
-    with postgres_server(bindir, host="127.0.0.88") as server:  # type: ignore[arg-type]
+    with available_server(host="127.0.0.88") as server:
 
         def env(host: str) -> dict[str, str]:
-            with admin(server) as connection:
-                connection.execute(f'CREATE DATABASE "{database(host)}"')
             return {
-                "BASTION_DATABASE_URL": server.url(database(host)),
+                "BASTION_DATABASE_URL": server.create_database(database(host)),
                 "BASTION_GATEWAY_LISTEN": f"{host}:{free_port(host)}",
             }
 
         with upgrade_pair(tmp, "127.0.0.85", HOSTS, ["1.2.0"], env_for=env) as made:
             yield made
-
-
-def admin(server: PostgresServer) -> psycopg.Connection:
-    return psycopg.connect(
-        f"host={server.host} port={server.port} user={server.user}", autocommit=True
-    )
 
 
 def test_the_asynchronous_runbook_upgrades_a_postgresql_pair(pair: tuple[Node, Node]) -> None:

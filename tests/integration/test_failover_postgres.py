@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
@@ -19,28 +18,21 @@ from bastion.failover import changes, journal
 from bastion.platform.db.engine import migrate
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
-from tests.conftest import skip_or_fail
 from tests.integration.test_failover_changes import add_account
-from tests.support.postgres import PostgresServer, find_binaries, postgres_server
+from tests.support.postgres import PostgresServer, available_server
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    with postgres_server(bindir) as running:  # type: ignore[arg-type]
+    with available_server() as running:
         yield running
 
 
 def site(server: PostgresServer, tmp_path: Path, name: str) -> Runtime:
     """A migrated, journaled site in a database of its own."""
-    with psycopg.connect(f"host={server.host} port={server.port} user={server.user}") as admin:
-        admin.autocommit = True
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = SecretStr(server.url(name))
+    url = SecretStr(server.create_database(name))
     runtime = compose.build(ApplianceSettings(data_dir=tmp_path / name, database_url=url))
     migrate(runtime.engine)
     return runtime

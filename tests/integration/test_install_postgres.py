@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import inspect
 
 from bastion.platform.db.engine import make_engine
-from tests.conftest import skip_or_fail
 from tests.support.appliance import start_appliance
 from tests.support.installs import request_install, store_release, wait_idle
-from tests.support.postgres import PostgresServer, find_binaries, postgres_server
+from tests.support.postgres import PostgresServer, available_server
 from tests.support.releases import project_wheel
 
 pytestmark = pytest.mark.postgres
@@ -21,10 +20,7 @@ HOST = "127.0.0.95"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    with postgres_server(bindir, host=HOST) as running:  # type: ignore[arg-type]
+    with available_server(host=HOST) as running:
         yield running
 
 

@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 from bastion.accounts.repository import SignInFailureRepository
 from bastion.accounts.rules import FailureRecord, LockoutPolicy, assess, record_failure
 from bastion.platform.db.engine import make_engine, migrate
-from tests.conftest import skip_or_fail
-from tests.support.postgres import find_binaries, postgres_server
+from tests.support.postgres import available_server
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 names = (f"user{n}" for n in itertools.count())
@@ -39,10 +38,7 @@ def engine(
         yield made
         made.dispose()
         return
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    with postgres_server(bindir) as server:  # type: ignore[arg-type]
+    with available_server() as server:
         made = make_engine(server.url())
         migrate(made)
         yield made

@@ -12,20 +12,16 @@ from bastion.accounts.passwords import Argon2Hasher
 from bastion.platform.db.engine import make_engine, migrate, schema_revision, session_factory
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.unit_of_work import UnitOfWork
-from tests.conftest import skip_or_fail
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import start_appliance
-from tests.support.postgres import PostgresServer, find_binaries, postgres_server
+from tests.support.postgres import PostgresServer, available_server
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    with postgres_server(bindir) as running:  # type: ignore[arg-type]
+    with available_server() as running:
         yield running
 
 

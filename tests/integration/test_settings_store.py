@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.platform.db.engine import make_engine, migrate, session_factory
 from bastion.platform.unit_of_work import UnitOfWork
-from tests.conftest import skip_or_fail
-from tests.support.postgres import find_binaries, postgres_server
+from tests.support.postgres import available_server
 
 WRITERS = 8
 
@@ -25,10 +24,7 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
         yield session_factory(engine)
         engine.dispose()
         return
-    bindir = find_binaries()
-    if bindir is None:
-        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    with postgres_server(bindir) as server:  # type: ignore[arg-type]
+    with available_server() as server:
         engine = make_engine(server.url())
         migrate(engine)
         yield session_factory(engine)

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
+
+from tests.conftest import skip_or_fail
 from tests.support.appliance import free_port
 
 
@@ -34,9 +37,28 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
+    def create_database(self, name: str) -> str:
+        """A new, empty database on this server; its URL."""
+        with psycopg.connect(
+            f"host={self.host} port={self.port} user={self.user}", autocommit=True
+        ) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
 
 def _as_owner(command: list[str], owner: str | None) -> list[str]:
     return ["runuser", "-u", owner, "--", *command] if owner else command
+
+
+@contextmanager
+def available_server(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
+    """`postgres_server` from the system's binaries; without them the test is skipped
+    (a failure where every test must run: `skip_or_fail`)."""
+    bindir = find_binaries()
+    if bindir is None:
+        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    with postgres_server(bindir, host) as running:  # type: ignore[arg-type]
+        yield running
 
 
 @contextmanager
