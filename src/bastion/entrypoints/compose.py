@@ -68,7 +68,7 @@ from bastion.platform.settings import ApplianceSettings
 from bastion.sessions import models as _session_tables  # noqa: F401
 from bastion.sessions.relay import Rendezvous
 from bastion.supervisor.client import SupervisorClient
-from bastion.supervisor.sockets import parse_listen_address
+from bastion.supervisor.sockets import ListenAddress, parse_listen_address
 from bastion.updates.service import UpdateSetup
 
 log = logging.getLogger("bastion.failover")
@@ -144,8 +144,8 @@ def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
         SessionProbe(
             runtime,
             asyncio.get_running_loop(),
-            (own_host(gateway[0]), gateway[1]),
-            (own_host(web.host), web.port),
+            ListenAddress(own_host(gateway[0]), gateway[1]),
+            ListenAddress(own_host(web.host), web.port),
         )
     )
     return fleet

@@ -23,7 +23,7 @@ from bastion.platform.runtime import Runtime
 from bastion.releases.versions import ReleaseKind
 from bastion.supervisor import slots
 from bastion.supervisor.client import SupervisorClient
-from bastion.supervisor.sockets import parse_listen_address
+from bastion.supervisor.sockets import ListenAddress, parse_listen_address
 from bastion.updates import service as updates
 
 CONSOLE_SECONDS = 120.0
@@ -109,8 +109,7 @@ class SiteInstaller:
         (`session_probe`)."""
         settings = self.runtime.settings
         listen = parse_listen_address(settings.listen[0])
-        host = own_host(listen.host)
-        base = f"https://{f'[{host}]' if ':' in host else host}:{listen.port}"
+        base = f"https://{ListenAddress(own_host(listen.host), listen.port)}"
         version, build_id = this_build.site_version(), this_build.build_id()
         answer, health = _get(f"{base}/check_health")
         if answer.status_code != 200 or health.get("version") != version:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import shutil
-import socket
 import ssl
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.runtime import Runtime
 from bastion.sessions.console import start_session
 from bastion.sessions.relay import Rendezvous
+from bastion.supervisor.sockets import ListenAddress
 
 log = logging.getLogger("bastion.entrypoints.session_probe")
 
@@ -77,19 +77,15 @@ def own_host(host: str) -> str:
     return "::1" if host == "::" else host
 
 
-def _joined(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 @dataclass
 class SessionProbe:
     """Runs on the worker's event loop, where the sessions live; asked from a thread."""
 
     runtime: Runtime
     loop: asyncio.AbstractEventLoop
-    gateway: tuple[str, int]
+    gateway: ListenAddress
     """Where this appliance's gateway listens (its socket's own address)."""
-    web: tuple[str, int]
+    web: ListenAddress
     """This appliance's web listener, where the console's end and the client's join."""
 
     def run(self) -> str:
@@ -183,9 +179,9 @@ class SessionProbe:
             made = jump_clients.make_installer(uow, setup, PROBE, request)
             uow.commit()
         body = json.loads(made.file)
-        body["gateway"] = _joined(*self.gateway)
-        body["site_url"] = f"https://{_joined(setup.site, self.web[1])}"
-        body["site_address"] = self.web[0]
+        body["gateway"] = str(self.gateway)
+        body["site_url"] = f"https://{ListenAddress(setup.site, self.web.port)}"
+        body["site_address"] = self.web.host
         path.write_text(json.dumps(body))
         path.chmod(0o600)
         return made.installer.id, str(body["anchors"])
@@ -244,7 +240,7 @@ class SessionProbe:
         said = " ".join(log_file.read_text(errors="replace").split())[-300:]
         raise ProbeFailedError(
             f"The Jump Client did not come online through the gateway at "
-            f"{_joined(*self.gateway)} within {ONLINE_SECONDS:.0f} s: {said}"
+            f"{self.gateway} within {ONLINE_SECONDS:.0f} s: {said}"
         )
 
     def _status(self, setup: JumpClientsSetup, client_id: str) -> tuple[int, bool] | None:
@@ -257,8 +253,7 @@ class SessionProbe:
     async def _console(self, site: str, anchors: str, path: str, token: str) -> None:
         """The console's end: hello, the shell started, a command answered, its exit code."""
         tls = ssl.create_default_context(cadata=anchors)
-        host, port = self.web
-        url = f"wss://{_joined(host, port)}{path}"
+        url = f"wss://{self.web}{path}"
         async with asyncio.timeout(STEP_SECONDS * 2):
             async with connect(
                 url,
@@ -266,7 +261,6 @@ class SessionProbe:
                 server_hostname=site,
                 max_size=MAX_FRAME_BYTES,
                 compression=None,
-                family=socket.AF_INET6 if ":" in host else socket.AF_INET,
             ) as ws:
                 await ws.send(write(ConsoleHello(token=token)))
                 await _until(ws, lambda m: isinstance(m, Started), "the shell to start")
