@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -369,6 +370,39 @@ def test_a_flood_beyond_the_rate_is_told_when_to_return_and_comes_back_at_the_ra
             arrivals = sorted(site.sink.arrivals)
             for first in arrivals:
                 assert sum(1 for t in arrivals if first <= t < first + 1.0) <= rate + 2
+
+    run(scenario())
+
+
+def test_clients_back_on_the_build_they_were_told_to_install_skip_the_rate(pki: Pki) -> None:
+    """After an install the whole fleet reconnects at the rate; clients returning from an
+    upgrade must not queue behind it (they hold the rollout's places meanwhile)."""
+
+    async def scenario() -> None:
+        async with serving(pki, connection_rate=1.0, burst=0.1, admission_hold=0.2) as site:
+            first = Recorder()
+            site.start(site.client(site.enrol("reconnecting"), first))
+            await first.wait_for("welcomed")  # the rate's one place this second is taken
+
+            def told_to_upgrade(name: str, running: str) -> Recorder:
+                identity = site.enrol(name)
+                record = site.directory.records[identity.client_id]
+                site.directory.add(replace(record, upgrading_to="2.0.0"))
+                recorder = Recorder()
+                site.start(site.client(identity, recorder, agent_version=running))
+                return recorder
+
+            returning = [told_to_upgrade(f"returning-{n}", "2.0.0") for n in range(8)]
+            # Told to upgrade, but back on the old build: paced as usual.
+            behind = [told_to_upgrade(f"not-upgraded-{n}", "1.0.0") for n in range(2)]
+            started = time.monotonic()
+            for recorder in returning:
+                await recorder.wait_for("welcomed", timeout=5.0)
+            assert time.monotonic() - started < 2.0  # at 1/s, eight would need seven seconds
+            assert not any(recorder.of("refused") for recorder in returning)
+            for recorder in behind:
+                await recorder.wait_for("welcomed", timeout=15.0)
+            assert site.gateway.counters["upgrade_returns"] == 8  # not the two on 1.0.0
 
     run(scenario())
 

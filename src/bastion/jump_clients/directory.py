@@ -1,8 +1,9 @@
 """Who may connect: the gateway's port to the site's Jump Client records.
 
-The gateway asks the directory for a client's public key, whether it was revoked, and
-which mode the site expects it in. The site's database will implement `ClientDirectory`;
-`MemoryClientDirectory` serves tests and benchmarks.
+The gateway asks the directory for a client's public key, whether it was revoked, which
+mode the site expects it in, and which version it was told to upgrade to. The site's
+database implements `ClientDirectory` (`store.py`); `MemoryClientDirectory` serves tests
+and benchmarks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class ClientRecord:
     mode: Mode = "active"
     """The mode the site expects; the client is told to follow it in `welcome`."""
     revoked: bool = False
+    upgrading_to: str = ""
+    """The version the site told this client to upgrade to, while that upgrade is under
+    way: coming back on it, the client is admitted ahead of the connection rate (the
+    upgrade caps pace those returns already)."""
 
 
 class ClientDirectory(Protocol):

@@ -248,7 +248,15 @@ class Gateway:
             self._admit(link, hello, record)
 
     def _admit(self, link: GatewayLink, hello: Hello, record: ClientRecord) -> None:
-        """Welcome now, when its turn comes (held), or tell it when to come back."""
+        """Welcome now, when its turn comes (held), or tell it when to come back.
+
+        A client back on the build it was told to upgrade to skips the rate: the
+        rollout's caps pace those returns, and holding them would hold the caps' places
+        (after an install they would queue behind the whole fleet reconnecting)."""
+        if record.upgrading_to and hello.agent_version == record.upgrading_to:
+            self.counters["upgrade_returns"] += 1
+            self._welcome(link, hello, record, paced=True)
+            return
         now = self.clock()
         turn = self.gate.reserve(now)
         if turn is None:
