@@ -153,10 +153,11 @@ async def _committed(
 
 
 class Rollout:
-    """Upgrades the fleet to the site's build: every few seconds it starts the next
-    upgrades (under the site's caps), sends them after commit, and halts on failures."""
+    """Upgrades the fleet to the site's build: every second it starts the next upgrades
+    (under the site's caps), sends them after commit, and halts on failures. A place
+    freed waits for the next tick, so the tick bounds how long places stand empty."""
 
-    TICK = 2.0
+    TICK = 1.0
 
     def __init__(
         self, fleet: GatewayFleet, runtime: Runtime, site_version: str, data_dir: Path

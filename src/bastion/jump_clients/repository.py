@@ -138,6 +138,15 @@ class UpgradeRepository:
         ).where(JumpClientRow.version != site_version, *_live())
         return [Behind(*row) for row in self._session.execute(query)]
 
+    def upgrading(self, site_version: str) -> int:
+        """How many live clients behind `site_version` are upgrading now."""
+        query = select(func.count(JumpClientRow.id)).where(
+            JumpClientRow.version != site_version,
+            JumpClientRow.upgrade_state == "upgrading",
+            *_live(),
+        )
+        return int(self._session.scalar(query) or 0)
+
     def start(self, row_ids: list[int], version: str, now: datetime) -> None:
         self._session.execute(
             update(JumpClientRow)

@@ -53,18 +53,19 @@ class Order:
 def plan(uow: UnitOfWork, site_version: str, build: BuildInfo | None) -> list[Order]:
     """Start the next upgrades (marked upgrading here; the caller sends them after commit).
 
-    Reads a few columns of the clients still behind, never whole rows: the rollout ticks
-    every second over fleets of tens of thousands."""
+    Counts the upgrades under way first, and reads a few columns of the clients still
+    behind (never whole rows) only when a place is free: the rollout ticks every second
+    over fleets of tens of thousands."""
     now = utc_now()
     upgrades = uow.repository(UpgradeRepository)
     upgrades.time_out(now - UPGRADE_DEADLINE, now, _TIMED_OUT)
     if build is None or build.version != site_version or halted(uow) is not None:
         return []
     fleet = service.settings(uow)
+    if upgrades.upgrading(site_version) >= fleet.max_concurrent_upgrades:
+        return []  # the usual answer while a rollout runs: a count, not the fleet's rows
     behind = upgrades.behind(site_version)
     upgrading = sum(1 for b in behind if b.upgrade_state == "upgrading")
-    if upgrading >= fleet.max_concurrent_upgrades:
-        return []
 
     def canary(client: Behind) -> bool:
         return rules.is_canary(client.client_id, fleet.canary_percent)
