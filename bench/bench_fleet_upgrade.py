@@ -8,6 +8,8 @@ the new version). Reports the makespan against the bandwidth bound (N x build si
 cap), the peak number upgrading at once against the cap, and clients left behind.
 
     uv run python bench/bench_fleet_upgrade.py --clients 10000 --cap 500 --bandwidth 100
+
+prints the fleet's progress every 5 s (from the first upgrade ordered), then the figures.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=500)
     parser.add_argument("--bandwidth", type=int, default=100, help="MiB/s")
     parser.add_argument("--simulators", type=int, default=2)
+    parser.add_argument("--connection-rate", type=int, default=300, help="the site's, per second")
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-upgrade-") as tmp, ExitStack() as stack:
@@ -111,7 +114,7 @@ def main() -> None:
         settings = api.get("/api/v1/jump-clients/settings").json()
         settings.update(
             max_concurrent_upgrades=args.cap, upgrade_bandwidth_mib=args.bandwidth,
-            connection_rate=300, canary_percent=0, halt_failure_percent=100,
+            connection_rate=args.connection_rate, canary_percent=0, halt_failure_percent=100,
         )  # fmt: skip
         assert api.put("/api/v1/jump-clients/settings", json=settings).status_code == 200
         register(appliance.data_dir, args.clients)
@@ -139,12 +142,17 @@ def report(api: object, args: argparse.Namespace, size: int, count: int) -> None
     started = first = None
     peak, last = 0, {}
     deadline = time.monotonic() + args.timeout
+    said = 0.0
     while time.monotonic() < deadline:
         progress = api.get("/api/v1/jump-clients/fleet").json()  # type: ignore[attr-defined]
         last = progress
         peak = max(peak, progress["upgrading"])
         if first is None and (progress["upgrading"] or progress["upgraded"]):
             first = time.monotonic()
+        if first is not None and time.monotonic() - said >= 5.0:
+            said = time.monotonic()
+            shown = ("upgraded", "upgrading", "pending", "offline", "failed")
+            print(f"{said - first:6.1f} s", *(f"{k} {progress.get(k)}" for k in shown), flush=True)
         if started is None and progress["pending"] + progress["upgrading"] > 0:
             started = time.monotonic()
         if progress["upgraded"] >= count:
@@ -154,7 +162,8 @@ def report(api: object, args: argparse.Namespace, size: int, count: int) -> None
     bound = count * size / (args.bandwidth * 1024 * 1024)
     print(json.dumps(last))
     print(
-        f"clients {count:,}, build {size:,} bytes, cap {args.cap}, bandwidth {args.bandwidth} MiB/s"
+        f"clients {count:,}, build {size:,} bytes, cap {args.cap}, bandwidth {args.bandwidth} "
+        f"MiB/s, connection rate {args.connection_rate}/s"
     )
     print(f"makespan {makespan:.1f} s; bandwidth bound {bound:.1f} s; ratio {makespan / bound:.2f}")
     print(f"peak upgrading at once {peak} (cap {args.cap}); left behind {count - last['upgraded']}")
