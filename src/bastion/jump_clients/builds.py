@@ -5,14 +5,16 @@ version is the `bastion` wheel inside the site release's package, taken out once
 `blobs/jump-clients/`. A client told to upgrade fetches it from the site over TLS with a
 download token made for it (valid for an hour, bound to the client and the build), and
 checks its SHA-256 against the digest the site sent over the client's authenticated
-connection. Every download shares the site's upgrade bandwidth cap.
+connection. Every download shares the site's upgrade bandwidth cap, oldest first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
+import itertools
 import tarfile
 import time
 from collections.abc import AsyncGenerator
@@ -111,30 +113,58 @@ def check_token(site_secret: bytes, token: str, sha256: str, now: float) -> str 
 
 
 class Bandwidth:
-    """One token bucket for every build download of this worker (bytes a second)."""
+    """One pacer for every build download of this worker: chunks go out no faster than
+    the site's cap (bytes a second), each to the download that started first among
+    those waiting for one.
+
+    Shared evenly instead, the downloads ordered together end together, restart
+    together and come back together, and between such waves the bandwidth stands idle
+    (measured: places of the concurrent cap held by clients all restarting at once).
+    Served oldest first they end one after another. A download whose client reads
+    slowly asks for no chunk while its last one is still being sent, so it leaves the
+    bandwidth to the next; none waits longer than the bytes ahead of it take at the cap.
+    """
+
+    CATCH_UP = 0.05
+    """Seconds of grants a late event loop may make up at once (else lost for good)."""
 
     def __init__(self, mib_per_second: float) -> None:
         self.rate = mib_per_second * MIB
-        self._allowance = 0.0
-        self._last = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._free_at = 0.0
+        """The loop's time at which the next chunk may go."""
+        self._waiting: list[tuple[float, int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
 
     def set_rate(self, mib_per_second: float) -> None:
         self.rate = mib_per_second * MIB
 
-    async def take(self, size: int) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
-            self._last = now
-            self._allowance -= size
-            if self._allowance < 0:
-                await asyncio.sleep(-self._allowance / self.rate)
+    async def take(self, size: int, since: float) -> None:
+        """Wait for this download's turn to send `size` bytes; `since`: when it began."""
+        loop = asyncio.get_running_loop()
+        granted = loop.create_future()
+        heapq.heappush(self._waiting, (since, next(self._order), size, granted))
+        if self._timer is None:
+            self._timer = loop.call_at(max(self._free_at, loop.time()), self._grant, loop)
+        await granted
+
+    def _grant(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        while self._waiting and self._free_at <= now:
+            _since, _order, size, granted = heapq.heappop(self._waiting)
+            if granted.done():  # its download ended while it waited
+                continue
+            granted.set_result(None)
+            self._free_at = max(self._free_at, now - self.CATCH_UP) + size / self.rate
+        if self._waiting:
+            self._timer = loop.call_at(self._free_at, self._grant, loop)
 
 
 async def stream(build: Build, bandwidth: Bandwidth) -> AsyncGenerator[bytes, None]:
     """The build's bytes, no faster than the site's cap allows all downloads together."""
+    since = time.monotonic()
     with build.path.open("rb") as source:
         while chunk := source.read(CHUNK):
-            await bandwidth.take(len(chunk))
+            await bandwidth.take(len(chunk), since)
             yield chunk
