@@ -1,13 +1,20 @@
 """Fleet upgrade benchmark: N Jump Clients upgrade to a new site release under the site's
 caps, against a real appliance (supervisor, worker, gateway processes, SQLite).
 
-A site release built from this project's own wheel is installed; N clients of the old
-version are registered in the site's database and run by simulator processes with the
-real agent code (each downloads the real build over TLS, checks it, and comes back on
-the new version). Reports the makespan against the bandwidth bound (N x build size /
-cap), the peak number upgrading at once against the cap, and clients left behind.
+N clients of version 1.0.0 (the source's version) are registered in the site's database
+and run by simulator processes with the real agent code (each downloads the real build
+over TLS, checks it, and comes back on the new version). Once the whole fleet is online,
+a site release built from this project's own wheel (1.1.0) is installed: the gateways
+restart with the new worker, the clients come back at the site's connection rate, and
+each upgrades at its first check-in. With `--cold-start` the release is installed first
+and the fleet started after it, every client at once (the worst case: thousands of
+connections wait in the listening queue, and clients back from their upgrade wait
+behind them). Reports the makespan, from the first upgrade ordered to the last client
+back on 1.1.0, against the bandwidth bound (N x build size / cap), the peak number
+upgrading at once against the cap, and clients left behind.
 
     uv run python bench/bench_fleet_upgrade.py --clients 10000 --cap 500 --bandwidth 100
+                                               [--connection-rate 300] [--cold-start]
 
 prints the fleet's progress every 5 s (from the first upgrade ordered), then the figures.
 """
@@ -24,6 +31,9 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,6 +111,10 @@ def main() -> None:
     parser.add_argument("--simulators", type=int, default=2)
     parser.add_argument("--connection-rate", type=int, default=300, help="the site's, per second")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--cold-start", action="store_true",
+        help="start the fleet only after the install: every client at once, the worst case",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-upgrade-") as tmp, ExitStack() as stack:
         work = Path(tmp)
@@ -119,43 +133,80 @@ def main() -> None:
         assert api.put("/api/v1/jump-clients/settings", json=settings).status_code == 200
         register(appliance.data_dir, args.clients)
         wheel = project_wheel("1.1.0", work / "wheels")
-        print(f"build: {wheel.stat().st_size:,} bytes; installing site 1.1.0 ...", flush=True)
         data = appliance.data_dir
-        request_install(data, store_release(data, "site", "1.1.0", wheel, site=SITE))
-        assert wait_idle(data, timeout=600)["history"][-1]["outcome"] == "installed"
+        release = store_release(data, "site", "1.1.0", wheel, site=SITE)
         anchors = work / "anchors.pem"
         anchors.write_bytes(appliance.ca_file.read_bytes())
         share = args.clients // args.simulators
-        simulators = []
-        for number in range(args.simulators):
-            command = simulator_command(
-                SITE, HOST, (gateway, web), anchors, (number * share, share),
-                SOURCES[number :: args.simulators],
-            )  # fmt: skip
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ)
-            stack.callback(process.kill)
-            simulators.append(process)
-        report(api, args, wheel.stat().st_size, share * args.simulators)
+        count = share * args.simulators
+
+        def simulators() -> None:
+            for number in range(args.simulators):
+                command = simulator_command(
+                    SITE, HOST, (gateway, web), anchors, (number * share, share),
+                    SOURCES[number :: args.simulators],
+                )  # fmt: skip
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ)
+                stack.callback(process.kill)
+
+        print(f"build: {wheel.stat().st_size:,} bytes", flush=True)
+        if args.cold_start:
+            print("installing site 1.1.0, then starting the fleet ...", flush=True)
+            request_install(data, release)
+            assert wait_idle(data, timeout=600)["history"][-1]["outcome"] == "installed"
+            simulators()
+        else:
+            simulators()
+            held = wait_online(api, count, args.timeout)
+            print(f"the fleet of {count:,} online on 1.0.0 in {held:.1f} s; installing 1.1.0 ...")
+            request_install(data, release)
+        report(api, args, wheel.stat().st_size, count)
+        assert wait_idle(data, timeout=600)["history"][-1]["outcome"] == "installed"
+
+
+def wait_online(api: object, count: int, timeout: float) -> float:
+    """Seconds until all `count` clients are online."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        query = {"status": "online", "limit": 1}
+        online = api.get("/api/v1/jump-clients", params=query).json()  # type: ignore[attr-defined]
+        if online["total"] >= count:
+            return time.monotonic() - started
+        time.sleep(1.0)
+    raise TimeoutError(f"the fleet was not online within {timeout:.0f} s")
+
+
+def progress(api: object) -> dict[str, Any]:
+    """The fleet's progress; asked again while the install switches workers."""
+    while True:
+        try:
+            answer = api.get("/api/v1/jump-clients/fleet")  # type: ignore[attr-defined]
+        except httpx.TransportError:
+            time.sleep(0.2)
+            continue
+        if answer.status_code == 200:
+            return dict(answer.json())
+        time.sleep(0.2)
 
 
 def report(api: object, args: argparse.Namespace, size: int, count: int) -> None:
-    started = first = None
+    first: float | None = None
     peak, last = 0, {}
     deadline = time.monotonic() + args.timeout
     said = 0.0
     while time.monotonic() < deadline:
-        progress = api.get("/api/v1/jump-clients/fleet").json()  # type: ignore[attr-defined]
-        last = progress
-        peak = max(peak, progress["upgrading"])
-        if first is None and (progress["upgrading"] or progress["upgraded"]):
+        last = progress(api)
+        if last["site_version"] != "1.1.0":  # the install is still under way
+            time.sleep(0.2)
+            continue
+        peak = max(peak, last["upgrading"])
+        if first is None and (last["upgrading"] or last["upgraded"]):
             first = time.monotonic()
         if first is not None and time.monotonic() - said >= 5.0:
             said = time.monotonic()
             shown = ("upgraded", "upgrading", "pending", "offline", "failed")
-            print(f"{said - first:6.1f} s", *(f"{k} {progress.get(k)}" for k in shown), flush=True)
-        if started is None and progress["pending"] + progress["upgrading"] > 0:
-            started = time.monotonic()
-        if progress["upgraded"] >= count:
+            print(f"{said - first:6.1f} s", *(f"{k} {last.get(k)}" for k in shown), flush=True)
+        if last["upgraded"] >= count:
             break
         time.sleep(0.5)
     makespan = time.monotonic() - (first or time.monotonic())
