@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import os
 import time
+from pathlib import Path
 
-from bastion.jump_clients.builds import MIB, Bandwidth
+from bastion.jump_clients.builds import CHUNK as CHUNK_SERVED
+from bastion.jump_clients.builds import MIB, Bandwidth, Build, stream
 
 CHUNK = 64 * 1024
 
@@ -93,3 +97,17 @@ def test_a_new_rate_applies_to_the_next_chunks() -> None:
         return time.monotonic() - started
 
     assert asyncio.run(asyncio.wait_for(scenario(), 20)) < 0.6  # 2 s at the old 1 MiB/s
+
+
+def test_a_build_streams_whole_in_chunks_of_the_served_size(tmp_path: Path) -> None:
+    data = os.urandom(2 * CHUNK_SERVED + 17)
+    wheel = tmp_path / "bastion-1.1.0.whl"
+    wheel.write_bytes(data)
+    build = Build("1.1.0", hashlib.sha256(data).hexdigest(), len(data), wheel)
+
+    async def scenario() -> list[bytes]:
+        return [chunk async for chunk in stream(build, Bandwidth(100))]
+
+    chunks = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert b"".join(chunks) == data
+    assert [len(chunk) for chunk in chunks] == [CHUNK_SERVED, CHUNK_SERVED, 17]

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from bastion.platform.files import write_atomically
 from bastion.supervisor.slots import CURRENT, Releases
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 TOKEN_SECONDS = 3600
 MIB = 1024 * 1024
 
@@ -162,9 +162,14 @@ class Bandwidth:
 
 
 async def stream(build: Build, bandwidth: Bandwidth) -> AsyncGenerator[bytes, None]:
-    """The build's bytes, no faster than the site's cap allows all downloads together."""
-    since = time.monotonic()
+    """The build's bytes, no faster than the site's cap allows all downloads together.
+    Each chunk is read once its turn came: hundreds of downloads wait for turns at once."""
+    since, left = time.monotonic(), build.size
     with build.path.open("rb") as source:
-        while chunk := source.read(CHUNK):
-            await bandwidth.take(len(chunk), since)
+        while left > 0:
+            await bandwidth.take(min(CHUNK, left), since)
+            chunk = source.read(min(CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
             yield chunk
