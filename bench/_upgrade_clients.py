@@ -96,6 +96,7 @@ class Endpoint_:
         self.args, self.index, self.tls, self.observer = args, index, tls, observer
         self.version = args.version
         self.base = base
+        self.anchors = anchor_fingerprints(args.anchors)
         self.restart = asyncio.Event()
 
     def client(self) -> JumpClient:
@@ -104,7 +105,7 @@ class Endpoint_:
         config = JumpClientConfig(
             replace(endpoint),
             agent_version=self.version,
-            anchors=anchor_fingerprints(self.args.anchors),
+            anchors=self.anchors,
         )
 
         async def report() -> Statistics:
