@@ -50,6 +50,8 @@ def other_version(tmp: Path) -> Iterator[Site]:
         last = wait_idle(data)["history"][-1]
         assert last["outcome"] == "installed", last
         assert health(site)["version"] == OTHER_VERSION
+        # the site's client pooled its connection before the install: not the old version's
+        assert site.api.get("/check_health").json()["version"] == OTHER_VERSION
         yield site
 
 

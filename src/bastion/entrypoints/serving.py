@@ -166,6 +166,7 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
     def retire(order: Retire) -> int:
         """An install replaced this worker: keep its sessions in progress, then stop."""
         keeping.seconds = order.keep_seconds
+        listeners.hand_over()  # before the install goes on: the new version serves it all
         stop.set()
         return len(runtime.part(Rendezvous).in_progress())
 
@@ -229,20 +230,20 @@ async def _keep_sessions(
 ) -> str:
     """A worker replaced by an install keeps the remote sessions in progress here until
     they end, for `seconds` at most: it stops accepting (the new version serves every
-    new connection on the same sockets), hands its Jump Clients to the new version's
-    gateway, closes every connection but the sessions' WebSockets, and waits. A session
+    new connection on the same sockets), closes every connection but the sessions'
+    WebSockets, hands its Jump Clients to the new version's gateway, and waits. A session
     whose console or Jump Client has not connected yet is kept too: the new version
     relays that end here when it comes (`sessions/kept.py`), and the usual deadlines
     end it if it does not. The reason the sessions still here then end with."""
     rendezvous = runtime.part(Rendezvous)
     await listeners.stop_accepting()
+    await listeners.close_idle()
     for fleet in fleets:
         await fleet.stop()
     fleets.clear()
     kept = rendezvous.in_progress()
     if not kept:
         return "the appliance is stopping"
-    await listeners.close_idle()
     log.warning(
         "replaced by the new version: keeping %d session(s) for up to %.0f s", len(kept), seconds
     )

@@ -77,24 +77,45 @@ class UvicornListeners:
         if self._release is not None:
             await asyncio.to_thread(self._release, address)
 
+    def hand_over(self) -> None:
+        """An install's new worker serves the same sockets from now on: accept nothing
+        more, and close each HTTP connection that is idle after an answer, so that the
+        client's next request opens a connection the new worker accepts. Left open, a
+        pooled keep-alive connection would be served by this (older) version until the
+        process ends. A request in progress is answered, then its connection closes. A
+        connection accepted a moment ago has sent nothing yet: it keeps its
+        FIRST_REQUEST_GRACE (`stop_accepting`)."""
+        self._close_listening()
+        self._end_http(answered_only=True)
+
     async def stop_accepting(self) -> None:
         """Accept no new connection anywhere; those open are served on. After an install's
         switch the new worker accepts on the same sockets."""
-        for server, _task in self._servers.values():
-            for listening in getattr(server, "servers", []):
-                listening.close()
+        self._close_listening()
         await asyncio.sleep(FIRST_REQUEST_GRACE)
 
     async def close_idle(self) -> None:
         """Close every connection but WebSockets (a retiring worker keeps only its remote
         sessions): an HTTP connection closes once its request in progress is answered."""
+        self._end_http(answered_only=False)
+
+    def _close_listening(self) -> None:
+        for server, _task in self._servers.values():
+            for listening in getattr(server, "servers", []):
+                listening.close()
+
+    def _end_http(self, answered_only: bool) -> None:
+        """Close each HTTP connection once its request in progress (if any) is answered;
+        `answered_only`: leave those that have not sent a first request yet."""
         for server, _task in self._servers.values():
             for connection in list(server.server_state.connections):
                 if not hasattr(connection, "cycle"):  # a WebSocket (HTTP protocols have one)
                     continue
+                cycle = connection.cycle
+                if cycle is None and answered_only:
+                    continue
                 connection.shutdown()
                 transport = getattr(connection, "transport", None)
-                cycle = getattr(connection, "cycle", None)
                 if transport is not None and (cycle is None or cycle.response_complete):
                     transport.abort()  # idle: no close_notify to wait for (see below)
 
