@@ -152,12 +152,13 @@ def _store_token(units: UnitsOfWork, client_id: str, ttl: timedelta) -> IssuedTo
 
 def resolve_token(uow: UnitOfWork, token: str) -> Principal:
     """The API client behind a bearer token; expired and revoked tokens are refused."""
-    row = uow.repository(ApiTokenRepository).get(token_digest(token))
-    if row is None:
+    bearer = uow.repository(ApiTokenRepository).bearer(token_digest(token))
+    if bearer is None:
         raise AuthenticationError("The bearer token is not valid; request a new one.")
-    if row.expires_at <= utc_now():
+    if bearer.expires_at <= utc_now():
         raise AuthenticationError("The bearer token has expired; request a new one.")
-    client = uow.repository(ApiClientRepository).get(row.api_client_id)
-    if client is None or client.revoked_at is not None:
+    if bearer.client_revoked_at is not None:
         raise AuthenticationError("The API client of this token was revoked.")
-    return Principal(f"api:{client.name}", Role.ADMINISTRATOR, api_client_id=client.id)
+    return Principal(
+        f"api:{bearer.client_name}", Role.ADMINISTRATOR, api_client_id=bearer.client_id
+    )
