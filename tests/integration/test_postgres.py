@@ -38,6 +38,7 @@ def test_migrations_and_services_run_on_postgresql(server: PostgresServer) -> No
     with UnitOfWork(session_factory(engine)) as uow:
         assert accounts.get_account(uow, created.id).username == "pg.user"
         assert uow.audit.count("account.create") == 1
+        assert not uow.leaves_at_once()  # its rollback is a round trip: on a worker thread
     engine.dispose()
 
 

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar, cast
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.platform.db.engine import SESSION_CONNECTION
 from bastion.platform.db.repositories import AuditRepository, SettingsRepository
 from bastion.platform.errors import ServiceError
 
@@ -54,6 +55,20 @@ class UnitOfWork:
                 self.session.rollback()
         finally:
             self.session.close()
+
+    def leaves_at_once(self) -> bool:
+        """Whether leaving this unit of work without an error cannot wait on the database:
+        it never touched it, or (on SQLite, which begins its transaction at the first
+        write) it only read. Leaving is then only handing a connection back to the pool."""
+        if not self.session.in_transaction():
+            return True
+        connection: Connection | None = self.session.info.get(SESSION_CONNECTION)
+        if connection is None or connection.closed:
+            return True  # begun, but no statement ran: a rollback only forgets objects
+        if connection.dialect.name != "sqlite":
+            return False
+        dbapi = connection.connection.dbapi_connection
+        return dbapi is not None and not dbapi.in_transaction
 
     def keep_record_of(self, error: ServiceError) -> None:
         """For a caller that answers a refusal itself: commit the refusal's record."""

@@ -31,8 +31,9 @@ async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOf
     ``request.state.uow`` to keep the refusal's record (see `ServiceError.recorded`).
 
     Opened on the event loop (a session touches no database until it is used) and
-    closed on a worker thread (a rollback or commit may wait on it): one thread hop
-    fewer per request than a plain `def` dependency, which takes one each way."""
+    closed on a worker thread (a rollback or commit may wait on it), or on the event
+    loop when it only read (`UnitOfWork.leaves_at_once`): a read takes no thread hop
+    for the unit of work, a plain `def` dependency would take one each way."""
     uow = runtime.uow().__enter__()
     request.state.uow = uow
     try:
@@ -40,6 +41,9 @@ async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOf
     except BaseException as error:
         await _close(uow, error)
         raise
+    if uow.leaves_at_once():
+        uow.__exit__(None, None, None)
+        return
     await _close(uow, None)
 
 
