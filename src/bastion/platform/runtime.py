@@ -10,6 +10,7 @@ the platform never imports the capabilities above it.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.platform.clock import utc_now
+from bastion.platform.db.engine import requests_at_once
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
 
@@ -60,6 +62,11 @@ class Runtime:
     request_shutdown: Callable[[], None] | None = None
     """Set by the worker; absent when the app runs inside a test or a console command."""
     parts: dict[type, object] = field(default_factory=dict)
+    database_requests: asyncio.Semaphore = field(init=False)
+    """Admits the requests that hold a unit of work at once (`requests_at_once`)."""
+
+    def __post_init__(self) -> None:
+        self.database_requests = asyncio.Semaphore(requests_at_once(self.engine))
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)

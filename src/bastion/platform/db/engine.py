@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -30,6 +31,31 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+RESERVED_CONNECTIONS = 10
+"""Connections the pool keeps for the appliance's own work (the health probe, the
+rollout, failover, backups) however many requests are in progress."""
+
+
+def requests_at_once(engine: Engine) -> int:
+    """How many requests may hold a unit of work at once (`platform.web.deps.get_uow`).
+
+    A request holds its connection from its first statement until its unit of work
+    closes, and takes worker threads meanwhile (its endpoint, then FastAPI's check of
+    the answer). Were more requests admitted than the pool has connections, every thread
+    could end up waiting for a connection while every connection waits for a thread:
+    the site would stop answering until the pool's checkout timeout failed them all."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return UNBOUNDED_REQUESTS  # one connection shared, or one per thread: none to run out
+    overflow = int(pool._max_overflow)  # no public accessor
+    if overflow < 0:
+        return UNBOUNDED_REQUESTS
+    return max(1, pool.size() + overflow - RESERVED_CONNECTIONS)
+
+
+UNBOUNDED_REQUESTS = 1_000_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -33,18 +33,22 @@ async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOf
     Opened on the event loop (a session touches no database until it is used) and
     closed on a worker thread (a rollback or commit may wait on it), or on the event
     loop when it only read (`UnitOfWork.leaves_at_once`): a read takes no thread hop
-    for the unit of work, a plain `def` dependency would take one each way."""
-    uow = runtime.uow().__enter__()
-    request.state.uow = uow
-    try:
-        yield uow
-    except BaseException as error:
-        await _close(uow, error)
-        raise
-    if uow.leaves_at_once():
-        uow.__exit__(None, None, None)
-        return
-    await _close(uow, None)
+    for the unit of work, a plain `def` dependency would take one each way.
+
+    Admitted first (`Runtime.database_requests`): beyond the database connections the
+    pool gives out, a request waits here on the event loop, holding nothing."""
+    async with runtime.database_requests:
+        uow = runtime.uow().__enter__()
+        request.state.uow = uow
+        try:
+            yield uow
+        except BaseException as error:
+            await _close(uow, error)
+            raise
+        if uow.leaves_at_once():
+            uow.__exit__(None, None, None)
+            return
+        await _close(uow, None)
 
 
 async def _close(uow: UnitOfWork, error: BaseException | None) -> None:
