@@ -23,7 +23,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bastion.access_console import protocol as console
-from bastion.accounts import api_clients
 from bastion.accounts import service as accounts
 from bastion.accounts.models import Account
 from bastion.accounts.service import AccountsSetup
@@ -36,24 +35,17 @@ from bastion.agents.protocol import (
     SessionHello,
     StartSession,
 )
-from bastion.entrypoints import compose
-from bastion.entrypoints.serving import initialise
-from bastion.entrypoints.web import create_app
 from bastion.jump_clients.models import JumpClientRow
-from bastion.network.listeners import UvicornListeners
 from bastion.platform import build
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
-from bastion.platform.settings import ApplianceSettings
 from bastion.sessions.relay import Rendezvous
-from bastion.supervisor.sockets import ListenAddress
 from tests.support import web
-from tests.support.appliance import free_port
-from tests.support.pki import TestCa
+from tests.support.served_app import HOST, served_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SITE = "sessions.example.test"
-HOST = "127.0.0.1"
+
 ACTOR = Actor(None, "test")
 PASSWORD = "Correct-Horse-Battery-9"
 CODEC = Codec()
@@ -106,46 +98,20 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    settings = ApplianceSettings(
-        data_dir=tmp_path / "appliance",
-        hostname=SITE,
-        listen=["127.0.0.1:8443"],
-        gateway_listen="127.0.0.1:8444",
-        password_hash_fast=True,
-        ntp_server_default="",
-    )
-    runtime = compose.build(settings)
-    initialise(runtime)
-    runtime.serving = True
-    gateway = Gateway()
-    runtime.part(Rendezvous).publish = gateway.publish
-    ca = TestCa()
-    issued = ca.issue([HOST, SITE])
-    chain = tmp_path / "server.pem"
-    chain.write_bytes(issued.certificate_pem() + issued.key_pem())
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(chain)
-    client_tls = ssl.create_default_context(cadata=ca.pem().decode())
-    listeners = UvicornListeners(server)
-    listeners.attach(create_app(runtime))
-    port = free_port(HOST)
-    await listeners.open(ListenAddress(HOST, port))
-    with runtime.uow() as uow:
-        made = api_clients.create_client(uow, runtime.part(AccountsSetup).hasher, ACTOR, "t")
-        uow.commit()
-    admin = httpx.AsyncClient(base_url=f"https://{HOST}:{port}", verify=client_tls, timeout=20)
-    token = await admin.post(
-        "/api/v1/oauth/token",
-        data={"client_id": made.client.client_id, "client_secret": made.client_secret},
-    )
-    admin.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    try:
-        yield Site(runtime, port, client_tls, gateway, admin, ca.pem().decode())
-    finally:
-        await admin.aclose()
-        await runtime.part(Rendezvous).end_all("the test ended")
-        await listeners.close_all()
-        runtime.engine.dispose()
+    async with served_app(tmp_path, SITE, "t", gateway_listen="127.0.0.1:8444") as app:
+        gateway = Gateway()
+        app.runtime.part(Rendezvous).publish = gateway.publish
+        admin = httpx.AsyncClient(
+            base_url=app.url,
+            verify=app.tls,
+            timeout=20,
+            headers={"Authorization": app.authorization},
+        )
+        try:
+            yield Site(app.runtime, app.port, app.tls, gateway, admin, app.anchors)
+        finally:
+            await admin.aclose()
+            await app.runtime.part(Rendezvous).end_all("the test ended")
 
 
 def add_account(site: Site, username: str, role: str = "representative") -> int:
