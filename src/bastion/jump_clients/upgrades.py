@@ -62,10 +62,10 @@ def plan(uow: UnitOfWork, site_version: str, build: BuildInfo | None) -> list[Or
     if build is None or build.version != site_version or halted(uow) is not None:
         return []
     fleet = service.settings(uow)
-    if upgrades.upgrading(site_version) >= fleet.max_concurrent_upgrades:
+    upgrading = upgrades.upgrading(site_version)
+    if upgrading >= fleet.max_concurrent_upgrades:
         return []  # the usual answer while a rollout runs: a count, not the fleet's rows
     behind = upgrades.behind(site_version)
-    upgrading = sum(1 for b in behind if b.upgrade_state == "upgrading")
 
     def canary(client: Behind) -> bool:
         return rules.is_canary(client.client_id, fleet.canary_percent)
