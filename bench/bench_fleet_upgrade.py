@@ -176,9 +176,10 @@ def wait_online(api: object, count: int, timeout: float) -> float:
     raise TimeoutError(f"the fleet was not online within {timeout:.0f} s")
 
 
-def progress(api: object) -> dict[str, Any]:
-    """The fleet's progress; asked again while the install switches workers."""
-    while True:
+def progress(api: object, deadline: float) -> dict[str, Any]:
+    """The fleet's progress; asked again while the install switches workers, until
+    `deadline` (`time.monotonic()`), when a site that does not answer ends the run."""
+    while time.monotonic() < deadline:
         try:
             answer = api.get("/api/v1/jump-clients/fleet")  # type: ignore[attr-defined]
         except httpx.TransportError:
@@ -187,6 +188,7 @@ def progress(api: object) -> dict[str, Any]:
         if answer.status_code == 200:
             return dict(answer.json())
         time.sleep(0.2)
+    raise SystemExit("the site did not answer the fleet's progress before --timeout")
 
 
 def report(api: object, args: argparse.Namespace, size: int, count: int) -> None:
@@ -195,7 +197,7 @@ def report(api: object, args: argparse.Namespace, size: int, count: int) -> None
     deadline = time.monotonic() + args.timeout
     said = 0.0
     while time.monotonic() < deadline:
-        last = progress(api)
+        last = progress(api, deadline)
         if last["site_version"] != "1.1.0":  # the install is still under way
             time.sleep(0.2)
             continue
