@@ -36,6 +36,9 @@ def make_engine(url: str) -> Engine:
 RESERVED_CONNECTIONS = 10
 """Connections the pool keeps for the appliance's own work (the health probe, the
 rollout, failover, backups) however many requests are in progress."""
+UNBOUNDED_REQUESTS = 1_000_000
+"""`requests_at_once` of a pool that cannot run out (one connection per thread, or one
+shared)."""
 
 
 def requests_at_once(engine: Engine) -> int:
@@ -48,14 +51,11 @@ def requests_at_once(engine: Engine) -> int:
     the site would stop answering until the pool's checkout timeout failed them all."""
     pool = engine.pool
     if not isinstance(pool, QueuePool):
-        return UNBOUNDED_REQUESTS  # one connection shared, or one per thread: none to run out
+        return UNBOUNDED_REQUESTS
     overflow = int(pool._max_overflow)  # no public accessor
     if overflow < 0:
         return UNBOUNDED_REQUESTS
     return max(1, pool.size() + overflow - RESERVED_CONNECTIONS)
-
-
-UNBOUNDED_REQUESTS = 1_000_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
