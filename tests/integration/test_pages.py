@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from html.parser import HTMLParser
@@ -12,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from httpx import Response
+from sqlalchemy import event
 
 from bastion.accounts.rules import MIN_PASSWORD_LENGTH, PASSWORD_RULES, password_hint
 from bastion.entrypoints import compose
@@ -595,3 +597,38 @@ def test_every_page_route_that_takes_a_form_answers_get_too() -> None:
     posted = {path for path, verbs in methods.items() if "POST" in verbs}
     assert len(posted) >= 30
     assert sorted(path for path in posted if "GET" not in methods[path]) == []
+
+
+async def test_a_form_post_reads_the_database_off_the_event_loop(
+    app: FastAPI, admin: Client
+) -> None:
+    """A statement run on the event loop holds up every connection of the site while it
+    waits (for SQLite's lock, a free pooled connection, PostgreSQL's round trip); a form
+    post's checks, its CSRF token's session included, run on worker threads."""
+    page = await admin.get("/login/users")
+    on_loop: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        try:
+            asyncio.get_running_loop()  # worker threads have none
+        except RuntimeError:
+            return
+        on_loop.append(statement)
+
+    engine = app.state.runtime.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        created = await admin.post(
+            "/login/users",
+            data={
+                "csrf_token": csrf_of(page),
+                "username": "zoe",
+                "display_name": "Zoë",
+                "role": "representative",
+                "password": REP_PASSWORD,
+            },
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert created.status_code == 303, created.text
+    assert on_loop == []

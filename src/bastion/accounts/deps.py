@@ -7,6 +7,7 @@ import hmac
 from typing import Annotated
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import HTTPBearer, OAuth2
@@ -92,10 +93,12 @@ def expected_csrf(request: Request, setup: AccountsSetup, uow: UnitOfWork) -> st
 
 
 async def csrf_protect(request: Request, setup: AccountsDep, uow: UowDep) -> None:
-    """Every form post carries the token; a missing or wrong one changes nothing."""
+    """Every form post carries the token; a missing or wrong one changes nothing. The
+    form is read on the event loop, the session on a worker thread: a database read on
+    the loop would hold up every connection of the site while it waits."""
     form = await request.form()
     sent = str(form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or "")
-    expected = expected_csrf(request, setup, uow)
+    expected = await anyio.to_thread.run_sync(expected_csrf, request, setup, uow)
     if not sent or not expected or not hmac.compare_digest(sent, expected):
         raise CsrfError()
 
