@@ -632,3 +632,37 @@ async def test_a_form_post_reads_the_database_off_the_event_loop(
         event.remove(engine, "before_cursor_execute", record)
     assert created.status_code == 303, created.text
     assert on_loop == []
+
+
+async def test_no_page_reads_the_database_on_the_event_loop(app: FastAPI, admin: Client) -> None:
+    """Every page an administrator opens without an id in its path, as above."""
+    pages = sorted(
+        route.path
+        for route in (r for router in ROUTERS for r in router.routes)
+        if isinstance(route, APIRoute)
+        and "GET" in route.methods
+        and "{" not in route.path
+        and not route.path.startswith("/api/")
+    )
+    on_loop: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        on_loop.append(f"{opening}: {statement.split(chr(10))[0][:80]}")
+
+    engine = app.state.runtime.engine
+    event.listen(engine, "before_cursor_execute", record)
+    statuses: dict[str, int] = {}
+    try:
+        for opening in pages:
+            statuses[opening] = (await admin.get(opening)).status_code
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(pages) > 20
+    # in this process there is no supervisor (503) and /metrics wants its own token (401)
+    assert {path: status for path, status in statuses.items() if status in (404, 500)} == {}
+    assert sum(status == 200 for status in statuses.values()) >= 20
+    assert on_loop == []
