@@ -4,6 +4,7 @@ headers and no-store; a page refused by validation gets the error page, not JSON
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -14,11 +15,16 @@ from fastapi import APIRouter, Query
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from bastion.entrypoints import compose
+from bastion.network.listeners import UvicornListeners
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.web.answers import SECURITY_HEADERS
 from bastion.platform.web.app import create_app
+from bastion.supervisor.sockets import ListenAddress
+from tests.support.appliance import free_port
+from tests.support.pki import TestCa
 
 pytestmark = pytest.mark.anyio
+HOST = "127.0.0.1"
 
 failing = APIRouter()
 
@@ -96,3 +102,31 @@ async def test_an_exhausted_database_pool_is_503_with_retry_after(
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     assert answer.json()["error"]["type"] == "UnavailableError"
     assert_secured(answer)
+
+
+async def test_a_crash_closes_its_connection_and_says_so(tmp_path: Path) -> None:
+    """Over the appliance's own listeners: the server closes a connection whose request
+    crashed, so the answer says `Connection: close`, and a client that keeps its
+    connections goes on with a new one instead of failing on the closed one."""
+    runtime = compose.build(ApplianceSettings(data_dir=tmp_path, ntp_server_default=""))
+    ca = TestCa()
+    issued = ca.issue([HOST])
+    chain = tmp_path / "server.pem"
+    chain.write_bytes(issued.certificate_pem() + issued.key_pem())
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(chain)
+    listeners = UvicornListeners(server_tls)
+    listeners.attach(create_app(runtime, [failing]))
+    port = free_port(HOST)
+    await listeners.open(ListenAddress(HOST, port))
+    tls = ssl.create_default_context(cadata=ca.pem().decode())
+    try:
+        async with httpx.AsyncClient(base_url=f"https://{HOST}:{port}", verify=tls) as client:
+            for _ in range(20):
+                crashed = await client.get("/api/v1/broken")
+                assert crashed.status_code == 500
+                assert crashed.headers["connection"] == "close"
+                assert (await client.get("/login/numbered")).json() == {"page": 1}
+    finally:
+        await listeners.close_all(at_once=True)
+        runtime.engine.dispose()

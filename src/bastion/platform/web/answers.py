@@ -111,7 +111,11 @@ async def database_busy(request: Request, error: PoolTimeoutError) -> Response:
 
 
 async def crashed(request: Request, error: Exception) -> Response:
-    """A bug or a broken part: the answer says so without details, which go to the log."""
+    """A bug or a broken part: the answer says so without details, which go to the log.
+
+    The server closes the connection after such an answer (the error goes on up to it
+    to be logged): the answer says so, or a client keeping its connection would send
+    its next request on the closed one and fail without an answer."""
     reference = uuid.uuid4().hex[:12]
     log.error("request %s %s failed (reference %s)", request.method, request.url.path, reference)
     message = (
@@ -122,6 +126,7 @@ async def crashed(request: Request, error: Exception) -> Response:
         response = error_answer(request, 500, "InternalError", message)
     except Exception:  # the error page itself failed: answer in plain text
         response = PlainTextResponse(message, 500)
+    response.headers["Connection"] = "close"
     return secure(response, request.url.path)
 
 
