@@ -68,6 +68,7 @@ async def served_app(
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(chain)
     listeners = UvicornListeners(server_tls)
+    compose.add_network(runtime, listeners)  # as the worker does
     listeners.attach(create_app(runtime))
     port = free_port(HOST)
     await listeners.open(ListenAddress(HOST, port))
