@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from html.parser import HTMLParser
@@ -13,7 +12,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from httpx import Response
-from sqlalchemy import event
 
 from bastion.accounts.rules import MIN_PASSWORD_LENGTH, PASSWORD_RULES, password_hint
 from bastion.entrypoints import compose
@@ -23,6 +21,7 @@ from bastion.platform import audit, build
 from bastion.platform.principals import Actor
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.sockets import ListenAddress, ListenError
+from tests.support.loop_reads import plain_reads, statements_on_the_loop
 
 FACTORY_PASSWORD = "password"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -602,22 +601,10 @@ def test_every_page_route_that_takes_a_form_answers_get_too() -> None:
 async def test_a_form_post_reads_the_database_off_the_event_loop(
     app: FastAPI, admin: Client
 ) -> None:
-    """A statement run on the event loop holds up every connection of the site while it
-    waits (for SQLite's lock, a free pooled connection, PostgreSQL's round trip); a form
-    post's checks, its CSRF token's session included, run on worker threads."""
+    """A form post's checks, its CSRF token's session included, run on worker threads
+    (see `tests.support.loop_reads`)."""
     page = await admin.get("/login/users")
-    on_loop: list[str] = []
-
-    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
-        try:
-            asyncio.get_running_loop()  # worker threads have none
-        except RuntimeError:
-            return
-        on_loop.append(statement)
-
-    engine = app.state.runtime.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_on_the_loop(app.state.runtime.engine) as on_loop:
         created = await admin.post(
             "/login/users",
             data={
@@ -628,41 +615,22 @@ async def test_a_form_post_reads_the_database_off_the_event_loop(
                 "password": REP_PASSWORD,
             },
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert created.status_code == 303, created.text
     assert on_loop == []
 
 
 async def test_no_page_reads_the_database_on_the_event_loop(app: FastAPI, admin: Client) -> None:
-    """Every page an administrator opens without an id in its path, as above."""
-    pages = sorted(
-        route.path
-        for route in (r for router in ROUTERS for r in router.routes)
-        if isinstance(route, APIRoute)
-        and "GET" in route.methods
-        and "{" not in route.path
-        and not route.path.startswith("/api/")
-    )
-    on_loop: list[str] = []
-
-    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        on_loop.append(f"{opening}: {statement.split(chr(10))[0][:80]}")
-
-    engine = app.state.runtime.engine
-    event.listen(engine, "before_cursor_execute", record)
+    """Every page an administrator opens without an id in its path."""
+    pages = plain_reads(api=False)
+    on_loop: dict[str, list[str]] = {}
     statuses: dict[str, int] = {}
-    try:
-        for opening in pages:
+    for opening in pages:
+        with statements_on_the_loop(app.state.runtime.engine) as found:
             statuses[opening] = (await admin.get(opening)).status_code
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+        if found:
+            on_loop[opening] = found
     assert len(pages) > 20
     # in this process there is no supervisor (503) and /metrics wants its own token (401)
     assert {path: status for path, status in statuses.items() if status in (404, 500)} == {}
     assert sum(status == 200 for status in statuses.values()) >= 20
-    assert on_loop == []
+    assert on_loop == {}
