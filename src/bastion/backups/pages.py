@@ -93,7 +93,7 @@ async def download_backup(
         actor = page_actor(request, current)
         return await run_in_threadpool(write_to_temp, site, passphrase, uow, actor)
     except ServiceError as error:
-        return _page(request, uow, current, error)
+        return await run_in_threadpool(_page, request, uow, current, error)
 
 
 @router.post(f"{SOFTWARE}/restore")
@@ -116,7 +116,7 @@ async def restore_backup(
         actor = page_actor(request, current)
         report = await run_in_threadpool(backups.restore, site, actor, upload.file, passphrase)
     except ServiceError as error:
-        return _page(request, uow, current, error)
+        return await run_in_threadpool(_page, request, uow, current, error)
     return render(request, "restored.html", None, report=report)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from bastion.accounts.deps import ApiActorDep
@@ -224,9 +225,7 @@ async def upload_certificate(
     """Import from multipart form data: the same fields as ``/certificates/import``, the
     files as file parts (a PEM file may also come as a plain text part)."""
     body = await _uploaded(await request.form())
-    imported = _import(site, uow, actor, body)
-    uow.commit()
-    return _out(imported)
+    return await run_in_threadpool(import_certificate, body, site, uow, actor)
 
 
 @router.post(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
@@ -167,23 +168,25 @@ async def _upload(form: FormData, field: str) -> bytes:
 def _import(
     site: SiteCertificates, uow: UnitOfWork, actor: Actor, form: FormData, files: dict[str, bytes]
 ) -> None:
+    """Import and commit (on a worker thread: the database, and the key's sealing)."""
     store, context = site.vault, site.context()
     if files["pkcs12_file"]:
         passphrase = str(form.get("passphrase") or "")
         certificates.import_pkcs12(uow, store, actor, context, files["pkcs12_file"], passphrase)
-        return
-    if not files["certificate_file"]:
+    elif not files["certificate_file"]:
         raise InvalidInputError("Choose a PKCS#12 file, or a certificate file in PEM or DER form.")
-    certificates.import_pem(
-        uow,
-        store,
-        actor,
-        context,
-        files["certificate_file"],
-        files["private_key_file"] or None,
-        str(form.get("key_passphrase") or "") or None,
-        files["chain_file"],
-    )
+    else:
+        certificates.import_pem(
+            uow,
+            store,
+            actor,
+            context,
+            files["certificate_file"],
+            files["private_key_file"] or None,
+            str(form.get("key_passphrase") or "") or None,
+            files["chain_file"],
+        )
+    uow.commit()
 
 
 @router.post(f"{CERTIFICATES}/import", dependencies=[Depends(limit_upload), CsrfDep])
@@ -194,10 +197,9 @@ async def import_certificate(
     form = await request.form()
     try:
         files = {field: await _upload(form, field) for field in UPLOAD_FIELDS}
-        _import(site, uow, page_actor(request, current), form, files)
+        await run_in_threadpool(_import, site, uow, page_actor(request, current), form, files)
     except ServiceError as error:
-        return _page(request, site, uow, current, error)
-    uow.commit()
+        return await run_in_threadpool(_page, request, site, uow, current, error)
     return redirect(f"{CERTIFICATES}?done=imported")
 
 

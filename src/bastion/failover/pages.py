@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -204,7 +203,7 @@ def backup_context(request: Request) -> dict[str, Any]:
 
 
 @router.post(f"{FAILOVER}/establish", dependencies=[CsrfDep])
-async def establish(
+def establish(
     request: Request,
     setup: FailoverDep,
     uow: UowDep,
@@ -219,9 +218,7 @@ async def establish(
         PeerAddress(reverse_host.strip(), reverse_port),
     )
     try:
-        established = await run_in_threadpool(
-            failover.establish, uow, setup, page_actor(request, current), wanted
-        )
+        established = failover.establish(uow, setup, page_actor(request, current), wanted)
     except ServiceError as error:
         typed = {
             "backup_host": backup_host,
@@ -239,11 +236,11 @@ async def establish(
 
 
 @router.post(f"{FAILOVER}/sync", dependencies=[CsrfDep])
-async def sync_now(
+def sync_now(
     request: Request, setup: FailoverDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     try:
-        pair = await run_in_threadpool(failover.sync_now, uow, setup, page_actor(request, current))
+        pair = failover.sync_now(uow, setup, page_actor(request, current))
     except ServiceError as error:
         return _failover_page(request, setup, current, error)
     uow.commit()
@@ -252,13 +249,11 @@ async def sync_now(
 
 
 @router.post(f"{FAILOVER}/break", dependencies=[CsrfDep])
-async def break_pair(
+def break_pair(
     request: Request, setup: FailoverDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     try:
-        left_as_is = await run_in_threadpool(
-            failover.break_pair, uow, setup, page_actor(request, current)
-        )
+        left_as_is = failover.break_pair(uow, setup, page_actor(request, current))
     except ServiceError as error:
         return _failover_page(request, setup, current, error)
     uow.commit()
@@ -269,7 +264,7 @@ async def break_pair(
 
 
 @router.post(f"{FAILOVER}/become-primary", dependencies=[CsrfDep])
-async def become_primary(
+def become_primary(
     request: Request,
     setup: FailoverDep,
     uow: UowDep,
@@ -277,11 +272,11 @@ async def become_primary(
     sync_first: Annotated[bool, Form()] = False,
     force: Annotated[bool, Form()] = False,
 ) -> Response:
-    return await _swap(request, setup, uow, current, Role.PRIMARY, sync_first, force)
+    return _swap(request, setup, uow, current, Role.PRIMARY, sync_first, force)
 
 
 @router.post(f"{FAILOVER}/become-backup", dependencies=[CsrfDep])
-async def become_backup(
+def become_backup(
     request: Request,
     setup: FailoverDep,
     uow: UowDep,
@@ -289,10 +284,10 @@ async def become_backup(
     sync_first: Annotated[bool, Form()] = False,
     force: Annotated[bool, Form()] = False,
 ) -> Response:
-    return await _swap(request, setup, uow, current, Role.BACKUP, sync_first, force)
+    return _swap(request, setup, uow, current, Role.BACKUP, sync_first, force)
 
 
-async def _swap(
+def _swap(
     request: Request,
     setup: FailoverSetup,
     uow: UnitOfWork,
@@ -304,7 +299,7 @@ async def _swap(
     use_case = swap.become_primary if role is Role.PRIMARY else swap.become_backup
     actor = page_actor(request, current)
     try:
-        pair = await run_in_threadpool(use_case, uow, setup, actor, sync_first, force)
+        pair = use_case(uow, setup, actor, sync_first, force)
     except ServiceError as error:
         return _failover_page(request, setup, current, error)
     uow.commit()
@@ -317,12 +312,12 @@ async def _swap(
 
 
 @router.post(f"{FAILOVER}/fix-split-brain", dependencies=[CsrfDep])
-async def fix_split_brain(
+def fix_split_brain(
     request: Request, setup: FailoverDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     actor = page_actor(request, current)
     try:
-        await run_in_threadpool(swap.fix_split_brain, uow, setup, actor)
+        swap.fix_split_brain(uow, setup, actor)
     except ServiceError as error:
         return _failover_page(request, setup, current, error)
     uow.commit()
@@ -348,8 +343,8 @@ def sync_interval(
 
 
 @router.post(f"{FAILOVER}/site-check", dependencies=[CsrfDep])
-async def site_check(request: Request, setup: FailoverDep, current: AdministratorDep) -> Response:
-    checked = await run_in_threadpool(swap.check_site_address, setup)
+def site_check(request: Request, setup: FailoverDep, current: AdministratorDep) -> Response:
+    checked = swap.check_site_address(setup)
     if checked.leads_to_primary:
         return _failover_page(request, setup, current, notice=checked.message)
     return _failover_page(request, setup, current, ConflictError(checked.message))
@@ -373,7 +368,7 @@ reloads_go_to(
 
 
 @router.post(f"{FAILOVER}/upgrade", dependencies=[CsrfDep])
-async def start_upgrade(
+def start_upgrade(
     request: Request,
     setup: FailoverDep,
     upgrade: UpgradeDep,
@@ -402,7 +397,7 @@ async def start_upgrade(
             accept_licence,
             accept_offline_clients,
         )
-        await run_in_threadpool(upgrading.start, uow, setup, upgrade.installer, actor, request_)
+        upgrading.start(uow, setup, upgrade.installer, actor, request_)
     except ServiceError as error:
         return _failover_page(request, setup, current, error, form=typed)
     uow.commit()

@@ -274,8 +274,13 @@ async def wake_client(
     row_id: RowId, runtime: RuntimeDep, setup: SetupDep, uow: UowDep, actor: ApiActorDep
 ) -> s.WakeOut:
     """Ask a passive client to check in now, on the port it listens on for wakes."""
-    target = service.wake_target(uow, setup, actor, row_id)
-    uow.commit()
+
+    def targeted() -> service.WakeTarget:
+        target = service.wake_target(uow, setup, actor, row_id)
+        uow.commit()
+        return target
+
+    target = await asyncio.to_thread(targeted)  # the database is not reached from the loop
     answer = await service.wake(runtime.maybe(GatewayFleet), target)
     return s.WakeOut(answer=answer)
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
@@ -193,6 +195,16 @@ async def set_settings(
     request: Request, setup: SetupDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     form = await request.form()
+    return await run_in_threadpool(_save_settings, request, setup, uow, current, form)
+
+
+def _save_settings(
+    request: Request,
+    setup: JumpClientsSetup,
+    uow: UnitOfWork,
+    current: CurrentSession,
+    form: FormData,
+) -> Response:
     try:
         values = {k: _number(str(form.get(k, "")), k) for k in rules.LIMITS}
         service.set_settings(uow, page_actor(request, current), rules.FleetSettings(**values))

@@ -34,9 +34,7 @@ def list_listen_addresses(
 async def add_listen_address(
     body: s.ListenAddressCreate, setup: NetworkDep, uow: UowDep, actor: ApiActorDep
 ) -> network.ListenAddressView:
-    added = await network.add_address(uow, setup.listeners, actor, body.address)
-    uow.commit()
-    return added
+    return await network.add_address(uow, setup.listeners, actor, body.address)
 
 
 @router.patch(
@@ -53,9 +51,7 @@ async def update_listen_address(
     uow: UowDep,
     actor: ApiActorDep,
 ) -> network.ListenAddressView:
-    updated = await network.set_enabled(uow, setup.listeners, actor, row_id, body.enabled)
-    uow.commit()
-    return updated
+    return await network.set_enabled(uow, setup.listeners, actor, row_id, body.enabled)
 
 
 @router.delete(
@@ -81,7 +77,5 @@ def get_ntp(setup: NetworkDep, uow: UowDep, actor: ApiActorDep) -> s.NtpSettings
 async def set_ntp(
     body: s.NtpSettings, setup: NetworkDep, uow: UowDep, actor: ApiActorDep
 ) -> s.NtpSettings:
-    server = network.set_ntp_server(uow, actor, body.server)
-    uow.commit()
-    await setup.clock.measure()
+    server = await network.change_ntp_server(uow, setup.clock, actor, body.server)
     return s.NtpSettings(server=server)

@@ -88,7 +88,7 @@ class ClockMonitor:
         self.reading = ClockReading(server="", offset=None, failure=None, measured_at=None)
 
     async def measure(self) -> ClockReading:
-        server = self._server()
+        server = await asyncio.to_thread(self._server)  # a database read
         if not server:
             self.reading = ClockReading("", None, None, datetime.now(UTC))
             return self.reading

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
@@ -63,8 +64,9 @@ async def add_listen_address(
     try:
         await network.add_address(uow, setup.listeners, actor, address)
     except ServiceError as error:
-        return _ip_configuration(request, setup, uow, current, error, address=address)
-    uow.commit()
+        return await run_in_threadpool(
+            _ip_configuration, request, setup, uow, current, error, address=address
+        )
     return redirect(IP_CONFIGURATION)
 
 
@@ -80,8 +82,7 @@ async def _set_enabled(
     try:
         await network.set_enabled(uow, setup.listeners, actor, row_id, enabled)
     except ServiceError as error:
-        return _ip_configuration(request, setup, uow, current, error)
-    uow.commit()
+        return await run_in_threadpool(_ip_configuration, request, setup, uow, current, error)
     return redirect(IP_CONFIGURATION)
 
 
@@ -121,11 +122,11 @@ async def set_ntp_server(
 ) -> Response:
     """Save the NTP server, then measure against it so Status > Basics shows the result."""
     try:
-        network.set_ntp_server(uow, page_actor(request, current), server)
+        await network.change_ntp_server(uow, setup.clock, page_actor(request, current), server)
     except ServiceError as error:
-        return _ip_configuration(request, setup, uow, current, error, server=server)
-    uow.commit()
-    await setup.clock.measure()
+        return await run_in_threadpool(
+            _ip_configuration, request, setup, uow, current, error, server=server
+        )
     return redirect(IP_CONFIGURATION)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -84,44 +85,77 @@ async def _open(listeners: Listeners, address: ListenAddress) -> None:
 async def add_address(
     uow: UnitOfWork, listeners: Listeners, actor: Actor, text: str
 ) -> ListenAddressView:
-    """Bind the address first; only an address that serves is saved."""
+    """Bind the address first; only an address that serves is saved (and committed).
+    The database is read and written on worker threads, the socket opened on the loop."""
     address = _parse(text)
+    await asyncio.to_thread(_refuse_listed, uow, address)
+    await _open(listeners, address)
+    return await asyncio.to_thread(_save_added, uow, actor, address)
+
+
+def _refuse_listed(uow: UnitOfWork, address: ListenAddress) -> None:
     if uow.repository(ListenAddressRepository).find(address.host, address.port) is not None:
         raise ConflictError(f"{address} is already in the list; enable it there instead.")
-    await _open(listeners, address)
+
+
+def _save_added(uow: UnitOfWork, actor: Actor, address: ListenAddress) -> ListenAddressView:
     row = uow.repository(ListenAddressRepository).add(
         ListenAddressRow(host=address.host, port=address.port, enabled=True, created_at=utc_now())
     )
     audit.record(uow, actor, "network.listen_address.add", str(address))
-    return ListenAddressView(row.id, str(address), True, True)
+    added = ListenAddressView(row.id, str(address), True, True)
+    uow.commit()
+    return added
 
 
 async def set_enabled(
     uow: UnitOfWork, listeners: Listeners, actor: Actor, row_id: int, enabled: bool
 ) -> ListenAddressView:
-    row = uow.repository(ListenAddressRepository).get(row_id)
-    if row is None:
-        raise NotFoundError(f"There is no listen address with id {row_id}; reload the list.")
-    address = _address(row)
-    if enabled and not row.enabled:
+    """Open or close the address, then save the change (committed); as `add_address`,
+    the database off the loop."""
+    address, was_enabled = await asyncio.to_thread(_to_change, uow, row_id, enabled)
+    if enabled and not was_enabled:
         await _open(listeners, address)
-    elif not enabled and row.enabled:
-        if sum(r.enabled for r in uow.repository(ListenAddressRepository).all()) <= 1:
-            raise ConflictError(
-                f"{address} is the only enabled address; enable another before disabling it."
-            )
+    elif not enabled and was_enabled:
         await listeners.close(address)
+    return await asyncio.to_thread(_save_enabled, uow, actor, row_id, enabled)
+
+
+def _to_change(uow: UnitOfWork, row_id: int, enabled: bool) -> tuple[ListenAddress, bool]:
+    row = _row(uow, row_id)
+    address = _address(row)
+    if not enabled and row.enabled and _enabled_count(uow) <= 1:
+        raise ConflictError(
+            f"{address} is the only enabled address; enable another before disabling it."
+        )
+    return address, row.enabled
+
+
+def _enabled_count(uow: UnitOfWork) -> int:
+    return sum(r.enabled for r in uow.repository(ListenAddressRepository).all())
+
+
+def _save_enabled(uow: UnitOfWork, actor: Actor, row_id: int, enabled: bool) -> ListenAddressView:
+    row = _row(uow, row_id)
+    address = _address(row)
     if enabled != row.enabled:
         row.enabled = enabled
         action = "enable" if enabled else "disable"
         audit.record(uow, actor, f"network.listen_address.{action}", str(address))
-    return ListenAddressView(row.id, str(address), row.enabled, enabled)
+    changed = ListenAddressView(row.id, str(address), row.enabled, enabled)
+    uow.commit()
+    return changed
 
 
-def remove_address(uow: UnitOfWork, actor: Actor, row_id: int) -> None:
+def _row(uow: UnitOfWork, row_id: int) -> ListenAddressRow:
     row = uow.repository(ListenAddressRepository).get(row_id)
     if row is None:
         raise NotFoundError(f"There is no listen address with id {row_id}; reload the list.")
+    return row
+
+
+def remove_address(uow: UnitOfWork, actor: Actor, row_id: int) -> None:
+    row = _row(uow, row_id)
     if row.enabled:
         raise ConflictError(f"Disable {_address(row)} before removing it.")
     uow.session.delete(row)
@@ -157,6 +191,20 @@ def set_ntp_server(uow: UnitOfWork, actor: Actor, server: str) -> str:
     uow.settings.set(NTP_SERVER_KEY, server)
     audit.record(uow, actor, "network.ntp_server.set", server or "(none)")
     return server
+
+
+async def change_ntp_server(uow: UnitOfWork, clock: ClockMonitor, actor: Actor, server: str) -> str:
+    """Save the NTP server (committed, on a worker thread), then measure against it so
+    that the status page shows the result; the page and the API both run this."""
+
+    def save() -> str:
+        saved = set_ntp_server(uow, actor, server)
+        uow.commit()
+        return saved
+
+    saved = await asyncio.to_thread(save)
+    await clock.measure()
+    return saved
 
 
 def _is_ip(text: str) -> bool:

@@ -147,9 +147,9 @@ def list_updates(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> Update
     response_model=UpdatesOut,
     responses=errors(400, 409, 503, e400=VERIFY, e409=CLOCK, e503=UNREACHABLE),
 )
-async def check(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> UpdatesOut:
+def check(runtime: RuntimeDep, uow: UowDep, actor: ApiActorDep) -> UpdatesOut:
     """Ask the update service what this appliance may install (R21, R22)."""
-    rows = await run_in_threadpool(updates.check, uow, _setup(runtime), actor)
+    rows = updates.check(uow, _setup(runtime), actor)
     uow.commit()
     return _updates(uow, rows, runtime.settings.data_dir)
 
@@ -189,10 +189,11 @@ async def upload_bundle(
     check_bundle_length(request, limit)
     with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
         await copy_stream(request.stream(), out, limit)
-        setup = _setup(runtime)
-        done = await run_in_threadpool(
-            updates.import_bundle, uow, setup, actor, path, "uploaded bundle"
-        )
+        return await run_in_threadpool(_import, runtime, uow, actor, path)
+
+
+def _import(runtime: Runtime, uow: UnitOfWork, actor: Actor, path: Path) -> BundleOut:
+    done = updates.import_bundle(uow, _setup(runtime), actor, path, "uploaded bundle")
     uow.commit()
     listed = _updates(uow, done.rows, runtime.settings.data_dir)
     return BundleOut(

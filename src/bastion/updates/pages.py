@@ -57,12 +57,12 @@ def show_updates(
 
 
 @router.post(f"{UPDATES}/check", dependencies=[CsrfDep])
-async def check_for_updates(
+def check_for_updates(
     request: Request, runtime: RuntimeDep, uow: UowDep, current: AdministratorDep
 ) -> Response:
     actor = page_actor(request, current)
     try:
-        rows = await run_in_threadpool(updates.check, uow, update_setup(runtime), actor)
+        rows = updates.check(uow, update_setup(runtime), actor)
     except ServiceError as error:
         return updates_page(request, runtime, uow, current, error)
     uow.commit()
@@ -123,8 +123,10 @@ async def upload_bundle(
             raise InvalidInputError("Choose the update bundle file to upload.")
         done = await run_in_threadpool(_import, runtime, uow, current, request, upload, limit)
     except ServiceError as error:
-        return updates_page(request, runtime, uow, current, error)
-    return updates_page(request, runtime, uow, current, notice=done.summary)
+        return await run_in_threadpool(updates_page, request, runtime, uow, current, error)
+    return await run_in_threadpool(
+        updates_page, request, runtime, uow, current, notice=done.summary
+    )
 
 
 def _import(
