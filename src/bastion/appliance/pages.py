@@ -94,7 +94,7 @@ async def factory_reset(
         control = runtime.part(ApplianceControl)
         await run_in_threadpool(control.factory_reset, page_actor(request, current))
     except ServiceError as error:
-        return _basics(request, runtime, current, error)
+        return await run_in_threadpool(_basics, request, runtime, current, error)
     return render(request, "factory_reset.html", None)
 
 
