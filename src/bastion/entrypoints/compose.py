@@ -49,7 +49,6 @@ from bastion.jump_clients import models as _jump_client_tables  # noqa: F401
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
 from bastion.jump_clients.routing import Deliver
 from bastion.jump_clients.service import JumpClientsSetup
-from bastion.jump_clients.store import wake_secret
 from bastion.jumpoints import models as _jumpoint_tables  # noqa: F401
 from bastion.jumpoints.service import JumpointsSetup
 from bastion.network import models as _network_tables  # noqa: F401
@@ -127,10 +126,10 @@ def add_network(runtime: Runtime, listeners: Listeners) -> NetworkSetup:
     return setup
 
 
-def start_gateways(runtime: Runtime, listening: socket.socket) -> GatewayFleet:
-    """The worker's gateway processes on the gateway's listening socket (the supervisor's)."""
+def start_gateways(runtime: Runtime, listening: socket.socket, secret: bytes) -> GatewayFleet:
+    """The worker's gateway processes on the gateway's listening socket (the supervisor's);
+    `secret`: the site's wake secret (`jump_clients.store.wake_secret`)."""
     settings = runtime.settings
-    secret = wake_secret(runtime.session_factory)
     fleet = GatewayFleet(listening, settings.data_dir, settings.gateway_processes, secret)
     fleet.start()
     rollout = Rollout(fleet, runtime, this_build.site_version(), settings.data_dir)

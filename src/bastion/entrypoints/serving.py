@@ -29,11 +29,12 @@ from bastion.entrypoints.web import create_app, served
 from bastion.entrypoints.worker_control import WorkerControl
 from bastion.installs import service as installs
 from bastion.jump_clients.fleet import GatewayFleet, Rollout
+from bastion.jump_clients.store import wake_secret
 from bastion.network import service as network
 from bastion.network.listeners import UvicornListeners, serve_private, warm_up_servers
 from bastion.platform import identity
 from bastion.platform.clock import utc_now
-from bastion.platform.db.engine import migrate, prepare_migrations
+from bastion.platform.db.engine import migrate, prepare_migrations, report_statements_on_the_loop
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
@@ -136,6 +137,7 @@ async def serve(prepared: Prepared, console: Console, supervised: Supervised | N
     clock = compose.add_network(runtime, listeners).clock
     listeners.attach(served(app))
     _settle_memory(app, runtime)
+    report_statements_on_the_loop(runtime.engine, log)
     runtime.serving = True
     background: list[asyncio.Task[None]] = []
     fleets: list[GatewayFleet] = []
@@ -275,7 +277,8 @@ async def _start_gateways(runtime: Runtime, supervised: Supervised | None) -> li
     except (ListenError, ListenAddressError) as error:
         log.error("the Jump Client gateway cannot listen on %s: %s", text, error)
         return []
-    return [compose.start_gateways(runtime, listening)]
+    secret = await asyncio.to_thread(wake_secret, runtime.session_factory)
+    return [compose.start_gateways(runtime, listening, secret)]
 
 
 def _settle_memory(app: FastAPI, runtime: Runtime) -> None:
@@ -307,14 +310,19 @@ def _audit_install_outcomes(runtime: Runtime) -> int:
     return audited
 
 
+def _startup_addresses(runtime: Runtime, settings: ApplianceSettings) -> list[ListenAddress]:
+    with runtime.uow() as uow:
+        addresses = network.ensure_startup_addresses(uow, settings.listen)
+        uow.commit()
+    return addresses
+
+
 async def _open_listeners(
     runtime: Runtime, listeners: UvicornListeners, settings: ApplianceSettings
 ) -> list[ListenAddress]:
     """Open every enabled address; those given on the command line must open."""
     required = {parse_listen_address(text) for text in settings.listen}
-    with runtime.uow() as uow:
-        addresses = network.ensure_startup_addresses(uow, settings.listen)
-        uow.commit()
+    addresses = await asyncio.to_thread(_startup_addresses, runtime, settings)
     for address in addresses:
         try:
             await listeners.open(address)
