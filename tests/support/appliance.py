@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from bastion.platform.db.engine import STATEMENT_ON_THE_LOOP
+
 START_TIMEOUT = 60.0
 
 
@@ -62,6 +64,13 @@ class RunningAppliance:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def served_off_the_loop(self) -> None:
+        """Fail if the appliance logged a database statement run on an event loop (see
+        `bastion.platform.db.engine.report_statements_on_the_loop`): every test that
+        runs one checks every request and background task it made the appliance do."""
+        found = [line for line in self.log().splitlines() if STATEMENT_ON_THE_LOOP in line]
+        assert not found, "\n".join(found)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.process.poll() is None:
@@ -160,3 +169,4 @@ def start_appliance(
         yield appliance
     finally:
         appliance.stop()
+    appliance.served_off_the_loop()

@@ -87,6 +87,7 @@ def appliance_in(
         yield appliance
     finally:
         appliance.stop(signal.SIGTERM)
+    appliance.served_off_the_loop()
 
 
 @contextmanager

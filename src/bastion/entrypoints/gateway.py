@@ -35,7 +35,11 @@ from bastion.jump_clients.rules import FleetSettings
 from bastion.jump_clients.sockets import inherited
 from bastion.jump_clients.store import DatabaseDirectory, DatabaseSink, wake_secret
 from bastion.platform.collector import keep_collections_short
-from bastion.platform.db.engine import make_engine, session_factory
+from bastion.platform.db.engine import (
+    make_engine,
+    report_statements_on_the_loop,
+    session_factory,
+)
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.sessions import rules as session_rules
@@ -163,6 +167,7 @@ async def _serve(settings: ApplianceSettings, index: int, fd: int) -> None:
     port = await serve_port(gateway_socket(settings.data_dir, index), local)
     gateway.stand_by(_is_backup(settings.state_dir))
     await gateway.serve(inherited(fd))
+    report_statements_on_the_loop(engine, log)
     watchers = [
         asyncio.create_task(_watch_certificate(context, settings.certs_dir)),
         asyncio.create_task(_watch_settings(gateway, factory)),

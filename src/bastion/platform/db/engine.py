@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +59,44 @@ def requests_at_once(engine: Engine) -> int:
     if overflow < 0:
         return UNBOUNDED_REQUESTS
     return max(1, pool.size() + overflow - RESERVED_CONNECTIONS)
+
+
+STATEMENT_ON_THE_LOOP = "a database statement ran on the event loop"
+_SEEN_AT_MOST = 1000
+
+
+def report_statements_on_the_loop(engine: Engine, log: logging.Logger) -> None:
+    """Log each statement `engine` runs on a thread that runs an event loop, once per
+    place in the code. While such a statement waits (for a pooled connection, SQLite's
+    write lock, PostgreSQL's round trip), every connection the loop serves waits with it:
+    the site's pages, API, health checks and sessions. Requests and background work run
+    their statements on worker threads; a line here names code that does not."""
+    seen: set[tuple[str, ...]] = set()
+
+    def check(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        where = _our_callers()
+        if where in seen or len(seen) >= _SEEN_AT_MOST:
+            return
+        seen.add(where)
+        first = statement.strip().splitlines()[0][:100] if statement.strip() else ""
+        code = " < ".join(where) or "outside the appliance"
+        log.warning("%s: %s, from %s", STATEMENT_ON_THE_LOOP, first, code)
+
+    event.listen(engine, "before_cursor_execute", check)
+
+
+def _our_callers() -> tuple[str, ...]:
+    """The innermost four frames of the appliance's own code that led here."""
+    ours = [
+        f"{Path(frame.filename).stem}.{frame.name}:{frame.lineno}"
+        for frame in traceback.extract_stack()
+        if "/bastion/" in frame.filename and not frame.filename.endswith("db/engine.py")
+    ]
+    return tuple(reversed(ours[-4:]))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
