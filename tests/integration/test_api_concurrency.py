@@ -5,17 +5,21 @@ A request that held its database connection while it waited for a worker thread 
 leave every thread waiting for a connection and every connection waiting for a thread:
 the site stopped answering until the pool's checkout timeout (30 s) failed them all.
 The site now admits as many requests with a unit of work as the pool can serve; the
-others wait their turn on the event loop."""
+others wait their turn on the event loop. On the embedded SQLite and on PostgreSQL (a
+smaller pool: 30 connections against SQLite's 60)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import pytest
 
+from tests.support.postgres import available_server
 from tests.support.served_app import HOST, ServedApp, served_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -24,9 +28,20 @@ WITHIN = 20.0
 """Seconds all the requests have; well under the pool's 30 s checkout timeout."""
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The appliance's database settings: the embedded SQLite, or a PostgreSQL server."""
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            server = stack.enter_context(available_server())
+            yield {"database_url": server.create_database("burst")}
+        else:
+            yield {}
+
+
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[ServedApp]:
-    async with served_app(tmp_path, SITE, "büro reader") as app:
+async def site(tmp_path: Path, database: dict[str, Any]) -> AsyncIterator[ServedApp]:
+    async with served_app(tmp_path, SITE, "büro reader", **database) as app:
         yield app
 
 
