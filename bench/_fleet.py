@@ -28,12 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bastion.jump_clients.config import GatewayConfig  # noqa: E402
-from bastion.jump_clients.gateway import Gateway, run_event_loop  # noqa: E402
+from bastion.jump_clients.gateway import Gateway  # noqa: E402
 from bastion.jump_clients.presence import PresenceBatch  # noqa: E402
 from bastion.jump_clients.routing import InProcessMessagePort  # noqa: E402
 from bastion.jump_clients.shared_rate import create_rate_file  # noqa: E402
 from bastion.jump_clients.simulator import FleetDirectory  # noqa: E402
 from bastion.jump_clients.sockets import Sharing, inherited, listening_sockets  # noqa: E402
+from bastion.platform.event_loop import run_event_loop  # noqa: E402
 from tests.support.pki import TestCa  # noqa: E402
 
 SITE = "bastion.test"

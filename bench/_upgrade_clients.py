@@ -38,9 +38,9 @@ from bastion.agents.jump_client import JumpClient, JumpClientConfig  # noqa: E40
 from bastion.agents.protocol import Command, CommandResult, Statistics, Upgrade  # noqa: E402
 from bastion.agents.statistics import collect  # noqa: E402
 from bastion.agents.trust import anchor_fingerprints, anchors_context  # noqa: E402
-from bastion.jump_clients.gateway import run_event_loop  # noqa: E402
 from bastion.jump_clients.simulator import FleetObserver, fleet_identity  # noqa: E402
 from bastion.platform.collector import keep_collections_short  # noqa: E402
+from bastion.platform.event_loop import run_event_loop  # noqa: E402
 
 counts: Counter[str] = Counter()
 

@@ -28,7 +28,7 @@ from bastion.failover import state as failover_state
 from bastion.failover.rules import Role
 from bastion.jump_clients import service
 from bastion.jump_clients.config import GatewayConfig
-from bastion.jump_clients.gateway import Gateway, run_event_loop
+from bastion.jump_clients.gateway import Gateway
 from bastion.jump_clients.port import gateway_socket, serve_port
 from bastion.jump_clients.routing import InProcessMessagePort
 from bastion.jump_clients.rules import FleetSettings
@@ -40,6 +40,7 @@ from bastion.platform.db.engine import (
     report_statements_on_the_loop,
     session_factory,
 )
+from bastion.platform.event_loop import run_event_loop
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.sessions import rules as session_rules

@@ -9,13 +9,13 @@ dies (PR_SET_PDEATHSIG), so a restarted appliance finds its ports free.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import signal
 import sys
 
 from bastion.platform.console import output_console
+from bastion.platform.event_loop import run_event_loop
 from bastion.platform.logs import configure_logging
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.workers import BEGIN_ENV
@@ -82,7 +82,7 @@ def main() -> int:
         standby=bool(os.environ.get("BASTION_WORKER_STANDBY")),
     )
     try:
-        asyncio.run(appliance.serve(prepared, output_console(), supervised))
+        run_event_loop(appliance.serve(prepared, output_console(), supervised))
     except appliance.StartupError as error:
         output_console().print(f"[red]Cannot start:[/] {error}")
         return 2

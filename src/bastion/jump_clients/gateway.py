@@ -369,14 +369,3 @@ STANDBY = "this appliance is the failover backup; the site's primary serves Jump
 BAD_SIGNATURE = (
     "the hello is not signed with this Jump Client's key over this connection's challenge"
 )
-
-
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` on uvloop where it is installed (a tenth of stock asyncio's memory per TLS
-    connection), else on asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)

@@ -37,7 +37,7 @@ from bastion.agents.protocol import Mode, RetryAfter, Statistics, Welcome
 from bastion.agents.statistics import collect
 from bastion.agents.trust import anchor_fingerprints, anchors_context
 from bastion.jump_clients.directory import ClientRecord
-from bastion.jump_clients.gateway import run_event_loop
+from bastion.platform.event_loop import run_event_loop
 
 
 def fleet_identity(seed: str, index: int) -> EndpointIdentity:
