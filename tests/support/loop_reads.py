@@ -7,16 +7,37 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine, event
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.entrypoints.web import ROUTERS
 
+_SERVING: ContextVar[str] = ContextVar("the request being served", default="")
+
+
+def marking_requests(app: ASGIApp) -> ASGIApp:
+    """`app`, with what it runs for a request (tasks it starts too) marked as such: a
+    test whose own code shares the site's event loop can tell the site's statements
+    from its own (`statements_on_the_loop(engine, serving_only=True)`)."""
+
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        token = _SERVING.set(f"{scope.get('method', scope['type'])} {scope.get('path', '')}")
+        try:
+            await app(scope, receive, send)
+        finally:
+            _SERVING.reset(token)
+
+    return marked
+
 
 @contextmanager
-def statements_on_the_loop(engine: Engine) -> Iterator[list[str]]:
-    """The first line of each statement `engine` runs on a running event loop meanwhile."""
+def statements_on_the_loop(engine: Engine, serving_only: bool = False) -> Iterator[list[str]]:
+    """The first line of each statement `engine` runs on a running event loop meanwhile;
+    `serving_only`: only those run for a request of an app wrapped by `marking_requests`
+    (prefixed with the request)."""
     found: list[str] = []
 
     def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
@@ -24,7 +45,11 @@ def statements_on_the_loop(engine: Engine) -> Iterator[list[str]]:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        found.append(statement.splitlines()[0][:80])
+        serving = _SERVING.get()
+        if serving_only and not serving:
+            return
+        first = statement.splitlines()[0][:80]
+        found.append(f"{serving}: {first}" if serving_only else first)
 
     event.listen(engine, "before_cursor_execute", record)
     try:

@@ -1,5 +1,6 @@
 """The site's web app in the test's own process, served by the appliance's own
-listeners (uvicorn) over real TLS, with a bearer token of an API client of its own."""
+listeners (uvicorn) over real TLS, with a bearer token of an API client of its own.
+A test fails if a request made the site run a database statement on the event loop."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 from bastion.supervisor.sockets import ListenAddress
 from tests.support.appliance import free_port
+from tests.support.loop_reads import marking_requests, statements_on_the_loop
 from tests.support.pki import TestCa
 
 HOST = "127.0.0.1"
@@ -69,7 +71,7 @@ async def served_app(
     server_tls.load_cert_chain(chain)
     listeners = UvicornListeners(server_tls)
     compose.add_network(runtime, listeners)  # as the worker does
-    listeners.attach(create_app(runtime))
+    listeners.attach(marking_requests(create_app(runtime)))
     port = free_port(HOST)
     await listeners.open(ListenAddress(HOST, port))
     try:
@@ -84,7 +86,12 @@ async def served_app(
                 data={"client_id": made.client.client_id, "client_secret": made.client_secret},
             )
         bearer = f"Bearer {token.json()['access_token']}"
-        yield ServedApp(runtime, port, tls, ca.pem().decode(), bearer)
+        with statements_on_the_loop(runtime.engine, serving_only=True) as on_the_loop:
+            yield ServedApp(runtime, port, tls, ca.pem().decode(), bearer)
+        # as a real appliance's test fails on its log's report (`tests.support.appliance`)
+        assert on_the_loop == [], "database statements on the event loop:\n" + "\n".join(
+            on_the_loop
+        )
     finally:
         await listeners.close_all()
         runtime.engine.dispose()
