@@ -2,9 +2,9 @@
 the appliance serves its site.
 
 Same listener code (`UvicornListeners` with the appliance's uvicorn options), same event
-loop (asyncio), same TLS context built from the appliance's own `certs/` directory. `bench_api.py`
-binds the listening socket and starts one process on it, as the appliance serves its
-site from one worker process.
+loop (`platform.event_loop`: uvloop), same TLS context built from the appliance's own
+`certs/` directory. `bench_api.py` binds the listening socket and starts one process on
+it, as the appliance serves its site from one worker process.
 
     python bench/minimal_app.py --certs DATA/certs --fd N --listen HOST:PORT
 """
@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from bastion.certificates import tls
 from bastion.network.listeners import UvicornListeners
+from bastion.platform.event_loop import run_event_loop
 from bastion.supervisor.sockets import parse_listen_address
 
 
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--listen", required=True)
     args = parser.parse_args()
-    asyncio.run(serve(args.certs, args.fd, args.listen))  # as the appliance's worker runs
+    run_event_loop(serve(args.certs, args.fd, args.listen))  # as the appliance's worker runs
 
 
 if __name__ == "__main__":
