@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -28,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bastion.access_console import protocol as console
 from bastion.sessions.relay import Channel, KeptWatch, frame_kind
+from bastion.supervisor.control_socket import abstract
 
 log = logging.getLogger("bastion.sessions")
 
@@ -63,11 +65,11 @@ async def relay_kept_watch(kept: KeptWatch, channel: Channel, refused: int) -> N
 
 
 async def relay_kept_end(
-    socket: str, path: str, first: bytes | str, channel: Channel, refused: int
+    name: str, path: str, first: bytes | str, channel: Channel, refused: int
 ) -> None:
     """Join a session's end (its console or its Jump Client), whose first message was
     `first`, to the worker that keeps the session, both ways, until either closes."""
-    upstream = await _open(socket, path, channel, refused)
+    upstream = await _open(name, path, channel, refused)
     if upstream is None:
         return
     async with upstream:
@@ -79,18 +81,21 @@ async def relay_kept_end(
         await _cancel(up, down)
 
 
-async def _open(socket: str, path: str, channel: Channel, refused: int) -> ClientConnection | None:
+async def _open(name: str, path: str, channel: Channel, refused: int) -> ClientConnection | None:
     """The same WebSocket path on the old worker's private socket; None once the end
     was told the old worker does not answer (and closed)."""
+    # Connected by hand, as the supervisor's and the gateways' lines are: uvloop refuses a
+    # path in the abstract namespace (EINVAL), asyncio's loop takes it.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
+            await asyncio.get_running_loop().sock_connect(sock, abstract(name))
             return await unix_connect(
-                "\0" + socket,
-                uri=f"ws://worker{path}",
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
+                sock=sock, uri=f"ws://worker{path}", max_size=MAX_FRAME_BYTES, compression=None
             )
     except (OSError, InvalidHandshake, TimeoutError) as error:
+        sock.close()
         log.warning("The previous version keeping %s does not answer: %r", path, error)
         await channel.close(refused, GONE)
         return None
