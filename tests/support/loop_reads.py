@@ -4,16 +4,16 @@ trip); requests read on worker threads, which have no running loop."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from fastapi.routing import APIRoute
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.entrypoints.web import ROUTERS
+from bastion.platform.db.engine import watch_statements_on_the_loop
 
 _SERVING: ContextVar[str] = ContextVar("the request being served", default="")
 
@@ -40,22 +40,18 @@ def statements_on_the_loop(engine: Engine, serving_only: bool = False) -> Iterat
     (prefixed with the request)."""
     found: list[str] = []
 
-    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
+    def record(statement: str) -> None:
         serving = _SERVING.get()
         if serving_only and not serving:
             return
         first = statement.splitlines()[0][:80]
         found.append(f"{serving}: {first}" if serving_only else first)
 
-    event.listen(engine, "before_cursor_execute", record)
+    stop = watch_statements_on_the_loop(engine, record)
     try:
         yield found
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        stop()
 
 
 def plain_reads(api: bool) -> list[str]:

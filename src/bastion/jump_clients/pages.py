@@ -7,8 +7,8 @@ from math import ceil
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,28 +66,39 @@ STATEMENT_ON_THE_LOOP = "a database statement ran on the event loop"
 _SEEN_AT_MOST = 1000
 
 
-def report_statements_on_the_loop(engine: Engine, log: logging.Logger) -> None:
-    """Log each statement `engine` runs on a thread that runs an event loop, once per
-    place in the code. While such a statement waits (for a pooled connection, SQLite's
-    write lock, PostgreSQL's round trip), every connection the loop serves waits with it:
-    the site's pages, API, health checks and sessions. Requests and background work run
-    their statements on worker threads; a line here names code that does not."""
-    seen: set[tuple[str, ...]] = set()
+def watch_statements_on_the_loop(engine: Engine, seen: Callable[[str], None]) -> Callable[[], None]:
+    """Call `seen` with each statement `engine` runs on a thread that runs an event loop
+    (requests and background work run theirs on worker threads, which have none);
+    returns what stops the watch."""
 
     def check(_connection: object, _cursor: object, statement: str, *_: object) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return
+        seen(statement)
+
+    event.listen(engine, "before_cursor_execute", check)
+    return lambda: event.remove(engine, "before_cursor_execute", check)
+
+
+def report_statements_on_the_loop(engine: Engine, log: logging.Logger) -> None:
+    """Log each statement `engine` runs on an event loop's thread, once per place in the
+    code. While such a statement waits (for a pooled connection, SQLite's write lock,
+    PostgreSQL's round trip), every connection the loop serves waits with it: the site's
+    pages, API, health checks and sessions. A line here names code that breaks this."""
+    places: set[tuple[str, ...]] = set()
+
+    def report(statement: str) -> None:
         where = _our_callers()
-        if where in seen or len(seen) >= _SEEN_AT_MOST:
+        if where in places or len(places) >= _SEEN_AT_MOST:
             return
-        seen.add(where)
+        places.add(where)
         first = statement.strip().splitlines()[0][:100] if statement.strip() else ""
         code = " < ".join(where) or "outside the appliance"
         log.warning("%s: %s, from %s", STATEMENT_ON_THE_LOOP, first, code)
 
-    event.listen(engine, "before_cursor_execute", check)
+    watch_statements_on_the_loop(engine, report)
 
 
 def _our_callers() -> tuple[str, ...]:
