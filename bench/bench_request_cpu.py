@@ -1,0 +1,123 @@
+"""CPU time of one authenticated API read through the site's ASGI app, in process.
+
+No HTTP server, no TLS, no load generator: the app is called directly with a bearer
+token, one request at a time and then 50 at once, and `time.process_time()` (this
+process's CPU, its worker threads' included) is divided by the number of requests. It
+tells what the request path itself costs, apart from the sockets and from wrk's share of
+the machine (`bench_api.py` measures those together).
+
+    uv run python bench/bench_request_cpu.py [--path /api/v1/accounts] [--requests 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bastion.accounts import api_clients
+from bastion.accounts.service import AccountsSetup
+from bastion.entrypoints import compose
+from bastion.entrypoints.serving import initialise
+from bastion.entrypoints.web import create_app
+from bastion.platform.principals import Actor
+from bastion.platform.settings import ApplianceSettings
+
+SITE = "cpu.example.test"
+WARM_UP = 200
+
+
+async def _token(app: Any, client_id: str, secret: str) -> str:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"https://{SITE}") as client:
+        answer = await client.post(
+            "/api/v1/oauth/token", data={"client_id": client_id, "client_secret": secret}
+        )
+    return str(answer.json()["access_token"])
+
+
+async def _ask(app: Any, path: str, token: str) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", SITE.encode()), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 443),
+        "state": {},
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    if statuses != [200]:
+        raise SystemExit(f"{path} answered {statuses}; expected 200")
+
+
+async def _run(app: Any, path: str, token: str, requests: int, at_once: int) -> tuple[float, float]:
+    """CPU milliseconds a request, and requests a second."""
+
+    async def one_after_another(count: int) -> None:
+        for _ in range(count):
+            await _ask(app, path, token)
+
+    await asyncio.gather(*(one_after_another(WARM_UP // at_once + 1) for _ in range(at_once)))
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one_after_another(requests // at_once) for _ in range(at_once)))
+    done = requests // at_once * at_once
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return 1000 * cpu / done, done / wall
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", default="/api/v1/accounts")
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = compose.build(
+            ApplianceSettings(
+                data_dir=Path(tmp) / "appliance",
+                hostname=SITE,
+                listen=["127.0.0.1:8443"],
+                password_hash_fast=True,
+                ntp_server_default="",
+            )
+        )
+        initialise(runtime)
+        runtime.serving = True
+        app = create_app(runtime)
+        with runtime.uow() as uow:
+            hasher = runtime.part(AccountsSetup).hasher
+            made = api_clients.create_client(uow, hasher, Actor(None, "bench"), "cpu")
+            uow.commit()
+        token = await _token(app, made.client.client_id, made.client_secret)
+        for at_once in (1, 50):
+            per_request, rate = await _run(app, args.path, token, args.requests, at_once)
+            print(
+                f"GET {args.path}, {at_once:>2} at once: {per_request:.2f} ms CPU a request, "
+                f"{rate:.0f} req/s ({args.requests} requests, in process, no TLS)",
+                flush=True,
+            )
+        runtime.engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
