@@ -155,7 +155,8 @@ def test_the_fleet_upgrades_itself_one_at_a_time(
             assert record(site, jumpoint)["kind"] == "jumpoint"
             restarted = Path(f"/proc/{jumpoint.process.pid}/cmdline").read_bytes().split(b"\0")
             assert restarted[-5:-1] == [b"jumpoint", b"run", b"--dir", str(jumpoint.state).encode()]
-            for client in clients.values():
+            for client in clients.values():  # each took its build over its own connection
+                assert f"to Jump Client {client_id(client)}" in site.appliance.log()
                 assert (client.state / "builds" / "1.1.0" / "lib").is_dir()
                 assert client.process.poll() is None  # the same process, re-executed
             refused = bastion(

@@ -32,6 +32,7 @@ from bastion.agents.identity import load_or_create
 from bastion.agents.installation import ANCHORS, IDENTITY, INSTALLATION
 from bastion.agents.protocol import (
     MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
     SESSION_PATH,
     Codec,
     Command,
@@ -48,7 +49,7 @@ from bastion.agents.shell import login_shell
 from bastion.agents.trust import anchors_context
 from bastion.jump_clients.directory import ClientRecord
 from bastion.jump_clients.routing import Deliver
-from tests.support.jump_clients import SITE, Pki, Recorder, run, serving
+from tests.support.jump_clients import SITE, Pki, Recorder, run, serving, site_release
 from tests.support.pki import TestCa
 
 TOKEN = "T" * 43
@@ -249,7 +250,7 @@ def test_the_session_says_hello_relays_a_shell_and_reports_its_exit_code(pki: Pk
             # dialled at 127.0.0.1, named as the site (the certificate names only the site)
             assert site.hosts == [f"{SITE}:{site.port}"]
             assert side.hello == {
-                "v": 1,
+                "v": PROTOCOL_VERSION,
                 "type": "session_hello",
                 "session_id": "s1",
                 "client_id": CLIENT_ID,
@@ -258,7 +259,9 @@ def test_the_session_says_hello_relays_a_shell_and_reports_its_exit_code(pki: Pk
             await side.type("echo hel''lo $TERM\r")
             await side.read_until(b"hello xterm-256color")
             await side.type("exit 7\r")
-            assert await side.until_closed() == [{"v": 1, "type": "session_exit", "code": 7}]
+            assert await side.until_closed() == [
+                {"v": PROTOCOL_VERSION, "type": "session_exit", "code": 7}
+            ]
             assert await task == "the shell exited with 7"
 
     run(scenario())
@@ -269,7 +272,9 @@ def test_a_shell_killed_by_a_signal_exits_with_128_plus_its_number(pki: Pki) -> 
         async with rendezvous(pki.server) as site:
             _, task, side = await start(site, pki.anchors)
             await side.type("kill -KILL $$\r")
-            assert await side.until_closed() == [{"v": 1, "type": "session_exit", "code": 137}]
+            assert await side.until_closed() == [
+                {"v": PROTOCOL_VERSION, "type": "session_exit", "code": 137}
+            ]
             await task
 
     run(scenario())
@@ -354,7 +359,9 @@ def test_the_relay_runs_on_the_standard_event_loop_too(pki: Pki) -> None:
             _, task, side = await start(site, pki.anchors)
             await side.type("stty size; exit 5\r")
             await side.read_until(b"24 80")
-            assert await side.until_closed() == [{"v": 1, "type": "session_exit", "code": 5}]
+            assert await side.until_closed() == [
+                {"v": PROTOCOL_VERSION, "type": "session_exit", "code": 5}
+            ]
             await task
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
@@ -562,22 +569,6 @@ def tiny_wheel(path: Path, version: str) -> bytes:
     return path.read_bytes()
 
 
-@contextlib.asynccontextmanager
-async def serving_build(tls: ssl.SSLContext, build: bytes) -> AsyncIterator[int]:
-    """An HTTPS server answering any GET with `build` (the site's builds endpoint)."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (await reader.readline()).strip():
-            pass
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(build) + build)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
-
-
 def test_an_upgrade_waits_for_the_sessions_in_progress_and_refuses_new_ones(
     tmp_path: Path,
 ) -> None:
@@ -590,21 +581,18 @@ def test_an_upgrade_waits_for_the_sessions_in_progress_and_refuses_new_ones(
     pki = Pki(tmp_path / "pki")  # only its server context is used, and replaced below
     pki.server = tls
     build = tiny_wheel(tmp_path / "bastion-9.9.9-py3-none-any.whl", "9.9.9")
+    site_release(tmp_path / "data", "9.9.9", build)
     state = tmp_path / "state"
     state.mkdir()
     (state / ANCHORS).write_bytes(ca.pem())
     identity = load_or_create(state / IDENTITY)
 
     async def scenario() -> None:
-        async with (
-            serving(pki) as gateway,
-            rendezvous(tls) as site,
-            serving_build(tls, build) as build_port,
-        ):
+        async with serving(pki, data_dir=tmp_path / "data") as gateway, rendezvous(tls) as site:
             gateway.directory.add(ClientRecord(identity.client_id, identity.public_key, "active"))
             installed = {
                 "site": SITE,
-                "site_url": f"https://127.0.0.1:{build_port}",
+                "site_url": "https://127.0.0.1:9",  # the build comes over the connection
                 "gateway": f"127.0.0.1:{gateway.listen_port}",
                 "mode": "active",
                 "client_id": identity.client_id,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bastion.agents.protocol import (
+    PROTOCOL_VERSION,
     Codec,
     Command,
     Resize,
@@ -167,7 +168,11 @@ def test_a_jumpoint_relays_the_ssh_session_it_is_told_to_open_and_nothing_else(
             await side.read_until(b"through-42")
             assert b"19 91" in side.output
             await side.type("exit 5\r")
-            assert (await side.until_closed())[-1] == {"type": "session_exit", "v": 1, "code": 5}
+            assert (await side.until_closed())[-1] == {
+                "type": "session_exit",
+                "v": PROTOCOL_VERSION,
+                "code": 5,
+            }
 
     run(scenario())
 

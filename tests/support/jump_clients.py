@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -35,6 +36,7 @@ from bastion.jump_clients.gateway import Gateway
 from bastion.jump_clients.presence import MemoryPresenceSink
 from bastion.jump_clients.routing import InProcessMessagePort
 from bastion.jump_clients.sockets import Sharing, listening_sockets
+from bastion.supervisor.slots import CURRENT, MANIFEST
 from tests.support.pki import TestCa
 
 SITE = "bastion.test"
@@ -203,3 +205,18 @@ async def serving(pki: Pki, **settings: Any) -> AsyncIterator[Site]:
             await gateway.stop()
         for sock in set(sockets):
             sock.close()
+
+
+def site_release(data_dir: Path, version: str, build: bytes) -> None:
+    """Make `data_dir` that of a site running release `version`, whose Jump Client build
+    is `build` (its slot and its wheel where an install leaves them): what a gateway
+    given this `data_dir` sends clients told to upgrade."""
+    releases = data_dir / "releases"
+    slot = releases / f"site-{version}-test"
+    slot.mkdir(parents=True)
+    manifest = {"factory": False, "package": str(slot / "package.tar"), "version": version}
+    (slot / MANIFEST).write_text(json.dumps(manifest))
+    (releases / CURRENT).symlink_to(slot.name)
+    wheel = data_dir / "blobs" / "jump-clients" / f"bastion-{version}.whl"
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(build)

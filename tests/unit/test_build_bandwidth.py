@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bastion.jump_clients.builds import CHUNK as CHUNK_SERVED
-from bastion.jump_clients.builds import MIB, Bandwidth, Build, stream
+from bastion.jump_clients.builds import MIB, Bandwidth, Build, create_bandwidth_file, stream
 
 CHUNK = 64 * 1024
 
@@ -111,3 +111,45 @@ def test_a_build_streams_whole_in_chunks_of_the_served_size(tmp_path: Path) -> N
     chunks = asyncio.run(asyncio.wait_for(scenario(), 20))
     assert b"".join(chunks) == data
     assert [len(chunk) for chunk in chunks] == [CHUNK_SERVED, CHUNK_SERVED, 17]
+
+
+def test_pacers_sharing_a_ledger_keep_to_one_cap_together(tmp_path: Path) -> None:
+    """Two processes serving builds (here two pacers on one file, as the worker and a
+    gateway process are): their downloads together keep to the cap either one set."""
+    ledger = tmp_path / "bandwidth"
+    create_bandwidth_file(ledger)
+
+    async def scenario() -> float:
+        worker, gateway = Bandwidth(4, ledger), Bandwidth(None, ledger)
+        assert gateway.rate == 4 * MIB  # the cap the other one set
+        ended: dict[str, float] = {}
+        started = time.monotonic()
+        await asyncio.gather(
+            download(worker, MIB, started, ended, "worker"),
+            download(gateway, MIB, started, ended, "gateway"),
+        )
+        worker.close()
+        gateway.close()
+        return max(ended.values()) - started
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 20))
+    # 2 MiB at 4 MiB/s: half a second; each at the whole cap would take a quarter.
+    assert 0.4 <= took <= 2.0, took
+
+
+def test_a_shared_ledger_sends_nothing_until_a_cap_is_set(tmp_path: Path) -> None:
+    ledger = tmp_path / "bandwidth"
+    create_bandwidth_file(ledger)
+
+    async def scenario() -> tuple[bool, bool]:
+        gateway = Bandwidth(None, ledger)
+        waiting = asyncio.ensure_future(gateway.take(CHUNK, 0.0))
+        await asyncio.sleep(0.3)
+        before = waiting.done()
+        setter = Bandwidth(8, ledger)
+        await asyncio.wait_for(waiting, Bandwidth.UNSET_WAIT + 2)
+        gateway.close()
+        setter.close()
+        return before, waiting.done()
+
+    assert asyncio.run(scenario()) == (False, True)

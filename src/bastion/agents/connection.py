@@ -18,8 +18,9 @@ from typing import TypeVar
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
+from bastion.agents.build_download import BuildDownload
 from bastion.agents.errors import ProtocolError, TransportError, TrustError
-from bastion.agents.protocol import Codec, Message, ServerMessage
+from bastion.agents.protocol import BuildRefused, Codec, Message, ServerMessage
 from bastion.agents.wire import Link, core_limit
 
 PATH = "/agent/v1"
@@ -62,13 +63,16 @@ class ClientLink(Link):
 
 
 class AgentLink(ClientLink):
-    """A link to the gateway whose messages are read with `await receive()`."""
+    """A link to the gateway whose messages are read with `await receive()`; the bytes
+    of a build asked for (and the site's refusal to send it) go to its `download`."""
 
-    __slots__ = ("inbox",)
+    __slots__ = ("download", "inbox")
+    binary = True
 
     def __init__(self, core: ClientProtocol, codec: Codec) -> None:
         super().__init__(core, codec)
         self.inbox: asyncio.Queue[ServerMessage | ProtocolError | Ended] = asyncio.Queue()
+        self.download: BuildDownload | None = None
 
     def received(self, frame: bytes) -> None:
         try:
@@ -77,13 +81,27 @@ class AgentLink(ClientLink):
             self.inbox.put_nowait(error)
             self.refuse(error)
             return
+        if isinstance(message, BuildRefused):  # late for a download given up: nothing to do
+            if self.download is not None:
+                self.download.refused(message)
+            return
         if self.inbox.qsize() >= MAX_INBOX:
             self.drop("the site sent more than this client can read")
             return
         self.inbox.put_nowait(message)
 
+    def received_binary(self, data: bytes) -> None:
+        if self.download is None:
+            error = ProtocolError("unexpected", "the site sent bytes no build was asked for")
+            self.inbox.put_nowait(error)
+            self.refuse(error)
+            return
+        self.download.received(data)
+
     def ended(self, reason: str) -> None:
         super().ended(reason)
+        if self.download is not None:
+            self.download.failed(f"the connection to the site ended: {reason}")
         self.inbox.put_nowait(Ended(reason))
 
     def send(self, message: Message) -> None:

@@ -42,3 +42,7 @@ class IdentityError(AgentError):
 
 class WakeRefusedError(AgentError):
     """A wake that is not from this agent's site, is stale, or was seen before."""
+
+
+class UpgradeError(AgentError):
+    """The new build could not be fetched, checked or installed; the old one runs on."""

@@ -30,14 +30,16 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from bastion.agents.backoff import BackoffPolicy
+from bastion.agents.build_download import BuildDownload
 from bastion.agents.connection import AgentLink, Endpoint, open_link
-from bastion.agents.errors import AgentError, ProtocolError, TransportError
+from bastion.agents.errors import AgentError, ProtocolError, TransportError, UpgradeError
 from bastion.agents.identity import EndpointIdentity
 from bastion.agents.protocol import (
     AnySessionOrder,
+    BuildRequest,
     Bye,
     Challenge,
     Codec,
@@ -54,6 +56,7 @@ from bastion.agents.protocol import (
     StartSession,
     StartSshSession,
     Statistics,
+    Upgrade,
     Welcome,
     decode_bytes,
     encode_bytes,
@@ -188,6 +191,25 @@ class JumpClient:
             return False
         self._link.send(message)
         return True
+
+    async def fetch_build(self, command_id: str, order: Upgrade, sink: BinaryIO) -> None:
+        """Receive the build of upgrade order `command_id` over the connection held now,
+        into `sink`, checked against the order's size and SHA-256; an `UpgradeError` says
+        why it did not come whole."""
+        link = self._link
+        if link is None:
+            raise UpgradeError("there is no connection to the site to fetch the build over")
+        if link.download is not None:
+            raise UpgradeError("a build is already being fetched over this connection")
+        download = BuildDownload(command_id, order, sink)
+        link.download = download
+        try:
+            link.send(BuildRequest(command_id=command_id, sha256=order.sha256))
+            await download.finished()
+        except TransportError as error:
+            raise UpgradeError(f"the build could not be asked for: {error}") from None
+        finally:
+            link.download = None
 
     def wake(self) -> None:
         """Check in now (a verified wake, or a request from the endpoint's user)."""

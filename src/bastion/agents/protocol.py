@@ -18,6 +18,12 @@ The conversation:
     server: welcome(intervals, wake_key)  |  retry_after(seconds, reason)  |  error
     client: heartbeat / statistics / command_result ...   server: heartbeat_ack / command
     either: bye(reason)
+
+Version 2 adds the build's download over the same connection: told to upgrade, a client
+sends `build_request`; the site answers with the build's bytes as binary messages (at
+most `MAX_FRAME_BYTES` each, `size` bytes in all, paced by the site's bandwidth cap) or
+with `build_refused`. A version-1 client fetches the build over HTTPS at the order's
+`path` instead.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bastion.agents.errors import ProtocolError, ProtocolErrorCode
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 64 * 1024
 """The largest message either end accepts; larger frames close the connection (1009)."""
 
@@ -126,8 +132,9 @@ class Wake(Part):
 
 
 class Upgrade(Part):
-    """Fetch the build at `path` on the site (with the token in it), check its SHA-256,
-    install it beside the running one and restart into it."""
+    """Fetch the build (over this connection; a version-1 client at `path` on the site,
+    with the token in it), check its SHA-256, install it beside the running one and
+    restart into it."""
 
     kind: Literal["upgrade"] = "upgrade"
     version: Annotated[str, Field(max_length=64)]
@@ -198,10 +205,21 @@ CommandBody = Annotated[
 ]
 
 
+CommandId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class Command(Message):
     type: Literal["command"] = "command"
-    command_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    command_id: CommandId
     body: CommandBody
+
+
+class BuildRefused(Message):
+    """The site will not send the build asked for (version 2); `detail` says why."""
+
+    type: Literal["build_refused"] = "build_refused"
+    command_id: CommandId
+    detail: Annotated[str, Field(max_length=500)]
 
 
 class Error(Message):
@@ -265,9 +283,17 @@ Outcome = Literal["done", "failed", "unsupported"]
 
 class CommandResult(Message):
     type: Literal["command_result"] = "command_result"
-    command_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    command_id: CommandId
     outcome: Outcome
     detail: Annotated[str, Field(max_length=500)] = ""
+
+
+class BuildRequest(Message):
+    """Send the build of upgrade order `command_id` over this connection (version 2)."""
+
+    type: Literal["build_request"] = "build_request"
+    command_id: CommandId
+    sha256: Fingerprint
 
 
 class WakeCall(Message):
@@ -319,11 +345,12 @@ class SessionExit(Message):
 
 
 ServerMessage = Annotated[
-    Challenge | Welcome | RetryAfter | HeartbeatAck | Command | Error | Bye,
+    Challenge | Welcome | RetryAfter | HeartbeatAck | Command | BuildRefused | Error | Bye,
     Field(discriminator="type"),
 ]
 ClientMessage = Annotated[
-    Hello | Heartbeat | Statistics | CommandResult | Bye, Field(discriminator="type")
+    Hello | Heartbeat | Statistics | CommandResult | BuildRequest | Bye,
+    Field(discriminator="type"),
 ]
 
 SessionSiteMessage = Annotated[Resize | SessionEnd | Error, Field(discriminator="type")]

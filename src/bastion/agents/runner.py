@@ -3,8 +3,9 @@ carries out what the site asks (check in, sessions, upgrade, uninstall), and tak
 `bastion jump-client check-in` from the endpoint on a Unix socket in its state directory
 (owner only).
 
-An upgrade never cuts a session: with sessions in progress, the new build is fetched and
-checked at once, new sessions are refused, and the restart waits until the last one ends.
+An upgrade never cuts a session: with sessions in progress, the new build is fetched (over
+the client's connection) and checked at once, new sessions are refused, and the restart
+waits until the last one ends.
 
 A client installed from an installer for a later site version (R11) first waits: it asks
 the site to register it every few minutes (at once on `check-in`), stays offline while
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from bastion.agents import upgrading
 from bastion.agents.connection import Endpoint
-from bastion.agents.errors import AgentError
+from bastion.agents.errors import AgentError, UpgradeError
 from bastion.agents.identity import load_or_create
 from bastion.agents.installation import (
     ANCHORS,
@@ -160,10 +161,8 @@ class Service:
             return CommandResult(command_id=command_id, outcome="done", detail="already running it")
         log.warning("upgrading to %s", order.version)
         try:
-            lib = await asyncio.to_thread(
-                upgrading.fetch, self.installed, self.state, order, self.client.tls
-            )
-        except upgrading.UpgradeError as error:
+            lib = await upgrading.fetch(self.client, self.state, command_id, order)
+        except UpgradeError as error:
             log.error("the upgrade to %s failed: %s", order.version, error)
             return CommandResult(command_id=command_id, outcome="failed", detail=str(error)[:500])
         sessions = self.client.sessions_in_progress

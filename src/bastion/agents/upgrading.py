@@ -6,29 +6,26 @@ running one, restart into it, and go back by itself if the new build cannot reac
     <state>/upgrade.json            an upgrade on trial: the new build, the old, the deadline
     <state>/upgrade-failed.json     why the last upgrade was undone, until the site hears it
 
-The build's SHA-256 comes in the upgrade order, over the client's authenticated TLS
-connection; the bytes come over a second TLS connection that trusts the same anchors.
-Nothing is switched until the whole build is checked and installed.
+The build comes over the client's own authenticated TLS connection: its SHA-256 and size
+in the upgrade order, its bytes after it (`bastion.agents.build_download`). Nothing is
+switched until the whole build is checked and installed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
+import asyncio
 import json
 import os
 import shutil
-import ssl
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, BinaryIO, NoReturn, Protocol
 
-from bastion.agents.errors import AgentError
-from bastion.agents.installation import INSTALLATION, PENDING, Installation
+from bastion.agents.errors import UpgradeError
+from bastion.agents.installation import INSTALLATION, PENDING
 from bastion.agents.protocol import Upgrade
 from bastion.platform.files import write_atomically
 from bastion.releases.wheels import WheelError, install_wheel
@@ -40,12 +37,6 @@ FAILED = "upgrade-failed.json"
 BUILD_ENV = "BASTION_JUMP_CLIENT_BUILD"
 DEADLINE_ENV = "BASTION_JUMP_CLIENT_UPGRADE_DEADLINE"
 DEFAULT_DEADLINE = 120.0
-CHUNK = 256 * 1024
-TIMEOUT = 60.0
-
-
-class UpgradeError(AgentError):
-    """The new build could not be fetched, checked or installed; the old one runs on."""
 
 
 @dataclass(frozen=True)
@@ -68,48 +59,35 @@ def running_lib() -> str:
     return os.environ.get(BUILD_ENV, "")
 
 
-def fetch(installed: Installation, state: Path, order: Upgrade, tls: ssl.SSLContext) -> Path:
-    """Download and check the build, install it under `builds/<version>/lib`; its lib."""
+class BuildSource(Protocol):
+    """Where the build comes from: the client's connection (`JumpClient.fetch_build`)."""
+
+    async def fetch_build(self, command_id: str, order: Upgrade, sink: BinaryIO) -> None: ...
+
+
+async def fetch(source: BuildSource, state: Path, command_id: str, order: Upgrade) -> Path:
+    """Receive and check the build, install it under `builds/<version>/lib`; its lib."""
     builds = state / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=builds, prefix=".fetch-") as work:
-        wheel = Path(work) / f"bastion-{order.version}-py3-none-any.whl"
-        _download(installed.site_url, order, tls, wheel)
-        lib = Path(work) / "lib"
-        try:
-            install_wheel(wheel, lib)
-        except WheelError as error:
-            raise UpgradeError(f"the build does not install: {error}") from None
-        target = builds / order.version
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir()
-        os.rename(lib, target / "lib")
-    return target / "lib"
-
-
-def _download(site_url: str, order: Upgrade, tls: ssl.SSLContext, out: Path) -> None:
-    url = urlsplit(site_url)
-    connection = http.client.HTTPSConnection(
-        url.hostname or "", url.port or 443, context=tls, timeout=TIMEOUT
-    )
-    digest = hashlib.sha256()
+    work = Path(tempfile.mkdtemp(dir=builds, prefix=".fetch-"))
     try:
-        connection.request("GET", order.path)
-        response = connection.getresponse()
-        if response.status != 200:
-            raise UpgradeError(f"the site answered {response.status} for the build")
-        with out.open("wb") as sink:
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                sink.write(chunk)
-    except (OSError, http.client.HTTPException) as error:
-        raise UpgradeError(f"the build could not be fetched: {error}") from None
+        wheel = work / f"bastion-{order.version}-py3-none-any.whl"
+        with wheel.open("wb") as sink:
+            await source.fetch_build(command_id, order, sink)
+        return await asyncio.to_thread(_install, wheel, work / "lib", builds / order.version)
     finally:
-        connection.close()
-    if digest.hexdigest() != order.sha256:
-        raise UpgradeError(
-            f"the build's SHA-256 is {digest.hexdigest()}, not {order.sha256} as ordered"
-        )
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _install(wheel: Path, lib: Path, target: Path) -> Path:
+    try:
+        install_wheel(wheel, lib)
+    except WheelError as error:
+        raise UpgradeError(f"the build does not install: {error}") from None
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    os.rename(lib, target / "lib")
+    return target / "lib"
 
 
 def begin(state: Path, command_id: str, version: str, lib: Path) -> Trial:

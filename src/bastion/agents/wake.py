@@ -123,11 +123,14 @@ class WakeListener(asyncio.Protocol):
 
 
 async def send_wake(host: str, port: int, call: WakeCall, timeout: float = 5.0) -> str:
-    """Deliver `call` to a passive client's wake port; its answer (``ok`` or why not)."""
+    """Deliver `call` to a passive client's wake port; its answer (``ok`` or why not).
+    Written in the oldest version the site speaks: the call has no later field, and a
+    client one version behind must be woken to be upgraded."""
+    codec = Codec()
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(Codec().write(call).encode() + b"\n")
+            writer.write(codec.write(call, codec.accepted.start).encode() + b"\n")
             await writer.drain()
             answer = await reader.readline()
         finally:

@@ -10,7 +10,8 @@ sets `binary = True` also gets `received_binary` (one whole binary message; the 
 refuse binary frames). Limits: a message larger than `max_message` is answered with a
 `too_large` error and close code 1009; a peer that stops reading while more than
 `max_buffer` bytes wait to be written to it is dropped, so a slow reader cannot make
-memory grow.
+memory grow. A sender of bulk data awaits `writable()` between messages instead: it
+waits while more than half of `max_buffer` is queued.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Protocol, State
 
 from bastion.agents.errors import ProtocolError, ProtocolErrorCode
-from bastion.agents.protocol import MAX_FRAME_BYTES, Codec, Error
+from bastion.agents.protocol import MAX_FRAME_BYTES, Codec, Error, Message
 
 CLOSE_GRACE = 2.0
 """Seconds to wait for the peer's closing handshake before cutting the connection."""
@@ -42,6 +43,7 @@ class Link(asyncio.Protocol):
 
     __slots__ = (
         "_binary",
+        "_drained",
         "_parts",
         "_size",
         "codec",
@@ -62,6 +64,7 @@ class Link(asyncio.Protocol):
         self._parts: list[bytes] | None = None
         self._size = 0
         self._binary = False
+        self._drained: asyncio.Future[None] | None = None
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -100,19 +103,35 @@ class Link(asyncio.Protocol):
         self.flush()
         return True
 
+    async def writable(self) -> bool:
+        """Wait until the queue for the peer is below half of `max_buffer` (at once if it
+        is); False if the connection is gone or closing meanwhile."""
+        while self._open() and self._drained is not None:
+            await asyncio.shield(self._drained)
+        return self._open()
+
+    def _open(self) -> bool:
+        transport = self.transport
+        closing = transport is None or transport.is_closing()
+        return not closing and self.core.state is State.OPEN
+
     def _writable(self) -> bool:
         transport = self.transport
-        if transport is None or transport.is_closing() or self.core.state is not State.OPEN:
+        if transport is None or not self._open():
             return False
         if transport.get_write_buffer_size() > self.max_buffer:
             self.drop(f"{SLOW_READER} (more than {self.max_buffer} bytes waiting)")
             return False
         return True
 
+    def written(self, message: Message) -> str:
+        """`message` as this end writes it to its peer (a site: in the peer's version)."""
+        return self.codec.write(message)
+
     def refuse(self, error: ProtocolError) -> None:
         """Tell the peer what was wrong with what it sent, then close."""
         if self.core.state is State.OPEN:
-            self.send_text(self.codec.write(Error(code=error.code, detail=error.detail)))
+            self.send_text(self.written(Error(code=error.code, detail=error.detail)))
         self.close(CLOSE_CODES[error.code], error.detail)
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
@@ -149,6 +168,15 @@ class Link(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=self.max_buffer // 2)
 
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
     def data_received(self, data: bytes) -> None:
         self.core.receive_data(data)
         self._pump()
@@ -160,6 +188,7 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.resume_writing()  # a sender waiting for room learns the connection is gone
         self.ended(self.end_reason or self._lost_reason(exc))
 
     def _lost_reason(self, exc: Exception | None) -> str:

@@ -70,6 +70,7 @@ def _config(settings: ApplianceSettings, index: int, secret: bytes) -> GatewayCo
     with UnitOfWork(factory) as uow:
         fleet = service.settings(uow)
     rate_file = os.environ.get("BASTION_GATEWAY_RATE_FILE")
+    bandwidth_file = os.environ.get("BASTION_GATEWAY_BANDWIDTH_FILE")
     return GatewayConfig(
         site=settings.hostname,
         gateway_id=f"gateway-{index}",
@@ -78,6 +79,10 @@ def _config(settings: ApplianceSettings, index: int, secret: bytes) -> GatewayCo
         rate_file=Path(rate_file) if rate_file else None,
         statistics_interval=float(fleet.statistics_interval_seconds),
         wake_secret=secret,
+        data_dir=settings.data_dir,
+        bandwidth_file=Path(bandwidth_file) if bandwidth_file else None,
+        upgrade_bandwidth_mib=float(fleet.upgrade_bandwidth_mib),
+        build_stall_seconds=settings.build_stall_seconds,
     )
 
 

@@ -2,28 +2,36 @@
 
 A Jump Client runs the same `bastion` package as the site: the build for the site's
 version is the `bastion` wheel inside the site release's package, taken out once into
-`blobs/jump-clients/`. A client told to upgrade fetches it from the site over TLS with a
-download token made for it (valid for an hour, bound to the client and the build), and
-checks its SHA-256 against the digest the site sent over the client's authenticated
-connection. Every download shares the site's upgrade bandwidth cap, oldest first.
+`blobs/jump-clients/`. A client told to upgrade receives it over its own connection from
+the gateway process that holds it (`send_over`, protocol 2); a client of protocol 1
+fetches it from the site over HTTPS with a download token made for it (valid for an
+hour, bound to the client and the build). Either way it checks the build's SHA-256
+against the digest the site sent over its authenticated connection. Every download, in
+whichever process, shares the site's upgrade bandwidth cap (`Bandwidth`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import heapq
 import hmac
 import itertools
+import mmap
+import os
+import struct
 import tarfile
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bastion.agents.wire import Link
 from bastion.platform.files import write_atomically
 from bastion.supervisor.slots import CURRENT, Releases
 
@@ -111,11 +119,54 @@ def check_token(site_secret: bytes, token: str, sha256: str, now: float) -> str 
 
 # -- the bandwidth cap ---------------------------------------------------------------------
 
+LEDGER = struct.Struct("<dd")
+"""A shared bandwidth file: <free_at: f64 (CLOCK_MONOTONIC seconds, the same in every
+process)> <rate: f64 (bytes a second; 0 until the site's cap is set)>."""
+
+
+def create_bandwidth_file(path: Path) -> None:
+    """The ledger every process serving builds paces from, with nothing sent yet."""
+    write_atomically(path, LEDGER.pack(0.0, 0.0), mode=0o600)
+
+
+class _Ledger:
+    """When the next chunk may go, and the cap: in this process only, or in a file shared
+    by every process that serves builds (the worker and its gateway processes), under an
+    advisory lock held for a few microseconds per grant."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.free_at, self.rate = 0.0, 0.0
+        self._fd = -1 if path is None else os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self._map = None if path is None else mmap.mmap(self._fd, LEDGER.size)
+
+    @contextmanager
+    def held(self) -> Iterator[_Ledger]:
+        if self._map is None:
+            yield self
+            return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self.free_at, self.rate = LEDGER.unpack_from(self._map)
+            yield self
+            LEDGER.pack_into(self._map, 0, self.free_at, self.rate)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            os.close(self._fd)
+            self._map = None
+
 
 class Bandwidth:
-    """One pacer for every build download of this worker: chunks go out no faster than
-    the site's cap (bytes a second), each to the download that started first among
-    those waiting for one.
+    """The pacer of build downloads: chunks go out no faster than the site's cap (bytes
+    a second), each to the download that started first among those waiting here.
+
+    With `shared` (the site's bandwidth file), every process that serves builds paces
+    from one ledger, so all downloads together keep to the cap whichever gateway process
+    holds them; the rate set by any of them (the rollout sets the site's each second)
+    holds for all. Within a process the oldest download goes first.
 
     Shared evenly instead, the downloads ordered together end together, restart
     together and come back together, and between such waves the bandwidth stands idle
@@ -128,16 +179,23 @@ class Bandwidth:
     CATCH_UP = 0.05
     """Seconds of grants a late event loop may make up at once (else lost for good)."""
 
-    def __init__(self, mib_per_second: float) -> None:
-        self.rate = mib_per_second * MIB
-        self._free_at = 0.0
-        """The loop's time at which the next chunk may go."""
+    def __init__(self, mib_per_second: float | None, shared: Path | None = None) -> None:
+        self._ledger = _Ledger(shared)
         self._waiting: list[tuple[float, int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        if mib_per_second is not None:
+            self.set_rate(mib_per_second)
 
     def set_rate(self, mib_per_second: float) -> None:
-        self.rate = mib_per_second * MIB
+        with self._ledger.held() as ledger:
+            ledger.rate = mib_per_second * MIB
+
+    @property
+    def rate(self) -> float:
+        """Bytes a second (0: no cap set yet, and nothing is sent)."""
+        with self._ledger.held() as ledger:
+            return ledger.rate
 
     async def take(self, size: int, since: float) -> None:
         """Wait for this download's turn to send `size` bytes; `since`: when it began."""
@@ -145,20 +203,28 @@ class Bandwidth:
         granted = loop.create_future()
         heapq.heappush(self._waiting, (since, next(self._order), size, granted))
         if self._timer is None:
-            self._timer = loop.call_at(max(self._free_at, loop.time()), self._grant, loop)
+            self._timer = loop.call_soon(self._grant, loop)
         await granted
 
     def _grant(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        now = loop.time()
-        while self._waiting and self._free_at <= now:
-            _since, _order, size, granted = heapq.heappop(self._waiting)
-            if granted.done():  # its download ended while it waited
-                continue
-            granted.set_result(None)
-            self._free_at = max(self._free_at, now - self.CATCH_UP) + size / self.rate
+        now = time.monotonic()
+        with self._ledger.held() as ledger:
+            while self._waiting and ledger.rate > 0 and ledger.free_at <= now:
+                _since, _order, size, granted = heapq.heappop(self._waiting)
+                if granted.done():  # its download ended while it waited
+                    continue
+                granted.set_result(None)
+                ledger.free_at = max(ledger.free_at, now - self.CATCH_UP) + size / ledger.rate
+            wait = ledger.free_at - now if ledger.rate > 0 else self.UNSET_WAIT
         if self._waiting:
-            self._timer = loop.call_at(self._free_at, self._grant, loop)
+            self._timer = loop.call_later(max(0.0, wait), self._grant, loop)
+
+    UNSET_WAIT = 1.0
+    """Seconds between looks at a shared ledger whose cap nobody has set yet."""
+
+    def close(self) -> None:
+        self._ledger.close()
 
 
 async def stream(build: Build, bandwidth: Bandwidth) -> AsyncGenerator[bytes, None]:
@@ -173,3 +239,43 @@ async def stream(build: Build, bandwidth: Bandwidth) -> AsyncGenerator[bytes, No
                 return
             left -= len(chunk)
             yield chunk
+
+
+STALLED = (
+    "its download of the build stalled: it read nothing for {stall:g} s, and the site cut it off"
+)
+ENDED = "its connection ended during its download of the build"
+SHORT = "the site's copy of the build is shorter than its recorded size"
+
+
+def download_failed(why: str) -> str:
+    """An upgrade's failure when the site could not send the build, as the page shows it."""
+    return f"{why}; resume the rollout with retry to let it try again"
+
+
+async def send_over(link: Link, build: Build, bandwidth: Bandwidth, stall: float) -> str | None:
+    """Send the build's bytes over `link` as binary messages, no faster than the cap allows
+    all downloads together; None once all are queued, else why not (`STALLED` when the
+    client read nothing for `stall` seconds: the caller cuts it off).
+
+    A chunk is asked of the cap only once the client has read most of the one before
+    (the link's queue is under half its limit), so a slow reader holds back no one."""
+    since, left = time.monotonic(), build.size
+    with build.path.open("rb") as source:
+        while left > 0:
+            try:
+                async with asyncio.timeout(stall):
+                    room = await link.writable()
+            except TimeoutError:
+                return STALLED.format(stall=stall)
+            if not room:
+                return ENDED
+            size = min(link.codec.max_frame, left)
+            await bandwidth.take(size, since)
+            chunk = source.read(size)
+            if len(chunk) < size:
+                return SHORT
+            if not link.send_binary(chunk):
+                return ENDED
+            left -= size
+    return None

@@ -54,6 +54,16 @@ class GatewayConfig:
     """SO_SNDBUF for client sockets: bounds kernel memory per client (None: system default)."""
     wake_secret: bytes = b""
     """The site's wake secret; passive clients' wake keys derive from it (empty: no wakes)."""
+    data_dir: Path | None = None
+    """Where the site's Jump Client build is found (`builds.current_build`); None: this
+    gateway sends no build, and refuses every `build_request`."""
+    bandwidth_file: Path | None = None
+    """The site's bandwidth ledger, shared with the worker and the other gateway processes
+    (`builds.Bandwidth`); the rollout keeps the site's cap in it. Without it this process
+    sends builds at `upgrade_bandwidth_mib` on its own."""
+    upgrade_bandwidth_mib: float = 100.0
+    build_stall_seconds: float = 30.0
+    """A client that reads nothing of its build for this long is cut off, and its upgrade fails."""
 
     def __post_init__(self) -> None:
         if not 0 < self.connection_rate <= MAX_CONNECTION_RATE:

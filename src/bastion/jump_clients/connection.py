@@ -4,6 +4,9 @@
                                                        │ unknown, revoked, over the rate:
                                                        └─▶ retry_after, close
 
+Online, a client told to upgrade may ask for that build (`build_request`); the gateway
+sends it over this connection (`Gateway.send_build`).
+
 No task is kept per connection (one lives only while a hello is checked), so an idle
 client costs the TLS transport, the framing state and this object.
 """
@@ -24,6 +27,7 @@ from bastion.agents.connection import PATH
 from bastion.agents.errors import ProtocolError
 from bastion.agents.identity import verify_hello
 from bastion.agents.protocol import (
+    BuildRequest,
     Bye,
     Challenge,
     ClientMessage,
@@ -66,6 +70,8 @@ class LinkOwner(Protocol):
 
     def reconnect_after(self, link: GatewayLink) -> float: ...
 
+    def send_build(self, link: GatewayLink, request: BuildRequest) -> None: ...
+
 
 class Phase(Enum):
     HANDSHAKE = "handshake"
@@ -79,6 +85,7 @@ class GatewayLink(Link):
     __slots__ = (
         "address",
         "client_id",
+        "downloading",
         "gateway",
         "heard_at",
         "nonce",
@@ -87,6 +94,7 @@ class GatewayLink(Link):
         "serial",
         "settled",
         "spread",
+        "upgrade_order",
     )
 
     def __init__(self, gateway: LinkOwner, serial: int) -> None:
@@ -100,9 +108,14 @@ class GatewayLink(Link):
         self.phase = Phase.HANDSHAKE
         self.client_id = ""
         self.nonce = b""
-        self.peer_version = codec.version
+        self.peer_version = codec.accepted.start
+        """Until its hello says, the client may speak the oldest version read here: the
+        challenge is written in that one, so that every client can read it."""
         self.heard_at = gateway.clock()
         self.address: str | None = None
+        self.upgrade_order: tuple[str, str] | None = None
+        """(command id, SHA-256) of the upgrade last ordered over this connection."""
+        self.downloading = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -135,8 +148,11 @@ class GatewayLink(Link):
         self.phase = Phase.AWAITING_HELLO
         self.send(Challenge(nonce=encode_bytes(self.nonce)))
 
+    def written(self, message: Message) -> str:
+        return self.codec.write(message, self.peer_version)
+
     def send(self, message: Message) -> bool:
-        return self.send_text(self.codec.write(message, self.peer_version))
+        return self.send_text(self.written(message))
 
     def refuse(self, error: ProtocolError) -> None:
         self.gateway.counters[f"refused_{error.code}"] += 1
@@ -174,6 +190,8 @@ class GatewayLink(Link):
             presence.reported(self.client_id, message)
         elif isinstance(message, CommandResult):
             presence.answered(self.client_id, message)
+        elif isinstance(message, BuildRequest):
+            self.gateway.send_build(self, message)
         elif isinstance(message, Bye):
             self.phase = Phase.LEAVING
             self.close(reason=message.reason or "the client said goodbye")

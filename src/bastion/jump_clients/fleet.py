@@ -17,7 +17,13 @@ from pathlib import Path
 from bastion.agents.protocol import Command, Uninstall, Upgrade
 from bastion.agents.wake import make_wake, send_wake, wake_key
 from bastion.jump_clients import service, upgrades
-from bastion.jump_clients.builds import Bandwidth, Build, current_build, download_token
+from bastion.jump_clients.builds import (
+    Bandwidth,
+    Build,
+    create_bandwidth_file,
+    current_build,
+    download_token,
+)
 from bastion.jump_clients.port import SocketMessagePort, gateway_socket
 from bastion.jump_clients.routing import Deliver, Disconnect, GatewayMessage
 from bastion.jump_clients.shared_rate import create_rate_file
@@ -47,10 +53,14 @@ class GatewayFleet:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watching: asyncio.Task[None] | None = None
         self._rate_file = data_dir / "state" / "gateway-rate"
+        self.bandwidth_file: Path | None = None
+        """The bandwidth ledger the worker shares with its gateway processes, once started."""
 
     def start(self) -> None:
         self.listening.set_inheritable(True)
         create_rate_file(self._rate_file, time.monotonic())  # one clock for every process
+        self.bandwidth_file = self.data_dir / "state" / "gateway-bandwidth"
+        create_bandwidth_file(self.bandwidth_file)
         for index in range(self.processes):
             self._children[index] = self._spawn(index)
         self._watching = asyncio.create_task(self._watch(), name="gateway processes")
@@ -62,6 +72,7 @@ class GatewayFleet:
             "BASTION_GATEWAY_INDEX": str(index),
             "BASTION_GATEWAY_PROCESSES": str(self.processes),
             "BASTION_GATEWAY_RATE_FILE": str(self._rate_file),
+            "BASTION_GATEWAY_BANDWIDTH_FILE": str(self.bandwidth_file),
             "BASTION_GATEWAY_PARENT_PID": str(os.getpid()),
         }
         command = [sys.executable, "-m", "bastion.entrypoints.gateway"]
@@ -164,7 +175,8 @@ class Rollout:
     ) -> None:
         self.fleet, self.runtime, self.site_version = fleet, runtime, site_version
         self.data_dir = data_dir
-        self.bandwidth = Bandwidth(100)
+        self.bandwidth = Bandwidth(100, fleet.bandwidth_file)
+        """Shared with the gateway processes: it keeps the site's cap in the ledger."""
         self._build: Build | None = None
 
     def build(self) -> Build | None:

@@ -5,10 +5,12 @@ One `Gateway` per process. The supervisor owns the listening socket and hands it
 socket or on its own member of an SO_REUSEPORT group (see `sockets.py`), because one
 process may hold only ~19,000 connections under the 20,000 open-file cap.
 
-Per client: the TLS transport, the WebSocket framing state and a `GatewayLink`; no task.
-Each process owns one slice of everything shared: a share of the site's connection
-rate (`rate.py`), a presence table flushed in batches (`presence.py`), and a subscription
-to the message port that routes commands to the process holding a client (`routing.py`).
+Per client: the TLS transport, the WebSocket framing state and a `GatewayLink`; no task
+(one lives while a hello is checked, and one while a build is sent). Each process owns
+one slice of everything shared: a share of the site's connection rate (`rate.py`), a
+presence table flushed in batches (`presence.py`), a subscription to the message port
+that routes commands to the process holding a client (`routing.py`), and the downloads
+of the clients it holds, paced from the site's one bandwidth ledger (`builds.py`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,27 @@ from itertools import count
 from typing import Any
 
 from bastion.agents.errors import ProtocolError
-from bastion.agents.protocol import Codec, Hello, Welcome, encode_bytes
+from bastion.agents.protocol import (
+    BuildRefused,
+    BuildRequest,
+    Codec,
+    CommandResult,
+    Hello,
+    Upgrade,
+    Welcome,
+    encode_bytes,
+)
 from bastion.agents.wake import wake_key
 from bastion.agents.wire import SLOW_READER
 from bastion.jump_clients.acceptor import Acceptor
+from bastion.jump_clients.builds import (
+    STALLED,
+    Bandwidth,
+    Build,
+    current_build,
+    download_failed,
+    send_over,
+)
 from bastion.jump_clients.config import GatewayConfig
 from bastion.jump_clients.connection import GatewayLink, Phase
 from bastion.jump_clients.directory import ClientDirectory, ClientRecord
@@ -76,6 +95,13 @@ class Gateway:
         self._acceptor: Acceptor | None = None
         self._accepting: asyncio.Task[None] | None = None
         self.standing_by = False
+        self.stopping = False
+        self.bandwidth = (
+            Bandwidth(None, config.bandwidth_file)
+            if config.bandwidth_file is not None
+            else Bandwidth(config.upgrade_bandwidth_mib)
+        )
+        self._build: Build | None = None
 
     # -- running -------------------------------------------------------------------
 
@@ -99,6 +125,7 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, send every client away at its reconnect offset, flush."""
+        self.stopping = True
         if self._accepting is not None and self._acceptor is not None:
             self._accepting.cancel()
             await asyncio.gather(self._accepting, return_exceptions=True)
@@ -119,6 +146,7 @@ class Gateway:
         await self.flusher.flush()
         if isinstance(self.gate, SharedAdmissionGate):
             self.gate.close()
+        self.bandwidth.close()
 
     def reconfigure(self, connection_rate: float, statistics_interval: float) -> bool:
         """Apply the site's changed settings without a restart: the connection rate at once
@@ -180,6 +208,8 @@ class Gateway:
             await asyncio.sleep(self.config.sweep_interval)
             now = self.clock()
             for link in list(self.links):
+                if link.downloading:
+                    continue  # busy receiving: a slow reader is cut off by the stall limit
                 online = link.phase is Phase.ONLINE
                 limit = self.config.heartbeat_timeout if online else self.config.hello_timeout
                 if now - link.heard_at > limit:
@@ -341,11 +371,64 @@ class Gateway:
         if link is None:
             return False
         if isinstance(message, Deliver):
+            if isinstance(message.command.body, Upgrade):
+                link.upgrade_order = (message.command.command_id, message.command.body.sha256)
             return link.send(message.command)
         if message.spare == (self.config.gateway_id, link.serial):
             return False
         link.retry(message.reason, message.retry_after, message.detail)
         return True
+
+    # -- builds ----------------------------------------------------------------------
+
+    def send_build(self, link: GatewayLink, request: BuildRequest) -> None:
+        """Send the build the client was ordered to upgrade to over its connection."""
+        if link.upgrade_order != (request.command_id, request.sha256):
+            self._refuse_build(link, request, NOT_ORDERED)
+        elif link.downloading:
+            self._refuse_build(link, request, ALREADY_SENDING)
+        else:
+            link.downloading = True
+            self._spawn(self._send_build(link, request))
+
+    def _refuse_build(self, link: GatewayLink, request: BuildRequest, detail: str) -> None:
+        self.counters["builds_refused"] += 1
+        link.send(BuildRefused(command_id=request.command_id, detail=detail))
+
+    async def _send_build(self, link: GatewayLink, request: BuildRequest) -> None:
+        try:
+            build = await self._current_build()
+            if build is None or build.sha256 != request.sha256:
+                self._refuse_build(link, request, NO_SUCH_BUILD)
+                return
+            why = await send_over(link, build, self.bandwidth, self.config.build_stall_seconds)
+        except Exception:
+            log.exception("could not send the build to Jump Client %s", link.client_id)
+            self._refuse_build(link, request, BUILD_UNREADABLE)
+            return
+        finally:
+            link.downloading = False
+        if why is None:
+            self.counters["builds_sent"] += 1
+            log.info("sent the build %s to Jump Client %s", request.sha256[:12], link.client_id)
+            return
+        stalled = why == STALLED.format(stall=self.config.build_stall_seconds)
+        if stalled:
+            log.warning("Jump Client %s: %s", link.client_id, why)
+            link.drop(why)
+        if not self.stopping:  # a gateway restarting sends its clients away on purpose
+            self.counters["builds_failed"] += 1
+            failed = CommandResult(
+                command_id=request.command_id, outcome="failed", detail=download_failed(why)
+            )
+            self.presence.answered(link.client_id, failed)
+
+    async def _current_build(self) -> Build | None:
+        """The site's build (read once; a new site version comes with new processes)."""
+        data_dir = self.config.data_dir
+        if self._build is None and data_dir is not None:
+            self._build = await asyncio.to_thread(current_build, data_dir)
+        return self._build
 
 
 def _gate(config: GatewayConfig, now: float) -> Gate:
@@ -366,6 +449,13 @@ UNKNOWN = "the site does not know this Jump Client; reinstall it with an install
 UNAVAILABLE = "the site cannot check Jump Client identities right now; it will soon"
 REPLACED = "a newer connection with this Jump Client's identity took over"
 STANDBY = "this appliance is the failover backup; the site's primary serves Jump Clients"
+NOT_ORDERED = (
+    "no upgrade to this build was ordered on this connection; the site orders it again "
+    "when this client's turn comes"
+)
+ALREADY_SENDING = "this build is already being sent over this connection"
+NO_SUCH_BUILD = "the site serves no Jump Client build with this digest now"
+BUILD_UNREADABLE = "the site cannot read its Jump Client build now; the site's log says why"
 BAD_SIGNATURE = (
     "the hello is not signed with this Jump Client's key over this connection's challenge"
 )
