@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
+import io
 import json
 import ssl
 import sys
@@ -29,11 +29,13 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bastion.agents.connection import Endpoint  # noqa: E402
+from bastion.agents.errors import UpgradeError  # noqa: E402
 from bastion.agents.jump_client import JumpClient, JumpClientConfig  # noqa: E402
 from bastion.agents.protocol import Command, CommandResult, Statistics, Upgrade  # noqa: E402
 from bastion.agents.statistics import collect  # noqa: E402
@@ -67,25 +69,15 @@ class CollectorPasses:
         return said
 
 
-async def fetch(host: str, port: int, site: str, tls: ssl.SSLContext, order: Upgrade) -> bool:
-    reader, writer = await asyncio.open_connection(host, port, ssl=tls, server_hostname=site)
-    try:
-        writer.write(
-            f"GET {order.path} HTTP/1.1\r\nhost: {site}\r\nconnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            counts["download_refused"] += 1
-            return False
-        digest, size = hashlib.sha256(), 0
-        while chunk := await reader.read(256 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-        counts["bytes"] += size
-        return digest.hexdigest() == order.sha256
-    finally:
-        writer.close()
+class Counted(io.RawIOBase):
+    """Where a simulated client's build goes: counted, not kept."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        counts["bytes"] += len(data)
+        return len(data)
 
 
 class Endpoint_:
@@ -98,6 +90,7 @@ class Endpoint_:
         self.base = base
         self.anchors = anchor_fingerprints(args.anchors)
         self.restart = asyncio.Event()
+        self.current: JumpClient | None = None
 
     def client(self) -> JumpClient:
         source = self.args.sources.split(",")[self.index % len(self.args.sources.split(","))]
@@ -112,22 +105,20 @@ class Endpoint_:
             return self.base
 
         identity = fleet_identity(self.args.seed, self.index)
-        return JumpClient(config, identity, self.tls, report, self.command, self.observer)
+        self.current = JumpClient(config, identity, self.tls, report, self.command, self.observer)
+        return self.current
 
     async def command(self, command: Command) -> CommandResult:
         order = command.body
         if not isinstance(order, Upgrade):
             return CommandResult(command_id=command.command_id, outcome="done")
+        assert self.current is not None
         try:
-            ok = await fetch(self.args.address, self.args.web_port, self.args.site, self.tls, order)
-        except (OSError, asyncio.IncompleteReadError) as error:
+            await self.current.fetch_build(command.command_id, order, Counted())  # type: ignore[arg-type]
+        except UpgradeError as error:
             counts["download_failed"] += 1
-            return CommandResult(
-                command_id=command.command_id, outcome="failed", detail=str(error)[:400]
-            )
-        if not ok:
-            counts["digest_mismatch"] += 1
-            return CommandResult(command_id=command.command_id, outcome="failed", detail="digest")
+            detail = str(error)[:400]
+            return CommandResult(command_id=command.command_id, outcome="failed", detail=detail)
         self.version = order.version
         counts["upgraded"] += 1
         asyncio.get_running_loop().call_later(0.5, self.restart.set)
@@ -168,7 +159,6 @@ if __name__ == "__main__":
     for name in ("--site", "--address", "--seed", "--version", "--sources"):
         parser.add_argument(name, required=name != "--sources", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--web-port", type=int, required=True)
     parser.add_argument("--anchors", type=Path, required=True)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--count", type=int, default=1000)

@@ -88,16 +88,15 @@ def gateway_env(host: str, ports: tuple[int, int], processes: int) -> dict[str, 
 
 
 def simulator_command(
-    site: str, host: str, ports: tuple[int, int], anchors: Path, clients: tuple[int, int],
+    site: str, host: str, gateway: int, anchors: Path, clients: tuple[int, int],
     sources: list[str],
 ) -> list[str]:  # fmt: skip
     """A simulator process of `_upgrade_clients.py` running `clients` (first, count) of
-    version 1.0.0 against the appliance's gateway and web `ports` on `host`."""
-    gateway, web = ports
+    version 1.0.0 against the appliance's `gateway` port on `host`."""
     first, count = clients
     return [
         sys.executable, str(ROOT / "bench" / "_upgrade_clients.py"), "--site", site,
-        "--address", host, "--port", str(gateway), "--web-port", str(web),
+        "--address", host, "--port", str(gateway),
         "--anchors", str(anchors), "--seed", SEED, "--version", "1.0.0",
         "--first", str(first), "--count", str(count), "--sources", ",".join(sources),
     ]  # fmt: skip
@@ -143,7 +142,7 @@ def main() -> None:
         def simulators() -> None:
             for number in range(args.simulators):
                 command = simulator_command(
-                    SITE, HOST, (gateway, web), anchors, (number * share, share),
+                    SITE, HOST, gateway, anchors, (number * share, share),
                     SOURCES[number :: args.simulators],
                 )  # fmt: skip
                 process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ)

@@ -96,7 +96,7 @@ class Simulators:
         for number in range(args.simulators):
             output = self.work / f"simulator-{number}.jsonl"
             command = simulator_command(
-                SITE, HOST, (gateway, web), anchors, (number * share, share),
+                SITE, HOST, gateway, anchors, (number * share, share),
                 SOURCES[number :: args.simulators],
             )  # fmt: skip
             command += ["--collector-as-is"] if args.simulators_collector_as_is else []

@@ -317,3 +317,24 @@ def test_a_protocol_1_passive_client_can_still_be_woken() -> None:
             server.close()
 
     assert asyncio.run(scenario()) == "ok"
+
+
+def test_a_build_cut_short_on_the_site_is_refused_not_left_hanging(
+    pki: Pki, tmp_path: Path
+) -> None:
+    data = a_release(tmp_path, 300 * 1024)
+
+    async def scenario() -> None:
+        async with serving(pki, data_dir=tmp_path) as site:
+            client, _ = await online_client(site, "short")
+            command = order_for(data)
+            await ordered(site, client, command)
+            build = await site.gateway._current_build()
+            assert build is not None
+            build.path.write_bytes(data[: 100 * 1024])  # cut after it was hashed
+            with pytest.raises(UpgradeError, match="shorter than its recorded size"):
+                async with asyncio.timeout(10):  # not the client's ten-minute quiet limit
+                    await receive(client, command)
+            assert client.identity.client_id in site.gateway.online
+
+    run(scenario())

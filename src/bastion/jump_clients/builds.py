@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -241,11 +242,15 @@ async def stream(build: Build, bandwidth: Bandwidth) -> AsyncGenerator[bytes, No
             yield chunk
 
 
-STALLED = (
-    "its download of the build stalled: it read nothing for {stall:g} s, and the site cut it off"
-)
-ENDED = "its connection ended during its download of the build"
-SHORT = "the site's copy of the build is shorter than its recorded size"
+class Unsent(Enum):
+    """Why a build did not go out whole over a client's connection (as the page says it)."""
+
+    STALLED = (
+        "its download of the build stalled: it read nothing for {stall:g} s, and the site cut "
+        "it off"
+    )
+    ENDED = "its connection ended during its download of the build"
+    SHORT = "the site's copy of the build is shorter than its recorded size"
 
 
 def download_failed(why: str) -> str:
@@ -253,7 +258,7 @@ def download_failed(why: str) -> str:
     return f"{why}; resume the rollout with retry to let it try again"
 
 
-async def send_over(link: Link, build: Build, bandwidth: Bandwidth, stall: float) -> str | None:
+async def send_over(link: Link, build: Build, bandwidth: Bandwidth, stall: float) -> Unsent | None:
     """Send the build's bytes over `link` as binary messages, no faster than the cap allows
     all downloads together; None once all are queued, else why not (`STALLED` when the
     client read nothing for `stall` seconds: the caller cuts it off).
@@ -267,15 +272,15 @@ async def send_over(link: Link, build: Build, bandwidth: Bandwidth, stall: float
                 async with asyncio.timeout(stall):
                     room = await link.writable()
             except TimeoutError:
-                return STALLED.format(stall=stall)
+                return Unsent.STALLED
             if not room:
-                return ENDED
+                return Unsent.ENDED
             size = min(link.codec.max_frame, left)
             await bandwidth.take(size, since)
             chunk = source.read(size)
             if len(chunk) < size:
-                return SHORT
+                return Unsent.SHORT
             if not link.send_binary(chunk):
-                return ENDED
+                return Unsent.ENDED
             left -= size
     return None

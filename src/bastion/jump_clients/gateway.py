@@ -43,9 +43,9 @@ from bastion.agents.wake import wake_key
 from bastion.agents.wire import SLOW_READER
 from bastion.jump_clients.acceptor import Acceptor
 from bastion.jump_clients.builds import (
-    STALLED,
     Bandwidth,
     Build,
+    Unsent,
     current_build,
     download_failed,
     send_over,
@@ -412,14 +412,18 @@ class Gateway:
             self.counters["builds_sent"] += 1
             log.info("sent the build %s to Jump Client %s", request.sha256[:12], link.client_id)
             return
-        stalled = why == STALLED.format(stall=self.config.build_stall_seconds)
-        if stalled:
-            log.warning("Jump Client %s: %s", link.client_id, why)
-            link.drop(why)
+        self.counters["builds_failed"] += 1
+        if why is Unsent.SHORT:  # the client is told, and reports its upgrade failed
+            log.error("the Jump Client build on disk is shorter than when it was read")
+            self._refuse_build(link, request, why.value)
+            return
+        detail = why.value.format(stall=self.config.build_stall_seconds)
+        if why is Unsent.STALLED:
+            log.warning("Jump Client %s: %s", link.client_id, detail)
+            link.drop(detail)
         if not self.stopping:  # a gateway restarting sends its clients away on purpose
-            self.counters["builds_failed"] += 1
             failed = CommandResult(
-                command_id=request.command_id, outcome="failed", detail=download_failed(why)
+                command_id=request.command_id, outcome="failed", detail=download_failed(detail)
             )
             self.presence.answered(link.client_id, failed)
 

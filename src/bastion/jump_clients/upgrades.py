@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bastion.jump_clients import rules, service
-from bastion.jump_clients.builds import STALLED, download_failed
+from bastion.jump_clients.builds import Unsent, download_failed
 from bastion.jump_clients.repository import Behind, JumpClientRepository, UpgradeRepository
 from bastion.platform import audit
 from bastion.platform.clock import utc_now
@@ -90,7 +90,7 @@ def _may_start(client: Behind, site_version: str) -> bool:
 def download_stalled(uow: UnitOfWork, client_id: str, stall_seconds: float) -> bool:
     """The client stopped reading the build it was downloading and was cut off: its
     upgrade failed, and its place goes to the next client. False if it held none."""
-    detail = download_failed(STALLED.format(stall=stall_seconds))
+    detail = download_failed(Unsent.STALLED.value.format(stall=stall_seconds))
     return uow.repository(UpgradeRepository).fail(client_id, utc_now(), detail) > 0
 
 
