@@ -338,3 +338,35 @@ def test_a_build_cut_short_on_the_site_is_refused_not_left_hanging(
             assert client.identity.client_id in site.gateway.online
 
     run(scenario())
+
+
+def test_a_download_longer_than_the_heartbeat_timeout_keeps_the_connection(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """No heartbeat goes either way while a client waits for and receives its build; once
+    it has it, neither end takes the silence for a dead connection."""
+    data = a_release(tmp_path, 2 * MIB)  # at 1 MiB/s: twice the heartbeat timeout
+
+    async def scenario() -> None:
+        settings = {"heartbeat_interval": 0.3, "heartbeat_timeout": 1.0, "sweep_interval": 0.1}
+        async with serving(pki, data_dir=tmp_path, upgrade_bandwidth_mib=1, **settings) as site:
+            identity, recorder = site.enrol("patient"), Recorder()
+            client = site.client(identity, recorder)
+            received: list[bytes] = []
+
+            async def upgrade(command: Command) -> CommandResult:
+                received.append(await receive(client, command))
+                await asyncio.sleep(0.5)  # installing it: the client says nothing meanwhile
+                return CommandResult(command_id=command.command_id, outcome="done")
+
+            client.commands = upgrade
+            site.start(client)
+            await recorder.wait_for("welcomed")
+            await ordered(site, client, order_for(data))
+            await recorder.wait_for("commanded", timeout=15)
+            await asyncio.sleep(1.5)  # past the timeout, counted from the download's end
+            assert received == [data]
+            assert not recorder.of("lost") and len(recorder.of("welcomed")) == 1
+            assert identity.client_id in site.gateway.online
+
+    run(scenario())

@@ -347,6 +347,7 @@ class JumpClient:
             return None
         if isinstance(message, Command):
             await self._carry_out(link, message)
+            beat.heard_at = time.monotonic()  # a build may have come meanwhile, not in the inbox
             return None
         if isinstance(message, RetryAfter):
             return message

@@ -408,6 +408,7 @@ class Gateway:
             return
         finally:
             link.downloading = False
+            link.heard_at = self.clock()  # busy with us until now: the heartbeats start over
         if why is None:
             self.counters["builds_sent"] += 1
             log.info("sent the build %s to Jump Client %s", request.sha256[:12], link.client_id)
