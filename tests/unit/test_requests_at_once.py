@@ -1,6 +1,6 @@
 """How many requests with a unit of work the site admits at once, for each database: the
-pool's connections less those kept for the appliance's own work (engines are made
-without connecting)."""
+pool's connections less those kept for the appliance's own work; and how many of them
+run at once (engines are made without connecting)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bastion.platform.db.engine import (
     UNBOUNDED_REQUESTS,
     make_engine,
     requests_at_once,
+    running_at_once,
 )
 
 
@@ -29,3 +30,9 @@ def test_postgresql_admits_its_smaller_pool_less_the_reserve() -> None:
 def test_a_pool_that_cannot_run_out_admits_any_number() -> None:
     """An engine handed to the runtime by its maker, one connection per thread."""
     assert requests_at_once(create_engine("sqlite://")) == UNBOUNDED_REQUESTS
+
+
+def test_two_run_at_once_on_sqlite_and_more_on_postgresql(tmp_path: Path) -> None:
+    """SQLite's statements are CPU in this process; PostgreSQL's wait on the network."""
+    assert running_at_once(make_engine(f"sqlite:///{tmp_path / 'bastion.sqlite'}")) == 2
+    assert running_at_once(make_engine("postgresql+psycopg://b:s@127.0.0.1:1/b")) == 8

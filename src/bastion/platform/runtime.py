@@ -10,7 +10,6 @@ the platform never imports the capabilities above it.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -21,8 +20,9 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.platform.admission import Admission
 from bastion.platform.clock import utc_now
-from bastion.platform.db.engine import requests_at_once
+from bastion.platform.db.engine import requests_at_once, running_at_once
 from bastion.platform.settings import ApplianceSettings
 from bastion.platform.unit_of_work import UnitOfWork
 
@@ -62,11 +62,14 @@ class Runtime:
     request_shutdown: Callable[[], None] | None = None
     """Set by the worker; absent when the app runs inside a test or a console command."""
     parts: dict[type, object] = field(default_factory=dict)
-    database_requests: asyncio.Semaphore = field(init=False)
-    """Admits the requests that hold a unit of work at once (`requests_at_once`)."""
+    database_requests: Admission = field(init=False)
+    """Admits the requests that hold a unit of work: a few at once while they run, and
+    no more in all than the pool has connections for (`requests_at_once`)."""
 
     def __post_init__(self) -> None:
-        self.database_requests = asyncio.Semaphore(requests_at_once(self.engine))
+        self.database_requests = Admission(
+            total=requests_at_once(self.engine), running=running_at_once(self.engine)
+        )
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)

@@ -62,6 +62,17 @@ def requests_at_once(engine: Engine) -> int:
     return max(1, pool.size() + overflow - RESERVED_CONNECTIONS)
 
 
+def running_at_once(engine: Engine) -> int:
+    """How many of the admitted requests run at once (`platform.admission`).
+
+    SQLite's statements are CPU in this process, under the interpreter's one lock, as is
+    the rest of a request's Python: two at once keep a thread busy while the other hands
+    back, and more only add thread switches (`bench/bench_request_cpu.py`, 50 reads at
+    once: 0.9-1.0 ms of CPU each with 2, 1.1-1.2 with 4, 1.5-1.6 with 40). A server database's
+    statements wait on the network, with the lock released, so more run at once there."""
+    return 2 if engine.dialect.name == "sqlite" else 8
+
+
 STATEMENT_ON_THE_LOOP = "a database statement ran on the event loop"
 _SEEN_AT_MOST = 1000
 

@@ -26,7 +26,7 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """The request's one unit of work; a page that answers a refusal itself finds it on
     ``request.state.uow`` to keep the refusal's record (see `ServiceError.recorded`).
 
@@ -35,9 +35,11 @@ async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOf
     loop when it only read (`UnitOfWork.leaves_at_once`): a read takes no thread hop
     for the unit of work, a plain `def` dependency would take one each way.
 
-    Admitted first (`Runtime.database_requests`): beyond the database connections the
-    pool gives out, a request waits here on the event loop, holding nothing."""
-    async with runtime.database_requests:
+    Admitted first (`Runtime.database_requests`, `platform.admission`): while a few
+    requests run, or beyond the database connections the pool gives out, a request
+    waits here on the event loop, holding nothing."""
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.database_requests.turn():
         uow = runtime.uow().__enter__()
         request.state.uow = uow
         try:
