@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.security import HTTPBasic
 
 from bastion.accounts import api_clients
@@ -13,9 +13,10 @@ from bastion.accounts import service as accounts
 from bastion.accounts.deps import AccountsDep, ApiActorDep
 from bastion.platform.errors import AuthenticationError
 from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId, errors
 
-router = APIRouter(prefix="/api/v1", tags=["appliance"])
+router = Router(prefix="/api/v1", tags=["appliance"])
 _basic = HTTPBasic(auto_error=False)
 POLICY = f"the password breaks the policy ({s.PASSWORD_POLICY})."
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from bastion.accounts import api_clients, sign_in
@@ -42,10 +42,11 @@ from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.app import Handler
 from bastion.platform.web.deps import RuntimeDep, UowDep, source_of
 from bastion.platform.web.forms import FormText, local_path, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import MAX_ID, RowId
 from bastion.platform.web.templating import PageContext, render, render_form
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 HOME = "/login/home"
 CHANGE_PASSWORD = "/login/change-password"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from bastion.accounts.deps import ApiActorDep
 from bastion.appliance import schemas as s
 from bastion.appliance import service as status
@@ -11,9 +9,10 @@ from bastion.network.api import NetworkDep
 from bastion.platform import build
 from bastion.platform.clock import utc_now
 from bastion.platform.web.deps import RuntimeDep
+from bastion.platform.web.routing import Router
 from bastion.supervisor import slots
 
-router = APIRouter(prefix="/api/v1", tags=["appliance"])
+router = Router(prefix="/api/v1", tags=["appliance"])
 
 
 @router.get("/status", response_model=s.StatusOut)

@@ -6,7 +6,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -30,8 +30,9 @@ from bastion.platform.db.engine import database_size_bytes
 from bastion.platform.runtime import Runtime
 from bastion.platform.web import answers
 from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.platform.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 
 PING_TIMEOUT_SECONDS = 5.0

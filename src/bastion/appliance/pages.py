@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
@@ -21,12 +21,13 @@ from bastion.platform.errors import ServiceError, UnavailableError
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.templating import render, render_form
 from bastion.sessions import service as sessions
 from bastion.sessions.relay import Rendezvous
 from bastion.supervisor import slots
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 BASICS = "/appliance/status/basics"
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.audit import schemas as s
 from bastion.platform import audit
 from bastion.platform.web.deps import UowDep
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE
 
-router = APIRouter(prefix="/api/v1", tags=["appliance"])
+router = Router(prefix="/api/v1", tags=["appliance"])
 
 
 @router.get("/audit", response_model=s.AuditPage)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from math import ceil
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from bastion.accounts.deps import AdministratorDep
 from bastion.platform import audit
 from bastion.platform.web.deps import UowDep
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE
 from bastion.platform.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 AUDIT_PAGE_SIZE = 50
 MAX_PAGE = MAX_ID // AUDIT_PAGE_SIZE
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
@@ -19,10 +19,11 @@ from bastion.backups.service import BackupSite
 from bastion.platform.errors import InvalidInputError
 from bastion.platform.principals import Actor
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import errors
 from bastion.platform.web.uploads import file_download, spooled_body, temporary_download
 
-router = APIRouter(prefix="/api/v1/backups", tags=["backups"])
+router = Router(prefix="/api/v1/backups", tags=["backups"])
 BINARY_DOWNLOAD: dict[str, Any] = {
     "description": "The encrypted backup file; never cached (no-store)",
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -19,10 +19,11 @@ from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.templating import render, render_form
 from bastion.platform.web.uploads import check_declared_length
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 SOFTWARE = "/login/management/software"
 
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -28,9 +28,10 @@ from bastion.certificates.service import MAX_UPLOAD_BYTES
 from bastion.certificates.site import SiteCertificates
 from bastion.platform.errors import InvalidInputError
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId, errors
 
-router = APIRouter(prefix="/api/v1", tags=["certificates"])
+router = Router(prefix="/api/v1", tags=["certificates"])
 
 NAMES = "a name is not a host name or an IP address (the message names it)."
 IMPORTED = (

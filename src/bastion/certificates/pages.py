@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import Depends, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
@@ -24,10 +24,11 @@ from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 CERTIFICATES = "/appliance/security/certificates"
 MAX_REQUEST_BYTES = 4 * MAX_UPLOAD_BYTES

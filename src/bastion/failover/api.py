@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.concurrency import run_in_threadpool
 
 from bastion.accounts.deps import ApiActorDep
@@ -21,9 +21,10 @@ from bastion.platform.errors import NotFoundError
 from bastion.platform.principals import Actor
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import errors
 
-router = APIRouter(prefix="/api/v1/failover", tags=["failover"])
+router = Router(prefix="/api/v1/failover", tags=["failover"])
 FailoverDep = Annotated[FailoverSetup, Depends(part(FailoverSetup))]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import Form, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,9 +28,10 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.templating import render_form
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 SECURITY = "/login/management/security"
 FAILOVER = "/login/management/failover"
 PRIMARY_ONLY = ("/login/users", "/login/api-clients", "/login/jump/", "/login/reports", "/console")

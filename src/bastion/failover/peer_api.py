@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import Depends, Header, Query
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
@@ -26,8 +26,9 @@ from bastion.failover.peer import PEER_PREFIX, TICKET_HEADER
 from bastion.failover.rules import PeerAddress
 from bastion.platform.principals import Actor, Principal, Role
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.routing import Router
 
-router = APIRouter(prefix=PEER_PREFIX, include_in_schema=False)
+router = Router(prefix=PEER_PREFIX, include_in_schema=False)
 
 
 def peer_actor(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from bastion.accounts.deps import ApiActorDep
@@ -28,9 +27,10 @@ from bastion.installs.schemas import (
 )
 from bastion.installs.views import supervisor_of
 from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import errors
 
-router = APIRouter(prefix="/api/v1/updates/install", tags=["updates"])
+router = Router(prefix="/api/v1/updates/install", tags=["updates"])
 INSTALL_ERRORS: dict[int | str, dict[str, Any]] = {
     **errors(
         400,

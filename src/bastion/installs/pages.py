@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import Form, Request, Response
 from fastapi.responses import JSONResponse
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
@@ -27,10 +27,11 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.templating import render
 from bastion.updates.page import UPDATES, updates_page
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 INSTALLS = f"{UPDATES}/installs"
 
 FormList = Annotated[list[str] | None, Form()]

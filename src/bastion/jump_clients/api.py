@@ -10,7 +10,7 @@ import time
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from bastion.accounts.deps import ApiActorDep
@@ -22,10 +22,11 @@ from bastion.jump_clients.repository import ClientFilter
 from bastion.jump_clients.service import JumpClientsSetup
 from bastion.platform.errors import AuthenticationError, InvalidInputError, NotFoundError
 from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId, errors
 from bastion.platform.web.streaming import GuardedStream
 
-router = APIRouter(prefix="/api/v1/jump-clients", tags=["jump clients"])
+router = Router(prefix="/api/v1/jump-clients", tags=["jump clients"])
 SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
 LABELS = "a name, group, tag or comment is too long or not printable text."
 

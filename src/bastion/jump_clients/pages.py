@@ -6,7 +6,7 @@ from __future__ import annotations
 from math import ceil
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi import Form, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import FormData
@@ -21,10 +21,11 @@ from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render, render_form
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 INSTALLER = "/login/jump/installer"
 CLIENTS = "/login/jump/jump-clients"
 PAGE_SIZE = 50

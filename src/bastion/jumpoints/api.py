@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Depends, Response
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.jump_clients.service import JumpClientsSetup
@@ -13,9 +13,10 @@ from bastion.jumpoints import schemas as s
 from bastion.jumpoints import service
 from bastion.jumpoints.service import JumpointsSetup
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId, errors
 
-router = APIRouter(tags=["jumpoints"])
+router = Router(tags=["jumpoints"])
 VaultDep = Annotated[JumpointsSetup, Depends(part(JumpointsSetup))]
 SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
 CREDENTIALS = "/api/v1/vault/credentials"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
 from bastion.accounts.sign_in import CurrentSession
@@ -18,10 +18,11 @@ from bastion.platform.errors import InvalidInputError, ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 PAGE = "/login/jump/jumpoints"
 CREDENTIALS = f"{PAGE}/credentials"
 ITEMS = f"{PAGE}/ssh-items"

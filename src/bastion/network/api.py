@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from bastion.accounts.deps import ApiActorDep
 from bastion.network import schemas as s
 from bastion.network import service as network
 from bastion.network.service import NetworkSetup
 from bastion.platform.web.deps import UowDep, part
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId, errors
 
-router = APIRouter(prefix="/api/v1", tags=["appliance"])
+router = Router(prefix="/api/v1", tags=["appliance"])
 CANNOT_OPEN = "the address is not ADDR:PORT, or the appliance cannot listen on it."
 NetworkDep = Annotated[NetworkSetup, Depends(part(NetworkSetup))]
 

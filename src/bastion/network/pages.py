@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from bastion.accounts.deps import AdministratorDep, CsrfDep, page_actor
@@ -14,10 +14,11 @@ from bastion.platform.errors import ServiceError
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import UowDep
 from bastion.platform.web.forms import FormText, redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import RowId
 from bastion.platform.web.templating import render_form
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 IP_CONFIGURATION = "/appliance/networking/ip-configuration"
 LISTEN_ADDRESSES = "/appliance/networking/listen-addresses"

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
 
@@ -17,6 +17,7 @@ from bastion.platform.errors import NotFoundError
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep, part
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE, RowId, errors
 from bastion.sessions import schemas as s
 from bastion.sessions import service
@@ -26,7 +27,7 @@ from bastion.sessions.repository import SessionFilter
 from bastion.sessions.rules import SessionSettings
 from bastion.supervisor.client import SupervisorClient
 
-router = APIRouter(prefix="/api/v1", tags=["sessions"])
+router = Router(prefix="/api/v1", tags=["sessions"])
 SessionId = Annotated[str, Path(pattern=s.UUID_PATTERN, description="The session's id")]
 RendezvousDep = Annotated[Rendezvous, Depends(part(Rendezvous))]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from bastion.access_console import protocol as p
@@ -29,11 +29,12 @@ from bastion.platform.errors import AuthenticationError, NotFoundError, Permissi
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep, part, source_of
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import errors
 from bastion.sessions import service
 from bastion.sessions.relay import Rendezvous
 
-router = APIRouter(prefix=p.CONSOLE_API, tags=["access console"])
+router = Router(prefix=p.CONSOLE_API, tags=["access console"])
 SetupDep = Annotated[JumpClientsSetup, Depends(part(JumpClientsSetup))]
 RendezvousDep = Annotated[Rendezvous, Depends(part(Rendezvous))]
 CHANGE_PASSWORD = (

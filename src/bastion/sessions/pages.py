@@ -8,7 +8,7 @@ from __future__ import annotations
 from math import ceil
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from fastapi import Depends, Form, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from bastion.access_console import protocol as p
@@ -19,6 +19,7 @@ from bastion.platform.errors import NotFoundError, ServiceError
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, UowDep, part
 from bastion.platform.web.forms import redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import MAX_ID, PRINTABLE
 from bastion.platform.web.templating import render
 from bastion.sessions import service
@@ -31,7 +32,7 @@ from bastion.sessions.rules import SessionSettings
 from bastion.sessions.schemas import UUID_PATTERN
 from bastion.sessions.watching import open_watch
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 REPORTS = "/login/reports"
 CONSOLE = "/console"
 PAGE_SIZE = 50

@@ -19,18 +19,19 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from bastion.access_console import protocol as console
 from bastion.agents.errors import ProtocolError
 from bastion.agents.protocol import SESSION_PATH, Codec, SessionHello
 from bastion.platform.runtime import Runtime
+from bastion.platform.web.routing import Router
 from bastion.sessions.kept import relay_kept_end, relay_kept_watch
 from bastion.sessions.relay import Channel, JoinRefusedError, LiveSession, Rendezvous
 from bastion.supervisor.client import SupervisorClient
 
-router = APIRouter()
+router = Router()
 HELLO_TIMEOUT = 10.0
 """How long an end has, once connected, to send its first message."""
 REFUSED = 1008

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from bastion.access_console import protocol as p
@@ -16,6 +16,7 @@ from bastion.platform.errors import NotFoundError, PermissionDeniedError
 from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.web.deps import RuntimeDep, source_of
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import errors
 from bastion.sessions import service
 from bastion.sessions.api import SessionId
@@ -25,7 +26,7 @@ from bastion.supervisor.client import SupervisorClient
 
 log = logging.getLogger("bastion.sessions")
 
-router = APIRouter(prefix=p.CONSOLE_API + "/live-sessions", tags=["access console"])
+router = Router(prefix=p.CONSOLE_API + "/live-sessions", tags=["access console"])
 
 
 def administrator(request: Request, current: ConsoleDep) -> Actor:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -19,13 +19,14 @@ from bastion.platform.principals import Actor
 from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
+from bastion.platform.web.routing import Router
 from bastion.platform.web.schemas import PRINTABLE, Strict, errors
 from bastion.updates import channel
 from bastion.updates import service as updates
 from bastion.updates.schemas import ChannelIn, ChannelOut
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_stream
 
-router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
+router = Router(prefix="/api/v1/updates", tags=["updates"])
 BINARY: dict[str, Any] = {
     "required": True,
     "description": "The bundle the update service gave for this appliance's download key",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
@@ -21,6 +21,7 @@ from bastion.platform.runtime import Runtime
 from bastion.platform.unit_of_work import UnitOfWork
 from bastion.platform.web.deps import RuntimeDep, UowDep
 from bastion.platform.web.forms import redirect, reloads_go_to
+from bastion.platform.web.routing import Router
 from bastion.updates import channel
 from bastion.updates import service as updates
 from bastion.updates.errors import as_on_updates_page
@@ -28,7 +29,7 @@ from bastion.updates.jobs import DownloadJob, DownloadJobs
 from bastion.updates.page import UPDATES, update_setup, updates_page
 from bastion.updates.uploads import bundle_file, check_bundle_length, copy_file
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 FormText = Annotated[str, Form()]
 
 

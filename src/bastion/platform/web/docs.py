@@ -10,9 +10,10 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.staticfiles import StaticFiles
 
+from bastion.platform.web.routing import Router
 from bastion.platform.web.templating import templates
 
 DOCS_URL = "/api/v1/docs"
@@ -20,7 +21,7 @@ OPENAPI_URL = "/api/v1/openapi.json"
 ASSETS_URL = "/static/swagger-ui"
 ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js")
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 
 def swagger_assets() -> StaticFiles:
