@@ -51,10 +51,8 @@ class UnitOfWork:
         try:
             if isinstance(exc, ServiceError) and exc.recorded:
                 self.session.commit()
-            else:
-                self.session.rollback()
         finally:
-            self.session.close()
+            self.session.close()  # rolls back whatever was not committed
 
     def leaves_at_once(self) -> bool:
         """Whether leaving this unit of work without an error cannot wait on the database:
