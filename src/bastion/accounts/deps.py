@@ -131,21 +131,16 @@ def principal_from_header(request: Request, uow: UnitOfWork) -> Principal:
     return api_clients.resolve_token(uow, token.strip())
 
 
-def api_principal(
+def api_actor(
     request: Request,
     uow: UowDep,
     _bearer_token: Annotated[object, Depends(_bearer)],
     _client_token: Annotated[object, Depends(_client_credentials)],
-) -> Principal:
-    """Both security schemes name the same header; they are declared so that the API's
-    schema says how to authenticate."""
-    return principal_from_header(request, uow)
-
-
-async def api_actor(
-    request: Request, principal: Annotated[Principal, Depends(api_principal)]
 ) -> Actor:
-    return Actor(principal, source_of(request))
+    """The API client behind the request, and where it asks from. Both security schemes
+    name the same header; they are declared so that the API's schema says how to
+    authenticate."""
+    return Actor(principal_from_header(request, uow), source_of(request))
 
 
 ApiActorDep = Annotated[Actor, Depends(api_actor)]
