@@ -42,12 +42,14 @@ def test_the_shared_address_moves_with_the_primary_role(
 
     answers, swapped = swap_while_polling(primary, backup, client)
 
-    machines = [seen for _, seen in answers]
+    told = [(at, seen) for at, seen in answers if seen]  # whose machine is known
+    assert told, "no answer could be told to come from either machine"
+    machines = [seen for _, seen in told]
     old, new = machines[0], machines[-1]
-    assert old and new and old != new, "the shared address did not move"
+    assert old != new, "the shared address did not move"
     first_new = machines.index(new)
     assert old not in machines[first_new:], "the old primary answered after the move"
-    assert answers[first_new][0] <= swapped + 1.0
+    assert told[first_new][0] <= swapped + 1.0
     gap = longest_gap(answers)
     assert gap < 10.0, f"the shared address answered nothing for {gap:.2f} s"
     assert held(backup, client) == [SHARED] and held(primary, client) == []
@@ -62,8 +64,8 @@ def test_the_backup_takes_over_by_itself_when_the_primarys_machine_is_gone(
 
     answers, went = gone_while_polling(primary, backup, client)
 
-    before = [seen for at, seen in answers if at < went]
-    after = [seen for at, seen in answers if at > went]
+    before = [seen for at, seen in answers if at < went and seen]
+    after = [seen for at, seen in answers if at > went and seen]
     assert before and after and after[-1] != before[-1], "the shared address did not move"
     resumed = next(at for at, seen in answers if at > went and seen == after[-1])
     assert resumed - went >= AUTO_TAKEOVER_SECONDS  # not before the set time

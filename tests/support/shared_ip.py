@@ -161,18 +161,22 @@ def holder(address: str) -> str:
 
 
 def poll(url: str, context: ssl.SSLContext, stop: threading.Event) -> list[tuple[float, str]]:
-    """Every 10 ms: when an answer came, and from which machine (`holder`)."""
+    """Every 10 ms: when an answer came, and from which machine (`holder`); "" when the
+    client's entry for the address changed while the answer came, so that the answer
+    cannot be told to be either machine's (an ARP packet from either may arrive at any
+    moment of a swap)."""
     answers: list[tuple[float, str]] = []
     timeout = httpx.Timeout(0.5)
     host = httpx.URL(url).host
     with httpx.Client(verify=context, timeout=timeout) as client:
         while not stop.is_set():
             try:
+                before = holder(host)
                 with client.stream("GET", url) as response:
-                    seen = holder(host)
+                    after = holder(host)
                     response.read()
                 if response.status_code == 200:
-                    answers.append((time.monotonic(), seen))
+                    answers.append((time.monotonic(), after if after == before else ""))
             except httpx.HTTPError:
                 pass
             time.sleep(0.01)
