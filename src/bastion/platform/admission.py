@@ -36,13 +36,13 @@ class Admission:
     total: int
     running: int
     quick_for: float = QUICK_FOR
-    admitted: int = 0
+    admitted: int = field(default=0, init=False)
     """Requests inside, running or outlasting their turn."""
-    busy: int = 0
+    busy: int = field(default=0, init=False)
     """Requests inside and still within their turn."""
-    outlasted: int = 0
+    outlasted: int = field(default=0, init=False)
     """Requests, since the start, that held their turn longer than `quick_for`."""
-    _waiting: deque[asyncio.Future[_Turn]] = field(default_factory=deque)
+    _waiting: deque[asyncio.Future[_Turn]] = field(default_factory=deque, init=False)
 
     def __post_init__(self) -> None:
         if self.total < 1 or self.running < 1 or self.quick_for <= 0:
