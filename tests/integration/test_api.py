@@ -214,6 +214,10 @@ def test_metrics_need_a_token_and_count_requests(
     text = api.get("/metrics").text
     assert 'bastion_http_requests_total{method="GET",route="/check_health",status="200"}' in text
     assert "bastion_database_size_bytes" in text and "bastion_signed_in_users" in text
+    # The scrape itself holds a turn at the database while it is answered.
+    assert "bastion_database_requests_running 1.0" in text
+    assert "bastion_database_requests_waiting 0.0" in text
+    assert "bastion_database_requests_outlasted_total" in text
 
 
 def test_the_openapi_schema_lists_the_operations(appliance: RunningAppliance) -> None:

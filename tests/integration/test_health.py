@@ -20,7 +20,9 @@ from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
 from bastion.entrypoints.web import create_app, served
 from bastion.network.listeners import UvicornListeners
+from bastion.platform.admission import Admission
 from bastion.platform.db.engine import make_engine
+from bastion.platform.runtime import Runtime
 from bastion.platform.settings import ApplianceSettings
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +36,14 @@ def anyio_backend() -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> ApplianceSettings:
     return ApplianceSettings(data_dir=tmp_path, password_hash_fast=True, ntp_server_default="")
+
+
+def initialised(settings: ApplianceSettings) -> Runtime:
+    """The site's runtime with its database set up, as a worker has it before it serves."""
+    runtime = compose.build(settings)
+    initialise(runtime)
+    compose.add_network(runtime, UvicornListeners(None))
+    return runtime
 
 
 async def health(app: object) -> httpx.Response:
@@ -51,9 +61,7 @@ async def both_ways(app: FastAPI) -> httpx.Response:
 
 
 async def test_health_is_503_until_the_appliance_serves(settings: ApplianceSettings) -> None:
-    runtime = compose.build(settings)
-    initialise(runtime)
-    compose.add_network(runtime, UvicornListeners(None))
+    runtime = initialised(settings)
     app = create_app(runtime)
     starting = await both_ways(app)
     assert starting.status_code == 503 and starting.json()["status"] == "starting"
@@ -77,9 +85,7 @@ async def test_health_is_503_when_the_database_is_gone(settings: ApplianceSettin
 async def test_the_served_way_counts_its_answers_and_leaves_a_draining_worker_to_the_app(
     settings: ApplianceSettings,
 ) -> None:
-    runtime = compose.build(settings)
-    initialise(runtime)
-    compose.add_network(runtime, UvicornListeners(None))
+    runtime = initialised(settings)
     runtime.serving = True
     app = create_app(runtime)
     usual = await health(app)  # builds the app's middleware stack
@@ -127,3 +133,31 @@ async def test_health_checks_together_share_one_question_and_a_hung_one_is_unava
     assert 0.25 < time.monotonic() - started < 2
     release.set()
     assert await probe.database_answers() is True  # the next question, once it answers
+
+
+async def test_metrics_show_how_requests_take_turns_at_the_database(
+    settings: ApplianceSettings,
+) -> None:
+    runtime = initialised(settings)
+    turns = Admission(total=10, running=2, quick_for=0.5)  # wide margins for a busy machine
+    runtime.database_requests = turns
+    registry = create_app(runtime).state.metrics.registry
+
+    def scraped() -> dict[str, float | None]:
+        names = ("running", "outlasting", "waiting", "outlasted_total")
+        return {n: registry.get_sample_value(f"bastion_database_requests_{n}") for n in names}
+
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with turns.turn():
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert scraped() == {"running": 2, "outlasting": 0, "waiting": 1, "outlasted_total": 0}
+    await asyncio.sleep(0.7)  # the two inside outlast their turn; the third is let in
+    assert scraped() == {"running": 1, "outlasting": 2, "waiting": 0, "outlasted_total": 2}
+    release.set()
+    await asyncio.gather(*holders)
+    assert scraped() == {"running": 0, "outlasting": 0, "waiting": 0, "outlasted_total": 2}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request, Response
@@ -17,6 +18,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +28,7 @@ from bastion.accounts.service import AccountsSetup
 from bastion.failover import shared_ips
 from bastion.failover.service import FailoverSetup
 from bastion.platform import build
+from bastion.platform.admission import Admission
 from bastion.platform.db.engine import database_size_bytes
 from bastion.platform.runtime import Runtime
 from bastion.platform.web import answers
@@ -152,6 +155,7 @@ class Metrics:
         signed_in.set_function(lambda: _signed_in(runtime))
         size = Gauge("bastion_database_size_bytes", "Stored data", registry=self.registry)
         size.set_function(lambda: database_size_bytes(runtime.engine))
+        self.registry.register(DatabaseTurns(runtime.database_requests))
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Counts and times every answer by method, route and status (a crash as 500)."""
@@ -213,6 +217,38 @@ class Metrics:
             counter.inc()
 
         return ahead
+
+
+class DatabaseTurns:
+    """How this worker's requests take turns at the database (`platform.admission`), read
+    at each scrape. The scrape itself holds a turn while it is answered."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    def collect(self) -> Iterator[Metric]:
+        turns = self._admission
+        yield GaugeMetricFamily(
+            "bastion_database_requests_running",
+            "Requests within their turn at the database",
+            value=turns.busy,
+        )
+        yield GaugeMetricFamily(
+            "bastion_database_requests_outlasting",
+            "Requests still inside after their turn ended (waiting on a peer, a lock, an upload)",
+            value=turns.admitted - turns.busy,
+        )
+        yield GaugeMetricFamily(
+            "bastion_database_requests_waiting",
+            "Requests waiting for a turn at the database",
+            value=turns.waiting,
+        )
+        yield CounterMetricFamily(
+            "bastion_database_requests_outlasted",
+            f"Requests that held their turn longer than {turns.quick_for * 1000:g} ms "
+            "and let the next one in",
+            value=turns.outlasted,
+        )
 
 
 def _signed_in(runtime: Runtime) -> float:

@@ -48,6 +48,11 @@ class Admission:
         if self.total < 1 or self.running < 1 or self.quick_for <= 0:
             raise ValueError("an admission needs a total and a running count of at least 1")
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a turn."""
+        return len(self._waiting)
+
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """Wait for a turn (on the event loop), then hold it for the block."""
