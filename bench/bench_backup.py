@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import resource
 import shutil
@@ -185,10 +186,15 @@ def main() -> None:
 
 
 def fresh_live_copy(work: Path) -> Path:
-    """A copy of the site to restore into, as an appliance restores into its live site."""
+    """A copy of the site to restore into, as an appliance restores into its live site.
+
+    It is synced to the disk before the restore begins, as a live database at rest is:
+    otherwise writing back the copy itself (hundreds of MiB) falls into the first fsync
+    of the restore, ours or the peer's, and measures the copy instead."""
     target = work / "restore-into"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(work / "site", target)
+    os.sync()
     return target
 
 
