@@ -31,11 +31,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bastion.supervisor.sockets import bind, parse_listen_address
 from tests.integration.test_api import create_client, get_token
-from tests.support.appliance import free_port, start_appliance
+from tests.support.appliance import RunningAppliance, free_port, start_appliance
 
 WRK = "/usr/bin/wrk"
 APPLIANCE_HOST, PEER_HOST = "127.0.0.53", "127.0.0.54"
@@ -140,6 +142,24 @@ def report(rounds: list[list[Run]]) -> None:
     print(f"authenticated read p99: {read_p99:.1f} ms; goal < {READ_GOAL_P99_MS:.0f} ms")
 
 
+def outlasted(app: RunningAppliance, token: str) -> str:
+    """From the appliance's `/metrics`: how many database requests held their turn past
+    the 50 ms rule (`platform.admission`), against the authenticated reads it answered."""
+    with app.client(headers={"Authorization": f"Bearer {token}"}) as client:
+        text = client.get("/metrics").text
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    turns = sum(s.value for s in samples if s.name == "bastion_database_requests_outlasted_total")
+    reads = sum(
+        s.value
+        for s in samples
+        if s.name == "bastion_http_requests_total" and s.labels["route"] == "/api/v1/accounts"
+    )
+    return (
+        f"database requests that outlasted their turn (> 50 ms) over the whole run: "
+        f"{turns:.0f}, beside {reads:.0f} authenticated reads answered"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -169,7 +189,9 @@ def main() -> None:
                 rounds.append(runs)
                 for run in runs:
                     print(run.row(), flush=True)
+        turns = outlasted(app, token)
     report(rounds)
+    print(turns)
     print(
         f"\nwrk -t2 -c{args.connections} -d{args.seconds}s over keep-alive TLS; "
         f"{workers} serving process(es) each; {os.cpu_count()} cores shared with the load generator"
