@@ -7,26 +7,41 @@ tells what the request path itself costs, apart from the sockets and from wrk's 
 the machine (`bench_api.py` measures those together).
 
     uv run python bench/bench_request_cpu.py [--path /api/v1/accounts] [--requests 3000]
+                                             [--postgres] [--running 2,8]
+
+`--postgres` runs the site on a throw-away PostgreSQL server on loopback (the system's
+server binaries, as the tests start it); the CPU figure is then this process's alone,
+not the server's, and the rate is what to compare. `--running` sets how many requests
+run their database turn at once (`platform.admission`) for the 50-at-once runs, one
+run per count; by default the count the appliance uses on that database.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bastion.accounts import api_clients
 from bastion.accounts.service import AccountsSetup
 from bastion.entrypoints import compose
 from bastion.entrypoints.serving import initialise
 from bastion.entrypoints.web import create_app
+from bastion.platform.admission import Admission
+from bastion.platform.db.engine import requests_at_once
 from bastion.platform.principals import Actor
 from bastion.platform.settings import ApplianceSettings
+from tests.support.postgres import find_binaries, postgres_server
 
 SITE = "cpu.example.test"
 WARM_UP = 200
@@ -86,12 +101,27 @@ async def _run(app: Any, path: str, token: str, requests: int, at_once: int) -> 
     return 1000 * cpu / done, done / wall
 
 
+@contextmanager
+def _database(postgres: bool) -> Iterator[str | None]:
+    """None for the embedded SQLite, else the URL of a new database on a throw-away server."""
+    if not postgres:
+        yield None
+        return
+    bindir = find_binaries()
+    if bindir is None:
+        raise SystemExit("--postgres needs the PostgreSQL server binaries (initdb, pg_ctl).")
+    with postgres_server(bindir, "127.0.0.60") as server:
+        yield server.create_database("bench")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--path", default="/api/v1/accounts")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--running", default="", help="counts to run at once, e.g. 2,8")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _database(args.postgres) as url:
         runtime = compose.build(
             ApplianceSettings(
                 data_dir=Path(tmp) / "appliance",
@@ -99,6 +129,7 @@ async def main() -> None:
                 listen=["127.0.0.1:8443"],
                 password_hash_fast=True,
                 ntp_server_default="",
+                database_url=url,
             )
         )
         initialise(runtime)
@@ -109,11 +140,20 @@ async def main() -> None:
             made = api_clients.create_client(uow, hasher, Actor(None, "bench"), "cpu")
             uow.commit()
         token = await _token(app, made.client.client_id, made.client_secret)
-        for at_once in (1, 50):
+        database = runtime.engine.dialect.name
+        counts = [int(n) for n in args.running.split(",") if n] or [
+            runtime.database_requests.running
+        ]
+        runs = [(1, runtime.database_requests.running)] + [(50, n) for n in counts]
+        for at_once, running in runs:
+            runtime.database_requests = Admission(
+                total=requests_at_once(runtime.engine), running=running
+            )
             per_request, rate = await _run(app, args.path, token, args.requests, at_once)
             print(
-                f"GET {args.path}, {at_once:>2} at once: {per_request:.2f} ms CPU a request, "
-                f"{rate:.0f} req/s ({args.requests} requests, in process, no TLS)",
+                f"GET {args.path} on {database}, {at_once:>2} at once, {running} running: "
+                f"{per_request:.2f} ms CPU a request, {rate:.0f} req/s "
+                f"({args.requests} requests, in process, no TLS)",
                 flush=True,
             )
         runtime.engine.dispose()
