@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+
 from tests.integration.test_api import bearer, create_client, get_token
 from tests.support.appliance import start_appliance
 
@@ -26,6 +28,17 @@ DECLARED = 64 * 1024
 def _metric(text: str, name: str) -> float:
     line = next(line for line in text.splitlines() if line.startswith(name + " "))
     return float(line.split()[1])
+
+
+def _outlasting_when(api: httpx.Client, expected: int, within: float = 15.0) -> float:
+    """The appliance's count of requests past their turn, once it reaches `expected` (or
+    whatever it is after `within` seconds). Every scrape is itself a database request."""
+    deadline = time.monotonic() + within
+    while True:
+        found = _metric(api.get("/metrics").text, "bastion_database_requests_outlasting")
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_reads_are_answered_while_slow_uploads_hold_their_turns(tmp_path: Path) -> None:
@@ -53,7 +66,7 @@ def test_reads_are_answered_while_slow_uploads_hold_their_turns(tmp_path: Path) 
             uploads = [pool.submit(upload) for _ in range(STALLED)]
             try:
                 sending.wait(10)
-                time.sleep(0.5)  # each has held its turn far longer than a turn lasts
+                outlasting = _outlasting_when(api, STALLED)  # each is inside, past its turn
                 started = time.monotonic()
                 reads = [api.get("/api/v1/audit", params={"limit": 1}) for _ in range(10)]
                 took = time.monotonic() - started
@@ -62,6 +75,7 @@ def test_reads_are_answered_while_slow_uploads_hold_their_turns(tmp_path: Path) 
             finally:
                 release.set()
             answered = [u.result(60) for u in uploads]
+        assert outlasting == STALLED
         assert [r.status_code for r in reads] == [200] * 10
         assert took < 5, f"ten reads took {took:.1f} s beside the stalled uploads"
         assert _metric(scraped, "bastion_database_requests_outlasting") == STALLED
