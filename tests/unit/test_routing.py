@@ -5,13 +5,16 @@ signature, dependencies and response model still shape the route."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, field_validator
+from starlette.routing import BaseRoute, Match, WebSocketRoute
+from starlette.types import Scope
 
 from bastion.entrypoints.web import ROUTERS
 from bastion.platform.web import docs
@@ -101,3 +104,56 @@ def test_every_route_of_the_site_takes_one_trip(router: APIRouter) -> None:
     assert all(isinstance(route, OneTripRoute) for route in routes), [
         route.path for route in routes if not isinstance(route, OneTripRoute)
     ]
+
+
+@pytest.mark.anyio
+async def test_a_router_is_skipped_for_paths_none_of_its_routes_begins_with() -> None:
+    router = Router()
+    tried: list[str] = []
+    async with _app(router) as client:
+        for route in router.routes:  # record every route FastAPI tries the request on
+            original = route.matches
+
+            def matches(scope: Scope, original: Any = original, path: str = route.path) -> Any:
+                tried.append(path)
+                return original(scope)
+
+            route.matches = matches  # type: ignore[method-assign]
+        assert (await client.get("/other-things/7")).status_code == 404
+        assert tried == []  # no route of the router was tried
+        assert (await client.get("/things/7")).status_code == 200
+        assert "/things/{thing_id:int}" in tried
+        assert (await client.post("/things/7")).status_code == 405  # found, not that method
+        assert (await client.get("/first-thing")).status_code == 200
+
+
+SAMPLES = {
+    "int": "7",
+    "float": "1.5",
+    "path": "a/b",
+    "uuid": "0b8e4b8e-7a3c-4e8e-9a51-3f0f6d2a1c11",
+}
+
+
+def _sample(path: str) -> str:
+    """A path the route matches: each parameter given a value of its kind."""
+    return re.sub(r"{[^}:]+(?::([^}]+))?}", lambda m: SAMPLES.get(m.group(1) or "", "x"), path)
+
+
+def _scope(route: BaseRoute) -> dict[str, object]:
+    kind = "websocket" if isinstance(route, WebSocketRoute) else "http"
+    methods = sorted(getattr(route, "methods", None) or {"GET"})
+    path = _sample(str(getattr(route, "path", "")))
+    return {"type": kind, "path": path, "root_path": "", "method": methods[0], "headers": []}
+
+
+@pytest.mark.parametrize("router", [*ROUTERS, docs.router], ids=lambda r: r.prefix or "/")
+def test_every_route_of_the_site_is_still_found(router: APIRouter) -> None:
+    app = FastAPI()
+    app.include_router(router)
+    assert router.routes
+    for route in router.routes:
+        scope = _scope(route)
+        assert route.matches(scope)[0] is Match.FULL, scope  # the sample is the route's
+        found = max((r.matches(scope)[0] for r in app.router.routes), key=lambda m: m.value)
+        assert found is Match.FULL, f"{scope['method']} {scope['path']} is not found"
