@@ -109,7 +109,10 @@ def _database(postgres: bool) -> Iterator[str | None]:
         return
     bindir = find_binaries()
     if bindir is None:
-        raise SystemExit("--postgres needs the PostgreSQL server binaries (initdb, pg_ctl).")
+        raise SystemExit(
+            "--postgres needs the PostgreSQL server binaries (initdb, pg_ctl): "
+            "install the Debian package postgresql, or leave out --postgres."
+        )
     with postgres_server(bindir, "127.0.0.60") as server:
         yield server.create_database("bench")
 
@@ -141,10 +144,9 @@ async def main() -> None:
             uow.commit()
         token = await _token(app, made.client.client_id, made.client_secret)
         database = runtime.engine.dialect.name
-        counts = [int(n) for n in args.running.split(",") if n] or [
-            runtime.database_requests.running
-        ]
-        runs = [(1, runtime.database_requests.running)] + [(50, n) for n in counts]
+        usual = runtime.database_requests.running
+        counts = [int(n) for n in args.running.split(",") if n] or [usual]
+        runs = [(1, usual)] + [(50, n) for n in counts]
         for at_once, running in runs:
             runtime.database_requests = Admission(
                 total=requests_at_once(runtime.engine), running=running

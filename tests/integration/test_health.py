@@ -139,9 +139,9 @@ async def test_metrics_show_how_requests_take_turns_at_the_database(
     settings: ApplianceSettings,
 ) -> None:
     runtime = initialised(settings)
+    registry = create_app(runtime).state.metrics.registry
     turns = Admission(total=10, running=2, quick_for=0.5)  # wide margins for a busy machine
     runtime.database_requests = turns
-    registry = create_app(runtime).state.metrics.registry
 
     def scraped() -> dict[str, float | None]:
         names = ("running", "outlasting", "waiting", "outlasted_total")

@@ -28,7 +28,6 @@ from bastion.accounts.service import AccountsSetup
 from bastion.failover import shared_ips
 from bastion.failover.service import FailoverSetup
 from bastion.platform import build
-from bastion.platform.admission import Admission
 from bastion.platform.db.engine import database_size_bytes
 from bastion.platform.runtime import Runtime
 from bastion.platform.web import answers
@@ -155,7 +154,7 @@ class Metrics:
         signed_in.set_function(lambda: _signed_in(runtime))
         size = Gauge("bastion_database_size_bytes", "Stored data", registry=self.registry)
         size.set_function(lambda: database_size_bytes(runtime.engine))
-        self.registry.register(DatabaseTurns(runtime.database_requests))
+        self.registry.register(DatabaseTurns(runtime))
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Counts and times every answer by method, route and status (a crash as 500)."""
@@ -221,13 +220,14 @@ class Metrics:
 
 class DatabaseTurns:
     """How this worker's requests take turns at the database (`platform.admission`), read
-    at each scrape. The scrape itself holds a turn while it is answered."""
+    from the runtime's admission at each scrape. The scrape itself holds a turn while it
+    is answered."""
 
-    def __init__(self, admission: Admission) -> None:
-        self._admission = admission
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
-        turns = self._admission
+        turns = self._runtime.database_requests
         yield GaugeMetricFamily(
             "bastion_database_requests_running",
             "Requests within their turn at the database",
