@@ -25,6 +25,12 @@ REQUIRE_ALL = os.environ.get("BASTION_REQUIRE_ALL_TESTS") == "1"
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+# The suite's worker processes (pytest-xdist) are given COLUMNS=80 and LINES=24. Terminal
+# output made at import (the console's Rich consoles) would keep that width for the whole
+# run, so a test's own COLUMNS would not reach it; every process starts as a plain one does.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 # Properties are checked for what they assert, not for speed: on a busy 2-core machine an
 # example may take longer than Hypothesis's default 200 ms deadline.
 settings.register_profile("bastion", deadline=None)
