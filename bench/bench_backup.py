@@ -4,9 +4,9 @@ The site: 10,000 accounts and 1,000,000 audit entries (several hundred MB of SQL
 Backup is compared with `sqlite3 .backup | zstd | openssl enc`; restore (into a copy of
 the live site, as an appliance restores) with `openssl enc -d | zstd -d` followed by
 `sqlite3 live.sqlite ".restore restored.sqlite"`. Each side runs in a child process so
-that its peak resident memory is its own. With `--rounds N` each restore runs N times,
-alternating ours and theirs, and the median of each is reported (the machine's noise
-then hits both alike).
+that its peak resident memory and its CPU time (user and system, all its threads and
+processes) are its own. With `--rounds N` each restore runs N times, alternating ours
+and theirs, and the median of each is reported (the machine's noise then hits both alike).
 
     uv run python bench/bench_backup.py [--audit 1000000] [--accounts 10000] [--rounds 3]
                                         [--profile]
@@ -81,6 +81,7 @@ def child(role: str, data_dir: Path, target: Path) -> None:
     engine = make_engine(f"sqlite:///{data_dir / 'db' / 'bastion.sqlite'}")
     site = backups.BackupSite(engine, Base.metadata, data_dir, "bench.example", "1.0.0")
     actor = Actor(Principal("bench", Role.ADMINISTRATOR), "127.0.0.1")
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if role == "backup":
         backups.write_file(site, target.parent, PASSPHRASE, "bench").rename(target)
@@ -93,8 +94,11 @@ def child(role: str, data_dir: Path, target: Path) -> None:
         with target.open("rb") as upload:
             backups.restore(site, actor, upload, PASSPHRASE)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_kib": peak}))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    print(
+        json.dumps({"seconds": seconds, "peak_kib": after.ru_maxrss, "user": user, "sys": system})
+    )
 
 
 def print_steps(stats: pstats.Stats) -> None:
@@ -119,12 +123,13 @@ def run_child(role: str, data_dir: Path, target: Path) -> dict[str, float]:
 
 
 def pipeline(command: str) -> dict[str, float]:
-    """A shell pipeline's time and the largest resident size of its processes."""
+    """A shell pipeline's time, the largest resident size of its processes and their CPU."""
     script = (
         "import resource, subprocess, sys, time, json;"
         "t=time.perf_counter(); subprocess.run(sys.argv[1], shell=True, check=True);"
-        "print(json.dumps({'seconds': time.perf_counter()-t,"
-        " 'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
+        "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(json.dumps({'seconds': time.perf_counter()-t, 'peak_kib': r.ru_maxrss,"
+        " 'user': r.ru_utime, 'sys': r.ru_stime}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, command], capture_output=True, text=True, check=True
@@ -226,7 +231,8 @@ def report(
     theirs_bytes: int,
 ) -> None:
     mib = size / 2**20
-    print(f"{'':<34}{'seconds':>9}{'MiB/s':>9}{'peak MiB':>10}{'file MiB':>10}")
+    heads = f"{'seconds':>9}{'MiB/s':>9}{'peak MiB':>10}{'file MiB':>10}{'CPU user/sys s':>16}"
+    print(f"{'':<34}{heads}")
     for name, m, out in (
         ("bastion backup", ob, ours_bytes),
         ("sqlite3 .backup | zstd | openssl", tb, theirs_bytes),
@@ -236,6 +242,7 @@ def report(
         print(
             f"{name:<34}{m['seconds']:>9.1f}{mib / m['seconds']:>9.0f}"
             f"{m['peak_kib'] / 1024:>10.0f}{out / 2**20:>10.0f}"
+            f"{m['user']:>10.2f}/{m['sys']:.2f}"
         )
     print(f"ratio backup  (bastion / pipeline): {ob['seconds'] / tb['seconds']:.1f}x")
     print(f"ratio restore (bastion / pipeline): {orr['seconds'] / tr['seconds']:.1f}x")
