@@ -24,6 +24,9 @@ from tests.support.tls_relay import TlsRelay
 
 SITE = "site.failover.test"
 KEY = "a shared inter-appliance key"
+UNUSED_HOST = "127.0.0.241"
+"""An address no other test file uses: a port found free on it stays closed while the other
+test process runs its own files."""
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_establishing_is_refused_with_what_failed_then_succeeds(pair: tuple[Site
 
     set_key(backup, KEY)
     backup_address = (backup.appliance.host, backup.appliance.port)
-    with TlsRelay("127.0.0.43", backup_address).running() as relay:
+    with TlsRelay(UNUSED_HOST, backup_address).running() as relay:
         status, body = establish(primary, backup, backup_host=relay.host, backup_port=relay.port)
     assert relay.relayed >= 1
     assert status == 409, body
@@ -89,8 +92,8 @@ def test_establishing_is_refused_with_what_failed_then_succeeds(pair: tuple[Site
     status, body = establish(primary, backup, reverse_host=SITE.upper())
     assert status == 400 and "shared site hostname" in message(body)
 
-    closed = free_port("127.0.0.43")
-    status, body = establish(primary, backup, backup_host="127.0.0.43", backup_port=closed)
+    closed = free_port(UNUSED_HOST)
+    status, body = establish(primary, backup, backup_host=UNUSED_HOST, backup_port=closed)
     assert status == 409 and "cannot be reached" in message(body)
 
     status, body = establish(primary, backup, reverse_port=closed)

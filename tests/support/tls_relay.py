@@ -47,6 +47,7 @@ class TlsRelay:
                 asyncio.run_coroutine_threadsafe(self._stop(server), self._loop).result(10)
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(10)
+                self._loop.close()
 
     async def _serve(self, accepting: ssl.SSLContext) -> asyncio.Server:
         return await asyncio.start_server(self._relay, self.host, self.port, ssl=accepting)
