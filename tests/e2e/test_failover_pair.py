@@ -25,8 +25,8 @@ from tests.support.tls_relay import TlsRelay
 SITE = "site.failover.test"
 KEY = "a shared inter-appliance key"
 UNUSED_HOST = "127.0.0.241"
-"""An address no other test file uses: a port found free on it stays closed while the other
-test process runs its own files."""
+"""An address no other test file listens on (the suite runs two test processes at once), so
+a port found free on it stays closed while this test uses it."""
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,8 @@ def test_establishing_is_refused_with_what_failed_then_succeeds(pair: tuple[Site
     status, body = establish(primary, backup, backup_host=UNUSED_HOST, backup_port=closed)
     assert status == 409 and "cannot be reached" in message(body)
 
-    status, body = establish(primary, backup, reverse_port=closed)
+    closed_back = free_port(primary.appliance.host)
+    status, body = establish(primary, backup, reverse_port=closed_back)
     assert status == 409 and "could not reach the primary back" in message(body)
     assert health(backup)["failover_role"] == "none"
     assert health(primary)["failover_role"] == "none"
