@@ -77,6 +77,13 @@ def test_a_shell_in_the_browser_runs_a_command_and_ends(
     expect(row).to_contain_text("Servers")
     status = page.locator("#session-status")
 
+    unscripted = context.new_page()  # until the page's script runs, nothing can be started
+    unscripted.route("**/web-console.js", lambda route: route.abort())
+    unscripted.goto(f"{appliance.url}/console")
+    expect(unscripted.locator("#jump-items tbody tr").first).to_contain_text("Servers")
+    expect(unscripted.get_by_role("button", name="Start session").first).to_be_disabled()
+    unscripted.close()
+
     row.locator("input[name=csrf_token]").evaluate("input => { input.value = 'forged'; }")
     row.get_by_role("button", name="Start session").click()
     expect(page.locator("#console-error")).to_contain_text("not sent from this site")

@@ -159,10 +159,15 @@
       });
   }
 
+  // The buttons come disabled: a click before this script ran would post the plain form
+  // and show its JSON answer instead of a terminal.
   document.querySelectorAll("form.start-session").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       start(form);
+    });
+    form.querySelectorAll("button[data-ready-with-script]").forEach(function (button) {
+      button.disabled = false;
     });
   });
 
