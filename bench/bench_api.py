@@ -12,7 +12,9 @@ rounds so that the machine's other load falls on all three alike:
 - the appliance's `GET /check_health` (goal: at least 0.7 x the peer's rate);
 - the appliance's `GET /api/v1/accounts` with the bearer token (goal: p99 under 100 ms).
 
-Prints every run, then the median and the range of each figure and the ratio per round.
+Prints every run with the serving process's CPU time per request answered (the figure
+the machine's noise moves least), then the median and the range of each figure and the
+ratio per round.
 
     uv run python bench/bench_api.py [--seconds 10] [--rounds 3] [--connections 50]
 """
@@ -28,7 +30,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,6 +51,8 @@ READ_GOAL_P99_MS = 100.0
 class Target:
     name: str
     url: str
+    serving: tuple[int, ...]
+    """The processes that serve it (their CPU time is counted)."""
     script: Path | None = None
 
 
@@ -59,11 +63,13 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0
+    """CPU time of the serving processes per request answered, in microseconds."""
 
     def row(self) -> str:
         return (
             f"{self.target:<24} {self.rate:>9.0f} {self.p50_ms:>8.1f} {self.p99_ms:>8.1f} "
-            f"{self.errors:>7}"
+            f"{self.errors:>7} {self.cpu_us:>8.1f}"
         )
 
 
@@ -93,13 +99,44 @@ def drive(target: Target, seconds: int, connections: int) -> Run:
     command = [WRK, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", target.url]
     if target.script is not None:
         command[1:1] = ["-s", str(target.script)]
+    before = cpu_seconds(target.serving)
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return parse_wrk(target.name, result.stdout)
+    spent = cpu_seconds(target.serving) - before
+    answered = int(re.search(r"(\d+) requests in", result.stdout).group(1))  # type: ignore[union-attr]
+    return replace(parse_wrk(target.name, result.stdout), cpu_us=spent / answered * 1e6)
+
+
+def cpu_seconds(pids: tuple[int, ...]) -> float:
+    """User and system CPU time of the processes so far (`/proc/<pid>/stat`)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def appliance_workers(app: RunningAppliance) -> tuple[int, ...]:
+    """The appliance's serving worker: the child of its supervisor running the worker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if parent == app.process.pid and b"bastion.entrypoints.worker" in command:
+            found.append(int(entry.name))
+    if not found:
+        sys.exit("The appliance's worker process was not found.")
+    return tuple(found)
 
 
 @contextmanager
-def peer(certs: Path, processes: int) -> Iterator[str]:
-    """The minimal app on its own listening socket, in `processes` processes."""
+def peer(certs: Path, processes: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """The minimal app on its own listening socket, in `processes` processes: its URL and
+    their process ids."""
     address = parse_listen_address(f"{PEER_HOST}:{free_port(PEER_HOST)}")
     listening = bind(address)
     script = Path(__file__).with_name("minimal_app.py")
@@ -111,7 +148,7 @@ def peer(certs: Path, processes: int) -> Iterator[str]:
     ]
     listening.close()
     try:
-        yield f"https://{address}"
+        yield f"https://{address}", tuple(child.pid for child in children)
     finally:
         for child in children:
             child.terminate()
@@ -126,6 +163,7 @@ def summary(runs: list[Run]) -> str:
         f"{runs[0].target:<24} {statistics.median(rates):>9.0f} ({min(rates):.0f}-{max(rates):.0f})"
         f"  p50 {statistics.median(r.p50_ms for r in runs):.1f} ms"
         f"  p99 {statistics.median(p99s):.1f} ms ({min(p99s):.1f}-{max(p99s):.1f})"
+        f"  CPU {statistics.median(r.cpu_us for r in runs):.1f} us/request"
     )
 
 
@@ -174,15 +212,17 @@ def main() -> None:
         script = Path(tmp) / "bearer.lua"
         script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
         workers = 1
-        with peer(app.data_dir / "certs", workers) as peer_url:
+        with peer(app.data_dir / "certs", workers) as (peer_url, peer_pids):
+            serving = appliance_workers(app)
             targets = [
-                Target("peer GET /", f"{peer_url}/"),
-                Target("GET /check_health", f"{app.url}/check_health"),
-                Target("GET /api/v1/accounts", f"{app.url}/api/v1/accounts", script),
+                Target("peer GET /", f"{peer_url}/", peer_pids),
+                Target("GET /check_health", f"{app.url}/check_health", serving),
+                Target("GET /api/v1/accounts", f"{app.url}/api/v1/accounts", serving, script),
             ]
             for target in targets:  # warm up: connections, caches, the thread pool
                 drive(target, 2, args.connections)
-            print(f"{'target':<24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            heads = f"{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us':>8}"
+            print(f"{'target':<24} {heads}")
             rounds = []
             for _ in range(args.rounds):
                 runs = [drive(t, args.seconds, args.connections) for t in targets]
