@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request, Response
@@ -38,6 +39,8 @@ router = Router(include_in_schema=False)
 
 
 PING_TIMEOUT_SECONDS = 5.0
+ANSWER_KEPT_SECONDS = 0.05
+"""How long a health check may answer from the database's last yes without asking it."""
 HEALTH = "/check_health"
 
 
@@ -45,18 +48,24 @@ class HealthProbe:
     """Reaches the database on a thread of its own, so that health answers even while every
     shared worker thread is busy (a flood of sign-ins or page loads).
 
-    Health checks that arrive while a question is out share its answer: a load balancer
-    polling hard costs one database round trip at a time, not one per poll.
+    Health checks that arrive while a question is out share its answer, and a yes is kept
+    for `ANSWER_KEPT_SECONDS`: a load balancer polling hard costs at most one database
+    round trip at a time and twenty a second, however often it asks, and most of its
+    checks are answered without leaving the event loop. A no is never kept: the check
+    after it asks again.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, runtime: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
+        self._runtime, self._clock = runtime, clock
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="health")
         self._asking: asyncio.Future[bool] | None = None
+        self._answered_yes_at = -math.inf
 
     async def database_answers(self) -> bool:
-        """Whether the database answers within `PING_TIMEOUT_SECONDS` of the question that
-        this call shares."""
+        """Whether the database answered within the last `ANSWER_KEPT_SECONDS`, or answers
+        within `PING_TIMEOUT_SECONDS` of the question that this call shares."""
+        if self._clock() - self._answered_yes_at < ANSWER_KEPT_SECONDS:
+            return True
         if self._asking is None:
             loop = asyncio.get_running_loop()
             answer: asyncio.Future[bool] = loop.create_future()
@@ -73,8 +82,10 @@ class HealthProbe:
             self._asking = answer
         return await asyncio.shield(self._asking)
 
-    def _answered(self, _asked: asyncio.Future[bool]) -> None:
+    def _answered(self, asked: asyncio.Future[bool]) -> None:
         self._asking = None
+        if asked.result():
+            self._answered_yes_at = self._clock()
 
     def _ping(self) -> bool:
         try:
