@@ -1,20 +1,16 @@
-"""The snapshot a backup holds, taken from a live SQLite site while others read and write.
-
-The snapshot is the database file itself when its write-ahead log can be emptied, or
-SQLite's online backup when a reader or a writer keeps the log from being emptied; either
-way it holds exactly what was committed when it was taken.
+"""The snapshot a backup holds, taken from a live SQLite site while others read and write:
+exactly what was committed when it was taken, and nothing taken from under the others.
 """
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +18,10 @@ from bastion.backups import service as backups
 from bastion.backups import site_tables
 from tests.integration.test_backup_restore import make_site
 
+OPEN_AND_CLOSE = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+    " c.execute('SELECT COUNT(*) FROM sqlite_master').fetchone(); c.close()"
+)
 ROW = "INSERT INTO audit_log (at, actor, action, target, details, source) VALUES (?,?,?,?,?,?)"
 
 
@@ -40,20 +40,6 @@ def rows_in(snapshot: Path) -> int:
 
 
 @pytest.fixture
-def copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
-    """The files copied whole (the snapshot taken from the file itself)."""
-    copied: list[Path] = []
-    copy = shutil.copyfile
-
-    def recorded(source: Any, target: Any, **options: Any) -> Any:
-        copied.append(Path(source))
-        return copy(source, target, **options)
-
-    monkeypatch.setattr(shutil, "copyfile", recorded)
-    yield copied
-
-
-@pytest.fixture
 def site(tmp_path: Path) -> backups.BackupSite:
     return make_site(tmp_path / "site")
 
@@ -69,16 +55,29 @@ def snapshot(site: backups.BackupSite, target: Path) -> Path:
     return target
 
 
-def test_an_idle_site_is_copied_from_its_file_and_holds_every_commit(
-    site: backups.BackupSite, tmp_path: Path, copies: list[Path]
+def test_a_snapshot_leaves_the_locks_of_this_process_in_place(
+    site: backups.BackupSite, tmp_path: Path
 ) -> None:
-    add_rows(site, 50)
-    assert rows_in(snapshot(site, tmp_path / "snapshot.sqlite")) == 50
-    assert copies == [Path(site.engine.url.database or "")]
+    """A connection of another process that closes must not take itself for the last one
+    (and remove the write-ahead log) while this process still has the database open: a
+    snapshot that opened and closed the database file itself would drop this process's
+    locks on it."""
+    database = Path(site.engine.url.database or "")
+    log = database.with_name(database.name + "-wal")
+    with closing(live_connection(site)) as holder:
+        holder.execute("SELECT COUNT(*) FROM accounts").fetchone()  # the database open here
+        add_rows(site, 5)
+        snapshot(site, tmp_path / "snapshot.sqlite")
+        assert log.exists()
+        subprocess.run([sys.executable, "-c", OPEN_AND_CLOSE, str(database)], check=True)
+        assert log.exists(), "another process removed the log from under this one"
+        add_rows(site, 5)
+    assert rows_in(snapshot(site, tmp_path / "after.sqlite")) == 10
 
 
 def test_commits_a_reader_keeps_in_the_log_are_in_the_snapshot(
-    site: backups.BackupSite, tmp_path: Path, copies: list[Path]
+    site: backups.BackupSite,
+    tmp_path: Path,
 ) -> None:
     with closing(live_connection(site)) as reader:
         reader.execute("BEGIN")
@@ -86,11 +85,11 @@ def test_commits_a_reader_keeps_in_the_log_are_in_the_snapshot(
         add_rows(site, 100)
         assert rows_in(snapshot(site, tmp_path / "snapshot.sqlite")) == 100
         reader.execute("ROLLBACK")
-    assert copies == []  # the file alone did not hold them: SQLite's online backup did
 
 
 def test_a_transaction_still_open_is_not_in_the_snapshot(
-    site: backups.BackupSite, tmp_path: Path, copies: list[Path]
+    site: backups.BackupSite,
+    tmp_path: Path,
 ) -> None:
     add_rows(site, 10)
     with closing(live_connection(site)) as writer:
@@ -99,11 +98,11 @@ def test_a_transaction_still_open_is_not_in_the_snapshot(
         writer.executemany(ROW, [row(n, "x" * 2000) for n in range(2000)])
         assert rows_in(snapshot(site, tmp_path / "snapshot.sqlite")) == 10
         writer.execute("ROLLBACK")
-    assert copies == []
 
 
 def test_snapshots_taken_while_a_writer_commits_are_each_one_whole_state(
-    site: backups.BackupSite, tmp_path: Path, copies: list[Path]
+    site: backups.BackupSite,
+    tmp_path: Path,
 ) -> None:
     """Every transaction adds two rows: a snapshot with an odd count caught half of one."""
     stop = threading.Event()
@@ -131,4 +130,3 @@ def test_snapshots_taken_while_a_writer_commits_are_each_one_whole_state(
         writing.join()
     for before, found in counts:
         assert found % 2 == 0 and found >= before
-    assert copies, "no snapshot was copied from the file while the writer paused"

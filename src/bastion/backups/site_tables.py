@@ -4,9 +4,8 @@ The snapshot is a SQLite database holding the site tables at the schema revision
 they were taken at (its `alembic_version` travels with it), so an older snapshot
 is brought forward by the same migrations as the appliance itself.
 
-- From SQLite, the snapshot is one consistent copy of the live database taken while
-  the appliance keeps serving (the file itself when its write-ahead log can be emptied,
-  else SQLite's online backup), with machine state removed.
+- From SQLite, the snapshot is SQLite's online backup of the live database (one
+  consistent copy while the appliance keeps serving), with machine state removed.
 - From PostgreSQL, the site tables are copied row by row in one REPEATABLE READ
   transaction into a new SQLite file migrated to the same revision.
 
@@ -24,7 +23,6 @@ capability defines its tables (``info={"machine": True}`` on a table,
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -131,46 +129,15 @@ def take(engine: Engine, metadata: MetaData, target: Path, unseal: KeyTransform)
 
 
 def _copy_sqlite_file(engine: Engine, target: Path) -> None:
-    """One consistent copy of the live database, taken while others keep working.
+    """SQLite's online backup: one consistent copy, taken while others keep writing.
 
-    When the write-ahead log can be folded into the file and emptied at once, the file
-    alone holds the database, and a read transaction begun then keeps it so: a checkpoint
-    never writes past the end of a reader's view, which for such a reader is the file
-    itself. Its bytes are then copied by the kernel, several times cheaper than page by
-    page. When the log cannot be emptied without waiting (a reader or a writer is on
-    it), SQLite's online backup copies the database instead."""
-    source = Path(engine.url.database or "")
-    with closing(sqlite3.connect(source, timeout=30, isolation_level=None)) as live:
-        if _log_emptied(live, source):
-            live.execute("BEGIN")
-            try:
-                live.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                if _log_size(source) == 0:  # still empty: this reader reads the file alone
-                    shutil.copyfile(source, target)
-                    return
-            finally:
-                live.execute("ROLLBACK")
-        with closing(scratch_connection(target)) as copy:
-            live.backup(copy)
-
-
-def _log_emptied(live: sqlite3.Connection, path: Path) -> bool:
-    """Fold the write-ahead log into the file and empty it, without waiting for anyone."""
-    live.execute("PRAGMA busy_timeout=0")
-    try:
-        (busy, _frames, _folded) = live.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    except sqlite3.OperationalError:  # the database is locked this instant
-        return False
-    finally:
-        live.execute("PRAGMA busy_timeout=30000")
-    return busy == 0 and _log_size(path) == 0
-
-
-def _log_size(path: Path) -> int:
-    try:
-        return path.with_name(path.name + "-wal").stat().st_size
-    except FileNotFoundError:
-        return 0
+    Not a copy of the file's bytes: closing a descriptor of the database file in this
+    process would drop every lock SQLite holds on it here (POSIX locks belong to the
+    process), and a connection of another process closing then takes itself for the
+    last one and removes the write-ahead log from under the others."""
+    source = engine.url.database or ""
+    with closing(sqlite3.connect(source)) as live, closing(scratch_connection(target)) as copy:
+        live.backup(copy)
 
 
 def _copy_rows(source: Engine, target: Engine, tables: list[Table]) -> None:
