@@ -29,6 +29,7 @@ from bastion.platform.clock import utc_now
 from bastion.platform.db.engine import known_revisions, migrate_to, schema_revision
 from bastion.platform.errors import InvalidInputError
 from bastion.platform.principals import Actor
+from bastion.platform.settings import SCRATCH_DIR
 from bastion.platform.unit_of_work import UnitOfWork
 
 DATABASE_MEMBER = "site.sqlite.zst"
@@ -59,7 +60,7 @@ class BackupSite:
 
     @property
     def scratch_dir(self) -> Path:
-        path = self.data_dir / "tmp"
+        path = self.data_dir / SCRATCH_DIR
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_GATEWAY_PORT = 8444
 
 
+SCRATCH_DIR = "tmp"
+"""The data directory's scratch directory, by name."""
+
+
 class ApplianceSettings(BaseSettings):
     """Everything the appliance process needs to start; passed in, never read globally."""
 
@@ -141,6 +145,12 @@ class ApplianceSettings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "state"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Files being received, taken or restored; what a crash leaves here is removed
+        at the next start (`supervisor.launch`)."""
+        return self.data_dir / SCRATCH_DIR
 
     @property
     def gateway(self) -> str | None:

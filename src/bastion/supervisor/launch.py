@@ -12,6 +12,9 @@ import asyncio
 import fcntl
 import logging
 import os
+import shutil
+import time
+from pathlib import Path
 
 from bastion.platform import build
 from bastion.platform.settings import ApplianceSettings
@@ -21,6 +24,8 @@ from bastion.supervisor.slots import BASE, CURRENT, Releases
 
 log = logging.getLogger("bastion.supervisor")
 FACTORY_BASE = f"base-{build.BASE_VERSION}"
+SCRATCH_KEPT_SECONDS = 3600.0
+"""Scratch entries nothing wrote to for this long are what an earlier run left."""
 
 
 def prepare(settings: ApplianceSettings) -> Releases:
@@ -73,8 +78,59 @@ def main(settings: ApplianceSettings) -> int:
         reason = recover(settings)
         if reason is not None:
             log.warning("the last install was interrupted: %s", reason)
+        entries, size = sweep_scratch(settings.scratch_dir)
+        if entries:
+            log.warning(
+                "removed %d scratch file(s) an earlier run left in %s (%.1f MiB)",
+                entries,
+                settings.scratch_dir,
+                size / 2**20,
+            )
         wanted = releases.target(BASE) or FACTORY_BASE
         running = os.environ.get("BASTION_BASE_SLOT", FACTORY_BASE)
         if wanted != running:
             exec_supervisor(settings, releases, wanted, {LOCK_ENV: str(_held[0])})
     return asyncio.run(Supervisor(settings, inherited).run())
+
+
+def sweep_scratch(
+    directory: Path, kept_seconds: float = SCRATCH_KEPT_SECONDS, now: float | None = None
+) -> tuple[int, int]:
+    """Remove what a crash left in the scratch directory (a backup being restored, an
+    upload being received): each entry nothing has written to for `kept_seconds`. A
+    console command working beside the appliance keeps its own entry fresh. Returns how
+    many entries went and their size in bytes."""
+    moment = time.time() if now is None else now
+    entries = size = 0
+    try:
+        found = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0, 0
+    for entry in found:
+        try:
+            newest, bytes_in = _newest_write(entry)
+            if moment - newest < kept_seconds:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove: the start goes on
+            continue
+        entries, size = entries + 1, size + bytes_in
+    return entries, size
+
+
+def _newest_write(entry: Path) -> tuple[float, int]:
+    """The latest modification time under `entry` (itself included) and its size."""
+    status = entry.lstat()
+    newest, size = status.st_mtime, status.st_size
+    if entry.is_dir() and not entry.is_symlink():
+        for root, directories, files in os.walk(entry):
+            for name in [*directories, *files]:
+                try:
+                    inner = (Path(root) / name).lstat()
+                except FileNotFoundError:
+                    continue
+                newest, size = max(newest, inner.st_mtime), size + inner.st_size
+    return newest, size

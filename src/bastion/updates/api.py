@@ -188,7 +188,7 @@ async def upload_bundle(
     Every package it carries is verified; importing the same bundle again says so."""
     limit = runtime.settings.update_upload_limit_bytes
     check_bundle_length(request, limit)
-    with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
+    with bundle_file(runtime.settings.scratch_dir) as (path, out):
         await copy_stream(request.stream(), out, limit)
         return await run_in_threadpool(_import, runtime, uow, actor, path)
 

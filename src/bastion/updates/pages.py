@@ -139,7 +139,7 @@ def _import(
     limit: int,
 ) -> updates.BundleImport:
     setup = update_setup(runtime)
-    with bundle_file(runtime.settings.data_dir / "tmp") as (path, out):
+    with bundle_file(runtime.settings.scratch_dir) as (path, out):
         copy_file(upload.file, out, limit)
         label = upload.filename or path.name
         done = updates.import_bundle(uow, setup, page_actor(request, current), path, label)
