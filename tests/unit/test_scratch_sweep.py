@@ -41,3 +41,9 @@ def test_entries_nothing_wrote_to_for_an_hour_go_and_fresh_ones_stay(tmp_path: P
 
 def test_no_scratch_directory_is_nothing_to_do(tmp_path: Path) -> None:
     assert sweep_scratch(tmp_path / "tmp", now=NOW) == (0, 0)
+
+
+def test_a_scratch_path_that_is_no_directory_leaves_the_start_alone(tmp_path: Path) -> None:
+    written(tmp_path / "tmp", OLD)
+    assert sweep_scratch(tmp_path / "tmp", now=NOW) == (0, 0)
+    assert (tmp_path / "tmp").is_file()

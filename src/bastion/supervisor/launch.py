@@ -104,7 +104,7 @@ def sweep_scratch(
     entries = size = 0
     try:
         found = list(directory.iterdir())
-    except FileNotFoundError:
+    except OSError:  # none yet, or not readable: nothing to do at this start
         return 0, 0
     for entry in found:
         try:
