@@ -29,4 +29,4 @@ def test_a_restore_a_crash_left_in_the_scratch_directory_is_removed_at_the_next_
     with start_appliance(tmp_path, host=HOST, data_dir=data) as appliance:
         assert not left.exists() and fresh.exists()
         log = appliance.log_path.read_text()
-    assert "removed 1 scratch file(s) an earlier run left in" in log and "(1.0 MiB)" in log
+    assert "removed 1 leftover item(s) of an earlier run from" in log and "(1.0 MiB)" in log

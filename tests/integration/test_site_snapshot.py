@@ -130,3 +130,20 @@ def test_snapshots_taken_while_a_writer_commits_are_each_one_whole_state(
         writing.join()
     for before, found in counts:
         assert found % 2 == 0 and found >= before
+
+
+def test_scratch_files_are_never_synced_and_the_live_database_is(
+    site: backups.BackupSite, tmp_path: Path
+) -> None:
+    """A scratch file is deleted once used: syncing it wrote hundreds of MB to the disk
+    inside a restore for nothing. The live database keeps its own setting."""
+    scratch = site_tables.sqlite_engine(tmp_path / "scratch.sqlite")
+    try:
+        with scratch.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 0
+    finally:
+        scratch.dispose()
+    with closing(site_tables.scratch_connection(tmp_path / "other.sqlite")) as connection:
+        assert connection.execute("PRAGMA synchronous").fetchone() == (0,)
+    with site.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL

@@ -84,7 +84,7 @@ class HealthProbe:
 
     def _answered(self, asked: asyncio.Future[bool]) -> None:
         self._asking = None
-        if asked.result():
+        if not asked.cancelled() and asked.result():
             self._answered_yes_at = self._clock()
 
     def _ping(self) -> bool:

@@ -81,7 +81,7 @@ def main(settings: ApplianceSettings) -> int:
         entries, size = sweep_scratch(settings.scratch_dir)
         if entries:
             log.warning(
-                "removed %d scratch file(s) an earlier run left in %s (%.1f MiB)",
+                "removed %d leftover item(s) of an earlier run from %s (%.1f MiB)",
                 entries,
                 settings.scratch_dir,
                 size / 2**20,
